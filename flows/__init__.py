@@ -1,0 +1,1 @@
+"""Prefect flows that chain the numerflow stages, and the `numerflow` CLI."""

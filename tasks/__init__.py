@@ -1,0 +1,1 @@
+"""numerflow pipeline stages: each module's pure functions do one stage's work."""

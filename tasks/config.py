@@ -1,0 +1,140 @@
+"""numerflow's configuration: one typed object, one home.
+
+Values come from, highest priority first: keyword arguments, environment variables
+``NUMERFLOW_*`` (nested fields with ``__``, e.g. ``NUMERFLOW_TRAINING__NUM_BOOST_ROUND=500``),
+an optional TOML file (``./numerflow.toml``, or the path in ``NUMERFLOW_CONFIG``), then the
+defaults below. Every option is documented in ``docs/configuration.md``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class DemoSettings(BaseModel):
+    """The built-in synthetic market (offline, deterministic)."""
+
+    tickers: int = Field(600, ge=1, description="number of demo tickers")
+    years: float = Field(6.0, gt=0, description="years of daily bars")
+    signal: float = Field(0.5, ge=0, description="planted predictive signal strength (0 = pure noise)")
+    seed: int = Field(42, description="random seed; same seed, same market")
+
+
+class TargetSettings(BaseModel):
+    """Numerai-style forward-return target ("20D2L")."""
+
+    horizon: int = Field(20, ge=1, description="trading days of forward return")
+    lag: int = Field(2, ge=0, description="trading days between the data date and the start of the return")
+    bins: int = Field(5, ge=2, description="number of target bins (Numerai uses 5: 0, .25, .5, .75, 1)")
+
+
+class TrainingSettings(BaseModel):
+    """LightGBM and the validation split."""
+
+    params: dict[str, Any] = Field(
+        default_factory=lambda: {
+            # In the spirit of Numerai's example model, scaled to ~20 features.
+            "objective": "regression",
+            "learning_rate": 0.02,
+            "max_depth": 5,
+            "num_leaves": 31,
+            "colsample_bytree": 0.5,
+            "min_data_in_leaf": 200,
+            "bagging_fraction": 0.8,
+            "bagging_freq": 1,
+            "verbose": -1,
+        },
+        description="LightGBM parameters, passed as is",
+    )
+    num_boost_round: int = Field(300, ge=1, description="boosting rounds")
+    validation_fraction: float = Field(
+        0.25, gt=0, lt=1, description="share of the most recent dates held out for validation"
+    )
+    embargo_days: int = Field(
+        5,
+        ge=0,
+        description="extra calendar days between the last training target's end and validation start "
+        "(training rows are already purged so their targets end before validation starts)",
+    )
+    model_max_age_days: float = Field(
+        7.0, ge=0, description="a round retrains when the latest model is older than this"
+    )
+    num_threads: int = Field(0, ge=0, description="LightGBM threads (0 = all cores)")
+
+
+class SubmissionSettings(BaseModel):
+    min_tickers: int = Field(100, ge=1, description="Numerai's minimum number of valid universe tickers")
+
+
+class NumeraiSettings(BaseModel):
+    """Numerai account and API. Keys are secrets: never logged, never in reprs."""
+
+    public_id: SecretStr | None = Field(None, description="API public id (or env NUMERAI_PUBLIC_ID)")
+    secret_key: SecretStr | None = Field(None, description="API secret key (or env NUMERAI_SECRET_KEY)")
+    model_name: str | None = Field(None, description="model to submit for")
+    api_url: str = Field("https://api-tournament.numer.ai", description="GraphQL endpoint (testing, proxies)")
+
+
+class Settings(BaseSettings):
+    """Everything numerflow can be told. Build with ``load_settings()``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NUMERFLOW_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    data_dir: Path = Field(Path("data"), description="root of the Parquet data store")
+    tournament: Literal["signals", "crypto"] = Field("signals", description="which Numerai tournament")
+    price_source: Literal["demo"] = Field("demo", description="where daily bars come from")
+    demo: DemoSettings = Field(default_factory=DemoSettings)
+    target: TargetSettings = Field(default_factory=TargetSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    submission: SubmissionSettings = Field(default_factory=SubmissionSettings)
+    numerai: NumeraiSettings = Field(default_factory=NumeraiSettings)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return Path(os.path.expanduser(str(value)))
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("NUMERFLOW_CONFIG", "numerflow.toml"))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from kwargs > env > TOML > defaults; a bad value raises BadInputError."""
+    from pydantic import ValidationError
+
+    from tasks.errors import BadInputError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise BadInputError(
+            f"invalid configuration ({problems}); fix the option, NUMERFLOW_* variable or numerflow.toml",
+            tag="invalid_config",
+        ) from None

@@ -1,0 +1,90 @@
+"""Schemas of the data store's tables, and the checks every stage runs on its input.
+
+Prices (``prices/<source>/part-*.parquet``), one row per (ticker, date):
+
+=========  ==========  ==========================================================
+column     type        meaning
+=========  ==========  ==========================================================
+ticker     string      ``numerai_ticker`` ("SYMBOL CC"), or crypto ``symbol``
+date       date32      trading day (exchange-local calendar date)
+open       float64     raw open, in the listing's main currency unit
+high       float64     raw high
+low        float64     raw low
+close      float64     raw close
+adj_close  float64     close adjusted for splits and dividends
+volume     float64     shares traded
+currency   string      ISO currency of the prices (sub-units already converted)
+=========  ==========  ==========================================================
+
+Universe (``universe/<tournament>/<snapshot>.parquet``): ``numerai_ticker`` string,
+``composite_figi`` string (nullable), ``country`` string (ISO-2, from the ticker).
+
+Features (``features/<snapshot>.parquet``): ``ticker``, ``date``, ``feature_*`` float32 in
+[0, 1] (per-date cross-sectional ranks, NaN where undefined), ``target`` float32 in
+{0, .25, .5, .75, 1} (NaN where the future is unknown), ``target_raw`` float64 (the
+forward return itself), ``target_end_date`` date32 (last bar the target looks at).
+
+Predictions (``predictions/<run>-<kind>.parquet``): ``ticker``, ``date``, ``prediction``
+float64 (and ``target`` for validation predictions).
+
+Submission (CSV): ``numerai_ticker,signal`` (``symbol,signal`` for crypto), signal in (0, 1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from tasks.errors import BadInputError
+
+PRICE_COLUMNS = ["open", "high", "low", "close", "adj_close", "volume"]
+
+PRICE_SCHEMA = pa.schema(
+    [
+        ("ticker", pa.string()),
+        ("date", pa.date32()),
+        *[(column, pa.float64()) for column in PRICE_COLUMNS],
+        ("currency", pa.string()),
+    ]
+)
+
+UNIVERSE_SCHEMA = pa.schema(
+    [("numerai_ticker", pa.string()), ("composite_figi", pa.string()), ("country", pa.string())]
+)
+
+
+def validate_price_panel(prices: pd.DataFrame) -> None:
+    """Raise BadInputError naming the problem when a price panel cannot be used.
+
+    Checked: required columns, not empty, not all-NaN closes, no duplicate (ticker, date).
+    """
+    missing = [c for c in ["ticker", "date", "close", "adj_close", "volume"] if c not in prices.columns]
+    if missing:
+        raise BadInputError(
+            f"price panel lacks columns {missing}; a price source must return {PRICE_SCHEMA.names}",
+            tag="invalid_prices",
+        )
+    if prices.empty:
+        raise BadInputError(
+            "price panel is empty: the source returned no bars; check the universe and the source's ledger",
+            tag="empty_prices",
+        )
+    if not np.isfinite(prices["adj_close"].to_numpy(dtype="float64", na_value=np.nan)).any():
+        raise BadInputError(
+            "every adjusted close in the price panel is NaN; the source returned no usable prices",
+            tag="empty_prices",
+        )
+    duplicated = prices.duplicated(["ticker", "date"], keep=False)
+    if duplicated.any():
+        sample = prices.loc[duplicated, ["ticker", "date"]].head(5).astype(str).agg(" ".join, axis=1).tolist()
+        raise BadInputError(
+            f"{int(duplicated.sum())} duplicate (ticker, date) rows in the price panel, e.g. {sample}; "
+            "each ticker must have at most one bar per date: de-duplicate the source data",
+            tag="duplicate_prices",
+        )
+
+
+def ticker_country(tickers: pd.Series) -> pd.Series:
+    """ISO-2 country of ``numerai_ticker`` values ("SYMBOL CC" → "CC")."""
+    return tickers.astype("string").str.rsplit(" ", n=1).str[-1]

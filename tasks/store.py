@@ -1,0 +1,134 @@
+"""The data store: a directory of Parquet (and a few JSON/CSV) files.
+
+Layout under ``Settings.data_dir`` (schemas in ``tasks/schemas.py`` and docs/architecture.md)::
+
+    prices/<source>/part-<batch>.parquet     daily bars, one file per ingest batch
+    universe/<tournament>/<snapshot>.parquet  the live universe at a round
+    features/<snapshot>.parquet               per-date ranked features (+ targets)
+    models/<model_id>/model.txt, meta.json    LightGBM model registry
+    predictions/<run_id>.parquet              validation / live predictions
+    submissions/<tournament>/<round>/...      submission CSV + record of what was sent
+    reports/<run_id>/report.json, report.md, cumulative_corr.png
+
+Every write goes to a temporary file in the destination directory and is renamed into
+place (``os.replace`` is atomic on POSIX), so a crash never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temp path next to ``path``; on success rename it over ``path``, else delete it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_parquet(path: Path, data: pd.DataFrame | pa.Table, schema: pa.Schema | None = None) -> Path:
+    """Atomically write a DataFrame or Arrow table as Parquet (zstd)."""
+    table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, schema=schema, preserve_index=False)
+    if schema is not None and isinstance(data, pa.Table):
+        table = table.cast(schema)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return Path(path)
+
+
+def write_bytes(path: Path, payload: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(payload)
+    return Path(path)
+
+
+def write_text(path: Path, text: str) -> Path:
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: Path, obj: Any) -> Path:
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_with(path: Path, writer: Callable[[Path], None]) -> Path:
+    """Atomically create ``path`` with a writer that takes a file path (e.g. savefig, save_model)."""
+    with atomic_path(path) as tmp:
+        writer(tmp)
+    return Path(path)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def read_parquet(
+    path: Path,
+    columns: Sequence[str] | None = None,
+    filter_expr: ds.Expression | None = None,
+) -> pd.DataFrame:
+    """Read a Parquet file or a directory of Parquet files (a dataset) into pandas.
+
+    Dates come back as ``datetime64`` (not Python ``date`` objects) so they vectorise.
+    Temporary files (``.*.tmp``) of an interrupted write are never read.
+    """
+    dataset = ds.dataset(path, format="parquet", exclude_invalid_files=False, ignore_prefixes=[".", "_"])
+    table = dataset.to_table(columns=list(columns) if columns else None, filter=filter_expr)
+    return table.to_pandas(date_as_object=False, types_mapper=_string_mapper)
+
+
+def _string_mapper(arrow_type: pa.DataType) -> Any:
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return pd.StringDtype()
+    return None
+
+
+@dataclass(frozen=True)
+class Store:
+    """Paths of the data store. Functions above do the I/O; this object only names things."""
+
+    root: Path
+
+    def prices_dir(self, source: str) -> Path:
+        return self.root / "prices" / source
+
+    def universe_path(self, tournament: str, snapshot: str) -> Path:
+        return self.root / "universe" / tournament / f"{snapshot}.parquet"
+
+    def features_path(self, snapshot: str) -> Path:
+        return self.root / "features" / f"{snapshot}.parquet"
+
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    def model_dir(self, model_id: str) -> Path:
+        return self.models_dir() / model_id
+
+    def predictions_path(self, run_id: str, kind: str) -> Path:
+        return self.root / "predictions" / f"{run_id}-{kind}.parquet"
+
+    def submission_dir(self, tournament: str, round_label: str) -> Path:
+        return self.root / "submissions" / tournament / round_label
+
+    def report_dir(self, run_id: str) -> Path:
+        return self.root / "reports" / run_id

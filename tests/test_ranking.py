@@ -1,0 +1,29 @@
+import numpy as np
+import pandas as pd
+from numerai_tools.scoring import tie_kept_rank
+
+from tasks.ranking import group_codes, rank_by_group
+
+
+def test_rank_by_group_equals_numerai_tools_tie_kept_rank_per_group():
+    rng = np.random.default_rng(0)
+    n = 5000
+    dates = rng.integers(0, 30, n)
+    # Rounded values force many ties; some NaNs must be ignored, not counted.
+    values = np.round(rng.normal(size=n), 1)
+    values[rng.random(n) < 0.05] = np.nan
+    ours = rank_by_group(values, group_codes(dates))
+    frame = pd.DataFrame({"date": dates, "v": values})
+    for date, block in frame.groupby("date"):
+        expected = tie_kept_rank(block[["v"]])["v"].to_numpy()
+        np.testing.assert_allclose(ours[block.index.to_numpy()], expected, rtol=0, atol=1e-12, equal_nan=True)
+
+
+def test_rank_by_group_is_strictly_inside_unit_interval_and_keeps_nan():
+    values = np.array([3.0, np.nan, 1.0, 1.0, 2.0])
+    ranks = rank_by_group(values, np.zeros(5, dtype=np.int64))
+    assert np.isnan(ranks[1])
+    assert ranks[2] == ranks[3]  # ties keep one rank
+    finite = ranks[~np.isnan(ranks)]
+    assert (finite > 0).all() and (finite < 1).all()
+    assert ranks[0] == finite.max()
