@@ -1,0 +1,26 @@
+"""Retry and timeout policies shared by every flow's tasks (stated again where each task is defined)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tasks.errors import is_transient
+
+
+def retry_only_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect ``retry_condition_fn``: retry network hiccups, never bad input or bugs.
+
+    Must stay a plain function: Prefect silently disables retries for a partial.
+    """
+    exc = state.data if isinstance(state.data, BaseException) else None
+    if exc is None:
+        try:
+            exc = state.result(raise_on_failure=False)
+        except Exception as error:  # the state holds no readable result
+            exc = error
+    return isinstance(exc, BaseException) and is_transient(exc)
+
+
+#: Delays (seconds) between retries of network-bound tasks: exponential, jitter added by Prefect.
+NETWORK_RETRY_DELAYS = [10, 30, 90]
+RETRY_JITTER = 0.5

@@ -1,0 +1,67 @@
+"""Diagnostics report: JSON (machine), Markdown (people, and the Prefect artifact), PNG chart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from tasks.store import Store, write_json, write_text, write_with
+
+
+def cumulative_corr_chart(per_date: pd.Series, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.5), dpi=100)
+    cumulative = per_date.cumsum()
+    ax.plot(pd.to_datetime(cumulative.index), cumulative.to_numpy(), color="#2b6cb0")
+    ax.axhline(0, color="#888", linewidth=0.8)
+    ax.set_title("Validation: cumulative Numerai CORR")
+    ax.set_ylabel("cumulative CORR")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    write_with(path, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
+    return path
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def render_markdown(metrics: dict, model_meta: dict, chart_name: str) -> str:
+    corr = metrics["corr"]
+    fnc = metrics.get("fnc", {})
+    exposure = metrics.get("feature_exposure", {})
+    rng = model_meta["data_range"]
+    lines = [
+        f"# numerflow validation report — model `{model_meta['model_id']}`",
+        "",
+        f"Validation dates {rng['validation_start']} → {model_meta['data_range'].get('last_labelled_date')} "
+        f"({rng['validation_rows']} rows); training rows {rng['train_rows']} with targets ending by "
+        f"{rng['train_last_target_end']} (embargo {rng['embargo_days']} days).",
+        "",
+        "| metric | CORR | feature-neutral CORR |",
+        "|---|---|---|",
+    ]
+    for key in ["mean", "std", "sharpe", "max_drawdown", "sem", "n_dates"]:
+        lines.append(f"| {key} | {_fmt(corr.get(key))} | {_fmt(fnc.get(key, ''))} |")
+    if exposure:
+        lines += ["", f"Max feature exposure (mean over dates): {_fmt(exposure.get('mean'))}"
+                  f" — most exposed feature `{exposure.get('worst_feature')}`."]
+    lines += ["", f"![cumulative CORR]({chart_name})", ""]
+    return "\n".join(lines)
+
+
+def write_report(store: Store, run_id: str, metrics: dict, model_meta: dict) -> dict:
+    """Write report.json, report.md and cumulative_corr.png; return their paths and the markdown."""
+    report_dir = store.report_dir(run_id)
+    per_date = pd.Series(metrics["per_date"]["corr"], index=pd.to_datetime(metrics["per_date"]["date"]))
+    chart = cumulative_corr_chart(per_date, report_dir / "cumulative_corr.png")
+    markdown = render_markdown(metrics, model_meta, chart.name)
+    json_path = write_json(report_dir / "report.json", {"model": model_meta, "metrics": metrics})
+    md_path = write_text(report_dir / "report.md", markdown)
+    return {"json": str(json_path), "markdown": str(md_path), "chart": str(chart), "markdown_text": markdown}

@@ -1,0 +1,119 @@
+"""Live submission: turn predictions into Numerai's file, check it with Numerai's rules.
+
+Every check runs before anything is written: a submission that would be refused
+stops here with a tagged BadInputError and leaves no file behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tasks.errors import BadInputError
+from tasks.ranking import rank_by_group
+from tasks.store import write_text
+
+#: The id column of a submission for each tournament.
+ID_COLUMN = {"signals": "numerai_ticker", "crypto": "symbol"}
+
+
+def to_signal(predictions: pd.Series) -> np.ndarray:
+    """Tie-kept rank into (0, 1) exclusive: (rank - 0.5) / n, as Numerai ranks."""
+    values = predictions.to_numpy(dtype="float64", na_value=np.nan)
+    return rank_by_group(values, np.zeros(len(values), dtype=np.int64))
+
+
+def build_submission(predictions: pd.DataFrame, tournament: str = "signals") -> pd.DataFrame:
+    """``predictions`` (ticker, prediction) → the submission frame (id column, signal).
+
+    NaN or infinite predictions are refused, not silently dropped or filled.
+    """
+    values = predictions["prediction"].to_numpy(dtype="float64", na_value=np.nan)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        sample = predictions.loc[bad, "ticker"].astype(str).head(5).tolist()
+        raise BadInputError(
+            f"{int(bad.sum())} predictions are NaN or infinite (e.g. {sample}); "
+            "the model or its features produced invalid values: check the live features for those tickers",
+            tag="invalid_predictions",
+        )
+    id_column = ID_COLUMN[tournament]
+    return pd.DataFrame(
+        {id_column: predictions["ticker"].astype(str).to_numpy(), "signal": to_signal(predictions["prediction"])}
+    )
+
+
+def validate_submission(
+    submission: pd.DataFrame,
+    universe_ids: pd.Series,
+    *,
+    tournament: str = "signals",
+    min_tickers: int = 100,
+) -> dict:
+    """Numerai's rules, checked by us (explicit raises, so ``python -O`` cannot strip them)
+    and then by numerai-tools' own validator on a copy. Returns a summary dict."""
+    id_column = ID_COLUMN[tournament]
+    if list(submission.columns) != [id_column, "signal"]:
+        raise BadInputError(
+            f"submission columns are {list(submission.columns)}, expected ['{id_column}', 'signal']",
+            tag="invalid_submission_headers",
+        )
+    ids = submission[id_column]
+    if ids.isna().any():
+        raise BadInputError("submission has empty ticker ids", tag="invalid_submission_ids")
+    duplicates = ids[ids.duplicated()].astype(str).unique().tolist()
+    if duplicates:
+        raise BadInputError(
+            f"submission has duplicate tickers {duplicates[:5]}; each ticker must appear once",
+            tag="invalid_submission_ids",
+        )
+    signal = submission["signal"].to_numpy(dtype="float64", na_value=np.nan)
+    if not np.isfinite(signal).all():
+        raise BadInputError("submission has NaN or infinite signals", tag="invalid_submission_values")
+    if not ((signal > 0) & (signal < 1)).all():
+        raise BadInputError(
+            f"signals must be strictly inside (0, 1); got min {signal.min()!r}, max {signal.max()!r}",
+            tag="invalid_submission_values",
+        )
+    if len(signal) > 1 and np.isclose(signal.std(), 0):
+        raise BadInputError("every signal is the same value; Numerai requires variation", tag="invalid_submission_values")
+    live = set(universe_ids.astype(str))
+    in_universe = int(ids.astype(str).isin(live).sum())
+    if in_universe < min_tickers:
+        raise BadInputError(
+            f"only {in_universe} of {len(ids)} submitted tickers are in the live universe "
+            f"({len(live)} tickers); Numerai needs at least {min_tickers}. "
+            "Check the price ingest ledger for tickers without recent bars",
+            tag="not_enough_tickers",
+        )
+    _numerai_tools_check(submission, universe_ids, tournament, id_column)
+    return {
+        "rows": int(len(submission)),
+        "in_universe": in_universe,
+        "not_in_universe": int(len(submission) - in_universe),
+        "universe_size": len(live),
+        "signal_min": float(signal.min()),
+        "signal_max": float(signal.max()),
+    }
+
+
+def _numerai_tools_check(submission: pd.DataFrame, universe_ids: pd.Series, tournament: str, id_column: str) -> None:
+    from numerai_tools import submissions as nt
+
+    universe = pd.DataFrame({id_column: universe_ids.astype(str).to_numpy()})
+    validator = nt.validate_submission_signals if tournament == "signals" else nt.validate_submission_crypto
+    try:
+        # numerai-tools mutates its input and reports with assert: give it a copy, translate.
+        validator(universe, submission.copy())
+    except AssertionError as exc:
+        raise BadInputError(f"numerai-tools rejected the submission: {exc}", tag="invalid_submission") from None
+
+
+def write_submission(submission: pd.DataFrame, path: Path) -> tuple[Path, str]:
+    """Atomically write the CSV; return (path, sha256 of its bytes)."""
+    payload = submission.to_csv(index=False)
+    write_text(path, payload)
+    return Path(path), hashlib.sha256(payload.encode("utf-8")).hexdigest()

@@ -1,0 +1,197 @@
+"""LightGBM training with a purged, embargoed date split, and the on-disk model registry.
+
+Split: the most recent ``validation_fraction`` of dates (with known targets) is held out.
+A training row is kept only if its target ends (``target_end_date``) at least
+``embargo_days`` calendar days before the first validation date, so no training label
+overlaps the validation period (the target spans lag + horizon trading days).
+
+Registry: ``models/<model_id>/model.txt`` (LightGBM text format) and ``meta.json``
+(feature list, params, data ranges, metrics, package versions, created_at).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from tasks.config import TrainingSettings
+from tasks.errors import BadInputError
+from tasks.store import Store, read_json, read_parquet, write_json, write_parquet, write_with
+
+MODEL_FILE = "model.txt"
+META_FILE = "meta.json"
+
+
+@dataclass(frozen=True)
+class DateSplit:
+    train: np.ndarray  # boolean masks over the dataset's rows
+    validation: np.ndarray
+    validation_start: pd.Timestamp
+    train_last_target_end: pd.Timestamp
+
+
+def purged_date_split(
+    dates: pd.Series, target_end_dates: pd.Series, has_target: np.ndarray, validation_fraction: float, embargo_days: int
+) -> DateSplit:
+    """Hold out the last dates; keep training rows whose targets end before validation (+ embargo)."""
+    labelled_dates = np.sort(pd.unique(dates[has_target]))
+    if len(labelled_dates) < 10:
+        raise BadInputError(
+            f"only {len(labelled_dates)} dates have targets; need more history to train and validate "
+            "(more years of prices, or a shorter target horizon)",
+            tag="not_enough_history",
+        )
+    n_valid = max(1, int(round(len(labelled_dates) * validation_fraction)))
+    validation_start = pd.Timestamp(labelled_dates[-n_valid])
+    validation = has_target & (dates >= validation_start).to_numpy()
+    cutoff = validation_start - pd.Timedelta(days=embargo_days)
+    train = has_target & (target_end_dates < cutoff).to_numpy()
+    if not train.any() or not validation.any():
+        raise BadInputError(
+            "the date split left no training or no validation rows; use more years of prices "
+            "or a smaller validation_fraction / embargo_days",
+            tag="not_enough_history",
+        )
+    return DateSplit(train, validation, validation_start, pd.Timestamp(target_end_dates[train].max()))
+
+
+def fit_lightgbm(features: pd.DataFrame, target: np.ndarray, settings: TrainingSettings) -> lgb.Booster:
+    params = dict(settings.params)
+    params.setdefault("verbose", -1)
+    params["num_threads"] = settings.num_threads
+    params.setdefault("seed", 0)
+    params.setdefault("deterministic", True)
+    data = lgb.Dataset(features, label=target, free_raw_data=True)
+    return lgb.train(params, data, num_boost_round=settings.num_boost_round)
+
+
+def new_model_id(now: dt.datetime | None = None) -> str:
+    now = now or dt.datetime.now(dt.UTC)
+    return now.strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def save_model(store: Store, model_id: str, booster: lgb.Booster, meta: dict) -> Path:
+    """Write model then metadata; meta.json last, so a model dir without it is incomplete and ignored."""
+    model_dir = store.model_dir(model_id)
+    write_with(model_dir / MODEL_FILE, lambda tmp: booster.save_model(str(tmp)))
+    write_json(model_dir / META_FILE, meta)
+    return model_dir
+
+
+def load_model(model_dir: Path) -> tuple[lgb.Booster, dict]:
+    meta = read_json(model_dir / META_FILE)
+    return lgb.Booster(model_file=str(model_dir / MODEL_FILE)), meta
+
+
+def latest_model(store: Store) -> Path | None:
+    """Newest complete model directory (ids sort by creation time), or None."""
+    root = store.models_dir()
+    if not root.exists():
+        return None
+    complete = sorted(p for p in root.iterdir() if (p / META_FILE).exists() and (p / MODEL_FILE).exists())
+    return complete[-1] if complete else None
+
+
+def model_age_days(meta: dict, now: dt.datetime | None = None) -> float:
+    now = now or dt.datetime.now(dt.UTC)
+    created = dt.datetime.fromisoformat(meta["created_at"])
+    return (now - created).total_seconds() / 86400.0
+
+
+def needs_training(
+    store: Store, max_age_days: float, feature_names: list[str], force: bool = False, now: dt.datetime | None = None
+) -> tuple[bool, str]:
+    """Whether a round must train: (decision, reason for the summary)."""
+    if force:
+        return True, "retrain requested"
+    latest = latest_model(store)
+    if latest is None:
+        return True, "no model in the registry"
+    meta = read_json(latest / META_FILE)
+    if meta.get("features") != feature_names:
+        return True, f"model {latest.name} was trained on other features"
+    age = model_age_days(meta, now)
+    if age > max_age_days:
+        return True, f"model {latest.name} is {age:.1f} days old (limit {max_age_days})"
+    return False, f"reusing model {latest.name} ({age:.1f} days old)"
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in ["numerflow", "lightgbm", "pandas", "numpy", "pyarrow", "prefect", "numerai-tools"]:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model_id: str
+    model_dir: str
+    validation_predictions: str
+    metrics: dict
+
+
+def train_and_register(
+    store: Store, dataset_path: Path, settings: TrainingSettings, run_id: str, refit_on_all: bool = True
+) -> TrainResult:
+    """Fit on the purged training dates, score the held-out dates with Numerai's CORR,
+    then (by default) refit on every labelled row for live use, and register the model."""
+    from tasks.dataset import feature_columns
+    from tasks.scoring import diagnostics
+
+    dataset = read_parquet(dataset_path)
+    features = feature_columns(dataset)
+    has_target = dataset["target"].notna().to_numpy()
+    split = purged_date_split(
+        dataset["date"], dataset["target_end_date"], has_target, settings.validation_fraction, settings.embargo_days
+    )
+    x = dataset[features]
+    y = dataset["target"].to_numpy(dtype="float64", na_value=np.nan)
+    booster = fit_lightgbm(x[split.train], y[split.train], settings)
+
+    valid = dataset.loc[split.validation, ["ticker", "date", "target"]].reset_index(drop=True)
+    valid["prediction"] = booster.predict(x[split.validation], num_threads=settings.num_threads)
+    metrics = diagnostics(
+        valid["prediction"].to_numpy(),
+        valid["target"].to_numpy(dtype="float64"),
+        dataset.loc[split.validation, features].to_numpy(dtype="float64", na_value=np.nan),
+        valid["date"].to_numpy(),
+        features,
+    )
+    predictions_path = write_parquet(store.predictions_path(run_id, "validation"), valid)
+
+    if refit_on_all:
+        booster = fit_lightgbm(x[has_target], y[has_target], settings)
+    model_id = new_model_id()
+    meta = {
+        "model_id": model_id,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(),
+        "features": features,
+        "params": dict(settings.params),
+        "num_boost_round": settings.num_boost_round,
+        "dataset": str(dataset_path),
+        "data_range": {
+            "first_date": str(dataset["date"].min().date()),
+            "last_labelled_date": str(dataset.loc[has_target, "date"].max().date()),
+            "train_rows": int(split.train.sum()),
+            "train_last_target_end": str(split.train_last_target_end.date()),
+            "validation_start": str(split.validation_start.date()),
+            "validation_rows": int(split.validation.sum()),
+            "embargo_days": settings.embargo_days,
+        },
+        "refit_on_all": refit_on_all,
+        "validation_metrics": {k: v for k, v in metrics.items() if k != "per_date"},
+        "versions": package_versions(),
+        "validation_predictions": str(predictions_path),
+    }
+    model_dir = save_model(store, model_id, booster, meta)
+    return TrainResult(model_id, str(model_dir), str(predictions_path), metrics)
