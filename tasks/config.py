@@ -82,7 +82,41 @@ class NumeraiSettings(BaseModel):
     public_id: SecretStr | None = Field(None, description="API public id (or env NUMERAI_PUBLIC_ID)")
     secret_key: SecretStr | None = Field(None, description="API secret key (or env NUMERAI_SECRET_KEY)")
     model_name: str | None = Field(None, description="model to submit for")
-    api_url: str = Field("https://api-tournament.numer.ai", description="GraphQL endpoint (testing, proxies)")
+    api_url: str = Field(
+        default_factory=lambda: os.environ.get("NUMERFLOW_NUMERAI_API_URL", "https://api-tournament.numer.ai"),
+        description="GraphQL endpoint (testing, proxies); also read from env NUMERFLOW_NUMERAI_API_URL "
+        "(below NUMERFLOW_NUMERAI__API_URL and numerflow.toml)",
+    )
+    secret_block: str | None = Field(
+        None,
+        description="name of a Prefect Secret block holding the keys, as JSON {public_id, secret_key} "
+        "or the string 'PUBLIC_ID$SECRET_KEY'; used when the keys are not in settings or env",
+    )
+    timeout_seconds: float = Field(30.0, gt=0, description="timeout of each Numerai API request")
+    retries: int = Field(3, ge=1, description="attempts per API request on transient errors (5xx, 429, network)")
+    ledger_path: Path | None = Field(
+        None, description="submission ledger (JSON); default <data_dir>/submissions/ledger.json"
+    )
+    overrides_path: Path | None = Field(
+        None, description="CSV numerai_ticker,yahoo_symbol of ticker → Yahoo overrides that win over the rules"
+    )
+    target_column: str = Field("target", description="Numerai target column to train on when Numerai's data is used")
+    use_numerai_targets: bool = Field(
+        True, description="train on Numerai's train/validation targets when they are available (else our own)"
+    )
+    use_numerai_features: bool = Field(
+        False, description="add Numerai's numeric feature_* columns (as feature_numerai_*) alongside ours"
+    )
+    upload_diagnostics: bool = Field(
+        False, description="also upload validation predictions to Numerai's diagnostics"
+    )
+
+    @field_validator("api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"api_url must start with http:// or https://, got {value!r}")
+        return value.rstrip("/")
 
 
 class Settings(BaseSettings):

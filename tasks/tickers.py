@@ -1,0 +1,313 @@
+"""``numerai_ticker`` → Yahoo Finance symbol resolution.
+
+Numerai no longer publishes a ticker map (every public one is stale), so the mapping is
+ours: a per-country suffix rule, a few symbol normalisations, ordered candidate lists
+for markets with more than one exchange, a remembered winner per ticker (the candidate
+that last returned prices), and a user overrides CSV that always wins.
+
+``numerai_ticker`` is ``"SYMBOL CC"`` with CC the ISO-2 country (``AAPL US``,
+``7203 JP``, ``VOD GB``). Rules (Yahoo's conventions):
+
+- share classes ``/`` → ``-`` (``BRK/B US`` → ``BRK-B``, ``BT/A GB`` → ``BT-A.L``);
+- Hong Kong codes zero-padded to 4 digits (``1 HK`` → ``0001.HK``, ``09988 HK`` → ``9988.HK``);
+- Korean and Chinese numeric codes zero-padded to 6 digits;
+- ambiguous markets give ordered candidates that the price ingest tries in turn:
+  KR ``.KS``/``.KQ``, TW ``.TW``/``.TWO``, CN ``.SS``/``.SZ`` (order by code prefix),
+  IN ``.NS``/``.BO`` (``.BO`` first for numeric BSE codes), CA ``.TO``/``.V``.
+
+Everything is vectorised over the universe (pandas string ops per rule, not per ticker).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tasks.errors import BadInputError
+from tasks.store import read_json, write_json
+
+#: country (ISO-2, as in numerai_ticker) → Yahoo suffixes, in the order to try them.
+#: A single suffix means the mapping is unambiguous.
+COUNTRY_SUFFIXES: dict[str, tuple[str, ...]] = {
+    # Americas
+    "US": ("",),
+    "CA": (".TO", ".V"),
+    "BR": (".SA",),
+    "MX": (".MX",),
+    "CL": (".SN",),
+    "AR": (".BA",),
+    # Europe
+    "GB": (".L",),
+    "IE": (".IR",),
+    "DE": (".DE",),
+    "FR": (".PA",),
+    "NL": (".AS",),
+    "BE": (".BR",),
+    "IT": (".MI",),
+    "ES": (".MC",),
+    "PT": (".LS",),
+    "CH": (".SW",),
+    "AT": (".VI",),
+    "SE": (".ST",),
+    "NO": (".OL",),
+    "DK": (".CO",),
+    "FI": (".HE",),
+    "PL": (".WA",),
+    "GR": (".AT",),
+    "CZ": (".PR",),
+    "HU": (".BD",),
+    "TR": (".IS",),
+    # Middle East / Africa
+    "IL": (".TA",),
+    "ZA": (".JO",),
+    "SA": (".SR",),
+    "QA": (".QA",),
+    "KW": (".KW",),
+    "EG": (".CA",),
+    # Asia-Pacific
+    "JP": (".T",),
+    "HK": (".HK",),
+    "CN": (".SS", ".SZ"),
+    "TW": (".TW", ".TWO"),
+    "KR": (".KS", ".KQ"),
+    "IN": (".NS", ".BO"),
+    "SG": (".SI",),
+    "AU": (".AX",),
+    "NZ": (".NZ",),
+    "ID": (".JK",),
+    "MY": (".KL",),
+    "TH": (".BK",),
+    "PH": (".PS",),
+}
+
+#: Markets whose rules give more than one candidate: the ingest tries them in order.
+AMBIGUOUS_COUNTRIES = frozenset(c for c, s in COUNTRY_SUFFIXES.items() if len(s) > 1)
+
+#: Resolution statuses, best first.
+STATUSES = ("override", "remembered", "resolved", "ambiguous", "unresolved")
+
+OVERRIDE_COLUMNS = ("numerai_ticker", "yahoo_symbol")
+
+RESOLUTION_COLUMNS = ["numerai_ticker", "country", "yahoo_symbol", "candidates", "status"]
+
+
+def split_numerai_ticker(tickers: pd.Series) -> pd.DataFrame:
+    """Split ``"SYMBOL CC"`` into ``symbol`` and ``country`` (both <NA> when malformed)."""
+    text = tickers.astype("string").str.strip()
+    parts = text.str.extract(r"^(?P<symbol>\S+(?: \S+)*?) (?P<country>[A-Z]{2})$")
+    return parts.astype("string")
+
+
+def _normalised_symbols(symbol: pd.Series, country: pd.Series) -> pd.Series:
+    """Yahoo spelling of the local symbol: ``/``→``-``, HK 4-digit, KR/CN 6-digit codes."""
+    out = symbol.str.replace("/", "-", regex=False).str.replace(" ", "-", regex=False)
+    numeric = out.str.fullmatch(r"\d+").fillna(False).astype(bool)
+    hk = (country == "HK").fillna(False).astype(bool) & numeric
+    # Yahoo spells HK codes with exactly 4 digits when they fit (00005 → 0005, 1 → 0001).
+    out = out.mask(hk, out.str.lstrip("0").str.zfill(4))
+    six = country.isin(["KR", "CN"]).fillna(False).astype(bool) & numeric
+    out = out.mask(six, out.str.zfill(6))
+    return out
+
+
+def _suffix_pair(symbol: pd.Series, country: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """First and second Yahoo suffix per row (<NA> where none), reordered where the code
+    itself hints at the exchange."""
+    first = country.map({c: s[0] for c, s in COUNTRY_SUFFIXES.items()}).astype("string")
+    second = country.map({c: s[1] for c, s in COUNTRY_SUFFIXES.items() if len(s) > 1}).astype("string")
+    starts = symbol.str.match(r"[023]").fillna(False).astype(bool)
+    numeric = symbol.str.fullmatch(r"\d+").fillna(False).astype(bool)
+    # Shenzhen codes start with 0, 2 or 3 (Shanghai 6 or 9); numeric Indian codes are BSE
+    # scrip codes (NSE symbols are letters): the other exchange goes first.
+    swap = ((country == "CN").fillna(False).astype(bool) & starts) | ((country == "IN").fillna(False).astype(bool) & numeric)
+    return first.mask(swap, second), second.mask(swap, first)
+
+
+def rule_candidates(tickers: pd.Series) -> pd.Series:
+    """Ordered Yahoo candidates from the country rules alone (empty list when none apply)."""
+    parts = split_numerai_ticker(pd.Series(tickers, dtype="string").reset_index(drop=True))
+    symbol = _normalised_symbols(parts["symbol"], parts["country"])
+    first_suffix, second_suffix = _suffix_pair(symbol, parts["country"])
+    # One vectorised concatenation per suffix position (at most two), not per ticker.
+    first = (symbol + first_suffix).to_numpy(dtype=object, na_value=None)
+    second = (symbol + second_suffix).to_numpy(dtype=object, na_value=None)
+    return pd.Series(
+        [[] if a is None else ([a] if b is None else [a, b]) for a, b in zip(first, second, strict=True)],
+        index=parts.index,
+        dtype=object,
+    )
+
+
+def yahoo_candidates(numerai_ticker: str) -> list[str]:
+    """Ordered Yahoo symbols to try for one ticker (rules only; [] if no rule applies)."""
+    return list(rule_candidates(pd.Series([numerai_ticker])).iloc[0])
+
+
+def resolve_universe(
+    tickers: Iterable[str] | pd.Series,
+    overrides: Mapping[str, str] | None = None,
+    remembered: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Resolve every ticker: overrides win, then a remembered winner, then the rules.
+
+    Returns one row per distinct input ticker with columns ``numerai_ticker``,
+    ``country``, ``yahoo_symbol`` (the first candidate, <NA> when unresolved),
+    ``candidates`` (ordered list to try), ``status`` (one of ``STATUSES``).
+    A remembered winner is moved to the front of the rule candidates (the others stay
+    as fallbacks, in case the listing moved).
+    """
+    series = pd.Series(list(tickers) if not isinstance(tickers, pd.Series) else tickers, dtype="string")
+    series = series.dropna().drop_duplicates().reset_index(drop=True)
+    parts = split_numerai_ticker(series)
+    candidates = rule_candidates(series)
+    n_candidates = candidates.map(len).to_numpy()
+    status = np.where(n_candidates == 0, "unresolved", np.where(n_candidates > 1, "ambiguous", "resolved")).astype(object)
+
+    if remembered:
+        won = series.map(dict(remembered))
+        has = won.notna().to_numpy()
+        if has.any():
+            idx = np.flatnonzero(has)
+            winners = won.to_numpy()[idx]
+            candidates.iloc[idx] = [[w] + [c for c in cands if c != w]
+                                    for w, cands in zip(winners, candidates.iloc[idx], strict=True)]
+            status[idx] = "remembered"
+    if overrides:
+        forced = series.map(dict(overrides))
+        has = forced.notna().to_numpy()
+        if has.any():
+            idx = np.flatnonzero(has)
+            candidates.iloc[idx] = [[s] for s in forced.to_numpy()[idx]]
+            status[idx] = "override"
+
+    first = pd.Series([c[0] if c else None for c in candidates], dtype="string")
+    return pd.DataFrame(
+        {
+            "numerai_ticker": series,
+            "country": parts["country"],
+            "yahoo_symbol": first,
+            "candidates": candidates,
+            "status": pd.Series(status, dtype="string"),
+        }
+    )
+
+
+def candidate_map(resolution: pd.DataFrame) -> dict[str, list[str]]:
+    """``{numerai_ticker: [yahoo candidates in order]}`` for the price ingest (unresolved left out)."""
+    usable = resolution[resolution["candidates"].map(len) > 0]
+    return dict(zip(usable["numerai_ticker"].astype(str), usable["candidates"].map(list), strict=True))
+
+
+def resolution_report(resolution: pd.DataFrame) -> pd.DataFrame:
+    """Counts per country: resolved (override, remembered or a single rule), ambiguous, unresolved.
+
+    One row per country (unparseable tickers under country ``"??"``) plus a ``TOTAL`` row,
+    columns ``country, resolved, ambiguous, unresolved, total`` (and the breakdown
+    ``override``/``remembered``). Ready for ``create_table_artifact(table.to_dict("records"))``.
+    """
+    frame = pd.DataFrame(
+        {"country": resolution["country"].fillna("??").astype(str), "status": resolution["status"].astype(str)}
+    )
+    counts = pd.crosstab(frame["country"], frame["status"]).reindex(columns=list(STATUSES), fill_value=0)
+    table = pd.DataFrame(
+        {
+            "resolved": counts["override"] + counts["remembered"] + counts["resolved"],
+            "ambiguous": counts["ambiguous"],
+            "unresolved": counts["unresolved"],
+            "override": counts["override"],
+            "remembered": counts["remembered"],
+        }
+    )
+    table["total"] = table[["resolved", "ambiguous", "unresolved"]].sum(axis=1)
+    table = table.sort_values("total", ascending=False)
+    table.loc["TOTAL"] = table.sum(axis=0)
+    table = table.astype("int64").rename_axis("country").reset_index()
+    return table[["country", "resolved", "ambiguous", "unresolved", "total", "override", "remembered"]]
+
+
+def load_overrides(path: Path | str) -> dict[str, str]:
+    """Read the user's overrides CSV (``numerai_ticker,yahoo_symbol``; ``#`` lines are comments).
+
+    Every bad row is reported with its line number in one BadInputError: a missing
+    header, an empty or malformed ``numerai_ticker``, an empty symbol or one with spaces,
+    the same ticker mapped twice to different symbols.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise BadInputError(
+            f"ticker overrides file {path} does not exist; create it (columns numerai_ticker,yahoo_symbol) "
+            "or unset numerai.overrides_path",
+            tag="invalid_overrides",
+        )
+    problems: list[str] = []
+    mapping: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        lines = ((number, line) for number, line in enumerate(handle, start=1)
+                 if line.strip() and not line.lstrip().startswith("#"))
+        numbered = list(lines)
+    if not numbered:
+        raise BadInputError(f"ticker overrides file {path} is empty; it needs a header numerai_ticker,yahoo_symbol",
+                            tag="invalid_overrides")
+    header_number, header_line = numbered[0]
+    header = [h.strip() for h in next(csv.reader([header_line]))]
+    missing = [c for c in OVERRIDE_COLUMNS if c not in header]
+    if missing:
+        raise BadInputError(
+            f"{path} line {header_number}: header {header} lacks {missing}; expected numerai_ticker,yahoo_symbol",
+            tag="invalid_overrides",
+        )
+    ticker_at, symbol_at = header.index("numerai_ticker"), header.index("yahoo_symbol")
+    for number, line in numbered[1:]:
+        row = [cell.strip() for cell in next(csv.reader([line]))]
+        if len(row) != len(header):
+            problems.append(f"line {number}: {len(row)} fields, expected {len(header)}")
+            continue
+        ticker, symbol = row[ticker_at], row[symbol_at]
+        if not ticker:
+            problems.append(f"line {number}: empty numerai_ticker")
+            continue
+        if split_numerai_ticker(pd.Series([ticker])).isna().any(axis=None):
+            problems.append(f"line {number}: numerai_ticker {ticker!r} is not 'SYMBOL CC' (CC = ISO-2 country)")
+            continue
+        if not symbol or any(ch.isspace() for ch in symbol):
+            problems.append(f"line {number}: yahoo_symbol {symbol!r} for {ticker} is empty or contains spaces")
+            continue
+        if ticker in mapping and mapping[ticker] != symbol:
+            problems.append(
+                f"line {number}: {ticker} mapped to {symbol!r} but line {first_line[ticker]} maps it to {mapping[ticker]!r}"
+            )
+            continue
+        mapping[ticker] = symbol
+        first_line.setdefault(ticker, number)
+    if problems:
+        raise BadInputError(
+            f"ticker overrides file {path} has {len(problems)} bad row(s): " + "; ".join(problems)
+            + ". Fix those lines (columns numerai_ticker,yahoo_symbol)",
+            tag="invalid_overrides",
+        )
+    return mapping
+
+
+def load_remembered(path: Path | str) -> dict[str, str]:
+    """The remembered winners ``{numerai_ticker: yahoo_symbol}`` ({} when none yet)."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    data = read_json(path)
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise BadInputError(f"{path} is not a JSON object of ticker → symbol; delete it to start afresh",
+                            tag="invalid_remembered")
+    return data
+
+
+def remember_winners(path: Path | str, winners: Mapping[str, str]) -> dict[str, str]:
+    """Merge the candidates that returned prices into the remembered map (atomic write)."""
+    merged = load_remembered(path)
+    merged.update({str(k): str(v) for k, v in winners.items()})
+    write_json(Path(path), merged)
+    return merged
