@@ -1,0 +1,45 @@
+import os
+
+import pandas as pd
+import pytest
+
+from tasks.store import atomic_path, read_parquet, write_json, write_parquet, write_text
+
+
+def test_failed_write_leaves_neither_partial_file_nor_temp(tmp_path):
+    target = tmp_path / "out" / "table.parquet"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half a file")
+            raise RuntimeError("crash mid-write")
+    assert not target.exists()
+    assert os.listdir(target.parent) == []
+
+
+def test_failed_overwrite_keeps_previous_version(tmp_path):
+    target = tmp_path / "a.txt"
+    write_text(target, "v1")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("v2-partial")
+            raise RuntimeError
+    assert target.read_text() == "v1"
+
+
+def test_parquet_roundtrip_and_dataset_reads_ignore_temp_files(tmp_path):
+    frame = pd.DataFrame({"ticker": ["A US", "B US"], "date": pd.to_datetime(["2024-01-02", "2024-01-03"]),
+                          "close": [1.0, 2.0]})
+    write_parquet(tmp_path / "prices" / "part-1.parquet", frame)
+    # A crashed writer's leftover temp file must not be read as data.
+    (tmp_path / "prices" / ".part-2.parquet.abc.tmp").write_bytes(b"garbage")
+    back = read_parquet(tmp_path / "prices")
+    assert back["close"].tolist() == [1.0, 2.0]
+    assert pd.api.types.is_datetime64_any_dtype(back["date"])
+
+
+def test_write_json_is_readable_json(tmp_path):
+    path = write_json(tmp_path / "x.json", {"b": 1, "a": [1, 2]})
+    assert path.read_text().startswith("{")
+    import json
+
+    assert json.loads(path.read_text()) == {"a": [1, 2], "b": 1}
