@@ -1,0 +1,463 @@
+"""Numerai scoring diagnostics over a whole long panel (one row per (ticker, date)).
+
+Every per-date value equals numerai-tools 0.7.2 called on that date alone (tests check it to
+1e-9), but computed for all dates at once: per-date ranks with ``tasks.ranking.rank_by_group``,
+per-date sums with ``np.bincount``, and the feature-neutralisation least squares as batched
+normal equations over blocks of dates.
+
+Definitions (numerai-tools ``numerai_tools/scoring.py``):
+
+- CORR (``numerai_corr``): targets centred on the date; predictions tie-kept ranked,
+  gaussianised (``norm.ppf``) and raised to ``sign(x)|x|**1.5``; targets raised the same way;
+  Pearson correlation.
+- FNC (``feature_neutral_corr``): predictions tie-kept ranked and gaussianised, neutralised
+  (least squares on ``[features, 1]``, singular values below ``1e-6 * max`` ignored), then
+  CORR of the residual. numerai-tools' final variance normalisation is a positive scale and
+  CORR re-ranks, so it cannot change the score and is skipped.
+- Feature exposure (``max_feature_correlation``): Pearson correlation of the prediction as
+  given (not re-ranked) with each feature; the max of the absolute values.
+
+Missing values (numerai-tools asserts there are none; our choices):
+
+- CORR: rows whose prediction or target is NaN are dropped on their date before scoring.
+- FNC: additionally, a row is dropped when any feature that is observed on its date is NaN.
+  Filling would invent feature values (0.5 = a made-up median rank) and tilt the
+  neutralisation; dropping keeps the regression on real data. A feature with no value at
+  all on a date (e.g. before its history starts) is left out of that date's neutralisation
+  instead, so one late-starting feature does not wipe out whole dates. The FNC universe can
+  therefore be smaller than the CORR universe; ``diagnostics`` reports the fraction kept.
+- Exposure: per (date, feature), rows where both the prediction and that feature are present
+  (pandas' pairwise-complete ``corr``).
+
+Degenerate dates score NaN rather than a number: fewer than two rows, a constant prediction
+or target on the date (numerai-tools returns NaN there, or rounding noise when the float mean
+is inexact), and for FNC predictions lying in the span of the features (residual ≈ 0, whose
+ranks would be noise; numerai-tools raises or scores the noise).
+
+Inputs are positional arrays (a pandas Series is read by position, its index ignored).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.special import ndtri
+
+from tasks.errors import BadInputError
+from tasks.ranking import rank_by_group
+
+# numerai-tools' ``neutralize`` calls np.linalg.lstsq(..., rcond=1e-6): singular values of
+# [features, 1] below rcond * largest are treated as zero. Eigenvalues of the Gram matrix are
+# squared singular values, hence the squared threshold.
+LSTSQ_RCOND = 1e-6
+# A date's values count as constant when their centred sum of squares is this small relative
+# to their raw sum of squares (float rounding of the mean leaves ~1e-32; real spread >> 1e-12).
+_CONSTANT_RELATIVE_SS = 1e-20
+# Padded cells (dates x rows-per-date) per FNC block: bounds memory to a few tens of MB per
+# feature-sized array while keeping the batched matmuls large.
+_FNC_BLOCK_CELLS = 1 << 18
+
+
+# --------------------------------------------------------------------------------------------
+# Input checks
+# --------------------------------------------------------------------------------------------
+
+
+def _as_float_vector(values: Any, name: str, n_rows: int | None = None) -> np.ndarray:
+    if isinstance(values, (pd.Series, pd.Index)):
+        if not (pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype)):
+            raise BadInputError(f"{name} has non-numeric dtype {values.dtype}; pass numbers (NaN for missing)",
+                                tag="scoring_bad_input")
+        array = values.to_numpy(dtype="float64", na_value=np.nan)
+    else:
+        array = np.asarray(values)
+        if array.dtype.kind not in "fiub":
+            raise BadInputError(f"{name} has non-numeric dtype {array.dtype}; pass numbers (NaN for missing)",
+                                tag="scoring_bad_input")
+        array = array.astype(np.float64, copy=False)
+    if array.ndim != 1:
+        raise BadInputError(f"{name} must be 1-d (one value per row), got shape {array.shape}", tag="scoring_bad_input")
+    if n_rows is not None and array.shape[0] != n_rows:
+        raise BadInputError(f"{name} has {array.shape[0]} rows but dates has {n_rows}; pass aligned arrays",
+                            tag="scoring_bad_input")
+    n_inf = int(np.isinf(array).sum())
+    if n_inf:
+        raise BadInputError(f"{name} contains {n_inf} infinite values; replace them with finite values or NaN",
+                            tag="scoring_bad_input")
+    return array
+
+
+def _as_feature_matrix(
+    features: np.ndarray | pd.DataFrame, n_rows: int, feature_names: Sequence[str] | None
+) -> tuple[np.ndarray, list[str]]:
+    """2-d float matrix (float32 kept as is to save memory) and one name per column."""
+    if isinstance(features, pd.DataFrame):
+        bad = [str(c) for c in features.columns if not pd.api.types.is_numeric_dtype(features[c].dtype)]
+        if bad:
+            raise BadInputError(f"non-numeric feature columns {bad}; encode or drop them before scoring",
+                                tag="scoring_bad_input")
+        names = [str(c) for c in features.columns] if feature_names is None else list(feature_names)
+        matrix = features.to_numpy(dtype="float64", na_value=np.nan)
+    else:
+        matrix = np.asarray(features)
+        if matrix.ndim == 1:
+            matrix = matrix.reshape(-1, 1)
+        if matrix.dtype.kind not in "fiub":
+            raise BadInputError(f"features have non-numeric dtype {matrix.dtype}; encode or drop such columns",
+                                tag="scoring_bad_input")
+        if matrix.dtype != np.float32:
+            matrix = matrix.astype(np.float64, copy=False)
+        names = [f"feature_{j}" for j in range(matrix.shape[1])] if feature_names is None else list(feature_names)
+    if matrix.ndim != 2:
+        raise BadInputError(f"features must be 2-d (rows x features), got shape {matrix.shape}", tag="scoring_bad_input")
+    if matrix.shape[0] != n_rows:
+        raise BadInputError(f"features have {matrix.shape[0]} rows but dates has {n_rows}; pass aligned arrays",
+                            tag="scoring_bad_input")
+    if matrix.shape[1] == 0:
+        raise BadInputError("features have no columns; pass at least one feature", tag="scoring_bad_input")
+    if len(names) != matrix.shape[1]:
+        raise BadInputError(f"{len(names)} feature names for {matrix.shape[1]} feature columns; pass one name per column",
+                            tag="scoring_bad_input")
+    n_inf = int(np.isinf(matrix).sum())
+    if n_inf:
+        raise BadInputError(f"features contain {n_inf} infinite values; replace them with finite values or NaN",
+                            tag="scoring_bad_input")
+    return matrix, names
+
+
+def _date_codes(dates: Any) -> tuple[np.ndarray, pd.Index]:
+    """Dense codes 0..k-1 in sorted date order, plus the sorted unique dates.
+
+    Same codes as ``tasks.ranking.group_codes``; factorised here because we also need the labels.
+    """
+    keys = dates.to_numpy() if isinstance(dates, (pd.Series, pd.Index)) else np.asarray(dates)
+    if keys.ndim != 1:
+        raise BadInputError(f"dates must be 1-d (one per row), got shape {keys.shape}", tag="scoring_bad_input")
+    try:
+        codes, uniques = pd.factorize(keys, sort=True)
+    except TypeError as exc:
+        raise BadInputError(f"dates are not mutually sortable ({exc}); pass one type of date key",
+                            tag="scoring_bad_input") from exc
+    n_missing = int((codes < 0).sum())
+    if n_missing:
+        raise BadInputError(f"dates contain {n_missing} missing values; every row needs a date", tag="scoring_bad_input")
+    return codes.astype(np.int64, copy=False), pd.Index(uniques, name="date")
+
+
+# --------------------------------------------------------------------------------------------
+# Per-date building blocks (rows already cleaned of NaN)
+# --------------------------------------------------------------------------------------------
+
+
+def _pow15(x: np.ndarray) -> np.ndarray:
+    return np.sign(x) * np.abs(x) ** 1.5
+
+
+def _group_mean(values: np.ndarray, codes: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.bincount(codes, weights=values, minlength=counts.shape[0]) / counts
+
+
+def _pearson_by_group(x: np.ndarray, y: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """Pearson correlation of x and y within each group (two-pass: centre, then sum products).
+
+    NaN for groups with < 2 rows or a constant x or y, like pandas' ``Series.corr``.
+    """
+    counts = np.bincount(codes, minlength=n_groups).astype(np.float64)
+    xc = x - _group_mean(x, codes, counts)[codes]
+    yc = y - _group_mean(y, codes, counts)[codes]
+    sxx = np.bincount(codes, weights=xc * xc, minlength=n_groups)
+    syy = np.bincount(codes, weights=yc * yc, minlength=n_groups)
+    sxy = np.bincount(codes, weights=xc * yc, minlength=n_groups)
+    raw_xx = np.bincount(codes, weights=x * x, minlength=n_groups)
+    raw_yy = np.bincount(codes, weights=y * y, minlength=n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.clip(sxy / np.sqrt(sxx * syy), -1.0, 1.0)
+    degenerate = (counts < 2) | (sxx <= _CONSTANT_RELATIVE_SS * raw_xx) | (syy <= _CONSTANT_RELATIVE_SS * raw_yy)
+    corr[degenerate] = np.nan
+    return corr
+
+
+def _numerai_corr_clean(predictions: np.ndarray, targets: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """numerai_corr per group on rows with no NaN."""
+    counts = np.bincount(codes, minlength=n_groups).astype(np.float64)
+    transformed_predictions = _pow15(ndtri(rank_by_group(predictions, codes)))
+    centred_targets = targets - _group_mean(targets, codes, counts)[codes]
+    return _pearson_by_group(transformed_predictions, _pow15(centred_targets), codes, n_groups)
+
+
+# --------------------------------------------------------------------------------------------
+# Public per-date scores
+# --------------------------------------------------------------------------------------------
+
+
+def numerai_corr_by_date(predictions: Any, targets: Any, dates: Any) -> pd.Series:
+    """Numerai CORR of each date (numerai-tools ``numerai_corr`` per date), index = sorted dates."""
+    codes, labels = _date_codes(dates)
+    predictions = _as_float_vector(predictions, "predictions", codes.shape[0])
+    targets = _as_float_vector(targets, "targets", codes.shape[0])
+    keep = ~np.isnan(predictions) & ~np.isnan(targets)
+    values = _numerai_corr_clean(predictions[keep], targets[keep], codes[keep], len(labels))
+    return pd.Series(values, index=labels, name="corr")
+
+
+def _fnc_rows(predictions: np.ndarray, targets: np.ndarray, features: np.ndarray, codes: np.ndarray,
+              n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows FNC can use, and which features are observed (≥1 value) on each date among them."""
+    keep = ~np.isnan(predictions) & ~np.isnan(targets)
+    kept_codes = codes[keep]
+    observed = np.empty((n_groups, features.shape[1]), dtype=bool)
+    for j in range(features.shape[1]):  # loop over features (tens), vectorised over all rows
+        present = ~np.isnan(features[keep, j])
+        observed[:, j] = np.bincount(kept_codes, weights=present, minlength=n_groups) > 0
+    for j in range(features.shape[1]):
+        keep &= ~np.isnan(features[:, j]) | ~observed[codes, j]
+    return keep, observed
+
+
+def _date_blocks(counts: np.ndarray, max_cells: int) -> list[tuple[int, int]]:
+    """Consecutive date ranges [start, stop) whose padded size (dates x max rows) fits max_cells."""
+    blocks: list[tuple[int, int]] = []
+    start, widest = 0, 0
+    for d, count in enumerate(counts.tolist()):  # planning loop over dates only, not rows
+        new_widest = max(widest, count)
+        if d > start and (d + 1 - start) * new_widest > max_cells:
+            blocks.append((start, d))
+            start, new_widest = d, count
+        widest = new_widest
+    if start < len(counts):
+        blocks.append((start, len(counts)))
+    return blocks
+
+
+def _neutralised_residuals(
+    gaussianised: np.ndarray, features: np.ndarray, row_index: np.ndarray, sorted_codes: np.ndarray,
+    counts: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Residual of each date's gaussianised predictions after least squares on [features, 1].
+
+    ``row_index`` lists the rows used, sorted by date (``sorted_codes``); ``gaussianised`` is
+    aligned with it; ``features`` is the whole matrix (gathered block by block to bound memory).
+    Solves the normal equations of the date-centred features (centring absorbs the intercept)
+    for many dates at once: stacked Gram matrices, batched eigendecomposition, eigenvalues
+    below (rcond * largest singular value of [features, 1])**2 dropped — lstsq's rule.
+    Returns residuals per row and a per-date flag "residual is not just rounding noise".
+    """
+    n_groups, n_features = counts.shape[0], features.shape[1]
+    starts = np.concatenate(([0], np.cumsum(counts)))
+    residuals = np.empty(gaussianised.shape[0])
+    usable = np.zeros(n_groups, dtype=bool)
+    for first, stop in _date_blocks(counts, _FNC_BLOCK_CELLS):
+        rows = slice(starts[first], starts[stop])
+        local_codes = sorted_codes[rows] - first
+        position = np.arange(starts[first], starts[stop]) - starts[sorted_codes[rows]]
+        block_counts = counts[first:stop].astype(np.float64)
+        n_dates, width = stop - first, int(counts[first:stop].max())
+        present = np.arange(width)[None, :] < counts[first:stop, None]  # (dates, width)
+        safe_counts = np.maximum(block_counts, 1.0)
+
+        padded_x = np.zeros((n_dates, width, n_features))
+        # Features absent for a whole date become a zero column: no effect on the projection.
+        padded_x[local_codes, position] = np.nan_to_num(features[row_index[rows]], nan=0.0)
+        padded_y = np.zeros((n_dates, width))
+        padded_y[local_codes, position] = gaussianised[rows]
+        means_x = padded_x.sum(axis=1) / safe_counts[:, None]
+        means_y = padded_y.sum(axis=1) / safe_counts
+        padded_x -= means_x[:, None, :]
+        padded_x *= present[:, :, None]
+        padded_y -= means_y[:, None]
+        padded_y *= present
+
+        gram = np.matmul(padded_x.transpose(0, 2, 1), padded_x)  # (dates, k, k)
+        xty = np.matmul(padded_x.transpose(0, 2, 1), padded_y[:, :, None])  # (dates, k, 1)
+        # Largest eigenvalue of the uncentred Gram of [features, 1], rebuilt from the centred
+        # one without cancellation: lstsq measures rcond against this matrix's top singular value.
+        full = np.empty((n_dates, n_features + 1, n_features + 1))
+        full[:, :n_features, :n_features] = gram + block_counts[:, None, None] * means_x[:, :, None] * means_x[:, None, :]
+        full[:, :n_features, n_features] = block_counts[:, None] * means_x
+        full[:, n_features, :n_features] = block_counts[:, None] * means_x
+        full[:, n_features, n_features] = block_counts
+        top = np.linalg.eigvalsh(full)[:, -1]
+        eigenvalues, eigenvectors = np.linalg.eigh(gram)
+        kept = eigenvalues > (LSTSQ_RCOND ** 2) * top[:, None]
+        inverse = np.where(kept, 1.0 / np.where(kept, eigenvalues, 1.0), 0.0)
+        coefficients = eigenvectors @ (inverse[:, :, None] * (eigenvectors.transpose(0, 2, 1) @ xty))
+        padded_residual = padded_y - np.matmul(padded_x, coefficients)[:, :, 0]
+
+        residuals[rows] = padded_residual[local_codes, position]
+        residual_ss = (padded_residual * padded_residual * present).sum(axis=1)
+        signal_ss = (padded_y * padded_y).sum(axis=1)
+        # Constant predictions (signal 0) or predictions inside the feature span (residual is
+        # rounding noise): the residual's ranks would be meaningless.
+        usable[first:stop] = (block_counts >= 2) & (signal_ss > 0) & (residual_ss > _CONSTANT_RELATIVE_SS * signal_ss)
+    return residuals, usable
+
+
+def feature_neutral_corr_by_date(
+    predictions: Any, targets: Any, features: np.ndarray | pd.DataFrame, dates: Any
+) -> pd.Series:
+    """Feature-neutral CORR of each date (numerai-tools ``feature_neutral_corr`` per date).
+
+    See the module docstring for which rows and features a date uses when features are NaN.
+    """
+    codes, labels = _date_codes(dates)
+    n_groups = len(labels)
+    predictions = _as_float_vector(predictions, "predictions", codes.shape[0])
+    targets = _as_float_vector(targets, "targets", codes.shape[0])
+    feature_matrix, _ = _as_feature_matrix(features, codes.shape[0], None)
+    values, _ = _feature_neutral_corr_values(predictions, targets, feature_matrix, codes, n_groups)
+    return pd.Series(values, index=labels, name="fnc")
+
+
+def _feature_neutral_corr_values(
+    predictions: np.ndarray, targets: np.ndarray, features: np.ndarray, codes: np.ndarray, n_groups: int
+) -> tuple[np.ndarray, int]:
+    keep, _ = _fnc_rows(predictions, targets, features, codes, n_groups)
+    rows = np.flatnonzero(keep)
+    rows = rows[np.argsort(codes[rows], kind="stable")]
+    sorted_codes = codes[rows]
+    counts = np.bincount(sorted_codes, minlength=n_groups)
+    gaussianised = ndtri(rank_by_group(predictions[rows], sorted_codes))
+    residuals, usable = _neutralised_residuals(gaussianised, features, rows, sorted_codes, counts)
+    scored = usable[sorted_codes]
+    values = _numerai_corr_clean(residuals[scored], targets[rows][scored], sorted_codes[scored], n_groups)
+    return values, int(rows.shape[0])
+
+
+def feature_exposures_by_date(
+    predictions: Any, features: np.ndarray | pd.DataFrame, dates: Any, feature_names: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Pearson correlation of the predictions (as given) with each feature, per date.
+
+    Rows = sorted dates, columns = feature names; pairwise-complete rows per (date, feature).
+    """
+    codes, labels = _date_codes(dates)
+    predictions = _as_float_vector(predictions, "predictions", codes.shape[0])
+    feature_matrix, names = _as_feature_matrix(features, codes.shape[0], feature_names)
+    return pd.DataFrame(_exposure_values(predictions, feature_matrix, codes, len(labels)), index=labels, columns=names)
+
+
+def _exposure_values(predictions: np.ndarray, features: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    has_prediction = ~np.isnan(predictions)
+    exposures = np.empty((n_groups, features.shape[1]))
+    for j in range(features.shape[1]):  # loop over features (tens), vectorised over all rows
+        column = features[:, j]
+        both = has_prediction & ~np.isnan(column)
+        exposures[:, j] = _pearson_by_group(predictions[both], column[both].astype(np.float64), codes[both], n_groups)
+    return exposures
+
+
+def max_feature_exposure_by_date(predictions: Any, features: np.ndarray | pd.DataFrame, dates: Any) -> pd.Series:
+    """Per date, max over features of |Pearson corr(prediction, feature)|
+    (numerai-tools ``max_feature_correlation`` per date). NaN where no feature has a value."""
+    exposures = feature_exposures_by_date(predictions, features, dates).abs()
+    return exposures.max(axis=1, skipna=True).rename("max_feature_exposure")
+
+
+def mean_max_feature_exposure(predictions: Any, features: np.ndarray | pd.DataFrame, dates: Any) -> float:
+    """Mean over dates of ``max_feature_exposure_by_date`` (NaN dates skipped)."""
+    return float(max_feature_exposure_by_date(predictions, features, dates).mean())
+
+
+# --------------------------------------------------------------------------------------------
+# Summaries
+# --------------------------------------------------------------------------------------------
+
+
+def summarize_scores(per_date: pd.Series) -> dict[str, float | int]:
+    """Summary of a per-date score series; NaN dates are skipped.
+
+    mean; std (sample, ddof=1, as Numerai's example notebooks use); sharpe = mean / std per date,
+    not annualised, NaN when std is 0 or undefined; sem = std / sqrt(n_dates); max_drawdown =
+    the deepest fall of the cumulative sum of scores below its running peak, the peak starting
+    at 0 before the first date (so an initial loss counts), reported as a number <= 0.
+    """
+    scores = pd.Series(per_date, dtype="float64").dropna().to_numpy()
+    n_dates = int(scores.shape[0])
+    mean = float(scores.mean()) if n_dates else math.nan
+    std = float(scores.std(ddof=1)) if n_dates >= 2 else math.nan
+    sharpe = mean / std if std > 0 else math.nan  # NaN comparisons are False
+    sem = std / math.sqrt(n_dates) if n_dates >= 2 else math.nan
+    if n_dates:
+        cumulative = np.concatenate(([0.0], np.cumsum(scores)))
+        max_drawdown = float(np.min(cumulative - np.maximum.accumulate(cumulative)))
+    else:
+        max_drawdown = math.nan
+    return {"mean": mean, "std": std, "sharpe": sharpe, "max_drawdown": max_drawdown, "sem": sem, "n_dates": n_dates}
+
+
+def _json_number(value: float) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _json_label(label: Any) -> Any:
+    if isinstance(label, (pd.Timestamp, np.datetime64)):
+        stamp = pd.Timestamp(label)
+        return stamp.date().isoformat() if stamp == stamp.normalize() else stamp.isoformat()
+    if isinstance(label, np.generic):
+        return label.item()
+    return label if isinstance(label, (str, int, float)) else str(label)
+
+
+def _json_summary(summary: dict[str, float | int]) -> dict[str, float | int | None]:
+    return {k: (v if isinstance(v, int) else _json_number(v)) for k, v in summary.items()}
+
+
+def diagnostics(
+    predictions: Any,
+    targets: Any,
+    features: np.ndarray | pd.DataFrame,
+    dates: Any,
+    feature_names: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """CORR, FNC and feature-exposure diagnostics as one JSON-ready dict (NaN → None).
+
+    Keys: ``corr`` and ``fnc`` (``summarize_scores`` dicts), ``feature_exposure`` (``mean`` of
+    the per-date max |exposure|, ``worst_feature`` = feature with the highest mean |exposure|
+    and its ``worst_feature_mean_abs``), ``rows`` (counts: total, scored by CORR, used by FNC),
+    ``per_date`` ({"date": [...], "corr": [...], "fnc": [...], "max_feature_exposure": [...]},
+    dates as ISO strings when they are timestamps).
+    """
+    codes, labels = _date_codes(dates)
+    n_rows, n_groups = codes.shape[0], len(labels)
+    predictions = _as_float_vector(predictions, "predictions", n_rows)
+    targets = _as_float_vector(targets, "targets", n_rows)
+    feature_matrix, names = _as_feature_matrix(features, n_rows, feature_names)
+
+    scored = ~np.isnan(predictions) & ~np.isnan(targets)
+    corr = pd.Series(_numerai_corr_clean(predictions[scored], targets[scored], codes[scored], n_groups),
+                     index=labels, name="corr")
+    fnc_values, fnc_rows = _feature_neutral_corr_values(predictions, targets, feature_matrix, codes, n_groups)
+    fnc = pd.Series(fnc_values, index=labels, name="fnc")
+    exposures = pd.DataFrame(_exposure_values(predictions, feature_matrix, codes, n_groups),
+                             index=labels, columns=names).abs()
+    max_exposure = exposures.max(axis=1, skipna=True)
+    mean_abs_by_feature = exposures.mean(axis=0, skipna=True)
+    worst = mean_abs_by_feature.idxmax() if mean_abs_by_feature.notna().any() else None
+
+    n_scored = int(scored.sum())
+    return {
+        "corr": _json_summary(summarize_scores(corr)),
+        "fnc": _json_summary(summarize_scores(fnc)),
+        "feature_exposure": {
+            "mean": _json_number(float(max_exposure.mean())),
+            "worst_feature": worst,
+            "worst_feature_mean_abs": None if worst is None else _json_number(float(mean_abs_by_feature[worst])),
+        },
+        "rows": {
+            "total": int(n_rows),
+            "scored": n_scored,
+            "fnc": fnc_rows,
+            "fnc_fraction_of_scored": _json_number(fnc_rows / n_scored) if n_scored else None,
+        },
+        "per_date": {
+            "date": [_json_label(label) for label in labels],
+            "corr": [_json_number(v) for v in corr.to_numpy()],
+            "fnc": [_json_number(v) for v in fnc.to_numpy()],
+            "max_feature_exposure": [_json_number(v) for v in max_exposure.to_numpy()],
+        },
+    }
