@@ -1,0 +1,917 @@
+"""Numerai through the real ``numerapi`` client: datasets, universe, rounds, models, upload.
+
+What this module adds around numerapi 3.1.1 (GUIDE §2), and why:
+
+- **Endpoint per client, timeouts, classified errors.** numerapi posts every GraphQL
+  request to the module constant ``numerapi.base_api.API_TOURNAMENT_URL`` with no
+  timeout, retries 5xx with 5 s / 10 s sleeps, and turns any non-2xx answer into ``{}``
+  (the caller then dies on ``KeyError: 'data'``). Mutating that constant would point
+  every client in the process at one URL (unsafe with threads and tests), so our
+  subclasses override ``raw_query`` (the one method all numerapi calls go through):
+  same request body and auth header, but the URL from ``Settings.numerai.api_url``, a
+  timeout on every call, retries only on transient failures (5xx, 429, network), and
+  explicit ``TransientError`` / ``BadInputError`` with the operation's name. Everything
+  else (query texts, parsing, ``download_dataset``, ``upload_predictions``) is numerapi's.
+- **Checked presigned PUT.** numerapi's ``upload_predictions`` never looks at the PUT's
+  status: while we call it, ``requests.put`` in numerapi's modules is a checked version
+  (timeout, raise on non-2xx), so a refused file never becomes a "successful" submission.
+- **Per-round downloads.** ``download_dataset`` silently skips an existing file of the
+  same size: we download into a fresh temporary file and rename it to a per-round name.
+- **Exactly once.** A local ledger (``SubmissionLedger``) records each (tournament,
+  round, model) upload with the submission id and the file's sha256; a re-run skips
+  unless ``force``. Only successful uploads are recorded.
+- **Secrets.** Keys live in ``NumeraiKeys`` (``SecretStr``), are scrubbed from every
+  message we build, and appear in no repr, log, ledger or dry-run record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numerapi
+import pandas as pd
+import pyarrow.parquet as pq
+import requests
+from pydantic import SecretStr
+
+from tasks.config import NumeraiSettings, Settings
+from tasks.errors import BadInputError, NumerflowError, TransientError
+from tasks.schemas import UNIVERSE_SCHEMA, ticker_country
+from tasks.store import Store, atomic_path, read_json, read_parquet, write_json, write_parquet
+
+log = logging.getLogger("numerflow.numerai")
+
+
+# --------------------------------------------------------------------------- tournaments
+
+
+@dataclass(frozen=True)
+class TournamentSpec:
+    """What differs between Numerai Signals and Numerai Crypto."""
+
+    name: str
+    id: int
+    ticker_column: str
+    dataset_prefix: str
+    live_files: tuple[str, ...]  # live-universe file names, preferred first
+    api_class: type
+
+
+SIGNALS = TournamentSpec("signals", 11, "numerai_ticker", "signals", ("live.parquet",), numerapi.SignalsAPI)
+CRYPTO = TournamentSpec(
+    "crypto", 12, "symbol", "crypto", ("live_universe.parquet", "live.parquet"), numerapi.CryptoAPI
+)
+TOURNAMENTS: dict[str, TournamentSpec] = {"signals": SIGNALS, "crypto": CRYPTO}
+#: Numerai's tournament ids, for naming the tournament a model belongs to.
+TOURNAMENT_NAMES = {8: "classic", 11: "signals", 12: "crypto"}
+
+
+def tournament_spec(name: str) -> TournamentSpec:
+    try:
+        return TOURNAMENTS[name]
+    except KeyError:
+        raise BadInputError(f"unknown tournament {name!r}; use one of {sorted(TOURNAMENTS)}",
+                            tag="unknown_tournament") from None
+
+
+# --------------------------------------------------------------------------- keys
+
+
+@dataclass(frozen=True, repr=False)
+class NumeraiKeys:
+    """API keys. ``repr``/``str`` never show them; ``source`` says where they came from."""
+
+    public_id: SecretStr
+    secret_key: SecretStr
+    source: str
+
+    def __repr__(self) -> str:
+        return f"NumeraiKeys(source={self.source!r}, public_id=SecretStr('**********'), secret_key=SecretStr('**********'))"
+
+    __str__ = __repr__
+
+    def secrets(self) -> tuple[str, str]:
+        return self.public_id.get_secret_value(), self.secret_key.get_secret_value()
+
+
+def load_prefect_secret(block_name: str) -> tuple[str, str]:
+    """Keys from a Prefect ``Secret`` block: JSON {public_id, secret_key} or 'PUBLIC$SECRET'."""
+    from prefect.blocks.system import Secret
+
+    try:
+        value = Secret.load(block_name).get()
+    except ValueError as exc:
+        raise BadInputError(f"Prefect Secret block {block_name!r} could not be loaded ({type(exc).__name__}); "
+                            "create it or unset numerai.secret_block", tag="numerai_keys") from None
+    if isinstance(value, dict) and {"public_id", "secret_key"} <= set(value):
+        return str(value["public_id"]), str(value["secret_key"])
+    if isinstance(value, str) and value.count("$") == 1:
+        public_id, secret_key = value.split("$")
+        return public_id, secret_key
+    raise BadInputError(
+        f"Prefect Secret block {block_name!r} must hold JSON {{\"public_id\": ..., \"secret_key\": ...}} "
+        "or the string 'PUBLIC_ID$SECRET_KEY'",
+        tag="numerai_keys",
+    )
+
+
+def resolve_keys(
+    settings: NumeraiSettings,
+    env: Mapping[str, str] | None = None,
+    secret_loader: Callable[[str], tuple[str, str]] = load_prefect_secret,
+) -> NumeraiKeys | None:
+    """Keys from, first found: settings (``NUMERFLOW_NUMERAI__PUBLIC_ID``…), env
+    ``NUMERAI_PUBLIC_ID``/``NUMERAI_SECRET_KEY``, the Prefect Secret block named in
+    ``settings.secret_block``. None when there are none (→ dry run). Half a pair is an error."""
+    env = os.environ if env is None else env
+    candidates = [
+        ("settings", settings.public_id.get_secret_value() if settings.public_id else "",
+         settings.secret_key.get_secret_value() if settings.secret_key else ""),
+        ("env", env.get("NUMERAI_PUBLIC_ID", ""), env.get("NUMERAI_SECRET_KEY", "")),
+    ]
+    for source, public_id, secret_key in candidates:
+        if public_id and secret_key:
+            return NumeraiKeys(SecretStr(public_id), SecretStr(secret_key), source)
+        if public_id or secret_key:
+            missing = "secret key" if public_id else "public id"
+            raise BadInputError(f"the Numerai {missing} is missing from {source}; set both "
+                                "NUMERAI_PUBLIC_ID and NUMERAI_SECRET_KEY (or neither for a dry run)",
+                                tag="numerai_keys")
+    if settings.secret_block:
+        public_id, secret_key = secret_loader(settings.secret_block)
+        if public_id and secret_key:
+            return NumeraiKeys(SecretStr(public_id), SecretStr(secret_key), f"prefect-secret:{settings.secret_block}")
+        raise BadInputError(f"Prefect Secret block {settings.secret_block!r} holds an empty key", tag="numerai_keys")
+    return None
+
+
+# --------------------------------------------------------------------------- transport
+
+_AUTH_WORDS = ("authenticat", "api key", "api token", "token", "unauthori", "permission", "forbidden", "credential")
+_CLOSED_WORDS = ("not open", "closed", "deadline", "window")
+_TRANSIENT_WORDS = ("internal server error", "timeout", "timed out", "try again", "temporarily", "unavailable")
+
+
+def _operation_of(query: str) -> str:
+    """The first field of a GraphQL document (``listDatasets``, ``createSignalsSubmission``…)."""
+    match = re.search(r"\{\s*(\w+)", query)
+    return match.group(1) if match else "graphql"
+
+
+class _NumerflowTransport:
+    """``raw_query`` with our endpoint, timeout and error policy (mixed into numerapi's classes)."""
+
+    _nf_url: str
+    _nf_timeout: float
+    _nf_retries: int
+    _nf_sleep: Callable[[float], None]
+    _nf_session: requests.Session
+    _nf_secrets: tuple[str, ...]
+
+    def _nf_configure(self, url: str, timeout: float, retries: int, sleep: Callable[[float], None],
+                      secrets: tuple[str, ...]) -> None:
+        self._nf_url = url
+        self._nf_timeout = timeout
+        self._nf_retries = retries
+        self._nf_sleep = sleep
+        self._nf_session = requests.Session()
+        self._nf_secrets = tuple(s for s in secrets if s)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} url={self._nf_url!r} authenticated={self.token is not None}>"
+
+    def _nf_scrub(self, text: str) -> str:
+        for secret in self._nf_secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def raw_query(self, query: str, variables: dict | None = None, authorization: bool = False,
+                  *, retries: int = 3, delay: int = 5, backoff: int = 2) -> dict:
+        operation = _operation_of(query)
+        headers = {"Content-type": "application/json", "Accept": "application/json"}
+        if authorization:
+            if not self.token:
+                raise BadInputError(f"{operation} needs Numerai API keys; set NUMERAI_PUBLIC_ID and "
+                                    "NUMERAI_SECRET_KEY (or the Prefect Secret block)", tag="numerai_keys")
+            public_id, secret_key = self.token
+            headers["Authorization"] = f"Token {public_id}${secret_key}"
+        body = {"query": query, "variables": variables}
+        wait = 1.0
+        for attempt in range(1, self._nf_retries + 1):
+            problem = self._nf_attempt(operation, body, headers)
+            if isinstance(problem, dict):
+                return problem
+            if attempt < self._nf_retries:
+                log.warning("Numerai %s: %s (attempt %d/%d), retrying in %.0f s",
+                            operation, problem, attempt, self._nf_retries, wait)
+                self._nf_sleep(wait)
+                wait *= 2
+        raise TransientError(
+            f"Numerai API {operation} failed {self._nf_retries} times, last: {problem}; "
+            f"Numerai may be down or unreachable at {self._nf_url}: retry later",
+            tag="numerai_unavailable",
+        )
+
+    def _nf_attempt(self, operation: str, body: dict, headers: dict) -> dict | str:
+        """The parsed answer, or a string describing a transient failure worth retrying."""
+        try:
+            resp = self._nf_session.post(self._nf_url, json=body, headers=headers, timeout=self._nf_timeout)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            return self._nf_scrub(f"{type(exc).__name__}: {exc}")
+        status = resp.status_code
+        if status == 429 or status >= 500:
+            return f"HTTP {status}"
+        if status in (401, 403):
+            raise BadInputError(
+                f"Numerai refused the API keys for {operation} (HTTP {status}); check NUMERAI_PUBLIC_ID / "
+                "NUMERAI_SECRET_KEY and that the key has the needed scopes", tag="numerai_auth")
+        if status >= 400:
+            raise BadInputError(f"Numerai answered {operation} with HTTP {status}: "
+                                f"{self._nf_scrub(resp.text[:300])}", tag="numerai_api_error")
+        try:
+            result = resp.json()
+        except ValueError:
+            return f"invalid JSON in the answer (HTTP {status})"
+        if not isinstance(result, dict):
+            return "answer is not a JSON object"
+        errors = result.get("errors")
+        if errors:
+            messages = [e.get("message", str(e)) if isinstance(e, dict) else str(e)
+                        for e in (errors if isinstance(errors, list) else [errors])]
+            message = self._nf_scrub("; ".join(messages))
+            lowered = message.lower()
+            if any(w in lowered for w in _AUTH_WORDS):
+                raise BadInputError(
+                    f"Numerai refused the API keys for {operation}: {message}; check NUMERAI_PUBLIC_ID / "
+                    "NUMERAI_SECRET_KEY and the key's scopes", tag="numerai_auth")
+            if any(w in lowered for w in _CLOSED_WORDS):
+                raise BadInputError(f"Numerai says {message} ({operation})", tag="round_closed")
+            if any(w in lowered for w in _TRANSIENT_WORDS):
+                raise TransientError(f"Numerai API {operation} failed: {message}", tag="numerai_unavailable")
+            raise BadInputError(f"Numerai API {operation} returned an error: {message}", tag="numerai_api_error")
+        if "data" not in result or result["data"] is None:
+            raise NumerflowError(f"Numerai answered {operation} without data; the API may have changed",
+                                 tag="numerai_unexpected_response")
+        return result
+
+
+class _SignalsAPI(_NumerflowTransport, numerapi.SignalsAPI):
+    pass
+
+
+class _CryptoAPI(_NumerflowTransport, numerapi.CryptoAPI):
+    pass
+
+
+_API_CLASSES = {"signals": _SignalsAPI, "crypto": _CryptoAPI}
+
+
+class _CheckedRequests:
+    """Stands in for the ``requests`` module inside numerapi during an upload: ``put`` gets
+    our timeout and raises on a non-2xx status; everything else is the real module."""
+
+    def __init__(self, timeout: float) -> None:
+        self._timeout = timeout
+        self.put_statuses: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(requests, name)
+
+    def put(self, url: str, data: Any = None, **kwargs: Any) -> requests.Response:
+        kwargs["timeout"] = self._timeout
+        try:
+            resp = requests.put(url, data=data, **kwargs)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise TransientError(f"uploading the file to Numerai's storage failed: {type(exc).__name__}; retry",
+                                 tag="upload_failed") from None
+        self.put_statuses.append(resp.status_code)
+        if resp.status_code == 429 or resp.status_code >= 500:
+            raise TransientError(f"Numerai's storage answered the file upload with HTTP {resp.status_code}; "
+                                 "nothing was submitted: retry", tag="upload_failed")
+        if not 200 <= resp.status_code < 300:
+            raise BadInputError(f"Numerai's storage refused the file upload (HTTP {resp.status_code}); "
+                                "nothing was submitted", tag="upload_failed")
+        return resp
+
+
+_UPLOAD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _checked_put(timeout: float) -> Iterator[_CheckedRequests]:
+    import numerapi.base_api
+    import numerapi.signalsapi
+
+    modules = (numerapi.base_api, numerapi.signalsapi)
+    checked = _CheckedRequests(timeout)
+    with _UPLOAD_LOCK:  # uploads are rare: serialise them rather than race on module attributes
+        saved = [m.requests for m in modules]
+        for module in modules:
+            module.requests = checked
+        try:
+            yield checked
+        finally:
+            for module, original in zip(modules, saved, strict=True):
+                module.requests = original
+
+
+# --------------------------------------------------------------------------- rounds
+
+
+@dataclass(frozen=True)
+class RoundInfo:
+    """The current round: number and submission window (timezone-aware UTC)."""
+
+    tournament: str
+    number: int
+    open_time: dt.datetime
+    close_time: dt.datetime  # closeStakingTime: the submission deadline
+
+    def is_open(self, now: dt.datetime | None = None) -> bool:
+        now = now or dt.datetime.now(dt.UTC)
+        return self.open_time <= now < self.close_time
+
+    def window(self) -> str:
+        return f"opens {self.open_time:%Y-%m-%d %H:%M} UTC, closes {self.close_time:%Y-%m-%d %H:%M} UTC"
+
+    def as_dict(self) -> dict:
+        return {"tournament": self.tournament, "number": self.number,
+                "open_time": self.open_time.isoformat(), "close_time": self.close_time.isoformat()}
+
+
+def _utc(value: Any, name: str) -> dt.datetime:
+    if value is None:
+        raise NumerflowError(f"Numerai's round has no {name}", tag="numerai_unexpected_response")
+    stamp = pd.Timestamp(value)
+    # Numerai's times are UTC; a timestamp without a zone is read as UTC, never as local time.
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.to_pydatetime()
+
+
+def parse_round(raw: Mapping[str, Any], tournament: str) -> RoundInfo:
+    return RoundInfo(tournament, int(raw["number"]), _utc(raw.get("openTime"), "openTime"),
+                     _utc(raw.get("closeStakingTime") or raw.get("closeTime"), "closeStakingTime"))
+
+
+def require_open_window(round_info: RoundInfo | None, now: dt.datetime | None = None) -> None:
+    """Refuse to upload outside the open window, saying when it opens/closes."""
+    now = now or dt.datetime.now(dt.UTC)
+    if round_info is None:
+        raise BadInputError(f"no Numerai round is open now ({now:%Y-%m-%d %H:%M} UTC); "
+                            "run `numerflow status` to see the next window", tag="round_closed")
+    if not round_info.is_open(now):
+        when = "has not opened yet" if now < round_info.open_time else "is closed"
+        raise BadInputError(
+            f"{round_info.tournament} round {round_info.number} {when}: it {round_info.window()}, "
+            f"now is {now:%Y-%m-%d %H:%M} UTC; nothing was uploaded",
+            tag="round_closed",
+        )
+
+
+# --------------------------------------------------------------------------- client
+
+_ROUND_QUERY = """
+    query($tournament: Int!) {
+      rounds(tournament: $tournament number: 0) {
+        number
+        openTime
+        closeTime
+        closeStakingTime
+      }
+    }
+"""
+
+
+@contextlib.contextmanager
+def _translated(operation: str) -> Iterator[None]:
+    """numerapi methods index answers directly: turn shape surprises into clear errors."""
+    try:
+        yield
+    except (KeyError, IndexError, TypeError) as exc:
+        raise NumerflowError(f"unexpected answer from Numerai to {operation} ({type(exc).__name__}: {exc}); "
+                             "the API may have changed", tag="numerai_unexpected_response") from None
+
+
+class NumeraiClient:
+    """One tournament's Numerai API, with our endpoint, timeouts, retries and errors."""
+
+    def __init__(
+        self,
+        tournament: str = "signals",
+        keys: NumeraiKeys | None = None,
+        *,
+        api_url: str = "https://api-tournament.numer.ai",
+        timeout: float = 30.0,
+        retries: int = 3,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.spec = tournament_spec(tournament)
+        self.keys = keys
+        public_id, secret_key = keys.secrets() if keys else (None, None)
+        api = _API_CLASSES[tournament](public_id=public_id, secret_key=secret_key, verbosity="WARNING",
+                                       show_progress_bars=False)
+        if keys is None:
+            api.token = None  # numerapi falls back to env keys by itself; "no keys" must mean none
+        api._nf_configure(api_url.rstrip("/"), timeout, retries, sleep, (public_id or "", secret_key or ""))
+        self.api = api
+        self.timeout = timeout
+
+    @classmethod
+    def from_settings(cls, settings: Settings, tournament: str | None = None, keys: NumeraiKeys | None = None,
+                      **kwargs: Any) -> NumeraiClient:
+        numerai = settings.numerai
+        return cls(tournament or settings.tournament, keys, api_url=numerai.api_url,
+                   timeout=numerai.timeout_seconds, retries=numerai.retries, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"NumeraiClient(tournament={self.spec.name!r}, url={self.api._nf_url!r}, keys={self.keys!r})"
+
+    # datasets
+    def list_datasets(self, round_number: int | None = None) -> list[str]:
+        with _translated("listDatasets"):
+            return list(self.api.list_datasets(round_number))
+
+    def download(self, filename: str, dest: Path, round_number: int | None = None) -> Path:
+        """Download a dataset file into ``dest`` atomically (never numerapi's same-size skip)."""
+        dest = Path(dest)
+        with atomic_path(dest) as tmp:
+            leftover = Path(f"{tmp}.temp")
+            # numerapi skips an existing file whose size equals Content-Length (0 if absent): let
+            # it find none; its own ".temp" file is ours to clean.
+            tmp.unlink()
+            try:
+                with _translated("dataset"):
+                    self.api.download_dataset(filename, str(tmp), round_number)
+                if not tmp.exists() or tmp.stat().st_size == 0:
+                    raise TransientError(f"downloading {filename} gave an empty file; retry", tag="download_failed")
+            except requests.HTTPError as exc:
+                code = exc.response.status_code if exc.response is not None else 0
+                cls = TransientError if code == 429 or code >= 500 else BadInputError
+                raise cls(f"downloading {filename} failed with HTTP {code}", tag="download_failed") from None
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                raise TransientError(f"downloading {filename} failed: {type(exc).__name__}",
+                                     tag="download_failed") from None
+            finally:
+                leftover.unlink(missing_ok=True)
+        return dest
+
+    # rounds and models
+    def current_round(self) -> RoundInfo | None:
+        """The current round, or None when Numerai says no round is open."""
+        try:
+            raw = self.api.raw_query(_ROUND_QUERY, {"tournament": self.spec.id})
+        except BadInputError as exc:
+            if exc.tag == "round_closed":
+                return None
+            raise
+        with _translated("rounds"):
+            rounds = raw["data"]["rounds"]
+            return parse_round(rounds[0], self.spec.name) if rounds and rounds[0] else None
+
+    def models(self, tournament_id: int | None = None) -> dict[str, str]:
+        """``{model name: model id}`` of the account, for this tournament (or another)."""
+        with _translated("account.models"):
+            return dict(self.api.get_models(tournament_id))
+
+    def resolve_model_id(self, model_name: str) -> str:
+        mine = self.models()
+        if model_name in mine:
+            return mine[model_name]
+        for other_id, other_name in TOURNAMENT_NAMES.items():
+            if other_id != self.spec.id and model_name in self.models(other_id):
+                raise BadInputError(
+                    f"model {model_name!r} is a Numerai {other_name} model, not a {self.spec.name} one; "
+                    f"use --tournament {other_name} or one of this account's {self.spec.name} models: {sorted(mine)}",
+                    tag="wrong_tournament_model",
+                )
+        raise BadInputError(
+            f"model {model_name!r} is not in this account's {self.spec.name} models {sorted(mine)}; "
+            "set numerai.model_name (or --model) to one of them",
+            tag="unknown_model",
+        )
+
+    # uploads
+    def upload_predictions(self, path: Path, model_id: str) -> str:
+        with _checked_put(self.timeout), _translated("createSubmission"):
+            submission_id = self.api.upload_predictions(str(path), model_id=model_id)
+        if not isinstance(submission_id, str) or not submission_id:
+            raise NumerflowError(f"Numerai returned no submission id ({submission_id!r})",
+                                 tag="numerai_unexpected_response")
+        return submission_id
+
+    def upload_diagnostics(self, path: Path, model_id: str) -> str:
+        with _checked_put(self.timeout), _translated("createDiagnostics"):
+            diagnostics_id = self.api.upload_diagnostics(str(path), model_id=model_id)
+        if not isinstance(diagnostics_id, str) or not diagnostics_id:
+            raise NumerflowError(f"Numerai returned no diagnostics id ({diagnostics_id!r})",
+                                 tag="numerai_unexpected_response")
+        return diagnostics_id
+
+
+def client_for(settings: Settings, tournament: str | None = None, *, keys: NumeraiKeys | None = None,
+               **kwargs: Any) -> NumeraiClient:
+    """A client with the keys from settings/env/Prefect Secret (none → public queries only)."""
+    if keys is None:
+        keys = resolve_keys(settings.numerai)
+    return NumeraiClient.from_settings(settings, tournament, keys, **kwargs)
+
+
+# --------------------------------------------------------------------------- datasets & universe
+
+_VERSIONED = re.compile(r"^(?P<prefix>[a-z_]+)/v(?P<major>\d+)\.(?P<minor>\d+)/(?P<file>.+)$")
+
+
+def pick_dataset_version(filenames: list[str], tournament: str, required: tuple[str, ...] | None = None) -> str:
+    """The newest ``<prefix>/vX.Y`` directory holding one of ``required`` (default: a live
+    universe file), e.g. ``"signals/v2.1"``. Never hard-coded: read from list_datasets."""
+    spec = tournament_spec(tournament)
+    required = required or spec.live_files
+    versions: set[tuple[int, int]] = set()
+    for name in filenames:
+        match = _VERSIONED.match(name)
+        if match and match["prefix"] == spec.dataset_prefix and match["file"] in required:
+            versions.add((int(match["major"]), int(match["minor"])))
+    if not versions:
+        raise BadInputError(
+            f"Numerai lists no {spec.name} dataset with {list(required)} (found {sorted(filenames)[:20]}); "
+            "the dataset layout may have changed", tag="no_dataset")
+    major, minor = max(versions)
+    return f"{spec.dataset_prefix}/v{major}.{minor}"
+
+
+def dataset_file(filenames: list[str], version: str, candidates: tuple[str, ...]) -> str:
+    """The first of ``candidates`` that exists under ``version`` in the listing."""
+    for name in candidates:
+        if f"{version}/{name}" in filenames:
+            return f"{version}/{name}"
+    raise BadInputError(f"{version} has none of {list(candidates)}", tag="no_dataset")
+
+
+def numerai_dir(store: Store, tournament: str) -> Path:
+    return store.root / "numerai" / tournament
+
+
+def round_download_path(store: Store, tournament: str, remote_name: str, round_number: int) -> Path:
+    """Per-round local name: ``numerai/<t>/<version>/round-<n>/<file>`` (a new round never
+    reuses an old round's file, whatever numerapi's same-size check would think)."""
+    version_dir, _, file_name = remote_name.rpartition("/")
+    version = version_dir.rpartition("/")[2]
+    return numerai_dir(store, tournament) / version / f"round-{round_number}" / file_name
+
+
+def read_universe(path: Path, tournament: str = "signals") -> pd.DataFrame:
+    """The live universe file, checked: the ticker column exists once, tickers are unique, not empty."""
+    spec = tournament_spec(tournament)
+    try:
+        names = pq.read_schema(path).names
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user-facing problem
+        raise BadInputError(f"universe file {path} is not readable Parquet ({type(exc).__name__}: {exc}); "
+                            "delete it and download again", tag="invalid_universe") from None
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise BadInputError(f"universe file {path} has duplicate columns {duplicated}; "
+                            "delete it and download again", tag="invalid_universe")
+    column = spec.ticker_column
+    if column not in names:
+        raise BadInputError(f"universe file {path} has no {column!r} column (columns: {names}); "
+                            f"a Numerai {spec.name} universe must have one", tag="invalid_universe")
+    wanted = [c for c in (column, "composite_figi") if c in names]
+    frame = read_parquet(path, columns=wanted)
+    frame = frame[frame[column].notna() & (frame[column].astype("string").str.strip() != "")]
+    if frame.empty:
+        raise BadInputError(f"universe file {path} lists no tickers; Numerai's live universe is never empty: "
+                            "download it again", tag="empty_universe")
+    dupes = frame[column][frame[column].duplicated()].astype(str).unique().tolist()
+    if dupes:
+        raise BadInputError(f"universe file {path} lists {len(dupes)} tickers twice, e.g. {dupes[:5]}",
+                            tag="invalid_universe")
+    return frame.reset_index(drop=True)
+
+
+def universe_snapshot_frame(universe: pd.DataFrame, tournament: str = "signals") -> pd.DataFrame:
+    """The store's universe table: signals → numerai_ticker, composite_figi, country; crypto → symbol."""
+    spec = tournament_spec(tournament)
+    if spec.name == "crypto":
+        return pd.DataFrame({"symbol": universe["symbol"].astype("string").to_numpy()})
+    tickers = universe["numerai_ticker"].astype("string")
+    figi = universe["composite_figi"].astype("string") if "composite_figi" in universe else pd.Series(
+        pd.NA, index=universe.index, dtype="string")
+    return pd.DataFrame({"numerai_ticker": tickers.to_numpy(), "composite_figi": figi.to_numpy(),
+                         "country": ticker_country(tickers).to_numpy()})
+
+
+def universe_snapshot_path(store: Store, tournament: str, round_number: int) -> Path:
+    return store.universe_path(tournament, f"round-{round_number}")
+
+
+def latest_universe_snapshot(store: Store, tournament: str) -> Path | None:
+    directory = store.root / "universe" / tournament
+    snapshots = sorted(directory.glob("round-*.parquet"), key=lambda p: int(p.stem.split("-")[1]))
+    return snapshots[-1] if snapshots else None
+
+
+@dataclass(frozen=True)
+class UniverseSnapshot:
+    tournament: str
+    round_number: int
+    dataset: str  # remote file name, e.g. signals/v2.1/live.parquet
+    raw_path: Path
+    snapshot_path: Path
+    tickers: int
+
+
+def fetch_universe(client: NumeraiClient, store: Store, round_number: int | None = None) -> UniverseSnapshot:
+    """Discover the data version, download this round's live universe, write the snapshot."""
+    tournament = client.spec.name
+    if round_number is None:
+        current = client.current_round()
+        if current is None:
+            raise BadInputError(f"no {tournament} round is open, so there is no live universe to fetch; "
+                                "pass a round number or wait for the next round", tag="round_closed")
+        round_number = current.number
+    filenames = client.list_datasets()
+    version = pick_dataset_version(filenames, tournament)
+    remote = dataset_file(filenames, version, client.spec.live_files)
+    raw_path = round_download_path(store, tournament, remote, round_number)
+    if not raw_path.exists():
+        client.download(remote, raw_path)
+    universe = read_universe(raw_path, tournament)
+    snapshot = universe_snapshot_frame(universe, tournament)
+    schema = UNIVERSE_SCHEMA if tournament == "signals" else None
+    snapshot_path = write_parquet(universe_snapshot_path(store, tournament, round_number), snapshot, schema=schema)
+    log.info("%s round %d: %d tickers from %s → %s", tournament, round_number, len(snapshot), remote, snapshot_path)
+    return UniverseSnapshot(tournament, round_number, remote, raw_path, snapshot_path, len(snapshot))
+
+
+# --------------------------------------------------------------------------- ledger
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class SubmissionLedger:
+    """Successful uploads, one JSON file: exactly one live entry per (tournament, round, model).
+
+    Forced re-uploads replace the entry and keep the earlier ones under ``replaced``.
+    Writes are atomic and serialised with a lock file (several flows may submit at once).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> SubmissionLedger:
+        return cls(settings.numerai.ledger_path or Store(settings.data_dir).root / "submissions" / "ledger.json")
+
+    @staticmethod
+    def key(tournament: str, round_number: int, model_name: str) -> str:
+        return f"{tournament}/{round_number}/{model_name}"
+
+    def _load(self) -> dict:
+        if not self.path.exists():
+            return {"version": 1, "submissions": {}}
+        data = read_json(self.path)
+        if not isinstance(data, dict) or not isinstance(data.get("submissions"), dict):
+            raise BadInputError(f"submission ledger {self.path} is not a numerflow ledger; move it away",
+                                tag="invalid_ledger")
+        return data
+
+    def get(self, tournament: str, round_number: int, model_name: str) -> dict | None:
+        return self._load()["submissions"].get(self.key(tournament, round_number, model_name))
+
+    def entries(self) -> list[dict]:
+        return list(self._load()["submissions"].values())
+
+    def last_per_model(self, tournament: str) -> dict[str, dict]:
+        latest: dict[str, dict] = {}
+        for entry in self.entries():
+            if entry["tournament"] == tournament:
+                name = entry["model_name"]
+                if name not in latest or entry["round"] > latest[name]["round"]:
+                    latest[name] = entry
+        return latest
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(f"{self.path}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def record(self, entry: dict) -> None:
+        with self._locked():
+            data = self._load()
+            key = self.key(entry["tournament"], entry["round"], entry["model_name"])
+            previous = data["submissions"].get(key)
+            if previous is not None:
+                replaced = previous.pop("replaced", [])
+                entry = {**entry, "replaced": [*replaced, previous]}
+            data["submissions"][key] = entry
+            write_json(self.path, data)
+
+    def update(self, tournament: str, round_number: int, model_name: str, **fields: Any) -> None:
+        with self._locked():
+            data = self._load()
+            data["submissions"][self.key(tournament, round_number, model_name)].update(fields)
+            write_json(self.path, data)
+
+
+# --------------------------------------------------------------------------- submit
+
+
+@dataclass
+class SubmitOutcome:
+    """What ``submit_file`` did: ``uploaded``, ``skipped`` (already in the ledger) or ``dry_run``."""
+
+    status: str
+    tournament: str
+    message: str
+    path: str
+    sha256: str
+    model_name: str | None = None
+    model_id: str | None = None
+    round: dict | None = None
+    submission_id: str | None = None
+    diagnostics_id: str | None = None
+    diagnostics_error: str | None = None
+    record: str | None = None
+    validation: dict = field(default_factory=dict)
+
+    @property
+    def dry_run(self) -> bool:
+        return self.status == "dry_run"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def read_submission_file(path: Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise BadInputError(f"submission file {path} does not exist", tag="invalid_submission")
+    try:
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path, dtype={0: "string"}, keep_default_na=False, na_values=[""])
+    except Exception as exc:  # noqa: BLE001
+        raise BadInputError(f"submission file {path} cannot be read ({type(exc).__name__}: {exc})",
+                            tag="invalid_submission") from None
+
+
+def universe_ids_for(store: Store, tournament: str, round_number: int | None) -> pd.Series:
+    """Tickers of the round's universe snapshot (or the latest one)."""
+    spec = tournament_spec(tournament)
+    path = universe_snapshot_path(store, tournament, round_number) if round_number is not None else None
+    if path is None or not path.exists():
+        path = latest_universe_snapshot(store, tournament)
+    if path is None:
+        raise BadInputError(f"no {tournament} universe snapshot in {store.root / 'universe' / tournament}; "
+                            "run `numerflow universe` first", tag="no_universe")
+    return read_parquet(path, columns=[spec.ticker_column])[spec.ticker_column]
+
+
+def check_submission(path: Path, universe_ids: pd.Series, tournament: str, min_tickers: int) -> dict:
+    """Numerai's submission rules on the file as it will be sent (reuses tasks.submission)."""
+    from tasks.submission import validate_submission
+
+    frame = read_submission_file(path)
+    return validate_submission(frame, universe_ids, tournament=tournament, min_tickers=min_tickers)
+
+
+def submit_file(
+    path: Path,
+    settings: Settings,
+    *,
+    tournament: str | None = None,
+    model_name: str | None = None,
+    force: bool = False,
+    client: NumeraiClient | None = None,
+    keys: NumeraiKeys | None = None,
+    ledger: SubmissionLedger | None = None,
+    universe_ids: pd.Series | None = None,
+    diagnostics_path: Path | None = None,
+    now: dt.datetime | None = None,
+) -> SubmitOutcome:
+    """Upload a validated submission file for the open round, exactly once per model.
+
+    Order: validate the file → (no keys: dry-run record, stop) → current round → ledger
+    (already sent: skip unless ``force``) → open-window guard → model name → id →
+    upload (checked PUT) → ledger entry → optional diagnostics upload. Any failure before
+    the ledger entry leaves no entry, so the next run tries again.
+    """
+    tournament = tournament or settings.tournament
+    spec = tournament_spec(tournament)
+    model_name = model_name or settings.numerai.model_name
+    store = Store(settings.data_dir)
+    path = Path(path)
+    if client is None and keys is None:
+        keys = resolve_keys(settings.numerai)
+    has_keys = (client.keys is not None) if client is not None else keys is not None
+
+    sha256 = file_sha256(path) if path.exists() else ""
+    if not has_keys:
+        # Without keys nothing can be sent (and nothing is asked of the network).
+        ids = universe_ids
+        if ids is None and latest_universe_snapshot(store, tournament) is not None:
+            ids = universe_ids_for(store, tournament, None)
+        validation = (check_submission(path, ids, tournament, settings.submission.min_tickers)
+                      if ids is not None else {})
+        stamp = dt.datetime.now(dt.UTC)
+        record = {
+            "dry_run": True,
+            "reason": "no Numerai API keys (NUMERAI_PUBLIC_ID/NUMERAI_SECRET_KEY, settings or Prefect Secret block)",
+            "would_call": f"{spec.api_class.__name__}.upload_predictions(file_path, model_id=<id of model>)",
+            "tournament": tournament, "model_name": model_name, "file": str(path), "sha256": sha256,
+            "rows": validation.get("rows"), "validated_against_universe": bool(validation),
+            "api_url": settings.numerai.api_url, "created_at": stamp.isoformat(),
+        }
+        record_path = write_json(store.submission_dir(tournament, "dry-run") / f"{stamp:%Y%m%dT%H%M%S%fZ}.json",
+                                 record)
+        message = (f"DRY RUN — no Numerai API keys: nothing was uploaded. Would upload {path} "
+                   f"(sha256 {sha256[:12]}) for model {model_name or '<unset>'}; record: {record_path}")
+        log.warning(message)
+        return SubmitOutcome("dry_run", tournament, message, str(path), sha256, model_name=model_name,
+                             record=str(record_path), validation=validation)
+
+    if not model_name:
+        raise BadInputError("no model name: set numerai.model_name (NUMERFLOW_NUMERAI__MODEL_NAME) or pass --model",
+                            tag="no_model")
+    client = client or NumeraiClient.from_settings(settings, tournament, keys)
+    ledger = ledger or SubmissionLedger.for_settings(settings)
+    current = client.current_round()
+    if current is not None:
+        done = ledger.get(tournament, current.number, model_name)
+        if done is not None and not force:
+            message = (f"{tournament} round {current.number} already submitted for model {model_name} at "
+                       f"{done['uploaded_at']} (submission {done['submission_id']}, sha256 {done['sha256'][:12]}); "
+                       "skipped — pass --force to upload again")
+            log.info(message)
+            return SubmitOutcome("skipped", tournament, message, str(path), sha256, model_name=model_name,
+                                 model_id=done.get("model_id"), round=current.as_dict(),
+                                 submission_id=done["submission_id"])
+    require_open_window(current, now)  # raises when current is None
+    ids = universe_ids if universe_ids is not None else universe_ids_for(store, tournament, current.number)
+    validation = check_submission(path, ids, tournament, settings.submission.min_tickers)
+    model_id = client.resolve_model_id(model_name)
+    sha256 = file_sha256(path)  # of the exact bytes about to be sent
+    submission_id = client.upload_predictions(path, model_id)
+    entry = {
+        "tournament": tournament, "round": current.number, "model_name": model_name, "model_id": model_id,
+        "submission_id": submission_id, "sha256": sha256, "file": str(path), "rows": validation.get("rows"),
+        "uploaded_at": dt.datetime.now(dt.UTC).isoformat(), "forced": bool(force),
+    }
+    ledger.record(entry)
+    message = (f"uploaded {path} to Numerai {tournament} round {current.number} for model {model_name}: "
+               f"submission {submission_id}")
+    log.info(message)
+    outcome = SubmitOutcome("uploaded", tournament, message, str(path), sha256, model_name=model_name,
+                            model_id=model_id, round=current.as_dict(), submission_id=submission_id,
+                            record=str(ledger.path), validation=validation)
+    if diagnostics_path is not None:
+        try:
+            outcome.diagnostics_id = client.upload_diagnostics(Path(diagnostics_path), model_id)
+            ledger.update(tournament, current.number, model_name, diagnostics_id=outcome.diagnostics_id)
+        except NumerflowError as exc:
+            # The submission itself stands; the diagnostics failure is reported, not hidden.
+            outcome.diagnostics_error = str(exc)
+            log.warning("diagnostics upload failed (the submission stands): %s", exc)
+    return outcome
+
+
+def round_status(settings: Settings, tournament: str | None = None, *, client: NumeraiClient | None = None,
+                 ledger: SubmissionLedger | None = None, now: dt.datetime | None = None) -> dict:
+    """Round number, window, open or not, and the last ledger entry per model."""
+    tournament = tournament or settings.tournament
+    client = client or client_for(settings, tournament)
+    ledger = ledger or SubmissionLedger.for_settings(settings)
+    now = now or dt.datetime.now(dt.UTC)
+    current = client.current_round()
+    return {
+        "tournament": tournament,
+        "round": current.as_dict() if current else None,
+        "open": bool(current and current.is_open(now)),
+        "window": current.window() if current else "no round open",
+        "now": now.isoformat(),
+        "keys": client.keys.source if client.keys else None,
+        "last_submissions": ledger.last_per_model(tournament),
+    }

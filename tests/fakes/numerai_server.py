@@ -1,0 +1,280 @@
+"""A local fake of Numerai's API for tests: GraphQL, dataset downloads, presigned PUT.
+
+The real ``numerapi`` client talks to it over 127.0.0.1 (port 0, a thread); wire
+formats follow GUIDE §2: POST ``/`` with ``{"query", "variables"}``, auth header
+``Token PUBLIC$SECRET``, answers ``{"data": …}`` or ``{"errors": [{"message"}]}``,
+timestamps with a timezone, dataset URLs answered by GET with Content-Length, upload
+auth answering ``{filename, url}`` with a URL the client PUTs the file to.
+
+Faults are injected per operation (``fail(operation, kind, times)``): a GraphQL error,
+an HTTP status (500, 401…), or garbage. The fake records every GraphQL call (operation,
+variables, whether it was authorised), every PUT body and every created submission.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import threading
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+TOURNAMENT_IDS = {"signals": 11, "crypto": 12, "classic": 8}
+
+# Order matters: the first name found in the query document wins.
+OPERATIONS = (
+    "createSignalsSubmission",
+    "create_submission",
+    "createDiagnostics",
+    "submissionUploadSignalsAuth",
+    "submission_upload_auth",
+    "diagnosticsUploadAuth",
+    "listDatasets",
+    "dataset",
+    "rounds",
+    "account",
+)
+AUTHORISED = {
+    "createSignalsSubmission", "create_submission", "createDiagnostics", "submissionUploadSignalsAuth",
+    "submission_upload_auth", "diagnosticsUploadAuth", "account",
+}
+
+NOT_AUTHENTICATED = "You must be authenticated to perform this action"
+
+
+def operation_of(query: str) -> str:
+    for name in OPERATIONS:
+        if re.search(rf"\b{name}\s*[({{]", query) or re.search(rf"\b{name}\b", query):
+            return name
+    return "unknown"
+
+
+@dataclass
+class Fault:
+    operation: str  # a GraphQL operation, or "PUT" / "GET"
+    kind: str  # "graphql_error" | "http" | "garbage"
+    status: int = 500
+    message: str = "Internal server error"
+    times: int = 1
+
+
+@dataclass
+class FakeNumeraiState:
+    public_id: str = "FAKEPUBLICID"
+    secret_key: str = "FAKESECRETKEY0123456789"
+    # Bad keys answered as a GraphQL error (Numerai's way) or as HTTP 401.
+    bad_keys_as_http: bool = False
+    models: list[dict] = field(default_factory=lambda: [
+        {"id": "model-signals-1", "name": "my_signals", "tournament": 11},
+        {"id": "model-signals-2", "name": "other_signals", "tournament": 11},
+        {"id": "model-crypto-1", "name": "my_crypto", "tournament": 12},
+    ])
+    # tournament id → {filename: bytes}
+    datasets: dict[int, dict[str, bytes]] = field(default_factory=dict)
+    # tournament id → round dict (number, openTime, closeStakingTime) or None for "no open round"
+    rounds: dict[int, dict | None] = field(default_factory=dict)
+    faults: list[Fault] = field(default_factory=list)
+    graphql_calls: list[dict] = field(default_factory=list)
+    downloads: list[str] = field(default_factory=list)
+    uploads: list[dict] = field(default_factory=list)  # {"key", "body", "headers"}
+    submissions: list[dict] = field(default_factory=list)  # {"id", "operation", "variables", "body"}
+    diagnostics: list[dict] = field(default_factory=list)
+    pending: dict[str, dict] = field(default_factory=dict)  # upload key → {"filename", "tournament", "modelId"}
+
+
+def iso(stamp: dt.datetime) -> str:
+    return stamp.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def open_round(number: int, now: dt.datetime | None = None, hours_left: float = 1.0) -> dict:
+    now = now or dt.datetime.now(dt.UTC)
+    return {"number": number, "openTime": iso(now - dt.timedelta(hours=1)),
+            "closeTime": iso(now + dt.timedelta(days=30)),
+            "closeStakingTime": iso(now + dt.timedelta(hours=hours_left))}
+
+
+def closed_round(number: int, now: dt.datetime | None = None) -> dict:
+    now = now or dt.datetime.now(dt.UTC)
+    return {"number": number, "openTime": iso(now - dt.timedelta(days=2)),
+            "closeTime": iso(now + dt.timedelta(days=30)),
+            "closeStakingTime": iso(now - dt.timedelta(hours=3))}
+
+
+class FakeNumeraiServer:
+    """Start with ``with FakeNumeraiServer() as fake:``; ``fake.url`` is the GraphQL endpoint."""
+
+    def __init__(self, state: FakeNumeraiState | None = None) -> None:
+        self.state = state or FakeNumeraiState()
+        self.lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+
+    @property
+    def base(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def url(self) -> str:
+        return self.base + "/"
+
+    def start(self) -> FakeNumeraiServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeNumeraiServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # configuration helpers
+    def add_dataset(self, tournament: str, filename: str, payload: bytes) -> None:
+        self.state.datasets.setdefault(TOURNAMENT_IDS[tournament], {})[filename] = payload
+
+    def set_round(self, tournament: str, round_dict: dict | None) -> None:
+        self.state.rounds[TOURNAMENT_IDS[tournament]] = round_dict
+
+    def fail(self, operation: str, kind: str = "graphql_error", *, status: int = 500,
+             message: str = "Internal server error", times: int = 1) -> None:
+        self.state.faults.append(Fault(operation, kind, status, message, times))
+
+    def calls(self, operation: str) -> list[dict]:
+        return [c for c in self.state.graphql_calls if c["operation"] == operation]
+
+    def _take_fault(self, operation: str) -> Fault | None:
+        with self.lock:
+            for fault in self.state.faults:
+                if fault.operation == operation and fault.times > 0:
+                    fault.times -= 1
+                    return fault
+        return None
+
+    # GraphQL resolvers: each returns the "data" value or raises _GraphQLError
+    def resolve(self, operation: str, variables: dict) -> Any:
+        s = self.state
+        if operation == "listDatasets":
+            files = s.datasets.get(variables.get("tournament"), {})
+            return sorted(files)
+        if operation == "dataset":
+            files = s.datasets.get(variables.get("tournament"), {})
+            name = variables["filename"]
+            if name not in files:
+                raise _GraphQLError(f"File not found: {name}")
+            return f"{self.base}/files/{variables.get('tournament')}/{name}"
+        if operation == "rounds":
+            current = s.rounds.get(variables.get("tournament"))
+            if current is None:
+                raise _GraphQLError("Current round not open for submissions")
+            return [current]
+        if operation == "account":
+            return {"models": [dict(m) for m in s.models]}
+        if operation in ("submissionUploadSignalsAuth", "submission_upload_auth", "diagnosticsUploadAuth"):
+            key = uuid.uuid4().hex
+            stored_name = f"{key}-{variables['filename']}"
+            s.pending[key] = {**variables, "filename": stored_name}
+            return {"filename": stored_name, "url": f"{self.base}/upload/{key}?X-Signature=fake"}
+        if operation in ("createSignalsSubmission", "create_submission", "createDiagnostics"):
+            upload = next((u for u in s.uploads if u["filename"] == variables.get("filename")), None)
+            if upload is None:
+                raise _GraphQLError(f"no uploaded file named {variables.get('filename')}")
+            item = {"id": str(uuid.uuid4()), "operation": operation, "variables": dict(variables),
+                    "body": upload["body"]}
+            (s.diagnostics if operation == "createDiagnostics" else s.submissions).append(item)
+            return {"id": item["id"], "firstEffectiveDate": None} if operation != "createDiagnostics" else {
+                "id": item["id"]}
+        raise _GraphQLError(f"unknown operation {operation}")
+
+
+class _GraphQLError(Exception):
+    pass
+
+
+def _make_handler(fake: FakeNumeraiServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:  # keep test output quiet
+            pass
+
+        def _send(self, status: int, payload: bytes, content_type: str = "application/json") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def _json(self, status: int, obj: Any) -> None:
+            self._send(status, json.dumps(obj).encode())
+
+        def _body(self) -> bytes:
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length else b""
+
+        def do_POST(self) -> None:  # noqa: N802
+            request = json.loads(self._body() or b"{}")
+            query = request.get("query", "")
+            variables = request.get("variables") or {}
+            operation = operation_of(query)
+            header = self.headers.get("Authorization")
+            valid = header == f"Token {fake.state.public_id}${fake.state.secret_key}"
+            with fake.lock:
+                fake.state.graphql_calls.append({"operation": operation, "variables": variables,
+                                                 "authorized": header is not None, "query": query})
+            fault = fake._take_fault(operation)
+            if fault is not None:
+                if fault.kind == "http":
+                    return self._json(fault.status, {"detail": fault.message})
+                if fault.kind == "garbage":
+                    return self._send(200, b"<html>oops</html>", "text/html")
+                return self._json(200, {"data": None, "errors": [{"message": fault.message}]})
+            if operation in AUTHORISED and not valid:
+                if fake.state.bad_keys_as_http:
+                    return self._json(401, {"detail": "Invalid token"})
+                return self._json(200, {"data": None, "errors": [{"message": NOT_AUTHENTICATED}]})
+            try:
+                with fake.lock:
+                    data = fake.resolve(operation, variables)
+            except _GraphQLError as exc:
+                return self._json(200, {"data": None, "errors": [{"message": str(exc)}]})
+            return self._json(200, {"data": {operation: data}})
+
+        def do_GET(self) -> None:  # noqa: N802
+            match = re.fullmatch(r"/files/(\d+)/(.+)", self.path)
+            fault = fake._take_fault("GET")
+            if fault is not None:
+                return self._json(fault.status, {"detail": fault.message})
+            if not match:
+                return self._json(404, {"detail": "not found"})
+            payload = fake.state.datasets.get(int(match[1]), {}).get(match[2])
+            if payload is None:
+                return self._json(404, {"detail": "not found"})
+            with fake.lock:
+                fake.state.downloads.append(match[2])
+            self._send(200, payload, "application/octet-stream")
+
+        def do_PUT(self) -> None:  # noqa: N802
+            body = self._body()
+            match = re.fullmatch(r"/upload/([0-9a-f]+)\?X-Signature=fake", self.path)
+            fault = fake._take_fault("PUT")
+            if fault is not None:
+                return self._send(fault.status, b"<Error>fault</Error>", "application/xml")
+            if not match or match[1] not in fake.state.pending:
+                return self._send(403, b"<Error>SignatureDoesNotMatch</Error>", "application/xml")
+            with fake.lock:
+                pending = fake.state.pending.pop(match[1])
+                fake.state.uploads.append({"key": match[1], "filename": pending["filename"], "body": body,
+                                           "headers": dict(self.headers)})
+            self._send(200, b"")
+
+    return Handler
