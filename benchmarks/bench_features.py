@@ -1,0 +1,227 @@
+"""Benchmark: numerflow's vectorised features + per-date ranks vs the plain-pandas way.
+
+    .venv/bin/python benchmarks/bench_features.py [--tickers 5000 --years 20 --seed 7]
+
+The baseline is how public Signals code does it: ``groupby('ticker')`` rolling / pct_change /
+ewm per feature, then ``groupby('date').rank(pct=True)``. Both sides compute the SAME raw
+features (docs/features.md); the baseline run also checks they agree (max abs diff, NaN
+pattern). Each side runs in its own subprocess so its peak memory (ru_maxrss) is its own.
+The last line printed is one JSON object with every number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tasks.features import (
+    FEATURE_NAMES,
+    MACD_FAST,
+    MACD_SIGNAL,
+    MACD_SLOW,
+    RANGE_WINDOW,
+    RETURN_HORIZONS,
+    RSI_WINDOW,
+    TURNOVER_WINDOW,
+    VOLATILITY_WINDOWS,
+    VOLUME_LONG,
+    VOLUME_SHORT,
+    compute_features,
+    compute_raw_features,
+)
+from tasks.store import read_parquet, write_parquet
+
+TRADING_DAYS_PER_YEAR = 252
+
+
+def random_walk_panel(tickers: int, years: float, seed: int) -> pd.DataFrame:
+    """A synthetic long panel with the awkward parts of real data, built without Python loops:
+    late listings, delistings, per-country holiday calendars, NaN bars, zero volume, unsorted rows."""
+    rng = np.random.default_rng(seed)
+    n_days = int(years * TRADING_DAYS_PER_YEAR)
+    calendar = pd.bdate_range("2000-01-03", periods=n_days)
+    countries = np.array(["US", "JP", "GB", "DE", "HK"])
+    country_of = rng.integers(0, len(countries), tickers)
+    # ~2% of weekdays are holidays in each country's calendar.
+    holiday = rng.random((len(countries), n_days)) < 0.02
+    listing = np.where(rng.random(tickers) < 0.3, rng.integers(0, n_days // 2, tickers), 0)
+    delisting = np.where(rng.random(tickers) < 0.2, rng.integers(n_days // 2, n_days, tickers), n_days)
+    day = np.arange(n_days)
+    present = (day[None, :] >= listing[:, None]) & (day[None, :] < delisting[:, None]) & ~holiday[country_of]
+    ticker_idx, day_idx = np.nonzero(present)
+    n = len(ticker_idx)
+    daily_return = rng.standard_normal(n) * rng.uniform(0.01, 0.04, tickers)[ticker_idx]
+    # Cumulative log price per ticker: cumsum over the whole array minus each ticker's offset.
+    cumulative = np.cumsum(daily_return)
+    first = np.r_[True, ticker_idx[1:] != ticker_idx[:-1]]
+    offset = np.maximum.accumulate(np.where(first, cumulative - daily_return, -np.inf))
+    log_price = np.log(rng.uniform(5, 500, tickers))[ticker_idx] + cumulative - offset
+    adj_close = np.exp(log_price)
+    adj_close[rng.random(n) < 0.002] = np.nan  # missing bars as NaN rows
+    close = adj_close * 1.01
+    volume = np.floor(rng.lognormal(11, 1.5, n))
+    volume[rng.random(n) < 0.001] = 0.0
+    names = np.array([f"T{i:05d} {countries[c]}" for i, c in enumerate(country_of)], dtype=object)
+    frame = pd.DataFrame(
+        {
+            "ticker": pd.array(names[ticker_idx], dtype="string"),
+            "date": calendar[day_idx],
+            "open": close,
+            "high": close * 1.01,
+            "low": close * 0.99,
+            "close": close,
+            "adj_close": adj_close,
+            "volume": volume,
+            "currency": "USD",
+        }
+    )
+    return frame.take(rng.permutation(n)).reset_index(drop=True)
+
+
+def demo_panel(tickers: int, years: float, seed: int) -> pd.DataFrame:
+    from tasks.sources.demo import DemoMarket
+
+    market = DemoMarket(tickers=tickers, years=years, signal=0.5, seed=seed)
+    return market.fetch(market.all_tickers())
+
+
+def baseline_raw_features(prices: pd.DataFrame) -> pd.DataFrame:
+    """The same features the plain-pandas way (groupby per ticker), as public Signals code does."""
+    df = prices[np.isfinite(prices["adj_close"])].sort_values(["ticker", "date"]).reset_index(drop=True)
+    by_ticker = df.groupby("ticker")
+    bar = by_ticker.cumcount()
+    out = df[["ticker", "date"]].copy()
+    for h in RETURN_HORIZONS:
+        out[f"feature_ret_{h}d"] = np.log1p(by_ticker["adj_close"].pct_change(h))
+    df["r1"] = np.log1p(by_ticker["adj_close"].pct_change(1))
+    for w in VOLATILITY_WINDOWS:
+        out[f"feature_vol_{w}d"] = df.groupby("ticker")["r1"].rolling(w).std().reset_index(level=0, drop=True)
+    change = by_ticker["adj_close"].diff()
+    df["gain"], df["loss"] = change.clip(lower=0), (-change).clip(lower=0)
+    gain = df.groupby("ticker")["gain"].rolling(RSI_WINDOW).sum().reset_index(level=0, drop=True)
+    loss = df.groupby("ticker")["loss"].rolling(RSI_WINDOW).sum().reset_index(level=0, drop=True)
+    moved = gain + loss
+    out[f"feature_rsi_{RSI_WINDOW}"] = (gain / moved).where(moved > 0, 0.5).where(moved.notna())
+    ema_fast = by_ticker["adj_close"].transform(lambda s: s.ewm(span=MACD_FAST, adjust=False).mean())
+    ema_slow = by_ticker["adj_close"].transform(lambda s: s.ewm(span=MACD_SLOW, adjust=False).mean())
+    df["macd"] = ema_fast - ema_slow
+    signal = df.groupby("ticker")["macd"].transform(lambda s: s.ewm(span=MACD_SIGNAL, adjust=False).mean())
+    out[f"feature_macd_{MACD_FAST}_{MACD_SLOW}"] = (df["macd"] / df["adj_close"]).where(bar >= MACD_SLOW - 1)
+    out[f"feature_macd_hist_{MACD_FAST}_{MACD_SLOW}_{MACD_SIGNAL}"] = (
+        (df["macd"] - signal) / df["adj_close"]
+    ).where(bar >= MACD_SLOW + MACD_SIGNAL - 2)
+    df["turnover"] = df["close"].fillna(df["adj_close"]) * df["volume"]
+    turnover = df.groupby("ticker")["turnover"].rolling(TURNOVER_WINDOW).mean().reset_index(level=0, drop=True)
+    out[f"feature_log_turnover_{TURNOVER_WINDOW}d"] = np.log1p(turnover)
+    v_short = by_ticker["volume"].rolling(VOLUME_SHORT).mean().reset_index(level=0, drop=True)
+    v_long = by_ticker["volume"].rolling(VOLUME_LONG).mean().reset_index(level=0, drop=True)
+    out[f"feature_volume_ratio_{VOLUME_SHORT}_{VOLUME_LONG}"] = np.log1p(v_short) - np.log1p(v_long)
+    df["logp"] = np.log(df["adj_close"])
+    high = df.groupby("ticker")["logp"].rolling(RANGE_WINDOW).max().reset_index(level=0, drop=True)
+    low = df.groupby("ticker")["logp"].rolling(RANGE_WINDOW).min().reset_index(level=0, drop=True)
+    out[f"feature_dist_high_{RANGE_WINDOW}d"] = df["logp"] - high
+    out[f"feature_dist_low_{RANGE_WINDOW}d"] = df["logp"] - low
+    return out
+
+
+def baseline_features(prices: pd.DataFrame) -> pd.DataFrame:
+    raw = baseline_raw_features(prices)
+    ranked = raw[["ticker", "date"]].copy()
+    ranked[FEATURE_NAMES] = raw.groupby("date")[FEATURE_NAMES].rank(pct=True)
+    return raw, ranked.sort_values(["date", "ticker"])
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _run_side(side: str, data_path: Path) -> dict:
+    prices = read_parquet(data_path)
+    rss_input = _peak_rss_mb()
+    if side == "ours":
+        start = time.perf_counter()
+        features = compute_features(prices)
+        seconds = time.perf_counter() - start
+        return {"seconds": seconds, "rows": len(features), "peak_rss_mb": _peak_rss_mb(), "rss_after_input_mb": rss_input}
+    start = time.perf_counter()
+    raw, _ = baseline_features(prices)
+    seconds = time.perf_counter() - start
+    peak = _peak_rss_mb()
+    # Agreement check (untimed): our raw features in float64 against the baseline's.
+    ours = compute_raw_features(prices, dtype="float64")
+    merged = ours.merge(raw, on=["ticker", "date"], suffixes=("", "_baseline"), how="outer", indicator=True)
+    report = {"seconds": seconds, "peak_rss_mb": peak, "rows_ours": len(ours), "rows_baseline": len(raw),
+              "rows_unmatched": int((merged["_merge"] != "both").sum()), "max_abs_diff": {}, "nan_mismatch": {}}
+    for name in FEATURE_NAMES:
+        a = merged[name].to_numpy(dtype="float64", na_value=np.nan)
+        b = merged[f"{name}_baseline"].to_numpy(dtype="float64", na_value=np.nan)
+        both = ~np.isnan(a) & ~np.isnan(b)
+        report["max_abs_diff"][name] = float(np.max(np.abs(a[both] - b[both]), initial=0.0))
+        report["nan_mismatch"][name] = int((np.isnan(a) != np.isnan(b)).sum())
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tickers", type=int, default=5000)
+    parser.add_argument("--years", type=float, default=20)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--source", choices=["auto", "demo", "randomwalk"], default="auto",
+                        help="demo = tasks.sources.demo.DemoMarket (auto: when it exists)")
+    parser.add_argument("--side", choices=["ours", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.side:  # child process: run one side, print its JSON
+        print(json.dumps(_run_side(args.side, args.data)))
+        return
+
+    source = args.source
+    if source == "auto":
+        try:
+            import tasks.sources.demo  # noqa: F401
+
+            source = "demo"
+        except ImportError:
+            source = "randomwalk"
+    start = time.perf_counter()
+    make = demo_panel if source == "demo" else random_walk_panel
+    prices = make(args.tickers, args.years, args.seed)
+    build_seconds = time.perf_counter() - start
+    print(f"input: {source}, {args.tickers} tickers x {args.years} years = {len(prices):,} rows "
+          f"(built in {build_seconds:.1f}s)", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench_features_") as tmp:
+        data_path = Path(tmp) / "prices.parquet"
+        write_parquet(data_path, prices)
+        del prices
+        results = {}
+        for side in ("ours", "baseline"):
+            done = subprocess.run([sys.executable, __file__, "--side", side, "--data", str(data_path)],
+                                  check=True, capture_output=True, text=True)
+            results[side] = json.loads(done.stdout.strip().splitlines()[-1])
+            print(f"{side:>8}: {results[side]['seconds']:7.1f} s, peak RSS {results[side]['peak_rss_mb']:,.0f} MB",
+                  flush=True)
+    ours, base = results["ours"], results["baseline"]
+    ratio = base["seconds"] / ours["seconds"]
+    print(f"speed-up: {ratio:.1f}x (goal >= 8x); our peak RSS {ours['peak_rss_mb'] / 1024:.2f} GB "
+          f"(input alone {ours['rss_after_input_mb'] / 1024:.2f} GB; goal < 4 GB)")
+    print(f"agreement: max abs diff of raw features {max(base['max_abs_diff'].values()):.3g}, "
+          f"NaN-pattern mismatches {sum(base['nan_mismatch'].values())}, unmatched rows {base['rows_unmatched']}")
+    print(json.dumps({"benchmark": "features", "source": source, "tickers": args.tickers, "years": args.years,
+                      "rows": ours["rows"], "ours_seconds": round(ours["seconds"], 2),
+                      "baseline_seconds": round(base["seconds"], 2), "speedup": round(ratio, 2),
+                      "ours_peak_rss_mb": round(ours["peak_rss_mb"]), "ours_rss_after_input_mb": round(ours["rss_after_input_mb"]),
+                      "baseline_peak_rss_mb": round(base["peak_rss_mb"]), "max_abs_diff": base["max_abs_diff"],
+                      "nan_mismatch": base["nan_mismatch"], "rows_unmatched": base["rows_unmatched"]}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Numerai-style forward-return targets ("20D2L"), per ticker over its own bars.
+
+For the bar ``i`` of a ticker (its i-th valid bar, NaN ``adj_close`` rows are absent):
+
+    target_raw[i]      = adj_close[i + lag + horizon] / adj_close[i + lag] - 1
+    target_end_date[i] = date[i + lag + horizon]
+
+with indices counted over THAT ticker's bars only (the wide ``bar × ticker`` layout of
+``tasks.features.bar_layout``): a return never spans two tickers, and it is NaN while the
+future bars do not exist yet. ``target`` is the per-date tie-kept rank of ``target_raw``
+binned into ``bins`` values 0, 1/(bins-1), …, 1 (see ``target_bin_edges``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from tasks.errors import BadInputError
+from tasks.features import BarLayout, bar_layout, rank_by_date
+
+# Numerai's 5-bin target: 5% / 20% / 50% / 20% / 5% of each date's ranks.
+NUMERAI_FIVE_BIN_EDGES = (0.05, 0.25, 0.75, 0.95)
+
+
+def target_bin_edges(bins: int) -> np.ndarray:
+    """Inner edges on the (0, 1) rank scale; rank r falls in bin ``searchsorted(edges, r, 'right')``.
+
+    5 bins: Numerai's proportions 5/20/50/20/5 %. Any other count: equal-frequency bins
+    (Numerai publishes no proportions for other counts, so none are invented).
+    """
+    if bins < 2:
+        raise BadInputError(f"bins must be at least 2, got {bins}", tag="invalid_targets")
+    if bins == 5:
+        return np.asarray(NUMERAI_FIVE_BIN_EDGES)
+    return np.arange(1, bins) / bins
+
+
+def bin_ranks(ranks: np.ndarray, bins: int) -> np.ndarray:
+    """Map per-date ranks in (0, 1) to bin values 0, 1/(bins-1), …, 1 (float32); NaN stays NaN."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    bin_index = np.searchsorted(target_bin_edges(bins), ranks, side="right")
+    return np.where(np.isnan(ranks), np.nan, bin_index / (bins - 1)).astype(np.float32)
+
+
+def _shift_up(wide: np.ndarray, periods: int, fill: float | int) -> np.ndarray:
+    """Row k holds row k + periods of the same column (``fill`` past the last row)."""
+    out = np.full_like(wide, fill)
+    if periods < wide.shape[0]:
+        out[: wide.shape[0] - periods] = wide[periods:]
+    return out
+
+
+def compute_targets(prices: pd.DataFrame, horizon: int = 20, lag: int = 2, bins: int = 5) -> pd.DataFrame:
+    """Forward-return targets: ``ticker, date, target_raw (float64), target_end_date, target (float32)``.
+
+    One row per valid bar, sorted by (date, ticker) like ``compute_features``. ``target_raw``
+    and ``target_end_date`` are NaN/NaT where bar ``i + lag + horizon`` does not exist yet;
+    ``target`` is NaN there too. Raises BadInputError on unusable input or options.
+    """
+    if horizon < 1 or lag < 0:
+        raise BadInputError(
+            f"horizon must be >= 1 and lag >= 0 (got horizon={horizon}, lag={lag}); fix the target settings",
+            tag="invalid_targets",
+        )
+    target_bin_edges(bins)  # validates bins before the heavy work
+    layout = bar_layout(prices)
+    adj_close = prices["adj_close"].to_numpy(dtype="float64", na_value=np.nan)[layout.rows]
+    wide_adj_close = layout.to_wide(adj_close)
+    start_price = _shift_up(wide_adj_close, lag, np.nan)
+    end_price = _shift_up(wide_adj_close, lag + horizon, np.nan)
+    target_raw = layout.to_long(end_price / start_price - 1.0)
+    del wide_adj_close, start_price, end_price
+
+    dates = prices["date"].take(layout.rows).reset_index(drop=True)
+    end_date = _end_dates(layout, pd.to_datetime(dates), lag + horizon)
+    target = bin_ranks(rank_by_date(target_raw, layout.date_code), bins)
+    frame = pd.DataFrame(
+        {
+            "ticker": prices["ticker"].take(layout.rows).reset_index(drop=True),
+            "date": dates,
+            "target_raw": target_raw,
+            "target_end_date": end_date,
+            "target": target,
+        }
+    )
+    return frame
+
+
+def _end_dates(layout: BarLayout, dates: pd.Series, offset: int) -> pd.Series:
+    """Date of bar ``i + offset`` of the same ticker (NaT when it does not exist)."""
+    date_values = dates.to_numpy()
+    ticks = date_values.view(np.int64)
+    wide_ticks = np.full((layout.n_bars, layout.n_tickers), np.iinfo(np.int64).min, dtype=np.int64)
+    wide_ticks[layout.bar_index, layout.ticker_code] = ticks
+    # int64 min is NaT in datetime64: the fill marks "no such bar yet".
+    end_ticks = layout.to_long(_shift_up(wide_ticks, offset, np.iinfo(np.int64).min))
+    return pd.Series(end_ticks.view(date_values.dtype))
