@@ -155,11 +155,15 @@ class FakeYahoo(BaseAdapter):
         more = make_bars(last_day + timedelta(days=1), end, price=last_close, seed=seed)
         listing.bars = pd.concat([listing.bars, more])
 
-    def fail(self, symbol: str, *kinds: str) -> None:
-        """The next chart requests for ``symbol`` fail with ``kinds``, in order."""
+    def fail(self, symbol: str, *kinds: str, history_only: bool = False) -> None:
+        """The next chart requests for ``symbol`` fail with ``kinds``, in order.
+
+        ``history_only``: only requests with a ``period1`` (not yfinance's timezone probe).
+        """
         unknown = set(kinds) - FAULT_KINDS
         assert not unknown, unknown
-        self.faults.setdefault(symbol, deque()).extend(kinds)
+        key = f"{symbol}#history" if history_only else symbol
+        self.faults.setdefault(key, deque()).extend(kinds)
 
     def fail_any(self, *kinds: str) -> None:
         """The next chart requests, whatever the symbol, fail with ``kinds`` (a 429 burst)."""
@@ -201,6 +205,8 @@ class FakeYahoo(BaseAdapter):
         response.url = request.url
         response.request = request
         response.reason = {200: "OK", 404: "Not Found", 429: "Too Many Requests"}.get(status, "Error")
+        if parts.hostname == "fc.yahoo.com":
+            response.raw = _raw_with_cookie()
         return response
 
     def _throttled(self) -> bool:
@@ -219,6 +225,7 @@ class FakeYahoo(BaseAdapter):
 
     def _answer(self, host, path, symbol, params, timeout, request):
         if host == "fc.yahoo.com":
+            # Like Yahoo: a 404 page that sets the A3 cookie yfinance then caches.
             return 404, "<html>404</html>", "text/html"
         if path.endswith("/v1/test/getcrumb"):
             return 200, CRUMB, "text/plain"
@@ -232,6 +239,8 @@ class FakeYahoo(BaseAdapter):
             fault = None
             if self.global_faults:
                 fault = self.global_faults.popleft()
+            elif "period1" in params and self.faults.get(f"{symbol}#history"):
+                fault = self.faults[f"{symbol}#history"].popleft()
             elif self.faults.get(symbol):
                 fault = self.faults[symbol].popleft()
         if fault == "timeout":
@@ -239,7 +248,9 @@ class FakeYahoo(BaseAdapter):
         if fault == "connection":
             raise requests.exceptions.ConnectionError("fake: connection reset", request=request)
         if fault in {"429", "500", "502", "503"}:
-            return int(fault), "Too Many Requests\r\n" if fault == "429" else "<html>Will be right back...</html>"[:20], "text/plain"
+            return int(fault), (
+                "Too Many Requests\r\n" if fault == "429" else "<html><body>Internal Server Error</body></html>"
+            ), "text/plain"
         listing = self.listings.get(symbol)
         if fault == "404" or listing is None:
             error = {"code": "Not Found", "description": "No data found, symbol may be delisted"}
@@ -334,6 +345,17 @@ class FakeYahoo(BaseAdapter):
         return {"chart": {"result": [result], "error": None}}
 
 
+def _raw_with_cookie():
+    """A stand-in for urllib3's response carrying Set-Cookie, so requests fills the jar."""
+    from http.client import HTTPMessage
+    from types import SimpleNamespace
+
+    headers = HTTPMessage()
+    expires = (datetime.now(ZoneInfo("UTC")) + timedelta(days=365)).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    headers["Set-Cookie"] = f"A3=d=fake&S=fake; Expires={expires}; Domain=.yahoo.com; Path=/; Secure; HttpOnly"
+    return SimpleNamespace(_original_response=SimpleNamespace(msg=headers), close=lambda: None)
+
+
 def reset_yfinance(tz_cache_dir) -> None:
     """Isolate yfinance's process-global state between tests.
 
@@ -348,6 +370,7 @@ def reset_yfinance(tz_cache_dir) -> None:
     YfData.cache_get.cache_clear()
     yf.set_tz_cache_location(str(tz_cache_dir))
     yf_cache._TzCacheManager._tz_cache = None
+    yf_cache._CookieCacheManager._Cookie_cache = None
     data = YfData()
     data._crumb = None
     data._cookie = None

@@ -1,0 +1,574 @@
+"""The price ingest stage: batched, resumable, incremental, audited. One path for every source.
+
+Store layout (under the data dir)::
+
+    prices/<source>/part-00000.parquet        bars (PRICE_SCHEMA); each ticker lives in one part
+    ingest/<source>/catalog.json              ticker → part, and remembered winning symbols
+    ingest/<source>/runs/<run_id>/plan.json   what this run fetches, per batch (= per part)
+    ingest/<source>/runs/<run_id>/batch-00000.json   ledger rows of a finished batch
+    ingest/<source>/runs/<run_id>/ledger.parquet, summary.json   the run's ledger and summary
+
+How it works:
+
+1. ``plan_ingest`` groups the requested tickers into batches: a ticker already stored keeps
+   its part; new tickers fill new parts of ``batch_size``. Each ticker's request starts at its
+   last stored date minus ``overlap_days`` (revisions), or at the beginning (new ticker,
+   ``backfill=True``). The plan is written before anything is fetched.
+2. ``run_batch`` fetches one batch, retrying only transient failures (429, 5xx, timeouts)
+   with exponential backoff and jitter; not-found symbols are recorded, never retried;
+   candidates are tried in order. A changed close/adjusted close in the overlap window, or
+   a split/dividend in the new bars, re-pulls that ticker's whole history. Bars pass the
+   quality checks, are merged into the part and written atomically; then the batch's ledger
+   rows are written. A batch whose ledger file exists is done: after a crash, re-running with
+   the same ``run_id`` skips it.
+3. ``finish_ingest`` gathers the ledger, writes it and a summary, remembers winning symbols.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from tasks.errors import BadInputError, is_transient
+from tasks.quality import exclude_bad_bars, normalise_currency_units, trading_days_behind
+from tasks.schemas import PRICE_SCHEMA
+from tasks.sources.outcomes import (
+    ERROR,
+    EVENT_COLUMNS,
+    NO_DATA,
+    NOT_FOUND,
+    OK,
+    TRANSIENT,
+    FetchOutcome,
+    FetchRequest,
+)
+from tasks.store import Store, read_json, read_parquet, write_json, write_parquet
+
+# Ledger statuses.
+STATUS_OK = "ok"
+STATUS_STALE = "stale"  # fetched (or kept) but the last bar is older than stale_after_days
+STATUS_DELISTED = "delisted"  # 404 / possibly delisted on every candidate
+STATUS_NO_DATA = "no_data"  # the symbol exists, no bars at all
+STATUS_FAILED = "failed"  # transient errors outlived max_attempts, or an unexpected error
+STATUSES = [STATUS_OK, STATUS_STALE, STATUS_DELISTED, STATUS_NO_DATA, STATUS_FAILED]
+
+LEDGER_COLUMNS = [
+    "run_id",
+    "source",
+    "ticker",
+    "symbol",
+    "status",
+    "rows",
+    "stored_rows",
+    "first_date",
+    "last_date",
+    "attempts",
+    "last_error",
+    "requested_start",
+    "repull_reason",
+    "excluded_rows",
+    "currency",
+    "timezone",
+    "batch",
+]
+
+# Relative change of a stored close / adjusted close that means Yahoo rewrote history.
+REVISION_RTOL = 1e-5
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """Knobs of one ingest run (``YahooSettings`` provides them in the pipeline)."""
+
+    batch_size: int = 100
+    backfill: bool = False
+    overlap_days: int = 5
+    max_attempts: int = 5
+    backoff_base_seconds: float = 2.0
+    backoff_cap_seconds: float = 60.0
+    stale_after_days: int = 3
+    jump_factor: float = 50.0
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    paths: list[Path]
+    ledger_path: Path
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class IngestPlan:
+    source: str
+    run_id: str
+    root: Path
+    as_of: str
+    end: str | None
+    batches: list[dict[str, Any]]  # {"part": int, "tickers": [...], "candidates": {...}, "starts": {...}}
+
+    @property
+    def run_dir(self) -> Path:
+        return ingest_dir(Store(self.root), self.source) / "runs" / self.run_id
+
+    def batch_path(self, part: int) -> Path:
+        return self.run_dir / f"batch-{part:05d}.json"
+
+
+def ingest_dir(store: Store, source: str) -> Path:
+    return store.root / "ingest" / source
+
+
+def part_path(store: Store, source: str, part: int) -> Path:
+    return store.prices_dir(source) / f"part-{part:05d}.parquet"
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+def unfinished_run_id(store: Store, source: str) -> str | None:
+    """The latest run of ``source`` that planned but did not finish (to resume), if any."""
+    runs = ingest_dir(store, source) / "runs"
+    if not runs.is_dir():
+        return None
+    pending = [d for d in runs.iterdir() if (d / "plan.json").exists() and not (d / "summary.json").exists()]
+    return max(pending, key=lambda d: d.name).name if pending else None
+
+
+def as_mapping(tickers_or_mapping: Sequence[str] | Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """{ticker: [source symbols to try in order]}; a plain list maps each ticker to itself."""
+    if isinstance(tickers_or_mapping, Mapping):
+        mapping = {str(t): [str(c) for c in cands] for t, cands in tickers_or_mapping.items()}
+    elif isinstance(tickers_or_mapping, (str, bytes)):
+        raise BadInputError("tickers must be a list or a mapping, not one string", tag="invalid_tickers")
+    else:
+        mapping = {str(t): [str(t)] for t in tickers_or_mapping}
+    if not mapping:
+        raise BadInputError("no tickers to ingest: the universe (or ticker list) is empty", tag="empty_universe")
+    return mapping
+
+
+def stored_extent(prices_dir: Path) -> pd.DataFrame:
+    """Per stored ticker: first and last date and row count (index = ticker)."""
+    if not prices_dir.is_dir() or not any(prices_dir.glob("part-*.parquet")):
+        return pd.DataFrame(columns=["first_date", "last_date", "rows"]).rename_axis("ticker")
+    dataset = ds.dataset(prices_dir, format="parquet", ignore_prefixes=[".", "_"])
+    table = dataset.to_table(columns=["ticker", "date"])
+    grouped = table.group_by("ticker").aggregate([("date", "min"), ("date", "max"), ("date", "count")])
+    frame = grouped.to_pandas(date_as_object=False)
+    frame = frame.rename(columns={"date_min": "first_date", "date_max": "last_date", "date_count": "rows"})
+    return frame.set_index("ticker")
+
+
+def _load_catalog(store: Store, source: str) -> dict[str, Any]:
+    path = ingest_dir(store, source) / "catalog.json"
+    if path.exists():
+        return read_json(path)
+    return {"parts": {}, "symbols": {}}
+
+
+def plan_ingest(
+    source_name: str,
+    store: Store,
+    tickers_or_mapping: Sequence[str] | Mapping[str, Sequence[str]],
+    *,
+    run_id: str,
+    options: IngestOptions = IngestOptions(),
+    as_of: date | None = None,
+    end: date | None = None,
+) -> IngestPlan:
+    """Write (or, for an existing ``run_id``, reload) the run's plan. See the module docstring."""
+    if options.batch_size < 1:
+        raise BadInputError(f"batch_size must be >= 1, got {options.batch_size}", tag="invalid_config")
+    run_dir = ingest_dir(store, source_name) / "runs" / run_id
+    plan_file = run_dir / "plan.json"
+    if plan_file.exists():
+        saved = read_json(plan_file)
+        return IngestPlan(source_name, run_id, store.root, saved["as_of"], saved["end"], saved["batches"])
+    mapping = as_mapping(tickers_or_mapping)
+    as_of = as_of or datetime.now(timezone.utc).date()
+    catalog = _load_catalog(store, source_name)
+    parts: dict[str, int] = catalog["parts"]
+    winners: dict[str, dict] = catalog["symbols"]
+    extent = stored_extent(store.prices_dir(source_name))
+    last = extent["last_date"] if len(extent) else pd.Series(dtype="datetime64[s]")
+
+    new_tickers = sorted(t for t in mapping if t not in parts)
+    next_part = max(parts.values(), default=-1) + 1
+    for i in range(0, len(new_tickers), options.batch_size):
+        for ticker in new_tickers[i : i + options.batch_size]:
+            parts[ticker] = next_part
+        next_part += 1
+
+    batches: dict[int, dict[str, Any]] = {}
+    for ticker in sorted(mapping):
+        candidates = list(dict.fromkeys(mapping[ticker]))
+        winner = winners.get(ticker, {}).get("symbol")
+        if winner in candidates:  # the symbol that worked last time goes first
+            candidates.remove(winner)
+            candidates.insert(0, winner)
+        start = None
+        if not options.backfill and ticker in last.index and winner in candidates:
+            start = (pd.Timestamp(last[ticker]).date() - timedelta(days=options.overlap_days)).isoformat()
+        batch = batches.setdefault(parts[ticker], {"part": parts[ticker], "tickers": [], "candidates": {}, "starts": {}})
+        batch["tickers"].append(ticker)
+        batch["candidates"][ticker] = candidates
+        batch["starts"][ticker] = start
+    # The catalog first: a crash before the plan is written re-plans into the same parts.
+    write_json(ingest_dir(store, source_name) / "catalog.json", {"parts": parts, "symbols": winners})
+    ordered = [batches[p] for p in sorted(batches)]
+    write_json(plan_file, {"as_of": as_of.isoformat(), "end": end.isoformat() if end else None, "batches": ordered})
+    return IngestPlan(source_name, run_id, store.root, as_of.isoformat(), end.isoformat() if end else None, ordered)
+
+
+def outcomes_via_fetch(source: Any, requests: Sequence[FetchRequest], end: date | None) -> list[FetchOutcome]:
+    """Outcomes from a plain PriceSource (``fetch(tickers, start, end)``), one call per start date.
+
+    Tickers the source returned no bars for become ``no_data``; an exception fails the whole
+    call (transient or not, as ``tasks.errors.is_transient`` says).
+    """
+    outcomes: dict[str, FetchOutcome] = {}
+    by_start: dict[date | None, list[FetchRequest]] = {}
+    for request in requests:
+        by_start.setdefault(request.start, []).append(request)
+    for start, group in by_start.items():
+        symbols = {r.candidates[0] if r.candidates else r.ticker: r.ticker for r in group}
+        try:
+            bars = source.fetch(list(symbols), start, end)
+        except Exception as exc:
+            kind = TRANSIENT if is_transient(exc) else ERROR
+            for r in group:
+                outcomes[r.ticker] = FetchOutcome(r.ticker, kind, error=f"{type(exc).__name__}: {exc}", remaining=r.candidates)
+            continue
+        bars = bars.copy()
+        bars["ticker"] = bars["ticker"].astype("string").map(symbols).astype("string")
+        found = {t: frame for t, frame in bars.groupby("ticker", sort=False)}
+        for r in group:
+            frame = found.get(r.ticker)
+            if frame is not None and len(frame):
+                currency = frame["currency"].iloc[0] if "currency" in frame.columns else None
+                outcomes[r.ticker] = FetchOutcome(r.ticker, OK, r.candidates[0] if r.candidates else r.ticker, frame, currency=currency)
+            elif start is not None:
+                outcomes[r.ticker] = FetchOutcome(r.ticker, OK, r.candidates[0] if r.candidates else r.ticker, bars.iloc[0:0])
+            else:
+                outcomes[r.ticker] = FetchOutcome(r.ticker, NO_DATA, error=f"no_data: {source.name} returned no bars")
+    return [outcomes[r.ticker] for r in requests]
+
+
+def _fetch(source: Any, requests: Sequence[FetchRequest], end: date | None) -> list[FetchOutcome]:
+    if hasattr(source, "fetch_outcomes"):
+        return source.fetch_outcomes(requests, end=end)
+    return outcomes_via_fetch(source, requests, end)
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Exponential backoff with jitter: uniform in [½, 1] × min(cap, base·2^(attempt-1))."""
+    ceiling = min(cap, base * 2 ** (attempt - 1))
+    return ceiling * rng.uniform(0.5, 1.0)
+
+
+def fetch_with_retries(
+    source: Any,
+    requests: Sequence[FetchRequest],
+    *,
+    end: date | None,
+    options: IngestOptions,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: random.Random | None = None,
+) -> tuple[dict[str, FetchOutcome], dict[str, int]]:
+    """Final outcome and attempt count per ticker; only transient failures are asked again."""
+    rng = rng or random.Random()
+    final: dict[str, FetchOutcome] = {}
+    attempts: dict[str, int] = {r.ticker: 0 for r in requests}
+    pending = list(requests)
+    for attempt in range(1, options.max_attempts + 1):
+        if not pending:
+            break
+        if attempt > 1:
+            sleep(backoff_delay(attempt - 1, options.backoff_base_seconds, options.backoff_cap_seconds, rng))
+        outcomes = _fetch(source, pending, end)
+        retry: list[FetchRequest] = []
+        for request, outcome in zip(pending, outcomes, strict=True):
+            attempts[request.ticker] += 1
+            final[request.ticker] = outcome
+            if outcome.kind == TRANSIENT:
+                # Candidates found missing are not asked again.
+                retry.append(FetchRequest(request.ticker, outcome.remaining or request.candidates, request.start))
+        pending = retry
+    return final, attempts
+
+
+def _repull_reasons(fetched: pd.DataFrame, stored: pd.DataFrame, starts: dict[str, date]) -> dict[str, str]:
+    """Tickers whose stored history must be re-pulled, with why (split / dividend / revision).
+
+    Compares overlapping bars (same ticker and date) and looks for corporate actions in the
+    bars after the last stored date, all vectorised.
+    """
+    reasons: dict[str, str] = {}
+    if fetched.empty:
+        return reasons
+    incremental = fetched[fetched["ticker"].isin(list(starts))]
+    if incremental.empty:
+        return reasons
+    last_stored = stored.groupby("ticker")["date"].max() if len(stored) else pd.Series(dtype="datetime64[s]")
+    previous_last = last_stored.reindex(incremental["ticker"].to_numpy()).to_numpy(dtype="datetime64[s]")
+    after = ~np.isnat(previous_last) & (incremental["date"].to_numpy(dtype="datetime64[s]") > previous_last)
+    for column, reason in (("splits", "split"), ("dividends", "dividend")):
+        if column in incremental.columns:
+            hit = after & (incremental[column].fillna(0).to_numpy() != 0)
+            for ticker in pd.unique(incremental.loc[hit, "ticker"]):
+                reasons.setdefault(str(ticker), reason)
+    overlap = incremental.merge(stored[["ticker", "date", "close", "adj_close"]], on=["ticker", "date"], suffixes=("", "_stored"))
+    if len(overlap):
+        changed = np.zeros(len(overlap), dtype=bool)
+        for column in ("close", "adj_close"):
+            new = overlap[column].to_numpy(dtype="float64", na_value=np.nan)
+            old = overlap[f"{column}_stored"].to_numpy(dtype="float64", na_value=np.nan)
+            changed |= ~np.isclose(new, old, rtol=REVISION_RTOL, atol=0, equal_nan=True)
+        for ticker in pd.unique(overlap.loc[changed, "ticker"]):
+            reasons.setdefault(str(ticker), "revision")
+    return reasons
+
+
+def _as_price_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    out["date"] = pd.to_datetime(out["date"]).astype("datetime64[s]")
+    out["ticker"] = out["ticker"].astype("string")
+    if "currency" not in out.columns:
+        out["currency"] = pd.array([None] * len(out), dtype="string")
+    for column in EVENT_COLUMNS:
+        if column not in out.columns:
+            out[column] = 0.0
+    return out
+
+
+def run_batch(
+    source: Any,
+    plan: IngestPlan,
+    index: int,
+    *,
+    options: IngestOptions = IngestOptions(),
+    sleep: Callable[[float], None] = time.sleep,
+    rng: random.Random | None = None,
+) -> list[dict[str, Any]]:
+    """Fetch, check, merge and store one batch; return its ledger rows. Idempotent per run."""
+    batch = plan.batches[index]
+    done = plan.batch_path(batch["part"])
+    if done.exists():
+        return read_json(done)
+    store = Store(plan.root)
+    end = date.fromisoformat(plan.end) if plan.end else None
+    starts = {t: (date.fromisoformat(s) if s else None) for t, s in batch["starts"].items()}
+    requests = [FetchRequest(t, tuple(batch["candidates"][t]), starts[t]) for t in batch["tickers"]]
+    outcomes, attempts = fetch_with_retries(source, requests, end=end, options=options, sleep=sleep, rng=rng)
+
+    path = part_path(store, plan.source, batch["part"])
+    stored = _as_price_frame(read_parquet(path)) if path.exists() else _as_price_frame(_empty_prices())
+    ok = {t: o for t, o in outcomes.items() if o.kind == OK and o.bars is not None}
+    fetched = _as_price_frame(pd.concat([o.bars for o in ok.values()], ignore_index=True)) if ok else _as_price_frame(_empty_prices())
+
+    # Split / dividend / revision since the last run → that ticker's whole history again.
+    incremental = {t: starts[t] for t in ok if starts[t] is not None}
+    repull = _repull_reasons(fetched, stored, incremental)
+    if repull:
+        again = [FetchRequest(t, (ok[t].symbol,), None) for t in sorted(repull)]
+        more, more_attempts = fetch_with_retries(source, again, end=end, options=options, sleep=sleep, rng=rng)
+        for ticker, outcome in more.items():
+            attempts[ticker] += more_attempts[ticker]
+            outcomes[ticker] = outcome
+            if outcome.kind == OK and outcome.bars is not None:
+                ok[ticker] = outcome
+                starts[ticker] = None
+            else:  # keep the old rows rather than a half-updated history
+                ok.pop(ticker, None)
+        fetched = _as_price_frame(pd.concat([o.bars for o in ok.values()], ignore_index=True)) if ok else _as_price_frame(_empty_prices())
+
+    fetched = normalise_currency_units(fetched)
+    # Drop the stored rows that fetched rows replace: all of a full pull; from the first
+    # fetched bar on for an incremental one (an empty answer replaces nothing).
+    first_fetched = fetched.groupby("ticker")["date"].min()
+    fetched_tickers = np.array(list(first_fetched.index), dtype=object)
+    cutoff = pd.Series(
+        {t: (pd.Timestamp(first_fetched[t]) if starts[t] else pd.Timestamp.min) for t in first_fetched.index},
+        dtype="datetime64[ns]",
+    )
+    stored_cut = cutoff.reindex(stored["ticker"].to_numpy()).to_numpy(dtype="datetime64[ns]")
+    replaced = stored["ticker"].isin(fetched_tickers).to_numpy() & (stored["date"].to_numpy(dtype="datetime64[ns]") >= stored_cut)
+    merged = pd.concat([stored.loc[~replaced], fetched.assign(_new=True)], ignore_index=True)
+    merged["_new"] = merged["_new"].fillna(False).astype(bool)
+    merged = merged.sort_values(["ticker", "date"], kind="stable").drop_duplicates(["ticker", "date"], keep="last")
+    kept, excluded = exclude_bad_bars(merged, jump_factor=options.jump_factor)
+    new_rows = kept[kept["_new"]].groupby("ticker").size()
+    excluded_rows = excluded.groupby("ticker").size() if len(excluded) else pd.Series(dtype="int64")
+    write_parquet(path, kept[PRICE_SCHEMA.names].reset_index(drop=True), schema=PRICE_SCHEMA)
+
+    extent = kept.groupby("ticker")["date"].agg(["min", "max", "size"])
+    as_of = date.fromisoformat(plan.as_of)
+    behind = trading_days_behind(extent["max"], as_of) if len(extent) else pd.Series(dtype="float64")
+    rows = []
+    for ticker in batch["tickers"]:
+        outcome = outcomes[ticker]
+        has = ticker in extent.index
+        status = {OK: STATUS_OK, NOT_FOUND: STATUS_DELISTED, NO_DATA: STATUS_NO_DATA}.get(outcome.kind, STATUS_FAILED)
+        if status == STATUS_OK and (not has or behind.get(ticker, np.inf) > options.stale_after_days):
+            status = STATUS_STALE
+        rows.append(
+            {
+                "run_id": plan.run_id,
+                "source": plan.source,
+                "ticker": ticker,
+                "symbol": outcome.symbol,
+                "status": status,
+                "rows": int(new_rows.get(ticker, 0)),
+                "stored_rows": int(extent["size"][ticker]) if has else 0,
+                "first_date": str(pd.Timestamp(extent["min"][ticker]).date()) if has else None,
+                "last_date": str(pd.Timestamp(extent["max"][ticker]).date()) if has else None,
+                "attempts": int(attempts.get(ticker, 0)),
+                "last_error": outcome.error,
+                "requested_start": batch["starts"][ticker],
+                "repull_reason": repull.get(ticker) if ticker in repull else ("backfill" if options.backfill else None),
+                "excluded_rows": int(excluded_rows.get(ticker, 0)),
+                "currency": outcome.currency,
+                "timezone": outcome.timezone,
+                "batch": batch["part"],
+            }
+        )
+    write_json(done, rows)
+    return rows
+
+
+def _empty_prices() -> pd.DataFrame:
+    return PRICE_SCHEMA.empty_table().to_pandas(date_as_object=False)
+
+
+def finish_ingest(plan: IngestPlan) -> IngestResult:
+    """Gather the batches' ledger rows, write ledger + summary, remember winning symbols."""
+    store = Store(plan.root)
+    missing = [b["part"] for b in plan.batches if not plan.batch_path(b["part"]).exists()]
+    if missing:
+        raise BadInputError(
+            f"ingest run {plan.run_id} has {len(missing)} unfinished batches (parts {missing[:5]}...); "
+            "run the ingest again with the same run id to resume",
+            tag="ingest_unfinished",
+        )
+    rows = [row for b in plan.batches for row in read_json(plan.batch_path(b["part"]))]
+    ledger = pd.DataFrame(rows)
+    ledger_path = write_parquet(plan.run_dir / "ledger.parquet", ledger)
+
+    catalog = _load_catalog(store, plan.source)
+    for row in rows:
+        if row["status"] in (STATUS_OK, STATUS_STALE) and row["symbol"]:
+            catalog["symbols"][row["ticker"]] = {"symbol": row["symbol"], "currency": row.get("currency"), "timezone": row.get("timezone")}
+    write_json(ingest_dir(store, plan.source) / "catalog.json", catalog)
+
+    counts = ledger["status"].value_counts()
+    summary = {
+        "run_id": plan.run_id,
+        "source": plan.source,
+        "as_of": plan.as_of,
+        "tickers": int(len(ledger)),
+        **{status: int(counts.get(status, 0)) for status in STATUSES},
+        "rows": int(ledger["rows"].sum()),
+        "excluded_rows": int(ledger["excluded_rows"].sum()),
+        "repulled": int(ledger["repull_reason"].isin(["split", "dividend", "revision"]).sum()),
+        "batches": len(plan.batches),
+        "ledger": str(ledger_path),
+    }
+    write_json(plan.run_dir / "summary.json", summary)
+    paths = [part_path(store, plan.source, b["part"]) for b in plan.batches]
+    return IngestResult([p for p in paths if p.exists()], ledger_path, summary)
+
+
+def ingest(
+    source: Any,
+    store: Store,
+    tickers_or_mapping: Sequence[str] | Mapping[str, Sequence[str]],
+    *,
+    batch_size: int = 100,
+    backfill: bool = False,
+    run_id: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    options: IngestOptions | None = None,
+    as_of: date | None = None,
+    end: date | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: random.Random | None = None,
+) -> IngestResult:
+    """Ingest daily bars of ``tickers_or_mapping`` from ``source`` into the store.
+
+    ``tickers_or_mapping``: tickers (fetched as themselves) or ``{ticker: [candidate symbols]}``.
+    ``run_id``: resume that run (batches already stored are skipped); None resumes the latest
+    unfinished run of this source if there is one, else starts a new run.
+    ``progress(done_batches, total_batches)`` is called after each batch.
+    """
+    options = options or IngestOptions(batch_size=batch_size, backfill=backfill)
+    if options.batch_size != batch_size or options.backfill != backfill:
+        options = IngestOptions(**{**options.__dict__, "batch_size": batch_size, "backfill": backfill})
+    run_id = run_id or unfinished_run_id(store, source.name) or new_run_id()
+    plan = plan_ingest(source.name, store, tickers_or_mapping, run_id=run_id, options=options, as_of=as_of, end=end)
+    for index in range(len(plan.batches)):
+        run_batch(source, plan, index, options=options, sleep=sleep, rng=rng)
+        if progress is not None:
+            progress(index + 1, len(plan.batches))
+    return finish_ingest(plan)
+
+
+def ledger_table(ledger: pd.DataFrame, limit: int = 500) -> list[dict[str, Any]]:
+    """Rows for a Prefect table artifact: problems first (failed, delisted, ...), then the rest."""
+    rank = {s: i for i, s in enumerate([STATUS_FAILED, STATUS_DELISTED, STATUS_NO_DATA, STATUS_STALE, STATUS_OK])}
+    ordered = ledger.assign(_rank=ledger["status"].map(rank)).sort_values(["_rank", "ticker"]).drop(columns="_rank")
+    columns = ["ticker", "symbol", "status", "rows", "first_date", "last_date", "attempts", "last_error", "repull_reason"]
+    return ordered[columns].head(limit).astype(object).where(ordered[columns].head(limit).notna(), None).to_dict("records")
+
+
+def publish_ledger_artifact(ledger_path: Path, summary: dict[str, Any]) -> None:
+    """Prefect table artifact of the ledger + markdown summary (no-op outside a Prefect run)."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+    from prefect.context import get_run_context
+
+    try:
+        get_run_context()
+    except Exception:
+        return
+    ledger = read_parquet(ledger_path)
+    source = str(summary.get("source", "prices")).lower()
+    create_table_artifact(key=f"ingest-ledger-{source}", table=ledger_table(ledger), description="Per-ticker ingest ledger (problems first)")
+    counts = ", ".join(f"{s}: {summary.get(s, 0)}" for s in STATUSES)
+    create_markdown_artifact(
+        key=f"ingest-summary-{source}",
+        markdown=f"### Ingest {summary['run_id']} ({summary['source']})\n\n{summary['tickers']} tickers — {counts}; "
+        f"{summary['rows']} new rows, {summary['excluded_rows']} bars excluded, {summary['repulled']} re-pulled.",
+    )
+
+
+class PrefectProgress:
+    """``progress`` callback updating a Prefect progress artifact (no-op outside a Prefect run)."""
+
+    def __init__(self, key: str = "ingest-progress") -> None:
+        self._id = None
+        try:
+            from prefect.artifacts import create_progress_artifact
+            from prefect.context import get_run_context
+
+            get_run_context()
+            self._id = create_progress_artifact(progress=0.0, key=key, description="price ingest batches")
+        except Exception:
+            self._id = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._id is None:
+            return
+        from prefect.artifacts import update_progress_artifact
+
+        update_progress_artifact(artifact_id=self._id, progress=100.0 * done / max(total, 1))

@@ -1,0 +1,184 @@
+"""Price data quality: currency sub-units, bad bars, staleness, round readiness.
+
+Everything is vectorised over the whole long panel (one row per ticker and date).
+Bad-bar checks look only backwards (a bar is judged against the bars before it), so the
+decision to exclude a bar at date d uses only data available at d.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from tasks.errors import BadInputError
+from tasks.schemas import ticker_country
+
+PRICE_FIELDS = ["open", "high", "low", "close", "adj_close"]
+
+# Quote currencies that are 1/100 of the ISO currency: London pence, Johannesburg cents,
+# Tel Aviv agorot. Yahoo reports them as "GBp" / "ZAc" / "ILA" (GBX/ZAC seen elsewhere).
+SUB_UNITS: dict[str, tuple[str, float]] = {
+    "GBp": ("GBP", 100.0),
+    "GBX": ("GBP", 100.0),
+    "ZAc": ("ZAR", 100.0),
+    "ZAC": ("ZAR", 100.0),
+    "ILA": ("ILS", 100.0),
+}
+
+
+def normalise_currency_units(prices: pd.DataFrame) -> pd.DataFrame:
+    """Prices quoted in a sub-unit (GBp, ZAc, ILA) divided by 100, currency set to the ISO unit.
+
+    Volume (shares) is unchanged; a ``dividends`` column, when present, is converted too.
+    Returns a new frame.
+    """
+    if "currency" not in prices.columns or prices.empty:
+        return prices.copy()
+    out = prices.copy()
+    currency = out["currency"].astype("string")
+    divisor = currency.map({k: v[1] for k, v in SUB_UNITS.items()}).astype("float64").fillna(1.0).to_numpy()
+    columns = [c for c in [*PRICE_FIELDS, "dividends"] if c in out.columns]
+    if (divisor != 1.0).any():
+        out[columns] = out[columns].to_numpy(dtype="float64", na_value=np.nan) / divisor[:, None]
+        out["currency"] = currency.replace({k: v[0] for k, v in SUB_UNITS.items()})
+    return out
+
+
+def flag_bad_bars(prices: pd.DataFrame, *, jump_factor: float = 50.0, window: int = 5) -> pd.Series:
+    """Reason each bar must be excluded ("" when the bar is fine), aligned with ``prices``.
+
+    - ``non_positive``: any price field <= 0 or a missing close / adjusted close;
+    - ``unit_jump``: the close is ``jump_factor``× above or below the median of the
+      ticker's previous ``window`` closes (pence/pound mix-ups make 100× jumps).
+    Only earlier bars of the same ticker are looked at.
+    """
+    n = len(prices)
+    reasons = np.full(n, "", dtype=object)
+    if n == 0:
+        return pd.Series(reasons, index=prices.index, dtype="string")
+    fields = [c for c in PRICE_FIELDS if c in prices.columns]
+    values = prices[fields].to_numpy(dtype="float64", na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        non_positive = (values <= 0).any(axis=1)
+    missing = np.isnan(prices["close"].to_numpy(dtype="float64", na_value=np.nan)) | np.isnan(
+        prices["adj_close"].to_numpy(dtype="float64", na_value=np.nan)
+    )
+    reasons[non_positive | missing] = "non_positive"
+
+    # Trailing median of each ticker's previous closes: lagged copies via groupby.shift
+    # (vectorised), positive closes only, then a row-wise nanmedian.
+    order = np.lexsort((prices["date"].to_numpy(), prices["ticker"].to_numpy()))
+    ordered = prices.iloc[order]
+    close = ordered["close"].astype("float64").where(ordered["close"].astype("float64") > 0)
+    grouped = close.groupby(ordered["ticker"].to_numpy(), sort=False)
+    lagged = np.column_stack([grouped.shift(k).to_numpy(dtype="float64", na_value=np.nan) for k in range(1, window + 1)])
+    with np.errstate(invalid="ignore", divide="ignore"), _quiet_all_nan():
+        reference = np.nanmedian(lagged, axis=1)
+        ratio = close.to_numpy(dtype="float64", na_value=np.nan) / reference
+    jump = (ratio >= jump_factor) | (ratio <= 1.0 / jump_factor)
+    jump_rows = order[jump]
+    reasons[jump_rows] = np.where(reasons[jump_rows] == "", "unit_jump", reasons[jump_rows])
+    return pd.Series(reasons, index=prices.index, dtype="string")
+
+
+class _quiet_all_nan:
+    """np.nanmedian warns on all-NaN rows (a ticker's first bar); that is expected here."""
+
+    def __enter__(self):
+        import warnings
+
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)
+
+
+def exclude_bad_bars(prices: pd.DataFrame, **kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(kept bars, excluded bars with a ``reason`` column). See :func:`flag_bad_bars`."""
+    reasons = flag_bad_bars(prices, **kwargs)
+    bad = (reasons != "").to_numpy()
+    excluded = prices.loc[bad, ["ticker", "date"]].assign(reason=reasons[bad].to_numpy())
+    return prices.loc[~bad].reset_index(drop=True), excluded.reset_index(drop=True)
+
+
+def trading_days_behind(last_dates: pd.Series, as_of: date) -> pd.Series:
+    """Weekdays after each last bar up to and including ``as_of`` (holidays not known: weekdays)."""
+    last = pd.to_datetime(last_dates).to_numpy(dtype="datetime64[D]")
+    valid = ~np.isnat(last)
+    behind = np.full(len(last), np.nan)
+    end = np.datetime64(as_of, "D") + 1
+    behind[valid] = np.busday_count(last[valid] + 1, end)
+    return pd.Series(np.maximum(behind, 0), index=last_dates.index, dtype="float64")
+
+
+def staleness(last_dates: pd.Series, as_of: date, stale_after_days: int) -> pd.DataFrame:
+    """Per ticker: last bar date, trading days behind ``as_of``, ``stale`` (missing counts as stale).
+
+    ``last_dates``: indexed by ticker, NaT for tickers with no stored bars.
+    """
+    behind = trading_days_behind(last_dates, as_of)
+    missing = behind.isna()
+    return pd.DataFrame(
+        {
+            "last_date": pd.to_datetime(last_dates),
+            "days_behind": behind,
+            "missing": missing,
+            "stale": missing | (behind > stale_after_days),
+        },
+        index=last_dates.index,
+    )
+
+
+def check_round_readiness(
+    universe: pd.Series | list[str],
+    last_dates: pd.Series,
+    as_of: date,
+    *,
+    stale_after_days: int = 3,
+    max_stale_share: float = 0.1,
+) -> dict:
+    """Refuse (BadInputError ``prices_not_ready``) when too much of the universe is stale or missing.
+
+    ``universe``: the round's ``numerai_ticker`` values; ``last_dates``: last stored bar per
+    ticker (index = ticker; tickers absent count as missing). Returns a report dict
+    (counts, share, markets behind) when the round may go ahead.
+    """
+    tickers = pd.Index(pd.Series(list(universe), dtype="string").dropna().unique())
+    if len(tickers) == 0:
+        raise BadInputError("the universe is empty: nothing to check prices against", tag="empty_universe")
+    aligned = pd.to_datetime(last_dates.reindex(tickers))
+    table = staleness(aligned, as_of, stale_after_days)
+    table["country"] = ticker_country(pd.Series(tickers, index=tickers)).to_numpy()
+    by_country = (
+        table.groupby("country", dropna=False)
+        .agg(tickers=("stale", "size"), stale=("stale", "sum"), missing=("missing", "sum"))
+        .sort_values("stale", ascending=False)
+    )
+    behind = by_country[by_country["stale"] > 0]
+    n_bad = int(table["stale"].sum())
+    share = n_bad / len(table)
+    report = {
+        "as_of": str(as_of),
+        "tickers": int(len(table)),
+        "stale_or_missing": n_bad,
+        "missing": int(table["missing"].sum()),
+        "share": share,
+        "max_stale_share": max_stale_share,
+        "markets_behind": {str(c): int(r["stale"]) for c, r in behind.iterrows()},
+    }
+    if share > max_stale_share:
+        detail = ", ".join(
+            f"{c}: {int(r['stale'])}/{int(r['tickers'])} ({int(r['missing'])} missing)" for c, r in behind.head(10).iterrows()
+        )
+        raise BadInputError(
+            f"{n_bad} of {len(table)} universe tickers ({share:.1%}) have no bar within {stale_after_days} "
+            f"trading days of {as_of} (limit {max_stale_share:.0%}); markets behind: {detail}. "
+            "Run `numerflow ingest` again (see the ingest ledger for per-ticker errors) or raise "
+            "yahoo.max_stale_share if these markets were closed",
+            tag="prices_not_ready",
+        )
+    return report

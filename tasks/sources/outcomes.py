@@ -1,0 +1,62 @@
+"""Per-ticker fetch requests and outcomes: the contract between sources and the ingest stage.
+
+A plain :class:`~tasks.sources.PriceSource` only returns bars; a source that can say *why*
+a ticker has no bars (Yahoo) implements ``fetch_outcomes``. The ingest stage drives retries,
+the ledger and storage from these outcomes, whatever the source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Protocol, runtime_checkable
+
+import pandas as pd
+
+# Outcome kinds. "transient" may succeed on retry; the others are final for this run.
+OK = "ok"
+NOT_FOUND = "not_found"  # 404 / "possibly delisted" on every candidate
+NO_DATA = "no_data"  # the symbol exists but has no bars at all
+TRANSIENT = "transient"  # 429, 5xx, timeout, connection error, malformed answer
+ERROR = "error"  # anything else: a bug or an answer we do not understand; not retried
+
+# Extra columns a source may add next to PRICE_SCHEMA's, used for re-pull decisions only.
+EVENT_COLUMNS = ["dividends", "splits"]
+
+
+@dataclass(frozen=True)
+class FetchRequest:
+    """Bars wanted for one ticker: source symbols to try in order, from ``start`` (None = all)."""
+
+    ticker: str
+    candidates: tuple[str, ...]
+    start: date | None = None
+
+
+@dataclass
+class FetchOutcome:
+    """What happened to one request. ``bars`` is in PRICE_SCHEMA (+ EVENT_COLUMNS) when ok."""
+
+    ticker: str
+    kind: str
+    symbol: str | None = None
+    bars: pd.DataFrame | None = None
+    error: str | None = None
+    # Candidates still worth trying after a transient failure (not-found ones are dropped).
+    remaining: tuple[str, ...] = ()
+    currency: str | None = None
+    timezone: str | None = None
+    http_requests: int = 0
+    tried: list[str] = field(default_factory=list)
+
+
+@runtime_checkable
+class OutcomeSource(Protocol):
+    """A price source that reports a truthful outcome per ticker."""
+
+    name: str
+
+    def fetch_outcomes(self, requests: Sequence[FetchRequest], end: date | None = None) -> list[FetchOutcome]:
+        """One outcome per request, in the same order; never raises for a single ticker's failure."""
+        ...

@@ -1,0 +1,382 @@
+"""Daily bars from Yahoo Finance through yfinance, with a truthful outcome per ticker.
+
+Why ``Ticker.history`` per symbol and not ``yf.download``: download hides failures (a 429
+and a delisted symbol both come back as NaN columns). Here every HTTP call goes through a
+session of ours (:class:`ThrottledRequestsSession` / :class:`ThrottledCurlSession`) that
+
+- draws a token from the process-wide shared limiter (``tasks.ratelimit``) before sending,
+  and pauses every thread for a while after a 429;
+- forces a timeout on every call (yfinance's own defaults are 10–30 s, some hard-coded);
+- records, per thread, the HTTP status or exception each chart request got.
+
+After each ``history()`` call the recorded statuses say what really happened (404 →
+not found; 429/5xx/timeout/connection/malformed → transient; 200 with no bars → empty),
+independent of which exception yfinance chose to raise.
+
+Prices are requested with ``auto_adjust=False``: raw (split-adjusted, as Yahoo serves
+them) OHLC, ``adj_close`` and volume, plus dividends and splits so the ingest stage can
+decide when stored history must be re-pulled. Currency is the listing's as reported
+(``GBp`` etc.); ``tasks.quality.normalise_currency_units`` converts sub-units.
+
+Process-global yfinance settings touched: ``yf.config.debug.hide_exceptions = False``
+(errors raised, not only logged), and yfinance's one shared session is ours.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tasks.errors import BadInputError
+from tasks.ratelimit import TokenBucket, shared_limiter
+from tasks.schemas import PRICE_COLUMNS
+from tasks.sources.outcomes import (
+    ERROR,
+    NO_DATA,
+    NOT_FOUND,
+    OK,
+    TRANSIENT,
+    FetchOutcome,
+    FetchRequest,
+)
+
+_CHART_PATH = re.compile(r"/v8/finance/chart/([^/?]+)")
+_TRANSIENT_EXCEPTION_NAMES = {
+    "Timeout",
+    "ReadTimeout",
+    "ConnectTimeout",
+    "TimeoutError",
+    "ConnectionError",
+    "ChunkedEncodingError",
+    "RemoteDisconnected",
+    "ProxyError",
+    "SSLError",
+}
+_BROWSER_HEADERS = {  # what yfinance sends when it falls back to plain requests
+    "User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36",
+    "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    "Accept-Language": "en-US,en;q=0.5",
+}
+# Full history: Yahoo's daily data starts in the 1960s at the earliest.
+FULL_HISTORY_START = date(1960, 1, 1)
+PRICE_FRAME_COLUMNS = ["ticker", "date", *PRICE_COLUMNS, "currency", "dividends", "splits"]
+
+
+def _exception_kind(exc: BaseException) -> str | None:
+    """"timeout" / "connection" for network-level exceptions of requests or curl_cffi."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & {"Timeout", "ReadTimeout", "ConnectTimeout", "TimeoutError"}:
+        return "timeout"
+    if names & _TRANSIENT_EXCEPTION_NAMES:
+        return "connection"
+    # Socket-level errors; requests' HTTPError is an OSError too but carries a status instead.
+    if isinstance(exc, OSError) and not names & {"RequestException", "HTTPError", "RequestsError"}:
+        return "connection"
+    return None
+
+
+class _ThrottleMixin:
+    """Limiter + forced timeout + per-thread record of chart statuses, for any Session class."""
+
+    def _init_throttle(self, limiter: TokenBucket, timeout_seconds: float, pause_on_429_seconds: float) -> None:
+        self._limiter = limiter
+        self._timeout_seconds = float(timeout_seconds)
+        self._pause_on_429 = float(pause_on_429_seconds)
+        self._local = threading.local()
+        self.http_requests = 0
+        self._count_lock = threading.Lock()
+
+    # Per-thread record of what each chart request got: list of (symbol, status | "timeout" | ...).
+    def begin_record(self) -> None:
+        self._local.record = []
+
+    def record(self) -> list[tuple[str, int | str]]:
+        return list(getattr(self._local, "record", []))
+
+    def _note(self, url: str, outcome: int | str) -> None:
+        match = _CHART_PATH.search(url)
+        if match is not None and hasattr(self._local, "record"):
+            self._local.record.append((match.group(1), outcome))
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        timeout = kwargs.get("timeout")
+        if not isinstance(timeout, (int, float)) or timeout <= 0 or timeout > self._timeout_seconds:
+            kwargs["timeout"] = self._timeout_seconds
+        self._limiter.acquire()
+        with self._count_lock:
+            self.http_requests += 1
+        try:
+            response = super().request(method, url, *args, **kwargs)  # type: ignore[misc]
+        except Exception as exc:
+            self._note(str(url), _exception_kind(exc) or type(exc).__name__)
+            raise
+        self._note(str(url), int(response.status_code))
+        if response.status_code == 429:
+            # Yahoo says "too fast": hold every thread, not only this one.
+            self._limiter.pause(self._pause_on_429)
+        return response
+
+
+def _requests_session_class() -> type:
+    import requests
+
+    class ThrottledRequestsSession(_ThrottleMixin, requests.Session):
+        pass
+
+    return ThrottledRequestsSession
+
+
+def _curl_session_class() -> type | None:
+    try:
+        from curl_cffi import requests as curl_requests
+    except ImportError:
+        return None
+
+    class ThrottledCurlSession(_ThrottleMixin, curl_requests.Session):
+        pass
+
+    return ThrottledCurlSession
+
+
+def make_session(
+    limiter: TokenBucket,
+    timeout_seconds: float,
+    *,
+    pause_on_429_seconds: float = 5.0,
+    transport: Any = None,
+) -> Any:
+    """The HTTP session yfinance will use.
+
+    ``transport``: a ``requests`` adapter mounted for http(s) (the fake Yahoo in tests); a
+    plain requests session is then used. Without it: curl_cffi (browser TLS fingerprint,
+    what yfinance prefers) unless it is missing or ``YF_DISABLE_CURL_CFFI`` is set.
+    """
+    import os
+
+    session_class = None
+    if transport is None and os.environ.get("YF_DISABLE_CURL_CFFI", "").lower() not in ("1", "true", "yes"):
+        session_class = _curl_session_class()
+    if session_class is not None:
+        session = session_class(impersonate="chrome")
+    else:
+        session = _requests_session_class()()
+        session.headers.update(_BROWSER_HEADERS)
+        if transport is not None:
+            session.mount("https://", transport)
+            session.mount("http://", transport)
+    session._init_throttle(limiter, timeout_seconds, pause_on_429_seconds)
+    return session
+
+
+def classify(record: list[tuple[str, int | str]], symbol: str, exc: BaseException | None) -> tuple[str, str]:
+    """(kind, reason) for one history() call from what its chart requests got.
+
+    Precedence: any transient answer wins (retry may succeed), then an explicit 404, then
+    the exception yfinance raised.
+    """
+    seen = [outcome for sym, outcome in record if sym == symbol]
+    for outcome in reversed(seen):
+        if outcome == 429:
+            return TRANSIENT, "rate_limited: HTTP 429 Too Many Requests"
+        if isinstance(outcome, int) and outcome >= 500:
+            return TRANSIENT, f"server_error: HTTP {outcome}"
+        if outcome in ("timeout", "connection"):
+            return TRANSIENT, f"{outcome}: {exc}" if exc is not None else str(outcome)
+    if 404 in seen:
+        return NOT_FOUND, f"not_found: {symbol}: HTTP 404, possibly delisted"
+    if exc is not None:
+        kind = _exception_kind(exc)
+        if kind is not None:
+            return TRANSIENT, f"{kind}: {exc}"
+        if type(exc).__name__ == "YFRateLimitError":
+            return TRANSIENT, "rate_limited: HTTP 429 Too Many Requests"
+    if exc is None:
+        return OK, ""
+    name = type(exc).__name__
+    if isinstance(exc, json.JSONDecodeError) or isinstance(exc, ValueError) and "JSON" in str(exc):
+        return TRANSIENT, f"malformed_response: {symbol}: {exc}"
+    if name in ("YFPricesMissingError", "YFTzMissingError", "YFTickerMissingError"):
+        if getattr(exc, "yahoo_reason", None):
+            return NOT_FOUND, f"not_found: {symbol}: {exc.yahoo_reason}"
+        if seen and seen[-1] == 200:
+            return NO_DATA, f"empty: {symbol}: Yahoo answered with no bars"
+        return NOT_FOUND, f"not_found: {symbol}: {exc}"
+    return ERROR, f"unexpected: {symbol}: {name}: {exc}"
+
+
+def history_to_frame(history: pd.DataFrame, ticker: str, currency: str | None) -> pd.DataFrame:
+    """yfinance ``history(auto_adjust=False, actions=True)`` → long frame in PRICE_SCHEMA order + events."""
+    index = history.index
+    if isinstance(index, pd.DatetimeIndex) and index.tz is not None:
+        index = index.tz_localize(None)
+    dates = pd.DatetimeIndex(index).normalize().astype("datetime64[s]")
+    n = len(history)
+
+    def column(name: str) -> np.ndarray:
+        if name in history.columns:
+            return history[name].to_numpy(dtype="float64", na_value=np.nan)
+        return np.zeros(n) if name in ("Dividends", "Stock Splits") else np.full(n, np.nan)
+
+    frame = pd.DataFrame(
+        {
+            "ticker": pd.array([ticker] * n, dtype="string"),
+            "date": dates,
+            "open": column("Open"),
+            "high": column("High"),
+            "low": column("Low"),
+            "close": column("Close"),
+            "adj_close": column("Adj Close"),
+            "volume": column("Volume"),
+            "currency": pd.array([currency] * n, dtype="string"),
+            "dividends": column("Dividends"),
+            "splits": column("Stock Splits"),
+        }
+    )
+    # Rows without any price are Yahoo's placeholders (e.g. a holiday in a merged index).
+    return frame[~np.isnan(frame[["open", "high", "low", "close", "adj_close"]].to_numpy()).all(axis=1)].reset_index(
+        drop=True
+    )
+
+
+class YahooSource:
+    """Yahoo Finance daily bars. ``fetch_outcomes`` is what the ingest stage uses.
+
+    ``requests_per_second``/``burst`` configure the process's one shared ``"yahoo"``
+    limiter (pass ``limiter=`` to use another, e.g. in tests). ``workers`` threads fetch
+    symbols concurrently; the limiter, not the thread count, sets the pace.
+    """
+
+    name = "yahoo"
+
+    def __init__(
+        self,
+        *,
+        requests_per_second: float = 1.0,
+        burst: int = 2,
+        timeout_seconds: float = 10.0,
+        workers: int = 4,
+        pause_on_429_seconds: float = 5.0,
+        limiter: TokenBucket | None = None,
+        transport: Any = None,
+        session: Any = None,
+    ) -> None:
+        import yfinance as yf
+
+        if workers < 1:
+            raise BadInputError(f"workers must be >= 1, got {workers}", tag="invalid_config")
+        if not timeout_seconds > 0:
+            raise BadInputError(f"timeout_seconds must be > 0, got {timeout_seconds}", tag="invalid_config")
+        yf.config.debug.hide_exceptions = False
+        self.limiter = limiter or shared_limiter("yahoo", requests_per_second, burst)
+        self.timeout_seconds = float(timeout_seconds)
+        self.workers = int(workers)
+        self.session = session or make_session(
+            self.limiter, timeout_seconds, pause_on_429_seconds=pause_on_429_seconds, transport=transport
+        )
+
+    def __repr__(self) -> str:
+        return f"YahooSource(rate={self.limiter.rate}/s, burst={self.limiter.burst}, workers={self.workers})"
+
+    @property
+    def http_requests(self) -> int:
+        return int(getattr(self.session, "http_requests", 0))
+
+    # ---- PriceSource protocol -------------------------------------------------------
+    def fetch(self, tickers: Sequence[str], start: date | None = None, end: date | None = None) -> pd.DataFrame:
+        """Bars for Yahoo symbols ``tickers`` (no retries, failures dropped: use ingest for a ledger)."""
+        outcomes = self.fetch_outcomes([FetchRequest(t, (t,), start) for t in tickers], end=end)
+        frames = [o.bars for o in outcomes if o.kind == OK and o.bars is not None and len(o.bars)]
+        if not frames:
+            return pd.DataFrame({c: [] for c in PRICE_FRAME_COLUMNS})
+        return pd.concat(frames, ignore_index=True)
+
+    # ---- per-ticker outcomes ----------------------------------------------------------
+    def fetch_outcomes(self, requests: Sequence[FetchRequest], end: date | None = None) -> list[FetchOutcome]:
+        if not requests:
+            return []
+        if self.workers == 1 or len(requests) == 1:
+            return [self._fetch_one(r, end) for r in requests]
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(requests)), thread_name_prefix="yahoo") as pool:
+            return list(pool.map(lambda r: self._fetch_one(r, end), requests))
+
+    def _fetch_one(self, request: FetchRequest, end: date | None) -> FetchOutcome:
+        remaining = list(request.candidates)
+        outcome = FetchOutcome(request.ticker, NOT_FOUND)
+        reasons: list[str] = []
+        empty_seen = False
+        while remaining:
+            symbol = remaining[0]
+            outcome.tried.append(symbol)
+            kind, bars, reason, meta = self._history(request.ticker, symbol, request.start, end)
+            outcome.http_requests += meta.get("http", 0)
+            if kind == OK or (kind == NO_DATA and request.start is not None):
+                # No bars after an incremental start is normal (no new session yet).
+                if bars is None:
+                    bars = pd.DataFrame({c: [] for c in PRICE_FRAME_COLUMNS})
+                outcome.kind, outcome.symbol, outcome.bars = OK, symbol, bars
+                outcome.currency, outcome.timezone = meta.get("currency"), meta.get("timezone")
+                outcome.error = "; ".join(reasons) or None
+                return outcome
+            if kind in (NOT_FOUND, NO_DATA):
+                reasons.append(reason)
+                empty_seen |= kind == NO_DATA
+                remaining.pop(0)
+                continue
+            outcome.kind, outcome.symbol, outcome.error = kind, symbol, reason
+            outcome.remaining = tuple(remaining)
+            return outcome
+        outcome.kind = NO_DATA if empty_seen else NOT_FOUND
+        outcome.error = "; ".join(reasons) or f"no candidate symbols for {request.ticker}"
+        return outcome
+
+    def _history(
+        self, ticker: str, symbol: str, start: date | None, end: date | None
+    ) -> tuple[str, pd.DataFrame | None, str, dict[str, Any]]:
+        import yfinance as yf
+        from yfinance.data import YfData
+
+        session = self.session
+        session.begin_record()
+        exc: BaseException | None = None
+        history = None
+        yf_ticker = yf.Ticker(symbol, session=session)
+        try:
+            history = yf_ticker.history(
+                start=(start or FULL_HISTORY_START).isoformat(),
+                # yfinance's end is exclusive; None = up to now.
+                end=(end + timedelta(days=1)).isoformat() if end is not None else None,
+                interval="1d",
+                auto_adjust=False,
+                actions=True,
+                repair=False,
+                timeout=self.timeout_seconds,
+            )
+        except Exception as caught:  # classified below from what the HTTP calls really got
+            exc = caught
+        record = session.record()
+        meta: dict[str, Any] = {"http": len(record)}
+        kind, reason = classify(record, symbol, exc)
+        if kind == TRANSIENT:
+            # yfinance memoises past-range responses (an error page too): forget them so the
+            # retry really asks again.
+            YfData.cache_get.cache_clear()
+        if kind != OK:
+            return kind, None, reason, meta
+        if history is None or history.empty:
+            return NO_DATA, None, f"empty: {symbol}: no bars", meta
+        try:
+            info = yf_ticker.history_metadata
+            meta["currency"] = info.get("currency")
+            meta["timezone"] = info.get("exchangeTimezoneName")
+        except Exception:  # metadata is informative only
+            pass
+        return OK, history_to_frame(history, ticker, meta.get("currency")), "", meta

@@ -1,0 +1,271 @@
+"""The ingest stage against the fake Yahoo, through real yfinance."""
+
+from __future__ import annotations
+
+import random
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fakes.yahoo import FakeYahoo, reset_yfinance
+from tasks.ingest import IngestOptions, ingest, plan_ingest, run_batch, stored_extent, unfinished_run_id
+from tasks.ratelimit import TokenBucket
+from tasks.sources.yahoo import YahooSource
+from tasks.store import Store, read_parquet
+
+AS_OF = date(2024, 3, 29)
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    reset_yfinance(tmp_path / "yf-cache")
+    return FakeYahoo()
+
+
+@pytest.fixture
+def store(tmp_path):
+    return Store(tmp_path / "data")
+
+
+def make_source(fake, **kwargs):
+    kwargs.setdefault("workers", 2)
+    return YahooSource(limiter=TokenBucket(10_000, 100), transport=fake, pause_on_429_seconds=0, **kwargs)
+
+
+class Sleeps(list):
+    def __call__(self, seconds):
+        self.append(seconds)
+
+
+def run(fake, store, mapping, *, sleeps=None, run_id=None, **kwargs):
+    kwargs.setdefault("batch_size", 3)
+    options = IngestOptions(batch_size=kwargs.pop("batch_size"), backfill=kwargs.pop("backfill", False), max_attempts=kwargs.pop("max_attempts", 4))
+    return ingest(
+        kwargs.pop("source", None) or make_source(fake),
+        store,
+        mapping,
+        batch_size=options.batch_size,
+        backfill=options.backfill,
+        options=options,
+        run_id=run_id,
+        as_of=kwargs.pop("as_of", AS_OF),
+        end=kwargs.pop("end", None),
+        sleep=sleeps if sleeps is not None else Sleeps(),
+        rng=random.Random(0),
+        **kwargs,
+    )
+
+
+def ledger_of(result):
+    return read_parquet(result.ledger_path).set_index("ticker")
+
+
+def prices(store):
+    return read_parquet(store.prices_dir("yahoo"))
+
+
+def test_multi_country_batch_gbp_and_ambiguous_kr(fake, store):
+    fake.add("AAPL", seed=1)
+    fake.add("7203.T", currency="JPY", timezone="Asia/Tokyo", price=2500, seed=2)
+    fake.add("VOD.L", currency="GBp", timezone="Europe/London", price=7000, seed=3)
+    fake.add("005930.KQ", currency="KRW", timezone="Asia/Seoul", price=70000, seed=4)
+    mapping = {"AAPL US": ["AAPL"], "7203 JP": ["7203.T"], "VOD GB": ["VOD.L"], "005930 KR": ["005930.KS", "005930.KQ"]}
+    result = run(fake, store, mapping)
+    ledger = ledger_of(result)
+    assert set(ledger.index) == set(mapping)
+    assert (ledger["status"] == "ok").all(), ledger[["status", "last_error"]]
+    assert ledger.loc["005930 KR", "symbol"] == "005930.KQ"
+    bars = prices(store)
+    assert set(bars["ticker"]) == set(mapping)
+    vod = bars[bars["ticker"] == "VOD GB"].set_index("date")
+    raw = fake.listings["VOD.L"].bars
+    # GBp → GBP: pence divided by 100, currency renamed.
+    assert (vod["currency"] == "GBP").all()
+    np.testing.assert_allclose(vod["close"].to_numpy(), raw["close"].to_numpy() / 100, rtol=1e-6)
+    assert (bars.loc[bars["ticker"] == "7203 JP", "currency"] == "JPY").all()
+    # Dates are the exchange-local trading days of the bars, not UTC shifts of them.
+    tokyo = bars[bars["ticker"] == "7203 JP"]["date"].dt.date.tolist()
+    assert tokyo == list(fake.listings["7203.T"].bars.index)
+    # The winning KR symbol is remembered: the next run asks .KQ first, never .KS.
+    fake.log.clear()
+    run(fake, store, mapping)
+    assert fake.chart_requests("005930.KS") == []
+
+
+def test_delisted_recorded_not_retried_and_every_ticker_in_ledger(fake, store):
+    fake.add("AAPL")
+    sleeps = Sleeps()
+    result = run(fake, store, {"AAPL US": ["AAPL"], "GONE US": ["GONE"]}, sleeps=sleeps)
+    ledger = ledger_of(result)
+    assert ledger.loc["GONE US", "status"] == "delisted"
+    assert ledger.loc["GONE US", "attempts"] == 1
+    assert "delisted" in ledger.loc["GONE US", "last_error"]
+    assert sleeps == []  # nothing transient, no backoff
+    assert result.summary["ok"] == 1 and result.summary["delisted"] == 1
+
+
+def test_429_burst_then_success_retries_only_failed_symbols_with_backoff(fake, store):
+    for sym in ["A", "B", "C"]:
+        fake.add(sym)
+    fake.fail("B", "429", "429", "429", "429")  # two attempts' worth (yfinance retries once itself)
+    sleeps = Sleeps()
+    result = run(fake, store, {"A US": ["A"], "B US": ["B"], "C US": ["C"]}, sleeps=sleeps)
+    ledger = ledger_of(result)
+    assert (ledger["status"] == "ok").all()
+    assert ledger.loc["B US", "attempts"] == 3
+    assert ledger.loc["A US", "attempts"] == 1
+    # Only B was asked again; A and C once each (timezone probe + history).
+    assert len(fake.history_requests("A")) == 1 and len(fake.history_requests("C")) == 1
+    assert len(sleeps) == 2 and sleeps[1] > sleeps[0] * 0.5  # exponential with jitter
+    assert 1.0 <= sleeps[0] <= 2.0 and 2.0 <= sleeps[1] <= 4.0
+
+
+def test_timeouts_5xx_and_malformed_json_retry_then_fail_with_reason(fake, store):
+    for sym in ["T", "S", "M", "E"]:
+        fake.add(sym)
+    fake.fail("T", "timeout")
+    fake.fail("S", *["503"] * 20)
+    fake.fail("M", "malformed")
+    fake.fail("E", "empty", history_only=True)
+    result = run(fake, store, {"T US": ["T"], "S US": ["S"], "M US": ["M"], "E US": ["E"]}, max_attempts=3)
+    ledger = ledger_of(result)
+    assert ledger.loc["T US", "status"] == "ok" and ledger.loc["T US", "attempts"] == 2
+    assert ledger.loc["M US", "status"] == "ok" and ledger.loc["M US", "attempts"] == 2
+    assert ledger.loc["S US", "status"] == "failed"
+    assert ledger.loc["S US", "attempts"] == 3
+    assert "server_error: HTTP 503" in ledger.loc["S US", "last_error"]
+    # An empty answer for a full-history request: exists, no bars.
+    assert ledger.loc["E US", "status"] == "no_data" and ledger.loc["E US", "attempts"] == 1
+    # Every request carried a timeout.
+    assert all(r.timeout is not None for r in fake.log)
+    assert result.summary["failed"] == 1
+
+
+def test_incremental_second_run_requests_only_new_range(fake, store):
+    fake.add("AAPL", end="2024-03-15")
+    fake.add("7203.T", currency="JPY", timezone="Asia/Tokyo", end="2024-03-15", seed=5)
+    mapping = {"AAPL US": ["AAPL"], "7203 JP": ["7203.T"]}
+    run(fake, store, mapping, as_of=date(2024, 3, 15))
+    rows_before = len(prices(store))
+    fake.extend("AAPL", "2024-03-29")
+    fake.extend("7203.T", "2024-03-29")
+    fake.log.clear()
+    result = run(fake, store, mapping)
+    ledger = ledger_of(result)
+    # period1 = local midnight of (last stored date - overlap_days).
+    (aapl,) = fake.history_requests("AAPL")
+    expected = pd.Timestamp("2024-03-10", tz="America/New_York").timestamp()
+    assert int(aapl.params["period1"]) == int(expected)
+    (toyota,) = fake.history_requests("7203.T")
+    assert int(toyota.params["period1"]) == int(pd.Timestamp("2024-03-10", tz="Asia/Tokyo").timestamp())
+    # 5 overlap bars (Mar 11-15) rewritten + 10 new bars (Mar 18-29).
+    assert ledger.loc["AAPL US", "rows"] == 15 and ledger.loc["7203 JP", "rows"] == 15
+    assert ledger.loc["AAPL US", "requested_start"] == "2024-03-10"
+    bars = prices(store)
+    assert len(bars) == rows_before + 20
+    assert not bars.duplicated(["ticker", "date"]).any()
+    assert bars.groupby("ticker")["date"].max().dt.date.eq(date(2024, 3, 29)).all()
+
+
+def test_split_detected_repulls_whole_history(fake, store):
+    fake.add("NVDA", end="2024-03-15")
+    mapping = {"NVDA US": ["NVDA"]}
+    run(fake, store, mapping, as_of=date(2024, 3, 15))
+    fake.extend("NVDA", "2024-03-29")
+    fake.listings["NVDA"].splits[date(2024, 3, 20)] = (10, 1)
+    fake.log.clear()
+    result = run(fake, store, mapping)
+    ledger = ledger_of(result)
+    assert ledger.loc["NVDA US", "repull_reason"] == "split"
+    requests = fake.history_requests("NVDA")
+    assert len(requests) == 2 and int(requests[1].params["period1"]) < int(requests[0].params["period1"])
+    bars = prices(store).set_index("date")
+    served = fake.listings["NVDA"].adjusted()
+    # Whole stored history is split-adjusted consistently (pre-split closes divided by 10).
+    np.testing.assert_allclose(bars["close"].to_numpy(), served["close"].to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(bars["adj_close"].to_numpy(), served["adjclose"].to_numpy(), rtol=1e-6)
+
+
+def test_dividend_detected_repulls_adjusted_history(fake, store):
+    fake.add("KO", end="2024-03-15")
+    run(fake, store, {"KO US": ["KO"]}, as_of=date(2024, 3, 15))
+    fake.extend("KO", "2024-03-29")
+    fake.listings["KO"].dividends[date(2024, 3, 22)] = 1.5
+    result = run(fake, store, {"KO US": ["KO"]})
+    assert ledger_of(result).loc["KO US", "repull_reason"] == "dividend"
+    bars = prices(store)
+    np.testing.assert_allclose(bars["adj_close"].to_numpy(), fake.listings["KO"].adjusted()["adjclose"].to_numpy(), rtol=1e-6)
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashingSource:
+    """Wraps a source; raises on the n-th batch (a process dying mid-ingest)."""
+
+    def __init__(self, inner, crash_on_call):
+        self.inner, self.name, self.calls, self.crash_on_call = inner, inner.name, 0, crash_on_call
+
+    def fetch_outcomes(self, requests, end=None):
+        self.calls += 1
+        if self.calls == self.crash_on_call:
+            raise Crash("killed")
+        return self.inner.fetch_outcomes(requests, end=end)
+
+
+def test_crash_mid_ingest_then_resume_fetches_only_unfinished_batches(fake, store):
+    symbols = [f"S{i}" for i in range(7)]
+    for i, sym in enumerate(symbols):
+        fake.add(sym, seed=i)
+    mapping = {f"{s} US": [s] for s in symbols}
+    crashing = CrashingSource(make_source(fake), crash_on_call=2)
+    with pytest.raises(Crash):
+        run(fake, store, mapping, source=crashing, run_id="run-1")
+    assert unfinished_run_id(store, "yahoo") == "run-1"
+    done_first = {r.symbol for r in fake.history_requests()}
+    assert len(done_first) == 3  # batch 0 stored
+    fake.log.clear()
+    result = run(fake, store, mapping)  # run_id=None resumes the unfinished run
+    assert result.summary["run_id"] == "run-1"
+    refetched = {r.symbol for r in fake.history_requests()}
+    assert refetched.isdisjoint(done_first)
+    ledger = ledger_of(result)
+    assert set(ledger.index) == set(mapping) and (ledger["status"] == "ok").all()
+    assert set(prices(store)["ticker"]) == set(mapping)
+    assert unfinished_run_id(store, "yahoo") is None
+
+
+def test_backfill_repulls_everything(fake, store):
+    fake.add("AAPL")
+    run(fake, store, {"AAPL US": ["AAPL"]})
+    fake.log.clear()
+    result = run(fake, store, {"AAPL US": ["AAPL"]}, backfill=True)
+    (request,) = fake.history_requests("AAPL")
+    assert int(request.params["period1"]) < int(pd.Timestamp("1970-01-01", tz="UTC").timestamp())
+    assert ledger_of(result).loc["AAPL US", "repull_reason"] == "backfill"
+    assert len(prices(store)) == len(fake.listings["AAPL"].bars)
+
+
+def test_empty_answer_on_incremental_run_is_ok_with_no_new_rows(fake, store):
+    fake.add("AAPL")
+    run(fake, store, {"AAPL US": ["AAPL"]})
+    fake.fail("AAPL", "empty", history_only=True)
+    result = run(fake, store, {"AAPL US": ["AAPL"]})
+    ledger = ledger_of(result)
+    assert ledger.loc["AAPL US", "status"] == "ok"
+    assert ledger.loc["AAPL US", "rows"] == 0
+    # The overlap window's stored bars were not dropped by an empty answer.
+    assert len(prices(store)) == len(fake.listings["AAPL"].bars)
+
+
+def test_stale_ticker_flagged(fake, store):
+    fake.add("OLD", end="2024-03-01")
+    fake.add("NEW")
+    result = run(fake, store, {"OLD US": ["OLD"], "NEW US": ["NEW"]})
+    ledger = ledger_of(result)
+    assert ledger.loc["OLD US", "status"] == "stale"
+    assert ledger.loc["NEW US", "status"] == "ok"
+    assert result.summary["stale"] == 1
