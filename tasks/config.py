@@ -30,6 +30,34 @@ class DemoSettings(BaseModel):
     seed: int = Field(42, description="random seed; same seed, same market")
 
 
+class YahooSettings(BaseModel):
+    """Yahoo Finance price ingest (``price_source = "yahoo"``); also the ingest knobs for every source."""
+
+    requests_per_second: float = Field(
+        1.5, gt=0, description="sustained requests/second to Yahoo, shared by every thread of the process"
+    )
+    burst: int = Field(2, ge=1, description="requests allowed at once above the sustained rate")
+    workers: int = Field(4, ge=1, description="threads fetching symbols concurrently (the limiter sets the pace)")
+    batch_size: int = Field(100, ge=1, description="tickers per ingest batch (one Prefect task and one Parquet part each)")
+    timeout_seconds: float = Field(10.0, gt=0, description="HTTP timeout of every request to Yahoo")
+    max_attempts: int = Field(5, ge=1, description="tries per ticker on 429/5xx/timeouts before it is recorded as failed")
+    backoff_base_seconds: float = Field(2.0, ge=0, description="first retry delay; doubles per attempt, with jitter")
+    backoff_cap_seconds: float = Field(60.0, ge=0, description="longest retry delay")
+    pause_on_429_seconds: float = Field(5.0, ge=0, description="every thread waits this long after a 429")
+    overlap_days: int = Field(5, ge=0, description="calendar days re-fetched before each ticker's last stored bar")
+    stale_after_days: int = Field(3, ge=0, description="a ticker whose last bar is more trading days old is stale")
+    max_stale_share: float = Field(
+        0.1, ge=0, le=1, description="the round refuses to predict when more of the universe is stale or missing"
+    )
+    jump_factor: float = Field(50.0, gt=1, description="a close this many times above/below its recent median is excluded")
+
+
+class FilesSettings(BaseModel):
+    """Bring-your-own prices (``price_source = "files"``): CSV/Parquet in the schema of docs/prices.md."""
+
+    path: Path | None = Field(None, description="a CSV/Parquet file or a directory of them")
+
+
 class TargetSettings(BaseModel):
     """Numerai-style forward-return target ("20D2L")."""
 
@@ -131,8 +159,10 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path("data"), description="root of the Parquet data store")
     tournament: Literal["signals", "crypto"] = Field("signals", description="which Numerai tournament")
-    price_source: Literal["demo"] = Field("demo", description="where daily bars come from")
+    price_source: Literal["demo", "yahoo", "files"] = Field("demo", description="where daily bars come from")
     demo: DemoSettings = Field(default_factory=DemoSettings)
+    yahoo: YahooSettings = Field(default_factory=YahooSettings)
+    files: FilesSettings = Field(default_factory=FilesSettings)
     target: TargetSettings = Field(default_factory=TargetSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     submission: SubmissionSettings = Field(default_factory=SubmissionSettings)
