@@ -201,6 +201,11 @@ def classify(record: list[tuple[str, int | str]], symbol: str, exc: BaseExceptio
             return TRANSIENT, "rate_limited: HTTP 429 Too Many Requests"
     if exc is None:
         return OK, ""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status == 404:  # e.g. yfinance's quoteSummary timezone fallback, after a cached chart 404
+        return NOT_FOUND, f"not_found: {symbol}: HTTP 404, possibly delisted"
+    if isinstance(status, int) and (status == 429 or status >= 500):
+        return TRANSIENT, f"server_error: HTTP {status}"
     name = type(exc).__name__
     if isinstance(exc, json.JSONDecodeError) or isinstance(exc, ValueError) and "JSON" in str(exc):
         return TRANSIENT, f"malformed_response: {symbol}: {exc}"
