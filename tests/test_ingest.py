@@ -269,3 +269,23 @@ def test_stale_ticker_flagged(fake, store):
     assert ledger.loc["OLD US", "status"] == "stale"
     assert ledger.loc["NEW US", "status"] == "ok"
     assert result.summary["stale"] == 1
+
+
+
+def test_demo_market_goes_through_the_same_ingest(tmp_path):
+    from tasks.sources.demo import DemoMarket
+
+    market = DemoMarket(tickers=8, years=0.2, seed=1, end=date(2024, 3, 29))
+    tickers = market.universe()["numerai_ticker"].astype(str).tolist()
+    store = Store(tmp_path / "data")
+    result = ingest(market, store, tickers, batch_size=3, as_of=date(2024, 3, 29))
+    ledger = ledger_of(result)
+    assert sorted(ledger.index) == sorted(tickers) and (ledger["status"] == "ok").all()
+    stored = read_parquet(store.prices_dir("demo"))
+    expected = market.fetch(tickers)
+    assert len(stored) == len(expected) and set(stored["ticker"]) == set(tickers)
+    assert len(result.paths) == 3  # 8 tickers in batches of 3
+    # Second run: incremental, nothing new, nothing duplicated.
+    again = ingest(market, store, tickers, batch_size=3, as_of=date(2024, 3, 29))
+    assert again.summary["ok"] == 8
+    assert len(read_parquet(store.prices_dir("demo"))) == len(expected)

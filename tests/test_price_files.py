@@ -1,0 +1,69 @@
+"""Bring-your-own CSV/Parquet prices: schema, validation errors, and ingest through the one path."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.errors import BadInputError
+from tasks.ingest import ingest
+from tasks.sources.files import FilePriceSource, load_price_files
+from tasks.store import Store, read_parquet
+
+
+def write_csv(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_minimal_csv_defaults_and_gbp_normalised_by_ingest(tmp_path):
+    write_csv(
+        tmp_path / "p.csv",
+        "Ticker,Date,Close,Currency\nVOD GB,2024-03-27,7000,GBp\nVOD GB,2024-03-28,7100,GBp\nAAPL US,2024-03-28,190,USD\n",
+    )
+    source = FilePriceSource(tmp_path / "p.csv")
+    frame = source.fetch(["VOD GB"])
+    assert frame["adj_close"].tolist() == [7000.0, 7100.0] and frame["open"].tolist() == [7000.0, 7100.0]
+    store = Store(tmp_path / "data")
+    result = ingest(source, store, ["VOD GB", "AAPL US", "MISSING US"], batch_size=10, as_of=date(2024, 3, 28))
+    bars = read_parquet(store.prices_dir("files"))
+    vod = bars[bars["ticker"] == "VOD GB"]
+    assert vod["close"].tolist() == [70.0, 71.0] and set(vod["currency"]) == {"GBP"}
+    ledger = read_parquet(result.ledger_path).set_index("ticker")
+    assert ledger.loc["MISSING US", "status"] == "no_data"
+    assert ledger.loc["AAPL US", "status"] == "ok"
+
+
+def test_directory_of_parquet_and_csv(tmp_path):
+    pd.DataFrame({"ticker": ["A US"], "date": [pd.Timestamp("2024-01-02")], "close": [10.0], "volume": [5]}).to_parquet(tmp_path / "a.parquet")
+    write_csv(tmp_path / "b.csv", "ticker,date,close\nB US,2024-01-02,20\n")
+    data = load_price_files(tmp_path)
+    assert data["ticker"].tolist() == ["A US", "B US"]
+    assert np.isnan(data["volume"].iloc[1]) and data["volume"].iloc[0] == 5.0
+
+
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("ticker,close\nA,1\n", "missing columns ['date']"),
+        ("ticker,date,close\nA,not-a-date,1\n", "unparseable dates"),
+        ("ticker,date,close\nA,2024-01-02,abc\n", "non-numeric"),
+        ("ticker,date,close\nA,2024-01-02,1\nA,2024-01-02,2\n", "duplicate (ticker, date)"),
+    ],
+)
+def test_validation_errors_name_the_problem(tmp_path, text, needle):
+    write_csv(tmp_path / "bad.csv", text)
+    with pytest.raises(BadInputError, match="invalid_price_files") as err:
+        load_price_files(tmp_path / "bad.csv")
+    assert needle in str(err.value)
+
+
+def test_missing_path_and_wrong_type(tmp_path):
+    with pytest.raises(BadInputError, match="does not exist"):
+        load_price_files(tmp_path / "nope.csv")
+    (tmp_path / "x.txt").write_text("hi")
+    with pytest.raises(BadInputError, match="unsupported file type"):
+        load_price_files(tmp_path / "x.txt")
