@@ -62,8 +62,122 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="demo: random seed (default 42)")
     run.add_argument("--retrain", action="store_true", help="train a new model even if a fresh one exists")
     run.add_argument("--json", action="store_true", help="print a machine-readable JSON summary on stdout")
+    # Live rounds (no --demo): Numerai's universe and upload, the configured price source.
+    numerai = argparse.ArgumentParser(add_help=False)
+    numerai.add_argument("--tournament", choices=["signals", "crypto"],
+                         help="Numerai tournament (default: the configured one, signals)")
+    run.add_argument("--tournament", choices=["signals", "crypto"], help="live round: Numerai tournament")
+    run.add_argument("--force", action="store_true", help="live round: upload even if this round was already submitted")
+    run.add_argument("--model", help="live round: Numerai model name (default: numerai.model_name)")
     run.set_defaults(handler=cmd_run)
+
+    universe = commands.add_parser(
+        "universe", parents=[common, numerai], help="download this round's Numerai universe and resolve its tickers",
+        description="Find the current dataset version, download this round's live universe, write the snapshot "
+        "and (signals) the numerai_ticker → Yahoo resolution report.")
+    universe.add_argument("--training-data", action="store_true",
+                          help="also download Numerai's train/validation files (large) for training on its targets")
+    universe.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+    universe.set_defaults(handler=cmd_universe)
+
+    submit = commands.add_parser(
+        "submit", parents=[common, numerai], help="upload an existing submission file for the open round",
+        description="Validate a submission file against this round's universe and upload it for a model, once per "
+        "round (a ledger records it; --force uploads again). Without API keys: a dry run.")
+    submit.add_argument("file", help="submission CSV/Parquet (numerai_ticker,signal or symbol,signal)")
+    submit.add_argument("--model", help="Numerai model name (default: numerai.model_name)")
+    submit.add_argument("--force", action="store_true", help="upload even if this round was already submitted")
+    submit.add_argument("--diagnostics", metavar="FILE",
+                        help="also upload validation predictions (with a date column) to Numerai's diagnostics")
+    submit.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+    submit.set_defaults(handler=cmd_submit)
+
+    status = commands.add_parser(
+        "status", parents=[common, numerai], help="current round, its window, last submission per model")
+    status.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+    status.set_defaults(handler=cmd_status)
     return parser
+
+
+def _numerai_settings(args: argparse.Namespace, model: str | None = None):
+    from tasks.config import load_settings
+
+    overrides: dict[str, Any] = {}
+    if args.data_dir:
+        overrides["data_dir"] = args.data_dir
+    if getattr(args, "tournament", None):
+        overrides["tournament"] = args.tournament
+    if model:
+        overrides["numerai"] = {"model_name": model}
+    return load_settings(**overrides)
+
+
+def _print(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
+    print(json.dumps(payload, indent=2, default=str) if args.json else text)
+
+
+def cmd_universe(args: argparse.Namespace) -> int:
+    from flows.numerai_round import resolve_and_report
+    from tasks.numerai import client_for, fetch_universe
+    from tasks.numerai_data import fetch_training_data
+    from tasks.store import Store
+
+    settings = _numerai_settings(args)
+    client = client_for(settings, settings.tournament)
+    store = Store(settings.data_dir)
+    snap = fetch_universe(client, store)
+    payload: dict[str, Any] = {"tournament": snap.tournament, "round": snap.round_number, "dataset": snap.dataset,
+                               "tickers": snap.tickers, "snapshot": str(snap.snapshot_path)}
+    lines = [f"numerflow universe: {snap.tournament} round {snap.round_number}, {snap.tickers} tickers "
+             f"from {snap.dataset}", f"  snapshot    {snap.snapshot_path}"]
+    if snap.tournament == "signals":
+        resolution = resolve_and_report(settings, snap.snapshot_path, snap.round_number)
+        payload["resolution"] = resolution
+        t = resolution["totals"]
+        lines.append(f"  resolution  {t['resolved']} resolved, {t['ambiguous']} ambiguous (tried in order), "
+                     f"{t['unresolved']} unresolved; candidates {resolution['candidates_path']}")
+        lines += [f"    {r['country']:<6}{r['resolved']:>6}{r['ambiguous']:>6}{r['unresolved']:>6}"
+                  for r in resolution["report"]]
+    if args.training_data:
+        files = fetch_training_data(client, store, snap.round_number)
+        payload["training_data"] = {"version": files.version, "paths": [str(p) for p in files.paths]}
+        lines.append(f"  training    {files.version}: {', '.join(str(p) for p in files.paths)}")
+    _print(args, payload, "\n".join(lines))
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tasks.numerai import submit_file
+
+    settings = _numerai_settings(args, args.model)
+    outcome = submit_file(Path(args.file), settings, force=args.force,
+                          diagnostics_path=Path(args.diagnostics) if args.diagnostics else None)
+    text = f"numerflow submit: {outcome.message}"
+    if outcome.diagnostics_id:
+        text += f"\n  diagnostics {outcome.diagnostics_id}"
+    if outcome.diagnostics_error:
+        text += f"\n  diagnostics FAILED (the submission stands): {outcome.diagnostics_error}"
+    _print(args, outcome.as_dict(), text)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from tasks.numerai import round_status
+
+    settings = _numerai_settings(args)
+    status = round_status(settings)
+    round_text = (f"round {status['round']['number']}, {'OPEN' if status['open'] else 'not open'}: {status['window']}"
+                  if status["round"] else "no round open")
+    lines = [f"numerflow status: Numerai {status['tournament']} {round_text}",
+             f"  keys        {status['keys'] or 'none (uploads are dry runs)'}"]
+    for name, entry in sorted(status["last_submissions"].items()):
+        lines.append(f"  {name:<12}round {entry['round']}, submission {entry['submission_id']} at {entry['uploaded_at']}")
+    if not status["last_submissions"]:
+        lines.append("  submissions none recorded")
+    _print(args, status, "\n".join(lines))
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -71,8 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tasks.config import load_settings
 
     if not args.demo:
-        print("numerflow run: only the demo market is available in this version; add --demo", file=sys.stderr)
-        return 2
+        return cmd_run_live(args)
     overrides = demo_overrides(tickers=args.tickers, years=args.years, signal=args.signal, seed=args.seed,
                                data_dir=args.data_dir)
     load_settings(**overrides)  # fail fast on bad values, before Prefect starts
@@ -90,6 +203,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run_live(args: argparse.Namespace) -> int:
+    """A live round against Numerai with the configured price source (flows/numerai_round.py)."""
+    settings = _numerai_settings(args, args.model)  # fail fast on bad values, before Prefect starts
+    from flows.numerai_round import numerai_round_flow
+
+    result = numerai_round_flow(tournament=settings.tournament, force=args.force, retrain=args.retrain,
+                                data_dir=args.data_dir, model_name=args.model)
+    summary = run_summary(result)
+    summary["numerai"] = result["numerai"]
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        n = result["numerai"]
+        r = n["resolution"]
+        print(render_summary(summary))
+        print(f"  numerai     round {n['round']}, {n['universe']['tickers']} tickers ({n['universe']['dataset']}); "
+              f"resolved {r['resolved']}, ambiguous {r['ambiguous']}, unresolved {r['unresolved']}")
+    return 0
+
+
 def run_summary(result: dict[str, Any]) -> dict[str, Any]:
     ingest, train, submit = result["ingest"], result["train"], result["submit"]
     model = train["model"]
@@ -103,7 +236,7 @@ def run_summary(result: dict[str, Any]) -> dict[str, Any]:
         "live_date": submit["live"]["live_date"],
         "submission": {"path": submit["submission"]["path"], "rows": submit["submission"]["rows"],
                        "sha256": submit["submission"]["sha256"]},
-        "upload": {k: submit["upload"].get(k) for k in ("dry_run", "reason", "record")},
+        "upload": {k: submit["upload"].get(k) for k in ("dry_run", "reason", "record", "status", "submission_id")},
     }
 
 
@@ -117,10 +250,18 @@ def render_summary(s: dict[str, Any]) -> str:
         f"  validation  CORR mean {v['mean']:.4f}, sharpe {v['sharpe']:.2f}, max drawdown {v['max_drawdown']:.4f}"
         f" over {v['n_dates']} dates",
         f"  submission  {s['submission']['path']} ({s['submission']['rows']} rows, live date {s['live_date']})",
-        f"  upload      {'DRY RUN — ' + str(s['upload']['reason']) if s['upload']['dry_run'] else 'uploaded'}",
+        f"  upload      {_upload_line(s['upload'])}",
         f"  report      {s['report'] or 'unchanged model: see its earlier report'}",
     ]
     return "\n".join(lines)
+
+
+def _upload_line(upload: dict[str, Any]) -> str:
+    if upload.get("dry_run"):
+        reason = str(upload["reason"])
+        return reason if reason.startswith("DRY RUN") else f"DRY RUN — {reason}"
+    # Live rounds: "uploaded" or "skipped" (already in the ledger), with the reason.
+    return f"{upload.get('status') or 'uploaded'} — {upload['reason']}" if upload.get("reason") else "uploaded"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -119,8 +119,18 @@ def write_submission_task(settings: Settings, predictions_path: str, universe_pa
 
 
 @task(name="upload-submission", retries=0, timeout_seconds=900)
-def upload_submission(settings: Settings, submission: dict, round_label: str) -> dict:
-    # Dry run: the record says exactly what would be sent. Real uploads: tasks/numerai.py.
+def upload_submission(settings: Settings, submission: dict, round_label: str, live: bool = False,
+                      force: bool = False) -> dict:
+    if live:
+        # A live round: the real upload (tasks/numerai.py): window guard, once per round and
+        # model (ledger), dry run when there are no keys. Not retried here: a repeat could
+        # double-submit; transient failures leave no ledger entry, so a re-run tries again.
+        from tasks.numerai import submit_file
+
+        outcome = submit_file(Path(submission["path"]), settings, force=force)
+        get_run_logger().info(outcome.message)
+        return {**outcome.as_dict(), "dry_run": outcome.dry_run, "reason": outcome.message}
+    # Demo market: a dry run whose record says exactly what would be sent.
     store = Store(settings.data_dir)
     record = {
         "dry_run": True,
@@ -177,16 +187,18 @@ def train_flow(overrides: dict[str, Any] | None = None, retrain: bool = False, s
 
 @flow(name="predict-and-submit", log_prints=True)
 def predict_submit_flow(
-    dataset_path: str, model_dir: str, universe_path: str, overrides: dict[str, Any] | None = None
+    dataset_path: str, model_dir: str, universe_path: str, overrides: dict[str, Any] | None = None,
+    round_label: str | None = None, live: bool = False, force: bool = False,
 ) -> dict[str, Any]:
-    """Score the live universe, build and validate the submission, upload (dry run here)."""
+    """Score the live universe, build and validate the submission, upload (a live round:
+    the real upload, see tasks/numerai.py; the demo: a dry run)."""
     settings = load_settings(**(overrides or {}))
     run_id = new_run_id()
-    live = predict_live_task(settings, dataset_path, model_dir, universe_path, run_id)
-    round_label = f"demo-{live['live_date']}"
-    submission = write_submission_task(settings, live["path"], universe_path, round_label)
-    upload = upload_submission(settings, submission, round_label)
-    return {"live": live, "submission": submission, "upload": upload, "round": round_label}
+    live_predictions = predict_live_task(settings, dataset_path, model_dir, universe_path, run_id)
+    round_label = round_label or f"demo-{live_predictions['live_date']}"
+    submission = write_submission_task(settings, live_predictions["path"], universe_path, round_label)
+    upload = upload_submission(settings, submission, round_label, live=live, force=force)
+    return {"live": live_predictions, "submission": submission, "upload": upload, "round": round_label}
 
 
 @flow(name="round", log_prints=True)

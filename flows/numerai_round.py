@@ -1,0 +1,163 @@
+"""A live Numerai round (``numerflow run`` without ``--demo``), top to bottom:
+
+    Numerai universe → ticker resolution (report artifact) → price ingest (configured source)
+    → features + targets (Numerai's targets when their data is in the store) → train or reuse
+    → live predictions → validated submission → upload (ledger: once per round and model)
+
+The training, prediction and submission steps are the foundation's tasks (flows/round.py);
+this flow adds the Numerai-facing ones. Tasks pass paths and small dicts, never DataFrames.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+
+from flows.policies import NETWORK_RETRY_DELAYS, RETRY_JITTER, retry_only_transient
+from flows.round import build_dataset_task, new_run_id, predict_submit_flow, publish_report, train_model
+from tasks.config import Settings, load_settings
+from tasks.errors import BadInputError
+from tasks.numerai import client_for, fetch_universe, numerai_dir
+from tasks.numerai_data import fetch_training_data, join_numerai_targets, read_numerai_targets
+from tasks.store import Store, read_json, read_parquet, write_json, write_parquet
+from tasks.tickers import candidate_map, load_overrides, resolution_report, resolve_universe
+from tasks.training import META_FILE, latest_model, needs_training
+
+
+@task(
+    name="numerai-universe",
+    retries=3,
+    retry_delay_seconds=NETWORK_RETRY_DELAYS,
+    retry_jitter_factor=RETRY_JITTER,
+    retry_condition_fn=retry_only_transient,
+    timeout_seconds=900,
+)
+def numerai_universe_task(settings: Settings, tournament: str) -> dict[str, Any]:
+    """This round's live universe from Numerai (public data: no keys needed)."""
+    snapshot = fetch_universe(client_for(settings, tournament), Store(settings.data_dir))
+    return {"round": snapshot.round_number, "dataset": snapshot.dataset, "tickers": snapshot.tickers,
+            "universe_path": str(snapshot.snapshot_path)}
+
+
+def resolve_and_report(settings: Settings, universe_path: Path, round_number: int) -> dict[str, Any]:
+    """Resolve the universe to Yahoo candidates; write the map; return the report rows."""
+    ids = read_parquet(universe_path, columns=["numerai_ticker"])["numerai_ticker"]
+    overrides = load_overrides(settings.numerai.overrides_path) if settings.numerai.overrides_path else None
+    table = resolve_universe(ids, overrides=overrides)
+    report = resolution_report(table)
+    path = write_json(numerai_dir(Store(settings.data_dir), "signals") / f"round-{round_number}"
+                      / "yahoo-candidates.json", candidate_map(table))
+    total = report[report["country"] == "TOTAL"].iloc[0]
+    return {"candidates_path": str(path), "report": report.to_dict("records"),
+            "totals": {k: int(total[k]) for k in ("resolved", "ambiguous", "unresolved", "total")}}
+
+
+@task(name="resolve-tickers", retries=0, timeout_seconds=600)
+def resolve_tickers_task(settings: Settings, universe_path: str, round_number: int) -> dict[str, Any]:
+    result = resolve_and_report(settings, Path(universe_path), round_number)
+    create_table_artifact(result["report"], key="ticker-resolution",
+                          description=f"numerai_ticker → Yahoo resolution, round {round_number}")
+    get_run_logger().info("Ticker resolution: %s", result["totals"])
+    return {k: v for k, v in result.items() if k != "report"}
+
+
+@task(name="ingest-live-prices", retries=0, timeout_seconds=6 * 3600)
+def ingest_live_prices_task(settings: Settings, candidates_path: str) -> dict[str, Any]:
+    """Prices for the resolved universe from the configured source (the ingest retries inside)."""
+    from tasks.ingest import IngestOptions, ingest
+
+    if settings.price_source != "yahoo":
+        raise BadInputError(
+            f"live rounds ingest Numerai tickers through Yahoo only (price_source is {settings.price_source!r}); "
+            "set price_source = \"yahoo\" (NUMERFLOW_PRICE_SOURCE=yahoo) or run with --demo",
+            tag="invalid_config")
+    from tasks.sources.yahoo import YahooSource
+
+    y = settings.yahoo
+    source = YahooSource(requests_per_second=y.requests_per_second, burst=y.burst, timeout_seconds=y.timeout_seconds,
+                         workers=y.workers, pause_on_429_seconds=y.pause_on_429_seconds)
+    options = IngestOptions(batch_size=y.batch_size, max_attempts=y.max_attempts,
+                            backoff_base_seconds=y.backoff_base_seconds, backoff_cap_seconds=y.backoff_cap_seconds,
+                            overlap_days=y.overlap_days, stale_after_days=y.stale_after_days,
+                            jump_factor=y.jump_factor)
+    store = Store(settings.data_dir)
+    result = ingest(source, store, read_json(Path(candidates_path)), batch_size=y.batch_size, options=options)
+    last = read_parquet(store.prices_dir(source.name), columns=["date"])["date"].max()
+    return {**result.summary, "source": source.name, "prices_dir": str(store.prices_dir(source.name)),
+            "last_date": str(last.date())}
+
+
+@task(
+    name="numerai-targets",
+    retries=3,
+    retry_delay_seconds=NETWORK_RETRY_DELAYS,
+    retry_jitter_factor=RETRY_JITTER,
+    retry_condition_fn=retry_only_transient,
+    timeout_seconds=3 * 3600,
+)
+def numerai_targets_task(settings: Settings, dataset_path: str, round_number: int) -> dict[str, Any] | None:
+    """Our features joined with Numerai's targets, when that data is wanted (``use_numerai_targets``)."""
+    if not settings.numerai.use_numerai_targets:
+        return None
+    store = Store(settings.data_dir)
+    files = fetch_training_data(client_for(settings, "signals"), store, round_number)
+    numerai = read_numerai_targets(files.paths, "signals", settings.numerai.target_column)
+    joined = join_numerai_targets(read_parquet(Path(dataset_path)), numerai, settings.target)
+    path = Path(dataset_path).with_name(f"{Path(dataset_path).stem}-numerai-{settings.numerai.target_column}.parquet")
+    write_parquet(path, joined)
+    return {"path": str(path), "rows": int(len(joined)), "version": files.version,
+            "target_column": settings.numerai.target_column}
+
+
+@flow(name="numerai-round", log_prints=True)
+def numerai_round_flow(
+    tournament: str = "signals",
+    force: bool = False,
+    retrain: bool = False,
+    data_dir: str | None = None,
+    model_name: str | None = None,
+) -> dict[str, Any]:
+    """A whole live round against Numerai (see the module docstring)."""
+    overrides: dict[str, Any] = {"tournament": tournament}
+    if data_dir:
+        overrides["data_dir"] = data_dir
+    if model_name:
+        overrides["numerai"] = {"model_name": model_name}
+    settings = load_settings(**overrides)
+    if tournament != "signals":
+        raise BadInputError(
+            f"`numerflow run` has no price source for Numerai {tournament} yet; use `numerflow universe/submit/status "
+            f"--tournament {tournament}` with your own submission file", tag="unsupported_tournament")
+    universe = numerai_universe_task(settings, tournament)
+    resolution = resolve_tickers_task(settings, universe["universe_path"], universe["round"])
+    prices = ingest_live_prices_task(settings, resolution["candidates_path"])
+    dataset = build_dataset_task(settings, prices["source"])
+    numerai_targets = numerai_targets_task(settings, dataset["path"], universe["round"])
+    training_path = numerai_targets["path"] if numerai_targets else dataset["path"]
+    store = Store(settings.data_dir)
+    must_train, reason = needs_training(store, settings.training.model_max_age_days, dataset["feature_names"],
+                                        force=retrain)
+    get_run_logger().info("Training decision: %s", reason)
+    run_id = new_run_id()
+    if must_train:
+        trained = train_model(settings, training_path, run_id)
+        report = publish_report(settings, trained["model_dir"], trained["metrics"], run_id)
+        model = {"model_id": trained["model_id"], "model_dir": trained["model_dir"], "trained": True,
+                 "validation": trained["metrics"]["corr"], "report": report}
+    else:
+        model_dir = latest_model(store)
+        meta = read_json(model_dir / META_FILE)
+        model = {"model_id": meta["model_id"], "model_dir": str(model_dir), "trained": False,
+                 "validation": meta["validation_metrics"]["corr"], "report": None}
+    # Live predictions need today's features: always from our own dataset.
+    submitted = predict_submit_flow(dataset["path"], model["model_dir"], universe["universe_path"], overrides,
+                                    round_label=f"round-{universe['round']}", live=True, force=force)
+    return {
+        "ingest": {"universe_path": universe["universe_path"], "prices": prices},
+        "train": {"dataset": dataset, "model": model, "decision": reason, "numerai_targets": numerai_targets},
+        "submit": submitted,
+        "numerai": {"round": universe["round"], "universe": universe, "resolution": resolution["totals"]},
+    }

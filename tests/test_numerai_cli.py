@@ -1,0 +1,89 @@
+"""`numerflow universe / submit / status` against the fake Numerai (real numerapi, 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from fakes.numerai_fixtures import fake_numerai, us_tickers  # noqa: F401 - fixtures
+from fakes.numerai_server import closed_round
+
+from flows.cli import main
+
+
+@pytest.fixture
+def cli_env(fake_numerai, monkeypatch, tmp_path):
+    # The issue's variable name (below NUMERFLOW_NUMERAI__API_URL and numerflow.toml in precedence).
+    monkeypatch.setenv("NUMERFLOW_NUMERAI_API_URL", fake_numerai.url)
+    monkeypatch.setenv("NUMERFLOW_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("NUMERFLOW_NUMERAI__MODEL_NAME", "my_signals")
+    return tmp_path
+
+
+def _with_keys(monkeypatch, fake):
+    monkeypatch.setenv("NUMERAI_PUBLIC_ID", fake.state.public_id)
+    monkeypatch.setenv("NUMERAI_SECRET_KEY", fake.state.secret_key)
+
+
+def _submission(path, tickers):
+    pd.DataFrame({"numerai_ticker": tickers,
+                  "signal": [(i + 0.5) / len(tickers) for i in range(len(tickers))]}).to_csv(path, index=False)
+    return path
+
+
+def test_universe_command_snapshots_and_reports_resolution(cli_env, capsys):
+    assert main(["universe", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["round"] == 1001 and payload["tickers"] == 150
+    assert payload["dataset"] == "signals/v2.1/live.parquet"
+    assert payload["resolution"]["totals"] == {"resolved": 150, "ambiguous": 0, "unresolved": 0, "total": 150}
+    candidates = json.loads(open(payload["resolution"]["candidates_path"]).read())
+    assert candidates["T0000 US"] == ["T0000"]
+
+
+def test_submit_then_skip_then_force_then_status(cli_env, fake_numerai, monkeypatch, capsys):
+    _with_keys(monkeypatch, fake_numerai)
+    assert main(["universe"]) == 0
+    file = _submission(cli_env / "sub.csv", us_tickers(150))
+    assert main(["submit", str(file)]) == 0
+    assert "uploaded" in capsys.readouterr().out
+    assert main(["submit", str(file)]) == 0
+    assert "skipped — pass --force" in capsys.readouterr().out
+    assert main(["submit", str(file), "--force", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "uploaded"
+    assert len(fake_numerai.state.submissions) == 2
+    assert fake_numerai.state.uploads[-1]["body"] == file.read_bytes()
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert "round 1001, OPEN" in out and "my_signals" in out and fake_numerai.state.submissions[-1]["id"] in out
+    assert fake_numerai.state.secret_key not in out
+
+
+def test_submit_without_keys_is_a_dry_run(cli_env, fake_numerai, capsys):
+    assert main(["universe"]) == 0
+    file = _submission(cli_env / "sub.csv", us_tickers(150))
+    assert main(["submit", str(file)]) == 0
+    assert "DRY RUN — no Numerai API keys" in capsys.readouterr().out
+    assert fake_numerai.state.uploads == []
+
+
+def test_submit_in_a_closed_round_exits_2_with_the_times(cli_env, fake_numerai, monkeypatch, capsys):
+    _with_keys(monkeypatch, fake_numerai)
+    assert main(["universe"]) == 0
+    fake_numerai.set_round("signals", closed_round(1001))
+    file = _submission(cli_env / "sub.csv", us_tickers(150))
+    assert main(["submit", str(file)]) == 2
+    err = capsys.readouterr().err
+    assert "round_closed: signals round 1001 is closed: it opens" in err and "closes" in err
+    assert fake_numerai.state.uploads == []
+
+
+def test_submit_for_a_crypto_model_in_signals_exits_2(cli_env, fake_numerai, monkeypatch, capsys):
+    _with_keys(monkeypatch, fake_numerai)
+    assert main(["universe"]) == 0
+    file = _submission(cli_env / "sub.csv", us_tickers(150))
+    assert main(["submit", str(file), "--model", "my_crypto"]) == 2
+    assert "wrong_tournament_model" in capsys.readouterr().err
+    assert main(["status", "--tournament", "crypto", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["round"]["number"] == 501
