@@ -394,3 +394,40 @@ def test_unexpected_answer_shape_is_a_clear_error(fake_numerai, make_client, mon
     monkeypatch.setattr(fake_numerai, "resolve", lambda operation, variables: {"unexpected": True})
     with pytest.raises(NumerflowError, match="numerai_unexpected_response"):
         client.models()
+
+
+# ----------------------------------------------------------------------------- under a real Prefect server
+
+
+@pytest.mark.slow
+def test_keys_from_a_prefect_secret_block(prefect_harness):
+    from prefect.blocks.system import Secret
+
+    Secret(value={"public_id": "BLOCKPUBLIC", "secret_key": "BLOCKSECRET"}).save("numerai-test-keys", overwrite=True)
+    keys = resolve_keys(NumeraiSettings(secret_block="numerai-test-keys"), env={})
+    assert keys.source == "prefect-secret:numerai-test-keys"
+    assert keys.secrets() == ("BLOCKPUBLIC", "BLOCKSECRET") and "BLOCKSECRET" not in repr(keys)
+    with pytest.raises(BadInputError, match="could not be loaded"):
+        resolve_keys(NumeraiSettings(secret_block="no-such-block"), env={})
+
+
+@pytest.mark.slow
+def test_flow_upload_step_does_the_real_upload(prefect_harness, fake_numerai, numerai_settings, prepared,
+                                               monkeypatch):
+    from prefect import flow
+
+    from flows.round import upload_submission
+
+    monkeypatch.setenv("NUMERAI_PUBLIC_ID", fake_numerai.state.public_id)
+    monkeypatch.setenv("NUMERAI_SECRET_KEY", fake_numerai.state.secret_key)
+
+    @flow
+    def submit_only(force: bool = False) -> dict:
+        return upload_submission(numerai_settings, {"path": str(prepared)}, "round-1001", live=True, force=force)
+
+    first = submit_only()
+    assert first["status"] == "uploaded" and first["dry_run"] is False
+    assert fake_numerai.state.uploads[0]["body"] == prepared.read_bytes()
+    assert submit_only()["status"] == "skipped"
+    assert submit_only(force=True)["status"] == "uploaded"
+    assert len(fake_numerai.state.submissions) == 2
