@@ -220,6 +220,9 @@ def cmd_run_live(args: argparse.Namespace) -> int:
         print(render_summary(summary))
         print(f"  numerai     round {n['round']}, {n['universe']['tickers']} tickers ({n['universe']['dataset']}); "
               f"resolved {r['resolved']}, ambiguous {r['ambiguous']}, unresolved {r['unresolved']}")
+        window = result["submit"]["upload"].get("round")
+        if window:
+            print(f"  window      opens {window['open_time']}, closes {window['close_time']}")
     return 0
 
 
