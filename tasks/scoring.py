@@ -182,12 +182,23 @@ def _pearson_by_group(x: np.ndarray, y: np.ndarray, codes: np.ndarray, n_groups:
     return corr
 
 
+def _gaussianised_ranks(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """numerai-tools ``gaussian(tie_kept_rank(x))`` within each group."""
+    return ndtri(rank_by_group(values, codes))
+
+
+def _numerai_corr_from_gaussianised(
+    gaussianised: np.ndarray, targets: np.ndarray, codes: np.ndarray, n_groups: int
+) -> np.ndarray:
+    """numerai_corr per group, predictions already ranked and gaussianised; rows without NaN."""
+    counts = np.bincount(codes, minlength=n_groups).astype(np.float64)
+    centred_targets = targets - _group_mean(targets, codes, counts)[codes]
+    return _pearson_by_group(_pow15(gaussianised), _pow15(centred_targets), codes, n_groups)
+
+
 def _numerai_corr_clean(predictions: np.ndarray, targets: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
     """numerai_corr per group on rows with no NaN."""
-    counts = np.bincount(codes, minlength=n_groups).astype(np.float64)
-    transformed_predictions = _pow15(ndtri(rank_by_group(predictions, codes)))
-    centred_targets = targets - _group_mean(targets, codes, counts)[codes]
-    return _pearson_by_group(transformed_predictions, _pow15(centred_targets), codes, n_groups)
+    return _numerai_corr_from_gaussianised(_gaussianised_ranks(predictions, codes), targets, codes, n_groups)
 
 
 # --------------------------------------------------------------------------------------------
@@ -200,23 +211,24 @@ def numerai_corr_by_date(predictions: Any, targets: Any, dates: Any) -> pd.Serie
     codes, labels = _date_codes(dates)
     predictions = _as_float_vector(predictions, "predictions", codes.shape[0])
     targets = _as_float_vector(targets, "targets", codes.shape[0])
-    keep = ~np.isnan(predictions) & ~np.isnan(targets)
-    values = _numerai_corr_clean(predictions[keep], targets[keep], codes[keep], len(labels))
+    values, _, _ = _corr_and_fnc_values(predictions, targets, None, codes, len(labels))
     return pd.Series(values, index=labels, name="corr")
 
 
 def _fnc_rows(predictions: np.ndarray, targets: np.ndarray, features: np.ndarray, codes: np.ndarray,
-              n_groups: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows FNC can use, and which features are observed (≥1 value) on each date among them."""
+              n_groups: int) -> np.ndarray:
+    """Rows FNC can use: prediction and target present, and every feature observed on the date."""
     keep = ~np.isnan(predictions) & ~np.isnan(targets)
-    kept_codes = codes[keep]
-    observed = np.empty((n_groups, features.shape[1]), dtype=bool)
-    for j in range(features.shape[1]):  # loop over features (tens), vectorised over all rows
-        present = ~np.isnan(features[keep, j])
-        observed[:, j] = np.bincount(kept_codes, weights=present, minlength=n_groups) > 0
-    for j in range(features.shape[1]):
-        keep &= ~np.isnan(features[:, j]) | ~observed[codes, j]
-    return keep, observed
+    missing = np.isnan(features)
+    if not missing.any():
+        return keep
+    scored = keep.copy()  # "observed on the date" is judged among the scored rows
+    kept_codes = codes[scored]
+    for j in np.flatnonzero(missing.any(axis=0)):  # only features with gaps (tens at most)
+        present = ~missing[scored, j]
+        observed_on_date = np.bincount(kept_codes, weights=present, minlength=n_groups) > 0
+        keep &= ~missing[:, j] | ~observed_on_date[codes]
+    return keep
 
 
 def _date_blocks(counts: np.ndarray, max_cells: int) -> list[tuple[int, int]]:
@@ -309,23 +321,52 @@ def feature_neutral_corr_by_date(
     predictions = _as_float_vector(predictions, "predictions", codes.shape[0])
     targets = _as_float_vector(targets, "targets", codes.shape[0])
     feature_matrix, _ = _as_feature_matrix(features, codes.shape[0], None)
-    values, _ = _feature_neutral_corr_values(predictions, targets, feature_matrix, codes, n_groups)
+    _, values, _ = _corr_and_fnc_values(predictions, targets, feature_matrix, codes, n_groups)
     return pd.Series(values, index=labels, name="fnc")
 
 
-def _feature_neutral_corr_values(
-    predictions: np.ndarray, targets: np.ndarray, features: np.ndarray, codes: np.ndarray, n_groups: int
-) -> tuple[np.ndarray, int]:
-    keep, _ = _fnc_rows(predictions, targets, features, codes, n_groups)
-    rows = np.flatnonzero(keep)
+def _corr_and_fnc_values(
+    predictions: np.ndarray, targets: np.ndarray, features: np.ndarray | None, codes: np.ndarray, n_groups: int
+) -> tuple[np.ndarray | None, np.ndarray | None, int]:
+    """Per-date CORR (``features`` None: CORR only) and FNC, plus the number of rows FNC used.
+
+    Works on the scored rows sorted by date; the gaussianised ranks of the predictions are
+    computed once and shared when FNC uses the same rows as CORR (no NaN features): ranking
+    is the costly step.
+    """
+    scored = ~np.isnan(predictions) & ~np.isnan(targets)
+    rows = np.flatnonzero(scored)
     rows = rows[np.argsort(codes[rows], kind="stable")]
     sorted_codes = codes[rows]
+    gaussianised = _gaussianised_ranks(predictions[rows], sorted_codes)
+    corr = _numerai_corr_from_gaussianised(gaussianised, targets[rows], sorted_codes, n_groups)
+    if features is None:
+        return corr, None, 0
+
+    fnc_keep = _fnc_rows(predictions, targets, features, codes, n_groups)
+    if not np.array_equal(fnc_keep, scored):
+        rows = np.flatnonzero(fnc_keep)
+        rows = rows[np.argsort(codes[rows], kind="stable")]
+        sorted_codes = codes[rows]
+        gaussianised = _gaussianised_ranks(predictions[rows], sorted_codes)
     counts = np.bincount(sorted_codes, minlength=n_groups)
-    gaussianised = ndtri(rank_by_group(predictions[rows], sorted_codes))
     residuals, usable = _neutralised_residuals(gaussianised, features, rows, sorted_codes, counts)
-    scored = usable[sorted_codes]
-    values = _numerai_corr_clean(residuals[scored], targets[rows][scored], sorted_codes[scored], n_groups)
-    return values, int(rows.shape[0])
+    used = usable[sorted_codes]
+    fnc = _numerai_corr_clean(residuals[used], targets[rows][used], sorted_codes[used], n_groups)
+    return corr, fnc, int(rows.shape[0])
+
+
+def corr_and_fnc_by_date(
+    predictions: Any, targets: Any, features: np.ndarray | pd.DataFrame, dates: Any
+) -> pd.DataFrame:
+    """``numerai_corr_by_date`` and ``feature_neutral_corr_by_date`` together (columns corr,
+    fnc; index sorted dates), sharing the prediction ranking: cheaper than the two calls."""
+    codes, labels = _date_codes(dates)
+    predictions = _as_float_vector(predictions, "predictions", codes.shape[0])
+    targets = _as_float_vector(targets, "targets", codes.shape[0])
+    feature_matrix, _ = _as_feature_matrix(features, codes.shape[0], None)
+    corr, fnc, _ = _corr_and_fnc_values(predictions, targets, feature_matrix, codes, len(labels))
+    return pd.DataFrame({"corr": corr, "fnc": fnc}, index=labels)
 
 
 def feature_exposures_by_date(
@@ -343,11 +384,28 @@ def feature_exposures_by_date(
 
 def _exposure_values(predictions: np.ndarray, features: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
     has_prediction = ~np.isnan(predictions)
+    x = predictions[has_prediction]
+    x_codes = codes[has_prediction]
+    # The prediction side of the correlation is shared by every feature without gaps.
+    x_counts = np.bincount(x_codes, minlength=n_groups).astype(np.float64)
+    x_centred = x - _group_mean(x, x_codes, x_counts)[x_codes]
+    x_ss = np.bincount(x_codes, weights=x_centred * x_centred, minlength=n_groups)
+    x_raw_ss = np.bincount(x_codes, weights=x * x, minlength=n_groups)
     exposures = np.empty((n_groups, features.shape[1]))
     for j in range(features.shape[1]):  # loop over features (tens), vectorised over all rows
-        column = features[:, j]
-        both = has_prediction & ~np.isnan(column)
-        exposures[:, j] = _pearson_by_group(predictions[both], column[both].astype(np.float64), codes[both], n_groups)
+        column = features[has_prediction, j].astype(np.float64, copy=False)
+        present = ~np.isnan(column)
+        if not present.all():  # pairwise-complete rows for this feature
+            exposures[:, j] = _pearson_by_group(x[present], column[present], x_codes[present], n_groups)
+            continue
+        f_centred = column - _group_mean(column, x_codes, x_counts)[x_codes]
+        f_ss = np.bincount(x_codes, weights=f_centred * f_centred, minlength=n_groups)
+        f_raw_ss = np.bincount(x_codes, weights=column * column, minlength=n_groups)
+        cross = np.bincount(x_codes, weights=x_centred * f_centred, minlength=n_groups)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr = np.clip(cross / np.sqrt(x_ss * f_ss), -1.0, 1.0)
+        corr[(x_counts < 2) | (x_ss <= _CONSTANT_RELATIVE_SS * x_raw_ss) | (f_ss <= _CONSTANT_RELATIVE_SS * f_raw_ss)] = np.nan
+        exposures[:, j] = corr
     return exposures
 
 
@@ -429,9 +487,8 @@ def diagnostics(
     feature_matrix, names = _as_feature_matrix(features, n_rows, feature_names)
 
     scored = ~np.isnan(predictions) & ~np.isnan(targets)
-    corr = pd.Series(_numerai_corr_clean(predictions[scored], targets[scored], codes[scored], n_groups),
-                     index=labels, name="corr")
-    fnc_values, fnc_rows = _feature_neutral_corr_values(predictions, targets, feature_matrix, codes, n_groups)
+    corr_values, fnc_values, fnc_rows = _corr_and_fnc_values(predictions, targets, feature_matrix, codes, n_groups)
+    corr = pd.Series(corr_values, index=labels, name="corr")
     fnc = pd.Series(fnc_values, index=labels, name="fnc")
     exposures = pd.DataFrame(_exposure_values(predictions, feature_matrix, codes, n_groups),
                              index=labels, columns=names).abs()

@@ -8,6 +8,7 @@ from numerai_tools import scoring as nt
 
 from tasks.errors import BadInputError
 from tasks.scoring import (
+    corr_and_fnc_by_date,
     diagnostics,
     feature_exposures_by_date,
     feature_neutral_corr_by_date,
@@ -77,6 +78,19 @@ def test_feature_neutral_corr_by_date_equals_numerai_tools_on_every_date():
         expected = nt.feature_neutral_corr(frame[["p"]].copy(), frame[observed].copy(), frame["t"].copy())["p"]
         assert ours[date] == pytest.approx(expected, abs=1e-9), date
     assert ours.notna().all()
+
+
+@pytest.mark.parametrize("with_nan_features", [True, False])
+def test_corr_and_fnc_by_date_equals_the_separate_functions(with_nan_features):
+    dates, predictions, targets, features = make_panel(seed=7)
+    if not with_nan_features:  # the path that shares one ranking between CORR and FNC
+        features = np.where(np.isnan(features), 0.37, features)
+    both = corr_and_fnc_by_date(predictions, targets, features, dates)
+    assert list(both.columns) == ["corr", "fnc"]
+    np.testing.assert_array_equal(both["corr"].to_numpy(), numerai_corr_by_date(predictions, targets, dates).to_numpy())
+    np.testing.assert_array_equal(
+        both["fnc"].to_numpy(), feature_neutral_corr_by_date(predictions, targets, features, dates).to_numpy())
+    assert both["fnc"].notna().all() and not np.allclose(both["fnc"], both["corr"])
 
 
 def test_feature_neutral_corr_differs_from_corr_when_predictions_load_on_a_feature():
