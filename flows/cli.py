@@ -71,6 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", help="live round: Numerai model name (default: numerai.model_name)")
     run.set_defaults(handler=cmd_run)
 
+    ingest = commands.add_parser(
+        "ingest", parents=[common], help="fetch daily prices into the store (incremental, resumable)",
+        description="Daily bars from the configured price source (demo, yahoo, files) into the store: batched, "
+        "resumable after a crash, incremental (only new bars; a split or dividend re-pulls that ticker), "
+        "with a per-ticker ledger. Yahoo and files ingest the latest universe snapshot (numerflow universe).")
+    ingest.add_argument("--backfill", action="store_true", help="re-pull every ticker's whole history")
+    ingest.add_argument("--source", choices=["demo", "yahoo", "files"], help="price source (default: price_source)")
+    ingest.add_argument("--run-id", help="resume this ingest run (default: the unfinished one, else a new run)")
+    ingest.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+    ingest.set_defaults(handler=cmd_ingest)
+
     universe = commands.add_parser(
         "universe", parents=[common, numerai], help="download this round's Numerai universe and resolve its tickers",
         description="Find the current dataset version, download this round's live universe, write the snapshot "
@@ -177,6 +188,31 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not status["last_submissions"]:
         lines.append("  submissions none recorded")
     _print(args, status, "\n".join(lines))
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Prices only, with a progress bar on stderr (flows/prices.py)."""
+    from tasks.config import load_settings
+    from tasks.ingest import ingest_dir, new_run_id, unfinished_run_id
+    from tasks.store import Store
+
+    overrides: dict[str, Any] = {}
+    if args.data_dir:
+        overrides["data_dir"] = args.data_dir
+    if args.source:
+        overrides["price_source"] = args.source
+    settings = load_settings(**overrides)  # fail fast on bad values, before Prefect starts
+    store = Store(settings.data_dir)
+    run_id = args.run_id or unfinished_run_id(store, settings.price_source) or new_run_id()
+    from flows.prices import ProgressBar, prices_flow
+
+    with ProgressBar(ingest_dir(store, settings.price_source) / "runs" / run_id):
+        summary = prices_flow(overrides=overrides, backfill=args.backfill, run_id=run_id)
+    counts = ", ".join(f"{k} {summary.get(k, 0)}" for k in ("ok", "stale", "failed", "delisted", "no_data", "unresolved"))
+    _print(args, summary, f"numerflow ingest {summary['run_id']} ({summary['source']}): {summary['tickers']} tickers — "
+           f"{counts}; {summary['rows']:,} new bars, {summary['excluded_rows']} excluded, {summary['repulled']} re-pulled\n"
+           f"  ledger      {summary['ledger_path']}")
     return 0
 
 

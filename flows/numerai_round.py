@@ -64,30 +64,23 @@ def resolve_tickers_task(settings: Settings, universe_path: str, round_number: i
     return {k: v for k, v in result.items() if k != "report"}
 
 
-@task(name="ingest-live-prices", retries=0, timeout_seconds=6 * 3600)
-def ingest_live_prices_task(settings: Settings, candidates_path: str) -> dict[str, Any]:
-    """Prices for the resolved universe from the configured source (the ingest retries inside)."""
-    from tasks.ingest import IngestOptions, ingest
+def ingest_live_prices(settings: Settings, candidates_path: str, universe_path: str) -> dict[str, Any]:
+    """Prices for the whole universe through the batched ingest tasks (flows/prices.py), then the
+    readiness check: refuses the round when too much of the universe is stale or missing."""
+    from flows.prices import readiness, run_price_ingest, with_unresolved
 
     if settings.price_source != "yahoo":
         raise BadInputError(
             f"live rounds ingest Numerai tickers through Yahoo only (price_source is {settings.price_source!r}); "
             "set price_source = \"yahoo\" (NUMERFLOW_PRICE_SOURCE=yahoo) or run with --demo",
             tag="invalid_config")
-    from tasks.sources.yahoo import YahooSource
-
-    y = settings.yahoo
-    source = YahooSource(requests_per_second=y.requests_per_second, burst=y.burst, timeout_seconds=y.timeout_seconds,
-                         workers=y.workers, pause_on_429_seconds=y.pause_on_429_seconds)
-    options = IngestOptions(batch_size=y.batch_size, max_attempts=y.max_attempts,
-                            backoff_base_seconds=y.backoff_base_seconds, backoff_cap_seconds=y.backoff_cap_seconds,
-                            overlap_days=y.overlap_days, stale_after_days=y.stale_after_days,
-                            jump_factor=y.jump_factor)
-    store = Store(settings.data_dir)
-    result = ingest(source, store, read_json(Path(candidates_path)), batch_size=y.batch_size, options=options)
-    last = read_parquet(store.prices_dir(source.name), columns=["date"])["date"].max()
-    return {**result.summary, "source": source.name, "prices_dir": str(store.prices_dir(source.name)),
-            "last_date": str(last.date())}
+    ids = read_parquet(Path(universe_path), columns=["numerai_ticker"])["numerai_ticker"].astype(str).tolist()
+    # Unresolved tickers go in with no candidates so the ledger lists them too.
+    summary = run_price_ingest(settings, with_unresolved(ids, read_json(Path(candidates_path))))
+    ready = readiness(settings, ids, summary["source"])
+    get_run_logger().info("Price readiness: %s", ready)
+    last = read_parquet(Path(summary["prices_dir"]), columns=["date"])["date"].max()
+    return {**summary, "last_date": str(last.date()), "readiness": ready}
 
 
 @task(
@@ -133,7 +126,7 @@ def numerai_round_flow(
             f"--tournament {tournament}` with your own submission file", tag="unsupported_tournament")
     universe = numerai_universe_task(settings, tournament)
     resolution = resolve_tickers_task(settings, universe["universe_path"], universe["round"])
-    prices = ingest_live_prices_task(settings, resolution["candidates_path"])
+    prices = ingest_live_prices(settings, resolution["candidates_path"], universe["universe_path"])
     dataset = build_dataset_task(settings, prices["source"])
     numerai_targets = numerai_targets_task(settings, dataset["path"], universe["round"])
     training_path = numerai_targets["path"] if numerai_targets else dataset["path"]

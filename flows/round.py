@@ -21,9 +21,8 @@ from tasks.config import Settings, load_settings
 from tasks.dataset import build_dataset
 from tasks.predict import predict_live
 from tasks.report import write_report
-from tasks.schemas import validate_price_panel
 from tasks.sources.demo import DemoMarket
-from tasks.store import Store, read_json, read_parquet, write_json, write_parquet
+from tasks.store import Store, read_json, read_parquet, write_json
 from tasks.submission import build_submission, validate_submission, write_submission
 from tasks.training import META_FILE, latest_model, needs_training, train_and_register
 from tasks.universe import load_universe_ids, write_universe
@@ -55,23 +54,16 @@ def fetch_universe(settings: Settings) -> str:
     return str(write_universe(Store(settings.data_dir), settings.tournament, snapshot, market.universe()))
 
 
-@task(
-    name="ingest-prices",
-    retries=3,
-    retry_delay_seconds=NETWORK_RETRY_DELAYS,
-    retry_jitter_factor=RETRY_JITTER,
-    retry_condition_fn=retry_only_transient,
-    timeout_seconds=3600,
-)
-def ingest_prices(settings: Settings) -> dict[str, Any]:
-    # The demo market is ingested whole (delisted tickers included: survivorship-free history).
-    market = demo_market(settings)
-    prices = market.fetch(market.all_tickers())
-    validate_price_panel(prices)
-    store = Store(settings.data_dir)
-    path = write_parquet(store.prices_dir(market.name) / "part-all.parquet", prices)
-    return {"source": market.name, "prices_dir": str(path.parent), "rows": int(len(prices)),
-            "tickers": int(prices["ticker"].nunique()), "last_date": str(prices["date"].max().date())}
+def ingest_prices(settings: Settings, backfill: bool = False) -> dict[str, Any]:
+    """Batched ingest tasks through ``tasks.ingest`` (flows/prices.py); call inside a flow.
+
+    The demo market is ingested whole (delisted tickers included: survivorship-free history).
+    """
+    from flows.prices import run_price_ingest, tickers_to_ingest
+
+    summary = run_price_ingest(settings, tickers_to_ingest(settings), backfill=backfill)
+    last = read_parquet(Path(summary["prices_dir"]), columns=["date"])["date"].max()
+    return {**summary, "last_date": str(last.date())}
 
 
 @task(name="build-dataset", retries=0, timeout_seconds=3600)
@@ -153,11 +145,11 @@ def upload_submission(settings: Settings, submission: dict, round_label: str, li
 
 
 @flow(name="ingest", log_prints=True)
-def ingest_flow(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def ingest_flow(overrides: dict[str, Any] | None = None, backfill: bool = False) -> dict[str, Any]:
     """Universe snapshot and daily prices into the store."""
     settings = load_settings(**(overrides or {}))
     universe_path = fetch_universe(settings)
-    prices = ingest_prices(settings)
+    prices = ingest_prices(settings, backfill=backfill)
     return {"universe_path": universe_path, "prices": prices}
 
 

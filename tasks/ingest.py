@@ -61,7 +61,8 @@ STATUS_STALE = "stale"  # fetched (or kept) but the last bar is older than stale
 STATUS_DELISTED = "delisted"  # 404 / possibly delisted on every candidate
 STATUS_NO_DATA = "no_data"  # the symbol exists, no bars at all
 STATUS_FAILED = "failed"  # transient errors outlived max_attempts, or an unexpected error
-STATUSES = [STATUS_OK, STATUS_STALE, STATUS_DELISTED, STATUS_NO_DATA, STATUS_FAILED]
+STATUS_UNRESOLVED = "unresolved"  # no source symbol to try (ticker resolution found none)
+STATUSES = [STATUS_OK, STATUS_STALE, STATUS_DELISTED, STATUS_NO_DATA, STATUS_FAILED, STATUS_UNRESOLVED]
 
 LEDGER_COLUMNS = [
     "run_id",
@@ -291,7 +292,12 @@ def fetch_with_retries(
     rng = rng or random.Random()
     final: dict[str, FetchOutcome] = {}
     attempts: dict[str, int] = {r.ticker: 0 for r in requests}
-    pending = list(requests)
+    for request in requests:
+        if not request.candidates:
+            final[request.ticker] = FetchOutcome(
+                request.ticker, NOT_FOUND, error="unresolved: no source symbol for this ticker; add one to the overrides file"
+            )
+    pending = [r for r in requests if r.candidates]
     for attempt in range(1, options.max_attempts + 1):
         if not pending:
             break
@@ -421,6 +427,8 @@ def run_batch(
         outcome = outcomes[ticker]
         has = ticker in extent.index
         status = {OK: STATUS_OK, NOT_FOUND: STATUS_DELISTED, NO_DATA: STATUS_NO_DATA}.get(outcome.kind, STATUS_FAILED)
+        if not batch["candidates"][ticker]:
+            status = STATUS_UNRESOLVED
         if status == STATUS_OK and (not has or behind.get(ticker, np.inf) > options.stale_after_days):
             status = STATUS_STALE
         rows.append(
@@ -526,7 +534,7 @@ def ingest(
 
 def ledger_table(ledger: pd.DataFrame, limit: int = 500) -> list[dict[str, Any]]:
     """Rows for a Prefect table artifact: problems first (failed, delisted, ...), then the rest."""
-    rank = {s: i for i, s in enumerate([STATUS_FAILED, STATUS_DELISTED, STATUS_NO_DATA, STATUS_STALE, STATUS_OK])}
+    rank = {s: i for i, s in enumerate([STATUS_FAILED, STATUS_UNRESOLVED, STATUS_DELISTED, STATUS_NO_DATA, STATUS_STALE, STATUS_OK])}
     ordered = ledger.assign(_rank=ledger["status"].map(rank)).sort_values(["_rank", "ticker"]).drop(columns="_rank")
     columns = ["ticker", "symbol", "status", "rows", "first_date", "last_date", "attempts", "last_error", "repull_reason"]
     return ordered[columns].head(limit).astype(object).where(ordered[columns].head(limit).notna(), None).to_dict("records")

@@ -74,27 +74,16 @@ def flag_bad_bars(prices: pd.DataFrame, *, jump_factor: float = 50.0, window: in
     close = ordered["close"].astype("float64").where(ordered["close"].astype("float64") > 0)
     grouped = close.groupby(ordered["ticker"].to_numpy(), sort=False)
     lagged = np.column_stack([grouped.shift(k).to_numpy(dtype="float64", na_value=np.nan) for k in range(1, window + 1)])
-    with np.errstate(invalid="ignore", divide="ignore"), _quiet_all_nan():
-        reference = np.nanmedian(lagged, axis=1)
+    # A ticker's first bar has no history: skip all-NaN rows (nanmedian would warn).
+    reference = np.full(len(lagged), np.nan)
+    has_history = ~np.isnan(lagged).all(axis=1)
+    reference[has_history] = np.nanmedian(lagged[has_history], axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
         ratio = close.to_numpy(dtype="float64", na_value=np.nan) / reference
     jump = (ratio >= jump_factor) | (ratio <= 1.0 / jump_factor)
     jump_rows = order[jump]
     reasons[jump_rows] = np.where(reasons[jump_rows] == "", "unit_jump", reasons[jump_rows])
     return pd.Series(reasons, index=prices.index, dtype="string")
-
-
-class _quiet_all_nan:
-    """np.nanmedian warns on all-NaN rows (a ticker's first bar); that is expected here."""
-
-    def __enter__(self):
-        import warnings
-
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._ctx.__exit__(*exc)
 
 
 def exclude_bad_bars(prices: pd.DataFrame, **kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -1,0 +1,249 @@
+"""Price ingest in Prefect: batched tasks over ``tasks.ingest`` (never one task per ticker).
+
+``run_price_ingest`` runs inside a flow: it plans the run (``tasks.ingest.plan_ingest``),
+submits one ``ingest-batch`` task per batch to the flow's thread pool, and finishes with the
+ledger table + summary artifacts. Tasks pass the plan's run id and batch index, never
+DataFrames; every source (demo, yahoo, files) goes through this same path. The Yahoo
+source's limiter is process-wide (``tasks.ratelimit.shared_limiter``), so it holds across
+the task runner's threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+
+from tasks.config import Settings
+from tasks.errors import BadInputError
+from tasks.ingest import (
+    IngestOptions,
+    PrefectProgress,
+    finish_ingest,
+    new_run_id,
+    plan_ingest,
+    publish_ledger_artifact,
+    run_batch,
+    unfinished_run_id,
+)
+from tasks.store import Store
+
+_sources: dict[tuple, Any] = {}
+
+
+def ingest_options(settings: Settings, backfill: bool = False) -> IngestOptions:
+    y = settings.yahoo
+    return IngestOptions(
+        batch_size=y.batch_size,
+        backfill=backfill,
+        overlap_days=y.overlap_days,
+        max_attempts=y.max_attempts,
+        backoff_base_seconds=y.backoff_base_seconds,
+        backoff_cap_seconds=y.backoff_cap_seconds,
+        stale_after_days=y.stale_after_days,
+        jump_factor=y.jump_factor,
+    )
+
+
+def price_source(settings: Settings) -> Any:
+    """The configured source; one object per configuration per process (shared session/limiter)."""
+    kind = settings.price_source
+    if kind == "demo":
+        from tasks.sources.demo import DemoMarket
+
+        d = settings.demo
+        key: tuple = ("demo", d.tickers, d.years, d.signal, d.seed)
+        factory = lambda: DemoMarket(tickers=d.tickers, years=d.years, signal=d.signal, seed=d.seed)  # noqa: E731
+    elif kind == "yahoo":
+        from tasks.sources.yahoo import YahooSource
+
+        y = settings.yahoo
+        key = ("yahoo", y.requests_per_second, y.burst, y.timeout_seconds, y.workers, y.pause_on_429_seconds)
+        factory = lambda: YahooSource(  # noqa: E731
+            requests_per_second=y.requests_per_second,
+            burst=y.burst,
+            timeout_seconds=y.timeout_seconds,
+            workers=y.workers,
+            pause_on_429_seconds=y.pause_on_429_seconds,
+        )
+    elif kind == "files":
+        from tasks.sources.files import FilePriceSource
+
+        if settings.files.path is None:
+            raise BadInputError("price_source is 'files' but files.path is not set; see docs/prices.md", tag="invalid_config")
+        key = ("files", str(settings.files.path))
+        factory = lambda: FilePriceSource(settings.files.path)  # noqa: E731
+    else:  # pragma: no cover - Settings' Literal forbids it
+        raise BadInputError(f"unknown price_source {kind!r}", tag="invalid_config")
+    if key not in _sources:
+        _sources[key] = factory()
+    return _sources[key]
+
+
+# No task timeout: Prefect cannot interrupt blocking I/O in worker threads; every HTTP call
+# has its own timeout instead (YahooSettings.timeout_seconds). Retries happen inside, per symbol.
+@task(name="ingest-batch", retries=0)
+def ingest_batch_task(settings: Settings, run_id: str, index: int, backfill: bool = False) -> dict[str, Any]:
+    """One batch: fetch (retries with backoff inside, only failed symbols), check, store, ledger rows."""
+    source = price_source(settings)
+    store = Store(settings.data_dir)
+    plan = plan_ingest(source.name, store, [], run_id=run_id, options=ingest_options(settings, backfill))
+    rows = run_batch(source, plan, index, options=ingest_options(settings, backfill))
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    return {"batch": plan.batches[index]["part"], "tickers": len(rows), **counts}
+
+
+def run_price_ingest(
+    settings: Settings,
+    tickers_or_mapping: Sequence[str] | Mapping[str, Sequence[str]],
+    *,
+    backfill: bool = False,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """Plan, run every batch as a task (concurrently on the flow's task runner), finish. Call in a flow."""
+    logger = get_run_logger()
+    source = price_source(settings)
+    store = Store(settings.data_dir)
+    options = ingest_options(settings, backfill)
+    run_id = run_id or unfinished_run_id(store, source.name) or new_run_id()
+    plan = plan_ingest(source.name, store, tickers_or_mapping, run_id=run_id, options=options)
+    logger.info("ingest %s: run %s, %d batches", source.name, run_id, len(plan.batches))
+    progress = PrefectProgress(key=f"ingest-progress-{source.name}")
+    futures = [ingest_batch_task.submit(settings, run_id, i, backfill) for i in range(len(plan.batches))]
+    for done, future in enumerate(futures, start=1):
+        future.result()
+        progress(done, len(futures))
+    result = finish_ingest(plan)
+    publish_ledger_artifact(result.ledger_path, result.summary)
+    summary = result.summary
+    logger.info(
+        "ingest %s: %d tickers, ok %d, stale %d, failed %d, delisted %d",
+        source.name, summary["tickers"], summary["ok"], summary["stale"], summary["failed"], summary["delisted"],
+    )
+    return {
+        "source": source.name,
+        "prices_dir": str(store.prices_dir(source.name)),
+        "ledger_path": str(result.ledger_path),
+        **{k: v for k, v in summary.items() if k != "ledger"},
+    }
+
+
+def with_unresolved(universe_tickers: Sequence[str], candidates: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """{ticker: candidates} for the whole universe: unresolved tickers get [] so the ledger shows them."""
+    return {str(t): list(candidates.get(str(t), [])) for t in universe_tickers}
+
+
+def readiness(settings: Settings, universe_tickers: Sequence[str], source_name: str) -> dict[str, Any]:
+    """``check_round_readiness`` on what is stored now: refuses when too much of the universe is stale."""
+    import datetime as dt
+
+    from tasks.ingest import stored_extent
+    from tasks.quality import check_round_readiness
+
+    extent = stored_extent(Store(settings.data_dir).prices_dir(source_name))
+    return check_round_readiness(
+        list(universe_tickers),
+        extent["last_date"],
+        dt.datetime.now(dt.UTC).date(),
+        stale_after_days=settings.yahoo.stale_after_days,
+        max_stale_share=settings.yahoo.max_stale_share,
+    )
+
+
+def latest_universe_snapshot(settings: Settings):
+    """Newest ``universe/<tournament>/*.parquet`` (written by ``numerflow universe`` or a round), or None."""
+    directory = Store(settings.data_dir).root / "universe" / settings.tournament
+    snapshots = sorted(directory.glob("*.parquet"), key=lambda p: p.stat().st_mtime) if directory.is_dir() else []
+    return snapshots[-1] if snapshots else None
+
+
+def tickers_to_ingest(settings: Settings) -> dict[str, list[str]]:
+    """What ``numerflow ingest`` fetches: the demo market's tickers, or the latest universe snapshot
+    (resolved to Yahoo candidates for ``yahoo``; every ticker in your files if there is no snapshot)."""
+    from tasks.store import read_parquet
+
+    if settings.price_source == "demo":
+        market = price_source(settings)
+        return {t: [t] for t in market.all_tickers()}
+    snapshot = latest_universe_snapshot(settings)
+    if snapshot is None:
+        if settings.price_source == "files":
+            return {t: [t] for t in price_source(settings).data["ticker"].unique().tolist()}
+        raise BadInputError(
+            f"no universe snapshot under {Store(settings.data_dir).root / 'universe' / settings.tournament}; "
+            "run `numerflow universe` first",
+            tag="missing_universe",
+        )
+    ids = read_parquet(snapshot, columns=["numerai_ticker"])["numerai_ticker"].astype(str).tolist()
+    if settings.price_source != "yahoo":
+        return {t: [t] for t in ids}
+    from tasks.tickers import candidate_map, load_overrides, resolve_universe
+
+    overrides = load_overrides(settings.numerai.overrides_path) if settings.numerai.overrides_path else None
+    return with_unresolved(ids, candidate_map(resolve_universe(ids, overrides=overrides)))
+
+
+@flow(name="ingest-prices", log_prints=True)
+def prices_flow(overrides: dict[str, Any] | None = None, backfill: bool = False, run_id: str | None = None) -> dict[str, Any]:
+    """``numerflow ingest``: daily bars of the configured source into the store, with a ledger."""
+    from tasks.config import load_settings
+
+    settings = load_settings(**(overrides or {}))
+    return run_price_ingest(settings, tickers_to_ingest(settings), backfill=backfill, run_id=run_id)
+
+
+class ProgressBar:
+    """A text progress bar for the CLI, fed by the run directory (batch files appear as batches finish).
+
+    Polling the store keeps the flow free of callbacks (flow parameters must serialise).
+    """
+
+    def __init__(self, run_dir, stream=None, interval: float = 0.5, width: int = 30) -> None:
+        import sys
+        import threading
+        from pathlib import Path
+
+        self.run_dir = Path(run_dir)
+        self.stream = stream or sys.stderr
+        self.interval = interval
+        self.width = width
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="ingest-progress", daemon=True)
+
+    def counts(self) -> tuple[int, int]:
+        from tasks.store import read_json
+
+        plan = self.run_dir / "plan.json"
+        if not plan.exists():
+            return 0, 0
+        total = len(read_json(plan)["batches"])
+        return len(list(self.run_dir.glob("batch-*.json"))), total
+
+    def render(self) -> str:
+        done, total = self.counts()
+        if total == 0:
+            return "ingest: planning..."
+        filled = int(self.width * done / total)
+        return f"ingest [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} batches"
+
+    def _loop(self) -> None:
+        shown = None
+        while not self._stop.wait(self.interval):
+            line = self.render()
+            if line != shown:  # redraw only on change
+                self.stream.write("\r" + line if self.stream.isatty() else line + "\n")
+                self.stream.flush()
+                shown = line
+
+    def __enter__(self) -> ProgressBar:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.stream.write("\r" + self.render() + "\n")
+        self.stream.flush()
