@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -281,6 +282,9 @@ class YahooSource:
         if not timeout_seconds > 0:
             raise BadInputError(f"timeout_seconds must be > 0, got {timeout_seconds}", tag="invalid_config")
         yf.config.debug.hide_exceptions = False
+        # yfinance 1.7 trips pandas 3's inplace deprecation on every call; emitting it per
+        # symbol costs time and floods logs. Targeted, process-wide (filters are global).
+        warnings.filterwarnings("ignore", message="The inplace keyword", module="yfinance")
         self.limiter = limiter or shared_limiter("yahoo", requests_per_second, burst)
         self.timeout_seconds = float(timeout_seconds)
         self.workers = int(workers)

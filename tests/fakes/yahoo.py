@@ -262,7 +262,12 @@ class FakeYahoo(BaseAdapter):
         return 200, json.dumps(self._chart(listing, params, empty=fault == "empty")), "application/json"
 
     # ---- v8 chart JSON --------------------------------------------------------------
-    def _chart(self, listing: FakeListing, params: dict[str, str], *, empty: bool) -> dict:
+    def _served_frame(self, listing: FakeListing) -> tuple[pd.DataFrame, np.ndarray]:
+        """Adjusted bars and their session timestamps, cached until the listing changes."""
+        key = (id(listing.bars), len(listing.bars), tuple(sorted(listing.splits.items())), tuple(sorted(listing.dividends.items())))
+        cached = getattr(listing, "_served", None)
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
         tz = ZoneInfo(listing.timezone)
         hour, minute = EXCHANGE_OPEN.get(listing.timezone, (9, 0))
         frame = listing.adjusted()
@@ -270,6 +275,13 @@ class FakeYahoo(BaseAdapter):
             [int(datetime(d.year, d.month, d.day, hour, minute, tzinfo=tz).timestamp()) for d in frame.index],
             dtype=np.int64,
         )
+        listing._served = (key, frame, stamps)
+        return frame, stamps
+
+    def _chart(self, listing: FakeListing, params: dict[str, str], *, empty: bool) -> dict:
+        tz = ZoneInfo(listing.timezone)
+        hour, minute = EXCHANGE_OPEN.get(listing.timezone, (9, 0))
+        frame, stamps = self._served_frame(listing)
         if "period1" in params:
             keep = stamps >= int(params["period1"])
             if "period2" in params:
