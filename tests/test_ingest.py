@@ -289,3 +289,54 @@ def test_demo_market_goes_through_the_same_ingest(tmp_path):
     again = ingest(market, store, tickers, batch_size=3, as_of=date(2024, 3, 29))
     assert again.summary["ok"] == 8
     assert len(read_parquet(store.prices_dir("demo"))) == len(expected)
+
+
+def test_unresolved_tickers_are_in_the_ledger_without_a_request(fake, store):
+    fake.add("AAPL")
+    result = run(fake, store, {"AAPL US": ["AAPL"], "ZZZ XX": []})
+    ledger = ledger_of(result)
+    assert ledger.loc["ZZZ XX", "status"] == "unresolved" and ledger.loc["ZZZ XX", "attempts"] == 0
+    assert "overrides" in ledger.loc["ZZZ XX", "last_error"]
+    assert result.summary["unresolved"] == 1 and result.summary["ok"] == 1
+
+
+def test_ledger_table_lists_problems_first():
+    from tasks.ingest import ledger_table
+
+    ledger = pd.DataFrame(
+        {
+            "ticker": ["A", "B", "C"],
+            "symbol": ["A", None, "C"],
+            "status": ["ok", "failed", "delisted"],
+            "rows": [3, 0, 0],
+            "first_date": ["2024-01-02", None, None],
+            "last_date": ["2024-01-04", None, None],
+            "attempts": [1, 5, 1],
+            "last_error": [None, "server_error: HTTP 503", "not_found"],
+            "repull_reason": [None, None, None],
+        }
+    )
+    rows = ledger_table(ledger)
+    assert [r["ticker"] for r in rows] == ["B", "C", "A"]
+    assert rows[0]["last_error"] == "server_error: HTTP 503" and rows[2]["symbol"] == "A"
+
+
+def test_cli_progress_bar_reads_the_run_directory(tmp_path):
+    import io
+
+    from flows.prices import ProgressBar
+    from tasks.store import write_json
+
+    bar = ProgressBar(tmp_path, stream=io.StringIO())
+    assert bar.render() == "ingest: planning..."
+    write_json(tmp_path / "plan.json", {"batches": [{}, {}, {}, {}]})
+    write_json(tmp_path / "batch-00000.json", [])
+    assert bar.counts() == (1, 4)
+    assert "1/4 batches" in bar.render()
+
+
+def test_with_unresolved_keeps_every_universe_ticker():
+    from flows.prices import with_unresolved
+
+    mapping = with_unresolved(["A US", "B XX"], {"A US": ["A"]})
+    assert mapping == {"A US": ["A"], "B XX": []}
