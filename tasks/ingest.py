@@ -27,6 +27,7 @@ How it works:
 from __future__ import annotations
 
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -160,8 +161,24 @@ def as_mapping(tickers_or_mapping: Sequence[str] | Mapping[str, Sequence[str]]) 
     return mapping
 
 
+_PART_NAME = re.compile(r"part-\d{5}\.parquet")
+
+
+def _check_only_our_parts(prices_dir: Path) -> None:
+    """Refuse files this ingest did not write: their tickers would be stored twice."""
+    foreign = sorted(p.name for p in prices_dir.glob("*.parquet") if not _PART_NAME.fullmatch(p.name))
+    if foreign:
+        raise BadInputError(
+            f"{prices_dir} holds files the ingest did not write ({foreign[:3]}); their bars would be duplicated: "
+            "move them away (bring your own prices with price_source = \"files\") or use a fresh data dir",
+            tag="foreign_price_files",
+        )
+
+
 def stored_extent(prices_dir: Path) -> pd.DataFrame:
     """Per stored ticker: first and last date and row count (index = ticker)."""
+    if prices_dir.is_dir():
+        _check_only_our_parts(prices_dir)
     if not prices_dir.is_dir() or not any(prices_dir.glob("part-*.parquet")):
         return pd.DataFrame(columns=["first_date", "last_date", "rows"]).rename_axis("ticker")
     dataset = ds.dataset(prices_dir, format="parquet", ignore_prefixes=[".", "_"])
@@ -503,8 +520,8 @@ def ingest(
     store: Store,
     tickers_or_mapping: Sequence[str] | Mapping[str, Sequence[str]],
     *,
-    batch_size: int = 100,
-    backfill: bool = False,
+    batch_size: int | None = None,
+    backfill: bool | None = None,
     run_id: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     options: IngestOptions | None = None,
@@ -519,10 +536,13 @@ def ingest(
     ``run_id``: resume that run (batches already stored are skipped); None resumes the latest
     unfinished run of this source if there is one, else starts a new run.
     ``progress(done_batches, total_batches)`` is called after each batch.
+    ``batch_size``/``backfill``, when given, override the same fields of ``options``.
     """
-    options = options or IngestOptions(batch_size=batch_size, backfill=backfill)
-    if options.batch_size != batch_size or options.backfill != backfill:
-        options = IngestOptions(**{**options.__dict__, "batch_size": batch_size, "backfill": backfill})
+    options = options or IngestOptions()
+    # Explicit arguments win over ``options``.
+    explicit = {k: v for k, v in (("batch_size", batch_size), ("backfill", backfill)) if v is not None}
+    if explicit:
+        options = IngestOptions(**{**options.__dict__, **explicit})
     run_id = run_id or unfinished_run_id(store, source.name) or new_run_id()
     plan = plan_ingest(source.name, store, tickers_or_mapping, run_id=run_id, options=options, as_of=as_of, end=end)
     for index in range(len(plan.batches)):

@@ -340,3 +340,15 @@ def test_with_unresolved_keeps_every_universe_ticker():
 
     mapping = with_unresolved(["A US", "B XX"], {"A US": ["A"]})
     assert mapping == {"A US": ["A"], "B XX": []}
+
+
+def test_foreign_files_in_the_prices_dir_are_refused(tmp_path):
+    from tasks.errors import BadInputError
+    from tasks.sources.demo import DemoMarket
+
+    store = Store(tmp_path / "data")
+    market = DemoMarket(tickers=3, years=0.1, seed=1, end=date(2024, 3, 29))
+    store.prices_dir("demo").mkdir(parents=True)
+    market.fetch(market.all_tickers()).to_parquet(store.prices_dir("demo") / "part-all.parquet")
+    with pytest.raises(BadInputError, match="foreign_price_files"):
+        ingest(market, store, market.all_tickers(), as_of=date(2024, 3, 29))
