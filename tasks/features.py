@@ -120,11 +120,13 @@ def bar_layout(prices: pd.DataFrame) -> BarLayout:
     # Output order: (date, ticker). Ticker codes are sorted ticker names.
     by_date = np.lexsort((ticker_code_all, date_int))
     sorted_dates = date_int[by_date]
+    # int32 indices: half the memory of int64 for panels up to 2^31 rows.
+    index_dtype = np.int32 if n < np.iinfo(np.int32).max else np.int64
     return BarLayout(
-        rows=rows[by_date],
-        ticker_code=ticker_code_all[by_date],
-        bar_index=bar_index[by_date],
-        date_code=np.cumsum(np.r_[False, sorted_dates[1:] != sorted_dates[:-1]]).astype(np.int64),
+        rows=rows[by_date].astype(index_dtype),
+        ticker_code=ticker_code_all[by_date].astype(index_dtype),
+        bar_index=bar_index[by_date].astype(index_dtype),
+        date_code=np.cumsum(np.r_[False, sorted_dates[1:] != sorted_dates[:-1]], dtype=index_dtype),
         n_bars=int(bar_index_sorted.max()) + 1 if n else 0,
         n_tickers=int(ticker_code_all.max()) + 1 if n else 0,
     )
@@ -273,8 +275,15 @@ def _whole_date_slices(sorted_codes: np.ndarray, target_rows: int) -> list[tuple
 
 
 def _output_frame(prices: pd.DataFrame, layout: BarLayout, columns: dict[str, np.ndarray]) -> pd.DataFrame:
-    keys = prices[["ticker", "date"]].take(layout.rows).reset_index(drop=True)
-    return pd.concat([keys, pd.DataFrame(columns, copy=False)], axis=1)
+    # copy=False and no concat: the feature columns are the biggest arrays, never copy them.
+    return pd.DataFrame(
+        {
+            "ticker": prices["ticker"].take(layout.rows).reset_index(drop=True),
+            "date": prices["date"].take(layout.rows).reset_index(drop=True),
+            **columns,
+        },
+        copy=False,
+    )
 
 
 def compute_raw_features(prices: pd.DataFrame, dtype: str = "float32") -> pd.DataFrame:
