@@ -147,6 +147,54 @@ class NumeraiSettings(BaseModel):
         return value.rstrip("/")
 
 
+class ScheduleSettings(BaseModel):
+    """When the deployments run (docs/operations.md). Cron strings in UTC: Numerai's deadlines are UTC,
+    and a local zone would move the runs with daylight saving."""
+
+    round_crons: list[str] = Field(
+        default_factory=lambda: ["30 18 * * 6", "0 6 * * 0", "0 6 * * 1", "0 11 * * 1"],
+        description="cron strings (UTC) of the scheduled round: Saturday 18:30 when the round opens, then "
+        "Sunday and Monday morning retries before the Monday 14:30 deadline; a run that finds the round "
+        "already submitted or closed finishes at once",
+    )
+    train_cron: str | None = Field(
+        "0 6 * * 5", description="cron string (UTC) of the scheduled retrain (empty/None: manual only)"
+    )
+    round_mode: Literal["live", "demo"] = Field(
+        "live", description="what the scheduled round runs: the live Numerai round or the offline demo market"
+    )
+    min_minutes_before_deadline: float = Field(
+        20.0, ge=0, description="a round starting with less time than this before Numerai's deadline is skipped"
+    )
+    deployment_prefix: str = Field("numerflow", min_length=1, description="prefix of every deployment's name")
+
+
+class OrchestrationSettings(BaseModel):
+    """Retries, time bounds, task runner and failure notifications of the unattended flows."""
+
+    round_retries: int = Field(2, ge=0, description="times Prefect re-runs a failed round flow (flow retries)")
+    round_retry_delay_seconds: int = Field(900, ge=0, description="wait before a failed round flow is re-run")
+    round_timeout_minutes: float = Field(
+        240.0, gt=0, description="a round flow running longer is failed (then retried), so a stuck step "
+        "cannot eat the submission window"
+    )
+    train_timeout_minutes: float = Field(360.0, gt=0, description="time bound of the scheduled retrain flow")
+    ingest_timeout_minutes: float = Field(720.0, gt=0, description="time bound of the manual ingest backfill flow")
+    task_runner: Literal["threads", "dask"] = Field(
+        "threads", description="runner of ingest batches: threads in the flow's process, or a Dask cluster"
+    )
+    thread_workers: int | None = Field(None, ge=1, description="threads of the thread runner (None: Prefect's default)")
+    dask_address: str | None = Field(
+        None, description="tcp://host:8786 of an existing Dask scheduler; None starts a local cluster per flow run"
+    )
+    dask_workers: int = Field(2, ge=1, description="workers of the local Dask cluster (dask_address unset)")
+    dask_threads_per_worker: int = Field(1, ge=1, description="threads per worker of the local Dask cluster")
+    notify_webhook_url: SecretStr | None = Field(
+        None, description="URL that gets a JSON POST when a round fails or crashes (may embed a token: secret)"
+    )
+    notify_timeout_seconds: float = Field(10.0, gt=0, description="HTTP timeout of the failure notification")
+
+
 class Settings(BaseSettings):
     """Everything numerflow can be told. Build with ``load_settings()``."""
 
@@ -167,6 +215,8 @@ class Settings(BaseSettings):
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     submission: SubmissionSettings = Field(default_factory=SubmissionSettings)
     numerai: NumeraiSettings = Field(default_factory=NumeraiSettings)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
 
     @field_validator("data_dir")
     @classmethod

@@ -1,0 +1,80 @@
+"""Every deployment numerflow runs unattended, built from settings in one place.
+
+``build_deployments(settings)`` → the ``RunnerDeployment`` objects ``deployments/serve.py``
+serves; ``deployments/prefect.yaml`` declares the same ones for a process work pool
+(tests/test_deployments.py keeps the two in step). Each deployment: typed parameters (the
+UI's Custom run form is generated from the flow signature), concurrency limit 1, UTC schedules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tasks.config import Settings
+from tasks.schedule import round_schedules, train_schedules
+
+ROUND, TRAIN, BACKFILL = "round", "train", "ingest-backfill"
+#: Library loggers whose records should reach the Prefect UI (PREFECT_LOGGING_EXTRA_LOGGERS).
+EXTRA_LOGGERS = "yfinance,lightgbm,numerapi,tasks,flows,numerflow"
+CONCURRENCY_LIMIT = 1
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """What a deployment is, independent of how it is served."""
+
+    key: str
+    flow_attr: str  # attribute of flows.scheduled
+    entrypoint: str
+    description: str
+
+    def name(self, settings: Settings) -> str:
+        return f"{settings.schedule.deployment_prefix}-{self.key}"
+
+
+SPECS = (
+    DeploymentSpec(ROUND, "scheduled_round_flow", "flows/scheduled.py:scheduled_round_flow",
+                   "The Numerai round: skips when closed or already submitted; Saturday + Sunday/Monday retries (UTC)."),
+    DeploymentSpec(TRAIN, "scheduled_train_flow", "flows/scheduled.py:scheduled_train_flow",
+                   "Fresh prices, then retrain the model on its own schedule."),
+    DeploymentSpec(BACKFILL, "ingest_backfill_flow", "flows/scheduled.py:ingest_backfill_flow",
+                   "Manual: re-pull every ticker's whole price history."),
+)
+
+
+def deployment_parameters(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Default parameters per deployment (editable per run in the UI)."""
+    return {ROUND: {"mode": settings.schedule.round_mode}, TRAIN: {"retrain": True}, BACKFILL: {"backfill": True}}
+
+
+def configured_flows(settings: Settings) -> dict[str, Any]:
+    """The flows with the configured retries and time bounds applied."""
+    from flows import scheduled
+
+    o = settings.orchestration
+    return {
+        ROUND: scheduled.scheduled_round_flow.with_options(
+            retries=o.round_retries, retry_delay_seconds=o.round_retry_delay_seconds,
+            timeout_seconds=o.round_timeout_minutes * 60),
+        TRAIN: scheduled.scheduled_train_flow.with_options(timeout_seconds=o.train_timeout_minutes * 60),
+        BACKFILL: scheduled.ingest_backfill_flow.with_options(timeout_seconds=o.ingest_timeout_minutes * 60),
+    }
+
+
+def build_deployments(settings: Settings) -> list[Any]:
+    """The round (UTC crons), train (its cron, if any) and ingest-backfill (manual) deployments."""
+    flows = configured_flows(settings)
+    params = deployment_parameters(settings)
+    schedules = {ROUND: round_schedules(settings.schedule), TRAIN: train_schedules(settings.schedule), BACKFILL: []}
+    return [
+        flows[spec.key].to_deployment(
+            name=spec.name(settings),
+            schedules=schedules[spec.key],
+            parameters=params[spec.key],
+            concurrency_limit=CONCURRENCY_LIMIT,
+            description=spec.description,
+            tags=["numerflow", spec.key],
+        )
+        for spec in SPECS
+    ]

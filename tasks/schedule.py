@@ -1,0 +1,79 @@
+"""Schedule configuration → Prefect ``Cron`` schedules (always UTC), and their next run times.
+
+Numerai's deadlines are UTC; a cron in a local zone would move with daylight saving, so every
+schedule here is UTC. The next-run computation is the Prefect server's own (its scheduler
+creates runs from exactly these dates), so what the tests and ``numerflow setup`` show is what
+the server will do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from prefect.schedules import Cron, Schedule
+
+from tasks.config import ScheduleSettings
+from tasks.errors import BadInputError
+
+UTC = "UTC"
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def validate_cron(expression: str, what: str) -> str:
+    """A five-field cron string, or BadInputError naming the option to fix."""
+    from prefect._vendor.croniter import croniter
+
+    text = " ".join(str(expression).split())
+    if len(text.split(" ")) != 5 or not croniter.is_valid(text):
+        raise BadInputError(
+            f"{what} {expression!r} is not a five-field cron string (minute hour day-of-month month day-of-week, "
+            "UTC), e.g. '30 18 * * 6' for Saturday 18:30 UTC; fix it in numerflow.toml or NUMERFLOW_SCHEDULE__*",
+            tag="invalid_schedule",
+        )
+    return text
+
+
+def cron_slug(prefix: str, expression: str) -> str:
+    """A stable slug per schedule (Prefect updates schedules in place by slug on re-deploy)."""
+    return f"{prefix}-{_SLUG.sub('-', expression.replace('*', 'x')).strip('-')}"
+
+
+def round_schedules(schedule: ScheduleSettings, parameters: dict[str, Any] | None = None) -> list[Schedule]:
+    """One UTC ``Cron`` per configured round time; ``parameters`` ride on each schedule."""
+    if not schedule.round_crons:
+        return []
+    expressions = [validate_cron(c, "schedule.round_crons entry") for c in schedule.round_crons]
+    if len(set(expressions)) != len(expressions):
+        raise BadInputError(f"schedule.round_crons lists a time twice: {expressions}", tag="invalid_schedule")
+    return [Cron(c, timezone=UTC, parameters=dict(parameters or {}), slug=cron_slug("round", c)) for c in expressions]
+
+
+def train_schedules(schedule: ScheduleSettings, parameters: dict[str, Any] | None = None) -> list[Schedule]:
+    """The retrain schedule (none when ``train_cron`` is empty: manual runs only)."""
+    if not schedule.train_cron or not schedule.train_cron.strip():
+        return []
+    expression = validate_cron(schedule.train_cron, "schedule.train_cron")
+    return [Cron(expression, timezone=UTC, parameters=dict(parameters or {}), slug=cron_slug("train", expression))]
+
+
+def next_run_times(schedules: Sequence[Schedule], after: dt.datetime, n: int) -> list[dt.datetime]:
+    """The next ``n`` run times (aware, UTC) of the union of ``schedules`` strictly after ``after``,
+    computed by the Prefect server's own schedule code."""
+    from prefect.server.schemas.schedules import CronSchedule
+
+    if after.tzinfo is None:
+        raise BadInputError("next_run_times needs a timezone-aware datetime", tag="invalid_schedule")
+    start = after + dt.timedelta(seconds=1)  # the server's start is inclusive; we want strictly after
+
+    async def dates(cron: Schedule) -> list[dt.datetime]:
+        server = CronSchedule(cron=cron.cron, timezone=cron.timezone, day_or=cron.day_or)
+        return await server.get_dates(n=n, start=start)
+
+    found: set[dt.datetime] = set()
+    for cron in schedules:
+        found.update(d.astimezone(dt.UTC) for d in asyncio.run(dates(cron)))
+    return sorted(found)[:n]

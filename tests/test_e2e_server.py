@@ -1,0 +1,213 @@
+"""End to end with real servers: PostgreSQL (Debian's package) → `prefect server start` on it →
+deployments/serve.py → the round deployment triggered through the Prefect API with parameters
+(as the UI's Custom run does) → a submission; triggered again → skipped as already submitted.
+
+The same topology docker-compose.yml runs, without Docker. `.ci/run` installs PostgreSQL when
+missing; locally the test skips (saying why) only if its binaries are absent.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_BINS = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(what: str, check, timeout: float, interval: float = 0.5, proc: subprocess.Popen | None = None, log=None):
+    """Poll ``check`` until it returns a truthy value; bounded; fails early if ``proc`` died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"{what}: process exited with {proc.returncode}\n{tail(log)}")
+        try:
+            value = check()
+        except Exception:  # noqa: BLE001 - not up yet
+            value = None
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"{what}: not ready after {timeout:.0f} s\n{tail(log)}")
+
+
+def tail(path, n: int = 60) -> str:
+    if path is None or not Path(path).exists():
+        return ""
+    return "\n".join(Path(path).read_text(errors="replace").splitlines()[-n:])
+
+
+def as_postgres(cmd: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: drop to the postgres user when we are root."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *cmd]
+    return cmd
+
+
+def stop(proc: subprocess.Popen | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    if not PG_BINS:
+        pytest.skip("PostgreSQL binaries absent (/usr/lib/postgresql/*/bin): `apt-get install -y postgresql`; "
+                    ".ci/run installs them in CI")
+    bindir = Path(PG_BINS[-1]).parent
+    # Not under pytest's tmp dir: /tmp/pytest-of-root is private to root, and postgres must reach it.
+    base = Path(tempfile.mkdtemp(prefix="numerflow-e2e-pg-"))
+    os.chmod(base, 0o777)
+    datadir, log = base / "data", base / "postgres.log"
+    port = free_port()
+    run(as_postgres([str(bindir / "initdb"), "-D", str(datadir), "-A", "trust", "-U", "postgres", "--no-sync"]), 120)
+    try:
+        run(as_postgres([str(bindir / "pg_ctl"), "-D", str(datadir), "-l", str(log), "-w", "-t", "60",
+                         "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off", "start"]), 90)
+        run(as_postgres([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
+                         "prefect"]), 60)
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/prefect"
+    finally:
+        subprocess.run(as_postgres([str(bindir / "pg_ctl"), "-D", str(datadir), "-m", "immediate", "-w", "stop"]),
+                       capture_output=True, timeout=60)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def run(cmd: list[str], timeout: float) -> None:
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        pytest.fail(f"{' '.join(cmd)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+
+
+@pytest.fixture(scope="module")
+def prefect_server(postgres, tmp_path_factory):
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = free_port()
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_DATABASE_CONNECTION_URL": postgres,
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_UI_ENABLED": "false",
+           "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5", "PREFECT_LOGGING_LEVEL": "WARNING"}
+    env.pop("PREFECT_API_URL", None)
+    log = home / "server.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                                 "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        wait_for("prefect server", lambda: httpx.get(f"{api}/health", timeout=2).status_code == 200, 180,
+                 proc=proc, log=log)
+        yield api
+    finally:
+        stop(proc)
+
+
+@pytest.fixture(scope="module")
+def served(prefect_server, tmp_path_factory):
+    """deployments/serve.py against the server; yields (api, data_dir)."""
+    work = tmp_path_factory.mktemp("serve")
+    data_dir = work / "data"
+    env = {**os.environ, "PREFECT_API_URL": prefect_server, "PREFECT_HOME": str(work / "home"),
+           "NUMERFLOW_DATA_DIR": str(data_dir), "NUMERFLOW_CONFIG": os.devnull,
+           "NUMERFLOW_SCHEDULE__ROUND_MODE": "demo", "PREFECT_LOGGING_LEVEL": "INFO"}
+    log = work / "serve.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "deployments" / "serve.py")], cwd=ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def registered():
+            r = httpx.post(f"{prefect_server}/deployments/filter", json={}, timeout=5)
+            names = {d["name"] for d in r.json()}
+            return names >= {"numerflow-round", "numerflow-train", "numerflow-ingest-backfill"}
+
+        wait_for("serve.py registers deployments", registered, 120, proc=proc, log=log)
+        yield prefect_server, data_dir, log
+    finally:
+        stop(proc)
+
+
+def deployment(api: str, name: str) -> dict:
+    r = httpx.post(f"{api}/deployments/filter", json={"deployments": {"name": {"any_": [name]}}}, timeout=5)
+    (found,) = r.json()
+    return found
+
+
+def trigger(api: str, deployment_id: str, parameters: dict) -> str:
+    """What the UI's Custom run does: POST create_flow_run with the edited parameters."""
+    r = httpx.post(f"{api}/deployments/{deployment_id}/create_flow_run",
+                   json={"parameters": parameters, "state": {"type": "SCHEDULED"}}, timeout=10)
+    r.raise_for_status()
+    return r.json()["id"]
+
+
+def wait_final(api: str, run_id: str, timeout: float, log) -> dict:
+    def final():
+        run = httpx.get(f"{api}/flow_runs/{run_id}", timeout=5).json()
+        return run if run["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"} else None
+
+    return wait_for(f"flow run {run_id}", final, timeout, interval=1.0, log=log)
+
+
+def test_round_deployment_end_to_end(served):
+    api, data_dir, log = served
+    round_dep = deployment(api, "numerflow-round")
+    # Schedules as configured: four UTC crons; concurrency limit 1; typed parameters.
+    crons = sorted((s["schedule"]["cron"], s["schedule"]["timezone"]) for s in round_dep["schedules"])
+    assert crons == sorted([("30 18 * * 6", "UTC"), ("0 6 * * 0", "UTC"), ("0 6 * * 1", "UTC"), ("0 11 * * 1", "UTC")])
+    assert round_dep["concurrency_limit"] == 1 or round_dep["global_concurrency_limit"]["limit"] == 1
+    assert round_dep["parameter_openapi_schema"]["properties"]["mode"]["enum"] == ["live", "demo"]
+    assert deployment(api, "numerflow-ingest-backfill")["schedules"] == []
+
+    # The server's scheduler (needs PREFECT_API_URL + SQLAlchemy < 2.1) creates the upcoming runs.
+    def scheduled_runs():
+        r = httpx.post(f"{api}/flow_runs/filter", timeout=5, json={
+            "deployments": {"id": {"any_": [round_dep["id"]]}},
+            "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}})
+        return r.json()
+
+    upcoming = wait_for("scheduler creates round runs", scheduled_runs, 60, interval=2.0, log=log)
+    assert all(run["expected_start_time"].endswith(("+00:00", "Z")) for run in upcoming)
+
+    params = {"mode": "demo", "tickers": 150, "years": 3,
+              "overrides": {"training": {"num_boost_round": 40, "num_threads": 1}}}
+    started = time.monotonic()
+    first = wait_final(api, trigger(api, round_dep["id"], params), 420, log)
+    assert first["state"]["type"] == "COMPLETED", f"{first['state']}\n{tail(log)}"
+    assert first["state"]["name"] == "Completed"
+    submissions = list((data_dir / "submissions" / "signals").glob("demo-*/submission.csv"))
+    assert len(submissions) == 1
+    rows = submissions[0].read_text().splitlines()
+    assert rows[0] == "numerai_ticker,signal" and len(rows) - 1 >= 100
+    assert (submissions[0].parent / "upload-record.json").exists()
+    report = httpx.post(f"{api}/artifacts/filter", timeout=5,
+                        json={"artifacts": {"key": {"any_": ["round-report"]}}}).json()
+    assert report and "## Ingest ledger" in report[0]["data"]
+    print(f"e2e first round: {time.monotonic() - started:.1f} s")
+
+    second = wait_final(api, trigger(api, round_dep["id"], params), 180, log)
+    assert second["state"]["type"] == "COMPLETED" and second["state"]["name"] == "Skipped"
+    assert second["state"]["message"].startswith(f"skipped: already submitted for round {submissions[0].parent.name}")
