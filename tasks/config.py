@@ -98,6 +98,11 @@ class TrainingSettings(BaseModel):
         7.0, ge=0, description="a round retrains when the latest model is older than this"
     )
     num_threads: int = Field(0, ge=0, description="LightGBM threads (0 = all cores)")
+    refit_on_all: bool = Field(
+        True,
+        description="after validation, refit the live model on every labelled date (validation included) "
+        "with the same parameters; the reported metrics are the held-out model's",
+    )
 
 
 class SubmissionSettings(BaseModel):

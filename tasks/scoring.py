@@ -518,3 +518,22 @@ def diagnostics(
             "max_feature_exposure": [_json_number(v) for v in max_exposure.to_numpy()],
         },
     }
+
+
+def overlap_adjusted_sem(per_date: pd.Series, overlap: int) -> float:
+    """Standard error of the mean of per-date scores whose targets overlap ``overlap`` dates.
+
+    Consecutive dates' 20-day targets share most of their window, so per-date scores are
+    autocorrelated and ``std / sqrt(n)`` understates the uncertainty. Newey–West (Bartlett
+    weights, ``overlap`` lags) corrects for it.
+    """
+    scores = pd.Series(per_date, dtype="float64").dropna().to_numpy()
+    n = scores.shape[0]
+    if n < 2:
+        return math.nan
+    centred = scores - scores.mean()
+    variance = centred @ centred / n
+    for lag in range(1, min(overlap, n - 1) + 1):
+        weight = 1.0 - lag / (overlap + 1.0)
+        variance += 2.0 * weight * (centred[lag:] @ centred[:-lag]) / n
+    return math.sqrt(max(variance, 0.0) / n)

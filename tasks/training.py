@@ -141,7 +141,7 @@ class TrainResult:
 
 
 def train_and_register(
-    store: Store, dataset_path: Path, settings: TrainingSettings, run_id: str, refit_on_all: bool = True
+    store: Store, dataset_path: Path, settings: TrainingSettings, run_id: str
 ) -> TrainResult:
     """Fit on the purged training dates, score the held-out dates with Numerai's CORR,
     then (by default) refit on every labelled row for live use, and register the model."""
@@ -169,7 +169,7 @@ def train_and_register(
     )
     predictions_path = write_parquet(store.predictions_path(run_id, "validation"), valid)
 
-    if refit_on_all:
+    if settings.refit_on_all:
         booster = fit_lightgbm(x[has_target], y[has_target], settings)
     model_id = new_model_id()
     meta = {
@@ -188,7 +188,7 @@ def train_and_register(
             "validation_rows": int(split.validation.sum()),
             "embargo_days": settings.embargo_days,
         },
-        "refit_on_all": refit_on_all,
+        "refit_on_all": settings.refit_on_all,
         "validation_metrics": {k: v for k, v in metrics.items() if k != "per_date"},
         "versions": package_versions(),
         "validation_predictions": str(predictions_path),
