@@ -17,14 +17,13 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from flows.policies import NETWORK_RETRY_DELAYS, RETRY_JITTER, retry_only_transient
-from flows.round import build_dataset_task, new_run_id, predict_submit_flow, publish_report, train_model
+from flows.round import build_dataset_task, new_run_id, predict_submit_flow, train_or_reuse
 from tasks.config import Settings, load_settings
 from tasks.errors import BadInputError
 from tasks.numerai import client_for, fetch_universe, numerai_dir
 from tasks.numerai_data import fetch_training_data, join_numerai_targets, read_numerai_targets
 from tasks.store import Store, read_json, read_parquet, write_json, write_parquet
 from tasks.tickers import candidate_map, load_overrides, resolution_report, resolve_universe
-from tasks.training import META_FILE, latest_model, needs_training
 
 
 @task(
@@ -130,21 +129,11 @@ def numerai_round_flow(
     dataset = build_dataset_task(settings, prices["source"])
     numerai_targets = numerai_targets_task(settings, dataset["path"], universe["round"])
     training_path = numerai_targets["path"] if numerai_targets else dataset["path"]
-    store = Store(settings.data_dir)
-    must_train, reason = needs_training(store, settings.training.model_max_age_days, dataset["feature_names"],
-                                        force=retrain)
-    get_run_logger().info("Training decision: %s", reason)
-    run_id = new_run_id()
-    if must_train:
-        trained = train_model(settings, training_path, run_id)
-        report = publish_report(settings, trained["model_dir"], trained["metrics"], run_id)
-        model = {"model_id": trained["model_id"], "model_dir": trained["model_dir"], "trained": True,
-                 "validation": trained["metrics"]["corr"], "report": report}
-    else:
-        model_dir = latest_model(store)
-        meta = read_json(model_dir / META_FILE)
-        model = {"model_id": meta["model_id"], "model_dir": str(model_dir), "trained": False,
-                 "validation": meta["validation_metrics"]["corr"], "report": None}
+    lineage_source = prices["source"]
+    if numerai_targets:
+        lineage_source += f"+numerai:{settings.numerai.target_column}"
+    model, reason = train_or_reuse(settings, training_path, dataset["feature_names"], lineage_source, retrain,
+                                   new_run_id())
     # Live predictions need today's features: always from our own dataset.
     submitted = predict_submit_flow(dataset["path"], model["model_dir"], universe["universe_path"], overrides,
                                     round_label=f"round-{universe['round']}", live=True, force=force)

@@ -24,7 +24,7 @@ from tasks.report import write_report
 from tasks.sources.demo import DemoMarket
 from tasks.store import Store, read_json, read_parquet, write_json
 from tasks.submission import build_submission, validate_submission, write_submission
-from tasks.training import META_FILE, latest_model, needs_training, train_and_register
+from tasks.training import META_FILE, latest_model, model_lineage, needs_training, train_and_register
 from tasks.universe import load_universe_ids, write_universe
 
 
@@ -72,8 +72,9 @@ def build_dataset_task(settings: Settings, source: str) -> dict[str, Any]:
 
 
 @task(name="train-model", retries=0, timeout_seconds=3 * 3600)
-def train_model(settings: Settings, dataset_path: str, run_id: str) -> dict[str, Any]:
-    result = train_and_register(Store(settings.data_dir), Path(dataset_path), settings.training, run_id)
+def train_model(settings: Settings, dataset_path: str, run_id: str, source: str) -> dict[str, Any]:
+    result = train_and_register(Store(settings.data_dir), Path(dataset_path), settings.training, run_id,
+                                lineage=model_lineage(settings, source))
     return {"model_id": result.model_id, "model_dir": result.model_dir,
             "validation_predictions": result.validation_predictions, "metrics": result.metrics}
 
@@ -159,22 +160,30 @@ def train_flow(overrides: dict[str, Any] | None = None, retrain: bool = False, s
     settings = load_settings(**(overrides or {}))
     run_id = new_run_id()
     dataset = build_dataset_task(settings, source)
+    model, reason = train_or_reuse(settings, dataset["path"], dataset["feature_names"], source, retrain, run_id)
+    return {"dataset": dataset, "model": model, "decision": reason}
+
+
+def train_or_reuse(
+    settings: Settings, training_path: str, feature_names: list[str], lineage_source: str, retrain: bool, run_id: str
+) -> tuple[dict[str, Any], str]:
+    """Train (and publish the report) unless the registry has a fresh model of the same lineage.
+    Call inside a flow. Returns (model summary, the decision's reason)."""
     store = Store(settings.data_dir)
+    lineage = model_lineage(settings, lineage_source)
     must_train, reason = needs_training(
-        store, settings.training.model_max_age_days, dataset["feature_names"], force=retrain
+        store, settings.training.model_max_age_days, feature_names, force=retrain, lineage=lineage
     )
     get_run_logger().info("Training decision: %s", reason)
     if must_train:
-        trained = train_model(settings, dataset["path"], run_id)
+        trained = train_model(settings, training_path, run_id, lineage_source)
         report = publish_report(settings, trained["model_dir"], trained["metrics"], run_id)
-        model = {"model_id": trained["model_id"], "model_dir": trained["model_dir"], "trained": True,
-                 "validation": trained["metrics"]["corr"], "report": report}
-    else:
-        model_dir = latest_model(store)
-        meta = read_json(model_dir / META_FILE)
-        model = {"model_id": meta["model_id"], "model_dir": str(model_dir), "trained": False,
-                 "validation": meta["validation_metrics"]["corr"], "report": None}
-    return {"dataset": dataset, "model": model, "decision": reason}
+        return {"model_id": trained["model_id"], "model_dir": trained["model_dir"], "trained": True,
+                "validation": trained["metrics"]["corr"], "report": report}, reason
+    model_dir = latest_model(store)
+    meta = read_json(model_dir / META_FILE)
+    return {"model_id": meta["model_id"], "model_dir": str(model_dir), "trained": False,
+            "validation": meta["validation_metrics"]["corr"], "report": None}, reason
 
 
 @flow(name="predict-and-submit", log_prints=True)

@@ -20,7 +20,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from tasks.config import TrainingSettings
+from tasks.config import Settings, TrainingSettings
 from tasks.errors import BadInputError
 from tasks.store import Store, read_json, read_parquet, write_json, write_parquet, write_with
 
@@ -105,9 +105,17 @@ def model_age_days(meta: dict, now: dt.datetime | None = None) -> float:
 
 
 def needs_training(
-    store: Store, max_age_days: float, feature_names: list[str], force: bool = False, now: dt.datetime | None = None
+    store: Store,
+    max_age_days: float,
+    feature_names: list[str],
+    force: bool = False,
+    now: dt.datetime | None = None,
+    lineage: dict | None = None,
 ) -> tuple[bool, str]:
-    """Whether a round must train: (decision, reason for the summary)."""
+    """Whether a round must train: (decision, reason for the summary).
+
+    ``lineage`` (data source, target and model settings) must equal the latest model's: a
+    model trained on other data or with other parameters is never silently reused."""
     if force:
         return True, "retrain requested"
     latest = latest_model(store)
@@ -116,6 +124,10 @@ def needs_training(
     meta = read_json(latest / META_FILE)
     if meta.get("features") != feature_names:
         return True, f"model {latest.name} was trained on other features"
+    if lineage is not None and meta.get("lineage") != lineage:
+        changed = sorted(k for k in set(lineage) | set(meta.get("lineage") or {})
+                         if lineage.get(k) != (meta.get("lineage") or {}).get(k))
+        return True, f"model {latest.name} was trained with other settings ({', '.join(changed)})"
     age = model_age_days(meta, now)
     if age > max_age_days:
         return True, f"model {latest.name} is {age:.1f} days old (limit {max_age_days})"
@@ -141,7 +153,7 @@ class TrainResult:
 
 
 def train_and_register(
-    store: Store, dataset_path: Path, settings: TrainingSettings, run_id: str
+    store: Store, dataset_path: Path, settings: TrainingSettings, run_id: str, lineage: dict | None = None
 ) -> TrainResult:
     """Fit on the purged training dates, score the held-out dates with Numerai's CORR,
     then (by default) refit on every labelled row for live use, and register the model."""
@@ -189,9 +201,22 @@ def train_and_register(
             "embargo_days": settings.embargo_days,
         },
         "refit_on_all": settings.refit_on_all,
+        "lineage": lineage,
         "validation_metrics": {k: v for k, v in metrics.items() if k != "per_date"},
         "versions": package_versions(),
         "validation_predictions": str(predictions_path),
     }
     model_dir = save_model(store, model_id, booster, meta)
     return TrainResult(model_id, str(model_dir), str(predictions_path), metrics)
+
+
+def model_lineage(settings: "Settings", source: str) -> dict:
+    """What a model depends on besides its features: data source (and the demo market's
+    parameters), target definition, and training settings that change the model."""
+    training = settings.training.model_dump(include={"params", "num_boost_round", "validation_fraction",
+                                                     "embargo_days", "refit_on_all"})
+    lineage = {"source": source, "target": settings.target.model_dump(), "training": training,
+               "tournament": settings.tournament}
+    if source == "demo":
+        lineage["demo"] = settings.demo.model_dump()
+    return lineage
