@@ -1,0 +1,141 @@
+"""Failure notifications reach a local webhook receiver, name the stage and the cause, carry no
+secrets; bad input is not retried by the round flow, transient failures are."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+import requests
+
+from tasks.config import load_settings
+from tasks.errors import TransientError
+from tasks.notify import REDACTED, failure_message, notify_failure, post_webhook
+
+SECRET = "S3CRETKEYVALUE42"
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1: records JSON bodies; answers ``statuses`` in turn, then 200."""
+
+    def __init__(self, statuses: list[int] | None = None) -> None:
+        self.messages: list[dict] = []
+        self.statuses = list(statuses or [])
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.messages.append(json.loads(body))
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook/{SECRET}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    with Receiver() as r:
+        yield r
+
+
+def test_message_names_stage_and_cause_and_scrubs_secrets():
+    msg = failure_message(flow_name="scheduled-round", flow_run_name="brave-fox", stage="ingest",
+                          cause=f"bad_input: cannot read /data/{SECRET}/prices.csv", state_name="Failed",
+                          flow_run_id="abc", ui_url="http://ui:4200", secrets=[SECRET])
+    assert msg["stage"] == "ingest" and "stage 'ingest'" in msg["text"]
+    assert "cannot read" in msg["text"] and SECRET not in json.dumps(msg) and REDACTED in msg["cause"]
+    assert msg["url"] == "http://ui:4200/runs/flow-run/abc"
+
+
+def test_post_retries_transient_statuses_then_succeeds():
+    sleeps: list[float] = []
+    with Receiver(statuses=[503, 429]) as r:
+        assert post_webhook(r.url, {"text": "x"}, sleep=sleeps.append, backoff_seconds=1) == 200
+    assert len(r.messages) == 3 and sleeps == [1, 2]  # exponential backoff
+
+
+def test_post_does_not_retry_a_refusal_and_hides_the_url():
+    with Receiver(statuses=[404]) as r:
+        with pytest.raises(requests.HTTPError) as info:
+            post_webhook(r.url, {"text": "x"}, sleep=lambda s: None)
+    assert len(r.messages) == 1 and "404" in str(info.value) and SECRET not in str(info.value)
+
+
+def test_unreachable_webhook_is_transient_and_notify_never_raises(caplog):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/{SECRET}"
+    with pytest.raises(TransientError, match="notify_failed"):
+        post_webhook(dead, {"text": "x"}, timeout=1, attempts=2, sleep=lambda s: None)
+    settings = load_settings(orchestration={"notify_webhook_url": dead, "notify_timeout_seconds": 1})
+    assert notify_failure(settings, flow_name="f", flow_run_name="r", stage="s", cause="c", state_name="Failed") is None
+    assert SECRET not in caplog.text
+
+
+def test_no_webhook_configured_sends_nothing():
+    assert notify_failure(load_settings(), flow_name="f", flow_run_name="r", stage="s", cause="c",
+                          state_name="Failed") is None
+
+
+# ------------------------------------------------------------------ a real failed round (Prefect harness)
+
+
+def test_failed_round_notifies_the_webhook_once_and_bad_input_is_not_retried(
+        prefect_harness, receiver, tmp_path, monkeypatch):
+    from flows.scheduled import scheduled_round_flow
+
+    monkeypatch.setenv("NUMERFLOW_ORCHESTRATION__NOTIFY_WEBHOOK_URL", receiver.url)
+    missing = tmp_path / "nowhere" / "prices.csv"  # every ticker fails to load: no bars to train on
+    flow = scheduled_round_flow.with_options(retries=1, retry_delay_seconds=0)
+    state = flow(mode="demo", data_dir=str(tmp_path / "data"), tickers=110, years=1,
+                 overrides={"price_source": "files", "files": {"path": str(missing)}}, return_state=True)
+    assert state.is_failed()
+    assert "stage 'train' failed (bad input, not retried)" in state.message
+    (message,) = receiver.messages
+    assert message["stage"] == "train" and message["flow"] == "scheduled-round" and message["state"] == "Failed"
+    assert "stage 'train'" in message["text"] and "empty_prices: price panel is empty" in message["cause"]
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+    assert run.run_count == 1  # bad input: the flow retry was cancelled
+
+
+def test_transient_failure_is_retried_then_notified_with_its_stage(prefect_harness, receiver, tmp_path, monkeypatch):
+    import flows.scheduled as scheduled
+
+    calls: list[int] = []
+
+    def flaky_guard(*args, **kwargs):
+        calls.append(1)
+        raise TransientError(f"Numerai answered 503 to key {SECRET}", tag="numerai_unavailable")
+
+    monkeypatch.setattr(scheduled, "demo_round_guard", flaky_guard)
+    monkeypatch.setenv("NUMERAI_SECRET_KEY", SECRET)
+    monkeypatch.setenv("NUMERFLOW_ORCHESTRATION__NOTIFY_WEBHOOK_URL", receiver.url)
+    flow = scheduled.scheduled_round_flow.with_options(retries=1, retry_delay_seconds=0)
+    state = flow(mode="demo", data_dir=str(tmp_path / "data"), tickers=110, years=1, return_state=True)
+    assert state.is_failed() and len(calls) == 2  # the round flow itself was retried once
+    (message,) = receiver.messages  # only the final failure notifies
+    assert message["stage"] == "guard" and "numerai_unavailable: Numerai answered 503" in message["cause"]
+    assert SECRET not in json.dumps(message) and REDACTED in message["cause"]  # secrets never leave
