@@ -1,0 +1,48 @@
+"""Scale-out: the ingest batches on a 2-worker local Dask cluster give the same store as threads."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasks.config import load_settings
+from tasks.store import read_parquet
+
+pytestmark = pytest.mark.slow
+
+
+def ingest_with(runner_name: str, data_dir) -> tuple[dict, object]:
+    from flows.prices import prices_flow
+    from flows.scheduled import task_runner_for
+
+    overrides = {"data_dir": str(data_dir), "demo": {"tickers": 120, "years": 1.5, "seed": 7},
+                 "yahoo": {"batch_size": 30},
+                 "orchestration": {"task_runner": runner_name, "dask_workers": 2, "dask_threads_per_worker": 1}}
+    runner = task_runner_for(load_settings(**overrides))
+    summary = prices_flow.with_options(task_runner=runner)(overrides=overrides)
+    prices = read_parquet(data_dir / "prices" / "demo")
+    return summary, prices.sort_values(["ticker", "date"]).reset_index(drop=True)
+
+
+def test_runner_choice():
+    from prefect.task_runners import ThreadPoolTaskRunner
+    from prefect_dask import DaskTaskRunner
+
+    from flows.scheduled import task_runner_for
+
+    assert isinstance(task_runner_for(load_settings()), ThreadPoolTaskRunner)
+    remote = task_runner_for(load_settings(orchestration={"task_runner": "dask", "dask_address": "tcp://10.0.0.5:8786"}))
+    assert isinstance(remote, DaskTaskRunner) and remote.address == "tcp://10.0.0.5:8786"
+    local = task_runner_for(load_settings(orchestration={"task_runner": "dask", "dask_workers": 3}))
+    assert local.address is None and local.cluster_kwargs["n_workers"] == 3
+
+
+def test_dask_ingest_equals_threads(prefect_harness, tmp_path):
+    threads_summary, threads_prices = ingest_with("threads", tmp_path / "threads")
+    dask_summary, dask_prices = ingest_with("dask", tmp_path / "dask")
+    assert threads_summary["tickers"] == dask_summary["tickers"] == 120
+    counts = ("ok", "stale", "failed", "delisted", "rows", "excluded_rows")
+    assert {k: threads_summary.get(k) for k in counts} == {k: dask_summary.get(k) for k in counts}
+    assert len(threads_prices) > 0
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(threads_prices, dask_prices)
