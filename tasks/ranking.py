@@ -2,13 +2,22 @@
 
 ``rank_by_group`` equals numerai-tools' ``tie_kept_rank`` (pandas ``rank(method="average")``,
 then ``(rank - 0.5) / count``) applied to each group separately; NaNs stay NaN and are not
-counted. Used by features (per-date ranks), submissions (signal in (0, 1)) and scoring.
+counted. Used by features (per-date ranks), targets, submissions and scoring.
+
+How: rows are laid out as a padded matrix, one row per group (date), and each matrix row is
+sorted on its own (``np.sort(axis=1)``). Sorting many short rows is cache-friendly and several
+times faster than one global ``lexsort`` of (group, value) over tens of millions of values.
+Tie runs get their average rank with vectorised run-start/run-end scans.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+# Use the padded matrix when it is at most this many times larger than the data; very
+# unbalanced groups (one huge group among tiny ones) fall back to a global lexsort.
+_MAX_PADDING_FACTOR = 4
 
 
 def group_codes(keys: pd.Series | np.ndarray) -> np.ndarray:
@@ -17,45 +26,101 @@ def group_codes(keys: pd.Series | np.ndarray) -> np.ndarray:
     return codes.astype(np.int64, copy=False)
 
 
+def _tie_offsets(sorted_values: np.ndarray, row_start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For a flat array of row-wise sorted values: the positions that belong to a tie run and
+    how far each must move to its run's average position (pandas' ``method="average"``).
+
+    ``row_start[i]`` is True where a new row begins. Only tied elements are visited.
+    """
+    same_as_prev = np.zeros(sorted_values.shape[0], dtype=bool)
+    same_as_prev[1:] = (sorted_values[1:] == sorted_values[:-1]) & ~row_start[1:]
+    if not same_as_prev.any():
+        return np.empty(0, dtype=np.int64), np.empty(0)
+    in_run = same_as_prev.copy()
+    in_run[:-1] |= same_as_prev[1:]
+    tied = np.flatnonzero(in_run)
+    starts = ~same_as_prev[tied]
+    sub = np.arange(tied.shape[0])
+    run_first = np.maximum.accumulate(np.where(starts, sub, 0))
+    ends = np.empty_like(starts)
+    ends[:-1] = starts[1:]
+    ends[-1] = True
+    run_last = np.minimum.accumulate(np.where(ends, sub, tied.shape[0] - 1)[::-1])[::-1]
+    # A run's positions are consecutive: its average position is the mean of its ends.
+    return tied, (run_first + run_last) / 2.0 - sub
+
+
+def _rank_padded(values: np.ndarray, groups: np.ndarray, n_groups: int, sizes: np.ndarray) -> np.ndarray:
+    n = values.shape[0]
+    width = int(sizes.max())
+    already_sorted = bool(np.all(groups[1:] >= groups[:-1]))
+    order = None if already_sorted else np.argsort(groups, kind="stable")
+    # Row g of the matrix holds group g's values in input order, padded with NaN.
+    group_first = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    cell = np.arange(n) + np.repeat(np.arange(n_groups) * width - group_first, sizes)
+    matrix = np.full((n_groups, width), np.nan)
+    np.put(matrix, cell, values if order is None else values[order])
+
+    col_order = np.argsort(matrix, axis=1)  # NaN (absent or padding) sorts last
+    sorted_matrix = np.take_along_axis(matrix, col_order, axis=1)
+    valid_count = np.count_nonzero(~np.isnan(matrix), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ranked_sorted = (np.arange(width) + 0.5)[None, :] / valid_count[:, None]
+        row_start = np.zeros(n_groups * width, dtype=bool)
+        row_start[::width] = True
+        tied, offset = _tie_offsets(sorted_matrix.ravel(), row_start)
+        if tied.size:
+            # Assign, not add: every member of a run must get the bit-identical rank.
+            ranked_sorted.ravel()[tied] = (tied % width + offset + 0.5) / valid_count[tied // width]
+    ranked_sorted[np.arange(width)[None, :] >= valid_count[:, None]] = np.nan
+    ranked = np.empty_like(ranked_sorted)
+    np.put_along_axis(ranked, col_order, ranked_sorted, axis=1)
+    in_group_order = ranked.ravel()[cell]
+    if order is None:
+        return in_group_order
+    out = np.empty(n)
+    out[order] = in_group_order
+    return out
+
+
+def _rank_lexsort(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    out = np.full(values.shape[0], np.nan)
+    idx = np.flatnonzero(~np.isnan(values))
+    if idx.size == 0:
+        return out
+    order = np.lexsort((values[idx], groups[idx]))
+    sorted_values = values[idx][order]
+    sorted_groups = groups[idx][order]
+    row_start = np.empty(len(order), dtype=bool)
+    row_start[0] = True
+    row_start[1:] = sorted_groups[1:] != sorted_groups[:-1]
+    positions = np.arange(len(order))
+    avg_position = (positions - np.maximum.accumulate(np.where(row_start, positions, 0))).astype(np.float64)
+    tied, offset = _tie_offsets(sorted_values, row_start)
+    avg_position[tied] += offset
+    group_id = np.cumsum(row_start) - 1
+    counts = np.bincount(group_id)
+    result = np.empty(len(order))
+    result[order] = (avg_position + 0.5) / counts[group_id]
+    out[idx] = result
+    return out
+
+
 def rank_by_group(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Tie-kept percentile rank of ``values`` within each group, centred: (rank - 0.5) / n.
 
-    ``values``: 1-d float array (NaN allowed). ``groups``: 1-d integer codes, same length.
-    Returns float64 ranks strictly inside (0, 1); NaN where the value is NaN.
+    ``values``: 1-d float array (NaN allowed). ``groups``: 1-d integer codes (≥ 0), same
+    length. Returns float64 ranks strictly inside (0, 1); NaN where the value is NaN.
     """
     values = np.asarray(values, dtype=np.float64)
-    groups = np.asarray(groups)
-    n = values.shape[0]
-    out = np.full(n, np.nan)
-    valid = ~np.isnan(values)
-    if not valid.any():
-        return out
-    idx = np.flatnonzero(valid)
-    v = values[idx]
-    g = groups[idx]
-    order = np.lexsort((v, g))
-    v_sorted = v[order]
-    g_sorted = g[order]
-    # Start of each group and of each run of equal (group, value) in sorted order.
-    new_group = np.empty(len(order), dtype=bool)
-    new_group[0] = True
-    new_group[1:] = g_sorted[1:] != g_sorted[:-1]
-    new_run = new_group.copy()
-    new_run[1:] |= v_sorted[1:] != v_sorted[:-1]
-    positions = np.arange(len(order))
-    group_start = np.maximum.accumulate(np.where(new_group, positions, 0))
-    run_id = np.cumsum(new_run) - 1
-    run_start = positions[new_run]
-    run_end = np.append(run_start[1:], len(order)) - 1
-    # 1-based average rank within the group for every member of a tie run.
-    avg_rank = (run_start + run_end) / 2.0 + 1.0 - group_start[run_start]
-    group_id = np.cumsum(new_group) - 1
-    group_size = np.bincount(group_id)
-    ranks_sorted = (avg_rank[run_id] - 0.5) / group_size[group_id]
-    result = np.empty(len(order))
-    result[order] = ranks_sorted
-    out[idx] = result
-    return out
+    groups = np.asarray(groups, dtype=np.int64)
+    if values.shape[0] == 0:
+        return np.empty(0)
+    sizes = np.bincount(groups)
+    n_groups = sizes.shape[0]
+    if n_groups * int(sizes.max()) <= _MAX_PADDING_FACTOR * values.shape[0]:
+        return _rank_padded(values, groups, n_groups, sizes)
+    return _rank_lexsort(values, groups)
 
 
 def rank_columns_by_group(frame: pd.DataFrame, groups: np.ndarray, dtype: str = "float64") -> pd.DataFrame:

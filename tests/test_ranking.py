@@ -27,3 +27,28 @@ def test_rank_by_group_is_strictly_inside_unit_interval_and_keeps_nan():
     finite = ranks[~np.isnan(ranks)]
     assert (finite > 0).all() and (finite < 1).all()
     assert ranks[0] == finite.max()
+
+
+def test_padded_and_lexsort_paths_agree_with_pandas_on_unbalanced_groups():
+    from tasks import ranking
+
+    rng = np.random.default_rng(1)
+    # One huge group and many tiny ones forces the lexsort fallback; balanced groups the padded path.
+    unbalanced = np.r_[np.zeros(5000, dtype=np.int64), np.arange(1, 50).repeat(2)]
+    balanced = rng.integers(0, 40, 5000)
+    for groups in (unbalanced, balanced):
+        values = np.round(rng.normal(size=len(groups)), 1)
+        values[rng.random(len(groups)) < 0.1] = np.nan
+        frame = pd.DataFrame({"g": groups, "v": values})
+        expected = frame.groupby("g")["v"].transform(lambda s: (s.rank(method="average") - 0.5) / s.count())
+        np.testing.assert_allclose(ranking.rank_by_group(values, groups), expected, atol=1e-12, equal_nan=True)
+        np.testing.assert_allclose(ranking._rank_lexsort(values, groups), expected, atol=1e-12, equal_nan=True)
+
+
+def test_all_nan_group_and_single_value_group():
+    values = np.array([np.nan, np.nan, 5.0, 1.0, 2.0])
+    groups = np.array([0, 0, 1, 2, 2])
+    ranks = rank_by_group(values, groups)
+    assert np.isnan(ranks[:2]).all()
+    assert ranks[2] == 0.5
+    assert ranks[3] == 0.25 and ranks[4] == 0.75

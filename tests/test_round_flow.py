@@ -1,0 +1,78 @@
+"""A real Prefect run of the whole demo round (Prefect test harness: a temporary server)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.errors import BadInputError
+from tasks.store import read_json, read_parquet
+
+SMALL = {"tickers": 160, "years": 3.0, "signal": 1.0, "seed": 5}
+
+
+@pytest.fixture
+def fast_training(monkeypatch):
+    monkeypatch.setenv("NUMERFLOW_TRAINING__NUM_BOOST_ROUND", "40")
+    monkeypatch.setenv("NUMERFLOW_TRAINING__NUM_THREADS", "1")
+
+
+async def _artifact_keys(flow_run_id) -> set[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    async with get_client() as client:
+        artifacts = await client.read_artifacts(limit=200)
+    return {a.key for a in artifacts if a.key}
+
+
+@pytest.mark.slow
+def test_whole_round_runs_as_a_prefect_flow_and_reuses_its_model(prefect_harness, fast_training, tmp_path):
+    from flows.round import round_flow
+
+    state = round_flow(**SMALL, data_dir=str(tmp_path), return_state=True)
+    assert state.is_completed(), state.message
+    result = state.result()
+
+    submission_path = result["submit"]["submission"]["path"]
+    submission = pd.read_csv(submission_path)
+    universe = read_parquet(result["ingest"]["universe_path"])
+    assert list(submission.columns) == ["numerai_ticker", "signal"]
+    assert len(submission) >= 100
+    assert submission["numerai_ticker"].isin(universe["numerai_ticker"]).all()
+    assert submission["signal"].between(0, 1, inclusive="neither").all()
+    assert not submission["numerai_ticker"].duplicated().any()
+
+    record = read_json(result["submit"]["upload"]["record"])
+    assert record["dry_run"] is True and record["rows"] == len(submission)
+
+    model = result["train"]["model"]
+    assert model["trained"] is True
+    meta = read_json(f"{model['model_dir']}/meta.json")
+    assert meta["data_range"]["train_last_target_end"] < meta["data_range"]["validation_start"]
+    report = result["train"]["model"]["report"]
+    markdown = open(report["markdown"]).read()
+    assert "feature-neutral CORR" in markdown and "| sharpe |" in markdown
+    assert open(report["chart"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert np.isfinite(model["validation"]["mean"])
+
+    keys = asyncio.run(_artifact_keys(None))
+    assert {"validation-report", "submission-checks"} <= keys
+
+    # A second round on the same data reuses the fresh model instead of retraining.
+    again = round_flow(**SMALL, data_dir=str(tmp_path))
+    assert again["train"]["model"]["trained"] is False
+    assert again["train"]["model"]["model_id"] == model["model_id"]
+    assert "reusing model" in again["train"]["decision"]
+
+
+@pytest.mark.slow
+def test_too_few_predictable_tickers_stops_before_any_submission_file(prefect_harness, fast_training, tmp_path):
+    from flows.round import round_flow
+
+    with pytest.raises(BadInputError, match="not_enough_tickers"):
+        round_flow(tickers=60, years=3.0, seed=5, data_dir=str(tmp_path))
+    assert not (tmp_path / "submissions").exists() or not any((tmp_path / "submissions").rglob("*.csv"))
