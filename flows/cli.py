@@ -107,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
         "status", parents=[common, numerai], help="current round, its window, last submission per model")
     status.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
     status.set_defaults(handler=cmd_status)
+
+    setup = commands.add_parser(
+        "setup", parents=[common], help="create the Prefect failure notification (webhook block + automation)",
+        description="With PREFECT_API_URL set: store orchestration.notify_webhook_url in a webhook notification "
+        "block and create an automation that posts to it when a scheduled round fails or crashes (docs/operations.md).")
+    setup.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+    setup.set_defaults(handler=cmd_setup)
     return parser
 
 
@@ -188,6 +195,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not status["last_submissions"]:
         lines.append("  submissions none recorded")
     _print(args, status, "\n".join(lines))
+    return 0
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    """Prefect-native failure notifications (flows/notify.py)."""
+    from flows.notify import setup_notifications
+
+    created = setup_notifications(_numerai_settings(args))
+    _print(args, created, f"numerflow setup: webhook block {created['block']!r}, automation {created['automation']!r} "
+           f"({'updated' if created['replaced'] else 'created'}): failed or crashed rounds post to the webhook")
     return 0
 
 

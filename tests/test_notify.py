@@ -139,3 +139,31 @@ def test_transient_failure_is_retried_then_notified_with_its_stage(prefect_harne
     (message,) = receiver.messages  # only the final failure notifies
     assert message["stage"] == "guard" and "numerai_unavailable: Numerai answered 503" in message["cause"]
     assert SECRET not in json.dumps(message) and REDACTED in message["cause"]  # secrets never leave
+
+
+def test_setup_creates_the_webhook_block_and_automation_idempotently(prefect_harness):
+    from prefect import get_client
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    from flows.notify import AUTOMATION, WEBHOOK_BLOCK, setup_notifications
+
+    settings = load_settings(orchestration={"notify_webhook_url": f"http://127.0.0.1:9/hook/{SECRET}"})
+    first = setup_notifications(settings)
+    again = setup_notifications(settings)
+    assert again["replaced"] == 1 and again["block_id"] == first["block_id"]
+    block = CustomWebhookNotificationBlock.load(WEBHOOK_BLOCK)
+    assert SECRET not in block.url and block.secrets.get_secret_value()["webhook_url"].endswith(SECRET)
+    with get_client(sync_client=True) as client:
+        (automation,) = client.read_automations_by_name(AUTOMATION)
+    assert automation.trigger.expect == {"prefect.flow-run.Failed", "prefect.flow-run.Crashed"}
+    assert automation.trigger.match_related.root["prefect.resource.name"] == "scheduled-round"
+    (action,) = automation.actions
+    assert str(action.block_document_id) == first["block_id"] and "flow_run.state.message" in action.body
+
+
+def test_setup_without_a_webhook_is_bad_input():
+    from flows.notify import setup_notifications
+    from tasks.errors import BadInputError
+
+    with pytest.raises(BadInputError, match="no_webhook"):
+        setup_notifications(load_settings())
