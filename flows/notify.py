@@ -26,15 +26,15 @@ def setup_notifications(settings: Settings) -> dict[str, Any]:
     from prefect.events.actions import SendNotification
     from prefect.events.schemas.automations import EventTrigger, Posture
 
+    url = settings.orchestration.notify_webhook_url
+    if url is None:
+        raise BadInputError("no webhook configured: set orchestration.notify_webhook_url "
+                            "(NUMERFLOW_ORCHESTRATION__NOTIFY_WEBHOOK_URL) first", tag="no_webhook")
     from prefect.settings import PREFECT_API_URL
 
     if not PREFECT_API_URL.value():
         raise BadInputError("no Prefect API configured: set PREFECT_API_URL to the server the deployments run on "
                             "(a temporary server would forget the automation)", tag="no_prefect_api")
-    url = settings.orchestration.notify_webhook_url
-    if url is None:
-        raise BadInputError("no webhook configured: set orchestration.notify_webhook_url "
-                            "(NUMERFLOW_ORCHESTRATION__NOTIFY_WEBHOOK_URL) first", tag="no_webhook")
     # The URL may embed a token: it lives in the block's secrets, templated into the URL.
     block = CustomWebhookNotificationBlock(
         name=WEBHOOK_BLOCK, url="{{webhook_url}}", method="POST",
