@@ -61,9 +61,14 @@ def _rank_padded(values: np.ndarray, groups: np.ndarray, n_groups: int, sizes: n
     matrix = np.full((n_groups, width), np.nan)
     np.put(matrix, cell, values if order is None else values[order])
 
-    col_order = np.argsort(matrix, axis=1)  # NaN (absent or padding) sorts last
+    missing = np.isnan(matrix)
+    valid_count = matrix.shape[1] - np.count_nonzero(missing, axis=1)
+    if not np.isposinf(values).any():
+        # NaN (absent or padding) as +inf: the SIMD sort is ~2x faster without NaNs, and
+        # +inf still sorts last. Skipped when real +inf values exist, which must rank.
+        matrix[missing] = np.inf
+    col_order = np.argsort(matrix, axis=1)
     sorted_matrix = np.take_along_axis(matrix, col_order, axis=1)
-    valid_count = np.count_nonzero(~np.isnan(matrix), axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         ranked_sorted = (np.arange(width) + 0.5)[None, :] / valid_count[:, None]
         row_start = np.zeros(n_groups * width, dtype=bool)
@@ -116,10 +121,11 @@ def rank_by_group(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
     groups = np.asarray(groups, dtype=np.int64)
     if values.shape[0] == 0:
         return np.empty(0)
-    sizes = np.bincount(groups)
+    # Codes of a slice of dates need not start at 0: shift so the matrix has no empty rows on top.
+    sizes = np.bincount(groups - groups.min())
     n_groups = sizes.shape[0]
     if n_groups * int(sizes.max()) <= _MAX_PADDING_FACTOR * values.shape[0]:
-        return _rank_padded(values, groups, n_groups, sizes)
+        return _rank_padded(values, groups - groups.min(), n_groups, sizes)
     return _rank_lexsort(values, groups)
 
 
