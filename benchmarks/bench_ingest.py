@@ -1,6 +1,6 @@
 """Benchmark: price ingest against the fake Yahoo throttled to R requests/second.
 
-The fake answers 429 beyond R (server-side token bucket); our shared limiter is set to R.
+The fake answers 429 beyond R (server-side token bucket); our shared limiter runs at 0.97 R.
 Measured, printed side by side, then one JSON line:
 
 - throughput: chart requests served per second vs R (goal >= 90% of R), 429s received;
@@ -52,7 +52,9 @@ def build_fake(symbols: int, bars: int, rate: float | None, burst: int) -> FakeY
 
 
 def run_ingest(fake, store, mapping, rate, burst, workers, batch_size):
-    source = YahooSource(limiter=TokenBucket(rate, burst), transport=fake, workers=workers, pause_on_429_seconds=1.0)
+    # Our limiter at 97% of R, burst 1: thread scheduling bunches requests on arrival, and a
+    # 429 costs a pause for every thread, so a little headroom keeps more of R than none.
+    source = YahooSource(limiter=TokenBucket(0.97 * rate, 1), transport=fake, workers=workers, pause_on_429_seconds=0.5)
     options = IngestOptions(batch_size=batch_size, max_attempts=6, backoff_base_seconds=0.5, backoff_cap_seconds=5)
     start = time.perf_counter()
     result = ingest(source, store, mapping, batch_size=batch_size, options=options, as_of=date(2024, 3, 29))
