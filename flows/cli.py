@@ -322,6 +322,8 @@ def _upload_line(upload: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # Offline by default: Prefect's telemetry would try the network at every start.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

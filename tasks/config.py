@@ -257,3 +257,68 @@ def load_settings(**overrides: Any) -> Settings:
             f"invalid configuration ({problems}); fix the option, NUMERFLOW_* variable or numerflow.toml",
             tag="invalid_config",
         ) from None
+
+
+def _type_label(annotation: Any) -> str:
+    from typing import get_args, get_origin
+
+    if get_origin(annotation) is Literal:
+        return " / ".join(f"`{value}`" for value in get_args(annotation))
+    label = annotation.__name__ if isinstance(annotation, type) else str(annotation)
+    for noise in ("typing.", "pydantic.types.", "pathlib."):
+        label = label.replace(noise, "")
+    return label.replace(" | ", " or ")
+
+
+def settings_reference() -> str:
+    """Markdown reference of every option (docs/configuration.md is this text; a test keeps it so)."""
+    import json
+
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from `tasks/config.py` (`python -m tasks.config > docs/configuration.md`).",
+        "",
+        "Precedence: keyword arguments / CLI options > environment `NUMERFLOW_*` > `numerflow.toml`",
+        "(or the file named by `NUMERFLOW_CONFIG`) > defaults. Nested options use `__` in environment",
+        "variables (`NUMERFLOW_TRAINING__NUM_BOOST_ROUND=500`) and tables in TOML (`[training]`).",
+        "Secrets (`SecretStr`) are never printed.",
+        "",
+    ]
+
+    def default_of(field: Any) -> str:
+        if field.default_factory is not None:
+            value = field.default_factory()
+        else:
+            value = field.default
+        if isinstance(value, BaseModel):
+            return ""
+        if isinstance(value, Path):
+            value = str(value)
+        return json.dumps(value, default=str)
+
+    def section(model: type[BaseModel], prefix: str, env_prefix: str) -> None:
+        rows, nested = [], []
+        for name, field in model.model_fields.items():
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                nested.append((name, annotation))
+                continue
+            type_name = _type_label(annotation)
+            rows.append(
+                f"| `{prefix}{name}` | `{env_prefix}{name.upper()}` | {type_name} | `{default_of(field)}` | "
+                f"{(field.description or '').replace('|', '/')} |"
+            )
+        if rows:
+            lines.extend(["| option | environment | type | default | meaning |", "|---|---|---|---|---|", *rows, ""])
+        for name, sub in nested:
+            lines.extend([f"## `[{name}]`", "", (sub.__doc__ or "").strip(), ""])
+            section(sub, f"{name}.", f"{env_prefix}{name.upper()}__")
+
+    lines.extend(["## Top level", ""])
+    section(Settings, "", "NUMERFLOW_")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    print(settings_reference(), end="")

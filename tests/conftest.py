@@ -9,6 +9,7 @@ import pytest
 
 # Keep Prefect quiet and local in tests; never talk to a user's configured server.
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.pop("PREFECT_API_URL", None)
 # Tests must never pick up a developer's own config or keys.
 for name in ("NUMERFLOW_CONFIG", "NUMERAI_PUBLIC_ID", "NUMERAI_SECRET_KEY"):
