@@ -1,11 +1,18 @@
 """Price features for every (ticker, date) of a long price panel, vectorised over the panel.
 
 Every window counts the ticker's OWN bars (its trading days), never calendar days and never
-another ticker's rows: the panel is laid out as a wide ``bar × ticker`` matrix in which row
-``k`` of column ``t`` is ticker ``t``'s k-th valid bar. Rolling windows, shifts and EMAs then
-run down the columns of that matrix in one pandas/numpy call each (no per-ticker Python loop),
-and the results are gathered back to the long panel. A feature on date ``d`` reads only rows
-``≤ k(d)`` of its own column, i.e. bars dated ``≤ d`` of that ticker: no look-ahead.
+another ticker's rows: the panel is laid out as a wide ``ticker × bar`` matrix in which
+column ``k`` of row ``t`` is ticker ``t``'s k-th valid bar (NaN after its last bar). Each
+ticker's bars are contiguous in memory, so a rolling window runs as ONE pandas call over the
+flattened matrix; the first ``window - 1`` bars of every ticker, whose flat window would reach
+into the previous ticker, are set to NaN (they lack a full window of their own anyway). A
+feature on date ``d`` reads only bars ``≤ k(d)`` of its own row, i.e. bars dated ``≤ d`` of
+that ticker: no look-ahead.
+
+Per-date ranks: each feature is scattered from the ``ticker × bar`` matrix straight into a
+``date × ticker`` grid and every grid row (one date) is ranked (``tasks.ranking.rank_rows``),
+then gathered to the long panel once. Independent features run on a small thread pool: the
+heavy numpy/pandas kernels release the GIL, so the 2 cores both work.
 
 Rows whose ``adj_close`` is NaN are treated as absent bars (they get no output row and do
 not count in windows). Feature definitions, windows and reasons: docs/features.md.
@@ -14,15 +21,17 @@ not count in windows). Feature definitions, windows and reasons: docs/features.m
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.signal import lfilter
 
 from tasks.errors import BadInputError
-from tasks.ranking import rank_by_group
-from tasks.schemas import validate_price_panel
+from tasks.ranking import rank_by_group, rank_rows
+from tasks.schemas import PRICE_SCHEMA
 
 RETURN_HORIZONS = (1, 5, 20, 60, 120, 250)
 VOLATILITY_WINDOWS = (20, 60)
@@ -44,38 +53,66 @@ FEATURE_NAMES: list[str] = [
     f"feature_dist_low_{RANGE_WINDOW}d",
 ]
 
-# Rows per rank_by_group call: whole dates only, small enough for the sort to stay in cache
-# (ranking 25M rows in one call is ~3x slower than in slices of ~50k rows on 2 cores).
+# Rows per rank_by_group call in rank_by_date: whole dates only, small enough for the sort to
+# stay in cache (ranking 25M rows in one call is ~3x slower than in slices of ~50k rows).
 _RANK_SLICE_ROWS = 50_000
+
+# The date × ticker grid (counting sort of the rows, duplicate check, per-date ranks) is used
+# when it has at most this many cells per input row; sparser panels (few tickers per date
+# over many dates) are sorted instead, so memory stays proportional to the input.
+_MAX_GRID_CELLS_PER_ROW = 4
+
+# Features computed at once. 2 = the cores of the machines this runs on; more threads only
+# add memory (each in-flight feature holds a few panel-sized matrices).
+DEFAULT_THREADS = 2
 
 
 @dataclass(frozen=True)
 class BarLayout:
-    """Where each valid bar of a long panel lives in the wide ``bar × ticker`` matrix.
+    """Where each valid bar of a long panel lives in the wide matrices.
 
     ``rows``: positions in the input frame of the valid bars, ordered by (date, ticker) —
-    the output order. ``ticker_code``/``bar_index``: column and row of each of those bars in
-    the wide matrix (bar_index = 0 for a ticker's first valid bar). ``date_code``: dense,
-    non-decreasing date codes (the groups for per-date ranks). ``n_bars``: rows of the
-    wide matrix (the longest history). ``n_tickers``: its columns.
+    the output order. ``date_code``: dense, non-decreasing date codes (the groups for
+    per-date ranks). ``bar_cell``: flat index of each bar in the ``ticker × bar`` matrix
+    (shape ``(n_tickers, n_bars)``; bar 0 = the ticker's first valid bar). ``date_cell``:
+    flat index in the ``date × ticker`` grid (shape ``(n_grid_dates, n_tickers)``), or None
+    when that grid would be too sparse (ranks then go through ``rank_by_date``).
     """
 
     rows: np.ndarray
-    ticker_code: np.ndarray
-    bar_index: np.ndarray
     date_code: np.ndarray
+    bar_cell: np.ndarray
+    date_cell: np.ndarray | None
     n_bars: int
     n_tickers: int
+    n_grid_dates: int
 
-    def to_wide(self, values: np.ndarray) -> np.ndarray:
-        """Scatter long values (in ``rows`` order) into the wide matrix; NaN where no bar."""
-        wide = np.full((self.n_bars, self.n_tickers), np.nan)
-        wide[self.bar_index, self.ticker_code] = values
+    @property
+    def ticker_code(self) -> np.ndarray:
+        return self.bar_cell // max(self.n_bars, 1)
+
+    @property
+    def bar_index(self) -> np.ndarray:
+        return self.bar_cell % max(self.n_bars, 1)
+
+    def to_wide(self, values: np.ndarray, fill: float | int = np.nan) -> np.ndarray:
+        """Scatter long values (in ``rows`` order) into the ``ticker × bar`` matrix; ``fill`` where no bar."""
+        wide = np.full((self.n_tickers, self.n_bars), fill, dtype=np.result_type(values, np.asarray(fill)))
+        wide.ravel()[self.bar_cell] = values
         return wide
 
     def to_long(self, wide: np.ndarray) -> np.ndarray:
-        """Gather the wide matrix back to one value per bar, in ``rows`` order."""
-        return wide[self.bar_index, self.ticker_code]
+        """Gather the ``ticker × bar`` matrix back to one value per bar, in ``rows`` order."""
+        return wide.ravel()[self.bar_cell]
+
+    def rank_by_date(self, wide: np.ndarray, dtype: str = "float64") -> np.ndarray:
+        """Per-date tie-kept ranks (``tasks.ranking``) of a ``ticker × bar`` float matrix, long, in ``rows`` order."""
+        if self.date_cell is None:
+            return rank_by_date(self.to_long(wide), self.date_code).astype(dtype, copy=False)
+        grid = np.full((self.n_grid_dates, self.n_tickers), np.nan)
+        grid.ravel()[self.date_cell] = wide.ravel()[self.bar_cell]
+        rank_rows(grid, out=grid)  # in place: one grid-sized matrix per feature, not two
+        return grid.ravel()[self.date_cell].astype(dtype, copy=False)
 
 
 def bar_layout(prices: pd.DataFrame) -> BarLayout:
@@ -84,14 +121,8 @@ def bar_layout(prices: pd.DataFrame) -> BarLayout:
     Raises BadInputError for missing columns, an empty or all-NaN panel, duplicate
     (ticker, date) rows, missing tickers or dates, and non-positive adjusted closes.
     """
-    validate_price_panel(prices)
-    if prices["ticker"].isna().any():
-        raise BadInputError(
-            f"{int(prices['ticker'].isna().sum())} price rows have no ticker; drop them at the source",
-            tag="invalid_prices",
-        )
+    adj_close = _check_panel(prices)
     dates = _date_values(prices["date"])
-    adj_close = prices["adj_close"].to_numpy(dtype="float64", na_value=np.nan)
     valid = np.isfinite(adj_close)
     if (adj_close[valid] <= 0).any():
         bad = prices.loc[valid & (adj_close <= 0), ["ticker", "date"]].head(5).astype(str).agg(" ".join, axis=1)
@@ -100,36 +131,130 @@ def bar_layout(prices: pd.DataFrame) -> BarLayout:
             "adjusted closes must be positive: fix or drop those bars at the source",
             tag="invalid_prices",
         )
-    rows = np.flatnonzero(valid)
-    # pd.factorize on the (Arrow-backed) column itself: far faster than on Python objects.
-    ticker_code_all, _ = pd.factorize(prices["ticker"].take(rows), sort=True)
-    ticker_code_all = ticker_code_all.astype(np.int64, copy=False)
-    date_int = dates[rows]
-    # Bar index within ticker: sort by (ticker, date), count from each ticker's first bar.
-    by_ticker = np.lexsort((date_int, ticker_code_all))
-    sorted_codes = ticker_code_all[by_ticker]
-    n = len(rows)
-    starts = np.empty(n, dtype=bool)
-    starts[:1] = True
-    starts[1:] = sorted_codes[1:] != sorted_codes[:-1]
-    positions = np.arange(n)
-    first_of_ticker = np.maximum.accumulate(np.where(starts, positions, 0))
-    bar_index_sorted = positions - first_of_ticker
-    bar_index = np.empty(n, dtype=np.int64)
-    bar_index[by_ticker] = bar_index_sorted
-    # Output order: (date, ticker). Ticker codes are sorted ticker names.
-    by_date = np.lexsort((ticker_code_all, date_int))
-    sorted_dates = date_int[by_date]
-    # int32 indices: half the memory of int64 for panels up to 2^31 rows.
-    index_dtype = np.int32 if n < np.iinfo(np.int32).max else np.int64
-    return BarLayout(
-        rows=rows[by_date].astype(index_dtype),
-        ticker_code=ticker_code_all[by_date].astype(index_dtype),
-        bar_index=bar_index[by_date].astype(index_dtype),
-        date_code=np.cumsum(np.r_[False, sorted_dates[1:] != sorted_dates[:-1]], dtype=index_dtype),
-        n_bars=int(bar_index_sorted.max()) + 1 if n else 0,
-        n_tickers=int(ticker_code_all.max()) + 1 if n else 0,
+    # Integer codes of every row (NaN bars included: they count as duplicates too). Sorted
+    # codes, so code order is ticker-name and date order. factorize on the Arrow column is fast.
+    ticker_code, ticker_names = pd.factorize(prices["ticker"], sort=True)
+    date_code, date_values = pd.factorize(dates, sort=True)
+    n_tickers, n_dates = len(ticker_names), len(date_values)
+    if n_tickers * n_dates <= _MAX_GRID_CELLS_PER_ROW * len(prices) + 1_000_000:
+        return _grid_layout(prices, valid, ticker_code, date_code, n_tickers, n_dates)
+    return _sorted_layout(prices, valid, ticker_code, date_code, n_tickers, n_dates)
+
+
+def _index_dtype(size: int) -> type:
+    # int32 indices: half the memory of int64 whenever they fit.
+    return np.int32 if size < np.iinfo(np.int32).max else np.int64
+
+
+def _raise_duplicates(prices: pd.DataFrame, duplicated: np.ndarray) -> None:
+    sample = prices.loc[duplicated, ["ticker", "date"]].head(5).astype(str).agg(" ".join, axis=1).tolist()
+    raise BadInputError(
+        f"{int(duplicated.sum())} duplicate (ticker, date) rows in the price panel, e.g. {sample}; "
+        "each ticker must have at most one bar per date: de-duplicate the source data",
+        tag="duplicate_prices",
     )
+
+
+def _grid_layout(prices, valid, ticker_code, date_code, n_tickers, n_dates) -> BarLayout:
+    """Counting sort through the dense ``date × ticker`` grid: no comparison sort at all."""
+    n = len(prices)
+    cell = date_code.astype(np.int64) * n_tickers + ticker_code
+    slot = np.full(n_dates * n_tickers, -1, dtype=_index_dtype(n))
+    row = np.arange(n, dtype=slot.dtype)
+    slot[cell] = row
+    # With duplicates, only the last of a (ticker, date) pair keeps its slot.
+    overwritten = slot[cell] != row
+    if overwritten.any():
+        _raise_duplicates(prices, np.isin(cell, cell[overwritten]))
+    del row, overwritten
+    slot[cell[~valid]] = -1  # absent bars: NaN adj_close
+    del cell
+    occupied = slot >= 0
+    # Flat grid order is (date, ticker) order: the output order, for free.
+    cell_dtype = _index_dtype(n_dates * n_tickers)
+    date_cell = np.flatnonzero(occupied).astype(cell_dtype)
+    rows = slot[date_cell]
+    del slot
+    # A ticker's bar index on a date = how many of its valid bars are dated up to then, - 1.
+    bars_so_far = np.cumsum(occupied.reshape(n_dates, n_tickers), axis=0, dtype=np.int32)
+    bar_index = bars_so_far.ravel()[date_cell] - 1
+    n_bars = int(bars_so_far[-1].max())
+    del bars_so_far, occupied
+    grid_date, ticker = np.divmod(date_cell, cell_dtype(n_tickers))
+    return BarLayout(
+        rows=rows,
+        date_code=_dense_codes(grid_date),
+        bar_cell=(ticker.astype(_index_dtype(n_tickers * n_bars)) * n_bars + bar_index),
+        date_cell=date_cell,
+        n_bars=n_bars,
+        n_tickers=n_tickers,
+        n_grid_dates=n_dates,
+    )
+
+
+def _sorted_layout(prices, valid, ticker_code, date_code, n_tickers, n_dates) -> BarLayout:
+    """The same layout by sorting, for panels whose ``date × ticker`` grid would be mostly empty."""
+    key = ticker_code.astype(np.int64) * n_dates + date_code
+    by_ticker = np.argsort(key, kind="stable")
+    sorted_key = key[by_ticker]
+    same_as_next = sorted_key[1:] == sorted_key[:-1]
+    if same_as_next.any():
+        _raise_duplicates(prices, np.isin(key, sorted_key[1:][same_as_next]))
+    del key, sorted_key, same_as_next
+    by_ticker = by_ticker[valid[by_ticker]]  # valid bars sorted by (ticker, date)
+    sorted_codes = ticker_code[by_ticker]
+    n = len(by_ticker)
+    starts = np.r_[True, sorted_codes[1:] != sorted_codes[:-1]]
+    positions = np.arange(n)
+    bar_index_sorted = positions - np.maximum.accumulate(np.where(starts, positions, 0))
+    n_bars = int(bar_index_sorted.max()) + 1
+    bar_cell = np.empty(len(prices), dtype=np.int64)
+    bar_cell[by_ticker] = sorted_codes.astype(np.int64) * n_bars + bar_index_sorted
+    rows = np.flatnonzero(valid)
+    rows = rows[np.lexsort((ticker_code[rows], date_code[rows]))]  # output order: (date, ticker)
+    return BarLayout(
+        rows=rows.astype(_index_dtype(len(prices))),
+        date_code=_dense_codes(date_code[rows]),
+        bar_cell=bar_cell[rows].astype(_index_dtype(n_tickers * n_bars)),
+        date_cell=None,
+        n_bars=n_bars,
+        n_tickers=n_tickers,
+        n_grid_dates=n_dates,
+    )
+
+
+def _dense_codes(sorted_codes: np.ndarray) -> np.ndarray:
+    """0, 1, 2, … for non-decreasing codes that may skip values (dates with only NaN bars)."""
+    return np.cumsum(np.r_[False, sorted_codes[1:] != sorted_codes[:-1]], dtype=sorted_codes.dtype)
+
+
+def _check_panel(prices: pd.DataFrame) -> np.ndarray:
+    """``tasks.schemas.validate_price_panel`` without its duplicate check (DataFrame.duplicated
+    costs ~1 s per 5M rows; the layout finds duplicates on integer codes for almost nothing).
+    Returns ``adj_close`` as float64."""
+    missing = [c for c in ["ticker", "date", "close", "adj_close", "volume"] if c not in prices.columns]
+    if missing:
+        raise BadInputError(
+            f"price panel lacks columns {missing}; a price source must return {PRICE_SCHEMA.names}",
+            tag="invalid_prices",
+        )
+    if prices.empty:
+        raise BadInputError(
+            "price panel is empty: the source returned no bars; check the universe and the source's ledger",
+            tag="empty_prices",
+        )
+    adj_close = prices["adj_close"].to_numpy(dtype="float64", na_value=np.nan)
+    if not np.isfinite(adj_close).any():
+        raise BadInputError(
+            "every adjusted close in the price panel is NaN; the source returned no usable prices",
+            tag="empty_prices",
+        )
+    if prices["ticker"].isna().any():
+        raise BadInputError(
+            f"{int(prices['ticker'].isna().sum())} price rows have no ticker; drop them at the source",
+            tag="invalid_prices",
+        )
+    return adj_close
 
 
 def _date_values(dates: pd.Series) -> np.ndarray:
@@ -151,102 +276,127 @@ def _date_values(dates: pd.Series) -> np.ndarray:
     return converted.to_numpy().astype("int64")
 
 
-def _rolling(wide: np.ndarray, window: int) -> pd.core.window.Rolling:
-    # min_periods=window: a feature needs a full window of the ticker's own bars, else NaN.
-    return pd.DataFrame(wide, copy=False).rolling(window, min_periods=window)
+def _rolling(wide: np.ndarray, window: int, how: str) -> np.ndarray:
+    """Rolling ``how`` ('sum', 'mean', 'std', 'max', 'min') over each ticker's last ``window`` bars.
+
+    One pandas call over the flattened ``ticker × bar`` matrix (rows are contiguous), then the
+    first ``window - 1`` bars of each ticker are NaN: a ticker needs a full window of its
+    own bars (min_periods = window), and there the flat window would reach into the previous row.
+    """
+    flat = pd.Series(wide.ravel(), copy=False).rolling(window, min_periods=window)
+    result = getattr(flat, how)().to_numpy().reshape(wide.shape)
+    return np.where(np.arange(wide.shape[1]) >= window - 1, result, np.nan)
 
 
 def _ema(wide: np.ndarray, span: int) -> np.ndarray:
-    # adjust=False: the classic recursive EMA (seeded with the first bar), causal by construction.
-    return pd.DataFrame(wide, copy=False).ewm(span=span, adjust=False).mean().to_numpy()
+    """The classic recursive EMA (pandas ``ewm(span, adjust=False)``) along each ticker's bars.
+
+    A first-order IIR filter, e_k = α x_k + (1-α) e_{k-1}, seeded with the first bar
+    (state (1-α) x_0 makes e_0 = x_0); causal by construction. NaN after a ticker's last
+    bar stays NaN there.
+    """
+    alpha = 2.0 / (span + 1.0)
+    seed = (1.0 - alpha) * wide[:, :1]
+    return lfilter([alpha], [1.0, alpha - 1.0], wide, axis=1, zi=seed)[0]
 
 
-def _shift_down(wide: np.ndarray, periods: int) -> np.ndarray:
-    """Row k holds row k - periods (NaN for the first ``periods`` rows): the value ``periods`` bars ago."""
+def _shift_right(wide: np.ndarray, periods: int) -> np.ndarray:
+    """Bar k holds bar k - periods of the same ticker (NaN for the first ``periods`` bars)."""
     out = np.full_like(wide, np.nan)
-    if periods < wide.shape[0]:
-        out[periods:] = wide[:-periods]
+    if periods < wide.shape[1]:
+        out[:, periods:] = wide[:, :-periods]
     return out
 
 
-def _wide_features(
+def _feature_recipes(
     adj_close: np.ndarray, close: np.ndarray, volume: np.ndarray
-) -> Iterator[tuple[str, np.ndarray]]:
-    """Yield ``(name, wide float64 matrix)`` for every feature, one at a time so the caller
-    can gather it to the long panel and free the matrix (peak memory stays a few matrices)."""
-    n_bars = adj_close.shape[0]
-    bar = np.arange(n_bars)[:, None]
+) -> dict[str, Callable[[], np.ndarray]]:
+    """``name → function returning that feature's wide float64 matrix``. The functions are
+    independent (each recomputes the cheap intermediates it needs), so they can run on
+    different threads and each matrix can be ranked and freed as soon as it exists."""
+    bar = np.arange(adj_close.shape[1])
     log_price = np.log(adj_close)
+
+    def log_return(horizon: int) -> Callable[[], np.ndarray]:
+        return lambda: log_price - _shift_right(log_price, horizon)
+
+    def volatility(window: int) -> Callable[[], np.ndarray]:
+        return lambda: _rolling(log_price - _shift_right(log_price, 1), window, "std")
+
+    def rsi() -> np.ndarray:
+        # Cutler's RSI: simple sums of gains and losses over the last 14 price changes, as a
+        # fraction in [0, 1]; depends only on the last 15 bars (not on where the history starts).
+        change = adj_close - _shift_right(adj_close, 1)
+        gain_sum = _rolling(np.where(change > 0, change, np.where(np.isnan(change), np.nan, 0.0)), RSI_WINDOW, "sum")
+        loss_sum = _rolling(np.where(change < 0, -change, np.where(np.isnan(change), np.nan, 0.0)), RSI_WINDOW, "sum")
+        moved = gain_sum + loss_sum
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # A price that did not move in 14 bars is neutral (0.5), not undefined.
+            return np.where(moved > 0, gain_sum / moved, np.where(np.isnan(moved), np.nan, 0.5))
+
+    def macd_line() -> np.ndarray:
+        return _ema(adj_close, MACD_FAST) - _ema(adj_close, MACD_SLOW)
+
+    def macd() -> np.ndarray:
+        # In units of the price so it compares across tickers and price levels. The EMAs are
+        # seeded by the first bar: require a slow window (and a signal window) of history.
+        return np.where(bar >= MACD_SLOW - 1, macd_line() / adj_close, np.nan)
+
+    def macd_hist() -> np.ndarray:
+        line = macd_line()
+        return np.where(bar >= MACD_SLOW + MACD_SIGNAL - 2, (line - _ema(line, MACD_SIGNAL)) / adj_close, np.nan)
+
+    def log_turnover() -> np.ndarray:
+        # Turnover in the listing's currency (raw close × shares); log1p keeps zero volume finite.
+        return np.log1p(_rolling(close * volume, TURNOVER_WINDOW, "mean"))
+
+    def volume_ratio() -> np.ndarray:
+        return np.log1p(_rolling(volume, VOLUME_SHORT, "mean")) - np.log1p(_rolling(volume, VOLUME_LONG, "mean"))
+
+    recipes: dict[str, Callable[[], np.ndarray]] = {}
     for horizon in RETURN_HORIZONS:
-        yield f"feature_ret_{horizon}d", log_price - _shift_down(log_price, horizon)
-    daily_log_return = log_price - _shift_down(log_price, 1)
+        recipes[f"feature_ret_{horizon}d"] = log_return(horizon)
     for window in VOLATILITY_WINDOWS:
-        yield f"feature_vol_{window}d", _rolling(daily_log_return, window).std().to_numpy()
-    del daily_log_return
-
-    # Cutler's RSI: simple averages of gains and losses over the last 14 price changes, as a
-    # fraction in [0, 1]; depends only on the last 15 bars (not on where the history starts).
-    change = adj_close - _shift_down(adj_close, 1)
-    gain_sum = _rolling(np.where(change > 0, change, np.where(np.isnan(change), np.nan, 0.0)), RSI_WINDOW).sum()
-    loss_sum = _rolling(np.where(change < 0, -change, np.where(np.isnan(change), np.nan, 0.0)), RSI_WINDOW).sum()
-    gain_sum, loss_sum = gain_sum.to_numpy(), loss_sum.to_numpy()
-    moved = gain_sum + loss_sum
-    with np.errstate(invalid="ignore", divide="ignore"):
-        # A price that did not move in 14 bars is neutral (0.5), not undefined.
-        rsi = np.where(moved > 0, gain_sum / moved, np.where(np.isnan(moved), np.nan, 0.5))
-    yield f"feature_rsi_{RSI_WINDOW}", rsi
-    del change, gain_sum, loss_sum, moved, rsi
-
-    # MACD in units of the price so it compares across tickers and price levels.
-    macd_line = _ema(adj_close, MACD_FAST) - _ema(adj_close, MACD_SLOW)
-    macd_hist = macd_line - _ema(macd_line, MACD_SIGNAL)
-    # The EMAs are seeded by the first bar: require a slow window (and a signal window) of history.
-    macd_norm = np.where(bar >= MACD_SLOW - 1, macd_line / adj_close, np.nan)
-    yield f"feature_macd_{MACD_FAST}_{MACD_SLOW}", macd_norm
-    yield (
-        f"feature_macd_hist_{MACD_FAST}_{MACD_SLOW}_{MACD_SIGNAL}",
-        np.where(bar >= MACD_SLOW + MACD_SIGNAL - 2, macd_hist / adj_close, np.nan),
-    )
-    del macd_line, macd_hist, macd_norm
-
-    # Turnover in the listing's currency (raw close × shares); log1p keeps zero volume finite.
-    turnover_mean = _rolling(close * volume, TURNOVER_WINDOW).mean().to_numpy()
-    yield f"feature_log_turnover_{TURNOVER_WINDOW}d", np.log1p(turnover_mean)
-    del turnover_mean
-    volume_short = _rolling(volume, VOLUME_SHORT).mean().to_numpy()
-    volume_long = _rolling(volume, VOLUME_LONG).mean().to_numpy()
-    yield f"feature_volume_ratio_{VOLUME_SHORT}_{VOLUME_LONG}", np.log1p(volume_short) - np.log1p(volume_long)
-    del volume_short, volume_long
-
-    yield f"feature_dist_high_{RANGE_WINDOW}d", log_price - _rolling(log_price, RANGE_WINDOW).max().to_numpy()
-    yield f"feature_dist_low_{RANGE_WINDOW}d", log_price - _rolling(log_price, RANGE_WINDOW).min().to_numpy()
+        recipes[f"feature_vol_{window}d"] = volatility(window)
+    recipes[f"feature_rsi_{RSI_WINDOW}"] = rsi
+    recipes[f"feature_macd_{MACD_FAST}_{MACD_SLOW}"] = macd
+    recipes[f"feature_macd_hist_{MACD_FAST}_{MACD_SLOW}_{MACD_SIGNAL}"] = macd_hist
+    recipes[f"feature_log_turnover_{TURNOVER_WINDOW}d"] = log_turnover
+    recipes[f"feature_volume_ratio_{VOLUME_SHORT}_{VOLUME_LONG}"] = volume_ratio
+    recipes[f"feature_dist_high_{RANGE_WINDOW}d"] = lambda: log_price - _rolling(log_price, RANGE_WINDOW, "max")
+    recipes[f"feature_dist_low_{RANGE_WINDOW}d"] = lambda: log_price - _rolling(log_price, RANGE_WINDOW, "min")
+    return recipes
 
 
-def _feature_columns(prices: pd.DataFrame, layout: BarLayout, *, ranked: bool, dtype: str) -> dict[str, np.ndarray]:
+def _feature_columns(
+    prices: pd.DataFrame, layout: BarLayout, *, ranked: bool, dtype: str, threads: int = DEFAULT_THREADS
+) -> dict[str, np.ndarray]:
     """Every feature as a long column in ``layout.rows`` order; per-date ranks if ``ranked``.
 
     Ranks are taken on the float64 values, before the cast to ``dtype``, so float32 rounding
-    never creates ties that the raw values do not have.
+    never creates ties that the raw values do not have. ``threads`` features are computed at
+    once; the result does not depend on it.
     """
 
-    def long(column: str) -> np.ndarray:
-        return prices[column].to_numpy(dtype="float64", na_value=np.nan)[layout.rows]
+    def wide(column: str) -> np.ndarray:
+        return layout.to_wide(prices[column].to_numpy(dtype="float64", na_value=np.nan)[layout.rows])
 
-    adj_close = long("adj_close")
+    adj_close = wide("adj_close")
     # Raw close is the traded price (turnover); fall back to adj_close where it is missing.
-    close = long("close")
+    close = wide("close")
     close = np.where(np.isnan(close), adj_close, close)
-    wide_adj_close, wide_close = layout.to_wide(adj_close), layout.to_wide(close)
-    wide_volume = layout.to_wide(long("volume"))
-    del adj_close, close
-    columns: dict[str, np.ndarray] = {}
-    for name, matrix in _wide_features(wide_adj_close, wide_close, wide_volume):
-        values = layout.to_long(matrix)
-        del matrix
+    recipes = _feature_recipes(adj_close, close, wide("volume"))
+
+    def column(name: str) -> np.ndarray:
+        matrix = recipes[name]()
         if ranked:
-            values = rank_by_date(values, layout.date_code)
-        columns[name] = values.astype(dtype, copy=False)
-    return {name: columns[name] for name in FEATURE_NAMES}
+            return layout.rank_by_date(matrix, dtype)
+        return layout.to_long(matrix).astype(dtype, copy=False)
+
+    if threads <= 1:
+        return {name: column(name) for name in FEATURE_NAMES}
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="features") as pool:
+        return dict(zip(FEATURE_NAMES, pool.map(column, FEATURE_NAMES)))
 
 
 def rank_by_date(values: np.ndarray, date_code: np.ndarray) -> np.ndarray:
@@ -286,23 +436,25 @@ def _output_frame(prices: pd.DataFrame, layout: BarLayout, columns: dict[str, np
     )
 
 
-def compute_raw_features(prices: pd.DataFrame, dtype: str = "float32") -> pd.DataFrame:
+def compute_raw_features(prices: pd.DataFrame, dtype: str = "float32", threads: int = DEFAULT_THREADS) -> pd.DataFrame:
     """Un-ranked features: columns ``ticker, date, *FEATURE_NAMES`` (``dtype``, float32 by
     default), sorted by (date, ticker).
 
     One row per valid bar (finite ``adj_close``; NaN rows are absent bars); NaN where the
     ticker has too little history of its own bars. Raises BadInputError on unusable input.
+    ``threads``: features computed at once (same result for any value).
     """
     layout = bar_layout(prices)
-    return _output_frame(prices, layout, _feature_columns(prices, layout, ranked=False, dtype=dtype))
+    return _output_frame(prices, layout, _feature_columns(prices, layout, ranked=False, dtype=dtype, threads=threads))
 
 
-def compute_features(prices: pd.DataFrame) -> pd.DataFrame:
+def compute_features(prices: pd.DataFrame, threads: int = DEFAULT_THREADS) -> pd.DataFrame:
     """Per-date ranked features: ``ticker, date, *FEATURE_NAMES`` float32 in (0, 1), NaN kept,
     sorted by (date, ticker).
 
     Each value is numerai-tools' tie_kept_rank of the raw feature among the tickers that have
-    a value on that date (``tasks.ranking.rank_by_group``).
+    a value on that date (``tasks.ranking``). ``threads``: features computed at once (same
+    result for any value).
     """
     layout = bar_layout(prices)
-    return _output_frame(prices, layout, _feature_columns(prices, layout, ranked=True, dtype="float32"))
+    return _output_frame(prices, layout, _feature_columns(prices, layout, ranked=True, dtype="float32", threads=threads))

@@ -26,14 +26,11 @@ def group_codes(keys: pd.Series | np.ndarray) -> np.ndarray:
     return codes.astype(np.int64, copy=False)
 
 
-def _tie_offsets(sorted_values: np.ndarray, row_start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For a flat array of row-wise sorted values: the positions that belong to a tie run and
-    how far each must move to its run's average position (pandas' ``method="average"``).
-
-    ``row_start[i]`` is True where a new row begins. Only tied elements are visited.
+def _tie_offsets(same_as_prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For a flat array of sorted values where ``same_as_prev[i]`` says value i equals value
+    i - 1 of the same row: the positions that belong to a tie run and how far each must move
+    to its run's average position (pandas' ``method="average"``). Only tied elements are visited.
     """
-    same_as_prev = np.zeros(sorted_values.shape[0], dtype=bool)
-    same_as_prev[1:] = (sorted_values[1:] == sorted_values[:-1]) & ~row_start[1:]
     if not same_as_prev.any():
         return np.empty(0, dtype=np.int64), np.empty(0)
     in_run = same_as_prev.copy()
@@ -50,6 +47,55 @@ def _tie_offsets(sorted_values: np.ndarray, row_start: np.ndarray) -> tuple[np.n
     return tied, (run_first + run_last) / 2.0 - sub
 
 
+def _rank_row_block(block: np.ndarray) -> np.ndarray:
+    """Tie-kept ranks of every row of a 2-d float64 block (NaN = absent), float64."""
+    width = block.shape[1]
+    missing = np.isnan(block)
+    valid_count = width - np.count_nonzero(missing, axis=1)
+    if not np.isposinf(block).any():
+        # NaN as +inf: the SIMD sort is ~2x faster without NaNs, and +inf still sorts last.
+        # Skipped when real +inf values exist, which must rank.
+        block = np.where(missing, np.inf, block)
+    col_order = np.argsort(block, axis=1)
+    sorted_block = np.take_along_axis(block, col_order, axis=1)
+    position = np.arange(width)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ranked_sorted = (position + 0.5)[None, :] / valid_count[:, None]
+        # Ties only among a row's valid values (the absent ones all sort after them).
+        same_as_prev = np.zeros(block.shape, dtype=bool)
+        same_as_prev[:, 1:] = (sorted_block[:, 1:] == sorted_block[:, :-1]) & (position[1:][None, :] < valid_count[:, None])
+        tied, offset = _tie_offsets(same_as_prev.ravel())
+        if tied.size:
+            # Assign, not add: every member of a run must get the bit-identical rank.
+            ranked_sorted.ravel()[tied] = (tied % width + offset + 0.5) / valid_count[tied // width]
+    ranked_sorted[position[None, :] >= valid_count[:, None]] = np.nan
+    ranked = np.empty_like(ranked_sorted)
+    np.put_along_axis(ranked, col_order, ranked_sorted, axis=1)
+    return ranked
+
+
+# Rows of a matrix ranked per call: ~64k values keep the sort and its temporaries in cache
+# (and bound the temporaries' memory whatever the matrix size).
+_BLOCK_VALUES = 1 << 16
+
+
+def rank_rows(matrix: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Tie-kept rank of each row of a 2-d matrix among that row's non-NaN values:
+    ``(average rank - 0.5) / count``, NaN where the value is NaN.
+
+    ``out`` (same shape, any float dtype) receives the ranks, computed in float64 and cast
+    on assignment; a new float64 matrix when not given. ``matrix`` is not modified.
+    """
+    matrix = np.asarray(matrix, dtype=np.float64)
+    if out is None:
+        out = np.empty(matrix.shape, dtype=np.float64)
+    n_rows, width = matrix.shape
+    step = max(1, _BLOCK_VALUES // max(width, 1))
+    for start in range(0, n_rows, step):  # blocks of rows, not per-value Python work
+        out[start : start + step] = _rank_row_block(matrix[start : start + step])
+    return out
+
+
 def _rank_padded(values: np.ndarray, groups: np.ndarray, n_groups: int, sizes: np.ndarray) -> np.ndarray:
     n = values.shape[0]
     width = int(sizes.max())
@@ -60,27 +106,7 @@ def _rank_padded(values: np.ndarray, groups: np.ndarray, n_groups: int, sizes: n
     cell = np.arange(n) + np.repeat(np.arange(n_groups) * width - group_first, sizes)
     matrix = np.full((n_groups, width), np.nan)
     np.put(matrix, cell, values if order is None else values[order])
-
-    missing = np.isnan(matrix)
-    valid_count = matrix.shape[1] - np.count_nonzero(missing, axis=1)
-    if not np.isposinf(values).any():
-        # NaN (absent or padding) as +inf: the SIMD sort is ~2x faster without NaNs, and
-        # +inf still sorts last. Skipped when real +inf values exist, which must rank.
-        matrix[missing] = np.inf
-    col_order = np.argsort(matrix, axis=1)
-    sorted_matrix = np.take_along_axis(matrix, col_order, axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ranked_sorted = (np.arange(width) + 0.5)[None, :] / valid_count[:, None]
-        row_start = np.zeros(n_groups * width, dtype=bool)
-        row_start[::width] = True
-        tied, offset = _tie_offsets(sorted_matrix.ravel(), row_start)
-        if tied.size:
-            # Assign, not add: every member of a run must get the bit-identical rank.
-            ranked_sorted.ravel()[tied] = (tied % width + offset + 0.5) / valid_count[tied // width]
-    ranked_sorted[np.arange(width)[None, :] >= valid_count[:, None]] = np.nan
-    ranked = np.empty_like(ranked_sorted)
-    np.put_along_axis(ranked, col_order, ranked_sorted, axis=1)
-    in_group_order = ranked.ravel()[cell]
+    in_group_order = rank_rows(matrix).ravel()[cell]
     if order is None:
         return in_group_order
     out = np.empty(n)
@@ -101,7 +127,9 @@ def _rank_lexsort(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
     row_start[1:] = sorted_groups[1:] != sorted_groups[:-1]
     positions = np.arange(len(order))
     avg_position = (positions - np.maximum.accumulate(np.where(row_start, positions, 0))).astype(np.float64)
-    tied, offset = _tie_offsets(sorted_values, row_start)
+    same_as_prev = np.zeros(len(order), dtype=bool)
+    same_as_prev[1:] = (sorted_values[1:] == sorted_values[:-1]) & ~row_start[1:]
+    tied, offset = _tie_offsets(same_as_prev)
     avg_position[tied] += offset
     group_id = np.cumsum(row_start) - 1
     counts = np.bincount(group_id)

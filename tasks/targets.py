@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.errors import BadInputError
-from tasks.features import BarLayout, bar_layout, rank_by_date
+from tasks.features import BarLayout, bar_layout
 
 # Numerai's 5-bin target: 5% / 20% / 50% / 20% / 5% of each date's ranks.
 NUMERAI_FIVE_BIN_EDGES = (0.05, 0.25, 0.75, 0.95)
@@ -43,11 +43,11 @@ def bin_ranks(ranks: np.ndarray, bins: int) -> np.ndarray:
     return np.where(np.isnan(ranks), np.nan, bin_index / (bins - 1)).astype(np.float32)
 
 
-def _shift_up(wide: np.ndarray, periods: int, fill: float | int) -> np.ndarray:
-    """Row k holds row k + periods of the same column (``fill`` past the last row)."""
+def _shift_left(wide: np.ndarray, periods: int, fill: float | int) -> np.ndarray:
+    """In a ``ticker × bar`` matrix, bar k holds bar k + periods of the same ticker (``fill`` past its end)."""
     out = np.full_like(wide, fill)
-    if periods < wide.shape[0]:
-        out[: wide.shape[0] - periods] = wide[periods:]
+    if periods < wide.shape[1]:
+        out[:, : wide.shape[1] - periods] = wide[:, periods:]
     return out
 
 
@@ -67,14 +67,16 @@ def compute_targets(prices: pd.DataFrame, horizon: int = 20, lag: int = 2, bins:
     layout = bar_layout(prices)
     adj_close = prices["adj_close"].to_numpy(dtype="float64", na_value=np.nan)[layout.rows]
     wide_adj_close = layout.to_wide(adj_close)
-    start_price = _shift_up(wide_adj_close, lag, np.nan)
-    end_price = _shift_up(wide_adj_close, lag + horizon, np.nan)
-    target_raw = layout.to_long(end_price / start_price - 1.0)
+    start_price = _shift_left(wide_adj_close, lag, np.nan)
+    end_price = _shift_left(wide_adj_close, lag + horizon, np.nan)
+    wide_target_raw = end_price / start_price - 1.0
     del wide_adj_close, start_price, end_price
+    target_raw = layout.to_long(wide_target_raw)
+    target = bin_ranks(layout.rank_by_date(wide_target_raw), bins)
+    del wide_target_raw
 
     dates = prices["date"].take(layout.rows).reset_index(drop=True)
     end_date = _end_dates(layout, pd.to_datetime(dates), lag + horizon)
-    target = bin_ranks(rank_by_date(target_raw, layout.date_code), bins)
     frame = pd.DataFrame(
         {
             "ticker": prices["ticker"].take(layout.rows).reset_index(drop=True),
@@ -91,8 +93,7 @@ def _end_dates(layout: BarLayout, dates: pd.Series, offset: int) -> pd.Series:
     """Date of bar ``i + offset`` of the same ticker (NaT when it does not exist)."""
     date_values = dates.to_numpy()
     ticks = date_values.view(np.int64)
-    wide_ticks = np.full((layout.n_bars, layout.n_tickers), np.iinfo(np.int64).min, dtype=np.int64)
-    wide_ticks[layout.bar_index, layout.ticker_code] = ticks
     # int64 min is NaT in datetime64: the fill marks "no such bar yet".
-    end_ticks = layout.to_long(_shift_up(wide_ticks, offset, np.iinfo(np.int64).min))
+    wide_ticks = layout.to_wide(ticks, fill=np.iinfo(np.int64).min)
+    end_ticks = layout.to_long(_shift_left(wide_ticks, offset, np.iinfo(np.int64).min))
     return pd.Series(end_ticks.view(date_values.dtype))
