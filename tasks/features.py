@@ -4,8 +4,7 @@ Every window counts the ticker's OWN bars (its trading days), never calendar day
 another ticker's rows: the panel is laid out as a wide ``ticker × bar`` matrix in which
 column ``k`` of row ``t`` is ticker ``t``'s k-th valid bar (NaN after its last bar). Each
 ticker's bars are contiguous in memory, so a rolling window runs as ONE pandas call over the
-flattened matrix; the first ``window - 1`` bars of every ticker, whose flat window would reach
-into the previous ticker, are set to NaN (they lack a full window of their own anyway). A
+flattened matrix, with windows clipped at each ticker's first bar (``_OwnBarsWindow``). A
 feature on date ``d`` reads only bars ``≤ k(d)`` of its own row, i.e. bars dated ``≤ d`` of
 that ticker: no look-ahead.
 
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from pandas.api.indexers import BaseIndexer
 from scipy.signal import lfilter
 
 from tasks.errors import BadInputError
@@ -276,16 +276,33 @@ def _date_values(dates: pd.Series) -> np.ndarray:
     return converted.to_numpy().astype("int64")
 
 
+class _OwnBarsWindow(BaseIndexer):
+    """Windows over a flattened ``ticker × bar`` matrix that never start before their ticker's row.
+
+    A window that starts at its row's first cell begins at or after the previous window's end,
+    which makes pandas' rolling kernels restart their running sums there (as groupby-rolling
+    does per group): no floating-point residue of the previous ticker leaks into the next.
+    """
+
+    def __init__(self, window_size: int, n_bars: int):
+        super().__init__(window_size=window_size)
+        self.n_bars = n_bars
+
+    def get_window_bounds(self, num_values=0, min_periods=None, center=None, closed=None, step=None):
+        end = np.arange(1, num_values + 1, dtype=np.int64)
+        row_first = end - 1 - (end - 1) % self.n_bars
+        return np.maximum(end - self.window_size, row_first), end
+
+
 def _rolling(wide: np.ndarray, window: int, how: str) -> np.ndarray:
     """Rolling ``how`` ('sum', 'mean', 'std', 'max', 'min') over each ticker's last ``window`` bars.
 
-    One pandas call over the flattened ``ticker × bar`` matrix (rows are contiguous), then the
-    first ``window - 1`` bars of each ticker are NaN: a ticker needs a full window of its
-    own bars (min_periods = window), and there the flat window would reach into the previous row.
+    One pandas call over the flattened ``ticker × bar`` matrix (each ticker's row is contiguous);
+    windows are clipped at the ticker's first bar, and min_periods = window makes a ticker's
+    first ``window - 1`` bars NaN: a feature needs a full window of the ticker's own bars.
     """
-    flat = pd.Series(wide.ravel(), copy=False).rolling(window, min_periods=window)
-    result = getattr(flat, how)().to_numpy().reshape(wide.shape)
-    return np.where(np.arange(wide.shape[1]) >= window - 1, result, np.nan)
+    flat = pd.Series(wide.ravel(), copy=False).rolling(_OwnBarsWindow(window, wide.shape[1]), min_periods=window)
+    return getattr(flat, how)().to_numpy().reshape(wide.shape)
 
 
 def _ema(wide: np.ndarray, span: int) -> np.ndarray:
