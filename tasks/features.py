@@ -61,10 +61,16 @@ _RANK_SLICE_ROWS = 50_000
 # when it has at most this many cells per input row; sparser panels (few tickers per date
 # over many dates) are sorted instead, so memory stays proportional to the input.
 _MAX_GRID_CELLS_PER_ROW = 4
+_GRID_ALWAYS_CELLS = 1_000_000  # small grids are always fine (~12 MB of slots)
 
 # Features computed at once. 2 = the cores of the machines this runs on; more threads only
 # add memory (each in-flight feature holds a few panel-sized matrices).
 DEFAULT_THREADS = 2
+
+# Cells (ticker × bar) per block of tickers a feature is computed on: bounds the temporaries
+# (pandas rolling alone allocates two int64 window bounds per cell) to ~16 MB matrices
+# instead of panel-sized ones.
+_BLOCK_CELLS = 1 << 21
 
 
 @dataclass(frozen=True)
@@ -77,12 +83,15 @@ class BarLayout:
     (shape ``(n_tickers, n_bars)``; bar 0 = the ticker's first valid bar). ``date_cell``:
     flat index in the ``date × ticker`` grid (shape ``(n_grid_dates, n_tickers)``), or None
     when that grid would be too sparse (ranks then go through ``rank_by_date``).
+    ``date_of_bar``: ``(n_tickers, n_bars)`` grid row of every bar, ``n_grid_dates`` (a spare
+    row) after a ticker's last bar; None with ``date_cell``.
     """
 
     rows: np.ndarray
     date_code: np.ndarray
     bar_cell: np.ndarray
     date_cell: np.ndarray | None
+    date_of_bar: np.ndarray | None
     n_bars: int
     n_tickers: int
     n_grid_dates: int
@@ -136,7 +145,7 @@ def bar_layout(prices: pd.DataFrame) -> BarLayout:
     ticker_code, ticker_names = pd.factorize(prices["ticker"], sort=True)
     date_code, date_values = pd.factorize(dates, sort=True)
     n_tickers, n_dates = len(ticker_names), len(date_values)
-    if n_tickers * n_dates <= _MAX_GRID_CELLS_PER_ROW * len(prices) + 1_000_000:
+    if n_tickers * n_dates <= _MAX_GRID_CELLS_PER_ROW * len(prices) + _GRID_ALWAYS_CELLS:
         return _grid_layout(prices, valid, ticker_code, date_code, n_tickers, n_dates)
     return _sorted_layout(prices, valid, ticker_code, date_code, n_tickers, n_dates)
 
@@ -181,11 +190,15 @@ def _grid_layout(prices, valid, ticker_code, date_code, n_tickers, n_dates) -> B
     n_bars = int(bars_so_far[-1].max())
     del bars_so_far, occupied
     grid_date, ticker = np.divmod(date_cell, cell_dtype(n_tickers))
+    bar_cell = ticker.astype(_index_dtype(n_tickers * n_bars)) * n_bars + bar_index
+    date_of_bar = np.full((n_tickers, n_bars), n_dates, dtype=np.int16 if n_dates < 2**15 - 1 else np.int32)
+    date_of_bar.ravel()[bar_cell] = grid_date
     return BarLayout(
         rows=rows,
         date_code=_dense_codes(grid_date),
-        bar_cell=(ticker.astype(_index_dtype(n_tickers * n_bars)) * n_bars + bar_index),
+        bar_cell=bar_cell,
         date_cell=date_cell,
+        date_of_bar=date_of_bar,
         n_bars=n_bars,
         n_tickers=n_tickers,
         n_grid_dates=n_dates,
@@ -217,6 +230,7 @@ def _sorted_layout(prices, valid, ticker_code, date_code, n_tickers, n_dates) ->
         date_code=_dense_codes(date_code[rows]),
         bar_cell=bar_cell[rows].astype(_index_dtype(n_tickers * n_bars)),
         date_cell=None,
+        date_of_bar=None,
         n_bars=n_bars,
         n_tickers=n_tickers,
         n_grid_dates=n_dates,
@@ -326,24 +340,24 @@ def _shift_right(wide: np.ndarray, periods: int) -> np.ndarray:
 
 
 def _feature_recipes(
-    adj_close: np.ndarray, close: np.ndarray, volume: np.ndarray
-) -> dict[str, Callable[[], np.ndarray]]:
-    """``name → function returning that feature's wide float64 matrix``. The functions are
-    independent (each recomputes the cheap intermediates it needs), so they can run on
-    different threads and each matrix can be ranked and freed as soon as it exists."""
+    adj_close: np.ndarray, turnover: np.ndarray, volume: np.ndarray
+) -> dict[str, Callable[[slice], np.ndarray]]:
+    """``name → function(block of tickers) returning that feature's float64 matrix for those
+    tickers``. Features and blocks are independent (each recomputes the cheap intermediates it
+    needs), so they can run on different threads, and the temporaries of a block are small."""
     bar = np.arange(adj_close.shape[1])
     log_price = np.log(adj_close)
 
-    def log_return(horizon: int) -> Callable[[], np.ndarray]:
-        return lambda: log_price - _shift_right(log_price, horizon)
+    def log_return(horizon: int) -> Callable[[slice], np.ndarray]:
+        return lambda part: log_price[part] - _shift_right(log_price[part], horizon)
 
-    def volatility(window: int) -> Callable[[], np.ndarray]:
-        return lambda: _rolling(log_price - _shift_right(log_price, 1), window, "std")
+    def volatility(window: int) -> Callable[[slice], np.ndarray]:
+        return lambda part: _rolling(log_price[part] - _shift_right(log_price[part], 1), window, "std")
 
-    def rsi() -> np.ndarray:
+    def rsi(part: slice) -> np.ndarray:
         # Cutler's RSI: simple sums of gains and losses over the last 14 price changes, as a
         # fraction in [0, 1]; depends only on the last 15 bars (not on where the history starts).
-        change = adj_close - _shift_right(adj_close, 1)
+        change = adj_close[part] - _shift_right(adj_close[part], 1)
         gain_sum = _rolling(np.where(change > 0, change, np.where(np.isnan(change), np.nan, 0.0)), RSI_WINDOW, "sum")
         loss_sum = _rolling(np.where(change < 0, -change, np.where(np.isnan(change), np.nan, 0.0)), RSI_WINDOW, "sum")
         moved = gain_sum + loss_sum
@@ -351,26 +365,27 @@ def _feature_recipes(
             # A price that did not move in 14 bars is neutral (0.5), not undefined.
             return np.where(moved > 0, gain_sum / moved, np.where(np.isnan(moved), np.nan, 0.5))
 
-    def macd_line() -> np.ndarray:
-        return _ema(adj_close, MACD_FAST) - _ema(adj_close, MACD_SLOW)
+    def macd_line(part: slice) -> np.ndarray:
+        return _ema(adj_close[part], MACD_FAST) - _ema(adj_close[part], MACD_SLOW)
 
-    def macd() -> np.ndarray:
+    def macd(part: slice) -> np.ndarray:
         # In units of the price so it compares across tickers and price levels. The EMAs are
         # seeded by the first bar: require a slow window (and a signal window) of history.
-        return np.where(bar >= MACD_SLOW - 1, macd_line() / adj_close, np.nan)
+        return np.where(bar >= MACD_SLOW - 1, macd_line(part) / adj_close[part], np.nan)
 
-    def macd_hist() -> np.ndarray:
-        line = macd_line()
-        return np.where(bar >= MACD_SLOW + MACD_SIGNAL - 2, (line - _ema(line, MACD_SIGNAL)) / adj_close, np.nan)
+    def macd_hist(part: slice) -> np.ndarray:
+        line = macd_line(part)
+        return np.where(bar >= MACD_SLOW + MACD_SIGNAL - 2, (line - _ema(line, MACD_SIGNAL)) / adj_close[part], np.nan)
 
-    def log_turnover() -> np.ndarray:
+    def log_turnover(part: slice) -> np.ndarray:
         # Turnover in the listing's currency (raw close × shares); log1p keeps zero volume finite.
-        return np.log1p(_rolling(close * volume, TURNOVER_WINDOW, "mean"))
+        return np.log1p(_rolling(turnover[part], TURNOVER_WINDOW, "mean"))
 
-    def volume_ratio() -> np.ndarray:
-        return np.log1p(_rolling(volume, VOLUME_SHORT, "mean")) - np.log1p(_rolling(volume, VOLUME_LONG, "mean"))
+    def volume_ratio(part: slice) -> np.ndarray:
+        return (np.log1p(_rolling(volume[part], VOLUME_SHORT, "mean"))
+                - np.log1p(_rolling(volume[part], VOLUME_LONG, "mean")))
 
-    recipes: dict[str, Callable[[], np.ndarray]] = {}
+    recipes: dict[str, Callable[[slice], np.ndarray]] = {}
     for horizon in RETURN_HORIZONS:
         recipes[f"feature_ret_{horizon}d"] = log_return(horizon)
     for window in VOLATILITY_WINDOWS:
@@ -380,9 +395,15 @@ def _feature_recipes(
     recipes[f"feature_macd_hist_{MACD_FAST}_{MACD_SLOW}_{MACD_SIGNAL}"] = macd_hist
     recipes[f"feature_log_turnover_{TURNOVER_WINDOW}d"] = log_turnover
     recipes[f"feature_volume_ratio_{VOLUME_SHORT}_{VOLUME_LONG}"] = volume_ratio
-    recipes[f"feature_dist_high_{RANGE_WINDOW}d"] = lambda: log_price - _rolling(log_price, RANGE_WINDOW, "max")
-    recipes[f"feature_dist_low_{RANGE_WINDOW}d"] = lambda: log_price - _rolling(log_price, RANGE_WINDOW, "min")
+    recipes[f"feature_dist_high_{RANGE_WINDOW}d"] = lambda part: log_price[part] - _rolling(log_price[part], RANGE_WINDOW, "max")
+    recipes[f"feature_dist_low_{RANGE_WINDOW}d"] = lambda part: log_price[part] - _rolling(log_price[part], RANGE_WINDOW, "min")
     return recipes
+
+
+def _ticker_blocks(n_tickers: int, n_bars: int) -> list[slice]:
+    """Blocks of whole tickers of about ``_BLOCK_CELLS`` cells (a Python loop over ~10 blocks, not tickers)."""
+    step = max(1, _BLOCK_CELLS // max(n_bars, 1))
+    return [slice(start, min(start + step, n_tickers)) for start in range(0, n_tickers, step)]
 
 
 def _feature_columns(
@@ -401,14 +422,28 @@ def _feature_columns(
     adj_close = wide("adj_close")
     # Raw close is the traded price (turnover); fall back to adj_close where it is missing.
     close = wide("close")
-    close = np.where(np.isnan(close), adj_close, close)
-    recipes = _feature_recipes(adj_close, close, wide("volume"))
+    np.copyto(close, adj_close, where=np.isnan(close))
+    volume = wide("volume")
+    turnover = np.multiply(close, volume, out=close)  # close itself is not needed any more
+    recipes = _feature_recipes(adj_close, turnover, volume)
+    blocks = _ticker_blocks(layout.n_tickers, layout.n_bars)
 
     def column(name: str) -> np.ndarray:
-        matrix = recipes[name]()
+        recipe = recipes[name]
+        if layout.date_of_bar is None:  # sparse panel: no date grid
+            matrix = np.empty((layout.n_tickers, layout.n_bars))
+            for part in blocks:
+                matrix[part] = recipe(part)
+            return layout.rank_by_date(matrix, dtype) if ranked else layout.to_long(matrix).astype(dtype, copy=False)
+        # Each block goes straight to its cells of the date × ticker grid (the spare last row
+        # takes the cells after a ticker's last bar): no panel-sized feature matrix in between.
+        grid = np.full((layout.n_grid_dates + 1, layout.n_tickers), np.nan)
+        for part in blocks:
+            grid[layout.date_of_bar[part], np.arange(part.start, part.stop)[:, None]] = recipe(part)
+        grid = grid[:-1]
         if ranked:
-            return layout.rank_by_date(matrix, dtype)
-        return layout.to_long(matrix).astype(dtype, copy=False)
+            rank_rows(grid, out=grid)  # in place: one grid-sized matrix per feature, not two
+        return grid.ravel()[layout.date_cell].astype(dtype, copy=False)
 
     if threads <= 1:
         return {name: column(name) for name in FEATURE_NAMES}

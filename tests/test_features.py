@@ -283,3 +283,89 @@ def test_bad_input_raises_bad_input_error_naming_the_problem():
         compute_raw_features(panel.drop(columns=["volume"]))
     with pytest.raises(BadInputError, match="dates"):
         compute_raw_features(panel.assign(date=["x", "y", "z"]))
+
+
+# --- execution paths: threads, grid vs sorted layout, per-ticker windows ------------------------
+
+
+def test_threads_give_bit_identical_output_to_serial():
+    panel = random_panel(seed=12)
+    for compute in (compute_features, compute_raw_features):
+        pd.testing.assert_frame_equal(compute(panel, threads=1), compute(panel, threads=3), check_exact=True)
+
+
+def test_sorted_layout_fallback_equals_grid_layout(monkeypatch):
+    from tasks import features
+    from tasks.targets import compute_targets
+
+    panel = random_panel(seed=13)
+    grid = (features.compute_features(panel), features.compute_raw_features(panel, dtype="float64"),
+            compute_targets(panel))
+    assert features.bar_layout(panel).date_cell is not None
+    # No grid is small enough: every panel takes the sorting path.
+    monkeypatch.setattr(features, "_MAX_GRID_CELLS_PER_ROW", 0)
+    monkeypatch.setattr(features, "_GRID_ALWAYS_CELLS", 0)
+    assert features.bar_layout(panel).date_cell is None
+    sorted_ = (features.compute_features(panel), features.compute_raw_features(panel, dtype="float64"),
+               compute_targets(panel))
+    for a, b in zip(grid, sorted_):
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+    with pytest.raises(BadInputError, match="2 duplicate"):
+        features.compute_features(pd.concat([panel, panel.iloc[[5]]], ignore_index=True))
+
+
+@pytest.mark.parametrize("force_sorted", [False, True])
+def test_duplicates_are_found_even_when_one_copy_is_a_nan_bar(monkeypatch, force_sorted):
+    from tasks import features
+
+    if force_sorted:
+        monkeypatch.setattr(features, "_MAX_GRID_CELLS_PER_ROW", 0)
+        monkeypatch.setattr(features, "_GRID_ALWAYS_CELLS", 0)
+    panel = make_panel({"A US": [1.0, 2.0, 3.0], "B US": [4.0, 5.0, 6.0]})
+    nan_copy = panel.iloc[[4]].assign(adj_close=np.nan)
+    with pytest.raises(BadInputError, match=r"2 duplicate \(ticker, date\) rows.*B US 2021-01-05") as caught:
+        compute_features(pd.concat([panel, nan_copy], ignore_index=True))
+    assert caught.value.tag == "duplicate_prices"
+
+
+def test_rolling_windows_restart_at_each_ticker_no_residue_from_the_previous_one():
+    # "A" sorts before "B": in the flattened ticker x bar matrix A's row comes right before B's.
+    # A's huge turnover must leave no floating-point residue in B's running sums.
+    rng = np.random.default_rng(21)
+    n = 300
+    b_closes = list(3 * np.exp(np.cumsum(rng.normal(0, 0.02, n))))
+    alone = make_panel({"B US": b_closes})
+    alone["volume"] = rng.integers(0, 50, n).astype(float)
+    huge = make_panel({"A US": list(1e6 * np.exp(np.cumsum(rng.normal(0, 0.05, n))))})
+    huge["volume"] = rng.uniform(1e8, 1e9, n)
+    together = pd.concat([huge, alone], ignore_index=True)
+    pd.testing.assert_frame_equal(
+        rows_of(compute_raw_features(alone, dtype="float64"), "B US"),
+        rows_of(compute_raw_features(together, dtype="float64"), "B US"),
+        check_exact=True,
+    )
+
+
+def test_dates_with_only_nan_bars_get_no_rows_and_ranks_stay_per_date():
+    panel = random_panel(n_tickers=8, n_days=160, seed=14)
+    dead_day = panel["date"].sort_values().unique()[30]
+    panel.loc[panel["date"] == dead_day, "adj_close"] = np.nan
+    raw = compute_raw_features(panel, dtype="float64")
+    ranked = compute_features(panel)
+    assert dead_day not in set(ranked["date"])
+    for _, block in raw.groupby("date"):
+        expected = tie_kept_rank(block[FEATURE_NAMES]).to_numpy(float)
+        np.testing.assert_allclose(ranked.loc[block.index, FEATURE_NAMES].to_numpy(float), expected,
+                                   atol=1e-7, equal_nan=True)
+
+
+def test_blocks_of_tickers_give_bit_identical_output(monkeypatch):
+    from tasks import features
+
+    panel = random_panel(seed=15)
+    whole = (features.compute_features(panel), features.compute_raw_features(panel, dtype="float64"))
+    monkeypatch.setattr(features, "_BLOCK_CELLS", 1)  # one ticker per block
+    assert len(features._ticker_blocks(25, 320)) == 25
+    blocked = (features.compute_features(panel), features.compute_raw_features(panel, dtype="float64"))
+    for a, b in zip(whole, blocked):
+        pd.testing.assert_frame_equal(a, b, check_exact=True)

@@ -52,3 +52,23 @@ def test_all_nan_group_and_single_value_group():
     assert np.isnan(ranks[:2]).all()
     assert ranks[2] == 0.5
     assert ranks[3] == 0.25 and ranks[4] == 0.75
+
+
+def test_rank_rows_equals_tie_kept_rank_per_row_across_blocks_and_in_place(monkeypatch):
+    from tasks import ranking
+
+    monkeypatch.setattr(ranking, "_BLOCK_VALUES", 64)  # 7 columns -> 9 rows per block: many blocks
+    rng = np.random.default_rng(3)
+    matrix = np.round(rng.normal(size=(50, 7)), 0)  # heavy ties
+    matrix[rng.random(matrix.shape) < 0.2] = np.nan
+    matrix[4] = np.nan  # a row with no values
+    matrix[5, :3] = [np.inf, -np.inf, np.inf]  # real infinities rank (and +inf ties)
+    expected = tie_kept_rank(pd.DataFrame(matrix.T)).to_numpy().T
+    before = matrix.copy()
+    np.testing.assert_allclose(ranking.rank_rows(matrix), expected, atol=1e-12, equal_nan=True)
+    np.testing.assert_array_equal(matrix, before)  # input untouched when out is not given
+    as_float32 = ranking.rank_rows(matrix, out=np.empty(matrix.shape, dtype=np.float32))
+    np.testing.assert_array_equal(as_float32, expected.astype(np.float32))
+    ranking.rank_rows(matrix, out=matrix)
+    np.testing.assert_allclose(matrix, expected, atol=1e-12, equal_nan=True)
+    assert np.isnan(matrix[4]).all()
