@@ -5,9 +5,11 @@ then ``(rank - 0.5) / count``) applied to each group separately; NaNs stay NaN a
 counted. Used by features (per-date ranks), targets, submissions and scoring.
 
 How: rows are laid out as a padded matrix, one row per group (date), and each matrix row is
-sorted on its own (``np.sort(axis=1)``). Sorting many short rows is cache-friendly and several
-times faster than one global ``lexsort`` of (group, value) over tens of millions of values.
-Tie runs get their average rank with vectorised run-start/run-end scans.
+ranked on its own (``rank_rows``: ``np.argsort(axis=1)`` in cache-sized blocks of rows).
+Sorting many short rows is cache-friendly and several times faster than one global
+``lexsort`` of (group, value) over tens of millions of values. Tie runs get their average
+rank with vectorised run-start/run-end scans. ``rank_rows`` is public so callers that already
+hold a ``date × ticker`` matrix (tasks/features.py) rank it without a long round trip.
 """
 
 from __future__ import annotations
