@@ -1,0 +1,46 @@
+"""The CLI refuses bad input before anything runs or is written."""
+
+from __future__ import annotations
+
+import pytest
+
+from flows.cli import main
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "--demo", "--tickers", "0"], "--tickers: must be a whole number ≥ 1, got 0"),
+        (["run", "--demo", "--years", "-1"], "--years: must be > 0, got -1"),
+        (["run", "--demo", "--signal", "-0.5"], "--signal: must be ≥ 0, got -0.5"),
+        (["run", "--demo", "--tickers", "many"], "--tickers: invalid _positive_int value: 'many'"),
+        (["run", "--demo", "--bogus"], "unrecognized arguments: --bogus"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_bad_options_exit_2_with_a_message_and_write_nothing(argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--data-dir", str(tmp_path / "data")] if argv[0] == "run" else argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()
+
+
+def test_help_explains_the_demo_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--demo", "--tickers", "--years", "--signal", "--seed", "--retrain", "--json"):
+        assert option in out
+
+
+def test_invalid_configuration_file_is_reported_before_the_round_starts(capsys, tmp_path, monkeypatch):
+    config = tmp_path / "numerflow.toml"
+    config.write_text("[training]\nnum_boost_round = 0\n")
+    monkeypatch.setenv("NUMERFLOW_CONFIG", str(config))
+    code = main(["run", "--demo", "--data-dir", str(tmp_path / "data")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "invalid_config" in err and "training.num_boost_round" in err
+    assert not (tmp_path / "data").exists()
