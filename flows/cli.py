@@ -300,7 +300,7 @@ def render_summary(s: dict[str, Any]) -> str:
     v = s["validation"]
     lines = [
         f"numerflow round {s['round']}",
-        f"  prices      {s['prices']['tickers']} tickers, {s['prices']['rows']:,} bars to {s['prices']['last_date']}",
+        f"  prices      {_prices_line(s['prices'])}",
         f"  dataset     {s['dataset']['rows']:,} rows, {s['dataset']['first_date']} → {s['dataset']['last_date']}",
         f"  model       {s['model']['id']} ({s['model']['decision']})",
         f"  validation  CORR mean {v['mean']:.4f}, sharpe {v['sharpe']:.2f}, max drawdown {v['max_drawdown']:.4f}"
@@ -310,6 +310,13 @@ def render_summary(s: dict[str, Any]) -> str:
         f"  report      {s['report'] or 'unchanged model: see its earlier report'}",
     ]
     return "\n".join(lines)
+
+
+def _prices_line(prices: dict[str, Any]) -> str:
+    statuses = ", ".join(f"{prices[k]} {k}" for k in ("ok", "stale", "failed", "delisted", "unresolved")
+                         if prices.get(k))
+    return (f"{prices['tickers']} tickers ({statuses}); {prices['rows']:,} bars written this run; "
+            f"data to {prices['last_date']}")
 
 
 def _upload_line(upload: dict[str, Any]) -> str:
