@@ -77,6 +77,8 @@ def stop(proc: subprocess.Popen | None) -> None:
 @pytest.fixture(scope="module")
 def postgres():
     if not PG_BINS:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL binaries absent in CI: .ci/run must install them (apt-get install postgresql)")
         pytest.skip("PostgreSQL binaries absent (/usr/lib/postgresql/*/bin): `apt-get install -y postgresql`; "
                     ".ci/run installs them in CI")
     bindir = Path(PG_BINS[-1]).parent
