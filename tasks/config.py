@@ -137,9 +137,6 @@ class NumeraiSettings(BaseModel):
     use_numerai_targets: bool = Field(
         True, description="train on Numerai's train/validation targets when they are available (else our own)"
     )
-    use_numerai_features: bool = Field(
-        False, description="add Numerai's numeric feature_* columns (as feature_numerai_*) alongside ours"
-    )
     upload_diagnostics: bool = Field(
         False, description="also upload validation predictions to Numerai's diagnostics"
     )

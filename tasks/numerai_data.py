@@ -1,4 +1,4 @@
-"""Numerai's own training data: targets (and optionally ``feature_*`` columns) to train on.
+"""Numerai's own training data: targets to train on.
 
 ``train.parquet`` / ``validation.parquet`` (found with ``list_datasets``, never a
 hard-coded version) hold one row per (``numerai_ticker``, ``date``) with Numerai's targets
@@ -12,6 +12,10 @@ same ticker at the latest date d ≤ D, at most ``max_gap_days`` calendar days e
 ticker's market was closed on D. A feature row after D is never used, so features never
 see the target's window. ``target_end_date`` is set from D (D + lag + horizon business
 days) so the training split purges rows whose Numerai target overlaps validation.
+
+Numerai's ``feature_*`` columns are not used: live predictions need the same features on
+the live date, which only our own price features provide (a model trained on columns the
+live round cannot fill would be refused or, worse, fed NaNs).
 
 The tickers in train/validation are also the historical universe (every ticker Numerai
 ever had), for survivorship-free price history.
@@ -37,8 +41,6 @@ log = logging.getLogger("numerflow.numerai_data")
 TRAIN_FILES = {"signals": ("train.parquet",), "crypto": ("train_targets.parquet", "train.parquet")}
 VALIDATION_FILES = {"signals": ("validation.parquet",), "crypto": ()}
 TICKER_COLUMN = {"signals": "numerai_ticker", "crypto": "symbol"}
-#: Prefix our copies of Numerai's features get, so they never collide with ours.
-NUMERAI_FEATURE_PREFIX = "feature_numerai_"
 
 
 @dataclass(frozen=True)
@@ -79,10 +81,8 @@ def read_numerai_targets(
     paths: list[Path],
     tournament: str = "signals",
     target_column: str = "target",
-    with_features: bool = False,
 ) -> pd.DataFrame:
-    """``ticker``, ``date`` (datetime64), ``target`` (from ``target_column``) and, with
-    ``with_features``, Numerai's numeric ``feature_*`` columns as ``feature_numerai_*``.
+    """``ticker``, ``date`` (datetime64) and ``target`` (from ``target_column``).
 
     Where train and validation overlap, validation (the later file) wins.
     """
@@ -99,8 +99,7 @@ def read_numerai_targets(
             raise BadInputError(f"Numerai data file {path} has no target column {target_column!r}; "
                                 f"it has {targets}: set numerai.target_column to one of them",
                                 tag="invalid_numerai_data")
-        feature_names = [n for n in names if n.startswith("feature_")] if with_features else []
-        frame = read_parquet(path, columns=[ticker, "date", target_column, *feature_names])
+        frame = read_parquet(path, columns=[ticker, "date", target_column])
         frames.append(frame)
     if not frames:
         raise BadInputError("no Numerai data files given", tag="invalid_numerai_data")
@@ -113,9 +112,6 @@ def read_numerai_targets(
         "date": dates.dt.normalize().astype("datetime64[ns]"),
         "target": pd.to_numeric(data[target_column], errors="coerce").astype("float32"),
     })
-    for name in data.columns:
-        if name.startswith("feature_") and pd.api.types.is_numeric_dtype(data[name]):
-            out[NUMERAI_FEATURE_PREFIX + name.removeprefix("feature_")] = data[name].astype("float32")
     out = out[out["ticker"].notna()]
     out = out.drop_duplicates(["ticker", "date"], keep="last").reset_index(drop=True)
     if out.empty:
@@ -132,8 +128,8 @@ def join_numerai_targets(
     """Our features with Numerai's targets (see the module docstring for the alignment).
 
     Returns one row per Numerai (ticker, date) that found a feature row: our ``ticker``,
-    ``date`` (the feature date d), ``feature_*`` (ours, plus Numerai's if present in
-    ``numerai``), ``target`` (Numerai's), ``numerai_date`` (D), ``target_end_date``
+    ``date`` (the feature date d), ``feature_*`` (ours only), ``target`` (Numerai's),
+    ``numerai_date`` (D), ``target_end_date``
     (D + lag + horizon business days), sorted by (date, ticker). Our own ``target`` and
     ``target_raw`` are dropped.
     """
@@ -156,9 +152,7 @@ def join_numerai_targets(
     end = np.busday_offset(joined["numerai_date"].to_numpy().astype("datetime64[D]"),
                            target.lag + target.horizon, roll="forward")
     joined = joined.assign(date=joined["_feature_date"], target_end_date=end.astype("datetime64[ns]"))
-    # Ours first (the model's existing order), then Numerai's.
     feature_cols = [c for c in ours.columns if c.startswith("feature_")]
-    feature_cols += [c for c in theirs.columns if c.startswith(NUMERAI_FEATURE_PREFIX) and c not in feature_cols]
     columns = ["ticker", "date", *feature_cols, "target", "numerai_date", "target_end_date"]
     result = joined[columns].sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)
     if result.empty:

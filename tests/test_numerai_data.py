@@ -70,14 +70,14 @@ def test_fetch_training_data_finds_newest_version_train_once_validation_per_roun
     assert targets["target"].tolist() == [0.25, 0.75]
 
 
-def test_read_targets_configurable_column_and_numeric_features_only(tmp_path):
+def test_read_targets_configurable_column_and_no_numerai_features(tmp_path):
     path = tmp_path / "train.parquet"
     _numerai_frame([("A US", "2024-01-05", 0.25), ("B US", "2024-01-05", 1.0)]).to_parquet(path)
-    data = read_numerai_targets([path], target_column="target_raw_return_20", with_features=True)
+    data = read_numerai_targets([path], target_column="target_raw_return_20")
     assert data["target"].tolist() == pytest.approx([0.025, 0.1])
     assert data["date"].dtype == "datetime64[ns]" and str(data["date"].iloc[0].date()) == "2024-01-05"
-    assert "feature_numerai_momentum" in data and "feature_numerai_country" not in data
-    assert not any(c.startswith("feature_") and not c.startswith("feature_numerai_") for c in data)
+    # Numerai's feature_* columns stay behind: live rounds could not fill them (only ours).
+    assert data.columns.tolist() == ["ticker", "date", "target"]
     with pytest.raises(BadInputError, match=r"no target column 'target_chili_60'.*\['target', 'target_raw_return_20'\]"):
         read_numerai_targets([path], target_column="target_chili_60")
 
@@ -130,14 +130,13 @@ def test_join_falls_back_over_a_holiday_and_sets_target_end_from_numerai_date():
     assert str(row.target_end_date.date()) == "2024-02-09"
 
 
-def test_join_carries_numerai_features_and_refuses_no_overlap():
+def test_join_keeps_only_our_features_and_refuses_no_overlap():
     ours = _ours(["2024-01-08"], tickers=("A US",))
     numerai = pd.DataFrame({"ticker": ["A US"], "date": pd.to_datetime(["2024-01-08"]),
                             "target": np.array([0.5], dtype="float32"),
                             "feature_numerai_momentum": np.array([0.3], dtype="float32")})
     joined = join_numerai_targets(ours, numerai, TargetSettings())
-    assert joined.columns.tolist() == ["ticker", "date", "feature_day", "feature_numerai_momentum", "target",
-                                       "numerai_date", "target_end_date"]
+    assert joined.columns.tolist() == ["ticker", "date", "feature_day", "target", "numerai_date", "target_end_date"]
     with pytest.raises(BadInputError, match="no_numerai_overlap"):
         join_numerai_targets(ours, numerai.assign(ticker="Z US"), TargetSettings())
 
