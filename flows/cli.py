@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     universe = commands.add_parser(
         "universe", parents=[common, numerai], help="download this round's Numerai universe and resolve its tickers",
         description="Find the current dataset version, download this round's live universe, write the snapshot "
-        "and (signals) the numerai_ticker → Yahoo resolution report.")
+        "and the ticker → Yahoo resolution report (numerai_ticker by country rules, crypto symbol → SYMBOL-USD).")
     universe.add_argument("--training-data", action="store_true",
                           help="also download Numerai's train/validation files (large) for training on its targets")
     universe.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
@@ -148,14 +148,14 @@ def cmd_universe(args: argparse.Namespace) -> int:
                                "tickers": snap.tickers, "snapshot": str(snap.snapshot_path)}
     lines = [f"numerflow universe: {snap.tournament} round {snap.round_number}, {snap.tickers} tickers "
              f"from {snap.dataset}", f"  snapshot    {snap.snapshot_path}"]
-    if snap.tournament == "signals":
-        resolution = resolve_and_report(settings, snap.snapshot_path, snap.round_number)
-        payload["resolution"] = resolution
-        t = resolution["totals"]
-        lines.append(f"  resolution  {t['resolved']} resolved, {t['ambiguous']} ambiguous (tried in order), "
-                     f"{t['unresolved']} unresolved; candidates {resolution['candidates_path']}")
-        lines += [f"    {r['country']:<6}{r['resolved']:>6}{r['ambiguous']:>6}{r['unresolved']:>6}"
-                  for r in resolution["report"]]
+    # Both tournaments: numerai_ticker by the country rules, crypto symbol → SYMBOL-USD.
+    resolution = resolve_and_report(settings, snap.snapshot_path, snap.round_number, snap.tournament)
+    payload["resolution"] = resolution
+    t = resolution["totals"]
+    lines.append(f"  resolution  {t['resolved']} resolved, {t['ambiguous']} ambiguous (tried in order), "
+                 f"{t['unresolved']} unresolved; candidates {resolution['candidates_path']}")
+    lines += [f"    {r['country']:<6}{r['resolved']:>6}{r['ambiguous']:>6}{r['unresolved']:>6}"
+              for r in resolution["report"]]
     if args.training_data:
         files = fetch_training_data(client, store, snap.round_number)
         payload["training_data"] = {"version": files.version, "paths": [str(p) for p in files.paths]}
@@ -221,10 +221,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         overrides["price_source"] = args.source
     settings = load_settings(**overrides)  # fail fast on bad values, before Prefect starts
     store = Store(settings.data_dir)
-    run_id = args.run_id or unfinished_run_id(store, settings.price_source) or new_run_id()
-    from flows.prices import ProgressBar, prices_flow
+    from flows.prices import ProgressBar, prices_flow, source_name
 
-    with ProgressBar(ingest_dir(store, settings.price_source) / "runs" / run_id):
+    name = source_name(settings)  # crypto bars have their own store (yahoo-crypto)
+    run_id = args.run_id or unfinished_run_id(store, name) or new_run_id()
+    with ProgressBar(ingest_dir(store, name) / "runs" / run_id):
         summary = prices_flow(overrides=overrides, backfill=args.backfill, run_id=run_id)
     counts = ", ".join(f"{k} {summary.get(k, 0)}" for k in ("ok", "stale", "failed", "delisted", "no_data", "unresolved"))
     _print(args, summary, f"numerflow ingest {summary['run_id']} ({summary['source']}): {summary['tickers']} tickers — "

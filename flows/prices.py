@@ -46,39 +46,79 @@ def ingest_options(settings: Settings, backfill: bool = False) -> IngestOptions:
     )
 
 
-def price_source(settings: Settings) -> Any:
-    """The configured source; one object per configuration per process (shared session/limiter)."""
+class TournamentSource:
+    """A price source whose bars are stored under ``<source>-<tournament>`` (``yahoo-crypto``):
+    crypto bars never share a price store, a feature panel (cross-sectional ranks) or a model
+    lineage with stocks. Everything else is the wrapped source's (same session and limiter)."""
+
+    def __init__(self, source: Any, tournament: str) -> None:
+        self._source = source
+        self.name = f"{source.name}-{tournament}"
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._source, attr)
+
+    def __repr__(self) -> str:
+        return f"TournamentSource({self._source!r}, name={self.name!r})"
+
+
+def source_key(settings: Settings) -> tuple:
+    """The cache key of the configured source in ``_sources`` (one object per configuration per
+    process). Tests seed ``_sources[source_key(settings)]`` to inject a source."""
+    kind = settings.price_source
+    if kind == "demo":
+        d = settings.demo
+        return ("demo", d.tickers, d.years, d.signal, d.seed)
+    if kind == "yahoo":
+        y = settings.yahoo
+        return ("yahoo", y.requests_per_second, y.burst, y.timeout_seconds, y.workers, y.pause_on_429_seconds)
+    if kind == "files":
+        return ("files", str(settings.files.path))
+    raise BadInputError(f"unknown price_source {kind!r}", tag="invalid_config")  # pragma: no cover - Literal
+
+
+def _new_source(settings: Settings) -> Any:
     kind = settings.price_source
     if kind == "demo":
         from tasks.sources.demo import DemoMarket
 
         d = settings.demo
-        key: tuple = ("demo", d.tickers, d.years, d.signal, d.seed)
-        factory = lambda: DemoMarket(tickers=d.tickers, years=d.years, signal=d.signal, seed=d.seed)  # noqa: E731
-    elif kind == "yahoo":
+        return DemoMarket(tickers=d.tickers, years=d.years, signal=d.signal, seed=d.seed)
+    if kind == "yahoo":
         from tasks.sources.yahoo import YahooSource
 
         y = settings.yahoo
-        key = ("yahoo", y.requests_per_second, y.burst, y.timeout_seconds, y.workers, y.pause_on_429_seconds)
-        factory = lambda: YahooSource(  # noqa: E731
+        return YahooSource(
             requests_per_second=y.requests_per_second,
             burst=y.burst,
             timeout_seconds=y.timeout_seconds,
             workers=y.workers,
             pause_on_429_seconds=y.pause_on_429_seconds,
         )
-    elif kind == "files":
-        from tasks.sources.files import FilePriceSource
+    from tasks.sources.files import FilePriceSource
 
-        if settings.files.path is None:
-            raise BadInputError("price_source is 'files' but files.path is not set; see docs/prices.md", tag="invalid_config")
-        key = ("files", str(settings.files.path))
-        factory = lambda: FilePriceSource(settings.files.path)  # noqa: E731
-    else:  # pragma: no cover - Settings' Literal forbids it
-        raise BadInputError(f"unknown price_source {kind!r}", tag="invalid_config")
+    if settings.files.path is None:
+        raise BadInputError("price_source is 'files' but files.path is not set; see docs/prices.md", tag="invalid_config")
+    return FilePriceSource(settings.files.path)
+
+
+def price_source(settings: Settings) -> Any:
+    """The configured source; one object per configuration per process (shared session/limiter).
+    Outside Signals it is wrapped so its bars get their own store (``TournamentSource``)."""
+    key = source_key(settings)
     if key not in _sources:
-        _sources[key] = factory()
-    return _sources[key]
+        _sources[key] = _new_source(settings)
+    source = _sources[key]
+    if settings.tournament != "signals" and settings.price_source != "demo":
+        return TournamentSource(source, settings.tournament)
+    return source
+
+
+def source_name(settings: Settings) -> str:
+    """Name of the configured source's price store (``prices/<name>``), without building it."""
+    if settings.tournament != "signals" and settings.price_source != "demo":
+        return f"{settings.price_source}-{settings.tournament}"
+    return settings.price_source
 
 
 # No task timeout: Prefect cannot interrupt blocking I/O in worker threads; every HTTP call
@@ -177,13 +217,14 @@ def tickers_to_ingest(settings: Settings) -> dict[str, list[str]]:
             "run `numerflow universe` first",
             tag="missing_universe",
         )
-    ids = read_parquet(snapshot, columns=["numerai_ticker"])["numerai_ticker"].astype(str).tolist()
+    from tasks.numerai import tournament_spec
+    from tasks.tickers import candidate_map, resolve_for_yahoo
+
+    column = tournament_spec(settings.tournament).ticker_column
+    ids = read_parquet(snapshot, columns=[column])[column].astype(str).tolist()
     if settings.price_source != "yahoo":
         return {t: [t] for t in ids}
-    from tasks.tickers import candidate_map, load_overrides, resolve_universe
-
-    overrides = load_overrides(settings.numerai.overrides_path) if settings.numerai.overrides_path else None
-    return with_unresolved(ids, candidate_map(resolve_universe(ids, overrides=overrides)))
+    return with_unresolved(ids, candidate_map(resolve_for_yahoo(ids, settings.tournament, settings.numerai.overrides_path)))
 
 
 @flow(name="ingest-prices", log_prints=True)

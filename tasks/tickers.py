@@ -15,6 +15,9 @@ that last returned prices), and a user overrides CSV that always wins.
   KR ``.KS``/``.KQ``, TW ``.TW``/``.TWO``, CN ``.SS``/``.SZ`` (order by code prefix),
   IN ``.NS``/``.BO`` (``.BO`` first for numeric BSE codes), CA ``.TO``/``.V``.
 
+Numerai Crypto ``symbol`` values map to ``SYMBOL-USD`` (``resolve_crypto_universe``), in the
+same resolution table, so the crypto round shares the report and the ingest.
+
 Everything is vectorised over the universe (pandas string ops per rule, not per ticker).
 """
 
@@ -194,6 +197,44 @@ def resolve_universe(
             "status": pd.Series(status, dtype="string"),
         }
     )
+
+
+#: Yahoo quotes crypto assets against the US dollar as ``SYMBOL-USD`` (``BTC-USD``).
+CRYPTO_QUOTE_SUFFIX = "-USD"
+
+
+def resolve_crypto_universe(symbols: Iterable[str] | pd.Series) -> pd.DataFrame:
+    """Numerai Crypto ``symbol`` → Yahoo ``SYMBOL-USD``, in the same table as ``resolve_universe``
+    (id column ``numerai_ticker`` holds the symbol, ``country`` is ``"CRYPTO"``), so the
+    candidate map, the report and the ingest are shared with Signals. A symbol that is
+    empty or has spaces (no Yahoo spelling) is unresolved."""
+    series = pd.Series(list(symbols) if not isinstance(symbols, pd.Series) else symbols, dtype="string")
+    series = series.dropna().drop_duplicates().reset_index(drop=True)
+    clean = series.str.strip().str.upper()
+    usable = clean.str.fullmatch(r"[A-Z0-9._]+").fillna(False).astype(bool).to_numpy()
+    quoted = (clean + CRYPTO_QUOTE_SUFFIX).to_numpy(dtype=object, na_value=None)
+    candidates = pd.Series([[q] if ok else [] for q, ok in zip(quoted, usable, strict=True)], dtype=object)
+    return pd.DataFrame(
+        {
+            "numerai_ticker": series,
+            "country": pd.Series(["CRYPTO"] * len(series), dtype="string"),
+            "yahoo_symbol": pd.Series(np.where(usable, quoted, None), dtype="string"),
+            "candidates": candidates,
+            "status": pd.Series(np.where(usable, "resolved", "unresolved"), dtype="string"),
+        }
+    )
+
+
+def resolve_for_yahoo(
+    ids: Iterable[str] | pd.Series, tournament: str = "signals", overrides_path: Path | str | None = None
+) -> pd.DataFrame:
+    """The tournament's universe ids resolved to Yahoo candidates: Signals by the country rules
+    (the overrides file winning), Crypto as ``SYMBOL-USD``. The overrides file holds
+    ``numerai_ticker`` rows, so it applies to Signals only."""
+    if tournament == "crypto":
+        return resolve_crypto_universe(ids)
+    overrides = load_overrides(overrides_path) if overrides_path else None
+    return resolve_universe(ids, overrides=overrides)
 
 
 def candidate_map(resolution: pd.DataFrame) -> dict[str, list[str]]:

@@ -35,4 +35,12 @@ def write_universe(store: Store, tournament: str, snapshot: str, frame: pd.DataF
 
 
 def load_universe_ids(path: Path) -> pd.Series:
-    return read_parquet(path, columns=["numerai_ticker"])["numerai_ticker"]
+    """The snapshot's ids: ``numerai_ticker`` (Signals, demo) or ``symbol`` (Crypto)."""
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(path).names
+    column = "numerai_ticker" if "numerai_ticker" in names else "symbol"
+    if column not in names:
+        raise BadInputError(f"universe snapshot {path} has neither numerai_ticker nor symbol (columns: {names}); "
+                            "run `numerflow universe` again", tag="invalid_universe")
+    return read_parquet(path, columns=[column])[column]

@@ -1,0 +1,248 @@
+"""The live round (`numerflow run --model X`, flows/numerai_round.py) end to end, for real:
+
+the REAL numerapi client against the fake Numerai server on 127.0.0.1 (universe, rounds,
+training data, models, presigned upload) and the REAL yfinance against the fake Yahoo
+transport (tests/fakes/yahoo.py), through Prefect (the session harness).
+
+Universe: Signals tickers in five countries (KR listings on KOSDAQ, so the ingest must fall
+back from `.KS` to `.KQ`), one ticker no rule can resolve; Crypto symbols quoted `SYMBOL-USD`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from fakes.numerai_fixtures import universe_parquet
+from fakes.numerai_server import FakeNumeraiServer, closed_round, open_round
+from fakes.yahoo import FakeYahoo, make_bars, reset_yfinance
+
+from flows import prices as prices_flow_module
+from tasks.config import load_settings
+from tasks.errors import BadInputError
+from tasks.ratelimit import TokenBucket
+from tasks.sources.yahoo import YahooSource
+from tasks.store import read_parquet
+
+pytestmark = pytest.mark.slow
+
+TODAY = dt.date.today()
+HISTORY_START = TODAY - dt.timedelta(days=int(2.2 * 365))
+
+# (country, how many, Yahoo suffix the listing really has, timezone, currency)
+MARKETS = [
+    ("US", 60, "", "America/New_York", "USD"),
+    ("GB", 20, ".L", "Europe/London", "GBP"),
+    ("JP", 20, ".T", "Asia/Tokyo", "JPY"),
+    ("HK", 12, ".HK", "Asia/Hong_Kong", "HKD"),
+    ("KR", 12, ".KQ", "Asia/Seoul", "KRW"),  # KOSDAQ: the rules try .KS first
+]
+UNRESOLVABLE = "ODD ZZ"  # no country rule: unresolved, listed in the report and the ledger
+
+
+def signals_universe() -> list[tuple[str, str, str, str]]:
+    """(numerai_ticker, yahoo symbol, timezone, currency) for 124 listings."""
+    rows = []
+    for country, n, suffix, tz, currency in MARKETS:
+        for i in range(n):
+            if country == "HK":
+                local, symbol = f"{i + 1}", f"{i + 1:04d}"  # `1 HK` → 0001.HK
+            elif country in ("JP", "KR"):
+                local = symbol = f"{(1000 + i) if country == 'JP' else (100000 + i):d}"
+            else:
+                local = symbol = f"{country}{i:03d}"
+            rows.append((f"{local} {country}", f"{symbol}{suffix}", tz, currency))
+    return rows
+
+
+CRYPTO_SYMBOLS = [f"C{i:03d}" for i in range(110)]
+
+
+def _parquet(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def numerai_training_files(tickers: list[str]) -> tuple[bytes, bytes]:
+    """Numerai-shaped train/validation: weekly Friday rows with 5-bin targets (and the feature
+    columns Numerai ships, which numerflow leaves alone). Targets end ~1 month before today."""
+    fridays = pd.date_range(HISTORY_START + dt.timedelta(days=60), TODAY - dt.timedelta(days=35), freq="W-FRI")
+    rng = np.random.default_rng(7)
+    frame = pd.DataFrame(
+        [(t, d.strftime("%Y-%m-%d")) for d in fridays for t in tickers], columns=["numerai_ticker", "date"]
+    )
+    frame["feature_country"] = frame["numerai_ticker"].str[-2:]
+    frame["feature_momentum"] = rng.random(len(frame)).astype("float32")
+    frame["target"] = rng.choice([0.0, 0.25, 0.5, 0.75, 1.0], len(frame)).astype("float32")
+    frame["target_raw_return_20"] = rng.normal(0, 0.05, len(frame)).astype("float32")
+    cut = fridays[int(len(fridays) * 0.8)].strftime("%Y-%m-%d")
+    return _parquet(frame[frame["date"] < cut]), _parquet(frame[frame["date"] >= cut])
+
+
+@pytest.fixture
+def yahoo(tmp_path):
+    reset_yfinance(tmp_path / "yf-tz")
+    fake = FakeYahoo()
+    for n, (_, symbol, tz, currency) in enumerate(signals_universe()):
+        fake.add(symbol, make_bars(HISTORY_START, TODAY, price=20 + n, seed=n), timezone=tz, currency=currency)
+    for n, symbol in enumerate(CRYPTO_SYMBOLS):
+        # Crypto trades every day, weekends included.
+        days = pd.date_range(HISTORY_START, TODAY, freq="D")
+        bars = make_bars(HISTORY_START, HISTORY_START + dt.timedelta(days=len(days) * 3 // 2), price=5 + n,
+                         seed=1000 + n)
+        bars = bars.iloc[: len(days)].set_axis(pd.Index(days.date, name="date"))
+        fake.add(f"{symbol}-USD", bars, timezone="UTC", currency="USD", instrument_type="CRYPTOCURRENCY")
+    return fake
+
+
+@pytest.fixture
+def numerai():
+    with FakeNumeraiServer() as fake:
+        tickers = [t for t, *_ in signals_universe()] + [UNRESOLVABLE]
+        fake.set_round("signals", open_round(1200, hours_left=6))
+        fake.set_round("crypto", open_round(700, hours_left=6))
+        fake.add_dataset("signals", "signals/v1.0/live.parquet", universe_parquet(["OLD US"]))
+        fake.add_dataset("signals", "signals/v2.1/live.parquet", universe_parquet(tickers))
+        train, validation = numerai_training_files(tickers[:-1])
+        fake.add_dataset("signals", "signals/v2.1/train.parquet", train)
+        fake.add_dataset("signals", "signals/v2.1/validation.parquet", validation)
+        fake.add_dataset("crypto", "crypto/v2.0/live_universe.parquet",
+                         _parquet(pd.DataFrame({"symbol": CRYPTO_SYMBOLS})))
+        yield fake
+
+
+@pytest.fixture
+def live_env(numerai, yahoo, monkeypatch, tmp_path):
+    """Environment of `numerflow run`: keys, endpoint, Yahoo prices, fast training; the fake-backed
+    YahooSource seeded into flows.prices' source cache (the seam every ingest task reads)."""
+    env = {
+        "NUMERAI_PUBLIC_ID": numerai.state.public_id,
+        "NUMERAI_SECRET_KEY": numerai.state.secret_key,
+        "NUMERFLOW_NUMERAI_API_URL": numerai.url,
+        "NUMERFLOW_NUMERAI__TIMEOUT_SECONDS": "5",
+        "NUMERFLOW_DATA_DIR": str(tmp_path / "data"),
+        "NUMERFLOW_PRICE_SOURCE": "yahoo",
+        "NUMERFLOW_TRAINING__NUM_BOOST_ROUND": "15",
+        "NUMERFLOW_TRAINING__PARAMS": json.dumps({"objective": "regression", "learning_rate": 0.1, "num_leaves": 8,
+                                                   "min_data_in_leaf": 50, "verbose": -1}),
+        "NUMERFLOW_TRAINING__NUM_THREADS": "2",
+        "NUMERFLOW_YAHOO__BATCH_SIZE": "64",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    source = YahooSource(limiter=TokenBucket(10_000, 100), transport=yahoo, workers=4, pause_on_429_seconds=0)
+    monkeypatch.setitem(prices_flow_module._sources, prices_flow_module.source_key(settings), source)
+    return settings
+
+
+def _ledger(settings) -> dict:
+    path = Path(settings.data_dir) / "submissions" / "ledger.json"
+    return json.loads(path.read_text())["submissions"] if path.exists() else {}
+
+
+def test_live_signals_round_uploads_once_then_skips(prefect_harness, live_env, numerai, yahoo):
+    from flows.numerai_round import numerai_round_flow
+
+    result = numerai_round_flow(model_name="my_signals")
+
+    # Upload: the exact bytes of the submission file, for the right model and round.
+    submission_path = Path(result["submit"]["submission"]["path"])
+    assert result["submit"]["upload"]["status"] == "uploaded"
+    (upload,) = numerai.state.uploads
+    assert upload["body"] == submission_path.read_bytes()
+    assert submission_path.read_bytes().startswith(b"numerai_ticker,signal\n")
+    (created,) = numerai.state.submissions
+    assert created["operation"] == "createSignalsSubmission"
+    assert created["variables"]["modelId"] == "model-signals-1"
+    auth = numerai.calls("submissionUploadSignalsAuth")[-1]["variables"]
+    assert auth["modelId"] == "model-signals-1" and auth["tournament"] == 11
+    assert result["submit"]["upload"]["round"]["number"] == 1200
+
+    # The ledger: one entry, for this round and model, with the file's hash and Numerai's id.
+    (entry,) = _ledger(live_env).values()
+    assert (entry["tournament"], entry["round"], entry["model_name"]) == ("signals", 1200, "my_signals")
+    assert entry["submission_id"] == created["id"]
+    assert entry["sha256"] == result["submit"]["submission"]["sha256"]
+
+    # Every resolvable ticker got prices; KOSDAQ listings via the second candidate.
+    submitted = pd.read_csv(submission_path)
+    assert len(submitted) == 124 and UNRESOLVABLE not in set(submitted["numerai_ticker"])
+    assert yahoo.history_requests("100000.KQ") and yahoo.chart_requests("100000.KS")
+    ledger = read_parquet(Path(result["ingest"]["prices"]["ledger_path"]))
+    assert ledger.set_index("ticker").loc["100000 KR", "symbol"] == "100000.KQ"
+    assert ledger.set_index("ticker").loc[UNRESOLVABLE, "status"] == "unresolved"
+
+    # Resolution summary and artifact.
+    n = result["numerai"]
+    assert n["resolution"] == {"resolved": 112, "ambiguous": 12, "unresolved": 1, "total": 125}
+    by_country = {r["country"]: r for r in n["resolution_report"]}
+    assert by_country["KR"]["ambiguous"] == 12 and by_country["ZZ"]["unresolved"] == 1
+    assert json.loads(Path(n["candidates_path"]).read_text())["1 HK"] == ["0001.HK"]
+    _assert_artifact("ticker-resolution", "ZZ")
+
+    # Trained on Numerai's targets (their train/validation files), not our own.
+    assert result["train"]["numerai_targets"]["target_column"] == "target"
+    assert result["train"]["model"]["trained"] is True
+
+    # Second run of the same round: skipped, nothing uploaded again, model reused.
+    again = numerai_round_flow(model_name="my_signals")
+    assert again["submit"]["upload"]["status"] == "skipped"
+    assert "already submitted" in again["submit"]["upload"]["reason"]
+    assert len(numerai.state.uploads) == 1 and len(numerai.state.submissions) == 1
+    assert len(_ledger(live_env)) == 1
+    assert again["train"]["model"]["trained"] is False
+
+
+def test_closed_round_refuses_with_the_times_and_uploads_nothing(prefect_harness, live_env, numerai, yahoo):
+    from flows.numerai_round import numerai_round_flow
+
+    closed = closed_round(1201)
+    numerai.set_round("signals", closed)
+    with pytest.raises(BadInputError, match=r"round 1201 is closed: it opens .* UTC, closes .* UTC") as caught:
+        numerai_round_flow(model_name="my_signals")
+    close = pd.Timestamp(closed["closeStakingTime"])
+    assert f"{close:%Y-%m-%d %H:%M}" in str(caught.value)
+    assert numerai.state.uploads == [] and numerai.state.submissions == []
+    assert _ledger(live_env) == {}
+    assert yahoo.log == []  # refused before any price was fetched
+
+
+def test_live_crypto_round_uploads_symbol_signal(prefect_harness, live_env, numerai, yahoo):
+    from flows.numerai_round import numerai_round_flow
+
+    result = numerai_round_flow(tournament="crypto", model_name="my_crypto")
+
+    submission_path = Path(result["submit"]["submission"]["path"])
+    (upload,) = numerai.state.uploads
+    assert upload["body"] == submission_path.read_bytes()
+    assert upload["body"].split(b"\n", 1)[0] == b"symbol,signal"
+    (created,) = numerai.state.submissions
+    assert created["operation"] == "create_submission"
+    assert created["variables"]["modelId"] == "model-crypto-1" and created["variables"]["tournament"] == 12
+    submitted = pd.read_csv(submission_path)
+    assert sorted(submitted["symbol"]) == CRYPTO_SYMBOLS
+    assert submitted["signal"].between(0, 1, inclusive="neither").all()
+    # Crypto bars have their own store: never ranked together with stocks.
+    assert result["ingest"]["prices"]["source"] == "yahoo-crypto"
+    assert yahoo.history_requests("C000-USD")
+    assert result["numerai"]["resolution"] == {"resolved": 110, "ambiguous": 0, "unresolved": 0, "total": 110}
+    assert result["train"]["numerai_targets"] is None  # the fake lists no crypto training data
+    (entry,) = _ledger(live_env).values()
+    assert (entry["tournament"], entry["round"], entry["model_name"]) == ("crypto", 700, "my_crypto")
+
+
+def _assert_artifact(key: str, contains: str) -> None:
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts()
+    latest = [a for a in artifacts if a.key == key]
+    assert latest, f"no artifact {key}"
+    assert contains in json.dumps(latest[-1].data if not isinstance(latest[-1].data, str) else latest[-1].data)
