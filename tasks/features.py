@@ -83,8 +83,9 @@ class BarLayout:
     (shape ``(n_tickers, n_bars)``; bar 0 = the ticker's first valid bar). ``date_cell``:
     flat index in the ``date × ticker`` grid (shape ``(n_grid_dates, n_tickers)``), or None
     when that grid would be too sparse (ranks then go through ``rank_by_date``).
-    ``date_of_bar``: ``(n_tickers, n_bars)`` grid row of every bar, ``n_grid_dates`` (a spare
-    row) after a ticker's last bar; None with ``date_cell``.
+    ``date_of_bar``: ``(n_tickers, n_bars)`` flat cell in the grid plus one spare row
+    (``(n_grid_dates + 1, n_tickers)``) of every bar; the spare row after a ticker's last bar.
+    None with ``date_cell``.
     """
 
     rows: np.ndarray
@@ -191,8 +192,10 @@ def _grid_layout(prices, valid, ticker_code, date_code, n_tickers, n_dates) -> B
     del bars_so_far, occupied
     grid_date, ticker = np.divmod(date_cell, cell_dtype(n_tickers))
     bar_cell = ticker.astype(_index_dtype(n_tickers * n_bars)) * n_bars + bar_index
-    date_of_bar = np.full((n_tickers, n_bars), n_dates, dtype=np.int16 if n_dates < 2**15 - 1 else np.int32)
-    date_of_bar.ravel()[bar_cell] = grid_date
+    # Flat grid cell of every bar; the spare row n_dates takes the cells after a ticker's last bar.
+    date_of_bar = (np.full((n_tickers, 1), n_dates * n_tickers, dtype=_index_dtype((n_dates + 1) * n_tickers))
+                   + np.arange(n_tickers, dtype=np.int32)[:, None]).repeat(n_bars, axis=1)
+    date_of_bar.ravel()[bar_cell] = date_cell
     return BarLayout(
         rows=rows,
         date_code=_dense_codes(grid_date),
@@ -439,7 +442,7 @@ def _feature_columns(
         # takes the cells after a ticker's last bar): no panel-sized feature matrix in between.
         grid = np.full((layout.n_grid_dates + 1, layout.n_tickers), np.nan)
         for part in blocks:
-            grid[layout.date_of_bar[part], np.arange(part.start, part.stop)[:, None]] = recipe(part)
+            grid.ravel()[layout.date_of_bar[part].ravel()] = recipe(part).ravel()
         grid = grid[:-1]
         if ranked:
             rank_rows(grid, out=grid)  # in place: one grid-sized matrix per feature, not two
