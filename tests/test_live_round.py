@@ -29,8 +29,6 @@ from tasks.ratelimit import TokenBucket
 from tasks.sources.yahoo import YahooSource
 from tasks.store import read_parquet
 
-pytestmark = pytest.mark.slow
-
 TODAY = dt.date.today()
 HISTORY_START = TODAY - dt.timedelta(days=int(2.2 * 365))
 
@@ -147,6 +145,7 @@ def _ledger(settings) -> dict:
     return json.loads(path.read_text())["submissions"] if path.exists() else {}
 
 
+@pytest.mark.slow
 def test_live_signals_round_uploads_once_then_skips(prefect_harness, live_env, numerai, yahoo):
     from flows.numerai_round import numerai_round_flow
 
@@ -200,6 +199,7 @@ def test_live_signals_round_uploads_once_then_skips(prefect_harness, live_env, n
     assert again["train"]["model"]["trained"] is False
 
 
+@pytest.mark.slow
 def test_closed_round_refuses_with_the_times_and_uploads_nothing(prefect_harness, live_env, numerai, yahoo):
     from flows.numerai_round import numerai_round_flow
 
@@ -214,6 +214,7 @@ def test_closed_round_refuses_with_the_times_and_uploads_nothing(prefect_harness
     assert yahoo.log == []  # refused before any price was fetched
 
 
+@pytest.mark.slow
 def test_live_crypto_round_uploads_symbol_signal(prefect_harness, live_env, numerai, yahoo):
     from flows.numerai_round import numerai_round_flow
 
@@ -238,11 +239,27 @@ def test_live_crypto_round_uploads_symbol_signal(prefect_harness, live_env, nume
     assert (entry["tournament"], entry["round"], entry["model_name"]) == ("crypto", 700, "my_crypto")
 
 
+def test_crypto_prices_get_their_own_store_and_usd_candidates(tmp_path, monkeypatch):
+    """`numerflow ingest --tournament crypto`'s ticker list, and the store names (no flow run)."""
+    from tasks.store import Store, write_parquet
+
+    settings = load_settings(data_dir=tmp_path, tournament="crypto", price_source="yahoo")
+    write_parquet(Store(tmp_path).universe_path("crypto", "round-700"), pd.DataFrame({"symbol": ["BTC", "ETH"]}))
+    assert prices_flow_module.tickers_to_ingest(settings) == {"BTC": ["BTC-USD"], "ETH": ["ETH-USD"]}
+    inner = YahooSource(limiter=TokenBucket(10_000, 100), transport=FakeYahoo())
+    monkeypatch.setitem(prices_flow_module._sources, prices_flow_module.source_key(settings), inner)
+    wrapped = prices_flow_module.price_source(settings)
+    assert wrapped.name == prices_flow_module.source_name(settings) == "yahoo-crypto"
+    assert wrapped.fetch_outcomes == inner.fetch_outcomes  # same session and limiter
+    signals = settings.model_copy(update={"tournament": "signals"})
+    assert prices_flow_module.price_source(signals) is inner
+    assert prices_flow_module.source_name(signals) == "yahoo"
+
+
 def _assert_artifact(key: str, contains: str) -> None:
     from prefect import get_client
 
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts()
-    latest = [a for a in artifacts if a.key == key]
-    assert latest, f"no artifact {key}"
-    assert contains in json.dumps(latest[-1].data if not isinstance(latest[-1].data, str) else latest[-1].data)
+        artifacts = [a for a in client.read_artifacts() if a.key == key]
+    assert artifacts, f"no artifact {key}"
+    assert any(contains in json.dumps(a.data, default=str) for a in artifacts)

@@ -183,3 +183,21 @@ def test_remembered_winners_round_trip_and_merge(tmp_path):
     path.write_text("[1, 2]")
     with pytest.raises(BadInputError, match="invalid_remembered"):
         load_remembered(path)
+
+
+# ----------------------------------------------------------------------------- crypto
+
+
+def test_crypto_symbols_resolve_to_usd_quotes_in_the_shared_table():
+    from tasks.tickers import resolve_crypto_universe, resolve_for_yahoo
+
+    table = resolve_crypto_universe(["BTC", "eth", "BTC", "BAD SYM", ""])
+    assert table["numerai_ticker"].tolist() == ["BTC", "eth", "BAD SYM", ""]
+    assert table["candidates"].tolist() == [["BTC-USD"], ["ETH-USD"], [], []]
+    assert table["status"].tolist() == ["resolved", "resolved", "unresolved", "unresolved"]
+    assert candidate_map(table) == {"BTC": ["BTC-USD"], "eth": ["ETH-USD"]}
+    report = resolution_report(table).set_index("country")
+    assert report.loc["CRYPTO", ["resolved", "unresolved", "total"]].tolist() == [2, 2, 4]
+    # The dispatcher: crypto ignores the (numerai_ticker) overrides file; signals uses the rules.
+    assert resolve_for_yahoo(["BTC"], "crypto", "/no/such/overrides.csv")["candidates"].tolist() == [["BTC-USD"]]
+    assert resolve_for_yahoo(["1 HK"], "signals")["candidates"].tolist() == [["0001.HK"]]
