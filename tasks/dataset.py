@@ -17,7 +17,6 @@ import pandas as pd
 from tasks.config import TargetSettings
 from tasks.errors import BadInputError
 from tasks.features import FEATURE_NAMES, compute_features
-from tasks.schemas import validate_price_panel
 from tasks.store import Store, read_parquet, write_parquet
 from tasks.targets import compute_targets
 
@@ -58,8 +57,8 @@ def price_snapshot_id(prices_dir: Path, target: TargetSettings) -> str:
 
 
 def build_dataset_frame(prices: pd.DataFrame, target: TargetSettings) -> pd.DataFrame:
-    """Pure: price panel → features + targets, sorted by (date, ticker)."""
-    validate_price_panel(prices)
+    """Pure: price panel → features + targets, sorted by (date, ticker). The feature layout
+    validates the panel (tasks.schemas.validate_price_panel + its own duplicate check)."""
     features = compute_features(prices)
     targets = compute_targets(prices, horizon=target.horizon, lag=target.lag, bins=target.bins)
     dataset = features.merge(

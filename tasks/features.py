@@ -31,7 +31,7 @@ from scipy.signal import lfilter
 
 from tasks.errors import BadInputError
 from tasks.ranking import rank_by_group, rank_rows
-from tasks.schemas import PRICE_SCHEMA
+from tasks.schemas import raise_duplicate_prices, validate_price_panel
 
 RETURN_HORIZONS = (1, 5, 20, 60, 120, 250)
 VOLATILITY_WINDOWS = (20, 60)
@@ -131,7 +131,8 @@ def bar_layout(prices: pd.DataFrame) -> BarLayout:
     Raises BadInputError for missing columns, an empty or all-NaN panel, duplicate
     (ticker, date) rows, missing tickers or dates, and non-positive adjusted closes.
     """
-    adj_close = _check_panel(prices)
+    # The layout below finds duplicates on its integer codes, cheaper than a separate check.
+    adj_close = validate_price_panel(prices, check_duplicates=False)
     dates = _date_values(prices["date"])
     valid = np.isfinite(adj_close)
     if (adj_close[valid] <= 0).any():
@@ -156,15 +157,6 @@ def _index_dtype(size: int) -> type:
     return np.int32 if size < np.iinfo(np.int32).max else np.int64
 
 
-def _raise_duplicates(prices: pd.DataFrame, duplicated: np.ndarray) -> None:
-    sample = prices.loc[duplicated, ["ticker", "date"]].head(5).astype(str).agg(" ".join, axis=1).tolist()
-    raise BadInputError(
-        f"{int(duplicated.sum())} duplicate (ticker, date) rows in the price panel, e.g. {sample}; "
-        "each ticker must have at most one bar per date: de-duplicate the source data",
-        tag="duplicate_prices",
-    )
-
-
 def _grid_layout(prices, valid, ticker_code, date_code, n_tickers, n_dates) -> BarLayout:
     """Counting sort through the dense ``date × ticker`` grid: no comparison sort at all."""
     n = len(prices)
@@ -175,7 +167,7 @@ def _grid_layout(prices, valid, ticker_code, date_code, n_tickers, n_dates) -> B
     # With duplicates, only the last of a (ticker, date) pair keeps its slot.
     overwritten = slot[cell] != row
     if overwritten.any():
-        _raise_duplicates(prices, np.isin(cell, cell[overwritten]))
+        raise_duplicate_prices(prices, np.isin(cell, cell[overwritten]))
     del row, overwritten
     slot[cell[~valid]] = -1  # absent bars: NaN adj_close
     del cell
@@ -215,7 +207,7 @@ def _sorted_layout(prices, valid, ticker_code, date_code, n_tickers, n_dates) ->
     sorted_key = key[by_ticker]
     same_as_next = sorted_key[1:] == sorted_key[:-1]
     if same_as_next.any():
-        _raise_duplicates(prices, np.isin(key, sorted_key[1:][same_as_next]))
+        raise_duplicate_prices(prices, np.isin(key, sorted_key[1:][same_as_next]))
     del key, sorted_key, same_as_next
     by_ticker = by_ticker[valid[by_ticker]]  # valid bars sorted by (ticker, date)
     sorted_codes = ticker_code[by_ticker]
@@ -243,35 +235,6 @@ def _sorted_layout(prices, valid, ticker_code, date_code, n_tickers, n_dates) ->
 def _dense_codes(sorted_codes: np.ndarray) -> np.ndarray:
     """0, 1, 2, … for non-decreasing codes that may skip values (dates with only NaN bars)."""
     return np.cumsum(np.r_[False, sorted_codes[1:] != sorted_codes[:-1]], dtype=sorted_codes.dtype)
-
-
-def _check_panel(prices: pd.DataFrame) -> np.ndarray:
-    """``tasks.schemas.validate_price_panel`` without its duplicate check (DataFrame.duplicated
-    costs ~1 s per 5M rows; the layout finds duplicates on integer codes for almost nothing).
-    Returns ``adj_close`` as float64."""
-    missing = [c for c in ["ticker", "date", "close", "adj_close", "volume"] if c not in prices.columns]
-    if missing:
-        raise BadInputError(
-            f"price panel lacks columns {missing}; a price source must return {PRICE_SCHEMA.names}",
-            tag="invalid_prices",
-        )
-    if prices.empty:
-        raise BadInputError(
-            "price panel is empty: the source returned no bars; check the universe and the source's ledger",
-            tag="empty_prices",
-        )
-    adj_close = prices["adj_close"].to_numpy(dtype="float64", na_value=np.nan)
-    if not np.isfinite(adj_close).any():
-        raise BadInputError(
-            "every adjusted close in the price panel is NaN; the source returned no usable prices",
-            tag="empty_prices",
-        )
-    if prices["ticker"].isna().any():
-        raise BadInputError(
-            f"{int(prices['ticker'].isna().sum())} price rows have no ticker; drop them at the source",
-            tag="invalid_prices",
-        )
-    return adj_close
 
 
 def _date_values(dates: pd.Series) -> np.ndarray:
