@@ -218,13 +218,14 @@ def scheduled_round_flow(
 def scheduled_train_flow(retrain: bool = True, ingest_first: bool = True,
                          overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Retrain on its own schedule: fresh prices first (incremental), then a new model."""
-    from flows.prices import prices_flow
+    from flows.prices import prices_flow, source_name
     from flows.round import train_flow
 
     settings = load_settings(**(overrides or {}))
     if ingest_first:
         prices_flow.with_options(task_runner=task_runner_for(settings))(overrides=overrides)
-    return train_flow(overrides, retrain=retrain, source=settings.price_source)
+    # The tournament's own price store (crypto bars live apart from stocks).
+    return train_flow(overrides, retrain=retrain, source=source_name(settings))
 
 
 @flow(name="ingest-backfill", log_prints=True, timeout_seconds=720 * 60)
