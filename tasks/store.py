@@ -94,7 +94,9 @@ def read_parquet(
     """
     dataset = ds.dataset(path, format="parquet", exclude_invalid_files=False, ignore_prefixes=[".", "_"])
     table = dataset.to_table(columns=list(columns) if columns else None, filter=filter_expr)
-    return table.to_pandas(date_as_object=False, types_mapper=_string_mapper)
+    # self_destruct + split_blocks: Arrow buffers are freed column by column as pandas takes
+    # them, so a big read does not hold two full copies at its peak.
+    return table.to_pandas(date_as_object=False, types_mapper=_string_mapper, split_blocks=True, self_destruct=True)
 
 
 def _string_mapper(arrow_type: pa.DataType) -> Any:
