@@ -19,6 +19,7 @@ not count in windows). Feature definitions, windows and reasons: docs/features.m
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -144,12 +145,31 @@ def bar_layout(prices: pd.DataFrame) -> BarLayout:
         )
     # Integer codes of every row (NaN bars included: they count as duplicates too). Sorted
     # codes, so code order is ticker-name and date order. factorize on the Arrow column is fast.
-    ticker_code, ticker_names = pd.factorize(prices["ticker"], sort=True)
+    ticker_code, n_tickers = _ticker_codes(prices["ticker"])
     date_code, date_values = pd.factorize(dates, sort=True)
-    n_tickers, n_dates = len(ticker_names), len(date_values)
+    n_dates = len(date_values)
     if n_tickers * n_dates <= _MAX_GRID_CELLS_PER_ROW * len(prices) + _GRID_ALWAYS_CELLS:
         return _grid_layout(prices, valid, ticker_code, date_code, n_tickers, n_dates)
     return _sorted_layout(prices, valid, ticker_code, date_code, n_tickers, n_dates)
+
+
+
+def _ticker_codes(tickers: pd.Series) -> tuple[np.ndarray, int]:
+    """Dense codes of the tickers in name order (the output's order within a date), and how many.
+
+    A categorical column (``read_parquet(categorical=["ticker"])``) is re-coded from its
+    integer codes: factorize would order it by category position, not by name, and unused
+    categories get no code.
+    """
+    if not isinstance(tickers.dtype, pd.CategoricalDtype):
+        codes, names = pd.factorize(tickers, sort=True)
+        return codes, len(names)
+    category_code = tickers.cat.codes.to_numpy()  # no -1 here: validate_price_panel rejects missing tickers
+    used = np.flatnonzero(np.bincount(category_code, minlength=len(tickers.cat.categories)))
+    by_name = used[np.argsort(tickers.cat.categories[used].to_numpy(dtype=object), kind="stable")]
+    new_code = np.zeros(len(tickers.cat.categories), dtype=np.int32)
+    new_code[by_name] = np.arange(len(by_name), dtype=np.int32)
+    return new_code[category_code], len(by_name)
 
 
 def _index_dtype(size: int) -> type:
@@ -305,25 +325,51 @@ def _shift_right(wide: np.ndarray, periods: int) -> np.ndarray:
     return out
 
 
-def _feature_recipes(
-    adj_close: np.ndarray, turnover: np.ndarray, volume: np.ndarray
-) -> dict[str, Callable[[slice], np.ndarray]]:
+# The wide float64 input matrices (``ticker × bar``) each feature reads. Features are computed
+# in stage order (_COMPUTE_ORDER) and every input is freed as soon as its last feature is
+# done, so the inputs (~800 MB at 5,000 tickers × 20 years) do not stay alive while the
+# output rows fill up.
+_FEATURE_INPUTS: dict[str, tuple[str, ...]] = {
+    **{f"feature_ret_{h}d": ("log_price",) for h in RETURN_HORIZONS},
+    **{f"feature_vol_{w}d": ("log_price",) for w in VOLATILITY_WINDOWS},
+    f"feature_rsi_{RSI_WINDOW}": ("adj_close",),
+    f"feature_macd_{MACD_FAST}_{MACD_SLOW}": ("adj_close",),
+    f"feature_macd_hist_{MACD_FAST}_{MACD_SLOW}_{MACD_SIGNAL}": ("adj_close",),
+    f"feature_log_turnover_{TURNOVER_WINDOW}d": ("turnover",),
+    f"feature_volume_ratio_{VOLUME_SHORT}_{VOLUME_LONG}": ("volume",),
+    f"feature_dist_high_{RANGE_WINDOW}d": ("log_price",),
+    f"feature_dist_low_{RANGE_WINDOW}d": ("log_price",),
+}
+_INPUT_STAGE = {"turnover": 0, "volume": 0, "adj_close": 1, "log_price": 2}
+_COMPUTE_ORDER = sorted(FEATURE_NAMES, key=lambda name: max(_INPUT_STAGE[i] for i in _FEATURE_INPUTS[name]))
+
+
+def _feature_recipes(inputs: dict[str, np.ndarray], n_bars: int) -> dict[str, Callable[[slice], np.ndarray]]:
     """``name → function(block of tickers) returning that feature's float64 matrix for those
     tickers``. Features and blocks are independent (each recomputes the cheap intermediates it
-    needs), so they can run on different threads, and the temporaries of a block are small."""
-    bar = np.arange(adj_close.shape[1])
-    log_price = np.log(adj_close)
+    needs), so they can run on different threads, and the temporaries of a block are small.
+
+    ``inputs`` (the matrices named in ``_FEATURE_INPUTS``) is read at call time, not captured:
+    the caller drops an input from it once no feature still to run needs it.
+    """
+    bar = np.arange(n_bars)
+
+    def log_price(part: slice) -> np.ndarray:
+        return inputs["log_price"][part]
+
+    def adj_close(part: slice) -> np.ndarray:
+        return inputs["adj_close"][part]
 
     def log_return(horizon: int) -> Callable[[slice], np.ndarray]:
-        return lambda part: log_price[part] - _shift_right(log_price[part], horizon)
+        return lambda part: log_price(part) - _shift_right(log_price(part), horizon)
 
     def volatility(window: int) -> Callable[[slice], np.ndarray]:
-        return lambda part: _rolling(log_price[part] - _shift_right(log_price[part], 1), window, "std")
+        return lambda part: _rolling(log_price(part) - _shift_right(log_price(part), 1), window, "std")
 
     def rsi(part: slice) -> np.ndarray:
         # Cutler's RSI: simple sums of gains and losses over the last 14 price changes, as a
         # fraction in [0, 1]; depends only on the last 15 bars (not on where the history starts).
-        change = adj_close[part] - _shift_right(adj_close[part], 1)
+        change = adj_close(part) - _shift_right(adj_close(part), 1)
         gain_sum = _rolling(np.where(change > 0, change, np.where(np.isnan(change), np.nan, 0.0)), RSI_WINDOW, "sum")
         loss_sum = _rolling(np.where(change < 0, -change, np.where(np.isnan(change), np.nan, 0.0)), RSI_WINDOW, "sum")
         moved = gain_sum + loss_sum
@@ -332,24 +378,24 @@ def _feature_recipes(
             return np.where(moved > 0, gain_sum / moved, np.where(np.isnan(moved), np.nan, 0.5))
 
     def macd_line(part: slice) -> np.ndarray:
-        return _ema(adj_close[part], MACD_FAST) - _ema(adj_close[part], MACD_SLOW)
+        return _ema(adj_close(part), MACD_FAST) - _ema(adj_close(part), MACD_SLOW)
 
     def macd(part: slice) -> np.ndarray:
         # In units of the price so it compares across tickers and price levels. The EMAs are
         # seeded by the first bar: require a slow window (and a signal window) of history.
-        return np.where(bar >= MACD_SLOW - 1, macd_line(part) / adj_close[part], np.nan)
+        return np.where(bar >= MACD_SLOW - 1, macd_line(part) / adj_close(part), np.nan)
 
     def macd_hist(part: slice) -> np.ndarray:
         line = macd_line(part)
-        return np.where(bar >= MACD_SLOW + MACD_SIGNAL - 2, (line - _ema(line, MACD_SIGNAL)) / adj_close[part], np.nan)
+        return np.where(bar >= MACD_SLOW + MACD_SIGNAL - 2, (line - _ema(line, MACD_SIGNAL)) / adj_close(part), np.nan)
 
     def log_turnover(part: slice) -> np.ndarray:
         # Turnover in the listing's currency (raw close × shares); log1p keeps zero volume finite.
-        return np.log1p(_rolling(turnover[part], TURNOVER_WINDOW, "mean"))
+        return np.log1p(_rolling(inputs["turnover"][part], TURNOVER_WINDOW, "mean"))
 
     def volume_ratio(part: slice) -> np.ndarray:
-        return (np.log1p(_rolling(volume[part], VOLUME_SHORT, "mean"))
-                - np.log1p(_rolling(volume[part], VOLUME_LONG, "mean")))
+        volume = inputs["volume"][part]
+        return np.log1p(_rolling(volume, VOLUME_SHORT, "mean")) - np.log1p(_rolling(volume, VOLUME_LONG, "mean"))
 
     recipes: dict[str, Callable[[slice], np.ndarray]] = {}
     for horizon in RETURN_HORIZONS:
@@ -361,8 +407,8 @@ def _feature_recipes(
     recipes[f"feature_macd_hist_{MACD_FAST}_{MACD_SLOW}_{MACD_SIGNAL}"] = macd_hist
     recipes[f"feature_log_turnover_{TURNOVER_WINDOW}d"] = log_turnover
     recipes[f"feature_volume_ratio_{VOLUME_SHORT}_{VOLUME_LONG}"] = volume_ratio
-    recipes[f"feature_dist_high_{RANGE_WINDOW}d"] = lambda part: log_price[part] - _rolling(log_price[part], RANGE_WINDOW, "max")
-    recipes[f"feature_dist_low_{RANGE_WINDOW}d"] = lambda part: log_price[part] - _rolling(log_price[part], RANGE_WINDOW, "min")
+    recipes[f"feature_dist_high_{RANGE_WINDOW}d"] = lambda part: log_price(part) - _rolling(log_price(part), RANGE_WINDOW, "max")
+    recipes[f"feature_dist_low_{RANGE_WINDOW}d"] = lambda part: log_price(part) - _rolling(log_price(part), RANGE_WINDOW, "min")
     return recipes
 
 
@@ -372,15 +418,8 @@ def _ticker_blocks(n_tickers: int, n_bars: int) -> list[slice]:
     return [slice(start, min(start + step, n_tickers)) for start in range(0, n_tickers, step)]
 
 
-def _feature_columns(
-    prices: pd.DataFrame, layout: BarLayout, *, ranked: bool, dtype: str, threads: int = DEFAULT_THREADS
-) -> dict[str, np.ndarray]:
-    """Every feature as a long column in ``layout.rows`` order; per-date ranks if ``ranked``.
-
-    Ranks are taken on the float64 values, before the cast to ``dtype``, so float32 rounding
-    never creates ties that the raw values do not have. ``threads`` features are computed at
-    once; the result does not depend on it.
-    """
+def _wide_inputs(prices: pd.DataFrame, layout: BarLayout) -> dict[str, np.ndarray]:
+    """The ``ticker × bar`` float64 matrices the features read (``_FEATURE_INPUTS``)."""
 
     def wide(column: str) -> np.ndarray:
         return layout.to_wide(prices[column].to_numpy(dtype="float64", na_value=np.nan)[layout.rows])
@@ -391,30 +430,68 @@ def _feature_columns(
     np.copyto(close, adj_close, where=np.isnan(close))
     volume = wide("volume")
     turnover = np.multiply(close, volume, out=close)  # close itself is not needed any more
-    recipes = _feature_recipes(adj_close, turnover, volume)
-    blocks = _ticker_blocks(layout.n_tickers, layout.n_bars)
+    return {"adj_close": adj_close, "log_price": np.log(adj_close), "turnover": turnover, "volume": volume}
 
-    def column(name: str) -> np.ndarray:
-        recipe = recipes[name]
+
+# Values gathered from a feature's grid per step when filling its output row: the float64
+# temporary stays ~16 MB instead of one panel-sized float64 column per thread.
+_GATHER_CHUNK = 1 << 21
+
+
+def _gather_into(target: np.ndarray, source: np.ndarray, index: np.ndarray) -> None:
+    """``target[:] = source[index]`` (cast to ``target``'s dtype) in chunks of ``_GATHER_CHUNK``."""
+    for start in range(0, len(index), _GATHER_CHUNK):
+        target[start : start + _GATHER_CHUNK] = source[index[start : start + _GATHER_CHUNK]]
+
+
+def _feature_block(
+    prices: pd.DataFrame, layout: BarLayout, *, ranked: bool, dtype: str, threads: int = DEFAULT_THREADS
+) -> np.ndarray:
+    """Every feature in one ``(len(FEATURE_NAMES), n_rows)`` array of ``dtype``: row i is
+    ``FEATURE_NAMES[i]`` in ``layout.rows`` order; per-date ranks if ``ranked``.
+
+    One preallocated array that becomes the output frame's only float block (no per-column
+    arrays for pandas to consolidate). Ranks are taken on the float64 values, before the cast
+    to ``dtype``, so float32 rounding never creates ties that the raw values do not have.
+    ``threads`` features are computed at once; the result does not depend on it.
+    """
+    out = np.empty((len(FEATURE_NAMES), len(layout.rows)), dtype=dtype)  # pages are committed as rows fill
+    inputs = _wide_inputs(prices, layout)
+    recipes = _feature_recipes(inputs, layout.n_bars)
+    blocks = _ticker_blocks(layout.n_tickers, layout.n_bars)
+    readers_left = {name: sum(name in used for used in _FEATURE_INPUTS.values()) for name in inputs}
+    release = threading.Lock()
+
+    def fill(name: str) -> None:
+        recipe, target = recipes[name], out[FEATURE_NAMES.index(name)]
         if layout.date_of_bar is None:  # sparse panel: no date grid
             matrix = np.empty((layout.n_tickers, layout.n_bars))
             for part in blocks:
                 matrix[part] = recipe(part)
-            return layout.rank_by_date(matrix, dtype) if ranked else layout.to_long(matrix).astype(dtype, copy=False)
-        # Each block goes straight to its cells of the date × ticker grid (the spare last row
-        # takes the cells after a ticker's last bar): no panel-sized feature matrix in between.
-        grid = np.full((layout.n_grid_dates + 1, layout.n_tickers), np.nan)
-        for part in blocks:
-            grid.ravel()[layout.date_of_bar[part].ravel()] = recipe(part).ravel()
-        grid = grid[:-1]
-        if ranked:
-            rank_rows(grid, out=grid)  # in place: one grid-sized matrix per feature, not two
-        return grid.ravel()[layout.date_cell].astype(dtype, copy=False)
+            target[:] = layout.rank_by_date(matrix) if ranked else layout.to_long(matrix)
+        else:
+            # Each block goes straight to its cells of the date × ticker grid (the spare last
+            # row takes the cells after a ticker's last bar): no panel-sized feature matrix.
+            grid = np.full((layout.n_grid_dates + 1, layout.n_tickers), np.nan)
+            for part in blocks:
+                grid.ravel()[layout.date_of_bar[part].ravel()] = recipe(part).ravel()
+            if ranked:
+                rank_rows(grid[:-1], out=grid[:-1])  # in place: one grid-sized matrix per feature
+            _gather_into(target, grid.ravel(), layout.date_cell)
+        with release:  # free each input once no feature still to run reads it
+            for used in _FEATURE_INPUTS[name]:
+                readers_left[used] -= 1
+                if readers_left[used] == 0:
+                    del inputs[used]
 
     if threads <= 1:
-        return {name: column(name) for name in FEATURE_NAMES}
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="features") as pool:
-        return dict(zip(FEATURE_NAMES, pool.map(column, FEATURE_NAMES)))
+        for name in _COMPUTE_ORDER:
+            fill(name)
+    else:
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="features") as pool:
+            for done in [pool.submit(fill, name) for name in _COMPUTE_ORDER]:  # FIFO: stage order
+                done.result()
+    return out
 
 
 def rank_by_date(values: np.ndarray, date_code: np.ndarray) -> np.ndarray:
@@ -442,16 +519,12 @@ def _whole_date_slices(sorted_codes: np.ndarray, target_rows: int) -> list[tuple
     return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
 
 
-def _output_frame(prices: pd.DataFrame, layout: BarLayout, columns: dict[str, np.ndarray]) -> pd.DataFrame:
-    # copy=False and no concat: the feature columns are the biggest arrays, never copy them.
-    return pd.DataFrame(
-        {
-            "ticker": prices["ticker"].take(layout.rows).reset_index(drop=True),
-            "date": prices["date"].take(layout.rows).reset_index(drop=True),
-            **columns,
-        },
-        copy=False,
-    )
+def _output_frame(prices: pd.DataFrame, layout: BarLayout, block: np.ndarray) -> pd.DataFrame:
+    """``ticker, date, *FEATURE_NAMES``; the feature array is the frame's float block, not copied."""
+    frame = pd.DataFrame(block.T, columns=FEATURE_NAMES, copy=False)
+    frame.insert(0, "date", prices["date"].take(layout.rows).reset_index(drop=True))
+    frame.insert(0, "ticker", prices["ticker"].take(layout.rows).reset_index(drop=True))
+    return frame
 
 
 def compute_raw_features(prices: pd.DataFrame, dtype: str = "float32", threads: int = DEFAULT_THREADS) -> pd.DataFrame:
@@ -463,7 +536,7 @@ def compute_raw_features(prices: pd.DataFrame, dtype: str = "float32", threads: 
     ``threads``: features computed at once (same result for any value).
     """
     layout = bar_layout(prices)
-    return _output_frame(prices, layout, _feature_columns(prices, layout, ranked=False, dtype=dtype, threads=threads))
+    return _output_frame(prices, layout, _feature_block(prices, layout, ranked=False, dtype=dtype, threads=threads))
 
 
 def compute_features(prices: pd.DataFrame, threads: int = DEFAULT_THREADS) -> pd.DataFrame:
@@ -475,4 +548,4 @@ def compute_features(prices: pd.DataFrame, threads: int = DEFAULT_THREADS) -> pd
     result for any value).
     """
     layout = bar_layout(prices)
-    return _output_frame(prices, layout, _feature_columns(prices, layout, ranked=True, dtype="float32", threads=threads))
+    return _output_frame(prices, layout, _feature_block(prices, layout, ranked=True, dtype="float32", threads=threads))

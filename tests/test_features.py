@@ -369,3 +369,51 @@ def test_blocks_of_tickers_give_bit_identical_output(monkeypatch):
     blocked = (features.compute_features(panel), features.compute_raw_features(panel, dtype="float64"))
     for a, b in zip(whole, blocked):
         pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+# --- memory-saving paths: categorical tickers, inputs freed per stage ----------------------------
+
+
+@pytest.mark.parametrize("force_sorted", [False, True])
+def test_categorical_tickers_read_from_the_store_give_the_same_output(tmp_path, monkeypatch, force_sorted):
+    from tasks import features
+    from tasks.store import read_parquet, write_parquet
+    from tasks.targets import compute_targets
+
+    if force_sorted:
+        monkeypatch.setattr(features, "_MAX_GRID_CELLS_PER_ROW", 0)
+        monkeypatch.setattr(features, "_GRID_ALWAYS_CELLS", 0)
+    panel = random_panel(seed=16).sort_values("ticker", ascending=False, ignore_index=True)
+    # Two files: each has its own dictionary, in reverse name order (category order != name order).
+    write_parquet(tmp_path / "prices" / "part-1.parquet", panel.iloc[: len(panel) // 2])
+    write_parquet(tmp_path / "prices" / "part-2.parquet", panel.iloc[len(panel) // 2 :])
+    as_strings = read_parquet(tmp_path / "prices")
+    as_categories = read_parquet(tmp_path / "prices", categorical=["ticker"])
+    assert as_strings["ticker"].dtype == "string"
+    assert isinstance(as_categories["ticker"].dtype, pd.CategoricalDtype)
+    # Unused categories, one sorting before every real ticker, get no code and no rows.
+    as_categories["ticker"] = as_categories["ticker"].cat.add_categories(["AAA unused", "ZZZ unused"])
+    for compute in (features.compute_features, lambda p: features.compute_raw_features(p, dtype="float64"),
+                    compute_targets):
+        expected, got = compute(as_strings), compute(as_categories)
+        assert isinstance(got["ticker"].dtype, pd.CategoricalDtype)
+        pd.testing.assert_frame_equal(got.astype({"ticker": "string"}), expected, check_exact=True)
+
+
+def test_each_feature_reads_only_the_inputs_it_declares():
+    # Inputs are freed once their last declared reader is done: an undeclared read would fail
+    # (or, racing another thread, read a freed input) only in some runs.
+    from tasks import features
+
+    panel = random_panel(seed=17)
+    layout = features.bar_layout(panel)
+    every_input = features._wide_inputs(panel, layout)
+    assert set(features._COMPUTE_ORDER) == set(features._FEATURE_INPUTS) == set(FEATURE_NAMES)
+    assert len(features._COMPUTE_ORDER) == len(FEATURE_NAMES)
+    whole = slice(0, layout.n_tickers)
+    for name in FEATURE_NAMES:
+        declared = {key: every_input[key] for key in features._FEATURE_INPUTS[name]}
+        np.testing.assert_array_equal(
+            features._feature_recipes(declared, layout.n_bars)[name](whole),
+            features._feature_recipes(every_input, layout.n_bars)[name](whole),
+        )
