@@ -86,17 +86,27 @@ def read_parquet(
     path: Path,
     columns: Sequence[str] | None = None,
     filter_expr: ds.Expression | None = None,
+    *,
+    categorical: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Read a Parquet file or a directory of Parquet files (a dataset) into pandas.
 
     Dates come back as ``datetime64`` (not Python ``date`` objects) so they vectorise.
-    Temporary files (``.*.tmp``) of an interrupted write are never read.
+    Temporary files (``.*.tmp``) of an interrupted write are never read. String columns come
+    back as pandas' string dtype, except those named in ``categorical``: read as Arrow
+    dictionaries into ``pd.Categorical`` (a ticker column of 23M rows is ~45 MB of codes
+    instead of ~300 MB of strings; the categories are in no particular order).
     """
-    dataset = ds.dataset(path, format="parquet", exclude_invalid_files=False, ignore_prefixes=[".", "_"])
+    file_format = ds.ParquetFileFormat(dictionary_columns=list(categorical)) if categorical else "parquet"
+    dataset = ds.dataset(path, format=file_format, exclude_invalid_files=False, ignore_prefixes=[".", "_"])
     table = dataset.to_table(columns=list(columns) if columns else None, filter=filter_expr)
     # self_destruct + split_blocks: Arrow buffers are freed column by column as pandas takes
     # them, so a big read does not hold two full copies at its peak.
-    return table.to_pandas(date_as_object=False, types_mapper=_string_mapper, split_blocks=True, self_destruct=True)
+    frame = table.to_pandas(date_as_object=False, types_mapper=_string_mapper, split_blocks=True, self_destruct=True)
+    del table
+    # Hand the Arrow buffers freed above back to the OS now, not whenever the allocator decides.
+    pa.default_memory_pool().release_unused()
+    return frame
 
 
 def _string_mapper(arrow_type: pa.DataType) -> Any:
