@@ -394,6 +394,12 @@ def run_batch(
     end = date.fromisoformat(plan.end) if plan.end else None
     starts = {t: (date.fromisoformat(s) if s else None) for t, s in batch["starts"].items()}
     requests = [FetchRequest(t, tuple(batch["candidates"][t]), starts[t]) for t in batch["tickers"]]
+    if hasattr(source, "learn_timezones"):
+        # Exchange timezones Yahoo answered last time: the source need not ask for them again.
+        winners = _load_catalog(store, plan.source)["symbols"]
+        source.learn_timezones(
+            {w["symbol"]: w["timezone"] for t in batch["tickers"] if (w := winners.get(t)) and w.get("symbol") and w.get("timezone")}
+        )
     outcomes, attempts = fetch_with_retries(source, requests, end=end, options=options, sleep=sleep, rng=rng)
 
     path = part_path(store, plan.source, batch["part"])

@@ -99,6 +99,7 @@ def test_delisted_recorded_not_retried_and_every_ticker_in_ledger(fake, store):
     sleeps = Sleeps()
     result = run(fake, store, {"AAPL US": ["AAPL"], "GONE US": ["GONE"]}, sleeps=sleeps)
     ledger = ledger_of(result)
+    assert ledger.loc["AAPL US", "status"] == "ok", ledger[["status", "last_error"]]
     assert ledger.loc["GONE US", "status"] == "delisted"
     assert ledger.loc["GONE US", "attempts"] == 1
     assert "delisted" in ledger.loc["GONE US", "last_error"]
@@ -109,15 +110,16 @@ def test_delisted_recorded_not_retried_and_every_ticker_in_ledger(fake, store):
 def test_429_burst_then_success_retries_only_failed_symbols_with_backoff(fake, store):
     for sym in ["A", "B", "C"]:
         fake.add(sym)
-    fake.fail("B", "429", "429", "429", "429")  # two attempts' worth (yfinance retries once itself)
+    fake.fail("B", "429", "429")  # two attempts' worth: one request each, yfinance does not re-send
     sleeps = Sleeps()
     result = run(fake, store, {"A US": ["A"], "B US": ["B"], "C US": ["C"]}, sleeps=sleeps)
     ledger = ledger_of(result)
-    assert (ledger["status"] == "ok").all()
+    assert (ledger["status"] == "ok").all(), ledger[["status", "last_error"]]
     assert ledger.loc["B US", "attempts"] == 3
     assert ledger.loc["A US", "attempts"] == 1
-    # Only B was asked again; A and C once each (timezone probe + history).
-    assert len(fake.history_requests("A")) == 1 and len(fake.history_requests("C")) == 1
+    assert [r.status for r in fake.chart_requests("B")] == [429, 429, 200]
+    # Only B was asked again; A and C with one chart request each (no timezone probe).
+    assert len(fake.chart_requests("A")) == 1 and len(fake.chart_requests("C")) == 1
     assert len(sleeps) == 2 and sleeps[1] > sleeps[0] * 0.5  # exponential with jitter
     assert 1.0 <= sleeps[0] <= 2.0 and 2.0 <= sleeps[1] <= 4.0
 

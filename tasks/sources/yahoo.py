@@ -5,9 +5,23 @@ and a delisted symbol both come back as NaN columns). Here every HTTP call goes 
 session of ours (:class:`ThrottledRequestsSession` / :class:`ThrottledCurlSession`) that
 
 - draws a token from the process-wide shared limiter (``tasks.ratelimit``) before sending,
-  and pauses every thread for a while after a 429;
+  and slows that limiter (every thread) for a while after a 429;
 - forces a timeout on every call (yfinance's own defaults are 10–30 s, some hard-coded);
-- records, per thread, the HTTP status or exception each chart request got.
+- records, per thread, the HTTP status or exception each chart request got;
+- raises :class:`ChartStatusError` on a chart 429 or 404. yfinance 1.7 answers any
+  HTTP >= 400 by switching its process-wide cookie strategy (consent page + new crumb) and
+  sending the request again: for a 429 that is 2–4 more requests into a limit we already hit,
+  for a 404 a second request for a definitive answer. Our retries (ingest) handle 429s.
+
+Exchange timezones without a request: yfinance asks Yahoo for a symbol's timezone with a
+separate chart request (``range=1d``) unless its SQLite tz cache has it, doubling requests on
+a first run. We know it already: from the Yahoo suffix (``.T`` → Asia/Tokyo,
+``guess_timezone``), or from a previous answer (``learn_timezones``; the ingest passes the
+timezones its catalog remembered). The guess is given to the yfinance ``Ticker`` object
+(``_tz``, per instance: no disk write, no shared state). yfinance dates every bar with the
+*answer's* ``exchangeTimezoneName``, so a wrong guess can only move the requested window's
+edges (``period1``/``period2`` are local midnights): the answer's timezone is checked, and
+if the window would have been different the request is sent again with the right one.
 
 After each ``history()`` call the recorded statuses say what really happened (404 →
 not found; 429/5xx/timeout/connection/malformed → transient; 200 with no bars → empty),
@@ -19,7 +33,9 @@ decide when stored history must be re-pulled. Currency is the listing's as repor
 (``GBp`` etc.); ``tasks.quality.normalise_currency_units`` converts sub-units.
 
 Process-global yfinance settings touched: ``yf.config.debug.hide_exceptions = False``
-(errors raised, not only logged), and yfinance's one shared session is ours.
+(errors raised, not only logged), and yfinance's one shared session is ours. yfinance's tz
+cache (SQLite) is opened once in the calling thread before worker threads start: opened
+concurrently on a fresh cache dir, SQLite answers "database is locked" to one of them.
 """
 
 from __future__ import annotations
@@ -67,6 +83,92 @@ _BROWSER_HEADERS = {  # what yfinance sends when it falls back to plain requests
     "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
     "Accept-Language": "en-US,en;q=0.5",
 }
+# Yahoo symbol suffix → the exchangeTimezoneName Yahoo reports (suffixes of tasks.tickers).
+SUFFIX_TIMEZONES: dict[str, str] = {
+    "": "America/New_York",  # every US listing, whatever the exchange
+    ".TO": "America/Toronto", ".V": "America/Toronto", ".CN": "America/Toronto", ".NE": "America/Toronto",
+    ".SA": "America/Sao_Paulo", ".MX": "America/Mexico_City", ".SN": "America/Santiago",
+    ".BA": "America/Argentina/Buenos_Aires",
+    ".L": "Europe/London", ".IL": "Europe/London", ".IR": "Europe/Dublin", ".DE": "Europe/Berlin",
+    ".F": "Europe/Berlin", ".PA": "Europe/Paris", ".AS": "Europe/Amsterdam", ".BR": "Europe/Brussels",
+    ".MI": "Europe/Rome", ".MC": "Europe/Madrid", ".LS": "Europe/Lisbon", ".SW": "Europe/Zurich",
+    ".VI": "Europe/Vienna", ".ST": "Europe/Stockholm", ".OL": "Europe/Oslo", ".CO": "Europe/Copenhagen",
+    ".HE": "Europe/Helsinki", ".WA": "Europe/Warsaw", ".AT": "Europe/Athens", ".PR": "Europe/Prague",
+    ".BD": "Europe/Budapest", ".IS": "Europe/Istanbul",
+    ".TA": "Asia/Jerusalem", ".JO": "Africa/Johannesburg", ".SR": "Asia/Riyadh", ".QA": "Asia/Qatar",
+    ".KW": "Asia/Kuwait", ".CA": "Africa/Cairo",
+    ".T": "Asia/Tokyo", ".HK": "Asia/Hong_Kong", ".SS": "Asia/Shanghai", ".SZ": "Asia/Shanghai",
+    ".TW": "Asia/Taipei", ".TWO": "Asia/Taipei", ".KS": "Asia/Seoul", ".KQ": "Asia/Seoul",
+    ".NS": "Asia/Kolkata", ".BO": "Asia/Kolkata", ".SI": "Asia/Singapore", ".AX": "Australia/Sydney",
+    ".NZ": "Pacific/Auckland", ".JK": "Asia/Jakarta", ".KL": "Asia/Kuala_Lumpur", ".BK": "Asia/Bangkok",
+    ".PS": "Asia/Manila",
+}
+_SUFFIX = re.compile(r"(\.[A-Z]{1,3})$")
+_CRYPTO = re.compile(r"^[A-Z0-9]+-(USD|USDT|EUR|GBP|BTC|ETH)$")
+
+
+def guess_timezone(symbol: str) -> str | None:
+    """Exchange timezone of a Yahoo symbol from its suffix; None when the form is unknown.
+
+    ``AAPL``/``BRK-B`` → America/New_York, ``7203.T`` → Asia/Tokyo, ``BTC-USD`` → UTC;
+    indices (``^GSPC``), currencies (``EUR=X``), futures (``ES=F``) and unknown suffixes → None
+    (yfinance then asks Yahoo, as it would anyway).
+    """
+    symbol = symbol.upper()
+    if not symbol or symbol[0] == "^" or "=" in symbol:
+        return None
+    if _CRYPTO.match(symbol):
+        return "UTC"
+    match = _SUFFIX.search(symbol)
+    if match is None and "." in symbol:
+        return None
+    return SUFFIX_TIMEZONES.get(match.group(1) if match else "")
+
+
+def window_bounds(start: date | None, end: date | None, tz: str) -> tuple[int | None, int | None]:
+    """The epoch seconds yfinance requests for ``start``/``end`` in ``tz`` (local midnights).
+
+    None for an open edge: no start = from 1960 (no bars that early either way), no end = now
+    (the same instant in every timezone).
+    """
+    first = int(pd.Timestamp(start).tz_localize(tz).timestamp()) if start is not None else None
+    last = int(pd.Timestamp(end + timedelta(days=1)).tz_localize(tz).timestamp()) if end is not None else None
+    return first, last
+
+
+def _seed_ticker_timezone(yf_ticker: Any, tz: str) -> None:
+    """Give a yfinance Ticker its exchange timezone so it does not ask Yahoo for it."""
+    if hasattr(yf_ticker, "_tz"):
+        yf_ticker._tz = tz  # yfinance 1.7: Ticker._get_ticker_tz returns it without a request
+    else:  # a yfinance without the attribute: its public tz cache (one SQLite write)
+        from yfinance.cache import get_tz_cache
+
+        get_tz_cache().store(yf_ticker.ticker, tz)
+
+
+_tz_cache_lock = threading.Lock()
+
+
+def open_yfinance_tz_cache() -> None:
+    """Open yfinance's tz cache in this thread, once, before worker threads use it.
+
+    On a fresh cache directory, threads opening the SQLite file together (each sets WAL mode)
+    get "database is locked", which yfinance raises out of ``history()``.
+    """
+    from yfinance.cache import get_tz_cache
+
+    with _tz_cache_lock:
+        get_tz_cache().lookup("")
+
+
+class ChartStatusError(Exception):
+    """A chart request answered 429 or 404, raised by our session before yfinance retries it."""
+
+    def __init__(self, status: int, url: str) -> None:
+        super().__init__(f"HTTP {status} for {_CHART_PATH.search(url).group(0) if _CHART_PATH.search(url) else url}")
+        self.status_code = status
+
+
 # Full history: Yahoo's daily data starts in the 1960s at the earliest.
 FULL_HISTORY_START = date(1960, 1, 1)
 PRICE_FRAME_COLUMNS = ["ticker", "date", *PRICE_COLUMNS, "currency", "dividends", "splits"]
@@ -91,7 +193,7 @@ class _ThrottleMixin:
     def _init_throttle(self, limiter: TokenBucket, timeout_seconds: float, pause_on_429_seconds: float) -> None:
         self._limiter = limiter
         self._timeout_seconds = float(timeout_seconds)
-        self._pause_on_429 = float(pause_on_429_seconds)
+        self._slow_on_429 = float(pause_on_429_seconds)
         self._local = threading.local()
         self.http_requests = 0
         self._count_lock = threading.Lock()
@@ -120,10 +222,14 @@ class _ThrottleMixin:
         except Exception as exc:
             self._note(str(url), _exception_kind(exc) or type(exc).__name__)
             raise
-        self._note(str(url), int(response.status_code))
-        if response.status_code == 429:
-            # Yahoo says "too fast": hold every thread, not only this one.
-            self._limiter.pause(self._pause_on_429)
+        status = int(response.status_code)
+        self._note(str(url), status)
+        if status == 429:
+            # Yahoo says "too fast": slow every thread for a while, not only this one.
+            self._limiter.slow_down(self._slow_on_429)
+        if status in (404, 429) and _CHART_PATH.search(str(url)):
+            # Before yfinance's cookie-strategy switch + second request (module docstring).
+            raise ChartStatusError(status, str(url))
         return response
 
 
@@ -203,7 +309,7 @@ def classify(record: list[tuple[str, int | str]], symbol: str, exc: BaseExceptio
     if exc is None:
         return OK, ""
     status = getattr(getattr(exc, "response", None), "status_code", None)
-    if status == 404:  # e.g. yfinance's quoteSummary timezone fallback, after a cached chart 404
+    if status == 404:  # e.g. yfinance's quoteSummary timezone fallback
         return NOT_FOUND, f"not_found: {symbol}: HTTP 404, possibly delisted"
     if isinstance(status, int) and (status == 429 or status >= 500):
         return TRANSIENT, f"server_error: HTTP {status}"
@@ -259,6 +365,9 @@ class YahooSource:
     ``requests_per_second``/``burst`` configure the process's one shared ``"yahoo"``
     limiter (pass ``limiter=`` to use another, e.g. in tests). ``workers`` threads fetch
     symbols concurrently; the limiter, not the thread count, sets the pace.
+    ``pause_on_429_seconds``: how long the limiter runs at half rate after a 429.
+    ``seed_timezones``: give yfinance each symbol's timezone (learned, else guessed from
+    the suffix) instead of letting it ask Yahoo; see the module docstring.
     """
 
     name = "yahoo"
@@ -274,6 +383,7 @@ class YahooSource:
         limiter: TokenBucket | None = None,
         transport: Any = None,
         session: Any = None,
+        seed_timezones: bool = True,
     ) -> None:
         import yfinance as yf
 
@@ -288,6 +398,10 @@ class YahooSource:
         self.limiter = limiter or shared_limiter("yahoo", requests_per_second, burst)
         self.timeout_seconds = float(timeout_seconds)
         self.workers = int(workers)
+        self.seed_timezones = bool(seed_timezones)
+        # Symbol → exchangeTimezoneName Yahoo answered (or the ingest's catalog remembered).
+        self._timezones: dict[str, str] = {}
+        self.timezone_refetches = 0
         self.session = session or make_session(
             self.limiter, timeout_seconds, pause_on_429_seconds=pause_on_429_seconds, transport=transport
         )
@@ -298,6 +412,14 @@ class YahooSource:
     @property
     def http_requests(self) -> int:
         return int(getattr(self.session, "http_requests", 0))
+
+    def learn_timezones(self, timezones: dict[str, str]) -> None:
+        """Remember exchange timezones (Yahoo symbol → tz name), e.g. from a previous run."""
+        self._timezones.update({str(k): str(v) for k, v in timezones.items() if k and v})
+
+    def timezone_for(self, symbol: str) -> str | None:
+        """The timezone we give yfinance for ``symbol``: learned, else guessed, else None."""
+        return self._timezones.get(symbol) or guess_timezone(symbol)
 
     # ---- PriceSource protocol -------------------------------------------------------
     def fetch(self, tickers: Sequence[str], start: date | None = None, end: date | None = None) -> pd.DataFrame:
@@ -312,6 +434,7 @@ class YahooSource:
     def fetch_outcomes(self, requests: Sequence[FetchRequest], end: date | None = None) -> list[FetchOutcome]:
         if not requests:
             return []
+        open_yfinance_tz_cache()
         if self.workers == 1 or len(requests) == 1:
             return [self._fetch_one(r, end) for r in requests]
         with ThreadPoolExecutor(max_workers=min(self.workers, len(requests)), thread_name_prefix="yahoo") as pool:
@@ -348,7 +471,7 @@ class YahooSource:
         return outcome
 
     def _history(
-        self, ticker: str, symbol: str, start: date | None, end: date | None
+        self, ticker: str, symbol: str, start: date | None, end: date | None, tz: str | None = None, checked: bool = False
     ) -> tuple[str, pd.DataFrame | None, str, dict[str, Any]]:
         import yfinance as yf
         from yfinance.data import YfData
@@ -358,6 +481,10 @@ class YahooSource:
         exc: BaseException | None = None
         history = None
         yf_ticker = yf.Ticker(symbol, session=session)
+        if tz is None and self.seed_timezones:
+            tz = self.timezone_for(symbol)
+        if tz is not None:
+            _seed_ticker_timezone(yf_ticker, tz)
         try:
             history = yf_ticker.history(
                 start=(start or FULL_HISTORY_START).isoformat(),
@@ -378,6 +505,18 @@ class YahooSource:
             # yfinance memoises past-range responses (an error page too): forget them so the
             # retry really asks again.
             YfData.cache_get.cache_clear()
+        if kind in (OK, NO_DATA) and (symbol, 200) in record:
+            answered_tz = _answered_timezone(yf_ticker)
+            if answered_tz:
+                self._timezones[symbol] = answered_tz
+            if tz is not None and answered_tz and answered_tz != tz and not checked:
+                if window_bounds(start, end, tz) != window_bounds(start, end, answered_tz):
+                    # The guess moved the window's edges: ask again with Yahoo's timezone.
+                    self.timezone_refetches += 1
+                    YfData.cache_get.cache_clear()
+                    kind, bars, reason, again = self._history(ticker, symbol, start, end, answered_tz, checked=True)
+                    again["http"] += meta["http"]
+                    return kind, bars, reason, again
         if kind != OK:
             return kind, None, reason, meta
         if history is None or history.empty:
@@ -389,3 +528,15 @@ class YahooSource:
         except Exception:  # metadata is informative only
             pass
         return OK, history_to_frame(history, ticker, meta.get("currency")), "", meta
+
+
+def _answered_timezone(yf_ticker: Any) -> str | None:
+    """exchangeTimezoneName of the chart answer yfinance just parsed.
+
+    Only call after a 200 chart answer: without one, yfinance's metadata getter fetches.
+    """
+    try:
+        tz = yf_ticker.history_metadata.get("exchangeTimezoneName")
+    except Exception:  # no answer parsed (e.g. an error before the request)
+        return None
+    return str(tz) if tz else None
