@@ -1,20 +1,24 @@
 """Benchmark: price ingest against the fake Yahoo throttled to R requests/second.
 
-The fake answers 429 beyond R (server-side token bucket); our shared limiter runs at 0.97 R.
-Measured, printed side by side, then one JSON line:
+The fake answers 429 beyond R (server-side token bucket, burst 5); our shared limiter runs at
+0.97 R with burst 3 (inside the server's). Measured, printed side by side, then one JSON line:
 
-- throughput: chart requests served per second vs R (goal >= 90% of R), 429s received;
+- throughput: chart requests served per second vs R (goal >= 90% of R), 429s received,
+  requests to Yahoo per symbol (all hosts: cookie, crumb, chart);
 - no data lost: every symbol's ledger status is ok and its stored rows equal the fake's bars;
-- per-symbol overhead: the same symbols with no throttle, yfinance alone (baseline) vs our
-  whole ingest (yfinance + outcomes + quality + merge + atomic Parquet + ledger), ms/symbol;
+- per-symbol overhead: the same symbols with no throttle, yfinance alone (baseline: a loop
+  of ``Ticker.history`` with yfinance's tz cache already warm, i.e. one chart request per
+  symbol) vs our whole first-run ingest (yfinance + timezone seeding + outcomes + quality +
+  merge + atomic Parquet + ledger), ms/symbol;
 - incremental second run: one new bar per symbol; requests per symbol, bars moved, and the
   requested period1 is the last stored date minus the overlap window.
 
-Real yfinance costs ~20-40 ms of CPU per symbol on a shared 2-core box (its pandas parsing +
-timezone cache), so the default R (60 req/s) is what such a machine can drive; with R above
-the CPU's pace the run is CPU-bound, not limiter-bound, and the share of R drops.
+Real yfinance costs ~10-30 ms of CPU per symbol on a shared 2-core box (its pandas parsing),
+so R must stay well below what the CPU can drive for the run to measure the limiter: the
+default R is 25 req/s (5,000 symbols: ~3.5 minutes per run). With R above the CPU's pace the
+run is CPU-bound, not limiter-bound, and the share of R drops.
 
-Usage: .venv/bin/python benchmarks/bench_ingest.py [--symbols 5000] [--rate 60] [--bars 60]
+Usage: .venv/bin/python benchmarks/bench_ingest.py [--symbols 5000] [--rate 25] [--bars 60]
 """
 
 from __future__ import annotations
@@ -51,10 +55,10 @@ def build_fake(symbols: int, bars: int, rate: float | None, burst: int) -> FakeY
     return fake
 
 
-def run_ingest(fake, store, mapping, rate, burst, workers, batch_size):
-    # Our limiter at 97% of R, burst 1: thread scheduling bunches requests on arrival, and a
-    # 429 costs a pause for every thread, so a little headroom keeps more of R than none.
-    source = YahooSource(limiter=TokenBucket(0.97 * rate, 1), transport=fake, workers=workers, pause_on_429_seconds=0.5)
+def run_ingest(fake, store, mapping, rate, our_burst, workers, batch_size):
+    # Our limiter at 97% of R with a burst inside the server's: sends are re-checked at send
+    # time, so threads that woke late cannot exceed it; a 429 halves the rate for 2 s.
+    source = YahooSource(limiter=TokenBucket(0.97 * rate, our_burst), transport=fake, workers=workers, pause_on_429_seconds=2.0)
     options = IngestOptions(batch_size=batch_size, max_attempts=6, backoff_base_seconds=0.5, backoff_cap_seconds=5)
     start = time.perf_counter()
     result = ingest(source, store, mapping, batch_size=batch_size, options=options, as_of=date(2024, 3, 29))
@@ -64,8 +68,9 @@ def run_ingest(fake, store, mapping, rate, burst, workers, batch_size):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--symbols", type=int, default=5000)
-    parser.add_argument("--rate", type=float, default=60.0)
-    parser.add_argument("--burst", type=int, default=5)
+    parser.add_argument("--rate", type=float, default=25.0)
+    parser.add_argument("--burst", type=int, default=5, help="the fake server's burst")
+    parser.add_argument("--our-burst", type=int, default=3, help="our limiter's burst")
     parser.add_argument("--bars", type=int, default=60)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=200)
@@ -78,7 +83,8 @@ def main() -> None:
     reset_yfinance(tmp / "yf1")
     fake = build_fake(args.symbols, args.bars, args.rate, args.burst)
     store = Store(tmp / "data")
-    result, wall = run_ingest(fake, store, mapping, args.rate, args.burst, args.workers, args.batch_size)
+    result, wall = run_ingest(fake, store, mapping, args.rate, args.our_burst, args.workers, args.batch_size)
+    requests1 = len(fake.log)
     ledger = read_parquet(result.ledger_path)
     served = fake.served
     throughput = served / wall
@@ -90,7 +96,8 @@ def main() -> None:
         fake.extend(symbol, "2024-03-29", seed=1)
     before = len(fake.log)
     served_before = fake.served
-    result2, wall2 = run_ingest(fake, store, mapping, args.rate, args.burst, args.workers, args.batch_size)
+    throttled_before = fake.throttled
+    result2, wall2 = run_ingest(fake, store, mapping, args.rate, args.our_burst, args.workers, args.batch_size)
     requests2 = fake.log[before:]
     histories = [r for r in requests2 if "period1" in r.params]
     period1_ok = all(int(r.params["period1"]) == int(pd.Timestamp("2024-03-23", tz="America/New_York").timestamp()) for r in histories)
@@ -98,42 +105,55 @@ def main() -> None:
     total_after = len(read_parquet(store.prices_dir("yahoo"), columns=["ticker"]))
 
     # 3) Per-symbol overhead without throttling: yfinance alone vs our whole ingest.
+    import yfinance as yf
+
     n = min(args.overhead_symbols, args.symbols)
     sub = dict(list(mapping.items())[:n])
+    symbols = [c[0] for c in sub.values()]
     reset_yfinance(tmp / "yf3")
     fast = build_fake(n, args.bars, None, 1)
-    source = YahooSource(limiter=TokenBucket(1e9, 10**6), transport=fast, workers=1)
-    # Warm-up pass: yfinance's timezone cache then holds every symbol, so both measured passes
-    # below make exactly one chart request per symbol.
-    source.fetch_outcomes([FetchRequest(t, tuple(c)) for t, c in sub.items()])
+    plain = fast.session()
+
+    def yfinance_alone():
+        for symbol in symbols:
+            yf.Ticker(symbol, session=plain).history(start="1960-01-01", interval="1d", auto_adjust=False, actions=True, repair=False)
+
+    yfinance_alone()  # warm-up: yfinance's tz cache then holds every symbol (one request each)
     t0 = time.perf_counter()
-    source.fetch_outcomes([FetchRequest(t, tuple(c)) for t, c in sub.items()])
+    yfinance_alone()
     yf_ms = 1000 * (time.perf_counter() - t0) / n
+    reset_yfinance(tmp / "yf4")  # ours starts cold, as a first run does
+    source = YahooSource(limiter=TokenBucket(1e9, 10**6), transport=fast, workers=1)
     store3 = Store(tmp / "data3")
+    log0 = len(fast.log)
     t0 = time.perf_counter()
     ingest(source, store3, sub, batch_size=args.batch_size, as_of=date(2024, 3, 29))
     ours_ms = 1000 * (time.perf_counter() - t0) / n
+    ours_requests = (len(fast.log) - log0) / n
 
     cores = os.cpu_count()
     print(f"machine: {cores} cores (shared); fake Yahoo at R={args.rate:.0f} req/s, 429 beyond; {args.symbols} symbols x {args.bars} bars")
     print(f"{'':34}{'target':>12}{'measured':>14}")
-    print(f"{'first run wall time (s)':34}{'< 60':>12}{wall:>14.1f}")
+    print(f"{'first run wall time (s)':34}{'<= ' + format(args.symbols / (0.9 * args.rate), '.0f'):>12}{wall:>14.1f}")
     print(f"{'chart requests served / s':34}{0.9 * args.rate:>12.0f}{throughput:>14.1f}  ({100 * throughput / args.rate:.0f}% of R)")
-    print(f"{'429s received':34}{'-':>12}{fake.throttled:>14}")
+    print(f"{'429s received':34}{'-':>12}{throttled_before:>14}")
+    print(f"{'requests to Yahoo / symbol':34}{'-':>12}{requests1 / args.symbols:>14.3f}  (all hosts; was ~2 + cookie/crumb)")
     print(f"{'ledger ok / tickers':34}{args.symbols:>12}{int((ledger['status'] == 'ok').sum()):>14}")
     print(f"{'symbols with lost bars':34}{0:>12}{lost:>14}")
     print(f"{'second run: requests / symbol':34}{'1':>12}{len(requests2) / args.symbols:>14.2f}")
     print(f"{'second run: bars written':34}{'new+overlap':>12}{bars2:>14}  (stored {total_after}, period1 = last-overlap: {period1_ok})")
     print(f"{'second run wall time (s)':34}{'-':>12}{wall2:>14.1f}")
     print(f"{'ms / symbol, yfinance alone':34}{'baseline':>12}{yf_ms:>14.2f}")
-    print(f"{'ms / symbol, our whole ingest':34}{'ms':>12}{ours_ms:>14.2f}  (our overhead {ours_ms - yf_ms:+.2f} ms)")
+    print(f"{'ms / symbol, our whole ingest':34}{'ms':>12}{ours_ms:>14.2f}  (our overhead {ours_ms - yf_ms:+.2f} ms; {ours_requests:.2f} requests/symbol cold)")
     print(json.dumps({
         "bench": "ingest", "cores": cores, "symbols": args.symbols, "bars": args.bars, "rate": args.rate,
         "wall_s": round(wall, 2), "served_per_s": round(throughput, 1), "share_of_rate": round(throughput / args.rate, 3),
-        "throttled_429": fake.throttled, "ok": int((ledger["status"] == "ok").sum()), "lost_symbols": lost,
+        "throttled_429": throttled_before, "second_run_429": fake.throttled - throttled_before,
+        "requests_per_symbol": round(requests1 / args.symbols, 3), "our_burst": args.our_burst, "workers": args.workers, "ok": int((ledger["status"] == "ok").sum()), "lost_symbols": lost,
         "second_run_requests_per_symbol": round(len(requests2) / args.symbols, 3), "second_run_bars": bars2,
         "second_run_served": fake.served - served_before, "second_run_period1_ok": period1_ok,
         "second_run_wall_s": round(wall2, 2), "yfinance_ms_per_symbol": round(yf_ms, 2), "ingest_ms_per_symbol": round(ours_ms, 2),
+        "ingest_requests_per_symbol_cold": round(ours_requests, 3),
     }))
 
 
