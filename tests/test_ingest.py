@@ -354,3 +354,20 @@ def test_foreign_files_in_the_prices_dir_are_refused(tmp_path):
     market.fetch(market.all_tickers()).to_parquet(store.prices_dir("demo") / "part-all.parquet")
     with pytest.raises(BadInputError, match="foreign_price_files"):
         ingest(market, store, market.all_tickers(), as_of=date(2024, 3, 29))
+
+
+def test_timezone_remembered_in_the_catalog_saves_the_probe_next_run(fake, store):
+    # An unknown suffix: no guess, so the first run lets yfinance ask Yahoo (range=1d probe).
+    fake.add("XYZ.ZZ", currency="JPY", timezone="Asia/Tokyo", end="2024-03-15")
+    mapping = {"XYZ ZZ": ["XYZ.ZZ"]}
+    run(fake, store, mapping, as_of=date(2024, 3, 15))
+    assert sum("range" in r.params for r in fake.chart_requests("XYZ.ZZ")) == 1
+    fake.extend("XYZ.ZZ", "2024-03-29")
+    fake.log.clear()
+    # A new process: a fresh source and an empty yfinance tz cache; the catalog remembers Tokyo.
+    reset_yfinance(store.root / "yf-cache-2")
+    result = run(fake, store, mapping)
+    (request,) = fake.chart_requests("XYZ.ZZ")
+    assert int(request.params["period1"]) == int(pd.Timestamp("2024-03-10", tz="Asia/Tokyo").timestamp())
+    assert ledger_of(result).loc["XYZ ZZ", "timezone"] == "Asia/Tokyo"
+    assert prices(store)["date"].dt.date.tolist() == list(fake.listings["XYZ.ZZ"].bars.index)
