@@ -151,7 +151,9 @@ INPUT_COLUMNS = ["ticker", "date", "close", "adj_close", "volume"]
 
 
 def _run_side(side: str, data_path: Path) -> dict:
-    prices = read_parquet(data_path, columns=INPUT_COLUMNS)
+    # Ours reads the ticker column as a categorical (Arrow dictionary: ~45 MB of codes instead of
+    # ~300 MB of strings at 5,000 x 20 years); the baseline reads strings, as public code does.
+    prices = read_parquet(data_path, columns=INPUT_COLUMNS, categorical=["ticker"] if side == "ours" else ())
     rss_input = _peak_rss_mb()
     if side == "ours":
         start = time.perf_counter()
