@@ -40,6 +40,8 @@ Inputs are positional arrays (a pandas Series is read by position, its index ign
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,7 +50,7 @@ import pandas as pd
 from scipy.special import ndtri
 
 from tasks.errors import BadInputError
-from tasks.ranking import rank_by_group
+from tasks.ranking import rank_by_group, rank_rows
 
 # numerai-tools' ``neutralize`` calls np.linalg.lstsq(..., rcond=1e-6): singular values of
 # [features, 1] below rcond * largest are treated as zero. Eigenvalues of the Gram matrix are
@@ -60,6 +62,8 @@ _CONSTANT_RELATIVE_SS = 1e-20
 # Padded cells (dates x rows-per-date) per FNC block: bounds memory to a few tens of MB per
 # feature-sized array while keeping the batched matmuls large.
 _FNC_BLOCK_CELLS = 1 << 18
+# Threads for the per-date least squares (the machine numerflow targets has 2 cores).
+_THREADS = max(1, min(2, os.cpu_count() or 1))
 
 
 # --------------------------------------------------------------------------------------------
@@ -246,37 +250,60 @@ def _date_blocks(counts: np.ndarray, max_cells: int) -> list[tuple[int, int]]:
     return blocks
 
 
-def _neutralised_residuals(
-    gaussianised: np.ndarray, features: np.ndarray, row_index: np.ndarray, sorted_codes: np.ndarray,
-    counts: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Residual of each date's gaussianised predictions after least squares on [features, 1].
+def _block_scores(
+    predictions: np.ndarray, targets: np.ndarray, features: np.ndarray | None, row_index: np.ndarray,
+    sorted_codes: np.ndarray, counts: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-date CORR and (with ``features``) FNC of the rows ``row_index`` (sorted by date,
+    ``sorted_codes``); ``predictions`` and ``targets`` are aligned with ``row_index``.
 
-    ``row_index`` lists the rows used, sorted by date (``sorted_codes``); ``gaussianised`` is
-    aligned with it; ``features`` is the whole matrix (gathered block by block to bound memory).
-    Solves the normal equations of the date-centred features (centring absorbs the intercept)
-    for many dates at once: stacked Gram matrices, batched eigendecomposition, eigenvalues
-    below (rcond * largest singular value of [features, 1])**2 dropped — lstsq's rule.
-    Returns residuals per row and a per-date flag "residual is not just rounding noise".
+    Dates are processed in blocks laid out as padded (dates x rows) matrices, one thread per
+    core (numpy and LAPACK release the GIL; blocks write disjoint dates). Per date: tie-kept
+    rank → gaussianise → CORR against the centred targets (both to the power 1.5). FNC: least
+    squares of the gaussianised predictions on [features, 1] through the normal equations of
+    the date-centred features (centring absorbs the intercept) for many dates at once:
+    stacked Gram matrices, batched eigendecomposition, eigenvalues below (rcond * largest
+    singular value of [features, 1])**2 dropped — lstsq's rule; then CORR of the residual.
+    ``features`` is the whole matrix, gathered block by block to bound memory. FNC is NaN
+    where the residual is rounding noise.
     """
-    n_groups, n_features = counts.shape[0], features.shape[1]
+    n_groups = counts.shape[0]
     starts = np.concatenate(([0], np.cumsum(counts)))
-    residuals = np.empty(gaussianised.shape[0])
-    usable = np.zeros(n_groups, dtype=bool)
-    for first, stop in _date_blocks(counts, _FNC_BLOCK_CELLS):
+    corr = np.full(n_groups, np.nan)
+    fnc = None if features is None else np.full(n_groups, np.nan)
+
+    def solve_block(first: int, stop: int) -> None:
         rows = slice(starts[first], starts[stop])
         local_codes = sorted_codes[rows] - first
         position = np.arange(starts[first], starts[stop]) - starts[sorted_codes[rows]]
         block_counts = counts[first:stop].astype(np.float64)
-        n_dates, width = stop - first, int(counts[first:stop].max())
+        n_dates, width = stop - first, max(int(counts[first:stop].max()), 1)
         present = np.arange(width)[None, :] < counts[first:stop, None]  # (dates, width)
         safe_counts = np.maximum(block_counts, 1.0)
+        # Flat cell of each row in the padded layout: 1-d fancy indexing is several times
+        # faster than 2-d (local_codes, position) indexing.
+        cell = local_codes * width + position
 
-        padded_x = np.zeros((n_dates, width, n_features))
+        def padded(values: np.ndarray, fill: float) -> np.ndarray:
+            out = np.full(n_dates * width, fill)
+            out[cell] = values[rows]
+            return out.reshape(n_dates, width)
+
+        gaussianised = ndtri(rank_rows(padded(predictions, np.nan)))  # NaN padding stays NaN
+        centred_targets = padded(targets, 0.0)
+        centred_targets -= (centred_targets.sum(axis=1) / safe_counts)[:, None]
+        y = np.where(present, _pow15(centred_targets), 0.0)
+        x = np.where(present, _pow15(gaussianised), 0.0)
+        corr[first:stop] = _pearson_rows(x, y, present, safe_counts)
+        if features is None:
+            return
+
+        n_features = features.shape[1]
+        padded_x = np.zeros((n_dates * width, n_features))
         # Features absent for a whole date become a zero column: no effect on the projection.
-        padded_x[local_codes, position] = np.nan_to_num(features[row_index[rows]], nan=0.0)
-        padded_y = np.zeros((n_dates, width))
-        padded_y[local_codes, position] = gaussianised[rows]
+        padded_x[cell] = np.nan_to_num(features[row_index[rows]], nan=0.0, copy=False)
+        padded_x = padded_x.reshape(n_dates, width, n_features)
+        padded_y = np.where(present, gaussianised, 0.0)
         means_x = padded_x.sum(axis=1) / safe_counts[:, None]
         means_y = padded_y.sum(axis=1) / safe_counts
         padded_x -= means_x[:, None, :]
@@ -298,15 +325,36 @@ def _neutralised_residuals(
         kept = eigenvalues > (LSTSQ_RCOND ** 2) * top[:, None]
         inverse = np.where(kept, 1.0 / np.where(kept, eigenvalues, 1.0), 0.0)
         coefficients = eigenvectors @ (inverse[:, :, None] * (eigenvectors.transpose(0, 2, 1) @ xty))
-        padded_residual = padded_y - np.matmul(padded_x, coefficients)[:, :, 0]
+        residual = padded_y - np.matmul(padded_x, coefficients)[:, :, 0]
 
-        residuals[rows] = padded_residual[local_codes, position]
-        residual_ss = (padded_residual * padded_residual * present).sum(axis=1)
+        residual_ss = (residual * residual * present).sum(axis=1)
         signal_ss = (padded_y * padded_y).sum(axis=1)
         # Constant predictions (signal 0) or predictions inside the feature span (residual is
         # rounding noise): the residual's ranks would be meaningless.
-        usable[first:stop] = (block_counts >= 2) & (signal_ss > 0) & (residual_ss > _CONSTANT_RELATIVE_SS * signal_ss)
-    return residuals, usable
+        usable = (block_counts >= 2) & (signal_ss > 0) & (residual_ss > _CONSTANT_RELATIVE_SS * signal_ss)
+        residual[~present] = np.nan
+        x = np.where(present, _pow15(ndtri(rank_rows(residual))), 0.0)
+        fnc[first:stop] = np.where(usable, _pearson_rows(x, y, present, safe_counts), np.nan)
+
+    blocks = _date_blocks(counts, _FNC_BLOCK_CELLS)
+    if blocks:
+        with ThreadPoolExecutor(max_workers=min(_THREADS, len(blocks))) as pool:
+            for future in [pool.submit(solve_block, first, stop) for first, stop in blocks]:
+                future.result()
+    return corr, fnc
+
+
+def _pearson_rows(x: np.ndarray, y: np.ndarray, present: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``_pearson_by_group`` for padded rows (padding zero in x and y, masked by ``present``)."""
+    xc = (x - (x.sum(axis=1) / counts)[:, None]) * present
+    yc = (y - (y.sum(axis=1) / counts)[:, None]) * present
+    sxx, syy, sxy = (xc * xc).sum(axis=1), (yc * yc).sum(axis=1), (xc * yc).sum(axis=1)
+    raw_xx, raw_yy = (x * x).sum(axis=1), (y * y).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.clip(sxy / np.sqrt(sxx * syy), -1.0, 1.0)
+    degenerate = (counts < 2) | (sxx <= _CONSTANT_RELATIVE_SS * raw_xx) | (syy <= _CONSTANT_RELATIVE_SS * raw_yy)
+    corr[degenerate] = np.nan
+    return corr
 
 
 def feature_neutral_corr_by_date(
@@ -330,29 +378,23 @@ def _corr_and_fnc_values(
 ) -> tuple[np.ndarray | None, np.ndarray | None, int]:
     """Per-date CORR (``features`` None: CORR only) and FNC, plus the number of rows FNC used.
 
-    Works on the scored rows sorted by date; the gaussianised ranks of the predictions are
-    computed once and shared when FNC uses the same rows as CORR (no NaN features): ranking
-    is the costly step.
+    One blocked pass over the rows sorted by date (``_block_scores``); a second, CORR-only
+    pass only when NaN features make FNC use fewer rows than CORR.
     """
-    scored = ~np.isnan(predictions) & ~np.isnan(targets)
-    rows = np.flatnonzero(scored)
-    rows = rows[np.argsort(codes[rows], kind="stable")]
-    sorted_codes = codes[rows]
-    gaussianised = _gaussianised_ranks(predictions[rows], sorted_codes)
-    corr = _numerai_corr_from_gaussianised(gaussianised, targets[rows], sorted_codes, n_groups)
-    if features is None:
-        return corr, None, 0
-
-    fnc_keep = _fnc_rows(predictions, targets, features, codes, n_groups)
-    if not np.array_equal(fnc_keep, scored):
-        rows = np.flatnonzero(fnc_keep)
+    def date_sorted(keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = np.flatnonzero(keep)
         rows = rows[np.argsort(codes[rows], kind="stable")]
         sorted_codes = codes[rows]
-        gaussianised = _gaussianised_ranks(predictions[rows], sorted_codes)
-    counts = np.bincount(sorted_codes, minlength=n_groups)
-    residuals, usable = _neutralised_residuals(gaussianised, features, rows, sorted_codes, counts)
-    used = usable[sorted_codes]
-    fnc = _numerai_corr_clean(residuals[used], targets[rows][used], sorted_codes[used], n_groups)
+        return rows, sorted_codes, np.bincount(sorted_codes, minlength=n_groups)
+
+    scored = ~np.isnan(predictions) & ~np.isnan(targets)
+    fnc_keep = scored if features is None else _fnc_rows(predictions, targets, features, codes, n_groups)
+    rows, sorted_codes, counts = date_sorted(fnc_keep)
+    # CORR and FNC share one pass (and one ranking) when they score the same rows.
+    corr, fnc = _block_scores(predictions[rows], targets[rows], features, rows, sorted_codes, counts)
+    if not np.array_equal(fnc_keep, scored):
+        corr_rows, corr_codes, corr_counts = date_sorted(scored)
+        corr, _ = _block_scores(predictions[corr_rows], targets[corr_rows], None, corr_rows, corr_codes, corr_counts)
     return corr, fnc, int(rows.shape[0])
 
 
