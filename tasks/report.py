@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from tasks.scoring import overlap_adjusted_sem
 from tasks.store import Store, write_json, write_text, write_with
 
 
@@ -32,6 +33,12 @@ def _fmt(value: object) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def _target_overlap(model_meta: dict) -> int:
+    """Dates a target spans (lag + horizon), from the model's lineage; 0 when unknown."""
+    target = (model_meta.get("lineage") or {}).get("target") or {}
+    return int(target.get("horizon", 0)) + int(target.get("lag", 0))
+
+
 def render_markdown(metrics: dict, model_meta: dict, chart_name: str) -> str:
     corr = metrics["corr"]
     fnc = metrics.get("fnc", {})
@@ -49,6 +56,15 @@ def render_markdown(metrics: dict, model_meta: dict, chart_name: str) -> str:
     ]
     for key in ["mean", "std", "sharpe", "max_drawdown", "sem", "n_dates"]:
         lines.append(f"| {key} | {_fmt(corr.get(key))} | {_fmt(fnc.get(key, ''))} |")
+    overlap = _target_overlap(model_meta)
+    if overlap:
+        # Consecutive dates' targets overlap, so the naive sem above understates the noise.
+        adjusted = {name: overlap_adjusted_sem(pd.Series(metrics["per_date"][name], dtype="float64"), overlap)
+                    for name in ("corr", "fnc") if name in metrics["per_date"]}
+        lines.append(f"| sem, overlap-adjusted ({overlap} dates) | {_fmt(adjusted.get('corr'))} | "
+                     f"{_fmt(adjusted.get('fnc', ''))} |")
+        if adjusted.get("corr"):
+            lines.append(f"| t-stat of mean, overlap-adjusted | {_fmt(corr['mean'] / adjusted['corr'])} | |")
     if exposure:
         lines += ["", f"Max feature exposure (mean over dates): {_fmt(exposure.get('mean'))}"
                   f" — most exposed feature `{exposure.get('worst_feature')}`."]
