@@ -82,8 +82,7 @@ def _new_source(settings: Settings) -> Any:
     if kind == "demo":
         from tasks.sources.demo import DemoMarket
 
-        d = settings.demo
-        return DemoMarket(tickers=d.tickers, years=d.years, signal=d.signal, seed=d.seed)
+        return DemoMarket.from_settings(settings.demo)
     if kind == "yahoo":
         from tasks.sources.yahoo import YahooSource
 

@@ -33,8 +33,7 @@ def new_run_id() -> str:
 
 
 def demo_market(settings: Settings) -> DemoMarket:
-    demo = settings.demo
-    return DemoMarket(tickers=demo.tickers, years=demo.years, signal=demo.signal, seed=demo.seed)
+    return DemoMarket.from_settings(settings.demo)
 
 
 # ---------------------------------------------------------------- tasks
