@@ -16,7 +16,7 @@ import pandas as pd
 
 from tasks.config import TargetSettings
 from tasks.errors import BadInputError
-from tasks.features import FEATURE_NAMES, compute_features
+from tasks.features import FEATURE_NAMES, bar_layout, compute_features
 from tasks.store import Store, read_parquet, write_parquet
 from tasks.targets import compute_targets
 
@@ -59,8 +59,9 @@ def price_snapshot_id(prices_dir: Path, target: TargetSettings) -> str:
 def build_dataset_frame(prices: pd.DataFrame, target: TargetSettings) -> pd.DataFrame:
     """Pure: price panel → features + targets, sorted by (date, ticker). The feature layout
     validates the panel (tasks.schemas.validate_price_panel + its own duplicate check)."""
-    features = compute_features(prices)
-    targets = compute_targets(prices, horizon=target.horizon, lag=target.lag, bins=target.bins)
+    layout = bar_layout(prices)  # validates the panel; computed once for features and targets
+    features = compute_features(prices, layout=layout)
+    targets = compute_targets(prices, horizon=target.horizon, lag=target.lag, bins=target.bins, layout=layout)
     dataset = features.merge(
         targets[["ticker", "date", "target", "target_raw", "target_end_date"]],
         on=["ticker", "date"],

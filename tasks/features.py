@@ -539,7 +539,9 @@ def compute_raw_features(prices: pd.DataFrame, dtype: str = "float32", threads: 
     return _output_frame(prices, layout, _feature_block(prices, layout, ranked=False, dtype=dtype, threads=threads))
 
 
-def compute_features(prices: pd.DataFrame, threads: int = DEFAULT_THREADS) -> pd.DataFrame:
+def compute_features(
+    prices: pd.DataFrame, threads: int = DEFAULT_THREADS, layout: BarLayout | None = None
+) -> pd.DataFrame:
     """Per-date ranked features: ``ticker, date, *FEATURE_NAMES`` float32 in (0, 1), NaN kept,
     sorted by (date, ticker).
 
@@ -547,5 +549,5 @@ def compute_features(prices: pd.DataFrame, threads: int = DEFAULT_THREADS) -> pd
     a value on that date (``tasks.ranking``). ``threads``: features computed at once (same
     result for any value).
     """
-    layout = bar_layout(prices)
+    layout = layout if layout is not None else bar_layout(prices)  # a caller may share one layout
     return _output_frame(prices, layout, _feature_block(prices, layout, ranked=True, dtype="float32", threads=threads))

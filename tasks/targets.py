@@ -51,7 +51,9 @@ def _shift_left(wide: np.ndarray, periods: int, fill: float | int) -> np.ndarray
     return out
 
 
-def compute_targets(prices: pd.DataFrame, horizon: int = 20, lag: int = 2, bins: int = 5) -> pd.DataFrame:
+def compute_targets(
+    prices: pd.DataFrame, horizon: int = 20, lag: int = 2, bins: int = 5, layout: BarLayout | None = None
+) -> pd.DataFrame:
     """Forward-return targets: ``ticker, date, target_raw (float64), target_end_date, target (float32)``.
 
     One row per valid bar, sorted by (date, ticker) like ``compute_features``. ``target_raw``
@@ -64,7 +66,7 @@ def compute_targets(prices: pd.DataFrame, horizon: int = 20, lag: int = 2, bins:
             tag="invalid_targets",
         )
     target_bin_edges(bins)  # validates bins before the heavy work
-    layout = bar_layout(prices)
+    layout = layout if layout is not None else bar_layout(prices)  # shared with features by tasks.dataset
     adj_close = prices["adj_close"].to_numpy(dtype="float64", na_value=np.nan)[layout.rows]
     wide_adj_close = layout.to_wide(adj_close)
     start_price = _shift_left(wide_adj_close, lag, np.nan)

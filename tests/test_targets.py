@@ -98,3 +98,23 @@ def test_invalid_options_raise_bad_input_error():
         compute_targets(panel, horizon=0)
     with pytest.raises(BadInputError, match="bins"):
         compute_targets(panel, bins=1)
+
+
+def test_dataset_shares_one_layout_with_identical_results():
+    """tasks.dataset computes the bar layout once for features and targets: same output as alone."""
+    import datetime as dt
+
+    from tasks.config import TargetSettings
+    from tasks.dataset import build_dataset_frame
+    from tasks.sources.demo import DemoMarket
+
+    market = DemoMarket(tickers=60, years=2, signal=0.5, seed=3, end=dt.date(2025, 6, 27))
+    prices = market.fetch(market.all_tickers())
+    dataset = build_dataset_frame(prices, TargetSettings())
+    alone_features = compute_features(prices)
+    alone_targets = compute_targets(prices)
+    merged = alone_features.merge(alone_targets, on=["ticker", "date"])
+    pd.testing.assert_frame_equal(
+        dataset[merged.columns.tolist()].reset_index(drop=True),
+        merged.sort_values(["date", "ticker"], kind="stable").reset_index(drop=True),
+    )
