@@ -131,7 +131,7 @@ class NumeraiSettings(BaseModel):
         None, description="submission ledger (JSON); default <data_dir>/submissions/ledger.json"
     )
     overrides_path: Path | None = Field(
-        None, description="CSV numerai_ticker,yahoo_symbol of ticker → Yahoo overrides that win over the rules"
+        None, description="CSV of Yahoo symbols that win over the rules: numerai_ticker,yahoo_symbol (Signals) or symbol,yahoo_symbol (Crypto)"
     )
     target_column: str = Field("target", description="Numerai target column to train on when Numerai's data is used")
     use_numerai_targets: bool = Field(

@@ -93,7 +93,6 @@ AMBIGUOUS_COUNTRIES = frozenset(c for c, s in COUNTRY_SUFFIXES.items() if len(s)
 #: Resolution statuses, best first.
 STATUSES = ("override", "remembered", "resolved", "ambiguous", "unresolved")
 
-OVERRIDE_COLUMNS = ("numerai_ticker", "yahoo_symbol")
 
 RESOLUTION_COLUMNS = ["numerai_ticker", "country", "yahoo_symbol", "candidates", "status"]
 
@@ -203,24 +202,35 @@ def resolve_universe(
 CRYPTO_QUOTE_SUFFIX = "-USD"
 
 
-def resolve_crypto_universe(symbols: Iterable[str] | pd.Series) -> pd.DataFrame:
+def resolve_crypto_universe(
+    symbols: Iterable[str] | pd.Series, overrides: Mapping[str, str] | None = None
+) -> pd.DataFrame:
     """Numerai Crypto ``symbol`` → Yahoo ``SYMBOL-USD``, in the same table as ``resolve_universe``
     (id column ``numerai_ticker`` holds the symbol, ``country`` is ``"CRYPTO"``), so the
     candidate map, the report and the ingest are shared with Signals. A symbol that is
-    empty or has spaces (no Yahoo spelling) is unresolved."""
+    empty or has spaces (no Yahoo spelling) is unresolved. ``overrides`` ({symbol: Yahoo
+    symbol}, e.g. ``UNI`` → ``UNI7083-USD`` where Yahoo disambiguates) always win."""
     series = pd.Series(list(symbols) if not isinstance(symbols, pd.Series) else symbols, dtype="string")
     series = series.dropna().drop_duplicates().reset_index(drop=True)
     clean = series.str.strip().str.upper()
     usable = clean.str.fullmatch(r"[A-Z0-9._]+").fillna(False).astype(bool).to_numpy()
     quoted = (clean + CRYPTO_QUOTE_SUFFIX).to_numpy(dtype=object, na_value=None)
     candidates = pd.Series([[q] if ok else [] for q, ok in zip(quoted, usable, strict=True)], dtype=object)
+    status = np.where(usable, "resolved", "unresolved").astype(object)
+    if overrides:
+        forced = series.map(dict(overrides)).to_numpy(dtype=object, na_value=None)
+        has_override = np.array([value is not None for value in forced], dtype=bool)
+        quoted = np.where(has_override, forced, quoted)
+        usable = usable | has_override
+        status[has_override] = "override"
+        candidates = pd.Series([[q] if ok else [] for q, ok in zip(quoted, usable, strict=True)], dtype=object)
     return pd.DataFrame(
         {
             "numerai_ticker": series,
             "country": pd.Series(["CRYPTO"] * len(series), dtype="string"),
             "yahoo_symbol": pd.Series(np.where(usable, quoted, None), dtype="string"),
             "candidates": candidates,
-            "status": pd.Series(np.where(usable, "resolved", "unresolved"), dtype="string"),
+            "status": pd.Series(status, dtype="string"),
         }
     )
 
@@ -228,11 +238,12 @@ def resolve_crypto_universe(symbols: Iterable[str] | pd.Series) -> pd.DataFrame:
 def resolve_for_yahoo(
     ids: Iterable[str] | pd.Series, tournament: str = "signals", overrides_path: Path | str | None = None
 ) -> pd.DataFrame:
-    """The tournament's universe ids resolved to Yahoo candidates: Signals by the country rules
-    (the overrides file winning), Crypto as ``SYMBOL-USD``. The overrides file holds
-    ``numerai_ticker`` rows, so it applies to Signals only."""
+    """The tournament's universe ids resolved to Yahoo candidates: Signals by the country rules,
+    Crypto as ``SYMBOL-USD``; the overrides file (``numerai_ticker,yahoo_symbol`` for Signals,
+    ``symbol,yahoo_symbol`` for Crypto) always wins."""
     if tournament == "crypto":
-        return resolve_crypto_universe(ids)
+        overrides = load_overrides(overrides_path, id_column="symbol") if overrides_path else None
+        return resolve_crypto_universe(ids, overrides=overrides)
     overrides = load_overrides(overrides_path) if overrides_path else None
     return resolve_universe(ids, overrides=overrides)
 
@@ -270,17 +281,19 @@ def resolution_report(resolution: pd.DataFrame) -> pd.DataFrame:
     return table[["country", "resolved", "ambiguous", "unresolved", "total", "override", "remembered"]]
 
 
-def load_overrides(path: Path | str) -> dict[str, str]:
-    """Read the user's overrides CSV (``numerai_ticker,yahoo_symbol``; ``#`` lines are comments).
+def load_overrides(path: Path | str, id_column: str = "numerai_ticker") -> dict[str, str]:
+    """Read the user's overrides CSV (``numerai_ticker,yahoo_symbol``, or ``symbol,yahoo_symbol``
+    for Numerai Crypto with ``id_column="symbol"``; ``#`` lines are comments).
 
     Every bad row is reported with its line number in one BadInputError: a missing
-    header, an empty or malformed ``numerai_ticker``, an empty symbol or one with spaces,
-    the same ticker mapped twice to different symbols.
+    header, an empty or malformed id, an empty symbol or one with spaces,
+    the same id mapped twice to different symbols.
     """
+    expected = f"{id_column},yahoo_symbol"
     path = Path(path)
     if not path.exists():
         raise BadInputError(
-            f"ticker overrides file {path} does not exist; create it (columns numerai_ticker,yahoo_symbol) "
+            f"ticker overrides file {path} does not exist; create it (columns {expected}) "
             "or unset numerai.overrides_path",
             tag="invalid_overrides",
         )
@@ -292,17 +305,17 @@ def load_overrides(path: Path | str) -> dict[str, str]:
                  if line.strip() and not line.lstrip().startswith("#"))
         numbered = list(lines)
     if not numbered:
-        raise BadInputError(f"ticker overrides file {path} is empty; it needs a header numerai_ticker,yahoo_symbol",
+        raise BadInputError(f"ticker overrides file {path} is empty; it needs a header {expected}",
                             tag="invalid_overrides")
     header_number, header_line = numbered[0]
     header = [h.strip() for h in next(csv.reader([header_line]))]
-    missing = [c for c in OVERRIDE_COLUMNS if c not in header]
+    missing = [c for c in (id_column, "yahoo_symbol") if c not in header]
     if missing:
         raise BadInputError(
-            f"{path} line {header_number}: header {header} lacks {missing}; expected numerai_ticker,yahoo_symbol",
+            f"{path} line {header_number}: header {header} lacks {missing}; expected {expected}",
             tag="invalid_overrides",
         )
-    ticker_at, symbol_at = header.index("numerai_ticker"), header.index("yahoo_symbol")
+    ticker_at, symbol_at = header.index(id_column), header.index("yahoo_symbol")
     for number, line in numbered[1:]:
         row = [cell.strip() for cell in next(csv.reader([line]))]
         if len(row) != len(header):
@@ -310,9 +323,9 @@ def load_overrides(path: Path | str) -> dict[str, str]:
             continue
         ticker, symbol = row[ticker_at], row[symbol_at]
         if not ticker:
-            problems.append(f"line {number}: empty numerai_ticker")
+            problems.append(f"line {number}: empty {id_column}")
             continue
-        if split_numerai_ticker(pd.Series([ticker])).isna().any(axis=None):
+        if id_column == "numerai_ticker" and split_numerai_ticker(pd.Series([ticker])).isna().any(axis=None):
             problems.append(f"line {number}: numerai_ticker {ticker!r} is not 'SYMBOL CC' (CC = ISO-2 country)")
             continue
         if not symbol or any(ch.isspace() for ch in symbol):
@@ -328,7 +341,7 @@ def load_overrides(path: Path | str) -> dict[str, str]:
     if problems:
         raise BadInputError(
             f"ticker overrides file {path} has {len(problems)} bad row(s): " + "; ".join(problems)
-            + ". Fix those lines (columns numerai_ticker,yahoo_symbol)",
+            + f". Fix those lines (columns {expected})",
             tag="invalid_overrides",
         )
     return mapping

@@ -198,6 +198,22 @@ def test_crypto_symbols_resolve_to_usd_quotes_in_the_shared_table():
     assert candidate_map(table) == {"BTC": ["BTC-USD"], "eth": ["ETH-USD"]}
     report = resolution_report(table).set_index("country")
     assert report.loc["CRYPTO", ["resolved", "unresolved", "total"]].tolist() == [2, 2, 4]
-    # The dispatcher: crypto ignores the (numerai_ticker) overrides file; signals uses the rules.
-    assert resolve_for_yahoo(["BTC"], "crypto", "/no/such/overrides.csv")["candidates"].tolist() == [["BTC-USD"]]
+    assert resolve_for_yahoo(["BTC"], "crypto")["candidates"].tolist() == [["BTC-USD"]]
     assert resolve_for_yahoo(["1 HK"], "signals")["candidates"].tolist() == [["0001.HK"]]
+
+
+def test_crypto_overrides_file_wins_and_is_checked_by_line(tmp_path):
+    from tasks.tickers import resolve_for_yahoo
+
+    path = tmp_path / "crypto_overrides.csv"
+    path.write_text("# Yahoo disambiguates some tokens\nsymbol,yahoo_symbol\nUNI,UNI7083-USD\n")
+    table = resolve_for_yahoo(["UNI", "BTC"], "crypto", path).set_index("numerai_ticker")
+    assert table.loc["UNI", "candidates"] == ["UNI7083-USD"] and table.loc["UNI", "status"] == "override"
+    assert table.loc["BTC", "candidates"] == ["BTC-USD"] and table.loc["BTC", "status"] == "resolved"
+    # A Signals-style file for crypto names the header it expects; a bad row names its line.
+    path.write_text("numerai_ticker,yahoo_symbol\nAAPL US,AAPL\n")
+    with pytest.raises(BadInputError, match=r"line 1: .*expected symbol,yahoo_symbol"):
+        resolve_for_yahoo(["UNI"], "crypto", path)
+    path.write_text("symbol,yahoo_symbol\nUNI,\n")
+    with pytest.raises(BadInputError, match=r"line 2: yahoo_symbol '' for UNI"):
+        resolve_for_yahoo(["UNI"], "crypto", path)
