@@ -189,6 +189,7 @@ def readiness(settings: Settings, universe_tickers: Sequence[str], source_name: 
         dt.datetime.now(dt.UTC).date(),
         stale_after_days=settings.yahoo.stale_after_days,
         max_stale_share=settings.yahoo.max_stale_share,
+        tournament=settings.tournament,
     )
 
 

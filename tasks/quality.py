@@ -129,19 +129,23 @@ def check_round_readiness(
     *,
     stale_after_days: int = 3,
     max_stale_share: float = 0.1,
+    tournament: str = "signals",
 ) -> dict:
     """Refuse (BadInputError ``prices_not_ready``) when too much of the universe is stale or missing.
 
-    ``universe``: the round's ``numerai_ticker`` values; ``last_dates``: last stored bar per
-    ticker (index = ticker; tickers absent count as missing). Returns a report dict
-    (counts, share, markets behind) when the round may go ahead.
+    ``universe``: the round's ids (``numerai_ticker``, or crypto ``symbol``); ``last_dates``:
+    last stored bar per ticker (index = ticker; tickers absent count as missing). Markets are
+    the tickers' countries for Signals and one ``CRYPTO`` market for Crypto. Returns a report
+    dict (counts, share, markets behind) when the round may go ahead.
     """
     tickers = pd.Index(pd.Series(list(universe), dtype="string").dropna().unique())
     if len(tickers) == 0:
         raise BadInputError("the universe is empty: nothing to check prices against", tag="empty_universe")
     aligned = pd.to_datetime(last_dates.reindex(tickers))
     table = staleness(aligned, as_of, stale_after_days)
-    table["country"] = ticker_country(pd.Series(tickers, index=tickers)).to_numpy()
+    table["country"] = (
+        "CRYPTO" if tournament == "crypto" else ticker_country(pd.Series(tickers, index=tickers)).to_numpy()
+    )
     by_country = (
         table.groupby("country", dropna=False)
         .agg(tickers=("stale", "size"), stale=("stale", "sum"), missing=("missing", "sum"))

@@ -87,3 +87,14 @@ def test_round_readiness_passes_under_the_limit_with_report():
     last = pd.Series(pd.to_datetime(["2024-03-28", "2024-03-28", "2024-01-02"]), index=universe)
     report = check_round_readiness(universe, last, date(2024, 3, 29), stale_after_days=3, max_stale_share=0.5)
     assert report["stale_or_missing"] == 1 and report["markets_behind"] == {"JP": 1}
+
+
+def test_round_readiness_treats_crypto_symbols_as_one_market():
+    universe = ["BTC", "ETH", "SOL", "DOGE"]
+    last = pd.Series(pd.to_datetime(["2024-03-28", "2024-03-28", "2024-03-28"]), index=["BTC", "ETH", "SOL"])
+    report = check_round_readiness(universe, last, date(2024, 3, 29), stale_after_days=3, max_stale_share=0.5,
+                                   tournament="crypto")
+    assert report["markets_behind"] == {"CRYPTO": 1}
+    with pytest.raises(BadInputError, match=r"markets behind: CRYPTO: 1/4 \(1 missing\)"):
+        check_round_readiness(universe, last, date(2024, 3, 29), stale_after_days=3, max_stale_share=0.1,
+                              tournament="crypto")
