@@ -1,9 +1,9 @@
 """Numerai scoring diagnostics over a whole long panel (one row per (ticker, date)).
 
 Every per-date value equals numerai-tools 0.7.2 called on that date alone (tests check it to
-1e-9), but computed for all dates at once: per-date ranks with ``tasks.ranking.rank_by_group``,
-per-date sums with ``np.bincount``, and the feature-neutralisation least squares as batched
-normal equations over blocks of dates.
+1e-9), but computed for all dates at once: per-date ranks with ``tasks.ranking.rank_rows``,
+per-date sums over padded (dates x rows) blocks on two threads, and the feature-neutralisation
+least squares as batched normal equations over those blocks.
 
 Definitions (numerai-tools ``numerai_tools/scoring.py``):
 
@@ -50,7 +50,7 @@ import pandas as pd
 from scipy.special import ndtri
 
 from tasks.errors import BadInputError
-from tasks.ranking import rank_by_group, rank_rows
+from tasks.ranking import rank_rows
 
 # numerai-tools' ``neutralize`` calls np.linalg.lstsq(..., rcond=1e-6): singular values of
 # [features, 1] below rcond * largest are treated as zero. Eigenvalues of the Gram matrix are
@@ -184,25 +184,6 @@ def _pearson_by_group(x: np.ndarray, y: np.ndarray, codes: np.ndarray, n_groups:
     degenerate = (counts < 2) | (sxx <= _CONSTANT_RELATIVE_SS * raw_xx) | (syy <= _CONSTANT_RELATIVE_SS * raw_yy)
     corr[degenerate] = np.nan
     return corr
-
-
-def _gaussianised_ranks(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """numerai-tools ``gaussian(tie_kept_rank(x))`` within each group."""
-    return ndtri(rank_by_group(values, codes))
-
-
-def _numerai_corr_from_gaussianised(
-    gaussianised: np.ndarray, targets: np.ndarray, codes: np.ndarray, n_groups: int
-) -> np.ndarray:
-    """numerai_corr per group, predictions already ranked and gaussianised; rows without NaN."""
-    counts = np.bincount(codes, minlength=n_groups).astype(np.float64)
-    centred_targets = targets - _group_mean(targets, codes, counts)[codes]
-    return _pearson_by_group(_pow15(gaussianised), _pow15(centred_targets), codes, n_groups)
-
-
-def _numerai_corr_clean(predictions: np.ndarray, targets: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
-    """numerai_corr per group on rows with no NaN."""
-    return _numerai_corr_from_gaussianised(_gaussianised_ranks(predictions, codes), targets, codes, n_groups)
 
 
 # --------------------------------------------------------------------------------------------
