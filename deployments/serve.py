@@ -15,7 +15,9 @@ import sys
 
 # Library logs (yfinance, lightgbm, numerapi, ours) go to the Prefect UI; set before Prefect
 # configures logging, inherited by every flow-run process.
-os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "yfinance,lightgbm,numerapi,tasks,flows,numerflow")
+from deployments import EXTRA_LOGGERS  # noqa: E402 - no Prefect import behind it
+
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", EXTRA_LOGGERS)
 
 
 def api_url_problem(environ: dict[str, str] | None = None) -> str | None:

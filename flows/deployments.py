@@ -15,8 +15,6 @@ from tasks.config import Settings
 from tasks.schedule import round_schedules, train_schedules
 
 ROUND, TRAIN, BACKFILL = "round", "train", "ingest-backfill"
-#: Library loggers whose records should reach the Prefect UI (PREFECT_LOGGING_EXTRA_LOGGERS).
-EXTRA_LOGGERS = "yfinance,lightgbm,numerapi,tasks,flows,numerflow"
 CONCURRENCY_LIMIT = 1
 
 

@@ -128,7 +128,11 @@ def test_prefect_yaml_declares_the_same_deployments():
             (s.schedule.cron, s.schedule.timezone) for s in dep.schedules]
         assert [s["slug"] for s in y["schedules"]] == [s.slug for s in dep.schedules]
         assert y["work_pool"]["name"] == "numerflow-process"
-        assert "yfinance" in y["work_pool"]["job_variables"]["env"]["PREFECT_LOGGING_EXTRA_LOGGERS"]
+        from deployments import EXTRA_LOGGERS
+
+        assert y["work_pool"]["job_variables"]["env"]["PREFECT_LOGGING_EXTRA_LOGGERS"] == EXTRA_LOGGERS
+        dockerfile = (Path(__file__).resolve().parents[1] / "Dockerfile").read_text()
+        assert f"PREFECT_LOGGING_EXTRA_LOGGERS={EXTRA_LOGGERS}" in dockerfile
 
 
 def test_every_entrypoint_loads_its_flow():
