@@ -74,7 +74,13 @@ def resolve_and_report(settings: Settings, universe_path: Path, round_number: in
                        tournament: str | None = None) -> dict[str, Any]:
     """Resolve the universe to Yahoo candidates; write the map; return the report rows."""
     tournament = tournament or settings.tournament
-    table = resolve_for_yahoo(universe_ids(universe_path, tournament), tournament, settings.numerai.overrides_path)
+    from flows.prices import source_name
+    from tasks.ingest import remembered_symbols
+
+    # The report shows which tickers already have a winning symbol from earlier ingests.
+    remembered = remembered_symbols(Store(settings.data_dir), source_name(settings))
+    table = resolve_for_yahoo(universe_ids(universe_path, tournament), tournament, settings.numerai.overrides_path,
+                              remembered)
     report = resolution_report(table)
     path = write_json(numerai_dir(Store(settings.data_dir), tournament) / f"round-{round_number}"
                       / "yahoo-candidates.json", candidate_map(table))

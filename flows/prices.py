@@ -224,7 +224,11 @@ def tickers_to_ingest(settings: Settings) -> dict[str, list[str]]:
     ids = read_parquet(snapshot, columns=[column])[column].astype(str).tolist()
     if settings.price_source != "yahoo":
         return {t: [t] for t in ids}
-    return with_unresolved(ids, candidate_map(resolve_for_yahoo(ids, settings.tournament, settings.numerai.overrides_path)))
+    from tasks.ingest import remembered_symbols
+
+    remembered = remembered_symbols(Store(settings.data_dir), source_name(settings))
+    table = resolve_for_yahoo(ids, settings.tournament, settings.numerai.overrides_path, remembered)
+    return with_unresolved(ids, candidate_map(table))
 
 
 @flow(name="ingest-prices", log_prints=True)

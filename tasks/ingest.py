@@ -38,7 +38,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.dataset as ds
 
 from tasks.errors import BadInputError, is_transient
@@ -187,6 +186,13 @@ def stored_extent(prices_dir: Path) -> pd.DataFrame:
     frame = grouped.to_pandas(date_as_object=False)
     frame = frame.rename(columns={"date_min": "first_date", "date_max": "last_date", "date_count": "rows"})
     return frame.set_index("ticker")
+
+
+def remembered_symbols(store: Store, source: str) -> dict[str, str]:
+    """``{ticker: Yahoo symbol that last returned prices}`` from the ingest catalog (the one
+    place winners are remembered; the ticker resolver reports them as ``remembered``)."""
+    return {ticker: entry["symbol"] for ticker, entry in _load_catalog(store, source)["symbols"].items()
+            if isinstance(entry, dict) and entry.get("symbol")}
 
 
 def _load_catalog(store: Store, source: str) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 Numerai no longer publishes a ticker map (every public one is stale), so the mapping is
 ours: a per-country suffix rule, a few symbol normalisations, ordered candidate lists
 for markets with more than one exchange, a remembered winner per ticker (the candidate
-that last returned prices), and a user overrides CSV that always wins.
+that last returned prices, kept in the ingest catalog), and a user overrides CSV that always wins.
 
 ``numerai_ticker`` is ``"SYMBOL CC"`` with CC the ISO-2 country (``AAPL US``,
 ``7203 JP``, ``VOD GB``). Rules (Yahoo's conventions):
@@ -31,7 +31,6 @@ import numpy as np
 import pandas as pd
 
 from tasks.errors import BadInputError
-from tasks.store import read_json, write_json
 
 #: country (ISO-2, as in numerai_ticker) → Yahoo suffixes, in the order to try them.
 #: A single suffix means the mapping is unambiguous.
@@ -236,16 +235,20 @@ def resolve_crypto_universe(
 
 
 def resolve_for_yahoo(
-    ids: Iterable[str] | pd.Series, tournament: str = "signals", overrides_path: Path | str | None = None
+    ids: Iterable[str] | pd.Series,
+    tournament: str = "signals",
+    overrides_path: Path | str | None = None,
+    remembered: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """The tournament's universe ids resolved to Yahoo candidates: Signals by the country rules,
     Crypto as ``SYMBOL-USD``; the overrides file (``numerai_ticker,yahoo_symbol`` for Signals,
-    ``symbol,yahoo_symbol`` for Crypto) always wins."""
+    ``symbol,yahoo_symbol`` for Crypto) always wins; ``remembered`` winners (the ingest
+    catalog's, ``tasks.ingest.remembered_symbols``) go first among a Signals ticker's candidates."""
     if tournament == "crypto":
         overrides = load_overrides(overrides_path, id_column="symbol") if overrides_path else None
         return resolve_crypto_universe(ids, overrides=overrides)
     overrides = load_overrides(overrides_path) if overrides_path else None
-    return resolve_universe(ids, overrides=overrides)
+    return resolve_universe(ids, overrides=overrides, remembered=remembered)
 
 
 def candidate_map(resolution: pd.DataFrame) -> dict[str, list[str]]:
@@ -345,23 +348,3 @@ def load_overrides(path: Path | str, id_column: str = "numerai_ticker") -> dict[
             tag="invalid_overrides",
         )
     return mapping
-
-
-def load_remembered(path: Path | str) -> dict[str, str]:
-    """The remembered winners ``{numerai_ticker: yahoo_symbol}`` ({} when none yet)."""
-    path = Path(path)
-    if not path.exists():
-        return {}
-    data = read_json(path)
-    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
-        raise BadInputError(f"{path} is not a JSON object of ticker → symbol; delete it to start afresh",
-                            tag="invalid_remembered")
-    return data
-
-
-def remember_winners(path: Path | str, winners: Mapping[str, str]) -> dict[str, str]:
-    """Merge the candidates that returned prices into the remembered map (atomic write)."""
-    merged = load_remembered(path)
-    merged.update({str(k): str(v) for k, v in winners.items()})
-    write_json(Path(path), merged)
-    return merged

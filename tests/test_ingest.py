@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from fakes.yahoo import FakeYahoo, reset_yfinance
-from tasks.ingest import IngestOptions, ingest, plan_ingest, run_batch, stored_extent, unfinished_run_id
+from tasks.ingest import IngestOptions, ingest, unfinished_run_id
 from tasks.ratelimit import TokenBucket
 from tasks.sources.yahoo import YahooSource
 from tasks.store import Store, read_parquet
@@ -371,3 +371,18 @@ def test_timezone_remembered_in_the_catalog_saves_the_probe_next_run(fake, store
     assert int(request.params["period1"]) == int(pd.Timestamp("2024-03-10", tz="Asia/Tokyo").timestamp())
     assert ledger_of(result).loc["XYZ ZZ", "timezone"] == "Asia/Tokyo"
     assert prices(store)["date"].dt.date.tolist() == list(fake.listings["XYZ.ZZ"].bars.index)
+
+
+def test_winning_symbols_are_remembered_for_the_resolver(fake, store):
+    from tasks.ingest import remembered_symbols
+    from tasks.tickers import resolve_for_yahoo
+
+    fake.add("005930.KQ", currency="KRW", timezone="Asia/Seoul", price=70000, seed=4)
+    fake.add("AAPL", seed=1)
+    assert remembered_symbols(store, "yahoo") == {}
+    run(fake, store, {"005930 KR": ["005930.KS", "005930.KQ"], "AAPL US": ["AAPL"], "GONE US": ["GONE"]})
+    remembered = remembered_symbols(store, "yahoo")
+    assert remembered == {"005930 KR": "005930.KQ", "AAPL US": "AAPL"}  # the delisted one has no winner
+    table = resolve_for_yahoo(["005930 KR", "AAPL US"], "signals", remembered=remembered).set_index("numerai_ticker")
+    assert table.loc["005930 KR", "status"] == "remembered"
+    assert table.loc["005930 KR", "candidates"][0] == "005930.KQ"

@@ -6,8 +6,6 @@ from tasks.tickers import (
     COUNTRY_SUFFIXES,
     candidate_map,
     load_overrides,
-    load_remembered,
-    remember_winners,
     resolution_report,
     resolve_universe,
     yahoo_candidates,
@@ -172,17 +170,6 @@ def test_load_overrides_missing_header_and_missing_file(tmp_path):
         load_overrides(path)
     with pytest.raises(BadInputError, match="does not exist"):
         load_overrides(tmp_path / "nope.csv")
-
-
-def test_remembered_winners_round_trip_and_merge(tmp_path):
-    path = tmp_path / "winners.json"
-    assert load_remembered(path) == {}
-    remember_winners(path, {"2330 TW": "2330.TWO"})
-    merged = remember_winners(path, {"5930 KR": "005930.KQ"})
-    assert merged == load_remembered(path) == {"2330 TW": "2330.TWO", "5930 KR": "005930.KQ"}
-    path.write_text("[1, 2]")
-    with pytest.raises(BadInputError, match="invalid_remembered"):
-        load_remembered(path)
 
 
 # ----------------------------------------------------------------------------- crypto
