@@ -40,7 +40,6 @@ import pandas as pd  # noqa: E402
 from fakes.yahoo import FakeYahoo, make_bars, reset_yfinance  # noqa: E402
 from tasks.ingest import IngestOptions, ingest  # noqa: E402
 from tasks.ratelimit import TokenBucket  # noqa: E402
-from tasks.sources.outcomes import FetchRequest  # noqa: E402
 from tasks.sources.yahoo import YahooSource  # noqa: E402
 from tasks.store import Store, read_parquet  # noqa: E402
 

@@ -11,7 +11,6 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from tasks.config import TargetSettings
@@ -113,6 +112,3 @@ def live_rows(dataset: pd.DataFrame, universe_ids: pd.Series, max_staleness_days
 def feature_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c.startswith("feature_")]
 
-
-def labelled_mask(frame: pd.DataFrame) -> np.ndarray:
-    return frame["target"].notna().to_numpy()

@@ -157,12 +157,3 @@ def rank_by_group(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
     if n_groups * int(sizes.max()) <= _MAX_PADDING_FACTOR * values.shape[0]:
         return _rank_padded(values, groups - groups.min(), n_groups, sizes)
     return _rank_lexsort(values, groups)
-
-
-def rank_columns_by_group(frame: pd.DataFrame, groups: np.ndarray, dtype: str = "float64") -> pd.DataFrame:
-    """``rank_by_group`` on every column of ``frame``."""
-    return pd.DataFrame(
-        {column: rank_by_group(frame[column].to_numpy(dtype="float64", na_value=np.nan), groups).astype(dtype)
-         for column in frame.columns},
-        index=frame.index,
-    )

@@ -22,7 +22,6 @@ def fast_training(monkeypatch):
 
 async def _artifact_keys(flow_run_id) -> set[str]:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
     async with get_client() as client:
         artifacts = await client.read_artifacts(limit=200)
