@@ -102,8 +102,7 @@ def live_rows(dataset: pd.DataFrame, universe_ids: pd.Series, max_staleness_days
         & (dataset["date"] >= live_date - pd.Timedelta(days=max_staleness_days))
     ]
     latest = recent.sort_values(["ticker", "date"]).drop_duplicates("ticker", keep="last")
-    feature_cols = [c for c in dataset.columns if c.startswith("feature_")]
-    usable = latest[feature_cols].notna().any(axis=1).to_numpy()
+    usable = latest[feature_columns(dataset)].notna().any(axis=1).to_numpy()
     latest = latest.loc[usable].reset_index(drop=True)
     latest.attrs["live_date"] = live_date
     return latest

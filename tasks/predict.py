@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from tasks.dataset import live_rows
 from tasks.errors import BadInputError
@@ -36,10 +38,14 @@ def predict_live(
 ) -> LivePredictions:
     booster, meta = load_model(Path(model_dir))
     features = meta["features"]
-    dataset = read_parquet(dataset_path, columns=["ticker", "date", *features])
-    missing = [f for f in features if f not in dataset.columns]
+    missing = [f for f in features if f not in pq.read_schema(dataset_path).names]
     if missing:
         raise BadInputError(f"dataset lacks the model's features {missing}; retrain (--retrain)", tag="feature_mismatch")
+    # Only the last few days are live: read the dates, then just the rows in that window
+    # (the full dataset is millions of rows on a real universe).
+    window_start = read_parquet(dataset_path, columns=["date"])["date"].max() - pd.Timedelta(days=max_staleness_days)
+    dataset = read_parquet(dataset_path, columns=["ticker", "date", *features],
+                           filter_expr=ds.field("date") >= window_start.to_pydatetime())
     live = live_rows(dataset, universe_ids, max_staleness_days)
     if len(live) < min_tickers:
         raise BadInputError(
