@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from numerai_tools.scoring import feature_neutral_corr, numerai_corr  # noqa: E402
 
-from tasks.ranking import group_codes, rank_by_group  # noqa: E402
-from tasks.scoring import corr_and_fnc_by_date, diagnostics  # noqa: E402
+from numerflow.tasks.core.ranking import group_codes, rank_by_group  # noqa: E402
+from numerflow.tasks.model.scoring import corr_and_fnc_by_date, diagnostics  # noqa: E402
 
 
 def peak_rss_mb() -> float:

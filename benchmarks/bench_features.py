@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.features import (
+from numerflow.tasks.model.features import (
     DEFAULT_THREADS,
     FEATURE_NAMES,
     MACD_FAST,
@@ -39,7 +39,7 @@ from tasks.features import (
     compute_features,
     compute_raw_features,
 )
-from tasks.store import read_parquet, write_parquet
+from numerflow.tasks.core.store import read_parquet, write_parquet
 
 TRADING_DAYS_PER_YEAR = 252
 
@@ -89,7 +89,7 @@ def random_walk_panel(tickers: int, years: float, seed: int) -> pd.DataFrame:
 
 
 def demo_panel(tickers: int, years: float, seed: int) -> pd.DataFrame:
-    from tasks.sources.demo import DemoMarket
+    from numerflow.tasks.prices.sources.demo import DemoMarket
 
     market = DemoMarket(tickers=tickers, years=years, signal=0.5, seed=seed)
     return market.fetch(market.all_tickers())
@@ -204,7 +204,7 @@ def main() -> None:
     source = args.source
     if source == "auto":
         try:
-            import tasks.sources.demo  # noqa: F401
+            import numerflow.tasks.prices.sources.demo  # noqa: F401
 
             source = "demo"
         except ImportError:

@@ -38,10 +38,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import pandas as pd  # noqa: E402
 
 from fakes.yahoo import FakeYahoo, make_bars, reset_yfinance  # noqa: E402
-from tasks.ingest import IngestOptions, ingest  # noqa: E402
-from tasks.ratelimit import TokenBucket  # noqa: E402
-from tasks.sources.yahoo import YahooSource  # noqa: E402
-from tasks.store import Store, read_parquet  # noqa: E402
+from numerflow.tasks.prices.ingest import IngestOptions, ingest  # noqa: E402
+from numerflow.tasks.prices.ratelimit import TokenBucket  # noqa: E402
+from numerflow.tasks.prices.sources.yahoo import YahooSource  # noqa: E402
+from numerflow.tasks.core.store import Store, read_parquet  # noqa: E402
 
 
 def build_fake(symbols: int, bars: int, rate: float | None, burst: int) -> FakeYahoo:

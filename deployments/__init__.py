@@ -3,4 +3,4 @@
 #: Loggers whose records reach the Prefect UI (PREFECT_LOGGING_EXTRA_LOGGERS): the libraries that
 #: talk to the outside world and our own. prefect.yaml and the Dockerfile repeat it (a test checks).
 #: Kept here, free of Prefect imports, because it must be set before Prefect configures logging.
-EXTRA_LOGGERS = "yfinance,lightgbm,numerapi,tasks,flows,numerflow"
+EXTRA_LOGGERS = "yfinance,lightgbm,numerapi,numerflow"

@@ -15,7 +15,7 @@ import sys
 
 # Library logs (yfinance, lightgbm, numerapi, ours) go to the Prefect UI; set before Prefect
 # configures logging, inherited by every flow-run process.
-from deployments import EXTRA_LOGGERS  # noqa: E402 - no Prefect import behind it
+from numerflow.deployments import EXTRA_LOGGERS  # noqa: E402 - no Prefect import behind it
 
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", EXTRA_LOGGERS)
 
@@ -39,9 +39,9 @@ def main() -> int:
         return 2
     from prefect import serve
 
-    from flows.deployments import build_deployments
-    from tasks.config import load_settings
-    from tasks.errors import NumerflowError
+    from numerflow.flows.deployments import build_deployments
+    from numerflow.tasks.core.config import load_settings
+    from numerflow.tasks.core.errors import NumerflowError
 
     try:
         deployments = build_deployments(load_settings())

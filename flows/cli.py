@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from tasks.errors import NumerflowError
+from numerflow.tasks.core.errors import NumerflowError
 
 
 def _positive_int(text: str) -> int:
@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _numerai_settings(args: argparse.Namespace, model: str | None = None):
-    from tasks.config import load_settings
+    from numerflow.tasks.core.config import load_settings
 
     overrides: dict[str, Any] = {}
     if args.data_dir:
@@ -135,10 +135,10 @@ def _print(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None
 
 
 def cmd_universe(args: argparse.Namespace) -> int:
-    from flows.numerai_round import resolve_and_report
-    from tasks.numerai import client_for, fetch_universe
-    from tasks.numerai_data import fetch_training_data
-    from tasks.store import Store
+    from numerflow.flows.numerai_round import resolve_and_report
+    from numerflow.tasks.numerai.client import client_for, fetch_universe
+    from numerflow.tasks.numerai.data import fetch_training_data
+    from numerflow.tasks.core.store import Store
 
     settings = _numerai_settings(args)
     client = client_for(settings, settings.tournament)
@@ -167,7 +167,7 @@ def cmd_universe(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from tasks.numerai import submit_file
+    from numerflow.tasks.numerai.client import submit_file
 
     settings = _numerai_settings(args, args.model)
     outcome = submit_file(Path(args.file), settings, force=args.force,
@@ -182,7 +182,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from tasks.numerai import round_status
+    from numerflow.tasks.numerai.client import round_status
 
     settings = _numerai_settings(args)
     status = round_status(settings)
@@ -200,7 +200,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_setup(args: argparse.Namespace) -> int:
     """Prefect-native failure notifications (flows/notify.py)."""
-    from flows.notify import setup_notifications
+    from numerflow.flows.notify import setup_notifications
 
     created = setup_notifications(_numerai_settings(args))
     _print(args, created, f"numerflow setup: webhook block {created['block']!r}, automation {created['automation']!r} "
@@ -210,9 +210,9 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Prices only, with a progress bar on stderr (flows/prices.py)."""
-    from tasks.config import load_settings
-    from tasks.ingest import ingest_dir, new_run_id, unfinished_run_id
-    from tasks.store import Store
+    from numerflow.tasks.core.config import load_settings
+    from numerflow.tasks.prices.ingest import ingest_dir, new_run_id, unfinished_run_id
+    from numerflow.tasks.core.store import Store
 
     overrides: dict[str, Any] = {}
     if args.data_dir:
@@ -221,7 +221,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         overrides["price_source"] = args.source
     settings = load_settings(**overrides)  # fail fast on bad values, before Prefect starts
     store = Store(settings.data_dir)
-    from flows.prices import ProgressBar, prices_flow, source_name
+    from numerflow.flows.prices import ProgressBar, prices_flow, source_name
 
     name = source_name(settings)  # crypto bars have their own store (yahoo-crypto)
     run_id = args.run_id or unfinished_run_id(store, name) or new_run_id()
@@ -235,15 +235,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from flows.round import demo_overrides
-    from tasks.config import load_settings
+    from numerflow.flows.round import demo_overrides
+    from numerflow.tasks.core.config import load_settings
 
     if not args.demo:
         return cmd_run_live(args)
     overrides = demo_overrides(tickers=args.tickers, years=args.years, signal=args.signal, seed=args.seed,
                                data_dir=args.data_dir)
     load_settings(**overrides)  # fail fast on bad values, before Prefect starts
-    from flows.round import round_flow
+    from numerflow.flows.round import round_flow
 
     result = round_flow(
         tickers=args.tickers, years=args.years, signal=args.signal, seed=args.seed,
@@ -260,7 +260,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_run_live(args: argparse.Namespace) -> int:
     """A live round against Numerai with the configured price source (flows/numerai_round.py)."""
     settings = _numerai_settings(args, args.model)  # fail fast on bad values, before Prefect starts
-    from flows.numerai_round import numerai_round_flow
+    from numerflow.flows.numerai_round import numerai_round_flow
 
     result = numerai_round_flow(tournament=settings.tournament, force=args.force, retrain=args.retrain,
                                 data_dir=args.data_dir, model_name=args.model)

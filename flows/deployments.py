@@ -11,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.config import Settings
-from tasks.schedule import round_schedules, train_schedules
+from prefect.deployments.runner import EntrypointType
+
+from numerflow.tasks.core.config import Settings
+from numerflow.flows.schedule import round_schedules, train_schedules
 
 ROUND, TRAIN, BACKFILL = "round", "train", "ingest-backfill"
 CONCURRENCY_LIMIT = 1
@@ -32,11 +34,11 @@ class DeploymentSpec:
 
 
 SPECS = (
-    DeploymentSpec(ROUND, "scheduled_round_flow", "flows/scheduled.py:scheduled_round_flow",
+    DeploymentSpec(ROUND, "scheduled_round_flow", "numerflow.flows.scheduled.scheduled_round_flow",
                    "The Numerai round: skips when closed or already submitted; Saturday + Sunday/Monday retries (UTC)."),
-    DeploymentSpec(TRAIN, "scheduled_train_flow", "flows/scheduled.py:scheduled_train_flow",
+    DeploymentSpec(TRAIN, "scheduled_train_flow", "numerflow.flows.scheduled.scheduled_train_flow",
                    "Fresh prices, then retrain the model on its own schedule."),
-    DeploymentSpec(BACKFILL, "ingest_backfill_flow", "flows/scheduled.py:ingest_backfill_flow",
+    DeploymentSpec(BACKFILL, "ingest_backfill_flow", "numerflow.flows.scheduled.ingest_backfill_flow",
                    "Manual: re-pull every ticker's whole price history."),
 )
 
@@ -48,7 +50,7 @@ def deployment_parameters(settings: Settings) -> dict[str, dict[str, Any]]:
 
 def configured_flows(settings: Settings) -> dict[str, Any]:
     """The flows with the configured retries and time bounds applied."""
-    from flows import scheduled
+    from numerflow.flows import scheduled
 
     o = settings.orchestration
     return {
@@ -73,6 +75,8 @@ def build_deployments(settings: Settings) -> list[Any]:
             concurrency_limit=CONCURRENCY_LIMIT,
             description=spec.description,
             tags=["numerflow", spec.key],
+            # The installed module, not a file path: the same entrypoint works from any folder.
+            entrypoint_type=EntrypointType.MODULE_PATH,
         )
         for spec in SPECS
     ]

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.config import Settings
-from tasks.errors import BadInputError
+from numerflow.tasks.core.config import Settings
+from numerflow.tasks.core.errors import BadInputError
 
 WEBHOOK_BLOCK = "numerflow-failures"
 AUTOMATION = "numerflow-round-failed"

@@ -19,14 +19,14 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
-from flows.policies import NETWORK_RETRY_DELAYS, RETRY_JITTER, retry_only_transient
-from flows.round import build_dataset_task, new_run_id, predict_submit_flow, train_or_reuse
-from tasks.config import Settings, load_settings
-from tasks.errors import BadInputError
-from tasks.numerai import client_for, fetch_universe, numerai_dir, require_open_window, tournament_spec
-from tasks.numerai_data import TRAIN_FILES, fetch_training_data, join_numerai_targets, read_numerai_targets
-from tasks.store import Store, read_json, read_parquet, write_json, write_parquet
-from tasks.tickers import candidate_map, resolution_report, resolve_for_yahoo
+from numerflow.flows.policies import NETWORK_RETRY_DELAYS, RETRY_JITTER, retry_only_transient
+from numerflow.flows.round import build_dataset_task, new_run_id, predict_submit_flow, train_or_reuse
+from numerflow.tasks.core.config import Settings, load_settings
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.numerai.client import client_for, fetch_universe, numerai_dir, require_open_window, tournament_spec
+from numerflow.tasks.numerai.data import TRAIN_FILES, fetch_training_data, join_numerai_targets, read_numerai_targets
+from numerflow.tasks.core.store import Store, read_json, read_parquet, write_json, write_parquet
+from numerflow.tasks.prices.tickers import candidate_map, resolution_report, resolve_for_yahoo
 
 
 @task(
@@ -74,8 +74,8 @@ def resolve_and_report(settings: Settings, universe_path: Path, round_number: in
                        tournament: str | None = None) -> dict[str, Any]:
     """Resolve the universe to Yahoo candidates; write the map; return the report rows."""
     tournament = tournament or settings.tournament
-    from flows.prices import source_name
-    from tasks.ingest import remembered_symbols
+    from numerflow.flows.prices import source_name
+    from numerflow.tasks.prices.ingest import remembered_symbols
 
     # The report shows which tickers already have a winning symbol from earlier ingests.
     remembered = remembered_symbols(Store(settings.data_dir), source_name(settings))
@@ -102,7 +102,7 @@ def resolve_tickers_task(settings: Settings, universe_path: str, round_number: i
 def ingest_live_prices(settings: Settings, candidates_path: str, universe_path: str, tournament: str) -> dict[str, Any]:
     """Prices for the whole universe through the batched ingest tasks (flows/prices.py), then the
     readiness check: refuses the round when too much of the universe is stale or missing."""
-    from flows.prices import readiness, run_price_ingest, with_unresolved
+    from numerflow.flows.prices import readiness, run_price_ingest, with_unresolved
 
     if settings.price_source != "yahoo":
         raise BadInputError(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.errors import is_transient
+from numerflow.tasks.core.errors import is_transient
 
 
 def retry_only_transient(task: Any, task_run: Any, state: Any) -> bool:

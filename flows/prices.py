@@ -15,9 +15,9 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 
-from tasks.config import Settings
-from tasks.errors import BadInputError
-from tasks.ingest import (
+from numerflow.tasks.core.config import Settings
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.prices.ingest import (
     IngestOptions,
     PrefectProgress,
     finish_ingest,
@@ -27,7 +27,7 @@ from tasks.ingest import (
     run_batch,
     unfinished_run_id,
 )
-from tasks.store import Store
+from numerflow.tasks.core.store import Store
 
 _sources: dict[tuple, Any] = {}
 
@@ -80,11 +80,11 @@ def source_key(settings: Settings) -> tuple:
 def _new_source(settings: Settings) -> Any:
     kind = settings.price_source
     if kind == "demo":
-        from tasks.sources.demo import DemoMarket
+        from numerflow.tasks.prices.sources.demo import DemoMarket
 
         return DemoMarket.from_settings(settings.demo)
     if kind == "yahoo":
-        from tasks.sources.yahoo import YahooSource
+        from numerflow.tasks.prices.sources.yahoo import YahooSource
 
         y = settings.yahoo
         return YahooSource(
@@ -94,7 +94,7 @@ def _new_source(settings: Settings) -> Any:
             workers=y.workers,
             pause_on_429_seconds=y.pause_on_429_seconds,
         )
-    from tasks.sources.files import FilePriceSource
+    from numerflow.tasks.prices.sources.files import FilePriceSource
 
     if settings.files.path is None:
         raise BadInputError("price_source is 'files' but files.path is not set; see docs/prices.md", tag="invalid_config")
@@ -179,8 +179,8 @@ def readiness(settings: Settings, universe_tickers: Sequence[str], source_name: 
     """``check_round_readiness`` on what is stored now: refuses when too much of the universe is stale."""
     import datetime as dt
 
-    from tasks.ingest import stored_extent
-    from tasks.quality import check_round_readiness
+    from numerflow.tasks.prices.ingest import stored_extent
+    from numerflow.tasks.prices.quality import check_round_readiness
 
     extent = stored_extent(Store(settings.data_dir).prices_dir(source_name))
     return check_round_readiness(
@@ -203,7 +203,7 @@ def latest_universe_snapshot(settings: Settings):
 def tickers_to_ingest(settings: Settings) -> dict[str, list[str]]:
     """What ``numerflow ingest`` fetches: the demo market's tickers, or the latest universe snapshot
     (resolved to Yahoo candidates for ``yahoo``; every ticker in your files if there is no snapshot)."""
-    from tasks.store import read_parquet
+    from numerflow.tasks.core.store import read_parquet
 
     if settings.price_source == "demo":
         market = price_source(settings)
@@ -217,14 +217,14 @@ def tickers_to_ingest(settings: Settings) -> dict[str, list[str]]:
             "run `numerflow universe` first",
             tag="missing_universe",
         )
-    from tasks.numerai import tournament_spec
-    from tasks.tickers import candidate_map, resolve_for_yahoo
+    from numerflow.tasks.numerai.client import tournament_spec
+    from numerflow.tasks.prices.tickers import candidate_map, resolve_for_yahoo
 
     column = tournament_spec(settings.tournament).ticker_column
     ids = read_parquet(snapshot, columns=[column])[column].astype(str).tolist()
     if settings.price_source != "yahoo":
         return {t: [t] for t in ids}
-    from tasks.ingest import remembered_symbols
+    from numerflow.tasks.prices.ingest import remembered_symbols
 
     remembered = remembered_symbols(Store(settings.data_dir), source_name(settings))
     table = resolve_for_yahoo(ids, settings.tournament, settings.numerai.overrides_path, remembered)
@@ -234,7 +234,7 @@ def tickers_to_ingest(settings: Settings) -> dict[str, list[str]]:
 @flow(name="ingest-prices", log_prints=True)
 def prices_flow(overrides: dict[str, Any] | None = None, backfill: bool = False, run_id: str | None = None) -> dict[str, Any]:
     """``numerflow ingest``: daily bars of the configured source into the store, with a ledger."""
-    from tasks.config import load_settings
+    from numerflow.tasks.core.config import load_settings
 
     settings = load_settings(**(overrides or {}))
     return run_price_ingest(settings, tickers_to_ingest(settings), backfill=backfill, run_id=run_id)
@@ -259,7 +259,7 @@ class ProgressBar:
         self._thread = threading.Thread(target=self._loop, name="ingest-progress", daemon=True)
 
     def counts(self) -> tuple[int, int]:
-        from tasks.store import read_json
+        from numerflow.tasks.core.store import read_json
 
         plan = self.run_dir / "plan.json"
         if not plan.exists():

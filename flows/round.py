@@ -16,16 +16,16 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows.policies import NETWORK_RETRY_DELAYS, RETRY_JITTER, retry_only_transient
-from tasks.config import Settings, load_settings
-from tasks.dataset import build_dataset
-from tasks.predict import predict_live
-from tasks.report import write_report
-from tasks.sources.demo import DemoMarket
-from tasks.store import Store, read_json, read_parquet, write_json
-from tasks.submission import build_submission, validate_submission, write_submission
-from tasks.training import META_FILE, latest_model, model_lineage, needs_training, train_and_register
-from tasks.universe import load_universe_ids, write_universe
+from numerflow.flows.policies import NETWORK_RETRY_DELAYS, RETRY_JITTER, retry_only_transient
+from numerflow.tasks.core.config import Settings, load_settings
+from numerflow.tasks.model.dataset import build_dataset
+from numerflow.tasks.model.predict import predict_live
+from numerflow.tasks.model.report import write_report
+from numerflow.tasks.prices.sources.demo import DemoMarket
+from numerflow.tasks.core.store import Store, read_json, read_parquet, write_json
+from numerflow.tasks.numerai.submission import build_submission, validate_submission, write_submission
+from numerflow.tasks.model.training import META_FILE, latest_model, model_lineage, needs_training, train_and_register
+from numerflow.tasks.numerai.universe import load_universe_ids, write_universe
 
 
 def new_run_id() -> str:
@@ -58,7 +58,7 @@ def ingest_prices(settings: Settings, backfill: bool = False) -> dict[str, Any]:
 
     The demo market is ingested whole (delisted tickers included: survivorship-free history).
     """
-    from flows.prices import run_price_ingest, tickers_to_ingest
+    from numerflow.flows.prices import run_price_ingest, tickers_to_ingest
 
     summary = run_price_ingest(settings, tickers_to_ingest(settings), backfill=backfill)
     last = read_parquet(Path(summary["prices_dir"]), columns=["date"])["date"].max()
@@ -117,7 +117,7 @@ def upload_submission(settings: Settings, submission: dict, round_label: str, li
         # A live round: the real upload (tasks/numerai.py): window guard, once per round and
         # model (ledger), dry run when there are no keys. Not retried here: a repeat could
         # double-submit; transient failures leave no ledger entry, so a re-run tries again.
-        from tasks.numerai import submit_file
+        from numerflow.tasks.numerai.client import submit_file
 
         outcome = submit_file(Path(submission["path"]), settings, force=force)
         get_run_logger().info(outcome.message)

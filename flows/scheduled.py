@@ -21,9 +21,9 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Completed
 
-from tasks.config import Settings, load_settings
-from tasks.errors import BadInputError, NumerflowError
-from tasks.round_guard import GuardDecision, demo_round_guard, demo_round_label, live_round_guard
+from numerflow.tasks.core.config import Settings, load_settings
+from numerflow.tasks.core.errors import BadInputError, NumerflowError
+from numerflow.flows.guard import GuardDecision, demo_round_guard, demo_round_label, live_round_guard
 
 # Which stage each running round is in, by flow run id: read by the failure hook.
 _STAGES: dict[str, str] = {}
@@ -96,7 +96,7 @@ def notify_round_failure(flow, flow_run, state) -> None:
     """on_failure / on_crashed hook: POST stage + cause to the webhook (tasks/notify.py). Never raises."""
     from prefect.settings import PREFECT_UI_URL
 
-    from tasks.notify import notify_failure
+    from numerflow.flows.alerts import notify_failure
 
     params = dict(getattr(flow_run, "parameters", None) or {})
     try:
@@ -111,7 +111,7 @@ def notify_round_failure(flow, flow_run, state) -> None:
 
 def round_overrides(params: dict[str, Any]) -> dict[str, Any]:
     """Settings overrides from the round flow's parameters."""
-    from flows.round import demo_overrides
+    from numerflow.flows.round import demo_overrides
 
     base = demo_overrides(tickers=params.get("tickers"), years=params.get("years"), seed=params.get("seed"),
                           signal=params.get("signal"), data_dir=params.get("data_dir"))
@@ -131,7 +131,7 @@ def _publish_report(result: dict[str, Any], mode: str, round_label: str) -> str:
     from prefect.runtime import flow_run
     from prefect.settings import PREFECT_UI_URL
 
-    from tasks.run_report import render_round_report, universe_size
+    from numerflow.flows.run_report import render_round_report, universe_size
 
     ui = PREFECT_UI_URL.value()
     url = f"{ui.rstrip('/')}/runs/flow-run/{flow_run.id}" if ui and flow_run.id else None
@@ -142,8 +142,8 @@ def _publish_report(result: dict[str, Any], mode: str, round_label: str) -> str:
 
 
 def _demo_round(settings: Settings, overrides: dict[str, Any], force: bool, retrain: bool) -> Any:
-    from flows.round import demo_market, ingest_flow, predict_submit_flow, train_flow
-    from tasks.store import Store
+    from numerflow.flows.round import demo_market, ingest_flow, predict_submit_flow, train_flow
+    from numerflow.tasks.core.store import Store
 
     with stage("guard"):
         label = demo_round_label(demo_market(settings).end)
@@ -165,8 +165,8 @@ def _demo_round(settings: Settings, overrides: dict[str, Any], force: bool, retr
 
 
 def _live_round(settings: Settings, force: bool, retrain: bool, data_dir: str | None) -> Any:
-    from flows.numerai_round import numerai_round_flow
-    from tasks.numerai import SubmissionLedger, client_for
+    from numerflow.flows.numerai_round import numerai_round_flow
+    from numerflow.tasks.numerai.client import SubmissionLedger, client_for
 
     with stage("guard"):
         current = client_for(settings, settings.tournament).current_round()
@@ -218,8 +218,8 @@ def scheduled_round_flow(
 def scheduled_train_flow(retrain: bool = True, ingest_first: bool = True,
                          overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Retrain on its own schedule: fresh prices first (incremental), then a new model."""
-    from flows.prices import prices_flow, source_name
-    from flows.round import train_flow
+    from numerflow.flows.prices import prices_flow, source_name
+    from numerflow.flows.round import train_flow
 
     settings = load_settings(**(overrides or {}))
     if ingest_first:
@@ -232,7 +232,7 @@ def scheduled_train_flow(retrain: bool = True, ingest_first: bool = True,
 def ingest_backfill_flow(backfill: bool = True, source: Literal["demo", "yahoo", "files"] | None = None,
                          overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Manual: re-pull every ticker's whole history (``backfill``) from the configured or given source."""
-    from flows.prices import prices_flow
+    from numerflow.flows.prices import prices_flow
 
     overrides = merge_overrides(overrides or {}, {"price_source": source} if source else None)
     settings = load_settings(**overrides)

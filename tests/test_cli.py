@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.cli import main
+from numerflow.flows.cli import main
 
 
 @pytest.mark.parametrize(

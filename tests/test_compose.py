@@ -4,6 +4,7 @@ same topology without Docker)."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
@@ -71,7 +72,9 @@ def test_numerflow_service_builds_the_project_and_serves():
     dockerfile = ROOT / service["build"]["dockerfile"]
     assert service["build"]["context"] == "." and dockerfile.exists()
     command = service["command"]
-    assert command[0] == "python" and (ROOT / command[1]).exists() and command[1] == "deployments/serve.py"
+    # The installed module (the image holds no source tree), which exists in this project.
+    assert command == ["python", "-m", "numerflow.deployments.serve"]
+    assert importlib.util.find_spec(command[2]) is not None
     api = urlparse(env_of("numerflow")["PREFECT_API_URL"])
     server_port = SERVICES["server"]["command"][SERVICES["server"]["command"].index("--port") + 1]
     assert api.hostname == "server" and str(api.port) == server_port and api.path == "/api"
@@ -82,13 +85,13 @@ def test_numerflow_service_builds_the_project_and_serves():
 
 
 def test_numerflow_health_check_names_the_real_round_deployment():
-    from flows.deployments import build_deployments
-    from tasks.config import load_settings
+    from numerflow.flows.deployments import build_deployments
+    from numerflow.tasks.core.config import load_settings
 
     health = " ".join(SERVICES["numerflow"]["healthcheck"]["test"])
     (round_dep,) = [d for d in build_deployments(load_settings()) if d.name.endswith("-round")]
     flow_name = "scheduled-round"
-    from flows.scheduled import scheduled_round_flow
+    from numerflow.flows.scheduled import scheduled_round_flow
 
     assert scheduled_round_flow.name == flow_name
     assert f"/deployments/name/{flow_name}/" in health and "'-round'" in health
@@ -98,10 +101,14 @@ def test_numerflow_health_check_names_the_real_round_deployment():
 def test_dockerfile_installs_the_pins_and_bakes_no_secrets():
     text = (ROOT / "Dockerfile").read_text()
     assert "FROM python:3.11" in text
-    assert "pip install ." in text and "pip check" in text and "sqlalchemy.__version__ < '2.1'" in text
-    for copied in re.findall(r"^COPY (\S+)", text, flags=re.M):
+    assert "pip wheel" in text and "pip install /wheels/" in text and "pip check" in text
+    assert "sqlalchemy.__version__ < '2.1'" in text
+    # One copy of the code: the sources live only in the build stage, the final stage gets the wheel.
+    final_stage = text.rsplit("\nFROM ", 1)[1]
+    assert "COPY tasks" not in final_stage and "COPY flows" not in final_stage and "--from=build /wheels" in final_stage
+    for copied in re.findall(r"^COPY (?!--from)(\S+)", text, flags=re.M):
         assert (ROOT / copied).exists(), f"Dockerfile copies {copied}, which is not in the project"
-    assert 'CMD ["python", "deployments/serve.py"]' in text
+    assert 'CMD ["python", "-m", "numerflow.deployments.serve"]' in text
     instructions = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     for secret in ("NUMERAI_PUBLIC_ID", "NUMERAI_SECRET_KEY", "WEBHOOK", ".env"):
         assert secret not in instructions, f"{secret} must come at run time, not from the image"
@@ -128,7 +135,7 @@ def setting_exists(env_name: str) -> bool:
     """NUMERFLOW_A__B → Settings field a.b (pydantic-settings silently ignores unknown env names)."""
     from pydantic import BaseModel
 
-    from tasks.config import Settings
+    from numerflow.tasks.core.config import Settings
 
     model: type[BaseModel] = Settings
     parts = env_name.removeprefix("NUMERFLOW_").lower().split("__")
@@ -146,7 +153,7 @@ def setting_exists(env_name: str) -> bool:
 
 def test_env_example_names_real_settings(monkeypatch):
     """Every NUMERFLOW_* variable in .env.example (commented ones too) is a setting numerflow reads."""
-    from tasks.config import load_settings
+    from numerflow.tasks.core.config import load_settings
 
     values = env_example()
     assert {"NUMERAI_PUBLIC_ID", "NUMERAI_SECRET_KEY", "NUMERFLOW_ORCHESTRATION__NOTIFY_WEBHOOK_URL"} <= set(values)

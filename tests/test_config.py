@@ -1,7 +1,7 @@
 import pytest
 
-from tasks.config import load_settings
-from tasks.errors import BadInputError
+from numerflow.tasks.core.config import load_settings
+from numerflow.tasks.core.errors import BadInputError
 
 
 def test_defaults_work_out_of_the_box():

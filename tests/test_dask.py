@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.config import load_settings
-from tasks.store import read_parquet
+from numerflow.tasks.core.config import load_settings
+from numerflow.tasks.core.store import read_parquet
 
 pytestmark = pytest.mark.slow
 
 
 def ingest_with(runner_name: str, data_dir) -> tuple[dict, object]:
-    from flows.prices import prices_flow
-    from flows.scheduled import task_runner_for
+    from numerflow.flows.prices import prices_flow
+    from numerflow.flows.scheduled import task_runner_for
 
     overrides = {"data_dir": str(data_dir), "demo": {"tickers": 120, "years": 1.5, "seed": 7},
                  "yahoo": {"batch_size": 30},
@@ -27,7 +27,7 @@ def test_runner_choice():
     from prefect.task_runners import ThreadPoolTaskRunner
     from prefect_dask import DaskTaskRunner
 
-    from flows.scheduled import task_runner_for
+    from numerflow.flows.scheduled import task_runner_for
 
     assert isinstance(task_runner_for(load_settings()), ThreadPoolTaskRunner)
     remote = task_runner_for(load_settings(orchestration={"task_runner": "dask", "dask_address": "tcp://10.0.0.5:8786"}))

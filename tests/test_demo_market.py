@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.errors import BadInputError
-from tasks.schemas import PRICE_SCHEMA, validate_price_panel
-from tasks.sources import PriceSource
-from tasks.sources.demo import DemoMarket
-from tasks.store import read_parquet, write_parquet
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.core.schemas import PRICE_SCHEMA, validate_price_panel
+from numerflow.tasks.prices.sources import PriceSource
+from numerflow.tasks.prices.sources.demo import DemoMarket
+from numerflow.tasks.core.store import read_parquet, write_parquet
 
 END = date(2026, 11, 13)  # a Friday
 

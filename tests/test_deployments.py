@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.deployments import BACKFILL, ROUND, SPECS, TRAIN, build_deployments
-from tasks.config import load_settings
-from tasks.errors import BadInputError
-from tasks.schedule import next_run_times, round_schedules, train_schedules
+from numerflow.flows.deployments import BACKFILL, ROUND, SPECS, TRAIN, build_deployments
+from numerflow.tasks.core.config import load_settings
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.flows.schedule import next_run_times, round_schedules, train_schedules
 
 ROOT = Path(__file__).resolve().parents[1]
 UTC = dt.UTC
@@ -36,7 +36,7 @@ def test_default_deployments_schedules_parameters_concurrency():
     assert {d.concurrency_limit for d in deps.values()} == {1}
     assert rnd.parameters == {"mode": "live"} and train.parameters == {"retrain": True}
     assert backfill.parameters == {"backfill": True}
-    assert rnd.entrypoint == "flows/scheduled.py:scheduled_round_flow"
+    assert rnd.entrypoint == "numerflow.flows.scheduled.scheduled_round_flow"
 
 
 def test_round_parameters_are_typed_for_the_ui():
@@ -97,7 +97,7 @@ def test_bad_train_cron_names_the_option():
 
 
 def test_retries_and_time_bounds_come_from_settings():
-    from flows.deployments import configured_flows
+    from numerflow.flows.deployments import configured_flows
 
     settings = load_settings(orchestration={"round_retries": 3, "round_retry_delay_seconds": 60,
                                             "round_timeout_minutes": 30, "train_timeout_minutes": 10})
@@ -106,7 +106,7 @@ def test_retries_and_time_bounds_come_from_settings():
     assert flows[ROUND].timeout_seconds == 30 * 60 and flows[TRAIN].timeout_seconds == 10 * 60
     assert flows[BACKFILL].timeout_seconds == settings.orchestration.ingest_timeout_minutes * 60
     # The decorators' own values (what a worker runs) are the settings' defaults.
-    from flows.scheduled import scheduled_round_flow
+    from numerflow.flows.scheduled import scheduled_round_flow
 
     default = load_settings().orchestration
     assert scheduled_round_flow.retries == default.round_retries
@@ -128,7 +128,7 @@ def test_prefect_yaml_declares_the_same_deployments():
             (s.schedule.cron, s.schedule.timezone) for s in dep.schedules]
         assert [s["slug"] for s in y["schedules"]] == [s.slug for s in dep.schedules]
         assert y["work_pool"]["name"] == "numerflow-process"
-        from deployments import EXTRA_LOGGERS
+        from numerflow.deployments import EXTRA_LOGGERS
 
         assert y["work_pool"]["job_variables"]["env"]["PREFECT_LOGGING_EXTRA_LOGGERS"] == EXTRA_LOGGERS
         dockerfile = (Path(__file__).resolve().parents[1] / "Dockerfile").read_text()
@@ -158,6 +158,6 @@ def test_serve_refuses_to_start_without_a_prefect_api(tmp_path):
 
 def test_serve_api_check_accepts_a_configured_api():
     sys.path.insert(0, str(ROOT))
-    from deployments.serve import api_url_problem
+    from numerflow.deployments.serve import api_url_problem
 
     assert api_url_problem({"PREFECT_API_URL": "http://127.0.0.1:4200/api"}) is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tasks.config import settings_reference
+from numerflow.tasks.core.config import settings_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from numerai_tools.scoring import tie_kept_rank
 
-from tasks.errors import BadInputError
-from tasks.features import FEATURE_NAMES, compute_features, compute_raw_features, rank_by_date
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.model.features import FEATURE_NAMES, compute_features, compute_raw_features, rank_by_date
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "features.md"
 
@@ -295,8 +295,8 @@ def test_threads_give_bit_identical_output_to_serial():
 
 
 def test_sorted_layout_fallback_equals_grid_layout(monkeypatch):
-    from tasks import features
-    from tasks.targets import compute_targets
+    from numerflow.tasks.model import features
+    from numerflow.tasks.model.targets import compute_targets
 
     panel = random_panel(seed=13)
     grid = (features.compute_features(panel), features.compute_raw_features(panel, dtype="float64"),
@@ -316,7 +316,7 @@ def test_sorted_layout_fallback_equals_grid_layout(monkeypatch):
 
 @pytest.mark.parametrize("force_sorted", [False, True])
 def test_duplicates_are_found_even_when_one_copy_is_a_nan_bar(monkeypatch, force_sorted):
-    from tasks import features
+    from numerflow.tasks.model import features
 
     if force_sorted:
         monkeypatch.setattr(features, "_MAX_GRID_CELLS_PER_ROW", 0)
@@ -360,7 +360,7 @@ def test_dates_with_only_nan_bars_get_no_rows_and_ranks_stay_per_date():
 
 
 def test_blocks_of_tickers_give_bit_identical_output(monkeypatch):
-    from tasks import features
+    from numerflow.tasks.model import features
 
     panel = random_panel(seed=15)
     whole = (features.compute_features(panel), features.compute_raw_features(panel, dtype="float64"))
@@ -376,9 +376,9 @@ def test_blocks_of_tickers_give_bit_identical_output(monkeypatch):
 
 @pytest.mark.parametrize("force_sorted", [False, True])
 def test_categorical_tickers_read_from_the_store_give_the_same_output(tmp_path, monkeypatch, force_sorted):
-    from tasks import features
-    from tasks.store import read_parquet, write_parquet
-    from tasks.targets import compute_targets
+    from numerflow.tasks.model import features
+    from numerflow.tasks.core.store import read_parquet, write_parquet
+    from numerflow.tasks.model.targets import compute_targets
 
     if force_sorted:
         monkeypatch.setattr(features, "_MAX_GRID_CELLS_PER_ROW", 0)
@@ -403,7 +403,7 @@ def test_categorical_tickers_read_from_the_store_give_the_same_output(tmp_path, 
 def test_each_feature_reads_only_the_inputs_it_declares():
     # Inputs are freed once their last declared reader is done: an undeclared read would fail
     # (or, racing another thread, read a freed input) only in some runs.
-    from tasks import features
+    from numerflow.tasks.model import features
 
     panel = random_panel(seed=17)
     layout = features.bar_layout(panel)

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from fakes.yahoo import FakeYahoo, reset_yfinance
-from tasks.ingest import IngestOptions, ingest, unfinished_run_id
-from tasks.ratelimit import TokenBucket
-from tasks.sources.yahoo import YahooSource
-from tasks.store import Store, read_parquet
+from numerflow.tasks.prices.ingest import IngestOptions, ingest, unfinished_run_id
+from numerflow.tasks.prices.ratelimit import TokenBucket
+from numerflow.tasks.prices.sources.yahoo import YahooSource
+from numerflow.tasks.core.store import Store, read_parquet
 
 AS_OF = date(2024, 3, 29)
 
@@ -275,7 +275,7 @@ def test_stale_ticker_flagged(fake, store):
 
 
 def test_demo_market_goes_through_the_same_ingest(tmp_path):
-    from tasks.sources.demo import DemoMarket
+    from numerflow.tasks.prices.sources.demo import DemoMarket
 
     market = DemoMarket(tickers=8, years=0.2, seed=1, end=date(2024, 3, 29))
     tickers = market.universe()["numerai_ticker"].astype(str).tolist()
@@ -303,7 +303,7 @@ def test_unresolved_tickers_are_in_the_ledger_without_a_request(fake, store):
 
 
 def test_ledger_table_lists_problems_first():
-    from tasks.ingest import ledger_table
+    from numerflow.tasks.prices.ingest import ledger_table
 
     ledger = pd.DataFrame(
         {
@@ -326,8 +326,8 @@ def test_ledger_table_lists_problems_first():
 def test_cli_progress_bar_reads_the_run_directory(tmp_path):
     import io
 
-    from flows.prices import ProgressBar
-    from tasks.store import write_json
+    from numerflow.flows.prices import ProgressBar
+    from numerflow.tasks.core.store import write_json
 
     bar = ProgressBar(tmp_path, stream=io.StringIO())
     assert bar.render() == "ingest: planning..."
@@ -338,15 +338,15 @@ def test_cli_progress_bar_reads_the_run_directory(tmp_path):
 
 
 def test_with_unresolved_keeps_every_universe_ticker():
-    from flows.prices import with_unresolved
+    from numerflow.flows.prices import with_unresolved
 
     mapping = with_unresolved(["A US", "B XX"], {"A US": ["A"]})
     assert mapping == {"A US": ["A"], "B XX": []}
 
 
 def test_foreign_files_in_the_prices_dir_are_refused(tmp_path):
-    from tasks.errors import BadInputError
-    from tasks.sources.demo import DemoMarket
+    from numerflow.tasks.core.errors import BadInputError
+    from numerflow.tasks.prices.sources.demo import DemoMarket
 
     store = Store(tmp_path / "data")
     market = DemoMarket(tickers=3, years=0.1, seed=1, end=date(2024, 3, 29))
@@ -374,8 +374,8 @@ def test_timezone_remembered_in_the_catalog_saves_the_probe_next_run(fake, store
 
 
 def test_winning_symbols_are_remembered_for_the_resolver(fake, store):
-    from tasks.ingest import remembered_symbols
-    from tasks.tickers import resolve_for_yahoo
+    from numerflow.tasks.prices.ingest import remembered_symbols
+    from numerflow.tasks.prices.tickers import resolve_for_yahoo
 
     fake.add("005930.KQ", currency="KRW", timezone="Asia/Seoul", price=70000, seed=4)
     fake.add("AAPL", seed=1)

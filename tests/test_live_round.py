@@ -22,12 +22,12 @@ from fakes.numerai_fixtures import universe_parquet
 from fakes.numerai_server import FakeNumeraiServer, closed_round, open_round
 from fakes.yahoo import FakeYahoo, make_bars, reset_yfinance
 
-from flows import prices as prices_flow_module
-from tasks.config import load_settings
-from tasks.errors import BadInputError
-from tasks.ratelimit import TokenBucket
-from tasks.sources.yahoo import YahooSource
-from tasks.store import read_parquet
+from numerflow.flows import prices as prices_flow_module
+from numerflow.tasks.core.config import load_settings
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.prices.ratelimit import TokenBucket
+from numerflow.tasks.prices.sources.yahoo import YahooSource
+from numerflow.tasks.core.store import read_parquet
 
 TODAY = dt.date.today()
 HISTORY_START = TODAY - dt.timedelta(days=int(2.2 * 365))
@@ -147,7 +147,7 @@ def _ledger(settings) -> dict:
 
 @pytest.mark.slow
 def test_live_signals_round_uploads_once_then_skips(prefect_harness, live_env, numerai, yahoo):
-    from flows.numerai_round import numerai_round_flow
+    from numerflow.flows.numerai_round import numerai_round_flow
 
     result = numerai_round_flow(model_name="my_signals")
 
@@ -201,7 +201,7 @@ def test_live_signals_round_uploads_once_then_skips(prefect_harness, live_env, n
 
 @pytest.mark.slow
 def test_closed_round_refuses_with_the_times_and_uploads_nothing(prefect_harness, live_env, numerai, yahoo):
-    from flows.numerai_round import numerai_round_flow
+    from numerflow.flows.numerai_round import numerai_round_flow
 
     closed = closed_round(1201)
     numerai.set_round("signals", closed)
@@ -216,7 +216,7 @@ def test_closed_round_refuses_with_the_times_and_uploads_nothing(prefect_harness
 
 @pytest.mark.slow
 def test_live_crypto_round_uploads_symbol_signal(prefect_harness, live_env, numerai, yahoo):
-    from flows.numerai_round import numerai_round_flow
+    from numerflow.flows.numerai_round import numerai_round_flow
 
     result = numerai_round_flow(tournament="crypto", model_name="my_crypto")
 
@@ -241,7 +241,7 @@ def test_live_crypto_round_uploads_symbol_signal(prefect_harness, live_env, nume
 
 def test_crypto_prices_get_their_own_store_and_usd_candidates(tmp_path, monkeypatch):
     """`numerflow ingest --tournament crypto`'s ticker list, and the store names (no flow run)."""
-    from tasks.store import Store, write_parquet
+    from numerflow.tasks.core.store import Store, write_parquet
 
     settings = load_settings(data_dir=tmp_path, tournament="crypto", price_source="yahoo")
     write_parquet(Store(tmp_path).universe_path("crypto", "round-700"), pd.DataFrame({"symbol": ["BTC", "ETH"]}))

@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 import requests
 
-from tasks.config import load_settings
-from tasks.errors import TransientError
-from tasks.notify import REDACTED, failure_message, notify_failure, post_webhook
+from numerflow.tasks.core.config import load_settings
+from numerflow.tasks.core.errors import TransientError
+from numerflow.flows.alerts import REDACTED, failure_message, notify_failure, post_webhook
 
 SECRET = "S3CRETKEYVALUE42"
 
@@ -102,7 +102,7 @@ def test_no_webhook_configured_sends_nothing():
 
 def test_failed_round_notifies_the_webhook_once_and_bad_input_is_not_retried(
         prefect_harness, receiver, tmp_path, monkeypatch):
-    from flows.scheduled import scheduled_round_flow
+    from numerflow.flows.scheduled import scheduled_round_flow
 
     monkeypatch.setenv("NUMERFLOW_ORCHESTRATION__NOTIFY_WEBHOOK_URL", receiver.url)
     missing = tmp_path / "nowhere" / "prices.csv"  # every ticker fails to load: no bars to train on
@@ -122,7 +122,7 @@ def test_failed_round_notifies_the_webhook_once_and_bad_input_is_not_retried(
 
 
 def test_transient_failure_is_retried_then_notified_with_its_stage(prefect_harness, receiver, tmp_path, monkeypatch):
-    import flows.scheduled as scheduled
+    import numerflow.flows.scheduled as scheduled
 
     calls: list[int] = []
 
@@ -145,7 +145,7 @@ def test_setup_creates_the_webhook_block_and_automation_idempotently(prefect_har
     from prefect import get_client
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
-    from flows.notify import AUTOMATION, WEBHOOK_BLOCK, setup_notifications
+    from numerflow.flows.notify import AUTOMATION, WEBHOOK_BLOCK, setup_notifications
 
     settings = load_settings(orchestration={"notify_webhook_url": f"http://127.0.0.1:9/hook/{SECRET}"})
     first = setup_notifications(settings)
@@ -162,8 +162,8 @@ def test_setup_creates_the_webhook_block_and_automation_idempotently(prefect_har
 
 
 def test_setup_without_a_webhook_is_bad_input():
-    from flows.notify import setup_notifications
-    from tasks.errors import BadInputError
+    from numerflow.flows.notify import setup_notifications
+    from numerflow.tasks.core.errors import BadInputError
 
     with pytest.raises(BadInputError, match="no_webhook"):
         setup_notifications(load_settings())

@@ -23,8 +23,8 @@ from fakes.numerai_fixtures import (  # noqa: F401 - fixtures
 from fakes.numerai_server import NOT_AUTHENTICATED, closed_round, open_round
 from pydantic import SecretStr
 
-from tasks.errors import BadInputError, NumerflowError, TransientError
-from tasks.numerai import (
+from numerflow.tasks.core.errors import BadInputError, NumerflowError, TransientError
+from numerflow.tasks.numerai.client import (
     NumeraiKeys,
     RoundInfo,
     SubmissionLedger,
@@ -36,8 +36,8 @@ from tasks.numerai import (
     round_status,
     submit_file,
 )
-from tasks.config import NumeraiSettings
-from tasks.store import Store
+from numerflow.tasks.core.config import NumeraiSettings
+from numerflow.tasks.core.store import Store
 
 # ----------------------------------------------------------------------------- datasets & universe
 
@@ -416,7 +416,7 @@ def test_flow_upload_step_does_the_real_upload(prefect_harness, fake_numerai, nu
                                                monkeypatch):
     from prefect import flow
 
-    from flows.round import upload_submission
+    from numerflow.flows.round import upload_submission
 
     monkeypatch.setenv("NUMERAI_PUBLIC_ID", fake_numerai.state.public_id)
     monkeypatch.setenv("NUMERAI_SECRET_KEY", fake_numerai.state.secret_key)

@@ -9,7 +9,7 @@ import pytest
 from fakes.numerai_fixtures import fake_numerai, us_tickers  # noqa: F401 - fixtures
 from fakes.numerai_server import closed_round
 
-from flows.cli import main
+from numerflow.flows.cli import main
 
 
 @pytest.fixture

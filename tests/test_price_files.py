@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.errors import BadInputError
-from tasks.ingest import ingest
-from tasks.sources.files import FilePriceSource, load_price_files
-from tasks.store import Store, read_parquet
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.prices.ingest import ingest
+from numerflow.tasks.prices.sources.files import FilePriceSource, load_price_files
+from numerflow.tasks.core.store import Store, read_parquet
 
 
 def write_csv(path, text):

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.errors import BadInputError
-from tasks.quality import (
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.prices.quality import (
     check_round_readiness,
     exclude_bad_bars,
     flag_bad_bars,

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 from numerai_tools.scoring import tie_kept_rank
 
-from tasks.ranking import group_codes, rank_by_group
+from numerflow.tasks.core.ranking import group_codes, rank_by_group
 
 
 def test_rank_by_group_equals_numerai_tools_tie_kept_rank_per_group():
@@ -30,7 +30,7 @@ def test_rank_by_group_is_strictly_inside_unit_interval_and_keeps_nan():
 
 
 def test_padded_and_lexsort_paths_agree_with_pandas_on_unbalanced_groups():
-    from tasks import ranking
+    from numerflow.tasks.core import ranking
 
     rng = np.random.default_rng(1)
     # One huge group and many tiny ones forces the lexsort fallback; balanced groups the padded path.
@@ -55,7 +55,7 @@ def test_all_nan_group_and_single_value_group():
 
 
 def test_rank_rows_equals_tie_kept_rank_per_row_across_blocks_and_in_place(monkeypatch):
-    from tasks import ranking
+    from numerflow.tasks.core import ranking
 
     monkeypatch.setattr(ranking, "_BLOCK_VALUES", 64)  # 7 columns -> 9 rows per block: many blocks
     rng = np.random.default_rng(3)

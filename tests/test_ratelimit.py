@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from tasks.errors import BadInputError
-from tasks.ratelimit import TokenBucket, shared_limiter
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.prices.ratelimit import TokenBucket, shared_limiter
 
 
 class FakeClock:

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.errors import BadInputError
-from tasks.store import read_json, read_parquet
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.core.store import read_json, read_parquet
 
 SMALL = {"tickers": 160, "years": 3.0, "signal": 1.0, "seed": 5}
 
@@ -30,7 +30,7 @@ async def _artifact_keys(flow_run_id) -> set[str]:
 
 @pytest.mark.slow
 def test_whole_round_runs_as_a_prefect_flow_and_reuses_its_model(prefect_harness, fast_training, tmp_path):
-    from flows.round import round_flow
+    from numerflow.flows.round import round_flow
 
     state = round_flow(**SMALL, data_dir=str(tmp_path), return_state=True)
     assert state.is_completed(), state.message
@@ -70,7 +70,7 @@ def test_whole_round_runs_as_a_prefect_flow_and_reuses_its_model(prefect_harness
 
 @pytest.mark.slow
 def test_too_few_predictable_tickers_stops_before_any_submission_file(prefect_harness, fast_training, tmp_path):
-    from flows.round import round_flow
+    from numerflow.flows.round import round_flow
 
     with pytest.raises(BadInputError, match="not_enough_tickers"):
         round_flow(tickers=60, years=3.0, seed=5, data_dir=str(tmp_path))

@@ -17,9 +17,9 @@ from fakes.numerai_fixtures import (  # noqa: F401 - fixtures
 )
 from fakes.numerai_server import closed_round, open_round
 
-from tasks.errors import BadInputError
-from tasks.numerai import RoundInfo, SubmissionLedger, fetch_universe, submit_file
-from tasks.round_guard import DEMO_RECORD, demo_round_guard, demo_round_label, live_round_guard
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.numerai.client import RoundInfo, SubmissionLedger, fetch_universe, submit_file
+from numerflow.flows.guard import DEMO_RECORD, demo_round_guard, demo_round_label, live_round_guard
 
 UTC = dt.UTC
 OPEN = dt.datetime(2026, 11, 21, 18, 0, tzinfo=UTC)
@@ -90,7 +90,7 @@ def test_upload_reached_after_the_deadline_is_refused(fake_numerai, numerai_sett
     """A run that started in time but reaches the upload late: the upload re-checks the window."""
     import pandas as pd
 
-    from tasks.store import Store
+    from numerflow.tasks.core.store import Store
 
     fetch_universe(make_client(with_keys=False), Store(numerai_settings.data_dir))
     path = tmp_path / "submission.csv"
@@ -112,7 +112,7 @@ def live_params(fake, data_dir) -> dict:
 
 
 def run_round(**params):
-    from flows.scheduled import scheduled_round_flow
+    from numerflow.flows.scheduled import scheduled_round_flow
 
     return scheduled_round_flow.with_options(retries=0)(**params, return_state=True)
 
@@ -127,7 +127,7 @@ def test_flow_skips_a_closed_round(prefect_harness, fake_numerai, tmp_path):
 
 def test_flow_skips_an_already_submitted_round(prefect_harness, fake_numerai, numerai_settings, tmp_path):
     data_dir = tmp_path / "data"
-    from tasks.config import load_settings
+    from numerflow.tasks.core.config import load_settings
 
     ledger = SubmissionLedger.for_settings(load_settings(data_dir=data_dir))
     ledger.record({"tournament": "signals", "round": 1001, "model_name": "my_signals", "submission_id": "sub-9",
@@ -144,9 +144,9 @@ def test_flow_skips_when_too_little_time_is_left(prefect_harness, fake_numerai, 
 
 
 def test_demo_flow_skips_a_submitted_demo_round(prefect_harness, tmp_path):
-    from flows.round import demo_market
-    from tasks.config import load_settings
-    from tasks.store import Store, write_json
+    from numerflow.flows.round import demo_market
+    from numerflow.tasks.core.config import load_settings
+    from numerflow.tasks.core.store import Store, write_json
 
     data_dir = tmp_path / "data"
     settings = load_settings(data_dir=data_dir, demo={"tickers": 120, "years": 2})

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from numerai_tools import scoring as nt
 
-from tasks.errors import BadInputError
-from tasks.scoring import (
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.model.scoring import (
     corr_and_fnc_by_date,
     diagnostics,
     feature_exposures_by_date,

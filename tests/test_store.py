@@ -3,7 +3,7 @@ import os
 import pandas as pd
 import pytest
 
-from tasks.store import atomic_path, read_parquet, write_json, write_parquet, write_text
+from numerflow.tasks.core.store import atomic_path, read_parquet, write_json, write_parquet, write_text
 
 
 def test_failed_write_leaves_neither_partial_file_nor_temp(tmp_path):

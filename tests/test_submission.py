@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.errors import BadInputError
-from tasks.submission import build_submission, validate_submission, write_submission
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.numerai.submission import build_submission, validate_submission, write_submission
 
 
 def universe(n=150):

@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.errors import BadInputError
-from tasks.features import compute_features
-from tasks.targets import bin_ranks, compute_targets, target_bin_edges
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.model.features import compute_features
+from numerflow.tasks.model.targets import bin_ranks, compute_targets, target_bin_edges
 from tests.test_features import make_panel, random_panel, rows_of
 
 
@@ -104,9 +104,9 @@ def test_dataset_shares_one_layout_with_identical_results():
     """tasks.dataset computes the bar layout once for features and targets: same output as alone."""
     import datetime as dt
 
-    from tasks.config import TargetSettings
-    from tasks.dataset import build_dataset_frame
-    from tasks.sources.demo import DemoMarket
+    from numerflow.tasks.core.config import TargetSettings
+    from numerflow.tasks.model.dataset import build_dataset_frame
+    from numerflow.tasks.prices.sources.demo import DemoMarket
 
     market = DemoMarket(tickers=60, years=2, signal=0.5, seed=3, end=dt.date(2025, 6, 27))
     prices = market.fetch(market.all_tickers())

@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from tasks.errors import BadInputError
-from tasks.tickers import (
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.prices.tickers import (
     COUNTRY_SUFFIXES,
     candidate_map,
     load_overrides,
@@ -176,7 +176,7 @@ def test_load_overrides_missing_header_and_missing_file(tmp_path):
 
 
 def test_crypto_symbols_resolve_to_usd_quotes_in_the_shared_table():
-    from tasks.tickers import resolve_crypto_universe, resolve_for_yahoo
+    from numerflow.tasks.prices.tickers import resolve_crypto_universe, resolve_for_yahoo
 
     table = resolve_crypto_universe(["BTC", "eth", "BTC", "BAD SYM", ""])
     assert table["numerai_ticker"].tolist() == ["BTC", "eth", "BAD SYM", ""]
@@ -190,7 +190,7 @@ def test_crypto_symbols_resolve_to_usd_quotes_in_the_shared_table():
 
 
 def test_crypto_overrides_file_wins_and_is_checked_by_line(tmp_path):
-    from tasks.tickers import resolve_for_yahoo
+    from numerflow.tasks.prices.tickers import resolve_for_yahoo
 
     path = tmp_path / "crypto_overrides.csv"
     path.write_text("# Yahoo disambiguates some tokens\nsymbol,yahoo_symbol\nUNI,UNI7083-USD\n")

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.errors import BadInputError
-from tasks.training import purged_date_split
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.model.training import purged_date_split
 
 
 def panel(n_dates=200, n_tickers=5, horizon_days=30):

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from fakes.yahoo import FakeYahoo, reset_yfinance
-from tasks.ratelimit import TokenBucket
-from tasks.sources import PriceSource
-from tasks.sources.outcomes import NO_DATA, NOT_FOUND, OK, TRANSIENT, FetchRequest
-from tasks.sources.yahoo import YahooSource
+from numerflow.tasks.prices.ratelimit import TokenBucket
+from numerflow.tasks.prices.sources import PriceSource
+from numerflow.tasks.prices.sources.outcomes import NO_DATA, NOT_FOUND, OK, TRANSIENT, FetchRequest
+from numerflow.tasks.prices.sources.yahoo import YahooSource
 
 
 @pytest.fixture
@@ -128,7 +128,7 @@ def test_crypto_symbol_and_price_source_protocol(fake):
 
 
 def test_guess_timezone_from_yahoo_suffix():
-    from tasks.sources.yahoo import guess_timezone
+    from numerflow.tasks.prices.sources.yahoo import guess_timezone
 
     assert guess_timezone("AAPL") == "America/New_York"
     assert guess_timezone("BRK-B") == "America/New_York"

@@ -10,8 +10,8 @@ import pytest
 from pydantic import SecretStr
 
 from fakes.numerai_server import FakeNumeraiServer, open_round
-from tasks.config import load_settings
-from tasks.numerai import NumeraiClient, NumeraiKeys
+from numerflow.tasks.core.config import load_settings
+from numerflow.tasks.numerai.client import NumeraiClient, NumeraiKeys
 
 
 def universe_parquet(tickers: list[str], *, figi: bool = True, extra: dict | None = None) -> bytes:

@@ -40,12 +40,12 @@ import pandas as pd
 import pyarrow as pa
 from scipy.signal import lfilter
 
-from tasks.errors import BadInputError
-from tasks.schemas import PRICE_SCHEMA, UNIVERSE_SCHEMA
-from tasks.store import _string_mapper
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.core.schemas import PRICE_SCHEMA, UNIVERSE_SCHEMA
+from numerflow.tasks.core.store import _string_mapper
 
 if TYPE_CHECKING:
-    from tasks.config import DemoSettings
+    from numerflow.tasks.core.config import DemoSettings
 
 # Weekdays per year (52.18 weeks x 5).
 BUSINESS_DAYS_PER_YEAR = 261

@@ -16,8 +16,8 @@ from typing import Any
 
 from prefect.schedules import Cron, Schedule
 
-from tasks.config import ScheduleSettings
-from tasks.errors import BadInputError
+from numerflow.tasks.core.config import ScheduleSettings
+from numerflow.tasks.core.errors import BadInputError
 
 UTC = "UTC"
 _SLUG = re.compile(r"[^a-z0-9]+")

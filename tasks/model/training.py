@@ -20,9 +20,9 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from tasks.config import Settings, TrainingSettings
-from tasks.errors import BadInputError
-from tasks.store import Store, read_json, read_parquet, write_json, write_parquet, write_with
+from numerflow.tasks.core.config import Settings, TrainingSettings
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.core.store import Store, read_json, read_parquet, write_json, write_parquet, write_with
 
 MODEL_FILE = "model.txt"
 META_FILE = "meta.json"
@@ -157,8 +157,8 @@ def train_and_register(
 ) -> TrainResult:
     """Fit on the purged training dates, score the held-out dates with Numerai's CORR,
     then (by default) refit on every labelled row for live use, and register the model."""
-    from tasks.dataset import feature_columns
-    from tasks.scoring import diagnostics
+    from numerflow.tasks.model.dataset import feature_columns
+    from numerflow.tasks.model.scoring import diagnostics
 
     dataset = read_parquet(dataset_path)
     features = feature_columns(dataset)

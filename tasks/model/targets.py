@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tasks.errors import BadInputError
-from tasks.features import BarLayout, bar_layout
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.model.features import BarLayout, bar_layout
 
 # Numerai's 5-bin target: 5% / 20% / 50% / 20% / 5% of each date's ranks.
 NUMERAI_FIVE_BIN_EDGES = (0.05, 0.25, 0.75, 0.95)

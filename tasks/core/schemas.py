@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from tasks.errors import BadInputError
+from numerflow.tasks.core.errors import BadInputError
 
 PRICE_COLUMNS = ["open", "high", "low", "close", "adj_close", "volume"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.store import read_parquet
+from numerflow.tasks.core.store import read_parquet
 
 
 def universe_size(universe_path: str | None) -> int | None:

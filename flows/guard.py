@@ -14,7 +14,7 @@ import datetime as dt
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tasks.numerai import RoundInfo
+from numerflow.tasks.numerai.client import RoundInfo
 
 DEMO_RECORD = "upload-record.json"
 

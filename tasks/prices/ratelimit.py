@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from tasks.errors import BadInputError
+from numerflow.tasks.core.errors import BadInputError
 
 
 class TokenBucket:

@@ -242,7 +242,7 @@ def load_settings(**overrides: Any) -> Settings:
     """Settings from kwargs > env > TOML > defaults; a bad value raises BadInputError."""
     from pydantic import ValidationError
 
-    from tasks.errors import BadInputError
+    from numerflow.tasks.core.errors import BadInputError
 
     try:
         return Settings(**overrides)

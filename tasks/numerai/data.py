@@ -31,12 +31,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from tasks.config import TargetSettings
-from tasks.errors import BadInputError
-from tasks.numerai import NumeraiClient, dataset_file, numerai_dir, pick_dataset_version, round_download_path
-from tasks.store import Store, read_parquet
+from numerflow.tasks.core.config import TargetSettings
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.numerai.client import NumeraiClient, dataset_file, numerai_dir, pick_dataset_version, round_download_path
+from numerflow.tasks.core.store import Store, read_parquet
 
-log = logging.getLogger("numerflow.numerai_data")
+log = logging.getLogger(__name__)
 
 TRAIN_FILES = {"signals": ("train.parquet",), "crypto": ("train_targets.parquet", "train.parquet")}
 VALIDATION_FILES = {"signals": ("validation.parquet",), "crypto": ()}

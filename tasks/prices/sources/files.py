@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.errors import BadInputError
-from tasks.schemas import PRICE_COLUMNS
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.core.schemas import PRICE_COLUMNS
 
 REQUIRED = ["ticker", "date", "close"]
 OPTIONAL_PRICES = ["open", "high", "low", "adj_close", "volume"]

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks.errors import BadInputError
-from tasks.schemas import UNIVERSE_SCHEMA, ticker_country
-from tasks.store import Store, read_parquet, write_parquet
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.core.schemas import UNIVERSE_SCHEMA, ticker_country
+from numerflow.tasks.core.store import Store, read_parquet, write_parquet
 
 
 def normalise_universe(frame: pd.DataFrame, id_column: str = "numerai_ticker") -> pd.DataFrame:

@@ -40,10 +40,10 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 
-from tasks.errors import BadInputError, is_transient
-from tasks.quality import exclude_bad_bars, normalise_currency_units, trading_days_behind
-from tasks.schemas import PRICE_SCHEMA
-from tasks.sources.outcomes import (
+from numerflow.tasks.core.errors import BadInputError, is_transient
+from numerflow.tasks.prices.quality import exclude_bad_bars, normalise_currency_units, trading_days_behind
+from numerflow.tasks.core.schemas import PRICE_SCHEMA
+from numerflow.tasks.prices.sources.outcomes import (
     ERROR,
     EVENT_COLUMNS,
     NO_DATA,
@@ -53,7 +53,7 @@ from tasks.sources.outcomes import (
     FetchOutcome,
     FetchRequest,
 )
-from tasks.store import Store, read_json, read_parquet, write_json, write_parquet
+from numerflow.tasks.core.store import Store, read_json, read_parquet, write_json, write_parquet
 
 # Ledger statuses.
 STATUS_OK = "ok"

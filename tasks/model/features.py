@@ -30,9 +30,9 @@ import pandas as pd
 from pandas.api.indexers import BaseIndexer
 from scipy.signal import lfilter
 
-from tasks.errors import BadInputError
-from tasks.ranking import rank_by_group, rank_rows
-from tasks.schemas import raise_duplicate_prices, validate_price_panel
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.core.ranking import rank_by_group, rank_rows
+from numerflow.tasks.core.schemas import raise_duplicate_prices, validate_price_panel
 
 RETURN_HORIZONS = (1, 5, 20, 60, 120, 250)
 VOLATILITY_WINDOWS = (20, 60)

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.errors import BadInputError
+from numerflow.tasks.core.errors import BadInputError
 
 #: country (ISO-2, as in numerai_ticker) → Yahoo suffixes, in the order to try them.
 #: A single suffix means the mapping is unambiguous.

@@ -10,10 +10,10 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from tasks.dataset import live_rows
-from tasks.errors import BadInputError
-from tasks.store import Store, read_parquet, write_parquet
-from tasks.training import load_model
+from numerflow.tasks.model.dataset import live_rows
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.core.store import Store, read_parquet, write_parquet
+from numerflow.tasks.model.training import load_model
 
 
 @dataclass(frozen=True)

@@ -49,8 +49,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
-from tasks.errors import BadInputError
-from tasks.ranking import rank_rows
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.core.ranking import rank_rows
 
 # numerai-tools' ``neutralize`` calls np.linalg.lstsq(..., rcond=1e-6): singular values of
 # [features, 1] below rcond * largest are treated as zero. Eigenvalues of the Gram matrix are

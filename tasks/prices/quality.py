@@ -12,8 +12,8 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from tasks.errors import BadInputError
-from tasks.schemas import ticker_country
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.core.schemas import ticker_country
 
 PRICE_FIELDS = ["open", "high", "low", "close", "adj_close"]
 

@@ -46,12 +46,12 @@ import pyarrow.parquet as pq
 import requests
 from pydantic import SecretStr
 
-from tasks.config import NumeraiSettings, Settings
-from tasks.errors import BadInputError, NumerflowError, TransientError
-from tasks.schemas import UNIVERSE_SCHEMA, ticker_country
-from tasks.store import Store, atomic_path, read_json, read_parquet, write_json, write_parquet
+from numerflow.tasks.core.config import NumeraiSettings, Settings
+from numerflow.tasks.core.errors import BadInputError, NumerflowError, TransientError
+from numerflow.tasks.core.schemas import UNIVERSE_SCHEMA, ticker_country
+from numerflow.tasks.core.store import Store, atomic_path, read_json, read_parquet, write_json, write_parquet
 
-log = logging.getLogger("numerflow.numerai")
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- tournaments
@@ -792,7 +792,7 @@ def universe_ids_for(store: Store, tournament: str, round_number: int | None) ->
 
 def check_submission(path: Path, universe_ids: pd.Series, tournament: str, min_tickers: int) -> dict:
     """Numerai's submission rules on the file as it will be sent (reuses tasks.submission)."""
-    from tasks.submission import validate_submission
+    from numerflow.tasks.numerai.submission import validate_submission
 
     frame = read_submission_file(path)
     return validate_submission(frame, universe_ids, tournament=tournament, min_tickers=min_tickers)

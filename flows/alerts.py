@@ -16,10 +16,10 @@ from typing import Any
 
 import requests
 
-from tasks.config import Settings
-from tasks.errors import TransientError, is_transient
+from numerflow.tasks.core.config import Settings
+from numerflow.tasks.core.errors import TransientError, is_transient
 
-log = logging.getLogger("numerflow.notify")
+log = logging.getLogger(__name__)
 
 _SECRET_ENV = ("NUMERAI_PUBLIC_ID", "NUMERAI_SECRET_KEY", "NUMERFLOW_NUMERAI__PUBLIC_ID",
                "NUMERFLOW_NUMERAI__SECRET_KEY", "NUMERFLOW_ORCHESTRATION__NOTIFY_WEBHOOK_URL")

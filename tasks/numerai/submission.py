@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.errors import BadInputError
-from tasks.ranking import rank_by_group
-from tasks.store import write_text
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.core.ranking import rank_by_group
+from numerflow.tasks.core.store import write_text
 
 #: The id column of a submission for each tournament.
 ID_COLUMN = {"signals": "numerai_ticker", "crypto": "symbol"}

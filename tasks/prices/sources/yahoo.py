@@ -52,10 +52,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tasks.errors import BadInputError
-from tasks.ratelimit import TokenBucket, shared_limiter
-from tasks.schemas import PRICE_COLUMNS
-from tasks.sources.outcomes import (
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.prices.ratelimit import TokenBucket, shared_limiter
+from numerflow.tasks.core.schemas import PRICE_COLUMNS
+from numerflow.tasks.prices.sources.outcomes import (
     ERROR,
     NO_DATA,
     NOT_FOUND,

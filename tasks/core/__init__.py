@@ -1,0 +1,1 @@
+"""Shared by every stage: settings, errors, the atomic store, schemas, ranks."""

@@ -1,0 +1,1 @@
+"""Features, targets, datasets, LightGBM training, scoring, reports, live predictions."""

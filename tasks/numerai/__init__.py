@@ -1,0 +1,1 @@
+"""Numerai: the API client, universe, training data, submission files, the ledger."""

@@ -1,0 +1,1 @@
+"""Prices: sources, ticker resolution, rate limits, batched ingest, data quality."""
