@@ -11,9 +11,12 @@ import argparse
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from numerflow.tasks.core.errors import NumerflowError
+
+if TYPE_CHECKING:
+    from numerflow.flows.results import RoundResult
 
 
 def _positive_int(text: str) -> int:
@@ -117,17 +120,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _numerai_settings(args: argparse.Namespace, model: str | None = None):
-    from numerflow.tasks.core.config import load_settings
+def _settings(args: argparse.Namespace, **options: Any):
+    """Settings for a command: its options (None = configured) through the one overrides builder."""
+    from numerflow.tasks.core.config import load_settings, settings_overrides
 
-    overrides: dict[str, Any] = {}
-    if args.data_dir:
-        overrides["data_dir"] = args.data_dir
-    if getattr(args, "tournament", None):
-        overrides["tournament"] = args.tournament
-    if model:
-        overrides["numerai"] = {"model_name": model}
-    return load_settings(**overrides)
+    return load_settings(**_overrides(args, **options))
+
+
+def _overrides(args: argparse.Namespace, **options: Any) -> dict[str, Any]:
+    from numerflow.tasks.core.config import settings_overrides
+
+    return settings_overrides(data_dir=args.data_dir, tournament=getattr(args, "tournament", None), **options)
 
 
 def _print(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
@@ -135,12 +138,14 @@ def _print(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None
 
 
 def cmd_universe(args: argparse.Namespace) -> int:
-    from numerflow.flows.numerai_round import resolve_and_report
+    from dataclasses import asdict
+
+    from numerflow.flows.round import resolve_universe
+    from numerflow.tasks.core.store import Store
     from numerflow.tasks.numerai.client import client_for, fetch_universe
     from numerflow.tasks.numerai.data import fetch_training_data
-    from numerflow.tasks.core.store import Store
 
-    settings = _numerai_settings(args)
+    settings = _settings(args)
     client = client_for(settings, settings.tournament)
     store = Store(settings.data_dir)
     snap = fetch_universe(client, store)
@@ -149,13 +154,13 @@ def cmd_universe(args: argparse.Namespace) -> int:
     lines = [f"numerflow universe: {snap.tournament} round {snap.round_number}, {snap.tickers} tickers "
              f"from {snap.dataset}", f"  snapshot    {snap.snapshot_path}"]
     # Both tournaments: numerai_ticker by the country rules, crypto symbol → SYMBOL-USD.
-    resolution = resolve_and_report(settings, snap.snapshot_path, snap.round_number, snap.tournament)
-    payload["resolution"] = resolution
-    t = resolution["totals"]
+    resolution = resolve_universe(settings, snap.snapshot_path, snap.round_number)
+    payload["resolution"] = asdict(resolution)
+    t = resolution.totals or {}
     lines.append(f"  resolution  {t['resolved']} resolved, {t['ambiguous']} ambiguous (tried in order), "
-                 f"{t['unresolved']} unresolved; candidates {resolution['candidates_path']}")
+                 f"{t['unresolved']} unresolved; candidates {resolution.candidates_path}")
     lines += [f"    {r['country']:<6}{r['resolved']:>6}{r['ambiguous']:>6}{r['unresolved']:>6}"
-              for r in resolution["report"]]
+              for r in resolution.report or []]
     if args.training_data:
         files = fetch_training_data(client, store, snap.round_number)
         payload["training_data"] = {"version": files.version, "paths": [str(p) for p in files.paths]}
@@ -169,7 +174,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     from numerflow.tasks.numerai.client import submit_file
 
-    settings = _numerai_settings(args, args.model)
+    settings = _settings(args, model_name=args.model)
     outcome = submit_file(Path(args.file), settings, force=args.force,
                           diagnostics_path=Path(args.diagnostics) if args.diagnostics else None)
     text = f"numerflow submit: {outcome.message}"
@@ -184,7 +189,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from numerflow.tasks.numerai.client import round_status
 
-    settings = _numerai_settings(args)
+    settings = _settings(args)
     status = round_status(settings)
     round_text = (f"round {status['round']['number']}, {'OPEN' if status['open'] else 'not open'}: {status['window']}"
                   if status["round"] else "no round open")
@@ -202,7 +207,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
     """Prefect-native failure notifications (flows/notify.py)."""
     from numerflow.flows.notify import setup_notifications
 
-    created = setup_notifications(_numerai_settings(args))
+    created = setup_notifications(_settings(args))
     _print(args, created, f"numerflow setup: webhook block {created['block']!r}, automation {created['automation']!r} "
            f"({'updated' if created['replaced'] else 'created'}): failed or crashed rounds post to the webhook")
     return 0
@@ -211,14 +216,10 @@ def cmd_setup(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Prices only, with a progress bar on stderr (flows/prices.py)."""
     from numerflow.tasks.core.config import load_settings
-    from numerflow.tasks.prices.ingest import ingest_dir, new_run_id, unfinished_run_id
-    from numerflow.tasks.core.store import Store
+    from numerflow.tasks.core.store import Store, new_run_id
+    from numerflow.tasks.prices.ingest import ingest_dir, unfinished_run_id
 
-    overrides: dict[str, Any] = {}
-    if args.data_dir:
-        overrides["data_dir"] = args.data_dir
-    if args.source:
-        overrides["price_source"] = args.source
+    overrides = _overrides(args, price_source=args.source)
     settings = load_settings(**overrides)  # fail fast on bad values, before Prefect starts
     store = Store(settings.data_dir)
     from numerflow.flows.prices import ProgressBar, prices_flow, source_name
@@ -235,66 +236,46 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from numerflow.flows.round import demo_overrides
-    from numerflow.tasks.core.config import load_settings
+    """A whole round (flows/round.py): the demo market with --demo, else the live Numerai round
+    with the configured price source."""
+    from numerflow.flows.round import check_demo_tournament, check_live_price_source
 
-    if not args.demo:
-        return cmd_run_live(args)
-    overrides = demo_overrides(tickers=args.tickers, years=args.years, signal=args.signal, seed=args.seed,
-                               data_dir=args.data_dir)
-    load_settings(**overrides)  # fail fast on bad values, before Prefect starts
+    demo = {"tickers": args.tickers, "years": args.years, "signal": args.signal, "seed": args.seed}
+    settings = _settings(args, model_name=args.model, **demo)  # fail fast, before Prefect starts
+    check_demo_tournament(settings) if args.demo else check_live_price_source(settings)
     from numerflow.flows.round import round_flow
 
-    result = round_flow(
-        tickers=args.tickers, years=args.years, signal=args.signal, seed=args.seed,
-        retrain=args.retrain, data_dir=args.data_dir,
-    )
+    result = round_flow(mode="demo" if args.demo else "live", tournament=args.tournament, model_name=args.model,
+                        force=args.force, retrain=args.retrain, data_dir=args.data_dir, **demo)
     summary = run_summary(result)
-    if args.json:
-        print(json.dumps(summary, indent=2, default=str))
-    else:
-        print(render_summary(summary))
+    print(json.dumps(summary, indent=2, default=str) if args.json else render_summary(summary))
     return 0
 
 
-def cmd_run_live(args: argparse.Namespace) -> int:
-    """A live round against Numerai with the configured price source (flows/numerai_round.py)."""
-    settings = _numerai_settings(args, args.model)  # fail fast on bad values, before Prefect starts
-    from numerflow.flows.numerai_round import numerai_round_flow
-
-    result = numerai_round_flow(tournament=settings.tournament, force=args.force, retrain=args.retrain,
-                                data_dir=args.data_dir, model_name=args.model)
-    summary = run_summary(result)
-    summary["numerai"] = result["numerai"]
-    if args.json:
-        print(json.dumps(summary, indent=2, default=str))
-    else:
-        n = result["numerai"]
-        r = n["resolution"]
-        print(render_summary(summary))
-        print(f"  numerai     round {n['round']}, {n['universe']['tickers']} tickers ({n['universe']['dataset']}); "
-              f"resolved {r['resolved']}, ambiguous {r['ambiguous']}, unresolved {r['unresolved']}")
-        window = result["submit"]["upload"].get("round")
-        if window:
-            print(f"  window      opens {window['open_time']}, closes {window['close_time']}")
-    return 0
-
-
-def run_summary(result: dict[str, Any]) -> dict[str, Any]:
-    ingest, train, submit = result["ingest"], result["train"], result["submit"]
-    model = train["model"]
-    return {
-        "round": submit["round"],
-        "prices": ingest["prices"],
-        "dataset": {k: train["dataset"][k] for k in ("path", "rows", "tickers", "first_date", "last_date")},
-        "model": {"id": model["model_id"], "trained": model["trained"], "decision": train["decision"]},
-        "validation": {k: model["validation"].get(k) for k in ("mean", "std", "sharpe", "max_drawdown", "n_dates")},
-        "report": (model.get("report") or {}).get("markdown"),
-        "live_date": submit["live"]["live_date"],
-        "submission": {"path": submit["submission"]["path"], "rows": submit["submission"]["rows"],
-                       "sha256": submit["submission"]["sha256"]},
-        "upload": {k: submit["upload"].get(k) for k in ("dry_run", "reason", "record", "status", "submission_id")},
+def run_summary(result: RoundResult) -> dict[str, Any]:
+    dataset, model, upload = result.dataset, result.model, result.upload
+    summary: dict[str, Any] = {
+        "round": result.round_label,
+        "mode": result.mode,
+        "prices": result.prices.as_dict(),
+        "dataset": {"path": dataset.path, "rows": dataset.rows, "tickers": dataset.tickers,
+                    "first_date": dataset.first_date, "last_date": dataset.last_date},
+        "model": {"id": model.model_id, "trained": model.trained, "decision": model.decision},
+        "validation": {k: model.validation.get(k) for k in ("mean", "std", "sharpe", "max_drawdown", "n_dates")},
+        "report": model.report.markdown if model.report else None,
+        "live_date": result.live.live_date,
+        "submission": {"path": result.submission.path, "rows": result.submission.rows,
+                       "sha256": result.submission.sha256},
+        "upload": {"dry_run": upload.dry_run, "reason": upload.message, "record": upload.record,
+                   "status": upload.status, "submission_id": upload.submission_id},
     }
+    if result.mode == "live":
+        summary["numerai"] = {"tournament": result.universe.tournament, "round": result.universe.round_number,
+                              "window": result.window, "universe": {"tickers": result.universe.tickers,
+                                                                    "dataset": result.universe.dataset},
+                              "resolution": result.resolution.totals,
+                              "candidates_path": result.resolution.candidates_path}
+    return summary
 
 
 def render_summary(s: dict[str, Any]) -> str:
@@ -310,6 +291,13 @@ def render_summary(s: dict[str, Any]) -> str:
         f"  upload      {_upload_line(s['upload'])}",
         f"  report      {s['report'] or 'unchanged model: see its earlier report'}",
     ]
+    n = s.get("numerai")
+    if n:
+        r = n["resolution"] or {}
+        lines.append(f"  numerai     round {n['round']}, {n['universe']['tickers']} tickers ({n['universe']['dataset']}); "
+                     f"resolved {r.get('resolved')}, ambiguous {r.get('ambiguous')}, unresolved {r.get('unresolved')}")
+        if n["window"]:
+            lines.append(f"  window      opens {n['window']['open_time']}, closes {n['window']['close_time']}")
     return "\n".join(lines)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from prefect import task
+
 from numerflow.tasks.core.errors import is_transient
 
 
@@ -24,3 +26,11 @@ def retry_only_transient(task: Any, task_run: Any, state: Any) -> bool:
 #: Delays (seconds) between retries of network-bound tasks: exponential, jitter added by Prefect.
 NETWORK_RETRY_DELAYS = [10, 30, 90]
 RETRY_JITTER = 0.5
+
+
+def network_task(*, name: str, timeout_seconds: float) -> Any:
+    """``@task`` for a step that talks to a remote service: 3 retries 10/30/90 s apart (with
+    jitter), only for transient errors (network, 5xx, 429), bounded by ``timeout_seconds``.
+    The HTTP calls inside carry their own timeouts: Prefect cannot interrupt blocking I/O."""
+    return task(name=name, retries=3, retry_delay_seconds=NETWORK_RETRY_DELAYS, retry_jitter_factor=RETRY_JITTER,
+                retry_condition_fn=retry_only_transient, timeout_seconds=timeout_seconds)

@@ -11,6 +11,7 @@ the task runner's threads.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -232,12 +233,34 @@ def tickers_to_ingest(settings: Settings) -> dict[str, list[str]]:
 
 
 @flow(name="ingest-prices", log_prints=True)
-def prices_flow(overrides: dict[str, Any] | None = None, backfill: bool = False, run_id: str | None = None) -> dict[str, Any]:
-    """``numerflow ingest``: daily bars of the configured source into the store, with a ledger."""
+def prices_flow(overrides: dict[str, Any] | None = None, backfill: bool = False, run_id: str | None = None,
+                candidates_path: str | None = None) -> dict[str, Any]:
+    """``numerflow ingest``: daily bars of the configured source into the store, with a ledger.
+
+    ``candidates_path`` (a round's resolution, a JSON ``{ticker: [symbols]}``) says what to fetch;
+    without it, ``tickers_to_ingest`` decides. A path, not the mapping: flow parameters are
+    stored by the server, and 5,000 tickers' candidates would be a large one."""
     from numerflow.tasks.core.config import load_settings
+    from numerflow.tasks.core.store import read_json
 
     settings = load_settings(**(overrides or {}))
-    return run_price_ingest(settings, tickers_to_ingest(settings), backfill=backfill, run_id=run_id)
+    wanted = read_json(Path(candidates_path)) if candidates_path else tickers_to_ingest(settings)
+    return run_price_ingest(settings, wanted, backfill=backfill, run_id=run_id)
+
+
+def task_runner_for(settings: Settings) -> Any:
+    """The configured task runner for ingest batches: threads (default) or Dask."""
+    o = settings.orchestration
+    if o.task_runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if o.dask_address:
+            return DaskTaskRunner(address=o.dask_address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": o.dask_workers, "threads_per_worker":
+                                              o.dask_threads_per_worker, "dashboard_address": None})
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    return ThreadPoolTaskRunner(max_workers=o.thread_workers)
 
 
 class ProgressBar:

@@ -1,231 +1,477 @@
-"""numerflow's flows, read top to bottom like the pipeline:
+"""One round, top to bottom, for the demo market and for Numerai alike:
 
-    universe → ingest prices → features + targets → train (or reuse) → predict live → submit
+    universe → resolution → ingest → dataset → train (or reuse) → predict → validate → upload
 
-Each task is a thin wrapper over a ``tasks/`` function, states its retries and timeout here,
-and passes references (paths, ids, small dicts), never DataFrames.
+``run_round`` is the chain; each step is a named stage (its own failure point in the UI and
+the webhook). What differs between a demo round and a live one is a ``RoundKind``: where the
+universe comes from, how its ids become price-source symbols, what the model trains on, and
+how the submission leaves (a dry-run record, or numerapi's upload once per round and model).
+``round_flow`` is the ad-hoc run (``numerflow run``); flows/scheduled.py adds the guard and
+the run report for unattended runs. Tasks state their retries and timeouts where they are
+defined, and pass references (paths, ids, small dataclasses), never DataFrames.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import secrets
+import contextlib
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from numerflow.flows.policies import NETWORK_RETRY_DELAYS, RETRY_JITTER, retry_only_transient
-from numerflow.tasks.core.config import Settings, load_settings
-from numerflow.tasks.model.dataset import build_dataset
-from numerflow.tasks.model.predict import predict_live
-from numerflow.tasks.model.report import write_report
-from numerflow.tasks.prices.sources.demo import DemoMarket
-from numerflow.tasks.core.store import Store, read_json, read_parquet, write_json
-from numerflow.tasks.numerai.submission import build_submission, validate_submission, write_submission
-from numerflow.tasks.model.training import META_FILE, latest_model, model_lineage, needs_training, train_and_register
-from numerflow.tasks.numerai.universe import load_universe_ids, write_universe
-
-
-def new_run_id() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-
-
-def demo_market(settings: Settings) -> DemoMarket:
-    return DemoMarket.from_settings(settings.demo)
-
-
-# ---------------------------------------------------------------- tasks
-
-
-@task(
-    name="fetch-universe",
-    retries=3,
-    retry_delay_seconds=NETWORK_RETRY_DELAYS,
-    retry_jitter_factor=RETRY_JITTER,
-    retry_condition_fn=retry_only_transient,
-    timeout_seconds=600,
+from numerflow.flows.guard import demo_round_label
+from numerflow.flows.policies import network_task
+from numerflow.flows.prices import prices_flow, readiness, source_name, task_runner_for, with_unresolved
+from numerflow.flows.results import (
+    IngestSummary,
+    ModelChoice,
+    NumeraiTargets,
+    ReportPaths,
+    Resolution,
+    RoundResult,
+    SubmissionFile,
+    UniverseRef,
 )
-def fetch_universe(settings: Settings) -> str:
-    market = demo_market(settings)
-    snapshot = f"demo-{market.end.isoformat()}"
-    return str(write_universe(Store(settings.data_dir), settings.tournament, snapshot, market.universe()))
+from numerflow.tasks.core.config import Settings, load_settings, settings_overrides
+from numerflow.tasks.core.errors import BadInputError, NumerflowError
+from numerflow.tasks.core.store import Store, new_run_id, read_json, read_parquet, write_json, write_parquet
+from numerflow.tasks.model.dataset import DatasetInfo, build_dataset
+from numerflow.tasks.model.predict import LivePredictions, predict_live
+from numerflow.tasks.model.report import write_report
+from numerflow.tasks.model.training import META_FILE, latest_model, model_lineage, needs_training, train_and_register
+from numerflow.tasks.numerai.client import (
+    SubmitOutcome,
+    client_for,
+    fetch_universe,
+    numerai_dir,
+    require_open_window,
+    submit_file,
+    tournament_spec,
+)
+from numerflow.tasks.numerai.data import TRAIN_FILES, fetch_training_data, join_numerai_targets, read_numerai_targets
+from numerflow.tasks.numerai.submission import (
+    build_submission,
+    validate_submission,
+    write_dry_run_record,
+    write_submission,
+)
+from numerflow.tasks.numerai.universe import load_universe_ids, write_universe
+from numerflow.tasks.prices.ingest import remembered_symbols
+from numerflow.tasks.prices.sources.demo import DemoMarket
+from numerflow.tasks.prices.tickers import candidate_map, resolution_report, resolve_for_yahoo
+
+Mode = Literal["demo", "live"]
+
+# ---------------------------------------------------------------- named stages
+
+# Which stage each running round is in, by flow run id: read by the failure hook (flows/scheduled.py).
+STAGES: dict[str, str] = {}
 
 
-def ingest_prices(settings: Settings, backfill: bool = False) -> dict[str, Any]:
-    """Batched ingest tasks through ``tasks.ingest`` (flows/prices.py); call inside a flow.
+class StageFailed(NumerflowError):
+    """A round stage failed; the message names the stage and the original cause."""
 
-    The demo market is ingested whole (delisted tickers included: survivorship-free history).
+    tag = "stage_failed"
+
+
+def _current_flow_run_id() -> str | None:
+    from prefect.runtime import flow_run
+
+    return flow_run.id
+
+
+def stop_flow_retries() -> None:
+    """Bad input: tell the server not to re-run this flow (Prefect's flow retries have no condition)."""
+    from prefect import get_client
+
+    run_id = _current_flow_run_id()
+    if run_id is None:
+        return
+    with get_client(sync_client=True) as client:
+        policy = client.read_flow_run(run_id).empirical_policy
+        client.update_flow_run(run_id, empirical_policy=policy.model_copy(update={"retries": 0}))
+
+
+@contextlib.contextmanager
+def stage(name: str, *, unattended: bool = False) -> Iterator[None]:
+    """Name the running stage (logged, and kept for the failure hook).
+
+    ``unattended`` (the scheduled round): a failure is re-raised as ``StageFailed`` naming the
+    stage, and bad input cancels the flow's own retries. An ad-hoc run lets the original error
+    through, so the CLI prints it as it is.
     """
-    from numerflow.flows.prices import run_price_ingest, tickers_to_ingest
+    STAGES[_current_flow_run_id() or "local"] = name
+    get_run_logger().info("stage %s", name)
+    if not unattended:
+        yield
+        return
+    try:
+        yield
+    except BadInputError as exc:
+        with contextlib.suppress(Exception):  # best effort: the failure itself must surface
+            stop_flow_retries()
+        raise StageFailed(f"stage '{name}' failed (bad input, not retried): {exc}") from exc
+    except Exception as exc:
+        raise StageFailed(f"stage '{name}' failed: {type(exc).__name__}: {exc}") from exc
 
-    summary = run_price_ingest(settings, tickers_to_ingest(settings), backfill=backfill)
+
+# ---------------------------------------------------------------- what differs: the round's kind
+
+
+class RoundKind(Protocol):
+    """The parts of a round that differ between the demo market and a live Numerai round."""
+
+    mode: Mode
+
+    def universe(self, settings: Settings) -> UniverseRef: ...
+
+    def resolve(self, settings: Settings, universe: UniverseRef) -> Resolution: ...
+
+    def check_prices(self, settings: Settings, universe: UniverseRef, source: str) -> dict[str, Any] | None: ...
+
+    def training_data(self, settings: Settings, dataset: DatasetInfo,
+                      round_number: int | None) -> tuple[str, str, NumeraiTargets | None]: ...
+
+    def upload(self, settings: Settings, submission: SubmissionFile, universe: UniverseRef,
+               force: bool) -> SubmitOutcome: ...
+
+
+class DemoRound:
+    """The built-in market: its own universe (delisted tickers ingested too: survivorship-free
+    history), ids that are their own symbols, our own targets, and a dry-run record."""
+
+    mode: Mode = "demo"
+
+    def universe(self, settings: Settings) -> UniverseRef:
+        check_demo_tournament(settings)
+        return demo_universe_task(settings)
+
+    def resolve(self, settings: Settings, universe: UniverseRef) -> Resolution:
+        market = DemoMarket.from_settings(settings.demo)
+        path = write_json(Path(universe.path).with_suffix(".candidates.json"),
+                          {t: [t] for t in market.all_tickers()})
+        return Resolution(str(path))
+
+    def check_prices(self, settings: Settings, universe: UniverseRef, source: str) -> dict[str, Any] | None:
+        return None  # the demo market is complete by construction
+
+    def training_data(self, settings: Settings, dataset: DatasetInfo,
+                      round_number: int | None) -> tuple[str, str, NumeraiTargets | None]:
+        return dataset.path, dataset_source(settings), None
+
+    def upload(self, settings: Settings, submission: SubmissionFile, universe: UniverseRef,
+               force: bool) -> SubmitOutcome:
+        return record_demo_upload(settings, submission, universe.round_label)
+
+
+class LiveRound:
+    """A Numerai round: its live universe, ids resolved to Yahoo symbols, Numerai's targets when
+    its training data is listed, and the real upload (once per round and model; a dry run
+    without keys)."""
+
+    mode: Mode = "live"
+
+    def universe(self, settings: Settings) -> UniverseRef:
+        return numerai_universe_task(settings)
+
+    def resolve(self, settings: Settings, universe: UniverseRef) -> Resolution:
+        return resolve_tickers_task(settings, universe)
+
+    def check_prices(self, settings: Settings, universe: UniverseRef, source: str) -> dict[str, Any] | None:
+        ready = readiness(settings, universe_ids(universe).tolist(), source)
+        get_run_logger().info("Price readiness: %s", ready)
+        return ready
+
+    def training_data(self, settings: Settings, dataset: DatasetInfo,
+                      round_number: int | None) -> tuple[str, str, NumeraiTargets | None]:
+        targets = numerai_targets_task(settings, dataset.path, round_number)
+        if targets is None:
+            return dataset.path, dataset_source(settings), None
+        return targets.path, f"{dataset_source(settings)}+numerai:{targets.target_column}", targets
+
+    def upload(self, settings: Settings, submission: SubmissionFile, universe: UniverseRef,
+               force: bool) -> SubmitOutcome:
+        return upload_submission_task(settings, submission, force)
+
+
+def round_kind(mode: Mode) -> RoundKind:
+    return DemoRound() if mode == "demo" else LiveRound()
+
+
+def check_demo_tournament(settings: Settings) -> None:
+    if settings.tournament != "signals":
+        raise BadInputError(
+            f"the demo market is a Signals market (stocks with numerai_ticker ids); it cannot run a "
+            f"{settings.tournament} round: drop --tournament {settings.tournament} (or run it live without --demo)",
+            tag="invalid_config")
+
+
+def check_live_price_source(settings: Settings) -> None:
+    if settings.price_source != "yahoo":
+        raise BadInputError(
+            f"live rounds ingest Numerai tickers through Yahoo only (price_source is {settings.price_source!r}); "
+            "set price_source = \"yahoo\" (NUMERFLOW_PRICE_SOURCE=yahoo) or run with --demo",
+            tag="invalid_config")
+
+
+# ---------------------------------------------------------------- the chain
+
+
+def run_round(settings: Settings, overrides: dict[str, Any], kind: RoundKind, *, force: bool = False,
+              retrain: bool = False, unattended: bool = False) -> RoundResult:
+    """The whole round, stage by stage (call inside a flow). ``overrides`` made ``settings``:
+    the ingest subflow rebuilds its settings from them (flow parameters must serialise)."""
+    run_id = new_run_id()
+    with stage("universe", unattended=unattended):
+        universe = kind.universe(settings)
+    with stage("resolution", unattended=unattended):
+        resolution = kind.resolve(settings, universe)
+    with stage("ingest", unattended=unattended):
+        prices = ingest_stage(settings, overrides, kind, universe, resolution)
+    with stage("dataset", unattended=unattended):
+        dataset = build_dataset_task(settings, prices.source)
+    with stage("train", unattended=unattended):
+        model = train_or_reuse(settings, kind, dataset, universe.round_number, retrain, run_id)
+    with stage("predict", unattended=unattended):
+        live = predict_live_task(settings, dataset.path, model.model_dir, universe.path, run_id)
+    with stage("validate", unattended=unattended):
+        submission = write_submission_task(settings, live.path, universe)
+    with stage("upload", unattended=unattended):
+        upload = kind.upload(settings, submission, universe, force)
+    return RoundResult(kind.mode, universe, resolution, prices, dataset, model, live, submission, upload)
+
+
+def ingest_stage(settings: Settings, overrides: dict[str, Any], kind: RoundKind, universe: UniverseRef,
+                 resolution: Resolution) -> IngestSummary:
+    """The batched ingest subflow (``numerflow ingest``'s own) on the configured task runner,
+    then the kind's readiness check."""
+    summary = prices_flow.with_options(task_runner=task_runner_for(settings))(
+        overrides=overrides, candidates_path=resolution.candidates_path)
+    ready = kind.check_prices(settings, universe, summary["source"])
     last = read_parquet(Path(summary["prices_dir"]), columns=["date"])["date"].max()
-    return {**summary, "last_date": str(last.date())}
+    return IngestSummary.from_summary(summary, prices_dir=summary["prices_dir"], last_date=str(last.date()),
+                                      readiness=ready)
+
+
+def train_or_reuse(settings: Settings, kind: RoundKind, dataset: DatasetInfo, round_number: int | None,
+                   retrain: bool, run_id: str) -> ModelChoice:
+    """Train (and publish the report) unless the registry has a fresh model of the same lineage."""
+    training_path, lineage_source, numerai_targets = kind.training_data(settings, dataset, round_number)
+    store = Store(settings.data_dir)
+    must_train, reason = needs_training(store, settings.training.model_max_age_days, dataset.feature_names,
+                                        force=retrain, lineage=model_lineage(settings, lineage_source))
+    get_run_logger().info("Training decision: %s", reason)
+    if must_train:
+        trained = train_model_task(settings, training_path, run_id, lineage_source)
+        report = publish_report_task(settings, trained.model_dir, trained.metrics, run_id)
+        return ModelChoice(trained.model_id, trained.model_dir, True, reason, trained.metrics["corr"],
+                           lineage_source, report, numerai_targets)
+    model_dir = latest_model(store)
+    if model_dir is None:  # needs_training said "reuse", so the registry has one
+        raise BadInputError("the model registry is empty; run with --retrain", tag="no_model")
+    meta = read_json(model_dir / META_FILE)
+    return ModelChoice(meta["model_id"], str(model_dir), False, reason, meta["validation_metrics"]["corr"],
+                       lineage_source, None, numerai_targets)
+
+
+def dataset_source(settings: Settings) -> str:
+    """The lineage name of the round's price data (the tournament's own price store)."""
+    return source_name(settings)
+
+
+def universe_ids(universe: UniverseRef) -> Any:
+    return load_universe_ids(Path(universe.path))
+
+
+# ---------------------------------------------------------------- tasks: the universe and its ids
+
+
+@task(name="demo-universe", retries=0, timeout_seconds=600)
+def demo_universe_task(settings: Settings) -> UniverseRef:
+    market = DemoMarket.from_settings(settings.demo)
+    label = demo_round_label(market.end)
+    path = write_universe(Store(settings.data_dir), settings.tournament, label, market.universe())
+    return UniverseRef(settings.tournament, label, str(path), int(len(market.universe())))
+
+
+@network_task(name="numerai-universe", timeout_seconds=900)
+def numerai_universe_task(settings: Settings) -> UniverseRef:
+    """This round's live universe from Numerai (public data: no keys needed)."""
+    snapshot = fetch_universe(client_for(settings, settings.tournament), Store(settings.data_dir))
+    return UniverseRef(snapshot.tournament, f"round-{snapshot.round_number}", str(snapshot.snapshot_path),
+                       snapshot.tickers, snapshot.round_number, snapshot.dataset)
+
+
+def resolve_universe(settings: Settings, universe_path: Path, round_number: int) -> Resolution:
+    """Resolve the universe to Yahoo candidates; write the map; return it with the report."""
+    tournament = settings.tournament
+    column = tournament_spec(tournament).ticker_column
+    ids = read_parquet(Path(universe_path), columns=[column])[column].astype(str).tolist()
+    # The report shows which tickers already have a winning symbol from earlier ingests.
+    remembered = remembered_symbols(Store(settings.data_dir), source_name(settings))
+    table = resolve_for_yahoo(ids, tournament, settings.numerai.overrides_path, remembered)
+    report = resolution_report(table)
+    # Unresolved tickers go in with no candidates, so the ingest ledger lists them too.
+    path = write_json(numerai_dir(Store(settings.data_dir), tournament) / f"round-{round_number}"
+                      / "yahoo-candidates.json", with_unresolved(ids, candidate_map(table)))
+    total = report[report["country"] == "TOTAL"].iloc[0]
+    return Resolution(str(path), {k: int(total[k]) for k in ("resolved", "ambiguous", "unresolved", "total")},
+                      report.to_dict("records"))
+
+
+@task(name="resolve-tickers", retries=0, timeout_seconds=600)
+def resolve_tickers_task(settings: Settings, universe: UniverseRef) -> Resolution:
+    check_live_price_source(settings)
+    assert universe.round_number is not None  # a live universe always has its round
+    result = resolve_universe(settings, Path(universe.path), universe.round_number)
+    create_table_artifact(result.report or [], key="ticker-resolution",
+                          description=f"{tournament_spec(settings.tournament).ticker_column} → Yahoo resolution, "
+                          f"{settings.tournament} round {universe.round_number}")
+    get_run_logger().info("Ticker resolution: %s", result.totals)
+    return result
+
+
+# ---------------------------------------------------------------- tasks: data and model
 
 
 @task(name="build-dataset", retries=0, timeout_seconds=3600)
-def build_dataset_task(settings: Settings, source: str) -> dict[str, Any]:
-    return build_dataset(Store(settings.data_dir), source, settings.target).to_dict()
+def build_dataset_task(settings: Settings, source: str) -> DatasetInfo:
+    return build_dataset(Store(settings.data_dir), source, settings.target)
+
+
+@network_task(name="numerai-targets", timeout_seconds=3 * 3600)
+def numerai_targets_task(settings: Settings, dataset_path: str, round_number: int | None) -> NumeraiTargets | None:
+    """Our features joined with Numerai's targets, when wanted (``use_numerai_targets``) and
+    Numerai lists training data for the tournament; None → the round trains on our own targets."""
+    tournament = settings.tournament
+    if not settings.numerai.use_numerai_targets or round_number is None:
+        return None
+    store = Store(settings.data_dir)
+    client = client_for(settings, tournament)
+    if not any(name.rpartition("/")[2] in TRAIN_FILES[tournament] for name in client.list_datasets()):
+        get_run_logger().info("Numerai lists no %s training data (%s): training on our own targets",
+                              tournament, "/".join(TRAIN_FILES[tournament]))
+        return None
+    files = fetch_training_data(client, store, round_number)
+    column = settings.numerai.target_column
+    numerai = read_numerai_targets(files.paths, tournament, column)
+    joined = join_numerai_targets(read_parquet(Path(dataset_path)), numerai, settings.target)
+    path = write_parquet(Path(dataset_path).with_name(f"{Path(dataset_path).stem}-numerai-{column}.parquet"), joined)
+    return NumeraiTargets(str(path), int(len(joined)), files.version, column)
 
 
 @task(name="train-model", retries=0, timeout_seconds=3 * 3600)
-def train_model(settings: Settings, dataset_path: str, run_id: str, source: str) -> dict[str, Any]:
-    result = train_and_register(Store(settings.data_dir), Path(dataset_path), settings.training, run_id,
-                                lineage=model_lineage(settings, source))
-    return {"model_id": result.model_id, "model_dir": result.model_dir,
-            "validation_predictions": result.validation_predictions, "metrics": result.metrics}
+def train_model_task(settings: Settings, dataset_path: str, run_id: str, source: str) -> Any:
+    return train_and_register(Store(settings.data_dir), Path(dataset_path), settings.training, run_id,
+                              lineage=model_lineage(settings, source))
 
 
 @task(name="publish-report", retries=0, timeout_seconds=600)
-def publish_report(settings: Settings, model_dir: str, metrics: dict, run_id: str) -> dict[str, str]:
+def publish_report_task(settings: Settings, model_dir: str, metrics: dict, run_id: str) -> ReportPaths:
     meta = read_json(Path(model_dir) / META_FILE)
     report = write_report(Store(settings.data_dir), run_id, metrics, meta)
     create_markdown_artifact(report["markdown_text"], key="validation-report",
                              description=f"Validation diagnostics of model {meta['model_id']}")
-    return {k: v for k, v in report.items() if k != "markdown_text"}
+    return ReportPaths(report["json"], report["markdown"], report["chart"])
+
+
+# ---------------------------------------------------------------- tasks: predict, validate, upload
 
 
 @task(name="predict-live", retries=0, timeout_seconds=1800)
-def predict_live_task(settings: Settings, dataset_path: str, model_dir: str, universe_path: str, run_id: str) -> dict:
-    result = predict_live(
+def predict_live_task(settings: Settings, dataset_path: str, model_dir: str, universe_path: str,
+                      run_id: str) -> LivePredictions:
+    return predict_live(
         Store(settings.data_dir), Path(dataset_path), Path(model_dir), load_universe_ids(Path(universe_path)),
         run_id, min_tickers=settings.submission.min_tickers, num_threads=settings.training.num_threads,
     )
-    return result.__dict__
 
 
 @task(name="write-submission", retries=0, timeout_seconds=600)
-def write_submission_task(settings: Settings, predictions_path: str, universe_path: str, round_label: str) -> dict:
+def write_submission_task(settings: Settings, predictions_path: str, universe: UniverseRef) -> SubmissionFile:
     store = Store(settings.data_dir)
-    predictions = read_parquet(Path(predictions_path))
-    submission = build_submission(predictions, settings.tournament)
-    checks = validate_submission(
-        submission, load_universe_ids(Path(universe_path)),
-        tournament=settings.tournament, min_tickers=settings.submission.min_tickers,
-    )
-    path, sha256 = write_submission(submission, store.submission_dir(settings.tournament, round_label) / "submission.csv")
-    create_table_artifact([checks], key="submission-checks", description=f"Submission checks, round {round_label}")
-    return {"path": str(path), "sha256": sha256, "rows": checks["rows"], "checks": checks}
+    submission = build_submission(read_parquet(Path(predictions_path)), settings.tournament)
+    checks = validate_submission(submission, universe_ids(universe), tournament=settings.tournament,
+                                 min_tickers=settings.submission.min_tickers)
+    path, sha256 = write_submission(
+        submission, store.submission_dir(settings.tournament, universe.round_label) / "submission.csv")
+    create_table_artifact([checks], key="submission-checks",
+                          description=f"Submission checks, round {universe.round_label}")
+    return SubmissionFile(str(path), sha256, int(checks["rows"]), checks)
 
 
+# Not retried: a repeat could double-submit; a transient failure leaves no ledger entry, so the
+# next run (the schedule's next firing) tries again.
 @task(name="upload-submission", retries=0, timeout_seconds=900)
-def upload_submission(settings: Settings, submission: dict, round_label: str, live: bool = False,
-                      force: bool = False) -> dict:
-    if live:
-        # A live round: the real upload (tasks/numerai.py): window guard, once per round and
-        # model (ledger), dry run when there are no keys. Not retried here: a repeat could
-        # double-submit; transient failures leave no ledger entry, so a re-run tries again.
-        from numerflow.tasks.numerai.client import submit_file
+def upload_submission_task(settings: Settings, submission: SubmissionFile, force: bool = False) -> SubmitOutcome:
+    """The real upload (window guard, once per round and model, dry run without keys)."""
+    outcome = submit_file(Path(submission.path), settings, force=force)
+    get_run_logger().info(outcome.message)
+    return outcome
 
-        outcome = submit_file(Path(submission["path"]), settings, force=force)
-        get_run_logger().info(outcome.message)
-        return {**outcome.as_dict(), "dry_run": outcome.dry_run, "reason": outcome.message}
-    # Demo market: a dry run whose record says exactly what would be sent.
+
+@task(name="record-demo-upload", retries=0, timeout_seconds=60)
+def record_demo_upload(settings: Settings, submission: SubmissionFile, round_label: str) -> SubmitOutcome:
+    """The demo market's upload: a dry-run record of exactly what would be sent."""
+    reason = "demo market: nothing leaves the machine"
     store = Store(settings.data_dir)
-    record = {
-        "dry_run": True,
-        "reason": "demo market: nothing leaves the machine",
-        "tournament": settings.tournament,
-        "round": round_label,
-        "model_name": settings.numerai.model_name,
-        "file": submission["path"],
-        "sha256": submission["sha256"],
-        "rows": submission["rows"],
-        "recorded_at": dt.datetime.now(dt.UTC).isoformat(),
-    }
-    path = write_json(store.submission_dir(settings.tournament, round_label) / "upload-record.json", record)
-    get_run_logger().info("Dry run: would upload %s (%d rows, sha256 %s)", submission["path"],
-                          submission["rows"], submission["sha256"][:12])
-    return {**record, "record": str(path)}
-
-
-# ---------------------------------------------------------------- flows
-
-
-@flow(name="ingest", log_prints=True)
-def ingest_flow(overrides: dict[str, Any] | None = None, backfill: bool = False) -> dict[str, Any]:
-    """Universe snapshot and daily prices into the store."""
-    settings = load_settings(**(overrides or {}))
-    universe_path = fetch_universe(settings)
-    prices = ingest_prices(settings, backfill=backfill)
-    return {"universe_path": universe_path, "prices": prices}
-
-
-@flow(name="train", log_prints=True)
-def train_flow(overrides: dict[str, Any] | None = None, retrain: bool = False, source: str = "demo") -> dict[str, Any]:
-    """Features + targets for the current price snapshot, then train unless a fresh model exists."""
-    settings = load_settings(**(overrides or {}))
-    run_id = new_run_id()
-    dataset = build_dataset_task(settings, source)
-    model, reason = train_or_reuse(settings, dataset["path"], dataset["feature_names"], source, retrain, run_id)
-    return {"dataset": dataset, "model": model, "decision": reason}
-
-
-def train_or_reuse(
-    settings: Settings, training_path: str, feature_names: list[str], lineage_source: str, retrain: bool, run_id: str
-) -> tuple[dict[str, Any], str]:
-    """Train (and publish the report) unless the registry has a fresh model of the same lineage.
-    Call inside a flow. Returns (model summary, the decision's reason)."""
-    store = Store(settings.data_dir)
-    lineage = model_lineage(settings, lineage_source)
-    must_train, reason = needs_training(
-        store, settings.training.model_max_age_days, feature_names, force=retrain, lineage=lineage
+    record = write_dry_run_record(
+        store.submission_dir(settings.tournament, round_label) / "upload-record.json",
+        reason=reason, tournament=settings.tournament, round_label=round_label,
+        model_name=settings.numerai.model_name, file=submission.path, sha256=submission.sha256,
+        rows=submission.rows, validated_against_universe=True,
+        would_call=f"{tournament_spec(settings.tournament).api_class.__name__}.upload_predictions",
     )
-    get_run_logger().info("Training decision: %s", reason)
-    if must_train:
-        trained = train_model(settings, training_path, run_id, lineage_source)
-        report = publish_report(settings, trained["model_dir"], trained["metrics"], run_id)
-        return {"model_id": trained["model_id"], "model_dir": trained["model_dir"], "trained": True,
-                "validation": trained["metrics"]["corr"], "report": report}, reason
-    model_dir = latest_model(store)
-    meta = read_json(model_dir / META_FILE)
-    return {"model_id": meta["model_id"], "model_dir": str(model_dir), "trained": False,
-            "validation": meta["validation_metrics"]["corr"], "report": None}, reason
+    message = (f"DRY RUN — {reason}. Would upload {submission.path} ({submission.rows} rows, "
+               f"sha256 {submission.sha256[:12]}); record: {record}")
+    get_run_logger().info(message)
+    return SubmitOutcome("dry_run", settings.tournament, message, submission.path, submission.sha256,
+                         model_name=settings.numerai.model_name, record=str(record), validation=submission.checks)
 
 
-@flow(name="predict-and-submit", log_prints=True)
-def predict_submit_flow(
-    dataset_path: str, model_dir: str, universe_path: str, overrides: dict[str, Any] | None = None,
-    round_label: str | None = None, live: bool = False, force: bool = False,
-) -> dict[str, Any]:
-    """Score the live universe, build and validate the submission, upload (a live round:
-    the real upload, see tasks/numerai.py; the demo: a dry run)."""
-    settings = load_settings(**(overrides or {}))
-    run_id = new_run_id()
-    live_predictions = predict_live_task(settings, dataset_path, model_dir, universe_path, run_id)
-    round_label = round_label or f"demo-{live_predictions['live_date']}"
-    submission = write_submission_task(settings, live_predictions["path"], universe_path, round_label)
-    upload = upload_submission(settings, submission, round_label, live=live, force=force)
-    return {"live": live_predictions, "submission": submission, "upload": upload, "round": round_label}
+# ---------------------------------------------------------------- the ad-hoc flow
+
+
+@network_task(name="numerai-round-window", timeout_seconds=300)
+def round_window_task(settings: Settings) -> dict[str, Any] | None:
+    """The current round's window. With keys (a real upload ahead), a closed window refuses the
+    round here, before hours of ingest and training, with the times in the message; without
+    keys the round goes on as a dry run."""
+    client = client_for(settings, settings.tournament)
+    current = client.current_round()
+    if client.keys is not None:
+        require_open_window(current)
+    elif current is None or not current.is_open():
+        get_run_logger().warning("No open %s round, and no keys: a dry run", settings.tournament)
+    return current.as_dict() if current is not None else None
 
 
 @flow(name="round", log_prints=True)
 def round_flow(
+    mode: Mode = "demo",
+    tournament: Literal["signals", "crypto"] | None = None,
+    model_name: str | None = None,
+    force: bool = False,
+    retrain: bool = False,
     tickers: int | None = None,
     years: float | None = None,
     signal: float | None = None,
     seed: int | None = None,
-    retrain: bool = False,
     data_dir: str | None = None,
-) -> dict[str, Any]:
-    """A whole Numerai Signals round on the demo market: ingest → train → predict → submit."""
-    overrides = demo_overrides(tickers=tickers, years=years, signal=signal, seed=seed, data_dir=data_dir)
-    ingested = ingest_flow(overrides)
-    trained = train_flow(overrides, retrain=retrain, source=ingested["prices"]["source"])
-    submitted = predict_submit_flow(
-        trained["dataset"]["path"], trained["model"]["model_dir"], ingested["universe_path"], overrides
-    )
-    return {"ingest": ingested, "train": trained, "submit": submitted}
-
-
-def demo_overrides(**values: Any) -> dict[str, Any]:
-    """Flow parameters → settings overrides (None = keep the configured value)."""
-    overrides: dict[str, Any] = {}
-    demo = {k: values[k] for k in ("tickers", "years", "signal", "seed") if values.get(k) is not None}
-    if demo:
-        overrides["demo"] = demo
-    if values.get("data_dir"):
-        overrides["data_dir"] = values["data_dir"]
-    return overrides
+    overrides: dict[str, Any] | None = None,
+) -> RoundResult:
+    """A whole round now (``numerflow run``): the demo market offline, or the live Numerai round
+    (refused early when it is closed and keys are set). ``tickers``/``years``/``signal``/``seed``
+    shape the demo market."""
+    overrides = settings_overrides(data_dir=data_dir, tournament=tournament, model_name=model_name,
+                                   tickers=tickers, years=years, signal=signal, seed=seed, extra=overrides)
+    settings = load_settings(**overrides)
+    window = None
+    if mode == "live":
+        check_live_price_source(settings)
+        window = round_window_task(settings)
+    result = run_round(settings, overrides, round_kind(mode), force=force, retrain=retrain)
+    return replace(result, window=window) if window is not None else result

@@ -44,3 +44,19 @@ def test_invalid_configuration_file_is_reported_before_the_round_starts(capsys, 
     err = capsys.readouterr().err
     assert "invalid_config" in err and "training.num_boost_round" in err
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "--demo", "--tournament", "crypto"], "the demo market is a Signals market"),
+        # A live round needs Yahoo for Numerai's tickers: refused before Prefect starts or Numerai is asked.
+        (["run", "--model", "m"], "live rounds ingest Numerai tickers through Yahoo only"),
+    ],
+)
+def test_rounds_it_cannot_run_are_refused_before_anything_starts(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("NUMERFLOW_PRICE_SOURCE", "demo")
+    code = main([*argv, "--data-dir", str(tmp_path / "data")])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()

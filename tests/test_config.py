@@ -35,3 +35,16 @@ def test_secret_key_is_not_in_repr_or_dump(monkeypatch):
     assert "SUPERSECRETKEY" not in repr(settings)
     assert "SUPERSECRETKEY" not in str(settings.model_dump())
     assert "SUPERSECRETKEY" not in settings.model_dump_json()
+
+
+def test_settings_overrides_is_the_one_way_options_become_settings():
+    from numerflow.tasks.core.config import settings_overrides
+
+    assert settings_overrides() == {}
+    built = settings_overrides(data_dir="/d", tournament="crypto", model_name="m", tickers=120, seed=3,
+                               extra={"numerai": {"api_url": "http://x"}, "demo": {"tickers": 200}})
+    # extra wins key by key, and keeps the sibling keys of the named options
+    assert built == {"data_dir": "/d", "tournament": "crypto", "numerai": {"model_name": "m", "api_url": "http://x"},
+                     "demo": {"tickers": 200, "seed": 3}}
+    settings = load_settings(**settings_overrides(tickers=150, years=2.5, signal=0.0))
+    assert (settings.demo.tickers, settings.demo.years, settings.demo.signal) == (150, 2.5, 0.0)

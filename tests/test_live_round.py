@@ -1,4 +1,4 @@
-"""The live round (`numerflow run --model X`, flows/numerai_round.py) end to end, for real:
+"""The live round (`numerflow run --model X`, flows/round.py, mode="live") end to end, for real:
 
 the REAL numerapi client against the fake Numerai server on 127.0.0.1 (universe, rounds,
 training data, models, presigned upload) and the REAL yfinance against the fake Yahoo
@@ -147,13 +147,13 @@ def _ledger(settings) -> dict:
 
 @pytest.mark.slow
 def test_live_signals_round_uploads_once_then_skips(prefect_harness, live_env, numerai, yahoo):
-    from numerflow.flows.numerai_round import numerai_round_flow
+    from numerflow.flows.round import round_flow
 
-    result = numerai_round_flow(model_name="my_signals")
+    result = round_flow(mode="live", model_name="my_signals")
 
     # Upload: the exact bytes of the submission file, for the right model and round.
-    submission_path = Path(result["submit"]["submission"]["path"])
-    assert result["submit"]["upload"]["status"] == "uploaded"
+    submission_path = Path(result.submission.path)
+    assert result.upload.status == "uploaded"
     (upload,) = numerai.state.uploads
     assert upload["body"] == submission_path.read_bytes()
     assert submission_path.read_bytes().startswith(b"numerai_ticker,signal\n")
@@ -162,51 +162,54 @@ def test_live_signals_round_uploads_once_then_skips(prefect_harness, live_env, n
     assert created["variables"]["modelId"] == "model-signals-1"
     auth = numerai.calls("submissionUploadSignalsAuth")[-1]["variables"]
     assert auth["modelId"] == "model-signals-1" and auth["tournament"] == 11
-    assert result["submit"]["upload"]["round"]["number"] == 1200
+    assert result.upload.round["number"] == 1200
 
     # The ledger: one entry, for this round and model, with the file's hash and Numerai's id.
     (entry,) = _ledger(live_env).values()
     assert (entry["tournament"], entry["round"], entry["model_name"]) == ("signals", 1200, "my_signals")
     assert entry["submission_id"] == created["id"]
-    assert entry["sha256"] == result["submit"]["submission"]["sha256"]
+    assert entry["sha256"] == result.submission.sha256
 
     # Every resolvable ticker got prices; KOSDAQ listings via the second candidate.
     submitted = pd.read_csv(submission_path)
     assert len(submitted) == 124 and UNRESOLVABLE not in set(submitted["numerai_ticker"])
     assert yahoo.history_requests("100000.KQ") and yahoo.chart_requests("100000.KS")
-    ledger = read_parquet(Path(result["ingest"]["prices"]["ledger_path"]))
+    ledger = read_parquet(Path(result.prices.ledger_path))
     assert ledger.set_index("ticker").loc["100000 KR", "symbol"] == "100000.KQ"
     assert ledger.set_index("ticker").loc[UNRESOLVABLE, "status"] == "unresolved"
 
     # Resolution summary and artifact.
-    n = result["numerai"]
-    assert n["resolution"] == {"resolved": 112, "ambiguous": 12, "unresolved": 1, "total": 125}
-    by_country = {r["country"]: r for r in n["resolution_report"]}
+    n = result.resolution
+    assert n.totals == {"resolved": 112, "ambiguous": 12, "unresolved": 1, "total": 125}
+    by_country = {r["country"]: r for r in n.report}
     assert by_country["KR"]["ambiguous"] == 12 and by_country["ZZ"]["unresolved"] == 1
-    assert json.loads(Path(n["candidates_path"]).read_text())["1 HK"] == ["0001.HK"]
+    candidates = json.loads(Path(n.candidates_path).read_text())
+    assert candidates["1 HK"] == ["0001.HK"] and candidates[UNRESOLVABLE] == []
+    assert result.universe.round_number == 1200 and result.round_label == "round-1200"
+    assert result.window["number"] == 1200
     _assert_artifact("ticker-resolution", "ZZ")
 
     # Trained on Numerai's targets (their train/validation files), not our own.
-    assert result["train"]["numerai_targets"]["target_column"] == "target"
-    assert result["train"]["model"]["trained"] is True
+    assert result.model.numerai_targets.target_column == "target"
+    assert result.model.trained is True
 
     # Second run of the same round: skipped, nothing uploaded again, model reused.
-    again = numerai_round_flow(model_name="my_signals")
-    assert again["submit"]["upload"]["status"] == "skipped"
-    assert "already submitted" in again["submit"]["upload"]["reason"]
+    again = round_flow(mode="live", model_name="my_signals")
+    assert again.upload.status == "skipped"
+    assert "already submitted" in again.upload.message
     assert len(numerai.state.uploads) == 1 and len(numerai.state.submissions) == 1
     assert len(_ledger(live_env)) == 1
-    assert again["train"]["model"]["trained"] is False
+    assert again.model.trained is False
 
 
 @pytest.mark.slow
 def test_closed_round_refuses_with_the_times_and_uploads_nothing(prefect_harness, live_env, numerai, yahoo):
-    from numerflow.flows.numerai_round import numerai_round_flow
+    from numerflow.flows.round import round_flow
 
     closed = closed_round(1201)
     numerai.set_round("signals", closed)
     with pytest.raises(BadInputError, match=r"round 1201 is closed: it opens .* UTC, closes .* UTC") as caught:
-        numerai_round_flow(model_name="my_signals")
+        round_flow(mode="live", model_name="my_signals")
     close = pd.Timestamp(closed["closeStakingTime"])
     assert f"{close:%Y-%m-%d %H:%M}" in str(caught.value)
     assert numerai.state.uploads == [] and numerai.state.submissions == []
@@ -216,11 +219,11 @@ def test_closed_round_refuses_with_the_times_and_uploads_nothing(prefect_harness
 
 @pytest.mark.slow
 def test_live_crypto_round_uploads_symbol_signal(prefect_harness, live_env, numerai, yahoo):
-    from numerflow.flows.numerai_round import numerai_round_flow
+    from numerflow.flows.round import round_flow
 
-    result = numerai_round_flow(tournament="crypto", model_name="my_crypto")
+    result = round_flow(mode="live", tournament="crypto", model_name="my_crypto")
 
-    submission_path = Path(result["submit"]["submission"]["path"])
+    submission_path = Path(result.submission.path)
     (upload,) = numerai.state.uploads
     assert upload["body"] == submission_path.read_bytes()
     assert upload["body"].split(b"\n", 1)[0] == b"symbol,signal"
@@ -231,10 +234,10 @@ def test_live_crypto_round_uploads_symbol_signal(prefect_harness, live_env, nume
     assert sorted(submitted["symbol"]) == CRYPTO_SYMBOLS
     assert submitted["signal"].between(0, 1, inclusive="neither").all()
     # Crypto bars have their own store: never ranked together with stocks.
-    assert result["ingest"]["prices"]["source"] == "yahoo-crypto"
+    assert result.prices.source == "yahoo-crypto"
     assert yahoo.history_requests("C000-USD")
-    assert result["numerai"]["resolution"] == {"resolved": 110, "ambiguous": 0, "unresolved": 0, "total": 110}
-    assert result["train"]["numerai_targets"] is None  # the fake lists no crypto training data
+    assert result.resolution.totals == {"resolved": 110, "ambiguous": 0, "unresolved": 0, "total": 110}
+    assert result.model.numerai_targets is None  # the fake lists no crypto training data
     (entry,) = _ledger(live_env).values()
     assert (entry["tournament"], entry["round"], entry["model_name"]) == ("crypto", 700, "my_crypto")
 

@@ -110,10 +110,10 @@ def test_failed_round_notifies_the_webhook_once_and_bad_input_is_not_retried(
     state = flow(mode="demo", data_dir=str(tmp_path / "data"), tickers=110, years=1,
                  overrides={"price_source": "files", "files": {"path": str(missing)}}, return_state=True)
     assert state.is_failed()
-    assert "stage 'train' failed (bad input, not retried)" in state.message
+    assert "stage 'dataset' failed (bad input, not retried)" in state.message
     (message,) = receiver.messages
-    assert message["stage"] == "train" and message["flow"] == "scheduled-round" and message["state"] == "Failed"
-    assert "stage 'train'" in message["text"] and "empty_prices: price panel is empty" in message["cause"]
+    assert message["stage"] == "dataset" and message["flow"] == "scheduled-round" and message["state"] == "Failed"
+    assert "stage 'dataset'" in message["text"] and "empty_prices: price panel is empty" in message["cause"]
     from prefect import get_client
 
     with get_client(sync_client=True) as client:

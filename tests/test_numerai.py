@@ -416,18 +416,19 @@ def test_flow_upload_step_does_the_real_upload(prefect_harness, fake_numerai, nu
                                                monkeypatch):
     from prefect import flow
 
-    from numerflow.flows.round import upload_submission
+    from numerflow.flows.results import SubmissionFile
+    from numerflow.flows.round import upload_submission_task
 
     monkeypatch.setenv("NUMERAI_PUBLIC_ID", fake_numerai.state.public_id)
     monkeypatch.setenv("NUMERAI_SECRET_KEY", fake_numerai.state.secret_key)
 
     @flow
-    def submit_only(force: bool = False) -> dict:
-        return upload_submission(numerai_settings, {"path": str(prepared)}, "round-1001", live=True, force=force)
+    def submit_only(force: bool = False):
+        return upload_submission_task(numerai_settings, SubmissionFile(str(prepared), "", 0), force=force)
 
     first = submit_only()
-    assert first["status"] == "uploaded" and first["dry_run"] is False
+    assert first.status == "uploaded" and first.dry_run is False
     assert fake_numerai.state.uploads[0]["body"] == prepared.read_bytes()
-    assert submit_only()["status"] == "skipped"
-    assert submit_only(force=True)["status"] == "uploaded"
+    assert submit_only().status == "skipped"
+    assert submit_only(force=True).status == "uploaded"
     assert len(fake_numerai.state.submissions) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -53,8 +54,15 @@ def test_cli_runs_from_a_folder_holding_its_own_tasks_module(tmp_path):
 
 @pytest.mark.slow
 def test_wheel_has_one_top_level_name(tmp_path):
+    # Built from a copy: an in-tree build would leave build/ in the project.
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, source / name)
+    for folder in ("tasks", "flows", "deployments"):
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-                           "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=600)
+                           "-w", str(tmp_path), str(source)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     (wheel,) = tmp_path.glob("numerflow-*.whl")
     names = zipfile.ZipFile(wheel).namelist()

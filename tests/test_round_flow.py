@@ -36,36 +36,38 @@ def test_whole_round_runs_as_a_prefect_flow_and_reuses_its_model(prefect_harness
     assert state.is_completed(), state.message
     result = state.result()
 
-    submission_path = result["submit"]["submission"]["path"]
+    assert result.mode == "demo" and result.round_label.startswith("demo-")
+    submission_path = result.submission.path
     submission = pd.read_csv(submission_path)
-    universe = read_parquet(result["ingest"]["universe_path"])
+    universe = read_parquet(result.universe.path)
     assert list(submission.columns) == ["numerai_ticker", "signal"]
     assert len(submission) >= 100
     assert submission["numerai_ticker"].isin(universe["numerai_ticker"]).all()
     assert submission["signal"].between(0, 1, inclusive="neither").all()
     assert not submission["numerai_ticker"].duplicated().any()
 
-    record = read_json(result["submit"]["upload"]["record"])
+    assert result.upload.status == "dry_run" and result.upload.message.startswith("DRY RUN")
+    record = read_json(result.upload.record)
     assert record["dry_run"] is True and record["rows"] == len(submission)
+    assert record["round"] == result.round_label and record["sha256"] == result.submission.sha256
 
-    model = result["train"]["model"]
-    assert model["trained"] is True
-    meta = read_json(f"{model['model_dir']}/meta.json")
+    model = result.model
+    assert model.trained is True
+    meta = read_json(f"{model.model_dir}/meta.json")
     assert meta["data_range"]["train_last_target_end"] < meta["data_range"]["validation_start"]
-    report = result["train"]["model"]["report"]
-    markdown = open(report["markdown"]).read()
+    markdown = open(model.report.markdown).read()
     assert "feature-neutral CORR" in markdown and "| sharpe |" in markdown
-    assert open(report["chart"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
-    assert np.isfinite(model["validation"]["mean"])
+    assert open(model.report.chart, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert np.isfinite(model.validation["mean"])
 
     keys = asyncio.run(_artifact_keys(None))
     assert {"validation-report", "submission-checks"} <= keys
 
     # A second round on the same data reuses the fresh model instead of retraining.
     again = round_flow(**SMALL, data_dir=str(tmp_path))
-    assert again["train"]["model"]["trained"] is False
-    assert again["train"]["model"]["model_id"] == model["model_id"]
-    assert "reusing model" in again["train"]["decision"]
+    assert again.model.trained is False
+    assert again.model.model_id == model.model_id
+    assert "reusing model" in again.model.decision
 
 
 @pytest.mark.slow

@@ -144,13 +144,13 @@ def test_flow_skips_when_too_little_time_is_left(prefect_harness, fake_numerai, 
 
 
 def test_demo_flow_skips_a_submitted_demo_round(prefect_harness, tmp_path):
-    from numerflow.flows.round import demo_market
     from numerflow.tasks.core.config import load_settings
+    from numerflow.tasks.prices.sources.demo import DemoMarket
     from numerflow.tasks.core.store import Store, write_json
 
     data_dir = tmp_path / "data"
     settings = load_settings(data_dir=data_dir, demo={"tickers": 120, "years": 2})
-    label = demo_round_label(demo_market(settings).end)
+    label = demo_round_label(DemoMarket.from_settings(settings.demo).end)
     write_json(Store(data_dir).submission_dir("signals", label) / DEMO_RECORD, {"dry_run": True})
     state = run_round(mode="demo", data_dir=str(data_dir), tickers=120, years=2)
     assert state.name == "Skipped" and state.message.startswith(f"skipped: already submitted for round {label}")

@@ -256,6 +256,48 @@ def load_settings(**overrides: Any) -> Settings:
         ) from None
 
 
+def merge_overrides(base: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Any]:
+    """Nested merge: ``extra`` wins key by key (``{"training": {...}}`` keeps other training keys)."""
+    out = dict(base)
+    for key, value in (extra or {}).items():
+        nested = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = merge_overrides(out[key], value) if nested else value
+    return out
+
+
+def settings_overrides(
+    *,
+    data_dir: str | Path | None = None,
+    tournament: str | None = None,
+    model_name: str | None = None,
+    price_source: str | None = None,
+    tickers: int | None = None,
+    years: float | None = None,
+    signal: float | None = None,
+    seed: int | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The one way CLI options and flow parameters become ``load_settings`` keyword overrides.
+
+    None keeps the configured value; ``tickers``/``years``/``signal``/``seed`` shape the demo
+    market; ``extra`` is any nested settings dict and wins over the named options.
+    """
+    overrides: dict[str, Any] = {}
+    if data_dir:
+        overrides["data_dir"] = str(data_dir)
+    if tournament:
+        overrides["tournament"] = tournament
+    if price_source:
+        overrides["price_source"] = price_source
+    if model_name:
+        overrides["numerai"] = {"model_name": model_name}
+    demo = {k: v for k, v in {"tickers": tickers, "years": years, "signal": signal, "seed": seed}.items()
+            if v is not None}
+    if demo:
+        overrides["demo"] = demo
+    return merge_overrides(overrides, extra)
+
+
 def _type_label(annotation: Any) -> str:
     from typing import get_args, get_origin
 

@@ -16,8 +16,10 @@ place (``os.replace`` is atomic on POSIX), so a crash never leaves a half-writte
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import secrets
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -29,6 +31,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+
+
+def new_run_id() -> str:
+    """A run's id: UTC time (sortable) plus 6 random hex digits (unique across processes)."""
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
 @contextmanager

@@ -6,6 +6,7 @@ stops here with a tagged BadInputError and leaves no file behind.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pandas as pd
 
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.ranking import rank_by_group
-from numerflow.tasks.core.store import write_text
+from numerflow.tasks.core.store import write_json, write_text
 
 #: The id column of a submission for each tournament.
 ID_COLUMN = {"signals": "numerai_ticker", "crypto": "symbol"}
@@ -117,3 +118,36 @@ def write_submission(submission: pd.DataFrame, path: Path) -> tuple[Path, str]:
     payload = submission.to_csv(index=False)
     write_text(path, payload)
     return Path(path), hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def write_dry_run_record(
+    path: Path,
+    *,
+    reason: str,
+    tournament: str,
+    round_label: str | None,
+    model_name: str | None,
+    file: str,
+    sha256: str,
+    rows: int | None,
+    validated_against_universe: bool,
+    would_call: str,
+    api_url: str | None = None,
+) -> Path:
+    """The record of a dry run (the demo market, or a live run without keys): exactly what would
+    have been sent, where, and why it was not. One format for both; written atomically."""
+    record = {
+        "dry_run": True,
+        "reason": reason,
+        "would_call": would_call,
+        "tournament": tournament,
+        "round": round_label,
+        "model_name": model_name,
+        "file": file,
+        "sha256": sha256,
+        "rows": rows,
+        "validated_against_universe": validated_against_universe,
+        "api_url": api_url,
+        "recorded_at": dt.datetime.now(dt.UTC).isoformat(),
+    }
+    return write_json(path, record)
