@@ -73,7 +73,7 @@ def post_webhook(url: str, payload: dict[str, Any], *, timeout: float = 10.0, at
             return response.status_code
         except requests.RequestException as exc:
             if not is_transient(exc):
-                status = exc.response.status_code if getattr(exc, "response", None) is not None else "?"
+                status = exc.response.status_code if exc.response is not None else "?"
                 raise requests.HTTPError(f"notification webhook refused the message (HTTP {status})") from None
             last = exc
             if attempt + 1 < attempts:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from numerflow.tasks.numerai.client import RoundInfo
 
@@ -53,7 +54,7 @@ def live_round_guard(
         return GuardDecision(False, f"round closed: Numerai has no round open at {now:%Y-%m-%d %H:%M} UTC")
     label = f"round-{round_info.number}"
     close = round_info.close_time.isoformat()
-    common = {"round_label": label, "round_number": round_info.number, "close_time": close}
+    common: dict[str, Any] = {"round_label": label, "round_number": round_info.number, "close_time": close}
     if now < round_info.open_time:
         return GuardDecision(False, f"round closed: round {round_info.number} has not opened yet "
                              f"({round_info.window()})", **common)

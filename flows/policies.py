@@ -24,7 +24,7 @@ def retry_only_transient(task: Any, task_run: Any, state: Any) -> bool:
 
 
 #: Delays (seconds) between retries of network-bound tasks: exponential, jitter added by Prefect.
-NETWORK_RETRY_DELAYS = [10, 30, 90]
+NETWORK_RETRY_DELAYS: list[float] = [10, 30, 90]
 RETRY_JITTER = 0.5
 
 

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
+from uuid import UUID
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -41,7 +42,14 @@ from numerflow.tasks.core.store import Store, new_run_id, read_json, read_parque
 from numerflow.tasks.model.dataset import DatasetInfo, build_dataset
 from numerflow.tasks.model.predict import LivePredictions, predict_live
 from numerflow.tasks.model.report import write_report
-from numerflow.tasks.model.training import META_FILE, latest_model, model_lineage, needs_training, train_and_register
+from numerflow.tasks.model.training import (
+    META_FILE,
+    TrainResult,
+    latest_model,
+    model_lineage,
+    needs_training,
+    train_and_register,
+)
 from numerflow.tasks.numerai.client import (
     SubmitOutcome,
     client_for,
@@ -91,8 +99,8 @@ def stop_flow_retries() -> None:
     if run_id is None:
         return
     with get_client(sync_client=True) as client:
-        policy = client.read_flow_run(run_id).empirical_policy
-        client.update_flow_run(run_id, empirical_policy=policy.model_copy(update={"retries": 0}))
+        policy = client.read_flow_run(UUID(run_id)).empirical_policy
+        client.update_flow_run(UUID(run_id), empirical_policy=policy.model_copy(update={"retries": 0}))
 
 
 @contextlib.contextmanager
@@ -364,7 +372,7 @@ def numerai_targets_task(settings: Settings, dataset_path: str, round_number: in
 
 
 @task(name="train-model", retries=0, timeout_seconds=3 * 3600)
-def train_model_task(settings: Settings, dataset_path: str, run_id: str, source: str) -> Any:
+def train_model_task(settings: Settings, dataset_path: str, run_id: str, source: str) -> TrainResult:
     return train_and_register(Store(settings.data_dir), Path(dataset_path), settings.training, run_id,
                               lineage=model_lineage(settings, source))
 

@@ -70,8 +70,9 @@ def next_run_times(schedules: Sequence[Schedule], after: dt.datetime, n: int) ->
     start = after + dt.timedelta(seconds=1)  # the server's start is inclusive; we want strictly after
 
     async def dates(cron: Schedule) -> list[dt.datetime]:
+        assert cron.cron is not None  # every numerflow schedule is a cron
         server = CronSchedule(cron=cron.cron, timezone=cron.timezone, day_or=cron.day_or)
-        return await server.get_dates(n=n, start=start)
+        return list(await server.get_dates(n=n, start=start))
 
     found: set[dt.datetime] = set()
     for cron in schedules:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.client.schemas.objects import State
 from prefect.states import Completed
 
 from numerflow.flows.guard import GuardDecision, demo_round_guard, demo_round_label, live_round_guard
@@ -84,7 +85,7 @@ def round_guard(settings: Settings, mode: Mode, force: bool) -> GuardDecision:
     return decision
 
 
-def _skipped(decision: GuardDecision) -> Completed:
+def _skipped(decision: GuardDecision) -> State:
     get_run_logger().info(decision.reason)
     return Completed(name="Skipped", message=decision.reason, data={"skipped": True, **decision.as_dict()})
 

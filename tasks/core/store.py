@@ -78,7 +78,7 @@ def write_json(path: Path, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def write_with(path: Path, writer: Callable[[Path], None]) -> Path:
+def write_with(path: Path, writer: Callable[[Path], object]) -> Path:
     """Atomically create ``path`` with a writer that takes a file path (e.g. savefig, save_model)."""
     with atomic_path(path) as tmp:
         writer(tmp)

@@ -194,7 +194,7 @@ def _grid_layout(prices, valid, ticker_code, date_code, n_tickers, n_dates) -> B
     occupied = slot >= 0
     # Flat grid order is (date, ticker) order: the output order, for free.
     cell_dtype = _index_dtype(n_dates * n_tickers)
-    date_cell = np.flatnonzero(occupied).astype(cell_dtype)
+    date_cell: np.ndarray = np.flatnonzero(occupied).astype(cell_dtype)
     rows = slot[date_cell]
     del slot
     # A ticker's bar index on a date = how many of its valid bars are dated up to then, - 1.
@@ -477,6 +477,7 @@ def _feature_block(
                 grid.ravel()[layout.date_of_bar[part].ravel()] = recipe(part).ravel()
             if ranked:
                 rank_rows(grid[:-1], out=grid[:-1])  # in place: one grid-sized matrix per feature
+            assert layout.date_cell is not None  # set together with date_of_bar
             _gather_into(target, grid.ravel(), layout.date_cell)
         with release:  # free each input once no feature still to run reads it
             for used in _FEATURE_INPUTS[name]:

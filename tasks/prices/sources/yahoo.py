@@ -165,7 +165,8 @@ class ChartStatusError(Exception):
     """A chart request answered 429 or 404, raised by our session before yfinance retries it."""
 
     def __init__(self, status: int, url: str) -> None:
-        super().__init__(f"HTTP {status} for {_CHART_PATH.search(url).group(0) if _CHART_PATH.search(url) else url}")
+        path = _CHART_PATH.search(url)
+        super().__init__(f"HTTP {status} for {path.group(0) if path else url}")
         self.status_code = status
 
 
@@ -236,7 +237,7 @@ class _ThrottleMixin:
 def _requests_session_class() -> type:
     import requests
 
-    class ThrottledRequestsSession(_ThrottleMixin, requests.Session):
+    class ThrottledRequestsSession(_ThrottleMixin, requests.Session):  # type: ignore[misc]  # the mixin wraps request()
         pass
 
     return ThrottledRequestsSession
@@ -317,8 +318,8 @@ def classify(record: list[tuple[str, int | str]], symbol: str, exc: BaseExceptio
     if isinstance(exc, json.JSONDecodeError) or isinstance(exc, ValueError) and "JSON" in str(exc):
         return TRANSIENT, f"malformed_response: {symbol}: {exc}"
     if name in ("YFPricesMissingError", "YFTzMissingError", "YFTickerMissingError"):
-        if getattr(exc, "yahoo_reason", None):
-            return NOT_FOUND, f"not_found: {symbol}: {exc.yahoo_reason}"
+        if reason := getattr(exc, "yahoo_reason", None):
+            return NOT_FOUND, f"not_found: {symbol}: {reason}"
         if seen and seen[-1] == 200:
             return NO_DATA, f"empty: {symbol}: Yahoo answered with no bars"
         return NOT_FOUND, f"not_found: {symbol}: {exc}"
