@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_configuration_reference_is_generated_from_the_settings():
     current = (ROOT / "docs" / "configuration.md").read_text()
-    assert current == settings_reference(), "run: python -m tasks.config > docs/configuration.md"
+    assert current == settings_reference(), "run: python -m numerflow.tasks.core.config > docs/configuration.md"
 
 
 def test_readme_quickstart_has_the_main_job_and_the_ci_test_command():

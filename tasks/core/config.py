@@ -316,7 +316,7 @@ def settings_reference() -> str:
     lines = [
         "# Configuration reference",
         "",
-        "Generated from `tasks/config.py` (`python -m tasks.config > docs/configuration.md`).",
+        "Generated from `tasks/core/config.py` (`python -m numerflow.tasks.core.config > docs/configuration.md`).",
         "",
         "Precedence: keyword arguments / CLI options > environment `NUMERFLOW_*` > `numerflow.toml`",
         "(or the file named by `NUMERFLOW_CONFIG`) > defaults. Nested options use `__` in environment",
