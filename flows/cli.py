@@ -136,7 +136,8 @@ def _print(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None
 
 def cmd_universe(args: argparse.Namespace) -> int:
     from numerflow.flows.numerai_round import resolve_and_report
-    from numerflow.tasks.numerai.client import client_for, fetch_universe
+    from numerflow.tasks.numerai.client import client_for
+    from numerflow.tasks.numerai.universe import fetch_universe
     from numerflow.tasks.numerai.data import fetch_training_data
     from numerflow.tasks.core.store import Store
 
@@ -167,7 +168,7 @@ def cmd_universe(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from numerflow.tasks.numerai.client import submit_file
+    from numerflow.tasks.numerai.submit import submit_file
 
     settings = _numerai_settings(args, args.model)
     outcome = submit_file(Path(args.file), settings, force=args.force,
@@ -182,7 +183,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from numerflow.tasks.numerai.client import round_status
+    from numerflow.tasks.numerai.submit import round_status
 
     settings = _numerai_settings(args)
     status = round_status(settings)

@@ -23,8 +23,9 @@ from numerflow.flows.policies import NETWORK_RETRY_DELAYS, RETRY_JITTER, retry_o
 from numerflow.flows.round import build_dataset_task, new_run_id, predict_submit_flow, train_or_reuse
 from numerflow.tasks.core.config import Settings, load_settings
 from numerflow.tasks.core.errors import BadInputError
-from numerflow.tasks.numerai.client import client_for, fetch_universe, numerai_dir, require_open_window, tournament_spec
+from numerflow.tasks.numerai.client import client_for, numerai_dir, require_open_window, tournament_spec
 from numerflow.tasks.numerai.data import TRAIN_FILES, fetch_training_data, join_numerai_targets, read_numerai_targets
+from numerflow.tasks.numerai.universe import fetch_universe
 from numerflow.tasks.core.store import Store, read_json, read_parquet, write_json, write_parquet
 from numerflow.tasks.prices.tickers import candidate_map, resolution_report, resolve_for_yahoo
 

@@ -117,7 +117,7 @@ def upload_submission(settings: Settings, submission: dict, round_label: str, li
         # A live round: the real upload (tasks/numerai.py): window guard, once per round and
         # model (ledger), dry run when there are no keys. Not retried here: a repeat could
         # double-submit; transient failures leave no ledger entry, so a re-run tries again.
-        from numerflow.tasks.numerai.client import submit_file
+        from numerflow.tasks.numerai.submit import submit_file
 
         outcome = submit_file(Path(submission["path"]), settings, force=force)
         get_run_logger().info(outcome.message)

@@ -166,7 +166,8 @@ def _demo_round(settings: Settings, overrides: dict[str, Any], force: bool, retr
 
 def _live_round(settings: Settings, force: bool, retrain: bool, data_dir: str | None) -> Any:
     from numerflow.flows.numerai_round import numerai_round_flow
-    from numerflow.tasks.numerai.client import SubmissionLedger, client_for
+    from numerflow.tasks.numerai.client import client_for
+    from numerflow.tasks.numerai.ledger import SubmissionLedger
 
     with stage("guard"):
         current = client_for(settings, settings.tournament).current_round()

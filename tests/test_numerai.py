@@ -1,4 +1,4 @@
-"""tasks/numerai.py against the REAL numerapi client talking to a fake Numerai on 127.0.0.1."""
+"""tasks/numerai/ (client, universe, ledger, submit) with the REAL numerapi client and a fake Numerai on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -27,15 +27,13 @@ from numerflow.tasks.core.errors import BadInputError, NumerflowError, Transient
 from numerflow.tasks.numerai.client import (
     NumeraiKeys,
     RoundInfo,
-    SubmissionLedger,
-    fetch_universe,
     pick_dataset_version,
-    read_universe,
     require_open_window,
     resolve_keys,
-    round_status,
-    submit_file,
 )
+from numerflow.tasks.numerai.ledger import SubmissionLedger
+from numerflow.tasks.numerai.submit import round_status, submit_file
+from numerflow.tasks.numerai.universe import fetch_universe, read_universe
 from numerflow.tasks.core.config import NumeraiSettings
 from numerflow.tasks.core.store import Store
 
