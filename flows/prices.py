@@ -193,22 +193,16 @@ def readiness(settings: Settings, universe_tickers: Sequence[str], source_name: 
     )
 
 
-def latest_universe_snapshot(settings: Settings):
-    """Newest ``universe/<tournament>/*.parquet`` (written by ``numerflow universe`` or a round), or None."""
-    directory = Store(settings.data_dir).root / "universe" / settings.tournament
-    snapshots = sorted(directory.glob("*.parquet"), key=lambda p: p.stat().st_mtime) if directory.is_dir() else []
-    return snapshots[-1] if snapshots else None
-
-
 def tickers_to_ingest(settings: Settings) -> dict[str, list[str]]:
     """What ``numerflow ingest`` fetches: the demo market's tickers, or the latest universe snapshot
     (resolved to Yahoo candidates for ``yahoo``; every ticker in your files if there is no snapshot)."""
     from numerflow.tasks.core.store import read_parquet
+    from numerflow.tasks.numerai.universe import latest_universe_snapshot
 
     if settings.price_source == "demo":
         market = price_source(settings)
         return {t: [t] for t in market.all_tickers()}
-    snapshot = latest_universe_snapshot(settings)
+    snapshot = latest_universe_snapshot(Store(settings.data_dir), settings.tournament)
     if snapshot is None:
         if settings.price_source == "files":
             return {t: [t] for t in price_source(settings).data["ticker"].unique().tolist()}

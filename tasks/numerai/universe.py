@@ -2,12 +2,14 @@
 
 Snapshots live at ``universe/<tournament>/<name>.parquet``: ``round-<N>`` for Numerai's live
 universe of round N (``fetch_universe``), ``demo-<YYYY-MM-DD>`` for the demo market's
-(``write_universe``).
+(``write_universe``). ``latest_universe_snapshot`` picks among them.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,10 +108,31 @@ def universe_snapshot_path(store: Store, tournament: str, round_number: int) -> 
     return store.universe_path(tournament, f"round-{round_number}")
 
 
+_ROUND_SNAPSHOT = re.compile(r"^round-(\d+)$")
+_DEMO_SNAPSHOT = re.compile(r"^demo-(\d{4}-\d{2}-\d{2})$")
+
+
 def latest_universe_snapshot(store: Store, tournament: str) -> Path | None:
-    directory = store.root / "universe" / tournament
-    snapshots = sorted(directory.glob("round-*.parquet"), key=lambda p: int(p.stem.split("-")[1]))
-    return snapshots[-1] if snapshots else None
+    """The newest snapshot under ``universe/<tournament>/``, or None: the ``round-<N>`` with the
+    highest N; only when there is none, the ``demo-<date>`` with the latest date. Files with other
+    names are not snapshots and are ignored."""
+    # Round snapshots first: they are Numerai's real universe, and a data directory that ran the
+    # demo before going live must never validate or fetch against the synthetic one. Order by the
+    # number or date in the name, never by mtime (copies and restores change it) or as text
+    # ("round-999" > "round-1000").
+    directory = store.universe_path(tournament, "_").parent
+    rounds: list[tuple[int, Path]] = []
+    demos: list[tuple[dt.date, Path]] = []
+    for path in directory.glob("*.parquet"):
+        if match := _ROUND_SNAPSHOT.match(path.stem):
+            rounds.append((int(match[1]), path))
+        elif match := _DEMO_SNAPSHOT.match(path.stem):
+            try:
+                demos.append((dt.date.fromisoformat(match[1]), path))
+            except ValueError:  # e.g. demo-2026-13-45: not a date, not a snapshot
+                continue
+    snapshots = rounds or demos
+    return max(snapshots)[1] if snapshots else None
 
 
 @dataclass(frozen=True)
