@@ -37,8 +37,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import pandas as pd  # noqa: E402
 
+from fakes.ingest_steps import ingest_like_the_flow  # noqa: E402 - the flow's steps, without Prefect
 from fakes.yahoo import FakeYahoo, make_bars, reset_yfinance  # noqa: E402
-from numerflow.tasks.prices.ingest import IngestOptions, ingest  # noqa: E402
+from numerflow.tasks.prices.ingest import IngestOptions  # noqa: E402
 from numerflow.tasks.prices.ratelimit import TokenBucket  # noqa: E402
 from numerflow.tasks.prices.sources.yahoo import YahooSource  # noqa: E402
 from numerflow.tasks.core.store import Store, read_parquet  # noqa: E402
@@ -60,7 +61,7 @@ def run_ingest(fake, store, mapping, rate, our_burst, workers, batch_size):
     source = YahooSource(limiter=TokenBucket(0.97 * rate, our_burst), transport=fake, workers=workers, pause_on_429_seconds=2.0)
     options = IngestOptions(batch_size=batch_size, max_attempts=6, backoff_base_seconds=0.5, backoff_cap_seconds=5)
     start = time.perf_counter()
-    result = ingest(source, store, mapping, batch_size=batch_size, options=options, as_of=date(2024, 3, 29))
+    result = ingest_like_the_flow(source, store, mapping, options=options, as_of=date(2024, 3, 29))
     return result, time.perf_counter() - start
 
 
@@ -126,7 +127,7 @@ def main() -> None:
     store3 = Store(tmp / "data3")
     log0 = len(fast.log)
     t0 = time.perf_counter()
-    ingest(source, store3, sub, batch_size=args.batch_size, as_of=date(2024, 3, 29))
+    ingest_like_the_flow(source, store3, sub, options=IngestOptions(batch_size=args.batch_size), as_of=date(2024, 3, 29))
     ours_ms = 1000 * (time.perf_counter() - t0) / n
     ours_requests = (len(fast.log) - log0) / n
 

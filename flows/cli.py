@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace, **options: Any):
     """Settings for a command: its options (None = configured) through the one overrides builder."""
-    from numerflow.tasks.core.config import load_settings, settings_overrides
+    from numerflow.tasks.core.config import load_settings
 
     return load_settings(**_overrides(args, **options))
 
@@ -142,8 +142,9 @@ def cmd_universe(args: argparse.Namespace) -> int:
 
     from numerflow.flows.round import resolve_universe
     from numerflow.tasks.core.store import Store
-    from numerflow.tasks.numerai.client import client_for, fetch_universe
+    from numerflow.tasks.numerai.client import client_for
     from numerflow.tasks.numerai.data import fetch_training_data
+    from numerflow.tasks.numerai.universe import fetch_universe
 
     settings = _settings(args)
     client = client_for(settings, settings.tournament)
@@ -172,7 +173,7 @@ def cmd_universe(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from numerflow.tasks.numerai.client import submit_file
+    from numerflow.tasks.numerai.submit import submit_file
 
     settings = _settings(args, model_name=args.model)
     outcome = submit_file(Path(args.file), settings, force=args.force,
@@ -187,7 +188,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from numerflow.tasks.numerai.client import round_status
+    from numerflow.tasks.numerai.submit import round_status
 
     settings = _settings(args)
     status = round_status(settings)

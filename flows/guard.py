@@ -5,7 +5,7 @@ so most firings must finish at once: the round is closed, or this model already 
 it. Pure functions over the round window and the submission ledger; the flow
 (flows/scheduled.py) turns a "skip" into a Completed state whose message is the reason.
 A late run never uploads: the guard refuses a round past (or too close to) its deadline, and
-the upload itself re-checks the window (``tasks.numerai.require_open_window``).
+the upload itself re-checks the window (``tasks.numerai.client.require_open_window``).
 """
 
 from __future__ import annotations

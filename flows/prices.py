@@ -1,11 +1,12 @@
-"""Price ingest in Prefect: batched tasks over ``tasks.ingest`` (never one task per ticker).
+"""Price ingest in Prefect: batched tasks over ``tasks.prices.ingest`` (never one task per ticker).
 
-``run_price_ingest`` runs inside a flow: it plans the run (``tasks.ingest.plan_ingest``),
+``run_price_ingest`` runs inside a flow: it plans the run (``tasks.prices.ingest.plan_ingest``),
 submits one ``ingest-batch`` task per batch to the flow's thread pool, and finishes with the
 ledger table + summary artifacts. Tasks pass the plan's run id and batch index, never
 DataFrames; every source (demo, yahoo, files) goes through this same path. The Yahoo
-source's limiter is process-wide (``tasks.ratelimit.shared_limiter``), so it holds across
-the task runner's threads.
+source's limiter is process-wide (``tasks.prices.ratelimit.shared_limiter``), so it holds across
+the task runner's threads. The Prefect side of the ingest (progress and ledger artifacts)
+lives here; ``tasks.prices.ingest`` is plain Python.
 """
 
 from __future__ import annotations
@@ -14,21 +15,34 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.context import get_run_context
 
 from numerflow.tasks.core.config import Settings
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.prices.ingest import (
+    STATUS_DELISTED,
+    STATUS_FAILED,
+    STATUS_NO_DATA,
+    STATUS_OK,
+    STATUS_STALE,
+    STATUS_UNRESOLVED,
+    STATUSES,
     IngestOptions,
-    PrefectProgress,
     finish_ingest,
     new_run_id,
     plan_ingest,
-    publish_ledger_artifact,
     run_batch,
     unfinished_run_id,
 )
-from numerflow.tasks.core.store import Store
+from numerflow.tasks.core.store import Store, read_parquet
 
 _sources: dict[tuple, Any] = {}
 
@@ -121,6 +135,52 @@ def source_name(settings: Settings) -> str:
     return settings.price_source
 
 
+def ledger_table(ledger: pd.DataFrame, limit: int = 500) -> list[dict[str, Any]]:
+    """Rows for a Prefect table artifact: problems first (failed, delisted, ...), then the rest."""
+    problems_first = [STATUS_FAILED, STATUS_UNRESOLVED, STATUS_DELISTED, STATUS_NO_DATA, STATUS_STALE, STATUS_OK]
+    rank = {s: i for i, s in enumerate(problems_first)}
+    ordered = ledger.assign(_rank=ledger["status"].map(rank)).sort_values(["_rank", "ticker"]).drop(columns="_rank")
+    columns = ["ticker", "symbol", "status", "rows", "first_date", "last_date", "attempts", "last_error",
+               "repull_reason"]
+    head = ordered[columns].head(limit)
+    return head.astype(object).where(head.notna(), None).to_dict("records")
+
+
+def publish_ledger_artifact(ledger_path: Path, summary: dict[str, Any]) -> None:
+    """Prefect table artifact of the ledger + markdown summary (no-op outside a Prefect run)."""
+    try:
+        get_run_context()
+    except Exception:
+        return
+    ledger = read_parquet(ledger_path)
+    source = str(summary.get("source", "prices")).lower()
+    create_table_artifact(key=f"ingest-ledger-{source}", table=ledger_table(ledger),
+                          description="Per-ticker ingest ledger (problems first)")
+    counts = ", ".join(f"{s}: {summary.get(s, 0)}" for s in STATUSES)
+    create_markdown_artifact(
+        key=f"ingest-summary-{source}",
+        markdown=f"### Ingest {summary['run_id']} ({summary['source']})\n\n{summary['tickers']} tickers — {counts}; "
+        f"{summary['rows']} new rows, {summary['excluded_rows']} bars excluded, {summary['repulled']} re-pulled.",
+    )
+
+
+class PrefectProgress:
+    """``progress`` callback updating a Prefect progress artifact (no-op outside a Prefect run)."""
+
+    def __init__(self, key: str = "ingest-progress") -> None:
+        self._id = None
+        try:
+            get_run_context()
+            self._id = create_progress_artifact(progress=0.0, key=key, description="price ingest batches")
+        except Exception:
+            self._id = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._id is None:
+            return
+        update_progress_artifact(artifact_id=self._id, progress=100.0 * done / max(total, 1))
+
+
 # No task timeout: Prefect cannot interrupt blocking I/O in worker threads; every HTTP call
 # has its own timeout instead (YahooSettings.timeout_seconds). Retries happen inside, per symbol.
 @task(name="ingest-batch", retries=0)
@@ -194,22 +254,16 @@ def readiness(settings: Settings, universe_tickers: Sequence[str], source_name: 
     )
 
 
-def latest_universe_snapshot(settings: Settings):
-    """Newest ``universe/<tournament>/*.parquet`` (written by ``numerflow universe`` or a round), or None."""
-    directory = Store(settings.data_dir).root / "universe" / settings.tournament
-    snapshots = sorted(directory.glob("*.parquet"), key=lambda p: p.stat().st_mtime) if directory.is_dir() else []
-    return snapshots[-1] if snapshots else None
-
-
 def tickers_to_ingest(settings: Settings) -> dict[str, list[str]]:
     """What ``numerflow ingest`` fetches: the demo market's tickers, or the latest universe snapshot
     (resolved to Yahoo candidates for ``yahoo``; every ticker in your files if there is no snapshot)."""
     from numerflow.tasks.core.store import read_parquet
+    from numerflow.tasks.numerai.universe import latest_universe_snapshot
 
     if settings.price_source == "demo":
         market = price_source(settings)
         return {t: [t] for t in market.all_tickers()}
-    snapshot = latest_universe_snapshot(settings)
+    snapshot = latest_universe_snapshot(Store(settings.data_dir), settings.tournament)
     if snapshot is None:
         if settings.price_source == "files":
             return {t: [t] for t in price_source(settings).data["ticker"].unique().tolist()}

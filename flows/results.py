@@ -13,7 +13,7 @@ from typing import Any
 from numerflow.flows.guard import GuardDecision
 from numerflow.tasks.model.dataset import DatasetInfo
 from numerflow.tasks.model.predict import LivePredictions
-from numerflow.tasks.numerai.client import SubmitOutcome
+from numerflow.tasks.numerai.submit import SubmitOutcome
 
 #: Per-ticker ingest outcomes, in the order summaries show them.
 INGEST_STATUSES = ("ok", "stale", "failed", "delisted", "no_data", "unresolved")

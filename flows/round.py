@@ -50,15 +50,7 @@ from numerflow.tasks.model.training import (
     needs_training,
     train_and_register,
 )
-from numerflow.tasks.numerai.client import (
-    SubmitOutcome,
-    client_for,
-    fetch_universe,
-    numerai_dir,
-    require_open_window,
-    submit_file,
-    tournament_spec,
-)
+from numerflow.tasks.numerai.client import client_for, numerai_dir, require_open_window, tournament_spec
 from numerflow.tasks.numerai.data import TRAIN_FILES, fetch_training_data, join_numerai_targets, read_numerai_targets
 from numerflow.tasks.numerai.submission import (
     build_submission,
@@ -66,7 +58,8 @@ from numerflow.tasks.numerai.submission import (
     write_dry_run_record,
     write_submission,
 )
-from numerflow.tasks.numerai.universe import load_universe_ids, write_universe
+from numerflow.tasks.numerai.submit import SubmitOutcome, submit_file
+from numerflow.tasks.numerai.universe import fetch_universe, load_universe_ids, write_universe
 from numerflow.tasks.prices.ingest import remembered_symbols
 from numerflow.tasks.prices.sources.demo import DemoMarket
 from numerflow.tasks.prices.tickers import candidate_map, resolution_report, resolve_for_yahoo

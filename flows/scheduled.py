@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
@@ -38,7 +37,8 @@ from numerflow.flows.round import (
 )
 from numerflow.tasks.core.config import Settings, load_settings, merge_overrides, settings_overrides
 from numerflow.tasks.core.store import Store, new_run_id
-from numerflow.tasks.numerai.client import SubmissionLedger, client_for
+from numerflow.tasks.numerai.client import client_for
+from numerflow.tasks.numerai.ledger import SubmissionLedger
 from numerflow.tasks.prices.sources.demo import DemoMarket
 
 
@@ -152,10 +152,12 @@ def scheduled_train_flow(retrain: bool = True, ingest_first: bool = True,
 
 def latest_round_number(settings: Settings) -> int | None:
     """Training alone has no round: the latest universe snapshot's (for Numerai's training data)."""
-    from numerflow.tasks.numerai.client import latest_universe_snapshot
+    from numerflow.tasks.numerai.universe import latest_universe_snapshot
 
     path = latest_universe_snapshot(Store(settings.data_dir), settings.tournament)
-    return int(Path(path).stem.split("-")[1]) if path is not None else None
+    if path is None or not path.stem.startswith("round-"):  # none yet, or a demo store
+        return None
+    return int(path.stem.removeprefix("round-"))
 
 
 @flow(name="ingest-backfill", log_prints=True, timeout_seconds=720 * 60)

@@ -1,4 +1,5 @@
-"""The ingest stage against the fake Yahoo, through real yfinance."""
+"""The ingest stage against the fake Yahoo, through real yfinance, by the steps the flow takes
+(``fakes.ingest_steps``)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fakes.ingest_steps import ingest_like_the_flow
 from fakes.yahoo import FakeYahoo, reset_yfinance
-from numerflow.tasks.prices.ingest import IngestOptions, ingest, unfinished_run_id
+from numerflow.tasks.prices.ingest import IngestOptions, unfinished_run_id
 from numerflow.tasks.prices.ratelimit import TokenBucket
 from numerflow.tasks.prices.sources.yahoo import YahooSource
 from numerflow.tasks.core.store import Store, read_parquet
@@ -42,19 +44,19 @@ class Sleeps(list):
 def run(fake, store, mapping, *, sleeps=None, run_id=None, **kwargs):
     kwargs.setdefault("batch_size", 3)
     options = IngestOptions(batch_size=kwargs.pop("batch_size"), backfill=kwargs.pop("backfill", False), max_attempts=kwargs.pop("max_attempts", 4))
-    return ingest(
-        kwargs.pop("source", None) or make_source(fake),
+    source = kwargs.pop("source", None) or make_source(fake)
+    as_of, end = kwargs.pop("as_of", AS_OF), kwargs.pop("end", None)
+    assert not kwargs, f"unknown run() arguments {sorted(kwargs)}"
+    return ingest_like_the_flow(
+        source,
         store,
         mapping,
-        batch_size=options.batch_size,
-        backfill=options.backfill,
         options=options,
         run_id=run_id,
-        as_of=kwargs.pop("as_of", AS_OF),
-        end=kwargs.pop("end", None),
+        as_of=as_of,
+        end=end,
         sleep=sleeps if sleeps is not None else Sleeps(),
         rng=random.Random(0),
-        **kwargs,
     )
 
 
@@ -240,6 +242,41 @@ def test_crash_mid_ingest_then_resume_fetches_only_unfinished_batches(fake, stor
     assert unfinished_run_id(store, "yahoo") is None
 
 
+@pytest.mark.slow
+def test_the_flow_resumes_the_unfinished_run_and_publishes_its_ledger(prefect_harness, fake, tmp_path, monkeypatch):
+    """``run_price_ingest`` itself, in a flow: run id from the unfinished run, batch tasks, artifacts."""
+    import json
+
+    from prefect import flow, get_client
+
+    from numerflow.flows import prices as prices_flow_module
+    from numerflow.tasks.core.config import load_settings
+
+    settings = load_settings(data_dir=str(tmp_path / "data"), price_source="yahoo", yahoo={"batch_size": 3})
+    store = Store(settings.data_dir)
+    symbols = [f"R{i}" for i in range(7)]
+    for i, sym in enumerate(symbols):
+        fake.add(sym, seed=i)
+    mapping = {f"{s} US": [s] for s in symbols}
+    with pytest.raises(Crash):
+        run(fake, store, mapping, source=CrashingSource(make_source(fake), crash_on_call=2), run_id="resume-me")
+    done_first = {r.symbol for r in fake.history_requests()}
+    fake.log.clear()
+    monkeypatch.setitem(prices_flow_module._sources, prices_flow_module.source_key(settings), make_source(fake))
+
+    @flow(name="ingest-resume-test")
+    def ingest_flow() -> dict:
+        return prices_flow_module.run_price_ingest(settings, mapping)
+
+    summary = ingest_flow()
+    assert summary["run_id"] == "resume-me" and summary["tickers"] == 7 and summary["ok"] == 7
+    assert {r.symbol for r in fake.history_requests()}.isdisjoint(done_first)
+    assert unfinished_run_id(store, "yahoo") is None
+    with get_client(sync_client=True) as client:
+        summaries = [a for a in client.read_artifacts() if a.key == "ingest-summary-yahoo"]
+    assert any("resume-me" in json.dumps(a.data, default=str) for a in summaries)
+
+
 def test_backfill_repulls_everything(fake, store):
     fake.add("AAPL")
     run(fake, store, {"AAPL US": ["AAPL"]})
@@ -280,7 +317,7 @@ def test_demo_market_goes_through_the_same_ingest(tmp_path):
     market = DemoMarket(tickers=8, years=0.2, seed=1, end=date(2024, 3, 29))
     tickers = market.universe()["numerai_ticker"].astype(str).tolist()
     store = Store(tmp_path / "data")
-    result = ingest(market, store, tickers, batch_size=3, as_of=date(2024, 3, 29))
+    result = ingest_like_the_flow(market, store, tickers, options=IngestOptions(batch_size=3), as_of=date(2024, 3, 29))
     ledger = ledger_of(result)
     assert sorted(ledger.index) == sorted(tickers) and (ledger["status"] == "ok").all()
     stored = read_parquet(store.prices_dir("demo"))
@@ -288,7 +325,7 @@ def test_demo_market_goes_through_the_same_ingest(tmp_path):
     assert len(stored) == len(expected) and set(stored["ticker"]) == set(tickers)
     assert len(result.paths) == 3  # 8 tickers in batches of 3
     # Second run: incremental, nothing new, nothing duplicated.
-    again = ingest(market, store, tickers, batch_size=3, as_of=date(2024, 3, 29))
+    again = ingest_like_the_flow(market, store, tickers, options=IngestOptions(batch_size=3), as_of=date(2024, 3, 29))
     assert again.summary["ok"] == 8
     assert len(read_parquet(store.prices_dir("demo"))) == len(expected)
 
@@ -303,7 +340,7 @@ def test_unresolved_tickers_are_in_the_ledger_without_a_request(fake, store):
 
 
 def test_ledger_table_lists_problems_first():
-    from numerflow.tasks.prices.ingest import ledger_table
+    from numerflow.flows.prices import ledger_table
 
     ledger = pd.DataFrame(
         {
@@ -353,7 +390,7 @@ def test_foreign_files_in_the_prices_dir_are_refused(tmp_path):
     store.prices_dir("demo").mkdir(parents=True)
     market.fetch(market.all_tickers()).to_parquet(store.prices_dir("demo") / "part-all.parquet")
     with pytest.raises(BadInputError, match="foreign_price_files"):
-        ingest(market, store, market.all_tickers(), as_of=date(2024, 3, 29))
+        ingest_like_the_flow(market, store, market.all_tickers(), as_of=date(2024, 3, 29))
 
 
 def test_timezone_remembered_in_the_catalog_saves_the_probe_next_run(fake, store):

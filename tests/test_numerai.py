@@ -1,4 +1,4 @@
-"""tasks/numerai.py against the REAL numerapi client talking to a fake Numerai on 127.0.0.1."""
+"""tasks/numerai/ (client, universe, ledger, submit) with the REAL numerapi client and a fake Numerai on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import datetime as dt
 import io
 import json
 import logging
+import os
 
 import pandas as pd
 import pyarrow as pa
@@ -27,15 +28,13 @@ from numerflow.tasks.core.errors import BadInputError, NumerflowError, Transient
 from numerflow.tasks.numerai.client import (
     NumeraiKeys,
     RoundInfo,
-    SubmissionLedger,
-    fetch_universe,
     pick_dataset_version,
-    read_universe,
     require_open_window,
     resolve_keys,
-    round_status,
-    submit_file,
 )
+from numerflow.tasks.numerai.ledger import SubmissionLedger
+from numerflow.tasks.numerai.submit import round_status, submit_file
+from numerflow.tasks.numerai.universe import fetch_universe, latest_universe_snapshot, read_universe
 from numerflow.tasks.core.config import NumeraiSettings
 from numerflow.tasks.core.store import Store
 
@@ -89,6 +88,30 @@ def test_crypto_universe_uses_symbol_and_crypto_datasets(fake_numerai, make_clie
     assert snap.dataset == "crypto/v2.0/live_universe.parquet" and snap.round_number == 501
     assert pd.read_parquet(snap.snapshot_path)["symbol"].tolist()[:2] == ["C000", "C001"]
     assert fake_numerai.calls("listDatasets")[0]["variables"]["tournament"] == 12
+
+
+def test_latest_universe_snapshot_prefers_rounds_by_number_then_demo_dates(tmp_path):
+    store = Store(tmp_path)
+    assert latest_universe_snapshot(store, "signals") is None  # no directory yet
+
+    def touch(name: str, age_seconds: int):
+        path = store.universe_path("signals", name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+        stamp = 2_000_000_000 - age_seconds
+        os.utime(path, (stamp, stamp))  # mtimes contradict the names: they must not decide
+        return path
+
+    touch("notes", 0)
+    assert latest_universe_snapshot(store, "signals") is None  # not a snapshot name
+    touch("demo-2026-11-20", 0)
+    newest_demo = touch("demo-2026-12-04", 50)
+    touch("demo-2026-13-45", 0)  # not a date
+    assert latest_universe_snapshot(store, "signals") == newest_demo
+    touch("round-999", 0)
+    newest_round = touch("round-1000", 100)  # numeric order, not text order
+    assert latest_universe_snapshot(store, "signals") == newest_round  # rounds beat any demo
+    assert latest_universe_snapshot(store, "crypto") is None
 
 
 def _write(path, table: pa.Table):

@@ -7,9 +7,10 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
+from fakes.ingest_steps import ingest_like_the_flow
 
 from numerflow.tasks.core.errors import BadInputError
-from numerflow.tasks.prices.ingest import ingest
+from numerflow.tasks.prices.ingest import IngestOptions
 from numerflow.tasks.prices.sources.files import FilePriceSource, load_price_files
 from numerflow.tasks.core.store import Store, read_parquet
 
@@ -28,7 +29,8 @@ def test_minimal_csv_defaults_and_gbp_normalised_by_ingest(tmp_path):
     frame = source.fetch(["VOD GB"])
     assert frame["adj_close"].tolist() == [7000.0, 7100.0] and frame["open"].tolist() == [7000.0, 7100.0]
     store = Store(tmp_path / "data")
-    result = ingest(source, store, ["VOD GB", "AAPL US", "MISSING US"], batch_size=10, as_of=date(2024, 3, 28))
+    result = ingest_like_the_flow(source, store, ["VOD GB", "AAPL US", "MISSING US"],
+                                  options=IngestOptions(batch_size=10), as_of=date(2024, 3, 28))
     bars = read_parquet(store.prices_dir("files"))
     vod = bars[bars["ticker"] == "VOD GB"]
     assert vod["close"].tolist() == [70.0, 71.0] and set(vod["currency"]) == {"GBP"}

@@ -18,7 +18,10 @@ from fakes.numerai_fixtures import (  # noqa: F401 - fixtures
 from fakes.numerai_server import closed_round, open_round
 
 from numerflow.tasks.core.errors import BadInputError
-from numerflow.tasks.numerai.client import RoundInfo, SubmissionLedger, fetch_universe, submit_file
+from numerflow.tasks.numerai.client import RoundInfo
+from numerflow.tasks.numerai.ledger import SubmissionLedger
+from numerflow.tasks.numerai.submit import submit_file
+from numerflow.tasks.numerai.universe import fetch_universe
 from numerflow.flows.guard import DEMO_RECORD, demo_round_guard, demo_round_label, live_round_guard
 
 UTC = dt.UTC

@@ -1,4 +1,4 @@
-"""Numerai through the real ``numerapi`` client: datasets, universe, rounds, models, upload.
+"""Numerai through the real ``numerapi`` client: keys, transport, rounds, models, datasets, upload.
 
 What this module adds around numerapi 3.1.1 (GUIDE §2), and why:
 
@@ -17,9 +17,9 @@ What this module adds around numerapi 3.1.1 (GUIDE §2), and why:
   (timeout, raise on non-2xx), so a refused file never becomes a "successful" submission.
 - **Per-round downloads.** ``download_dataset`` silently skips an existing file of the
   same size: we download into a fresh temporary file and rename it to a per-round name.
-- **Exactly once.** A local ledger (``SubmissionLedger``) records each (tournament,
-  round, model) upload with the submission id and the file's sha256; a re-run skips
-  unless ``force``. Only successful uploads are recorded.
+- **Exactly once** lives next door: ``tasks.numerai.ledger`` (``SubmissionLedger``) and
+  ``tasks.numerai.submit`` (``submit_file``); the live universe is ``tasks.numerai.universe``.
+  This module imports neither, so they can all import it.
 - **Secrets.** Keys live in ``NumeraiKeys`` (``SecretStr``), are scrubbed from every
   message we build, and appear in no repr, log, ledger or dry-run record.
 """
@@ -28,28 +28,24 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
-import hashlib
 import logging
 import os
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numerapi
 import pandas as pd
-import pyarrow.parquet as pq
 import requests
 from pydantic import SecretStr
 
 from numerflow.tasks.core.config import NumeraiSettings, Settings
 from numerflow.tasks.core.errors import BadInputError, NumerflowError, TransientError
-from numerflow.tasks.core.schemas import UNIVERSE_SCHEMA, ticker_country
-from numerflow.tasks.core.store import Store, atomic_path, read_json, read_parquet, write_json, write_parquet
+from numerflow.tasks.core.store import Store, atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -528,7 +524,7 @@ def client_for(settings: Settings, tournament: str | None = None, *, keys: Numer
     return NumeraiClient.from_settings(settings, tournament, keys, **kwargs)
 
 
-# --------------------------------------------------------------------------- datasets & universe
+# --------------------------------------------------------------------------- datasets
 
 _VERSIONED = re.compile(r"^(?P<prefix>[a-z_]+)/v(?P<major>\d+)\.(?P<minor>\d+)/(?P<file>.+)$")
 
@@ -569,349 +565,3 @@ def round_download_path(store: Store, tournament: str, remote_name: str, round_n
     version_dir, _, file_name = remote_name.rpartition("/")
     version = version_dir.rpartition("/")[2]
     return numerai_dir(store, tournament) / version / f"round-{round_number}" / file_name
-
-
-def read_universe(path: Path, tournament: str = "signals") -> pd.DataFrame:
-    """The live universe file, checked: the ticker column exists once, tickers are unique, not empty."""
-    spec = tournament_spec(tournament)
-    try:
-        names = pq.read_schema(path).names
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user-facing problem
-        raise BadInputError(f"universe file {path} is not readable Parquet ({type(exc).__name__}: {exc}); "
-                            "delete it and download again", tag="invalid_universe") from None
-    duplicated = sorted({n for n in names if names.count(n) > 1})
-    if duplicated:
-        raise BadInputError(f"universe file {path} has duplicate columns {duplicated}; "
-                            "delete it and download again", tag="invalid_universe")
-    column = spec.ticker_column
-    if column not in names:
-        raise BadInputError(f"universe file {path} has no {column!r} column (columns: {names}); "
-                            f"a Numerai {spec.name} universe must have one", tag="invalid_universe")
-    wanted = [c for c in (column, "composite_figi") if c in names]
-    frame = read_parquet(path, columns=wanted)
-    frame = frame[frame[column].notna() & (frame[column].astype("string").str.strip() != "")]
-    if frame.empty:
-        raise BadInputError(f"universe file {path} lists no tickers; Numerai's live universe is never empty: "
-                            "download it again", tag="empty_universe")
-    dupes = frame[column][frame[column].duplicated()].astype(str).unique().tolist()
-    if dupes:
-        raise BadInputError(f"universe file {path} lists {len(dupes)} tickers twice, e.g. {dupes[:5]}",
-                            tag="invalid_universe")
-    return frame.reset_index(drop=True)
-
-
-def universe_snapshot_frame(universe: pd.DataFrame, tournament: str = "signals") -> pd.DataFrame:
-    """The store's universe table: signals → numerai_ticker, composite_figi, country; crypto → symbol."""
-    spec = tournament_spec(tournament)
-    if spec.name == "crypto":
-        return pd.DataFrame({"symbol": universe["symbol"].astype("string").to_numpy()})
-    tickers = universe["numerai_ticker"].astype("string")
-    figi = universe["composite_figi"].astype("string") if "composite_figi" in universe else pd.Series(
-        pd.NA, index=universe.index, dtype="string")
-    return pd.DataFrame({"numerai_ticker": tickers.to_numpy(), "composite_figi": figi.to_numpy(),
-                         "country": ticker_country(tickers).to_numpy()})
-
-
-def universe_snapshot_path(store: Store, tournament: str, round_number: int) -> Path:
-    return store.universe_path(tournament, f"round-{round_number}")
-
-
-def latest_universe_snapshot(store: Store, tournament: str) -> Path | None:
-    directory = store.root / "universe" / tournament
-    snapshots = sorted(directory.glob("round-*.parquet"), key=lambda p: int(p.stem.split("-")[1]))
-    return snapshots[-1] if snapshots else None
-
-
-@dataclass(frozen=True)
-class UniverseSnapshot:
-    tournament: str
-    round_number: int
-    dataset: str  # remote file name, e.g. signals/v2.1/live.parquet
-    raw_path: Path
-    snapshot_path: Path
-    tickers: int
-
-
-def fetch_universe(client: NumeraiClient, store: Store, round_number: int | None = None) -> UniverseSnapshot:
-    """Discover the data version, download this round's live universe, write the snapshot."""
-    tournament = client.spec.name
-    if round_number is None:
-        current = client.current_round()
-        if current is None:
-            raise BadInputError(f"no {tournament} round is open, so there is no live universe to fetch; "
-                                "pass a round number or wait for the next round", tag="round_closed")
-        round_number = current.number
-    filenames = client.list_datasets()
-    version = pick_dataset_version(filenames, tournament)
-    remote = dataset_file(filenames, version, client.spec.live_files)
-    raw_path = round_download_path(store, tournament, remote, round_number)
-    if not raw_path.exists():
-        client.download(remote, raw_path)
-    universe = read_universe(raw_path, tournament)
-    snapshot = universe_snapshot_frame(universe, tournament)
-    schema = UNIVERSE_SCHEMA if tournament == "signals" else None
-    snapshot_path = write_parquet(universe_snapshot_path(store, tournament, round_number), snapshot, schema=schema)
-    log.info("%s round %d: %d tickers from %s → %s", tournament, round_number, len(snapshot), remote, snapshot_path)
-    return UniverseSnapshot(tournament, round_number, remote, raw_path, snapshot_path, len(snapshot))
-
-
-# --------------------------------------------------------------------------- ledger
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-class SubmissionLedger:
-    """Successful uploads, one JSON file: exactly one live entry per (tournament, round, model).
-
-    Forced re-uploads replace the entry and keep the earlier ones under ``replaced``.
-    Writes are atomic and serialised with a lock file (several flows may submit at once).
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-
-    @classmethod
-    def for_settings(cls, settings: Settings) -> SubmissionLedger:
-        return cls(settings.numerai.ledger_path or Store(settings.data_dir).root / "submissions" / "ledger.json")
-
-    @staticmethod
-    def key(tournament: str, round_number: int, model_name: str) -> str:
-        return f"{tournament}/{round_number}/{model_name}"
-
-    def _load(self) -> dict:
-        if not self.path.exists():
-            return {"version": 1, "submissions": {}}
-        data = read_json(self.path)
-        if not isinstance(data, dict) or not isinstance(data.get("submissions"), dict):
-            raise BadInputError(f"submission ledger {self.path} is not a numerflow ledger; move it away",
-                                tag="invalid_ledger")
-        return data
-
-    def get(self, tournament: str, round_number: int, model_name: str) -> dict | None:
-        return self._load()["submissions"].get(self.key(tournament, round_number, model_name))
-
-    def entries(self) -> list[dict]:
-        return list(self._load()["submissions"].values())
-
-    def last_per_model(self, tournament: str) -> dict[str, dict]:
-        latest: dict[str, dict] = {}
-        for entry in self.entries():
-            if entry["tournament"] == tournament:
-                name = entry["model_name"]
-                if name not in latest or entry["round"] > latest[name]["round"]:
-                    latest[name] = entry
-        return latest
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(f"{self.path}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
-    def record(self, entry: dict) -> None:
-        with self._locked():
-            data = self._load()
-            key = self.key(entry["tournament"], entry["round"], entry["model_name"])
-            previous = data["submissions"].get(key)
-            if previous is not None:
-                replaced = previous.pop("replaced", [])
-                entry = {**entry, "replaced": [*replaced, previous]}
-            data["submissions"][key] = entry
-            write_json(self.path, data)
-
-    def update(self, tournament: str, round_number: int, model_name: str, **fields: Any) -> None:
-        with self._locked():
-            data = self._load()
-            data["submissions"][self.key(tournament, round_number, model_name)].update(fields)
-            write_json(self.path, data)
-
-
-# --------------------------------------------------------------------------- submit
-
-
-@dataclass
-class SubmitOutcome:
-    """What ``submit_file`` did: ``uploaded``, ``skipped`` (already in the ledger) or ``dry_run``."""
-
-    status: str
-    tournament: str
-    message: str
-    path: str
-    sha256: str
-    model_name: str | None = None
-    model_id: str | None = None
-    round: dict | None = None
-    submission_id: str | None = None
-    diagnostics_id: str | None = None
-    diagnostics_error: str | None = None
-    record: str | None = None
-    validation: dict = field(default_factory=dict)
-
-    @property
-    def dry_run(self) -> bool:
-        return self.status == "dry_run"
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def read_submission_file(path: Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.exists():
-        raise BadInputError(f"submission file {path} does not exist", tag="invalid_submission")
-    try:
-        if path.suffix == ".parquet":
-            return pd.read_parquet(path)
-        return pd.read_csv(path, dtype={0: "string"}, keep_default_na=False, na_values=[""])
-    except Exception as exc:  # noqa: BLE001
-        raise BadInputError(f"submission file {path} cannot be read ({type(exc).__name__}: {exc})",
-                            tag="invalid_submission") from None
-
-
-def universe_ids_for(store: Store, tournament: str, round_number: int | None) -> pd.Series:
-    """Tickers of the round's universe snapshot (or the latest one)."""
-    spec = tournament_spec(tournament)
-    path = universe_snapshot_path(store, tournament, round_number) if round_number is not None else None
-    if path is None or not path.exists():
-        path = latest_universe_snapshot(store, tournament)
-    if path is None:
-        raise BadInputError(f"no {tournament} universe snapshot in {store.root / 'universe' / tournament}; "
-                            "run `numerflow universe` first", tag="no_universe")
-    return read_parquet(path, columns=[spec.ticker_column])[spec.ticker_column]
-
-
-def check_submission(path: Path, universe_ids: pd.Series, tournament: str, min_tickers: int) -> dict:
-    """Numerai's submission rules on the file as it will be sent (reuses tasks.submission)."""
-    from numerflow.tasks.numerai.submission import validate_submission
-
-    frame = read_submission_file(path)
-    return validate_submission(frame, universe_ids, tournament=tournament, min_tickers=min_tickers)
-
-
-def submit_file(
-    path: Path,
-    settings: Settings,
-    *,
-    tournament: str | None = None,
-    model_name: str | None = None,
-    force: bool = False,
-    client: NumeraiClient | None = None,
-    keys: NumeraiKeys | None = None,
-    ledger: SubmissionLedger | None = None,
-    universe_ids: pd.Series | None = None,
-    diagnostics_path: Path | None = None,
-    now: dt.datetime | None = None,
-) -> SubmitOutcome:
-    """Upload a validated submission file for the open round, exactly once per model.
-
-    Order: validate the file → (no keys: dry-run record, stop) → current round → ledger
-    (already sent: skip unless ``force``) → open-window guard → model name → id →
-    upload (checked PUT) → ledger entry → optional diagnostics upload. Any failure before
-    the ledger entry leaves no entry, so the next run tries again.
-    """
-    tournament = tournament or settings.tournament
-    spec = tournament_spec(tournament)
-    model_name = model_name or settings.numerai.model_name
-    store = Store(settings.data_dir)
-    path = Path(path)
-    if client is None and keys is None:
-        keys = resolve_keys(settings.numerai)
-    has_keys = (client.keys is not None) if client is not None else keys is not None
-
-    sha256 = file_sha256(path) if path.exists() else ""
-    if not has_keys:
-        # Without keys nothing can be sent (and nothing is asked of the network).
-        ids = universe_ids
-        if ids is None and latest_universe_snapshot(store, tournament) is not None:
-            ids = universe_ids_for(store, tournament, None)
-        validation = (check_submission(path, ids, tournament, settings.submission.min_tickers)
-                      if ids is not None else {})
-        stamp = dt.datetime.now(dt.UTC)
-        record = {
-            "dry_run": True,
-            "reason": "no Numerai API keys (NUMERAI_PUBLIC_ID/NUMERAI_SECRET_KEY, settings or Prefect Secret block)",
-            "would_call": f"{spec.api_class.__name__}.upload_predictions(file_path, model_id=<id of model>)",
-            "tournament": tournament, "model_name": model_name, "file": str(path), "sha256": sha256,
-            "rows": validation.get("rows"), "validated_against_universe": bool(validation),
-            "api_url": settings.numerai.api_url, "created_at": stamp.isoformat(),
-        }
-        record_path = write_json(store.submission_dir(tournament, "dry-run") / f"{stamp:%Y%m%dT%H%M%S%fZ}.json",
-                                 record)
-        message = (f"DRY RUN — no Numerai API keys: nothing was uploaded. Would upload {path} "
-                   f"(sha256 {sha256[:12]}) for model {model_name or '<unset>'}; record: {record_path}")
-        log.warning(message)
-        return SubmitOutcome("dry_run", tournament, message, str(path), sha256, model_name=model_name,
-                             record=str(record_path), validation=validation)
-
-    if not model_name:
-        raise BadInputError("no model name: set numerai.model_name (NUMERFLOW_NUMERAI__MODEL_NAME) or pass --model",
-                            tag="no_model")
-    client = client or NumeraiClient.from_settings(settings, tournament, keys)
-    ledger = ledger or SubmissionLedger.for_settings(settings)
-    current = client.current_round()
-    if current is not None:
-        done = ledger.get(tournament, current.number, model_name)
-        if done is not None and not force:
-            message = (f"{tournament} round {current.number} already submitted for model {model_name} at "
-                       f"{done['uploaded_at']} (submission {done['submission_id']}, sha256 {done['sha256'][:12]}); "
-                       "skipped — pass --force to upload again")
-            log.info(message)
-            return SubmitOutcome("skipped", tournament, message, str(path), sha256, model_name=model_name,
-                                 model_id=done.get("model_id"), round=current.as_dict(),
-                                 submission_id=done["submission_id"])
-    require_open_window(current, now)  # raises when current is None
-    ids = universe_ids if universe_ids is not None else universe_ids_for(store, tournament, current.number)
-    validation = check_submission(path, ids, tournament, settings.submission.min_tickers)
-    model_id = client.resolve_model_id(model_name)
-    sha256 = file_sha256(path)  # of the exact bytes about to be sent
-    submission_id = client.upload_predictions(path, model_id)
-    entry = {
-        "tournament": tournament, "round": current.number, "model_name": model_name, "model_id": model_id,
-        "submission_id": submission_id, "sha256": sha256, "file": str(path), "rows": validation.get("rows"),
-        "uploaded_at": dt.datetime.now(dt.UTC).isoformat(), "forced": bool(force),
-    }
-    ledger.record(entry)
-    message = (f"uploaded {path} to Numerai {tournament} round {current.number} for model {model_name}: "
-               f"submission {submission_id}")
-    log.info(message)
-    outcome = SubmitOutcome("uploaded", tournament, message, str(path), sha256, model_name=model_name,
-                            model_id=model_id, round=current.as_dict(), submission_id=submission_id,
-                            record=str(ledger.path), validation=validation)
-    if diagnostics_path is not None:
-        try:
-            outcome.diagnostics_id = client.upload_diagnostics(Path(diagnostics_path), model_id)
-            ledger.update(tournament, current.number, model_name, diagnostics_id=outcome.diagnostics_id)
-        except NumerflowError as exc:
-            # The submission itself stands; the diagnostics failure is reported, not hidden.
-            outcome.diagnostics_error = str(exc)
-            log.warning("diagnostics upload failed (the submission stands): %s", exc)
-    return outcome
-
-
-def round_status(settings: Settings, tournament: str | None = None, *, client: NumeraiClient | None = None,
-                 ledger: SubmissionLedger | None = None, now: dt.datetime | None = None) -> dict:
-    """Round number, window, open or not, and the last ledger entry per model."""
-    tournament = tournament or settings.tournament
-    client = client or client_for(settings, tournament)
-    ledger = ledger or SubmissionLedger.for_settings(settings)
-    now = now or dt.datetime.now(dt.UTC)
-    current = client.current_round()
-    return {
-        "tournament": tournament,
-        "round": current.as_dict() if current else None,
-        "open": bool(current and current.is_open(now)),
-        "window": current.window() if current else "no round open",
-        "now": now.isoformat(),
-        "keys": client.keys.source if client.keys else None,
-        "last_submissions": ledger.last_per_model(tournament),
-    }

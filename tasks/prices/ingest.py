@@ -22,6 +22,9 @@ How it works:
    rows are written. A batch whose ledger file exists is done: after a crash, re-running with
    the same ``run_id`` skips it.
 3. ``finish_ingest`` gathers the ledger, writes it and a summary, remembers winning symbols.
+
+``flows.prices.run_price_ingest`` runs these steps in Prefect (one ``ingest-batch`` task per
+batch) and publishes the progress and ledger artifacts; this module is plain Python.
 """
 
 from __future__ import annotations
@@ -525,90 +528,3 @@ def finish_ingest(plan: IngestPlan) -> IngestResult:
     write_json(plan.run_dir / "summary.json", summary)
     paths = [part_path(store, plan.source, b["part"]) for b in plan.batches]
     return IngestResult([p for p in paths if p.exists()], ledger_path, summary)
-
-
-def ingest(
-    source: Any,
-    store: Store,
-    tickers_or_mapping: Sequence[str] | Mapping[str, Sequence[str]],
-    *,
-    batch_size: int | None = None,
-    backfill: bool | None = None,
-    run_id: str | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    options: IngestOptions | None = None,
-    as_of: date | None = None,
-    end: date | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    rng: random.Random | None = None,
-) -> IngestResult:
-    """Ingest daily bars of ``tickers_or_mapping`` from ``source`` into the store.
-
-    ``tickers_or_mapping``: tickers (fetched as themselves) or ``{ticker: [candidate symbols]}``.
-    ``run_id``: resume that run (batches already stored are skipped); None resumes the latest
-    unfinished run of this source if there is one, else starts a new run.
-    ``progress(done_batches, total_batches)`` is called after each batch.
-    ``batch_size``/``backfill``, when given, override the same fields of ``options``.
-    """
-    options = options or IngestOptions()
-    # Explicit arguments win over ``options``.
-    explicit = {k: v for k, v in (("batch_size", batch_size), ("backfill", backfill)) if v is not None}
-    if explicit:
-        options = IngestOptions(**{**options.__dict__, **explicit})
-    run_id = run_id or unfinished_run_id(store, source.name) or new_run_id()
-    plan = plan_ingest(source.name, store, tickers_or_mapping, run_id=run_id, options=options, as_of=as_of, end=end)
-    for index in range(len(plan.batches)):
-        run_batch(source, plan, index, options=options, sleep=sleep, rng=rng)
-        if progress is not None:
-            progress(index + 1, len(plan.batches))
-    return finish_ingest(plan)
-
-
-def ledger_table(ledger: pd.DataFrame, limit: int = 500) -> list[dict[str, Any]]:
-    """Rows for a Prefect table artifact: problems first (failed, delisted, ...), then the rest."""
-    rank = {s: i for i, s in enumerate([STATUS_FAILED, STATUS_UNRESOLVED, STATUS_DELISTED, STATUS_NO_DATA, STATUS_STALE, STATUS_OK])}
-    ordered = ledger.assign(_rank=ledger["status"].map(rank)).sort_values(["_rank", "ticker"]).drop(columns="_rank")
-    columns = ["ticker", "symbol", "status", "rows", "first_date", "last_date", "attempts", "last_error", "repull_reason"]
-    return ordered[columns].head(limit).astype(object).where(ordered[columns].head(limit).notna(), None).to_dict("records")
-
-
-def publish_ledger_artifact(ledger_path: Path, summary: dict[str, Any]) -> None:
-    """Prefect table artifact of the ledger + markdown summary (no-op outside a Prefect run)."""
-    from prefect.artifacts import create_markdown_artifact, create_table_artifact
-    from prefect.context import get_run_context
-
-    try:
-        get_run_context()
-    except Exception:
-        return
-    ledger = read_parquet(ledger_path)
-    source = str(summary.get("source", "prices")).lower()
-    create_table_artifact(key=f"ingest-ledger-{source}", table=ledger_table(ledger), description="Per-ticker ingest ledger (problems first)")
-    counts = ", ".join(f"{s}: {summary.get(s, 0)}" for s in STATUSES)
-    create_markdown_artifact(
-        key=f"ingest-summary-{source}",
-        markdown=f"### Ingest {summary['run_id']} ({summary['source']})\n\n{summary['tickers']} tickers — {counts}; "
-        f"{summary['rows']} new rows, {summary['excluded_rows']} bars excluded, {summary['repulled']} re-pulled.",
-    )
-
-
-class PrefectProgress:
-    """``progress`` callback updating a Prefect progress artifact (no-op outside a Prefect run)."""
-
-    def __init__(self, key: str = "ingest-progress") -> None:
-        self._id = None
-        try:
-            from prefect.artifacts import create_progress_artifact
-            from prefect.context import get_run_context
-
-            get_run_context()
-            self._id = create_progress_artifact(progress=0.0, key=key, description="price ingest batches")
-        except Exception:
-            self._id = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if self._id is None:
-            return
-        from prefect.artifacts import update_progress_artifact
-
-        update_progress_artifact(artifact_id=self._id, progress=100.0 * done / max(total, 1))

@@ -1,0 +1,97 @@
+"""The submission ledger: exactly one live upload per (tournament, round, model).
+
+A local JSON file records each successful upload with the submission id and the file's
+sha256; ``tasks.numerai.submit.submit_file`` skips a (tournament, round, model) that is
+already in it unless ``force``. Only successful uploads are recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from numerflow.tasks.core.config import Settings
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.core.store import Store, read_json, write_json
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class SubmissionLedger:
+    """Successful uploads, one JSON file: exactly one live entry per (tournament, round, model).
+
+    Forced re-uploads replace the entry and keep the earlier ones under ``replaced``.
+    Writes are atomic and serialised with a lock file (several flows may submit at once).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> SubmissionLedger:
+        return cls(settings.numerai.ledger_path or Store(settings.data_dir).root / "submissions" / "ledger.json")
+
+    @staticmethod
+    def key(tournament: str, round_number: int, model_name: str) -> str:
+        return f"{tournament}/{round_number}/{model_name}"
+
+    def _load(self) -> dict:
+        if not self.path.exists():
+            return {"version": 1, "submissions": {}}
+        data = read_json(self.path)
+        if not isinstance(data, dict) or not isinstance(data.get("submissions"), dict):
+            raise BadInputError(f"submission ledger {self.path} is not a numerflow ledger; move it away",
+                                tag="invalid_ledger")
+        return data
+
+    def get(self, tournament: str, round_number: int, model_name: str) -> dict | None:
+        return self._load()["submissions"].get(self.key(tournament, round_number, model_name))
+
+    def entries(self) -> list[dict]:
+        return list(self._load()["submissions"].values())
+
+    def last_per_model(self, tournament: str) -> dict[str, dict]:
+        latest: dict[str, dict] = {}
+        for entry in self.entries():
+            if entry["tournament"] == tournament:
+                name = entry["model_name"]
+                if name not in latest or entry["round"] > latest[name]["round"]:
+                    latest[name] = entry
+        return latest
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(f"{self.path}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def record(self, entry: dict) -> None:
+        with self._locked():
+            data = self._load()
+            key = self.key(entry["tournament"], entry["round"], entry["model_name"])
+            previous = data["submissions"].get(key)
+            if previous is not None:
+                replaced = previous.pop("replaced", [])
+                entry = {**entry, "replaced": [*replaced, previous]}
+            data["submissions"][key] = entry
+            write_json(self.path, data)
+
+    def update(self, tournament: str, round_number: int, model_name: str, **fields: Any) -> None:
+        with self._locked():
+            data = self._load()
+            data["submissions"][self.key(tournament, round_number, model_name)].update(fields)
+            write_json(self.path, data)

@@ -1,0 +1,205 @@
+"""Submitting a file to Numerai: validate, guard the window, upload exactly once, report.
+
+``submit_file`` ties the pieces together: the client (``tasks.numerai.client``: keys, round,
+model id, checked upload), the ledger (``tasks.numerai.ledger``: once per tournament, round
+and model) and the round's universe snapshot (``tasks.numerai.universe``) the file is checked
+against with Numerai's rules (``tasks.numerai.submission``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from numerflow.tasks.core.config import Settings
+from numerflow.tasks.core.errors import BadInputError, NumerflowError
+from numerflow.tasks.core.store import Store, read_parquet
+from numerflow.tasks.numerai.client import (
+    NumeraiClient,
+    NumeraiKeys,
+    client_for,
+    require_open_window,
+    resolve_keys,
+    tournament_spec,
+)
+from numerflow.tasks.numerai.ledger import SubmissionLedger, file_sha256
+from numerflow.tasks.numerai.submission import validate_submission, write_dry_run_record
+from numerflow.tasks.numerai.universe import latest_universe_snapshot, universe_snapshot_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SubmitOutcome:
+    """What ``submit_file`` did: ``uploaded``, ``skipped`` (already in the ledger) or ``dry_run``."""
+
+    status: str
+    tournament: str
+    message: str
+    path: str
+    sha256: str
+    model_name: str | None = None
+    model_id: str | None = None
+    round: dict | None = None
+    submission_id: str | None = None
+    diagnostics_id: str | None = None
+    diagnostics_error: str | None = None
+    record: str | None = None
+    validation: dict = field(default_factory=dict)
+
+    @property
+    def dry_run(self) -> bool:
+        return self.status == "dry_run"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def read_submission_file(path: Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise BadInputError(f"submission file {path} does not exist", tag="invalid_submission")
+    try:
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path, dtype={0: "string"}, keep_default_na=False, na_values=[""])
+    except Exception as exc:  # noqa: BLE001
+        raise BadInputError(f"submission file {path} cannot be read ({type(exc).__name__}: {exc})",
+                            tag="invalid_submission") from None
+
+
+def universe_ids_for(store: Store, tournament: str, round_number: int | None) -> pd.Series:
+    """Tickers of the round's universe snapshot (or the latest one)."""
+    spec = tournament_spec(tournament)
+    path = universe_snapshot_path(store, tournament, round_number) if round_number is not None else None
+    if path is None or not path.exists():
+        path = latest_universe_snapshot(store, tournament)
+    if path is None:
+        raise BadInputError(f"no {tournament} universe snapshot in {store.root / 'universe' / tournament}; "
+                            "run `numerflow universe` first", tag="no_universe")
+    return read_parquet(path, columns=[spec.ticker_column])[spec.ticker_column]
+
+
+def check_submission(path: Path, universe_ids: pd.Series, tournament: str, min_tickers: int) -> dict:
+    """Numerai's submission rules on the file as it will be sent (``tasks.numerai.submission``)."""
+    frame = read_submission_file(path)
+    return validate_submission(frame, universe_ids, tournament=tournament, min_tickers=min_tickers)
+
+
+def submit_file(
+    path: Path,
+    settings: Settings,
+    *,
+    tournament: str | None = None,
+    model_name: str | None = None,
+    force: bool = False,
+    client: NumeraiClient | None = None,
+    keys: NumeraiKeys | None = None,
+    ledger: SubmissionLedger | None = None,
+    universe_ids: pd.Series | None = None,
+    diagnostics_path: Path | None = None,
+    now: dt.datetime | None = None,
+) -> SubmitOutcome:
+    """Upload a validated submission file for the open round, exactly once per model.
+
+    Order: validate the file → (no keys: dry-run record, stop) → current round → ledger
+    (already sent: skip unless ``force``) → open-window guard → model name → id →
+    upload (checked PUT) → ledger entry → optional diagnostics upload. Any failure before
+    the ledger entry leaves no entry, so the next run tries again.
+    """
+    tournament = tournament or settings.tournament
+    spec = tournament_spec(tournament)
+    model_name = model_name or settings.numerai.model_name
+    store = Store(settings.data_dir)
+    path = Path(path)
+    if client is None and keys is None:
+        keys = resolve_keys(settings.numerai)
+    has_keys = (client.keys is not None) if client is not None else keys is not None
+
+    sha256 = file_sha256(path) if path.exists() else ""
+    if not has_keys:
+        # Without keys nothing can be sent (and nothing is asked of the network).
+        ids = universe_ids
+        if ids is None and latest_universe_snapshot(store, tournament) is not None:
+            ids = universe_ids_for(store, tournament, None)
+        validation = (check_submission(path, ids, tournament, settings.submission.min_tickers)
+                      if ids is not None else {})
+        stamp = dt.datetime.now(dt.UTC)
+        record_path = write_dry_run_record(
+            store.submission_dir(tournament, "dry-run") / f"{stamp:%Y%m%dT%H%M%S%fZ}.json",
+            reason="no Numerai API keys (NUMERAI_PUBLIC_ID/NUMERAI_SECRET_KEY, settings or Prefect Secret block)",
+            tournament=tournament, round_label=None, model_name=model_name, file=str(path), sha256=sha256,
+            rows=validation.get("rows"), validated_against_universe=bool(validation),
+            would_call=f"{spec.api_class.__name__}.upload_predictions", api_url=settings.numerai.api_url)
+        message = (f"DRY RUN — no Numerai API keys: nothing was uploaded. Would upload {path} "
+                   f"(sha256 {sha256[:12]}) for model {model_name or '<unset>'}; record: {record_path}")
+        log.warning(message)
+        return SubmitOutcome("dry_run", tournament, message, str(path), sha256, model_name=model_name,
+                             record=str(record_path), validation=validation)
+
+    if not model_name:
+        raise BadInputError("no model name: set numerai.model_name (NUMERFLOW_NUMERAI__MODEL_NAME) or pass --model",
+                            tag="no_model")
+    client = client or NumeraiClient.from_settings(settings, tournament, keys)
+    ledger = ledger or SubmissionLedger.for_settings(settings)
+    current = client.current_round()
+    if current is not None:
+        done = ledger.get(tournament, current.number, model_name)
+        if done is not None and not force:
+            message = (f"{tournament} round {current.number} already submitted for model {model_name} at "
+                       f"{done['uploaded_at']} (submission {done['submission_id']}, sha256 {done['sha256'][:12]}); "
+                       "skipped — pass --force to upload again")
+            log.info(message)
+            return SubmitOutcome("skipped", tournament, message, str(path), sha256, model_name=model_name,
+                                 model_id=done.get("model_id"), round=current.as_dict(),
+                                 submission_id=done["submission_id"])
+    require_open_window(current, now)  # raises when current is None
+    ids = universe_ids if universe_ids is not None else universe_ids_for(store, tournament, current.number)
+    validation = check_submission(path, ids, tournament, settings.submission.min_tickers)
+    model_id = client.resolve_model_id(model_name)
+    sha256 = file_sha256(path)  # of the exact bytes about to be sent
+    submission_id = client.upload_predictions(path, model_id)
+    entry = {
+        "tournament": tournament, "round": current.number, "model_name": model_name, "model_id": model_id,
+        "submission_id": submission_id, "sha256": sha256, "file": str(path), "rows": validation.get("rows"),
+        "uploaded_at": dt.datetime.now(dt.UTC).isoformat(), "forced": bool(force),
+    }
+    ledger.record(entry)
+    message = (f"uploaded {path} to Numerai {tournament} round {current.number} for model {model_name}: "
+               f"submission {submission_id}")
+    log.info(message)
+    outcome = SubmitOutcome("uploaded", tournament, message, str(path), sha256, model_name=model_name,
+                            model_id=model_id, round=current.as_dict(), submission_id=submission_id,
+                            record=str(ledger.path), validation=validation)
+    if diagnostics_path is not None:
+        try:
+            outcome.diagnostics_id = client.upload_diagnostics(Path(diagnostics_path), model_id)
+            ledger.update(tournament, current.number, model_name, diagnostics_id=outcome.diagnostics_id)
+        except NumerflowError as exc:
+            # The submission itself stands; the diagnostics failure is reported, not hidden.
+            outcome.diagnostics_error = str(exc)
+            log.warning("diagnostics upload failed (the submission stands): %s", exc)
+    return outcome
+
+
+def round_status(settings: Settings, tournament: str | None = None, *, client: NumeraiClient | None = None,
+                 ledger: SubmissionLedger | None = None, now: dt.datetime | None = None) -> dict:
+    """Round number, window, open or not, and the last ledger entry per model."""
+    tournament = tournament or settings.tournament
+    client = client or client_for(settings, tournament)
+    ledger = ledger or SubmissionLedger.for_settings(settings)
+    now = now or dt.datetime.now(dt.UTC)
+    current = client.current_round()
+    return {
+        "tournament": tournament,
+        "round": current.as_dict() if current else None,
+        "open": bool(current and current.is_open(now)),
+        "window": current.window() if current else "no round open",
+        "now": now.isoformat(),
+        "keys": client.keys.source if client.keys else None,
+        "last_submissions": ledger.last_per_model(tournament),
+    }
