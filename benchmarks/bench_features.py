@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from numerflow.tasks.core.store import read_parquet, write_parquet
 from numerflow.tasks.model.features import (
     DEFAULT_THREADS,
     FEATURE_NAMES,
@@ -39,7 +40,6 @@ from numerflow.tasks.model.features import (
     compute_features,
     compute_raw_features,
 )
-from numerflow.tasks.core.store import read_parquet, write_parquet
 
 TRADING_DAYS_PER_YEAR = 252
 

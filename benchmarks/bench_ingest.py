@@ -36,13 +36,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import pandas as pd  # noqa: E402
-
 from fakes.ingest_steps import ingest_like_the_flow  # noqa: E402 - the flow's steps, without Prefect
 from fakes.yahoo import FakeYahoo, make_bars, reset_yfinance  # noqa: E402
+
+from numerflow.tasks.core.store import Store, read_parquet  # noqa: E402
 from numerflow.tasks.prices.ingest import IngestOptions  # noqa: E402
 from numerflow.tasks.prices.ratelimit import TokenBucket  # noqa: E402
 from numerflow.tasks.prices.sources.yahoo import YahooSource  # noqa: E402
-from numerflow.tasks.core.store import Store, read_parquet  # noqa: E402
 
 
 def build_fake(symbols: int, bars: int, rate: float | None, burst: int) -> FakeYahoo:

@@ -13,8 +13,8 @@ from typing import Any
 
 from prefect.deployments.runner import EntrypointType
 
-from numerflow.tasks.core.config import Settings
 from numerflow.flows.schedule import round_schedules, train_schedules
+from numerflow.tasks.core.config import Settings
 
 ROUND, TRAIN, BACKFILL = "round", "train", "ingest-backfill"
 CONCURRENCY_LIMIT = 1

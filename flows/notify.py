@@ -9,7 +9,7 @@ directly (tasks/notify.py), so a notification goes out even without the automati
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from numerflow.tasks.core.config import Settings
 from numerflow.tasks.core.errors import BadInputError
@@ -58,7 +58,7 @@ def setup_notifications(settings: Settings) -> dict[str, Any]:
         )],
     )
     replaced = _delete_existing(AUTOMATION)
-    automation_id = automation.create().id
+    automation_id = cast(Automation, automation.create()).id  # sync context: not a coroutine
     return {"block": WEBHOOK_BLOCK, "block_id": str(block_id), "automation": AUTOMATION,
             "automation_id": str(automation_id), "replaced": replaced}
 

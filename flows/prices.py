@@ -27,6 +27,7 @@ from prefect.context import get_run_context
 
 from numerflow.tasks.core.config import Settings
 from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.core.store import Store, new_run_id, read_parquet
 from numerflow.tasks.prices.ingest import (
     STATUS_DELISTED,
     STATUS_FAILED,
@@ -36,15 +37,14 @@ from numerflow.tasks.prices.ingest import (
     STATUS_UNRESOLVED,
     STATUSES,
     IngestOptions,
+    Source,
     finish_ingest,
-    new_run_id,
     plan_ingest,
     run_batch,
     unfinished_run_id,
 )
-from numerflow.tasks.core.store import Store, read_parquet
 
-_sources: dict[tuple, Any] = {}
+_sources: dict[tuple, Source] = {}
 
 
 def ingest_options(settings: Settings, backfill: bool = False) -> IngestOptions:
@@ -66,7 +66,7 @@ class TournamentSource:
     crypto bars never share a price store, a feature panel (cross-sectional ranks) or a model
     lineage with stocks. Everything else is the wrapped source's (same session and limiter)."""
 
-    def __init__(self, source: Any, tournament: str) -> None:
+    def __init__(self, source: Source, tournament: str) -> None:
         self._source = source
         self.name = f"{source.name}-{tournament}"
 
@@ -92,7 +92,7 @@ def source_key(settings: Settings) -> tuple:
     raise BadInputError(f"unknown price_source {kind!r}", tag="invalid_config")  # pragma: no cover - Literal
 
 
-def _new_source(settings: Settings) -> Any:
+def _new_source(settings: Settings) -> Source:
     kind = settings.price_source
     if kind == "demo":
         from numerflow.tasks.prices.sources.demo import DemoMarket
@@ -116,13 +116,18 @@ def _new_source(settings: Settings) -> Any:
     return FilePriceSource(settings.files.path)
 
 
-def price_source(settings: Settings) -> Any:
-    """The configured source; one object per configuration per process (shared session/limiter).
-    Outside Signals it is wrapped so its bars get their own store (``TournamentSource``)."""
+def configured_source(settings: Settings) -> Source:
+    """The configured source itself (not wrapped), built once per configuration per process."""
     key = source_key(settings)
     if key not in _sources:
         _sources[key] = _new_source(settings)
-    source = _sources[key]
+    return _sources[key]
+
+
+def price_source(settings: Settings) -> Source:
+    """The configured source; one object per configuration per process (shared session/limiter).
+    Outside Signals it is wrapped so its bars get their own store (``TournamentSource``)."""
+    source = configured_source(settings)
     if settings.tournament != "signals" and settings.price_source != "demo":
         return TournamentSource(source, settings.tournament)
     return source
@@ -178,7 +183,7 @@ class PrefectProgress:
     def __call__(self, done: int, total: int) -> None:
         if self._id is None:
             return
-        update_progress_artifact(artifact_id=self._id, progress=100.0 * done / max(total, 1))
+        update_progress_artifact(artifact_id=self._id, progress=100.0 * done / max(total, 1))  # type: ignore[arg-type]
 
 
 # No task timeout: Prefect cannot interrupt blocking I/O in worker threads; every HTTP call
@@ -259,14 +264,19 @@ def tickers_to_ingest(settings: Settings) -> dict[str, list[str]]:
     (resolved to Yahoo candidates for ``yahoo``; every ticker in your files if there is no snapshot)."""
     from numerflow.tasks.core.store import read_parquet
     from numerflow.tasks.numerai.universe import latest_universe_snapshot
+    from numerflow.tasks.prices.sources.demo import DemoMarket
+    from numerflow.tasks.prices.sources.files import FilePriceSource
 
     if settings.price_source == "demo":
-        market = price_source(settings)
+        market = configured_source(settings)
+        assert isinstance(market, DemoMarket)
         return {t: [t] for t in market.all_tickers()}
     snapshot = latest_universe_snapshot(Store(settings.data_dir), settings.tournament)
     if snapshot is None:
         if settings.price_source == "files":
-            return {t: [t] for t in price_source(settings).data["ticker"].unique().tolist()}
+            files = configured_source(settings)
+            assert isinstance(files, FilePriceSource)
+            return {t: [t] for t in files.data["ticker"].unique().tolist()}
         raise BadInputError(
             f"no universe snapshot under {Store(settings.data_dir).root / 'universe' / settings.tournament}; "
             "run `numerflow universe` first",

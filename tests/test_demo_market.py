@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pickle
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -12,9 +12,9 @@ import pytest
 
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.schemas import PRICE_SCHEMA, validate_price_panel
+from numerflow.tasks.core.store import read_parquet, write_parquet
 from numerflow.tasks.prices.sources import PriceSource
 from numerflow.tasks.prices.sources.demo import DemoMarket
-from numerflow.tasks.core.store import read_parquet, write_parquet
 
 END = date(2026, 11, 13)  # a Friday
 
@@ -53,14 +53,14 @@ def listings(market: DemoMarket) -> pd.DataFrame:
 
 def _closed_days(bars: pd.DataFrame, listings: pd.DataFrame, grid: pd.DatetimeIndex) -> dict[str, set]:
     """Per country: grid days with no bar at all although some of its tickers were alive."""
-    country_of = dict(zip(listings["numerai_ticker"], listings["country"]))
+    country_of = dict(zip(listings["numerai_ticker"], listings["country"], strict=True))
     traded = {
         country: set(dates)
         for country, dates in bars.assign(country=bars["ticker"].map(country_of)).groupby("country")["date"]
     }
     closed = {}
     for country, group in listings.groupby("country"):
-        alive = [(grid >= first) & (grid <= last) for first, last in zip(group["first_date"], group["last_date"])]
+        alive = [(grid >= first) & (grid <= last) for first, last in zip(group["first_date"], group["last_date"], strict=True)]
         any_alive = grid[np.any(alive, axis=0)]
         closed[country] = {d for d in any_alive if d not in traded[country]}
     return closed
@@ -291,7 +291,7 @@ def test_bad_fetch_requests_raise_bad_input(market: DemoMarket) -> None:
 
 
 def test_default_end_is_the_last_weekday_before_today_utc() -> None:
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     end = DemoMarket(tickers=5, years=0.1).end
     assert end < today and end.weekday() < 5
     assert all((end + timedelta(days=k)).weekday() >= 5 for k in range(1, (today - end).days))

@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from numerflow.flows.deployments import BACKFILL, ROUND, SPECS, TRAIN, build_deployments
+from numerflow.flows.schedule import next_run_times, round_schedules, train_schedules
 from numerflow.tasks.core.config import load_settings
 from numerflow.tasks.core.errors import BadInputError
-from numerflow.flows.schedule import next_run_times, round_schedules, train_schedules
 
 ROOT = Path(__file__).resolve().parents[1]
 UTC = dt.UTC

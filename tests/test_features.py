@@ -308,7 +308,7 @@ def test_sorted_layout_fallback_equals_grid_layout(monkeypatch):
     assert features.bar_layout(panel).date_cell is None
     sorted_ = (features.compute_features(panel), features.compute_raw_features(panel, dtype="float64"),
                compute_targets(panel))
-    for a, b in zip(grid, sorted_):
+    for a, b in zip(grid, sorted_, strict=True):
         pd.testing.assert_frame_equal(a, b, check_exact=True)
     with pytest.raises(BadInputError, match="2 duplicate"):
         features.compute_features(pd.concat([panel, panel.iloc[[5]]], ignore_index=True))
@@ -367,7 +367,7 @@ def test_blocks_of_tickers_give_bit_identical_output(monkeypatch):
     monkeypatch.setattr(features, "_BLOCK_CELLS", 1)  # one ticker per block
     assert len(features._ticker_blocks(25, 320)) == 25
     blocked = (features.compute_features(panel), features.compute_raw_features(panel, dtype="float64"))
-    for a, b in zip(whole, blocked):
+    for a, b in zip(whole, blocked, strict=True):
         pd.testing.assert_frame_equal(a, b, check_exact=True)
 
 
@@ -376,8 +376,8 @@ def test_blocks_of_tickers_give_bit_identical_output(monkeypatch):
 
 @pytest.mark.parametrize("force_sorted", [False, True])
 def test_categorical_tickers_read_from_the_store_give_the_same_output(tmp_path, monkeypatch, force_sorted):
-    from numerflow.tasks.model import features
     from numerflow.tasks.core.store import read_parquet, write_parquet
+    from numerflow.tasks.model import features
     from numerflow.tasks.model.targets import compute_targets
 
     if force_sorted:

@@ -9,13 +9,13 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
-
 from fakes.ingest_steps import ingest_like_the_flow
 from fakes.yahoo import FakeYahoo, reset_yfinance
+
+from numerflow.tasks.core.store import Store, read_parquet
 from numerflow.tasks.prices.ingest import IngestOptions, unfinished_run_id
 from numerflow.tasks.prices.ratelimit import TokenBucket
 from numerflow.tasks.prices.sources.yahoo import YahooSource
-from numerflow.tasks.core.store import Store, read_parquet
 
 AS_OF = date(2024, 3, 29)
 

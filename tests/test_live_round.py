@@ -25,9 +25,9 @@ from fakes.yahoo import FakeYahoo, make_bars, reset_yfinance
 from numerflow.flows import prices as prices_flow_module
 from numerflow.tasks.core.config import load_settings
 from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.core.store import read_parquet
 from numerflow.tasks.prices.ratelimit import TokenBucket
 from numerflow.tasks.prices.sources.yahoo import YahooSource
-from numerflow.tasks.core.store import read_parquet
 
 TODAY = dt.date.today()
 HISTORY_START = TODAY - dt.timedelta(days=int(2.2 * 365))

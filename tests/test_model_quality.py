@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 
 from numerflow.tasks.core.config import TargetSettings, TrainingSettings
+from numerflow.tasks.core.store import Store, write_parquet
 from numerflow.tasks.model.dataset import build_dataset_frame
 from numerflow.tasks.model.scoring import overlap_adjusted_sem
-from numerflow.tasks.prices.sources.demo import DemoMarket
-from numerflow.tasks.core.store import Store, write_parquet
 from numerflow.tasks.model.training import train_and_register
+from numerflow.tasks.prices.sources.demo import DemoMarket
 
 END = dt.date(2025, 6, 27)
 TARGET = TargetSettings()

@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 import requests
 
+from numerflow.flows.alerts import REDACTED, failure_message, notify_failure, post_webhook
 from numerflow.tasks.core.config import load_settings
 from numerflow.tasks.core.errors import TransientError
-from numerflow.flows.alerts import REDACTED, failure_message, notify_failure, post_webhook
 
 SECRET = "S3CRETKEYVALUE42"
 

@@ -24,7 +24,9 @@ from fakes.numerai_fixtures import (  # noqa: F401 - fixtures
 from fakes.numerai_server import NOT_AUTHENTICATED, closed_round, open_round
 from pydantic import SecretStr
 
+from numerflow.tasks.core.config import NumeraiSettings
 from numerflow.tasks.core.errors import BadInputError, NumerflowError, TransientError
+from numerflow.tasks.core.store import Store
 from numerflow.tasks.numerai.client import (
     NumeraiKeys,
     RoundInfo,
@@ -35,8 +37,6 @@ from numerflow.tasks.numerai.client import (
 from numerflow.tasks.numerai.ledger import SubmissionLedger
 from numerflow.tasks.numerai.submit import round_status, submit_file
 from numerflow.tasks.numerai.universe import fetch_universe, latest_universe_snapshot, read_universe
-from numerflow.tasks.core.config import NumeraiSettings
-from numerflow.tasks.core.store import Store
 
 # ----------------------------------------------------------------------------- datasets & universe
 

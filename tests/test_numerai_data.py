@@ -7,18 +7,18 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
-from fakes.numerai_fixtures import fake_numerai, make_client, keys, sleeps  # noqa: F401 - fixtures
+from fakes.numerai_fixtures import fake_numerai, keys, make_client, sleeps  # noqa: F401 - fixtures
 from fakes.numerai_server import open_round
 
 from numerflow.tasks.core.config import TargetSettings
 from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.core.store import Store
 from numerflow.tasks.numerai.data import (
     fetch_training_data,
     historical_universe,
     join_numerai_targets,
     read_numerai_targets,
 )
-from numerflow.tasks.core.store import Store
 
 
 def _parquet(frame: pd.DataFrame) -> bytes:

@@ -3,12 +3,12 @@ import datetime as dt
 import pytest
 
 from numerflow.tasks.core.config import TargetSettings, TrainingSettings
-from numerflow.tasks.model.dataset import build_dataset_frame
 from numerflow.tasks.core.errors import BadInputError
-from numerflow.tasks.model.predict import predict_live
-from numerflow.tasks.prices.sources.demo import DemoMarket
 from numerflow.tasks.core.store import Store, read_parquet, write_parquet
+from numerflow.tasks.model.dataset import build_dataset_frame
+from numerflow.tasks.model.predict import predict_live
 from numerflow.tasks.model.training import train_and_register
+from numerflow.tasks.prices.sources.demo import DemoMarket
 
 
 @pytest.fixture(scope="module")

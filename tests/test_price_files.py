@@ -10,9 +10,9 @@ import pytest
 from fakes.ingest_steps import ingest_like_the_flow
 
 from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.core.store import Store, read_parquet
 from numerflow.tasks.prices.ingest import IngestOptions
 from numerflow.tasks.prices.sources.files import FilePriceSource, load_price_files
-from numerflow.tasks.core.store import Store, read_parquet
 
 
 def write_csv(path, text):

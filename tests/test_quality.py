@@ -50,7 +50,7 @@ def test_100x_jump_and_non_positive_flagged_per_ticker():
     prices = pd.concat([b, a], ignore_index=True).sample(frac=1, random_state=0)  # order must not matter
     reasons = flag_bad_bars(prices)
     flagged = prices.assign(reason=reasons)[reasons != ""]
-    assert sorted(zip(flagged["ticker"], flagged["close"], flagged["reason"])) == [("A", 0.0, "non_positive"), ("A", 10100.0, "unit_jump")]
+    assert sorted(zip(flagged["ticker"], flagged["close"], flagged["reason"], strict=True)) == [("A", 0.0, "non_positive"), ("A", 10100.0, "unit_jump")]
     kept, excluded = exclude_bad_bars(prices)
     assert len(kept) == len(prices) - 2 and len(excluded) == 2
 

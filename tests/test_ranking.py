@@ -14,7 +14,7 @@ def test_rank_by_group_equals_numerai_tools_tie_kept_rank_per_group():
     values[rng.random(n) < 0.05] = np.nan
     ours = rank_by_group(values, group_codes(dates))
     frame = pd.DataFrame({"date": dates, "v": values})
-    for date, block in frame.groupby("date"):
+    for _date, block in frame.groupby("date"):
         expected = tie_kept_rank(block[["v"]])["v"].to_numpy()
         np.testing.assert_allclose(ours[block.index.to_numpy()], expected, rtol=0, atol=1e-12, equal_nan=True)
 

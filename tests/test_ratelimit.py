@@ -106,7 +106,7 @@ def test_late_wakers_do_not_go_out_together_beyond_burst():
     for _ in range(3):
         bucket.acquire()
         sent.append(clock.now)
-    assert all(b - a >= 0.1 - 1e-9 for a, b in zip([0.6, *sent], sent))
+    assert all(b - a >= 0.1 - 1e-9 for a, b in zip([0.6, *sent], sent, strict=False))
 
 
 def test_slow_down_after_429_keeps_requests_flowing_at_a_lower_rate_then_recovers():
@@ -121,7 +121,7 @@ def test_slow_down_after_429_keeps_requests_flowing_at_a_lower_rate_then_recover
     # No saved-up burst; the first send waits an interval; 5/s (0.2 s apart) while slowed,
     # not a full stop for 2 s.
     assert sent[0] > 0
-    assert [round(b - a, 6) for a, b in zip(sent, sent[1:])] == [0.2, 0.2, 0.2]
+    assert [round(b - a, 6) for a, b in zip(sent, sent[1:], strict=False)] == [0.2, 0.2, 0.2]
     assert sent[-1] < 2.0
     clock.now = 10.0  # the slow window is over: back to 10/s, burst 3 refilled
     waits = [bucket.reserve() for _ in range(4)]

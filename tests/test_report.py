@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pandas as pd
 
-from numerflow.tasks.model.report import render_markdown, write_report
 from numerflow.tasks.core.store import Store
+from numerflow.tasks.model.report import render_markdown, write_report
 
 
 def metrics_and_meta(n=300):

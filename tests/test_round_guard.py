@@ -17,12 +17,12 @@ from fakes.numerai_fixtures import (  # noqa: F401 - fixtures
 )
 from fakes.numerai_server import closed_round, open_round
 
+from numerflow.flows.guard import DEMO_RECORD, demo_round_guard, demo_round_label, live_round_guard
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.numerai.client import RoundInfo
 from numerflow.tasks.numerai.ledger import SubmissionLedger
 from numerflow.tasks.numerai.submit import submit_file
 from numerflow.tasks.numerai.universe import fetch_universe
-from numerflow.flows.guard import DEMO_RECORD, demo_round_guard, demo_round_label, live_round_guard
 
 UTC = dt.UTC
 OPEN = dt.datetime(2026, 11, 21, 18, 0, tzinfo=UTC)
@@ -148,8 +148,8 @@ def test_flow_skips_when_too_little_time_is_left(prefect_harness, fake_numerai, 
 
 def test_demo_flow_skips_a_submitted_demo_round(prefect_harness, tmp_path):
     from numerflow.tasks.core.config import load_settings
-    from numerflow.tasks.prices.sources.demo import DemoMarket
     from numerflow.tasks.core.store import Store, write_json
+    from numerflow.tasks.prices.sources.demo import DemoMarket
 
     data_dir = tmp_path / "data"
     settings = load_settings(data_dir=data_dir, demo={"tickers": 120, "years": 2})

@@ -8,8 +8,8 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
-
 from fakes.yahoo import FakeYahoo, reset_yfinance
+
 from numerflow.tasks.prices.ratelimit import TokenBucket
 from numerflow.tasks.prices.sources import PriceSource
 from numerflow.tasks.prices.sources.outcomes import NO_DATA, NOT_FOUND, OK, TRANSIENT, FetchRequest
@@ -174,7 +174,7 @@ def test_seeded_timezones_one_request_per_symbol_and_exchange_local_dates(fake, 
         (request,) = fake.chart_requests(symbol)
         assert int(request.params["period1"]) == int(pd.Timestamp("2024-03-11", tz=tz).timestamp())
     # Dates are the exchange-local trading days (a Tokyo 09:00 bar is the previous day in UTC).
-    for outcome, symbol in zip(outcomes, ("AAPL", "7203.T")):
+    for outcome, symbol in zip(outcomes, ("AAPL", "7203.T"), strict=True):
         expected = [d for d in fake.listings[symbol].bars.index if d >= start]
         assert outcome.bars["date"].dt.date.tolist() == expected
         assert outcome.timezone == fake.listings[symbol].timezone

@@ -15,8 +15,8 @@ import pandas as pd
 
 from numerflow.tasks.core.config import TargetSettings
 from numerflow.tasks.core.errors import BadInputError
-from numerflow.tasks.model.features import FEATURE_NAMES, bar_layout, compute_features
 from numerflow.tasks.core.store import Store, read_parquet, write_parquet
+from numerflow.tasks.model.features import FEATURE_NAMES, bar_layout, compute_features
 from numerflow.tasks.model.targets import compute_targets
 
 #: Bump when feature or target code changes meaning, so old snapshots are not reused.

@@ -517,7 +517,7 @@ def _whole_date_slices(sorted_codes: np.ndarray, target_rows: int) -> list[tuple
     wanted = np.arange(target_rows, n, target_rows)
     cuts = date_starts[np.searchsorted(date_starts, wanted).clip(max=len(date_starts) - 1)]
     bounds = np.unique(np.r_[0, cuts[cuts > 0], n])
-    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
 
 
 def _output_frame(prices: pd.DataFrame, layout: BarLayout, block: np.ndarray) -> pd.DataFrame:

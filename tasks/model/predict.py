@@ -10,9 +10,9 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from numerflow.tasks.model.dataset import live_rows
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.store import Store, read_parquet, write_parquet
+from numerflow.tasks.model.dataset import live_rows
 from numerflow.tasks.model.training import load_model
 
 

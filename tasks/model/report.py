@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from numerflow.tasks.model.scoring import overlap_adjusted_sem
 from numerflow.tasks.core.store import Store, write_json, write_text, write_with
+from numerflow.tasks.model.scoring import overlap_adjusted_sem
 
 
 def cumulative_corr_chart(per_date: pd.Series, path: Path) -> Path:

@@ -210,7 +210,7 @@ def train_and_register(
     return TrainResult(model_id, str(model_dir), str(predictions_path), metrics)
 
 
-def model_lineage(settings: "Settings", source: str) -> dict:
+def model_lineage(settings: Settings, source: str) -> dict:
     """What a model depends on besides its features: data source (and the demo market's
     parameters), target definition, and training settings that change the model."""
     training = settings.training.model_dump(include={"params", "num_boost_round", "validation_fraction",

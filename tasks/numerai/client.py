@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numerapi
 import pandas as pd
@@ -107,7 +107,7 @@ def load_prefect_secret(block_name: str) -> tuple[str, str]:
     from prefect.blocks.system import Secret
 
     try:
-        value = Secret.load(block_name).get()
+        value = cast("Secret[Any]", Secret.load(block_name)).get()  # sync context: not a coroutine
     except ValueError as exc:
         raise BadInputError(f"Prefect Secret block {block_name!r} could not be loaded ({type(exc).__name__}); "
                             "create it or unset numerai.secret_block", tag="numerai_keys") from None
@@ -175,6 +175,7 @@ class _NumerflowTransport:
     _nf_sleep: Callable[[float], None]
     _nf_session: requests.Session
     _nf_secrets: tuple[str, ...]
+    token: Any  # numerapi's (public id, secret key) or None, set by its constructor
 
     def _nf_configure(self, url: str, timeout: float, retries: int, sleep: Callable[[float], None],
                       secrets: tuple[str, ...]) -> None:
@@ -271,7 +272,7 @@ class _CryptoAPI(_NumerflowTransport, numerapi.CryptoAPI):
     pass
 
 
-_API_CLASSES = {"signals": _SignalsAPI, "crypto": _CryptoAPI}
+_API_CLASSES: dict[str, type[_SignalsAPI] | type[_CryptoAPI]] = {"signals": _SignalsAPI, "crypto": _CryptoAPI}
 
 
 class _CheckedRequests:
@@ -315,12 +316,12 @@ def _checked_put(timeout: float) -> Iterator[_CheckedRequests]:
     with _UPLOAD_LOCK:  # uploads are rare: serialise them rather than race on module attributes
         saved = [m.requests for m in modules]
         for module in modules:
-            module.requests = checked
+            module.requests = checked  # type: ignore[attr-defined]  # numerapi's module-level import
         try:
             yield checked
         finally:
             for module, original in zip(modules, saved, strict=True):
-                module.requests = original
+                module.requests = original  # type: ignore[attr-defined]
 
 
 # --------------------------------------------------------------------------- rounds
@@ -421,7 +422,7 @@ class NumeraiClient:
         if keys is None:
             api.token = None  # numerapi falls back to env keys by itself; "no keys" must mean none
         api._nf_configure(api_url.rstrip("/"), timeout, retries, sleep, (public_id or "", secret_key or ""))
-        self.api = api
+        self.api: _SignalsAPI | _CryptoAPI = api
         self.timeout = timeout
 
     @classmethod

@@ -33,8 +33,14 @@ import pyarrow.parquet as pq
 
 from numerflow.tasks.core.config import TargetSettings
 from numerflow.tasks.core.errors import BadInputError
-from numerflow.tasks.numerai.client import NumeraiClient, dataset_file, numerai_dir, pick_dataset_version, round_download_path
 from numerflow.tasks.core.store import Store, read_parquet
+from numerflow.tasks.numerai.client import (
+    NumeraiClient,
+    dataset_file,
+    numerai_dir,
+    pick_dataset_version,
+    round_download_path,
+)
 
 log = logging.getLogger(__name__)
 

@@ -158,6 +158,7 @@ def submit_file(
                                  model_id=done.get("model_id"), round=current.as_dict(),
                                  submission_id=done["submission_id"])
     require_open_window(current, now)  # raises when current is None
+    assert current is not None
     ids = universe_ids if universe_ids is not None else universe_ids_for(store, tournament, current.number)
     validation = check_submission(path, ids, tournament, settings.submission.min_tickers)
     model_id = client.resolve_model_id(model_name)

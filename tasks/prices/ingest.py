@@ -32,10 +32,9 @@ from __future__ import annotations
 import random
 import re
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +43,10 @@ import pandas as pd
 import pyarrow.dataset as ds
 
 from numerflow.tasks.core.errors import BadInputError, is_transient
-from numerflow.tasks.prices.quality import exclude_bad_bars, normalise_currency_units, trading_days_behind
 from numerflow.tasks.core.schemas import PRICE_SCHEMA
+from numerflow.tasks.core.store import Store, read_json, read_parquet, write_json, write_parquet
+from numerflow.tasks.prices.quality import exclude_bad_bars, normalise_currency_units, trading_days_behind
+from numerflow.tasks.prices.sources import PriceSource
 from numerflow.tasks.prices.sources.outcomes import (
     ERROR,
     EVENT_COLUMNS,
@@ -55,8 +56,12 @@ from numerflow.tasks.prices.sources.outcomes import (
     TRANSIENT,
     FetchOutcome,
     FetchRequest,
+    OutcomeSource,
+    RemembersTimezones,
 )
-from numerflow.tasks.core.store import Store, read_json, read_parquet, write_json, write_parquet
+
+#: What ingest accepts: a plain PriceSource (bars), or one that reports per-ticker outcomes.
+Source = PriceSource | OutcomeSource
 
 # Ledger statuses.
 STATUS_OK = "ok"
@@ -135,10 +140,6 @@ def ingest_dir(store: Store, source: str) -> Path:
 
 def part_path(store: Store, source: str, part: int) -> Path:
     return store.prices_dir(source) / f"part-{part:05d}.parquet"
-
-
-def new_run_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 
 def unfinished_run_id(store: Store, source: str) -> str | None:
@@ -224,7 +225,7 @@ def plan_ingest(
         saved = read_json(plan_file)
         return IngestPlan(source_name, run_id, store.root, saved["as_of"], saved["end"], saved["batches"])
     mapping = as_mapping(tickers_or_mapping)
-    as_of = as_of or datetime.now(timezone.utc).date()
+    as_of = as_of or datetime.now(UTC).date()
     catalog = _load_catalog(store, source_name)
     parts: dict[str, int] = catalog["parts"]
     winners: dict[str, dict] = catalog["symbols"]
@@ -259,7 +260,7 @@ def plan_ingest(
     return IngestPlan(source_name, run_id, store.root, as_of.isoformat(), end.isoformat() if end else None, ordered)
 
 
-def outcomes_via_fetch(source: Any, requests: Sequence[FetchRequest], end: date | None) -> list[FetchOutcome]:
+def outcomes_via_fetch(source: PriceSource, requests: Sequence[FetchRequest], end: date | None) -> list[FetchOutcome]:
     """Outcomes from a plain PriceSource (``fetch(tickers, start, end)``), one call per start date.
 
     Tickers the source returned no bars for become ``no_data``; an exception fails the whole
@@ -293,8 +294,8 @@ def outcomes_via_fetch(source: Any, requests: Sequence[FetchRequest], end: date 
     return [outcomes[r.ticker] for r in requests]
 
 
-def _fetch(source: Any, requests: Sequence[FetchRequest], end: date | None) -> list[FetchOutcome]:
-    if hasattr(source, "fetch_outcomes"):
+def _fetch(source: Source, requests: Sequence[FetchRequest], end: date | None) -> list[FetchOutcome]:
+    if isinstance(source, OutcomeSource):
         return source.fetch_outcomes(requests, end=end)
     return outcomes_via_fetch(source, requests, end)
 
@@ -306,7 +307,7 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> 
 
 
 def fetch_with_retries(
-    source: Any,
+    source: Source,
     requests: Sequence[FetchRequest],
     *,
     end: date | None,
@@ -386,7 +387,7 @@ def _as_price_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_batch(
-    source: Any,
+    source: Source,
     plan: IngestPlan,
     index: int,
     *,
@@ -403,7 +404,7 @@ def run_batch(
     end = date.fromisoformat(plan.end) if plan.end else None
     starts = {t: (date.fromisoformat(s) if s else None) for t, s in batch["starts"].items()}
     requests = [FetchRequest(t, tuple(batch["candidates"][t]), starts[t]) for t in batch["tickers"]]
-    if hasattr(source, "learn_timezones"):
+    if isinstance(source, RemembersTimezones):
         # Exchange timezones Yahoo answered last time: the source need not ask for them again.
         winners = _load_catalog(store, plan.source)["symbols"]
         source.learn_timezones(
@@ -417,10 +418,10 @@ def run_batch(
     fetched = _as_price_frame(pd.concat([o.bars for o in ok.values()], ignore_index=True)) if ok else _as_price_frame(_empty_prices())
 
     # Split / dividend / revision since the last run → that ticker's whole history again.
-    incremental = {t: starts[t] for t in ok if starts[t] is not None}
+    incremental = {t: start for t in ok if (start := starts[t]) is not None}
     repull = _repull_reasons(fetched, stored, incremental)
     if repull:
-        again = [FetchRequest(t, (ok[t].symbol,), None) for t in sorted(repull)]
+        again = [FetchRequest(t, (ok[t].symbol or t,), None) for t in sorted(repull)]  # OK outcomes carry their symbol
         more, more_attempts = fetch_with_retries(source, again, end=end, options=options, sleep=sleep, rng=rng)
         for ticker, outcome in more.items():
             attempts[ticker] += more_attempts[ticker]

@@ -14,12 +14,11 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from typing import Any
 
-from numerflow.tasks.core.store import Store
+from numerflow.tasks.core.store import Store, new_run_id
 from numerflow.tasks.prices.ingest import (
     IngestOptions,
     IngestResult,
     finish_ingest,
-    new_run_id,
     plan_ingest,
     run_batch,
     unfinished_run_id,

@@ -32,7 +32,7 @@ import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -297,7 +297,7 @@ def _last_weekday(day: date) -> date:
 
 def _default_end() -> date:
     """The last weekday strictly before today's UTC date, so a demo round looks current."""
-    return _last_weekday(datetime.now(timezone.utc).date() - timedelta(days=1))
+    return _last_weekday(datetime.now(UTC).date() - timedelta(days=1))
 
 
 def _business_days(end: date, n_days: int) -> pd.DatetimeIndex:
@@ -351,7 +351,7 @@ def _make_tickers(seed: int, n_tickers: int) -> tuple[np.ndarray, np.ndarray]:
     rng = _rng(seed, "symbols")
     tickers: list[str] = []
     countries: list[int] = []
-    for index, (country, count) in enumerate(zip(COUNTRY_CODES, _country_counts(n_tickers))):
+    for index, (country, count) in enumerate(zip(COUNTRY_CODES, _country_counts(n_tickers), strict=False)):
         if count == 0:
             continue
         symbols = (_numeric_symbols if country in _NUMERIC_CODES else _letter_symbols)(rng, country, int(count))

@@ -60,3 +60,10 @@ class OutcomeSource(Protocol):
     def fetch_outcomes(self, requests: Sequence[FetchRequest], end: date | None = None) -> list[FetchOutcome]:
         """One outcome per request, in the same order; never raises for a single ticker's failure."""
         ...
+
+
+@runtime_checkable
+class RemembersTimezones(Protocol):
+    """A source that can be told exchange timezones it answered before (saves a probe per symbol)."""
+
+    def learn_timezones(self, timezones: dict[str, str]) -> None: ...

@@ -42,8 +42,8 @@ from __future__ import annotations
 
 import json
 import re
-import warnings
 import threading
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
@@ -53,8 +53,8 @@ import numpy as np
 import pandas as pd
 
 from numerflow.tasks.core.errors import BadInputError
-from numerflow.tasks.prices.ratelimit import TokenBucket, shared_limiter
 from numerflow.tasks.core.schemas import PRICE_COLUMNS
+from numerflow.tasks.prices.ratelimit import TokenBucket, shared_limiter
 from numerflow.tasks.prices.sources.outcomes import (
     ERROR,
     NO_DATA,
