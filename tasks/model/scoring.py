@@ -43,6 +43,7 @@ import math
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -161,27 +162,69 @@ def _pow15(x: np.ndarray) -> np.ndarray:
     return np.sign(x) * np.abs(x) ** 1.5
 
 
-def _group_mean(values: np.ndarray, codes: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.bincount(codes, weights=values, minlength=counts.shape[0]) / counts
+# Per-date Pearson correlation, the one kernel every score uses (CORR, FNC, exposures). Two
+# row layouts feed it: flat rows with date codes (exposures) and padded (dates x width) blocks
+# (CORR and FNC); a layout only says how to sum per date and how to centre on the date's mean.
 
 
-def _pearson_by_group(x: np.ndarray, y: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
-    """Pearson correlation of x and y within each group (two-pass: centre, then sum products).
+class _GroupedRows:
+    """Flat rows; ``codes`` give each row's date (0..n_groups-1)."""
 
-    NaN for groups with < 2 rows or a constant x or y, like pandas' ``Series.corr``.
+    def __init__(self, codes: np.ndarray, n_groups: int) -> None:
+        self.codes = codes
+        self.n_groups = n_groups
+        self.counts = np.bincount(codes, minlength=n_groups).astype(np.float64)
+
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        return np.bincount(self.codes, weights=values, minlength=self.n_groups)
+
+    def centre(self, values: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):  # dates without rows: never read
+            means = self.sum(values) / self.counts
+        return values - means[self.codes]
+
+
+class _PaddedRows:
+    """A (dates, width) block: ``present`` marks real rows, padding is 0 in every value array;
+    ``counts`` (rows per date) must be >= 1 (a date with no rows still has ``counts < 2``)."""
+
+    def __init__(self, present: np.ndarray, counts: np.ndarray) -> None:
+        self.present = present
+        self.counts = counts
+
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        return values.sum(axis=1)
+
+    def centre(self, values: np.ndarray) -> np.ndarray:
+        return (values - (values.sum(axis=1) / self.counts)[:, None]) * self.present
+
+
+@dataclass(frozen=True)
+class _Moments:
+    """One variable on one layout: values centred on their date, per-date centred and raw sums
+    of squares. Computed once and shared when one side pairs with many (exposures, CORR + FNC)."""
+
+    centred: np.ndarray
+    ss: np.ndarray
+    raw_ss: np.ndarray
+
+
+def _moments(rows: _GroupedRows | _PaddedRows, values: np.ndarray) -> _Moments:
+    centred = rows.centre(values)
+    return _Moments(centred, rows.sum(centred * centred), rows.sum(values * values))
+
+
+def _pearson(rows: _GroupedRows | _PaddedRows, x: _Moments, y: _Moments) -> np.ndarray:
+    """Per-date Pearson correlation of x and y (two-pass: centred first, then products summed).
+
+    NaN on degenerate dates: fewer than 2 rows, or x or y constant on the date (centred sum of
+    squares at rounding level relative to the raw one), like pandas' ``Series.corr``.
     """
-    counts = np.bincount(codes, minlength=n_groups).astype(np.float64)
-    xc = x - _group_mean(x, codes, counts)[codes]
-    yc = y - _group_mean(y, codes, counts)[codes]
-    sxx = np.bincount(codes, weights=xc * xc, minlength=n_groups)
-    syy = np.bincount(codes, weights=yc * yc, minlength=n_groups)
-    sxy = np.bincount(codes, weights=xc * yc, minlength=n_groups)
-    raw_xx = np.bincount(codes, weights=x * x, minlength=n_groups)
-    raw_yy = np.bincount(codes, weights=y * y, minlength=n_groups)
+    sxy = rows.sum(x.centred * y.centred)
     with np.errstate(invalid="ignore", divide="ignore"):
-        corr = np.clip(sxy / np.sqrt(sxx * syy), -1.0, 1.0)
-    degenerate = (counts < 2) | (sxx <= _CONSTANT_RELATIVE_SS * raw_xx) | (syy <= _CONSTANT_RELATIVE_SS * raw_yy)
+        corr = np.clip(sxy / np.sqrt(x.ss * y.ss), -1.0, 1.0)
+    constant = (x.ss <= _CONSTANT_RELATIVE_SS * x.raw_ss) | (y.ss <= _CONSTANT_RELATIVE_SS * y.raw_ss)
+    degenerate = (rows.counts < 2) | constant
     corr[degenerate] = np.nan
     return corr
 
@@ -273,17 +316,18 @@ def _block_scores(
         gaussianised = ndtri(rank_rows(padded(predictions, np.nan)))  # NaN padding stays NaN
         centred_targets = padded(targets, 0.0)
         centred_targets -= (centred_targets.sum(axis=1) / safe_counts)[:, None]
-        y = np.where(present, _pow15(centred_targets), 0.0)
-        x = np.where(present, _pow15(gaussianised), 0.0)
-        corr[first:stop] = _pearson_rows(x, y, present, safe_counts)
+        rows_of_block = _PaddedRows(present, safe_counts)
+        y = _moments(rows_of_block, np.where(present, _pow15(centred_targets), 0.0))  # shared by CORR and FNC
+        x = _moments(rows_of_block, np.where(present, _pow15(gaussianised), 0.0))
+        corr[first:stop] = _pearson(rows_of_block, x, y)
         if features is None:
             return
 
         n_features = features.shape[1]
-        padded_x = np.zeros((n_dates * width, n_features))
+        flat_x = np.zeros((n_dates * width, n_features))
         # Features absent for a whole date become a zero column: no effect on the projection.
-        padded_x[cell] = np.nan_to_num(features[row_index[rows]], nan=0.0, copy=False)
-        padded_x = padded_x.reshape(n_dates, width, n_features)
+        flat_x[cell] = np.nan_to_num(features[row_index[rows]], nan=0.0, copy=False)
+        padded_x = flat_x.reshape(n_dates, width, n_features)
         padded_y = np.where(present, gaussianised, 0.0)
         means_x = padded_x.sum(axis=1) / safe_counts[:, None]
         means_y = padded_y.sum(axis=1) / safe_counts
@@ -314,8 +358,9 @@ def _block_scores(
         # rounding noise): the residual's ranks would be meaningless.
         usable = (block_counts >= 2) & (signal_ss > 0) & (residual_ss > _CONSTANT_RELATIVE_SS * signal_ss)
         residual[~present] = np.nan
-        x = np.where(present, _pow15(ndtri(rank_rows(residual))), 0.0)
-        fnc[first:stop] = np.where(usable, _pearson_rows(x, y, present, safe_counts), np.nan)
+        x = _moments(rows_of_block, np.where(present, _pow15(ndtri(rank_rows(residual))), 0.0))
+        assert fnc is not None  # allocated whenever features are given
+        fnc[first:stop] = np.where(usable, _pearson(rows_of_block, x, y), np.nan)
 
     blocks = _date_blocks(counts, _FNC_BLOCK_CELLS)
     if blocks:
@@ -323,19 +368,6 @@ def _block_scores(
             for future in [pool.submit(solve_block, first, stop) for first, stop in blocks]:
                 future.result()
     return corr, fnc
-
-
-def _pearson_rows(x: np.ndarray, y: np.ndarray, present: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """``_pearson_by_group`` for padded rows (padding zero in x and y, masked by ``present``)."""
-    xc = (x - (x.sum(axis=1) / counts)[:, None]) * present
-    yc = (y - (y.sum(axis=1) / counts)[:, None]) * present
-    sxx, syy, sxy = (xc * xc).sum(axis=1), (yc * yc).sum(axis=1), (xc * yc).sum(axis=1)
-    raw_xx, raw_yy = (x * x).sum(axis=1), (y * y).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        corr = np.clip(sxy / np.sqrt(sxx * syy), -1.0, 1.0)
-    degenerate = (counts < 2) | (sxx <= _CONSTANT_RELATIVE_SS * raw_xx) | (syy <= _CONSTANT_RELATIVE_SS * raw_yy)
-    corr[degenerate] = np.nan
-    return corr
 
 
 def feature_neutral_corr_by_date(
@@ -408,27 +440,18 @@ def feature_exposures_by_date(
 def _exposure_values(predictions: np.ndarray, features: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
     has_prediction = ~np.isnan(predictions)
     x = predictions[has_prediction]
-    x_codes = codes[has_prediction]
+    rows = _GroupedRows(codes[has_prediction], n_groups)
     # The prediction side of the correlation is shared by every feature without gaps.
-    x_counts = np.bincount(x_codes, minlength=n_groups).astype(np.float64)
-    x_centred = x - _group_mean(x, x_codes, x_counts)[x_codes]
-    x_ss = np.bincount(x_codes, weights=x_centred * x_centred, minlength=n_groups)
-    x_raw_ss = np.bincount(x_codes, weights=x * x, minlength=n_groups)
+    x_moments = _moments(rows, x)
     exposures = np.empty((n_groups, features.shape[1]))
     for j in range(features.shape[1]):  # loop over features (tens), vectorised over all rows
         column = features[has_prediction, j].astype(np.float64, copy=False)
         present = ~np.isnan(column)
-        if not present.all():  # pairwise-complete rows for this feature
-            exposures[:, j] = _pearson_by_group(x[present], column[present], x_codes[present], n_groups)
-            continue
-        f_centred = column - _group_mean(column, x_codes, x_counts)[x_codes]
-        f_ss = np.bincount(x_codes, weights=f_centred * f_centred, minlength=n_groups)
-        f_raw_ss = np.bincount(x_codes, weights=column * column, minlength=n_groups)
-        cross = np.bincount(x_codes, weights=x_centred * f_centred, minlength=n_groups)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            corr = np.clip(cross / np.sqrt(x_ss * f_ss), -1.0, 1.0)
-        corr[(x_counts < 2) | (x_ss <= _CONSTANT_RELATIVE_SS * x_raw_ss) | (f_ss <= _CONSTANT_RELATIVE_SS * f_raw_ss)] = np.nan
-        exposures[:, j] = corr
+        if present.all():
+            exposures[:, j] = _pearson(rows, x_moments, _moments(rows, column))
+        else:  # pairwise-complete rows for this feature
+            complete = _GroupedRows(rows.codes[present], n_groups)
+            exposures[:, j] = _pearson(complete, _moments(complete, x[present]), _moments(complete, column[present]))
     return exposures
 
 
