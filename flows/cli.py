@@ -217,8 +217,8 @@ def cmd_setup(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Prices only, with a progress bar on stderr (flows/prices.py)."""
     from numerflow.tasks.core.config import load_settings
-    from numerflow.tasks.core.store import Store, new_run_id
-    from numerflow.tasks.prices.ingest import ingest_dir, unfinished_run_id
+    from numerflow.tasks.core.store import Store
+    from numerflow.tasks.prices.ingest import ingest_dir, ingest_run_id
 
     overrides = _overrides(args, price_source=args.source)
     settings = load_settings(**overrides)  # fail fast on bad values, before Prefect starts
@@ -226,7 +226,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from numerflow.flows.prices import ProgressBar, prices_flow, source_name
 
     name = source_name(settings)  # crypto bars have their own store (yahoo-crypto)
-    run_id = args.run_id or unfinished_run_id(store, name) or new_run_id()
+    run_id = ingest_run_id(store, name, args.run_id)
     with ProgressBar(ingest_dir(store, name) / "runs" / run_id):
         summary = prices_flow(overrides=overrides, backfill=args.backfill, run_id=run_id)
     counts = ", ".join(f"{k} {summary.get(k, 0)}" for k in ("ok", "stale", "failed", "delisted", "no_data", "unresolved"))

@@ -27,7 +27,7 @@ from prefect.context import get_run_context
 
 from numerflow.tasks.core.config import Settings
 from numerflow.tasks.core.errors import BadInputError
-from numerflow.tasks.core.store import Store, new_run_id, read_parquet
+from numerflow.tasks.core.store import Store, read_parquet
 from numerflow.tasks.prices.ingest import (
     STATUS_DELISTED,
     STATUS_FAILED,
@@ -39,9 +39,8 @@ from numerflow.tasks.prices.ingest import (
     IngestOptions,
     Source,
     finish_ingest,
-    plan_ingest,
-    run_batch,
-    unfinished_run_id,
+    run_planned_batch,
+    start_ingest,
 )
 
 _sources: dict[tuple, Source] = {}
@@ -191,14 +190,12 @@ class PrefectProgress:
 @task(name="ingest-batch", retries=0)
 def ingest_batch_task(settings: Settings, run_id: str, index: int, backfill: bool = False) -> dict[str, Any]:
     """One batch: fetch (retries with backoff inside, only failed symbols), check, store, ledger rows."""
-    source = price_source(settings)
-    store = Store(settings.data_dir)
-    plan = plan_ingest(source.name, store, [], run_id=run_id, options=ingest_options(settings, backfill))
-    rows = run_batch(source, plan, index, options=ingest_options(settings, backfill))
+    rows = run_planned_batch(price_source(settings), Store(settings.data_dir), run_id, index,
+                             options=ingest_options(settings, backfill))
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
-    return {"batch": plan.batches[index]["part"], "tickers": len(rows), **counts}
+    return {"batch_index": index, "tickers": len(rows), **counts}
 
 
 def run_price_ingest(
@@ -213,11 +210,10 @@ def run_price_ingest(
     source = price_source(settings)
     store = Store(settings.data_dir)
     options = ingest_options(settings, backfill)
-    run_id = run_id or unfinished_run_id(store, source.name) or new_run_id()
-    plan = plan_ingest(source.name, store, tickers_or_mapping, run_id=run_id, options=options)
-    logger.info("ingest %s: run %s, %d batches", source.name, run_id, len(plan.batches))
+    plan = start_ingest(source.name, store, tickers_or_mapping, options=options, run_id=run_id)
+    logger.info("ingest %s: run %s, %d batches", source.name, plan.run_id, len(plan.batches))
     progress = PrefectProgress(key=f"ingest-progress-{source.name}")
-    futures = [ingest_batch_task.submit(settings, run_id, i, backfill) for i in range(len(plan.batches))]
+    futures = [ingest_batch_task.submit(settings, plan.run_id, i, backfill) for i in range(len(plan.batches))]
     for done, future in enumerate(futures, start=1):
         future.result()
         progress(done, len(futures))

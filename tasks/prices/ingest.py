@@ -44,7 +44,7 @@ import pyarrow.dataset as ds
 
 from numerflow.tasks.core.errors import BadInputError, is_transient
 from numerflow.tasks.core.schemas import PRICE_SCHEMA
-from numerflow.tasks.core.store import Store, read_json, read_parquet, write_json, write_parquet
+from numerflow.tasks.core.store import Store, new_run_id, read_json, read_parquet, write_json, write_parquet
 from numerflow.tasks.prices.quality import exclude_bad_bars, normalise_currency_units, trading_days_behind
 from numerflow.tasks.prices.sources import PriceSource
 from numerflow.tasks.prices.sources.outcomes import (
@@ -384,6 +384,42 @@ def _as_price_frame(frame: pd.DataFrame) -> pd.DataFrame:
         if column not in out.columns:
             out[column] = 0.0
     return out
+
+
+def start_ingest(
+    source_name: str,
+    store: Store,
+    tickers_or_mapping: Sequence[str] | Mapping[str, Sequence[str]],
+    *,
+    options: IngestOptions,
+    run_id: str | None = None,
+    as_of: date | None = None,
+    end: date | None = None,
+) -> IngestPlan:
+    """Step 1 of a run: its id (``ingest_run_id``) and its plan."""
+    run_id = ingest_run_id(store, source_name, run_id)
+    return plan_ingest(source_name, store, tickers_or_mapping, run_id=run_id, options=options, as_of=as_of, end=end)
+
+
+def ingest_run_id(store: Store, source_name: str, run_id: str | None = None) -> str:
+    """The run to work on: the given one, else this source's unfinished run (a crash resumes), else a new one."""
+    return run_id or unfinished_run_id(store, source_name) or new_run_id()
+
+
+def run_planned_batch(
+    source: Source,
+    store: Store,
+    run_id: str,
+    index: int,
+    *,
+    options: IngestOptions,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: random.Random | None = None,
+) -> list[dict[str, Any]]:
+    """Step 2, one batch as a worker gets it: the run id and the batch index, never the plan
+    (it is reloaded from the run folder, so a batch can run in any process)."""
+    plan = plan_ingest(source.name, store, [], run_id=run_id, options=options)
+    return run_batch(source, plan, index, options=options, sleep=sleep, rng=rng)
 
 
 def run_batch(

@@ -1,9 +1,7 @@
-"""The production ingest path without Prefect, for tests that need a fixed ``as_of``, a fake
-sleep or a seeded jitter: the same steps, in the same order, as ``flows.prices.run_price_ingest``.
-
-run id (given, else the unfinished run of this source, else new) → ``plan_ingest`` → per batch,
-what the ``ingest-batch`` task does (reload the plan by run id, ``run_batch``) → ``finish_ingest``.
-Tests that need the flow itself run ``prices_flow`` under the Prefect test harness.
+"""The production ingest steps without Prefect, for tests that need a fixed ``as_of``, a fake
+sleep or a seeded jitter: ``start_ingest`` → ``run_planned_batch`` per batch (what each
+``ingest-batch`` task runs) → ``finish_ingest``, as ``flows.prices.run_price_ingest`` chains them,
+only serially. Tests that need the flow itself run ``prices_flow`` under the Prefect test harness.
 """
 
 from __future__ import annotations
@@ -12,21 +10,20 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date
-from typing import Any
 
-from numerflow.tasks.core.store import Store, new_run_id
+from numerflow.tasks.core.store import Store
 from numerflow.tasks.prices.ingest import (
     IngestOptions,
     IngestResult,
+    Source,
     finish_ingest,
-    plan_ingest,
-    run_batch,
-    unfinished_run_id,
+    run_planned_batch,
+    start_ingest,
 )
 
 
 def ingest_like_the_flow(
-    source: Any,
+    source: Source,
     store: Store,
     tickers_or_mapping: Sequence[str] | Mapping[str, Sequence[str]],
     *,
@@ -38,10 +35,7 @@ def ingest_like_the_flow(
     rng: random.Random | None = None,
 ) -> IngestResult:
     options = options or IngestOptions()
-    run_id = run_id or unfinished_run_id(store, source.name) or new_run_id()
-    plan = plan_ingest(source.name, store, tickers_or_mapping, run_id=run_id, options=options, as_of=as_of, end=end)
+    plan = start_ingest(source.name, store, tickers_or_mapping, options=options, run_id=run_id, as_of=as_of, end=end)
     for index in range(len(plan.batches)):
-        # The task gets the run id and the batch index, never the plan: it reloads plan.json.
-        task_plan = plan_ingest(source.name, store, [], run_id=run_id, options=options)
-        run_batch(source, task_plan, index, options=options, sleep=sleep, rng=rng)
+        run_planned_batch(source, store, plan.run_id, index, options=options, sleep=sleep, rng=rng)
     return finish_ingest(plan)
