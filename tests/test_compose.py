@@ -5,6 +5,7 @@ same topology without Docker)."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -176,3 +177,77 @@ def test_a_misspelled_env_option_is_caught(bad):
     """What makes the check above able to fail."""
     assert not setting_exists(bad)
     assert setting_exists("NUMERFLOW_NUMERAI__MODEL_NAME") and setting_exists("NUMERFLOW_DATA_DIR")
+
+
+# --------------------------------------------------------------------------- .env, read by numerflow too
+
+ENV_FILE_TEXT = """\
+# a comment
+NUMERFLOW_DEMO__SEED=5
+NUMERFLOW_NUMERAI__MODEL_NAME=
+NUMERAI_PUBLIC_ID=PUBLIC-FROM-DOTENV
+NUMERAI_SECRET_KEY=SECRET-FROM-DOTENV
+POSTGRES_PASSWORD=only-compose-reads-this
+PREFECT_API_AUTH_STRING=admin:only-prefect-reads-this
+NUMERFLOW_CONFIG=/nonexistent/environment-only.toml
+"""
+
+
+def test_settings_read_dotenv_below_the_environment_and_above_toml(tmp_path, monkeypatch):
+    from numerflow.tasks.core.config import load_settings
+    from numerflow.tasks.numerai.client import resolve_keys
+
+    env_file, toml = tmp_path / ".env", tmp_path / "numerflow.toml"
+    env_file.write_text(ENV_FILE_TEXT)
+    toml.write_text("[demo]\nseed = 3\ntickers = 250\n")
+    monkeypatch.setenv("NUMERFLOW_ENV_FILE", str(env_file))
+    monkeypatch.setenv("NUMERFLOW_CONFIG", str(toml))
+    settings = load_settings()
+    assert settings.demo.seed == 5 and settings.demo.tickers == 250  # .env beats TOML; TOML still read
+    assert settings.numerai.model_name is None  # an empty value is unset, not ""
+    keys = resolve_keys(settings.numerai, env={})
+    assert keys is not None and keys.public_id.get_secret_value() == "PUBLIC-FROM-DOTENV"
+    assert "SECRET-FROM-DOTENV" not in repr(settings)
+    monkeypatch.setenv("NUMERFLOW_DEMO__SEED", "9")
+    assert load_settings().demo.seed == 9  # the environment beats .env
+    assert load_settings(demo={"seed": 1}).demo.seed == 1  # and keyword arguments beat both
+    # Keys in the environment win over the file's pair (neither half is taken from .env).
+    monkeypatch.setenv("NUMERAI_PUBLIC_ID", "PUBLIC-FROM-ENV")
+    monkeypatch.setenv("NUMERAI_SECRET_KEY", "SECRET-FROM-ENV")
+    settings = load_settings()
+    assert settings.numerai.public_id is None
+    assert resolve_keys(settings.numerai).public_id.get_secret_value() == "PUBLIC-FROM-ENV"
+
+
+def test_dotenv_is_found_in_the_working_directory_and_a_typo_in_it_is_an_error(tmp_path, monkeypatch):
+    from numerflow.tasks.core.config import load_settings
+    from numerflow.tasks.core.errors import BadInputError
+
+    monkeypatch.delenv("NUMERFLOW_ENV_FILE")
+    monkeypatch.chdir(tmp_path)
+    assert load_settings().demo.seed == 42  # no .env: defaults
+    (tmp_path / ".env").write_text("NUMERFLOW_DEMO__SEED=8\n")
+    assert load_settings().demo.seed == 8
+    (tmp_path / ".env").write_text("NUMERFLOW_PRICE_SORCE=yahoo\n")
+    with pytest.raises(BadInputError, match=r"invalid_config: .*price_sorce.*\.env"):
+        load_settings()
+
+
+def test_env_example_as_dotenv_is_valid_for_local_runs(monkeypatch):
+    """`cp .env.example .env` works for numerflow's CLI too, not only for compose."""
+    from numerflow.tasks.core.config import load_settings
+
+    monkeypatch.setenv("NUMERFLOW_ENV_FILE", str(ROOT / ".env.example"))
+    settings = load_settings()
+    assert settings.price_source == "yahoo" and settings.schedule.round_mode == "live"
+    assert settings.orchestration.task_runner == "threads" and settings.numerai.model_name is None
+    assert settings.orchestration.notify_webhook_url is None  # empty in the example: unset
+
+
+def test_tests_never_read_a_developers_dotenv(tmp_path, monkeypatch):
+    from numerflow.tasks.core.config import load_settings
+
+    assert os.environ["NUMERFLOW_ENV_FILE"] == os.devnull  # tests/conftest.py, inherited by subprocesses
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("NUMERFLOW_DEMO__SEED=8\n")
+    assert load_settings().demo.seed == 42
