@@ -160,7 +160,7 @@ def test_numerflow_service_builds_the_project_and_serves():
     assert service["env_file"] == [".env"] and (ROOT / ".env.example").exists()
 
 
-def test_numerflow_health_check_is_serves_polling_check():
+def test_numerflow_health_check_is_the_serve_polling_check():
     """Not "the deployment exists" (true while serve hangs): serve.py --check, which wants the round
     deployment READY (tests/test_e2e_server.py: READY while serve polls, NOT_READY after it stops)."""
     from numerflow.deployments import serve
@@ -223,9 +223,8 @@ def run_check(env: dict[str, str]) -> subprocess.CompletedProcess:
                           text=True, timeout=60, env=env)
 
 
-def test_health_check_follows_the_deployment_status_and_sends_basic_auth(fake_api):
-    import base64
-
+def test_health_check_command_is_green_on_ready_and_red_on_not_ready(fake_api):
+    """The real command, as compose runs it (a subprocess: exit status and message)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env["PREFECT_API_URL"] = fake_api
     FakePrefectAPI.status = "READY"
@@ -235,18 +234,30 @@ def test_health_check_follows_the_deployment_status_and_sends_basic_auth(fake_ap
     FakePrefectAPI.status = "NOT_READY"
     red = run_check(env)
     assert red.returncode == 1 and "NOT_READY" in red.stderr
+
+
+def test_health_check_sends_basic_auth_and_fails_on_a_missing_deployment_or_api(fake_api, monkeypatch):
+    import base64
+
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+    from numerflow.deployments.serve import check
+
     FakePrefectAPI.status = "READY"
-    env["PREFECT_API_AUTH_STRING"] = "admin:pw-for-this-test"
-    assert run_check(env).returncode == 0
-    assert FakePrefectAPI.seen[-1][1] == "Basic " + base64.b64encode(b"admin:pw-for-this-test").decode()
-    env["NUMERFLOW_SCHEDULE__DEPLOYMENT_PREFIX"] = "other"  # asks for other-round: 404 → red
-    missing = run_check(env)
-    assert missing.returncode == 1 and "HTTP 404" in missing.stderr
+    monkeypatch.setenv("PREFECT_API_URL", fake_api)
+    with temporary_settings({PREFECT_API_URL: fake_api, PREFECT_API_AUTH_STRING: "admin:pw-for-this-test"}):
+        assert check()[0] is True
+        assert FakePrefectAPI.seen[-1][1] == "Basic " + base64.b64encode(b"admin:pw-for-this-test").decode()
+        monkeypatch.setenv("NUMERFLOW_SCHEDULE__DEPLOYMENT_PREFIX", "other")  # asks for other-round: 404
+        healthy, why = check()
+        assert not healthy and "other-round: HTTP 404" in why
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        closed_port = sock.getsockname()[1]
-    unreachable = run_check({**env, "PREFECT_API_URL": f"http://127.0.0.1:{closed_port}/api"})
-    assert unreachable.returncode == 1 and "unreachable" in unreachable.stderr
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}/api"
+    monkeypatch.setenv("PREFECT_API_URL", closed)
+    with temporary_settings({PREFECT_API_URL: closed}):
+        healthy, why = check(timeout=2)
+        assert not healthy and "unreachable" in why
 
 
 def test_dockerfile_installs_the_pins_and_bakes_no_secrets():
