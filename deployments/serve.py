@@ -6,6 +6,14 @@ Round (UTC crons), train (its cron) and ingest-backfill (manual), built from set
 flows/deployments.py. Refuses to start without a Prefect API: without one, Prefect starts a
 temporary server that has no scheduler, so scheduled runs would silently never happen.
 SIGTERM stops serving without pausing the deployments (``pause_on_shutdown=False``).
+
+    python -m numerflow.deployments.serve --check
+
+is docker-compose.yml's health check: healthy only while a serve process is polling the server for
+the round deployment's runs. Prefect records each poll (the deployment's ``last_polled``) and keeps
+the deployment READY; its foreman service marks it NOT_READY once no poll came for
+``PREFECT_SERVER_SERVICES_FOREMAN_DEPLOYMENT_LAST_POLLED_TIMEOUT_SECONDS`` (60 s by default), so a
+hung or stopped serve process turns the check red. A deployment that merely exists is not enough.
 """
 
 from __future__ import annotations
@@ -32,7 +40,60 @@ def api_url_problem(environ: dict[str, str] | None = None) -> str | None:
     return None
 
 
-def main() -> int:
+#: The round flow and its deployment's name suffix (flows/scheduled.py, flows/deployments.py; a test
+#: keeps them equal). Constants, so the health check does not import the flows (seconds, every 30 s).
+ROUND_FLOW_NAME, ROUND_KEY = "scheduled-round", "round"
+
+
+def check(timeout: float = 5.0) -> tuple[bool, str]:
+    """(healthy, why): the round deployment's status on the server is READY, i.e. polled recently.
+
+    Uses the Prefect client settings (``PREFECT_API_URL``, ``PREFECT_API_AUTH_STRING`` for a server
+    with basic auth); the deployment name comes from numerflow's settings, as serve builds it.
+    """
+    import base64
+
+    import httpx
+    from prefect.settings import get_current_settings
+
+    from numerflow.tasks.core.config import load_settings
+    from numerflow.tasks.core.errors import NumerflowError
+
+    problem = api_url_problem()
+    if problem:
+        return False, problem
+    api = get_current_settings().api
+    try:
+        name = f"{load_settings().schedule.deployment_prefix}-{ROUND_KEY}"
+    except NumerflowError as exc:
+        return False, str(exc)
+    headers = {}
+    if api.auth_string is not None and api.auth_string.get_secret_value():
+        token = base64.b64encode(api.auth_string.get_secret_value().encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    url = f"{str(api.url).rstrip('/')}/deployments/name/{ROUND_FLOW_NAME}/{name}"
+    try:
+        response = httpx.get(url, headers=headers, timeout=timeout)
+    except httpx.HTTPError as exc:
+        return False, f"Prefect API unreachable ({type(exc).__name__}: {exc})"
+    if response.status_code != 200:
+        return False, f"deployment {ROUND_FLOW_NAME}/{name}: HTTP {response.status_code} from the Prefect API"
+    deployment = response.json()
+    status, polled = deployment.get("status"), deployment.get("last_polled")
+    if status != "READY":
+        return False, f"deployment {name} is {status} (last polled {polled}): no serve process is polling"
+    return True, f"deployment {name} is READY (last polled {polled})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--check"]:
+        healthy, why = check()
+        print(f"numerflow serve --check: {why}", file=sys.stdout if healthy else sys.stderr)
+        return 0 if healthy else 1
+    if args:
+        print("usage: python -m numerflow.deployments.serve [--check]", file=sys.stderr)
+        return 2
     problem = api_url_problem()
     if problem:
         print(f"numerflow serve: {problem}", file=sys.stderr)

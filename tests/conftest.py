@@ -11,10 +11,11 @@ import pytest
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.pop("PREFECT_API_URL", None)
-# Tests must never pick up a developer's own config or keys.
-for name in ("NUMERFLOW_CONFIG", "NUMERAI_PUBLIC_ID", "NUMERAI_SECRET_KEY"):
+# Tests must never pick up a developer's own config, .env or keys (subprocesses inherit this too).
+for name in ("NUMERFLOW_CONFIG", "NUMERFLOW_ENV_FILE", "NUMERAI_PUBLIC_ID", "NUMERAI_SECRET_KEY"):
     os.environ.pop(name, None)
 os.environ["NUMERFLOW_CONFIG"] = os.devnull
+os.environ["NUMERFLOW_ENV_FILE"] = os.devnull
 
 
 @pytest.fixture(scope="session")

@@ -2,14 +2,19 @@
 deployments/serve.py → the round deployment triggered through the Prefect API with parameters
 (as the UI's Custom run does) → a submission; triggered again → skipped as already submitted.
 
-The same topology docker-compose.yml runs, without Docker. `.ci/run` installs PostgreSQL when
-missing; locally the test skips (saying why) only if its binaries are absent.
+The same topology docker-compose.yml runs, without Docker, with two things compose offers on top:
+the server requires Prefect's basic auth (PREFECT_SERVER_API_AUTH_STRING; serve.py and its flow runs
+authenticate with PREFECT_API_AUTH_STRING), and the numerflow health check
+(`python -m numerflow.deployments.serve --check`) is green while serve polls and red once it stopped.
+`.ci/run` installs PostgreSQL when missing; locally the test skips (saying why) only if its binaries
+are absent.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -26,6 +31,13 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_BINS = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+# Basic-auth credentials of this run's server (random, never reused); httpx sends them as
+# "Authorization: Basic base64(user:password)", the form Prefect 3.8.8's server checks.
+AUTH = ("numerflow-e2e", secrets.token_urlsafe(16))
+AUTH_STRING = ":".join(AUTH)
+# The foreman marks a deployment NOT_READY when its last poll is older than this (default 60 s;
+# shortened so the test sees it), checking every FOREMAN_LOOP seconds. serve polls every POLL seconds.
+NOT_READY_AFTER, FOREMAN_LOOP, POLL = 15, 2, 3
 
 
 def free_port() -> int:
@@ -112,8 +124,12 @@ def prefect_server(postgres, tmp_path_factory):
     port = free_port()
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_DATABASE_CONNECTION_URL": postgres,
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_UI_ENABLED": "false",
-           "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5", "PREFECT_LOGGING_LEVEL": "WARNING"}
-    env.pop("PREFECT_API_URL", None)
+           "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5", "PREFECT_LOGGING_LEVEL": "WARNING",
+           "PREFECT_SERVER_API_AUTH_STRING": AUTH_STRING,
+           "PREFECT_SERVER_SERVICES_FOREMAN_LOOP_SECONDS": str(FOREMAN_LOOP),
+           "PREFECT_SERVER_SERVICES_FOREMAN_DEPLOYMENT_LAST_POLLED_TIMEOUT_SECONDS": str(NOT_READY_AFTER)}
+    for name in ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING"):
+        env.pop(name, None)
     log = home / "server.log"
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
@@ -121,6 +137,7 @@ def prefect_server(postgres, tmp_path_factory):
                                 start_new_session=True)
     api = f"http://127.0.0.1:{port}/api"
     try:
+        # The health probe needs no credentials (compose's server health check relies on it).
         wait_for("prefect server", lambda: httpx.get(f"{api}/health", timeout=2).status_code == 200, 180,
                  proc=proc, log=log)
         yield api
@@ -130,30 +147,31 @@ def prefect_server(postgres, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def served(prefect_server, tmp_path_factory):
-    """deployments/serve.py against the server; yields (api, data_dir)."""
+    """deployments/serve.py against the server; yields (api, data_dir, log, proc, env)."""
     work = tmp_path_factory.mktemp("serve")
     data_dir = work / "data"
     env = {**os.environ, "PREFECT_API_URL": prefect_server, "PREFECT_HOME": str(work / "home"),
            "NUMERFLOW_DATA_DIR": str(data_dir), "NUMERFLOW_CONFIG": os.devnull,
-           "NUMERFLOW_SCHEDULE__ROUND_MODE": "demo", "PREFECT_LOGGING_LEVEL": "INFO"}
+           "NUMERFLOW_SCHEDULE__ROUND_MODE": "demo", "PREFECT_LOGGING_LEVEL": "INFO",
+           "PREFECT_API_AUTH_STRING": AUTH_STRING, "PREFECT_RUNNER_POLL_FREQUENCY": str(POLL)}
     log = work / "serve.log"
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, str(ROOT / "deployments" / "serve.py")], cwd=ROOT, env=env,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         def registered():
-            r = httpx.post(f"{prefect_server}/deployments/filter", json={}, timeout=5)
+            r = httpx.post(f"{prefect_server}/deployments/filter", json={}, timeout=5, auth=AUTH)
             names = {d["name"] for d in r.json()}
             return names >= {"numerflow-round", "numerflow-train", "numerflow-ingest-backfill"}
 
         wait_for("serve.py registers deployments", registered, 120, proc=proc, log=log)
-        yield prefect_server, data_dir, log
+        yield prefect_server, data_dir, log, proc, env
     finally:
         stop(proc)
 
 
 def deployment(api: str, name: str) -> dict:
-    r = httpx.post(f"{api}/deployments/filter", json={"deployments": {"name": {"any_": [name]}}}, timeout=5)
+    r = httpx.post(f"{api}/deployments/filter", json={"deployments": {"name": {"any_": [name]}}}, timeout=5, auth=AUTH)
     (found,) = r.json()
     return found
 
@@ -161,21 +179,39 @@ def deployment(api: str, name: str) -> dict:
 def trigger(api: str, deployment_id: str, parameters: dict) -> str:
     """What the UI's Custom run does: POST create_flow_run with the edited parameters."""
     r = httpx.post(f"{api}/deployments/{deployment_id}/create_flow_run",
-                   json={"parameters": parameters, "state": {"type": "SCHEDULED"}}, timeout=10)
+                   json={"parameters": parameters, "state": {"type": "SCHEDULED"}}, timeout=10, auth=AUTH)
     r.raise_for_status()
     return r.json()["id"]
 
 
 def wait_final(api: str, run_id: str, timeout: float, log) -> dict:
     def final():
-        run = httpx.get(f"{api}/flow_runs/{run_id}", timeout=5).json()
+        run = httpx.get(f"{api}/flow_runs/{run_id}", timeout=5, auth=AUTH).json()
         return run if run["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"} else None
 
     return wait_for(f"flow run {run_id}", final, timeout, interval=1.0, log=log)
 
 
+def health_check(env: dict[str, str]) -> subprocess.CompletedProcess:
+    """docker-compose.yml's numerflow health check, run with the serve process's environment."""
+    return subprocess.run([sys.executable, "-m", "numerflow.deployments.serve", "--check"], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
 def test_round_deployment_end_to_end(served):
-    api, data_dir, log = served
+    api, data_dir, log, serve_proc, serve_env = served
+    # Basic auth: without credentials the API refuses; with them it answers.
+    assert httpx.post(f"{api}/deployments/filter", json={}, timeout=5).status_code == 401
+    wrong = (AUTH[0], "not-the-password")
+    assert httpx.post(f"{api}/deployments/filter", json={}, timeout=5, auth=wrong).status_code == 401
+    # serve's polls mark the deployment READY; the health check sees it.
+    wait_for("round deployment READY", lambda: deployment(api, "numerflow-round")["status"] == "READY", 60,
+             proc=serve_proc, log=log)
+    healthy = health_check(serve_env)
+    assert healthy.returncode == 0 and "numerflow-round is READY" in healthy.stdout, healthy.stderr
+    unauthenticated = health_check({k: v for k, v in serve_env.items() if k != "PREFECT_API_AUTH_STRING"})
+    assert unauthenticated.returncode == 1 and "HTTP 401" in unauthenticated.stderr
+
     round_dep = deployment(api, "numerflow-round")
     # Schedules as configured: four UTC crons; concurrency limit 1; typed parameters.
     crons = sorted((s["schedule"]["cron"], s["schedule"]["timezone"]) for s in round_dep["schedules"])
@@ -186,7 +222,7 @@ def test_round_deployment_end_to_end(served):
 
     # The server's scheduler (needs PREFECT_API_URL + SQLAlchemy < 2.1) creates the upcoming runs.
     def scheduled_runs():
-        r = httpx.post(f"{api}/flow_runs/filter", timeout=5, json={
+        r = httpx.post(f"{api}/flow_runs/filter", timeout=5, auth=AUTH, json={
             "deployments": {"id": {"any_": [round_dep["id"]]}},
             "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}})
         return r.json()
@@ -205,7 +241,7 @@ def test_round_deployment_end_to_end(served):
     rows = submissions[0].read_text().splitlines()
     assert rows[0] == "numerai_ticker,signal" and len(rows) - 1 >= 100
     assert (submissions[0].parent / "upload-record.json").exists()
-    report = httpx.post(f"{api}/artifacts/filter", timeout=5,
+    report = httpx.post(f"{api}/artifacts/filter", timeout=5, auth=AUTH,
                         json={"artifacts": {"key": {"any_": ["round-report"]}}}).json()
     assert report and "## Ingest ledger" in report[0]["data"]
     print(f"e2e first round: {time.monotonic() - started:.1f} s")
@@ -213,3 +249,16 @@ def test_round_deployment_end_to_end(served):
     second = wait_final(api, trigger(api, round_dep["id"], params), 180, log)
     assert second["state"]["type"] == "COMPLETED" and second["state"]["name"] == "Skipped"
     assert second["state"]["message"].startswith(f"skipped: already submitted for round {submissions[0].parent.name}")
+
+    # The deployment stayed READY through the runs (serve kept polling while flows ran).
+    assert deployment(api, "numerflow-round")["status"] == "READY"
+    assert health_check(serve_env).returncode == 0
+
+    # serve stops (or hangs: either way no more polls) → NOT_READY → the health check turns red.
+    stopped_at = time.monotonic()
+    stop(serve_proc)
+    wait_for("round deployment NOT_READY after serve stopped",
+             lambda: deployment(api, "numerflow-round")["status"] == "NOT_READY", NOT_READY_AFTER + 45, log=log)
+    assert time.monotonic() - stopped_at >= NOT_READY_AFTER - POLL  # not before the poll timeout
+    unhealthy = health_check(serve_env)
+    assert unhealthy.returncode == 1 and "numerflow-round is NOT_READY" in unhealthy.stderr

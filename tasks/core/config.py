@@ -2,8 +2,9 @@
 
 Values come from, highest priority first: keyword arguments, environment variables
 ``NUMERFLOW_*`` (nested fields with ``__``, e.g. ``NUMERFLOW_TRAINING__NUM_BOOST_ROUND=500``),
-an optional TOML file (``./numerflow.toml``, or the path in ``NUMERFLOW_CONFIG``), then the
-defaults below. Every option is documented in ``docs/configuration.md``.
+an optional ``./.env`` file (the same names; the path in ``NUMERFLOW_ENV_FILE``), an optional TOML
+file (``./numerflow.toml``, or the path in ``NUMERFLOW_CONFIG``), then the defaults below. Every
+option is documented in ``docs/configuration.md``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -197,6 +200,36 @@ class OrchestrationSettings(BaseModel):
     notify_timeout_seconds: float = Field(10.0, gt=0, description="HTTP timeout of the failure notification")
 
 
+class EnvFileSource(DotEnvSettingsSource):
+    """The ``.env`` file (the one docker compose reads too), for local runs.
+
+    Read: ``NUMERFLOW_*`` options, as from the environment (an unknown top-level one is an error, as
+    in numerflow.toml), and the Numerai keys ``NUMERAI_PUBLIC_ID``/``NUMERAI_SECRET_KEY`` unless the
+    environment has either. Empty values count as unset. Ignored: what only compose or Prefect use
+    (``POSTGRES_PASSWORD``, ``PREFECT_*``) and the file-locating variables (``NUMERFLOW_CONFIG``,
+    ``NUMERFLOW_ENV_FILE``, ``NUMERFLOW_NUMERAI_API_URL``: environment only).
+    """
+
+    ENV_ONLY = ("numerflow_config", "numerflow_env_file", "numerflow_numerai_api_url")
+
+    def __call__(self) -> dict[str, Any]:
+        data = EnvSettingsSource.__call__(self)  # the settings fields, read from the file's variables
+        prefix = self.env_prefix.lower()
+        for name, value in self.env_vars.items():
+            option = name.removeprefix(prefix)
+            if name.startswith(prefix) and name not in self.ENV_ONLY and value \
+                    and option.partition("__")[0] not in self.settings_cls.model_fields:
+                data[option] = value  # unknown: validation names it
+        keys = {"public_id": "numerai_public_id", "secret_key": "numerai_secret_key"}
+        if not any(os.environ.get(name.upper()) for name in keys.values()):
+            for field, name in keys.items():
+                if self.env_vars.get(name):
+                    numerai = data.setdefault("numerai", {})
+                    if isinstance(numerai, dict):
+                        numerai.setdefault(field, self.env_vars[name])
+        return data
+
+
 class Settings(BaseSettings):
     """Everything numerflow can be told. Build with ``load_settings()``."""
 
@@ -235,11 +268,13 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml_path = Path(os.environ.get("NUMERFLOW_CONFIG", "numerflow.toml"))
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        env_file = Path(os.environ.get("NUMERFLOW_ENV_FILE", ".env"))
+        return (init_settings, env_settings, EnvFileSource(settings_cls, env_file=env_file, env_ignore_empty=True),
+                TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Settings from kwargs > env > TOML > defaults; a bad value raises BadInputError."""
+    """Settings from kwargs > env > .env > TOML > defaults; a bad value raises BadInputError."""
     from pydantic import ValidationError
 
     from numerflow.tasks.core.errors import BadInputError
@@ -251,7 +286,7 @@ def load_settings(**overrides: Any) -> Settings:
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
         raise BadInputError(
-            f"invalid configuration ({problems}); fix the option, NUMERFLOW_* variable or numerflow.toml",
+            f"invalid configuration ({problems}); fix the option, NUMERFLOW_* variable, .env or numerflow.toml",
             tag="invalid_config",
         ) from None
 
@@ -318,10 +353,13 @@ def settings_reference() -> str:
         "",
         "Generated from `tasks/core/config.py` (`python -m numerflow.tasks.core.config > docs/configuration.md`).",
         "",
-        "Precedence: keyword arguments / CLI options > environment `NUMERFLOW_*` > `numerflow.toml`",
-        "(or the file named by `NUMERFLOW_CONFIG`) > defaults. Nested options use `__` in environment",
-        "variables (`NUMERFLOW_TRAINING__NUM_BOOST_ROUND=500`) and tables in TOML (`[training]`).",
-        "Secrets (`SecretStr`) are never printed.",
+        "Precedence: keyword arguments / CLI options > environment `NUMERFLOW_*` > `./.env` (or the file",
+        "named by `NUMERFLOW_ENV_FILE`) > `numerflow.toml` (or the file named by `NUMERFLOW_CONFIG`) >",
+        "defaults. Nested options use `__` in environment variables and `.env`",
+        "(`NUMERFLOW_TRAINING__NUM_BOOST_ROUND=500`) and tables in TOML (`[training]`). `.env` may also",
+        "hold `NUMERAI_PUBLIC_ID`/`NUMERAI_SECRET_KEY` (used when the environment has neither); its empty",
+        "values count as unset, and names only docker compose uses (`POSTGRES_PASSWORD`, `PREFECT_*`) are",
+        "ignored. Secrets (`SecretStr`) are never printed.",
         "",
     ]
 
