@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import secrets
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +32,20 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+
+from numerflow.tasks.core.errors import BadInputError
+
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def safe_id(value: str, what: str) -> str:
+    """A user-supplied id that becomes a file or folder name: letters, digits, ``._-``, no ``..``,
+    so it can never point outside its folder in the data dir."""
+    if not _SAFE_ID.fullmatch(value) or ".." in value:
+        raise BadInputError(f"{what} {value!r} is not a valid id: use letters, digits, '.', '_' or '-' "
+                            "(at most 128, no '..', no '/'); it names a folder inside the data dir",
+                            tag="invalid_id")
+    return value
 
 
 def new_run_id() -> str:

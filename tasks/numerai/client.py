@@ -123,6 +123,23 @@ def load_prefect_secret(block_name: str) -> tuple[str, str]:
     )
 
 
+def checked_keys(public_id: str, secret_key: str, source: str) -> NumeraiKeys:
+    """Keys stripped of surrounding whitespace (a CRLF env file leaves a trailing ``\\r``), then
+    refused if anything but printable ASCII is left: such a key would end up verbatim in an HTTP
+    library's "invalid header" error. The message names the key and its source, never its value."""
+    cleaned = []
+    for what, value in (("public id", public_id), ("secret key", secret_key)):
+        value = value.strip()
+        if not value or any(not 33 <= ord(c) <= 126 for c in value):
+            raise BadInputError(
+                f"invalid_keys: the Numerai {what} from {source} "
+                f"{'is empty' if not value else 'holds a space, control or non-ASCII character'}; "
+                "copy it again from numer.ai (account → API keys), one line, nothing around it",
+                tag="numerai_keys")
+        cleaned.append(value)
+    return NumeraiKeys(SecretStr(cleaned[0]), SecretStr(cleaned[1]), source)
+
+
 def resolve_keys(
     settings: NumeraiSettings,
     env: Mapping[str, str] | None = None,
@@ -138,17 +155,17 @@ def resolve_keys(
         ("env", env.get("NUMERAI_PUBLIC_ID", ""), env.get("NUMERAI_SECRET_KEY", "")),
     ]
     for source, public_id, secret_key in candidates:
-        if public_id and secret_key:
-            return NumeraiKeys(SecretStr(public_id), SecretStr(secret_key), source)
-        if public_id or secret_key:
+        if public_id.strip() and secret_key.strip():
+            return checked_keys(public_id, secret_key, source)
+        if public_id.strip() or secret_key.strip():
             missing = "secret key" if public_id else "public id"
             raise BadInputError(f"the Numerai {missing} is missing from {source}; set both "
                                 "NUMERAI_PUBLIC_ID and NUMERAI_SECRET_KEY (or neither for a dry run)",
                                 tag="numerai_keys")
     if settings.secret_block:
         public_id, secret_key = secret_loader(settings.secret_block)
-        if public_id and secret_key:
-            return NumeraiKeys(SecretStr(public_id), SecretStr(secret_key), f"prefect-secret:{settings.secret_block}")
+        if public_id.strip() and secret_key.strip():
+            return checked_keys(public_id, secret_key, f"prefect-secret:{settings.secret_block}")
         raise BadInputError(f"Prefect Secret block {settings.secret_block!r} holds an empty key", tag="numerai_keys")
     return None
 

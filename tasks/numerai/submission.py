@@ -57,30 +57,8 @@ def validate_submission(
     """Numerai's rules, checked by us (explicit raises, so ``python -O`` cannot strip them)
     and then by numerai-tools' own validator on a copy. Returns a summary dict."""
     id_column = ID_COLUMN[tournament]
-    if list(submission.columns) != [id_column, "signal"]:
-        raise BadInputError(
-            f"submission columns are {list(submission.columns)}, expected ['{id_column}', 'signal']",
-            tag="invalid_submission_headers",
-        )
+    signal = check_submission_format(submission, tournament)
     ids = submission[id_column]
-    if ids.isna().any():
-        raise BadInputError("submission has empty ticker ids", tag="invalid_submission_ids")
-    duplicates = ids[ids.duplicated()].astype(str).unique().tolist()
-    if duplicates:
-        raise BadInputError(
-            f"submission has duplicate tickers {duplicates[:5]}; each ticker must appear once",
-            tag="invalid_submission_ids",
-        )
-    signal = submission["signal"].to_numpy(dtype="float64", na_value=np.nan)
-    if not np.isfinite(signal).all():
-        raise BadInputError("submission has NaN or infinite signals", tag="invalid_submission_values")
-    if not ((signal > 0) & (signal < 1)).all():
-        raise BadInputError(
-            f"signals must be strictly inside (0, 1); got min {signal.min()!r}, max {signal.max()!r}",
-            tag="invalid_submission_values",
-        )
-    if len(signal) > 1 and np.isclose(signal.std(), 0):
-        raise BadInputError("every signal is the same value; Numerai requires variation", tag="invalid_submission_values")
     live = set(universe_ids.astype(str))
     in_universe = int(ids.astype(str).isin(live).sum())
     if in_universe < min_tickers:
@@ -99,6 +77,44 @@ def validate_submission(
         "signal_min": float(signal.min()),
         "signal_max": float(signal.max()),
     }
+
+
+def check_submission_format(submission: pd.DataFrame, tournament: str = "signals") -> np.ndarray:
+    """The rules that need no universe: the two columns, ids present and unique, signals numbers
+    strictly inside (0, 1) that vary. Returns the signals."""
+    id_column = ID_COLUMN[tournament]
+    if list(submission.columns) != [id_column, "signal"]:
+        raise BadInputError(
+            f"submission columns are {list(submission.columns)}, expected ['{id_column}', 'signal']",
+            tag="invalid_submission_headers",
+        )
+    ids = submission[id_column]
+    if ids.isna().any():
+        raise BadInputError("submission has empty ticker ids", tag="invalid_submission_ids")
+    duplicates = ids[ids.duplicated()].astype(str).unique().tolist()
+    if duplicates:
+        raise BadInputError(
+            f"submission has duplicate tickers {duplicates[:5]}; each ticker must appear once",
+            tag="invalid_submission_ids",
+        )
+    try:
+        signal = submission["signal"].to_numpy(dtype="float64", na_value=np.nan)
+    except (TypeError, ValueError):
+        values = submission["signal"]
+        bad = values[pd.to_numeric(values, errors="coerce").isna() & values.notna()].astype(str).unique().tolist()
+        raise BadInputError(f"the signal column holds values that are not numbers, e.g. {bad[:3]}; "
+                            "every signal must be a number strictly inside (0, 1)",
+                            tag="invalid_submission_values") from None
+    if not np.isfinite(signal).all():
+        raise BadInputError("submission has NaN or infinite signals", tag="invalid_submission_values")
+    if not ((signal > 0) & (signal < 1)).all():
+        raise BadInputError(
+            f"signals must be strictly inside (0, 1); got min {float(signal.min())}, max {float(signal.max())}",
+            tag="invalid_submission_values",
+        )
+    if len(signal) > 1 and np.isclose(signal.std(), 0):
+        raise BadInputError("every signal is the same value; Numerai requires variation", tag="invalid_submission_values")
+    return signal
 
 
 def _numerai_tools_check(submission: pd.DataFrame, universe_ids: pd.Series, tournament: str, id_column: str) -> None:

@@ -27,7 +27,7 @@ from numerflow.tasks.numerai.client import (
     tournament_spec,
 )
 from numerflow.tasks.numerai.ledger import SubmissionLedger, file_sha256
-from numerflow.tasks.numerai.submission import validate_submission, write_dry_run_record
+from numerflow.tasks.numerai.submission import check_submission_format, validate_submission, write_dry_run_record
 from numerflow.tasks.numerai.universe import latest_universe_snapshot, universe_snapshot_path
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,11 @@ def read_submission_file(path: Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise BadInputError(f"submission file {path} does not exist", tag="invalid_submission")
+    if path.is_dir():
+        raise BadInputError(f"submission file {path} is a directory; give the CSV or Parquet file itself",
+                            tag="invalid_submission")
+    if path.stat().st_size == 0:
+        raise BadInputError(f"submission file {path} is empty; write the predictions first", tag="invalid_submission")
     try:
         if path.suffix == ".parquet":
             return pd.read_parquet(path)
@@ -120,14 +125,19 @@ def submit_file(
         keys = resolve_keys(settings.numerai)
     has_keys = (client.keys is not None) if client is not None else keys is not None
 
-    sha256 = file_sha256(path) if path.exists() else ""
+    sha256 = file_sha256(path) if path.is_file() else ""
     if not has_keys:
         # Without keys nothing can be sent (and nothing is asked of the network).
         ids = universe_ids
         if ids is None and latest_universe_snapshot(store, tournament) is not None:
             ids = universe_ids_for(store, tournament, None)
-        validation = (check_submission(path, ids, tournament, settings.submission.min_tickers)
-                      if ids is not None else {})
+        # A dry run checks everything a real upload checks that needs no network: the file is
+        # read and its format checked always; against the universe when a snapshot exists.
+        if ids is not None:
+            validation = check_submission(path, ids, tournament, settings.submission.min_tickers)
+        else:
+            check_submission_format(read_submission_file(path), tournament)
+            validation = {}
         stamp = dt.datetime.now(dt.UTC)
         record_path = write_dry_run_record(
             store.submission_dir(tournament, "dry-run") / f"{stamp:%Y%m%dT%H%M%S%fZ}.json",

@@ -44,7 +44,7 @@ import pyarrow.dataset as ds
 
 from numerflow.tasks.core.errors import BadInputError, is_transient
 from numerflow.tasks.core.schemas import PRICE_SCHEMA
-from numerflow.tasks.core.store import Store, new_run_id, read_json, read_parquet, write_json, write_parquet
+from numerflow.tasks.core.store import Store, new_run_id, read_json, read_parquet, safe_id, write_json, write_parquet
 from numerflow.tasks.prices.quality import exclude_bad_bars, normalise_currency_units, trading_days_behind
 from numerflow.tasks.prices.sources import PriceSource
 from numerflow.tasks.prices.sources.outcomes import (
@@ -403,7 +403,7 @@ def start_ingest(
 
 def ingest_run_id(store: Store, source_name: str, run_id: str | None = None) -> str:
     """The run to work on: the given one, else this source's unfinished run (a crash resumes), else a new one."""
-    return run_id or unfinished_run_id(store, source_name) or new_run_id()
+    return safe_id(run_id, "ingest run id") if run_id else unfinished_run_id(store, source_name) or new_run_id()
 
 
 def run_planned_batch(
