@@ -87,3 +87,22 @@ def test_submit_for_a_crypto_model_in_signals_exits_2(cli_env, fake_numerai, mon
     assert "wrong_tournament_model" in capsys.readouterr().err
     assert main(["status", "--tournament", "crypto", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["round"]["number"] == 501
+
+
+@pytest.mark.slow
+def test_five_concurrent_submits_upload_once(cli_env, fake_numerai, monkeypatch):
+    """Exactly once across processes: the ledger lock spans check-then-upload, so of five
+    `numerflow submit` processes started together one uploads and four skip."""
+    import subprocess
+    import sys
+
+    _with_keys(monkeypatch, fake_numerai)
+    assert main(["universe"]) == 0
+    file = _submission(cli_env / "sub.csv", us_tickers(150))
+    procs = [subprocess.Popen([sys.executable, "-m", "numerflow.flows.cli", "submit", str(file), "--json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(5)]
+    results = [p.communicate(timeout=180) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 5, [err[-500:] for _, err in results]
+    statuses = sorted(json.loads(out)["status"] for out, _ in results)
+    assert statuses == ["skipped"] * 4 + ["uploaded"]
+    assert len(fake_numerai.state.uploads) == 1 and len(fake_numerai.state.submissions) == 1

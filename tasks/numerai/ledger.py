@@ -70,6 +70,21 @@ class SubmissionLedger:
         return latest
 
     @contextlib.contextmanager
+    def exclusive(self, tournament: str, round_number: int, model_name: str) -> Iterator[None]:
+        """Hold (tournament, round, model) for a whole check-then-upload, across processes: a second
+        submitter waits here, then finds the first one's entry and skips. An OS file lock, so a
+        process killed with -9 releases it (no stale lock to clean up)."""
+        locks = self.path.parent / ".locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        name = f"{tournament}-{round_number}-{hashlib.sha256(model_name.encode()).hexdigest()[:16]}.lock"
+        with open(locks / name, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(f"{self.path}.lock", "w") as lock:

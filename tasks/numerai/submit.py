@@ -157,7 +157,12 @@ def submit_file(
     client = client or NumeraiClient.from_settings(settings, tournament, keys)
     ledger = ledger or SubmissionLedger.for_settings(settings)
     current = client.current_round()
-    if current is not None:
+    if current is None:
+        require_open_window(current, now)  # raises: no round is open
+    assert current is not None
+    # The whole check-then-upload holds this (round, model): a concurrent submitter (another
+    # process, or a second scheduled run) waits, then sees this upload in the ledger and skips.
+    with ledger.exclusive(tournament, current.number, model_name):
         done = ledger.get(tournament, current.number, model_name)
         if done is not None and not force:
             message = (f"{tournament} round {current.number} already submitted for model {model_name} at "
@@ -167,19 +172,18 @@ def submit_file(
             return SubmitOutcome("skipped", tournament, message, str(path), sha256, model_name=model_name,
                                  model_id=done.get("model_id"), round=current.as_dict(),
                                  submission_id=done["submission_id"])
-    require_open_window(current, now)  # raises when current is None
-    assert current is not None
-    ids = universe_ids if universe_ids is not None else universe_ids_for(store, tournament, current.number)
-    validation = check_submission(path, ids, tournament, settings.submission.min_tickers)
-    model_id = client.resolve_model_id(model_name)
-    sha256 = file_sha256(path)  # of the exact bytes about to be sent
-    submission_id = client.upload_predictions(path, model_id)
-    entry = {
-        "tournament": tournament, "round": current.number, "model_name": model_name, "model_id": model_id,
-        "submission_id": submission_id, "sha256": sha256, "file": str(path), "rows": validation.get("rows"),
-        "uploaded_at": dt.datetime.now(dt.UTC).isoformat(), "forced": bool(force),
-    }
-    ledger.record(entry)
+        require_open_window(current, now)
+        ids = universe_ids if universe_ids is not None else universe_ids_for(store, tournament, current.number)
+        validation = check_submission(path, ids, tournament, settings.submission.min_tickers)
+        model_id = client.resolve_model_id(model_name)
+        sha256 = file_sha256(path)  # of the exact bytes about to be sent
+        submission_id = client.upload_predictions(path, model_id)
+        entry = {
+            "tournament": tournament, "round": current.number, "model_name": model_name, "model_id": model_id,
+            "submission_id": submission_id, "sha256": sha256, "file": str(path), "rows": validation.get("rows"),
+            "uploaded_at": dt.datetime.now(dt.UTC).isoformat(), "forced": bool(force),
+        }
+        ledger.record(entry)
     message = (f"uploaded {path} to Numerai {tournament} round {current.number} for model {model_name}: "
                f"submission {submission_id}")
     log.info(message)
