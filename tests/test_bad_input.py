@@ -98,3 +98,53 @@ def test_a_dry_run_checks_the_file_like_a_real_upload(no_keys, capsys, make, mes
     err = capsys.readouterr().err
     assert message in err and "np.float64" not in err
     assert not (no_keys / "data" / "submissions").exists()  # no "would upload" record for a bad file
+
+
+# ------------------------------------------------------------------ configuration
+
+
+@pytest.mark.parametrize(
+    "toml, message",
+    [
+        ("[training]\nnum_boost_rounds = 5\n", "training.num_boost_rounds: unknown option (did you mean num_boost_round?)"),
+        ("[demo]\ntickerz = 7\n", "demo.tickerz: unknown option (did you mean tickers?)"),
+        ("[training\nnum_boost_round = 5\n", "is not valid TOML"),
+        ("data_dir = \n", "is not valid TOML"),
+    ],
+)
+def test_bad_config_files_are_named_and_explained(toml, message, tmp_path, monkeypatch):
+    from numerflow.tasks.core.config import load_settings
+
+    config = tmp_path / "numerflow.toml"
+    config.write_text(toml)
+    monkeypatch.setenv("NUMERFLOW_CONFIG", str(config))
+    with pytest.raises(BadInputError, match="invalid_config") as caught:
+        load_settings()
+    assert message in str(caught.value)
+    if "TOML" in message:
+        assert str(config) in str(caught.value) and "line" in str(caught.value)
+
+
+def test_a_missing_config_file_is_an_error_not_the_defaults(tmp_path, monkeypatch):
+    from numerflow.tasks.core.config import load_settings
+
+    monkeypatch.setenv("NUMERFLOW_CONFIG", str(tmp_path / "nope.toml"))
+    with pytest.raises(BadInputError, match="NUMERFLOW_CONFIG names .*nope.toml, which is not a file"):
+        load_settings()
+
+
+def test_a_json_setting_that_is_not_json_is_a_clear_error(monkeypatch):
+    from numerflow.tasks.core.config import load_settings
+
+    monkeypatch.setenv("NUMERFLOW_TRAINING__PARAMS", "not json")
+    with pytest.raises(BadInputError, match="invalid_config: .*written as JSON"):
+        load_settings()
+
+
+def test_the_cli_reports_a_bad_config_before_anything_runs(tmp_path, monkeypatch, capsys):
+    config = tmp_path / "numerflow.toml"
+    config.write_text("[demo]\ntickerz = 7\n")
+    monkeypatch.setenv("NUMERFLOW_CONFIG", str(config))
+    assert main(["run", "--demo", "--data-dir", str(tmp_path / "data")]) == 2
+    assert "did you mean tickers?" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -24,7 +24,13 @@ from pydantic_settings import (
 )
 
 
-class DemoSettings(BaseModel):
+class Section(BaseModel):
+    """A settings section: an unknown key is an error (a typo must not be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class DemoSettings(Section):
     """The built-in synthetic market (offline, deterministic)."""
 
     tickers: int = Field(600, ge=1, description="number of demo tickers")
@@ -33,7 +39,7 @@ class DemoSettings(BaseModel):
     seed: int = Field(42, description="random seed; same seed, same market")
 
 
-class YahooSettings(BaseModel):
+class YahooSettings(Section):
     """Yahoo Finance price ingest (``price_source = "yahoo"``); also the ingest knobs for every source."""
 
     requests_per_second: float = Field(
@@ -55,13 +61,13 @@ class YahooSettings(BaseModel):
     jump_factor: float = Field(50.0, gt=1, description="a close this many times above/below its recent median is excluded")
 
 
-class FilesSettings(BaseModel):
+class FilesSettings(Section):
     """Bring-your-own prices (``price_source = "files"``): CSV/Parquet in the schema of docs/prices.md."""
 
     path: Path | None = Field(None, description="a CSV/Parquet file or a directory of them")
 
 
-class TargetSettings(BaseModel):
+class TargetSettings(Section):
     """Numerai-style forward-return target ("20D2L")."""
 
     horizon: int = Field(20, ge=1, description="trading days of forward return")
@@ -69,7 +75,7 @@ class TargetSettings(BaseModel):
     bins: int = Field(5, ge=2, description="number of target bins (Numerai uses 5: 0, .25, .5, .75, 1)")
 
 
-class TrainingSettings(BaseModel):
+class TrainingSettings(Section):
     """LightGBM and the validation split."""
 
     params: dict[str, Any] = Field(
@@ -108,11 +114,11 @@ class TrainingSettings(BaseModel):
     )
 
 
-class SubmissionSettings(BaseModel):
+class SubmissionSettings(Section):
     min_tickers: int = Field(100, ge=1, description="Numerai's minimum number of valid universe tickers")
 
 
-class NumeraiSettings(BaseModel):
+class NumeraiSettings(Section):
     """Numerai account and API. Keys are secrets: never logged, never in reprs."""
 
     public_id: SecretStr | None = Field(None, description="API public id (or env NUMERAI_PUBLIC_ID)")
@@ -152,7 +158,7 @@ class NumeraiSettings(BaseModel):
         return value.rstrip("/")
 
 
-class ScheduleSettings(BaseModel):
+class ScheduleSettings(Section):
     """When the deployments run (docs/operations.md). Cron strings in UTC: Numerai's deadlines are UTC,
     and a local zone would move the runs with daylight saving."""
 
@@ -174,7 +180,7 @@ class ScheduleSettings(BaseModel):
     deployment_prefix: str = Field("numerflow", min_length=1, description="prefix of every deployment's name")
 
 
-class OrchestrationSettings(BaseModel):
+class OrchestrationSettings(Section):
     """Retries, time bounds, task runner and failure notifications of the unattended flows."""
 
     round_retries: int = Field(2, ge=0, description="times Prefect re-runs a failed round flow (flow retries)")
@@ -275,20 +281,53 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: Any) -> Settings:
     """Settings from kwargs > env > .env > TOML > defaults; a bad value raises BadInputError."""
+    import tomllib
+
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     from numerflow.tasks.core.errors import BadInputError
 
+    config = os.environ.get("NUMERFLOW_CONFIG")
+    toml_path = Path(config or "numerflow.toml")
+    if config and (not toml_path.exists() or toml_path.is_dir()):
+        raise BadInputError(f"NUMERFLOW_CONFIG names {toml_path}, which is not a file; fix the path or unset "
+                            "NUMERFLOW_CONFIG (then ./numerflow.toml is read when it exists)", tag="invalid_config")
+    if toml_path.exists() and not toml_path.is_dir():
+        try:
+            tomllib.loads(toml_path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise BadInputError(f"config file {toml_path} is not valid TOML ({exc}); fix that line",
+                                tag="invalid_config") from None
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(_problem(err) for err in exc.errors())
         raise BadInputError(
             f"invalid configuration ({problems}); fix the option, NUMERFLOW_* variable, .env or numerflow.toml",
             tag="invalid_config",
         ) from None
+    except SettingsError as exc:  # e.g. a NUMERFLOW_* value that must be JSON and is not
+        raise BadInputError(f"invalid configuration: {exc} (a dict or list in an environment variable is "
+                            "written as JSON, e.g. NUMERFLOW_TRAINING__PARAMS='{\"learning_rate\": 0.01}')",
+                            tag="invalid_config") from None
+
+
+def _problem(err: Any) -> str:
+    """One validation error as 'where: what', with a 'did you mean' for a misspelt key."""
+    import difflib
+
+    where = ".".join(str(p) for p in err["loc"])
+    if err["type"] != "extra_forbidden":
+        return f"{where}: {err['msg']}"
+    model: Any = Settings
+    for part in err["loc"][:-1]:
+        field = model.model_fields.get(str(part))
+        model = field.annotation if field is not None else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return f"{where}: unknown option"
+    close = difflib.get_close_matches(str(err["loc"][-1]), list(model.model_fields), n=1)
+    return f"{where}: unknown option" + (f" (did you mean {close[0]}?)" if close else "")
 
 
 def merge_overrides(base: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Any]:
