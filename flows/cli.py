@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from numerflow.tasks.core.errors import NumerflowError
+from numerflow.tasks.core.errors import BadInputError, NumerflowError
 
 if TYPE_CHECKING:
     from numerflow.flows.results import RoundResult
@@ -28,15 +29,15 @@ def _positive_int(text: str) -> int:
 
 def _positive_float(text: str) -> float:
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
 
 
 def _non_negative_float(text: str) -> float:
     value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be ≥ 0, got {text}")
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0, got {text}")
     return value
 
 
@@ -243,7 +244,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     demo = {"tickers": args.tickers, "years": args.years, "signal": args.signal, "seed": args.seed}
     settings = _settings(args, model_name=args.model, **demo)  # fail fast, before Prefect starts
-    check_demo_tournament(settings) if args.demo else check_live_price_source(settings)
+    if args.demo:
+        check_demo_tournament(settings)
+        if settings.demo.tickers < settings.submission.min_tickers:
+            raise BadInputError(f"--tickers {settings.demo.tickers} is below Numerai's minimum of "
+                                f"{settings.submission.min_tickers} tickers per submission "
+                                "(submission.min_tickers): use --tickers 100 or more", tag="invalid_option")
+    else:
+        check_live_price_source(settings)
     from numerflow.flows.round import round_flow
 
     result = round_flow(mode="demo" if args.demo else "live", tournament=args.tournament, model_name=args.model,

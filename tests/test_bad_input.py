@@ -148,3 +148,28 @@ def test_the_cli_reports_a_bad_config_before_anything_runs(tmp_path, monkeypatch
     assert main(["run", "--demo", "--data-dir", str(tmp_path / "data")]) == 2
     assert "did you mean tickers?" in capsys.readouterr().err
     assert not (tmp_path / "data").exists()
+
+
+# ------------------------------------------------------------------ demo options, refused at parse time
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--years", "inf"], "--years: must be a finite number > 0, got inf"),
+        (["--years", "nan"], "--years: must be a finite number > 0, got nan"),
+        (["--signal", "inf"], "--signal: must be a finite number ≥ 0, got inf"),
+        (["--years", "1000000"], "demo.years: Input should be less than or equal to 50"),
+        (["--signal", "1e9"], "demo.signal: Input should be less than or equal to 10"),
+        (["--tickers", "10000000"], "demo.tickers: Input should be less than or equal to 20000"),
+        (["--tickers", "99"], "--tickers 99 is below Numerai's minimum of 100"),
+    ],
+)
+def test_demo_options_out_of_range_are_refused_before_anything_runs(argv, message, tmp_path, capsys):
+    try:
+        code = main(["run", "--demo", *argv, "--data-dir", str(tmp_path / "data")])
+    except SystemExit as exit_info:  # argparse's own refusals
+        code = exit_info.code
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()

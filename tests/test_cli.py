@@ -11,8 +11,8 @@ from numerflow.flows.cli import main
     "argv, message",
     [
         (["run", "--demo", "--tickers", "0"], "--tickers: must be a whole number ≥ 1, got 0"),
-        (["run", "--demo", "--years", "-1"], "--years: must be > 0, got -1"),
-        (["run", "--demo", "--signal", "-0.5"], "--signal: must be ≥ 0, got -0.5"),
+        (["run", "--demo", "--years", "-1"], "--years: must be a finite number > 0, got -1"),
+        (["run", "--demo", "--signal", "-0.5"], "--signal: must be a finite number ≥ 0, got -0.5"),
         (["run", "--demo", "--tickers", "many"], "--tickers: invalid _positive_int value: 'many'"),
         (["run", "--demo", "--bogus"], "unrecognized arguments: --bogus"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
