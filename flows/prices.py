@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
@@ -42,6 +42,9 @@ from numerflow.tasks.prices.ingest import (
     run_planned_batch,
     start_ingest,
 )
+
+if TYPE_CHECKING:
+    from numerflow.tasks.prices.sources.demo import DemoMarket
 
 _sources: dict[tuple, Source] = {}
 
@@ -82,7 +85,11 @@ def source_key(settings: Settings) -> tuple:
     kind = settings.price_source
     if kind == "demo":
         d = settings.demo
-        return ("demo", d.tickers, d.years, d.signal, d.seed)
+        from numerflow.tasks.prices.sources.demo import default_end
+
+        # The market ends on the last weekday before today: a process that runs for days (serve)
+        # gets the new day's market, not yesterday's.
+        return ("demo", d.tickers, d.years, d.signal, d.seed, default_end())
     if kind == "yahoo":
         y = settings.yahoo
         return ("yahoo", y.requests_per_second, y.burst, y.timeout_seconds, y.workers, y.pause_on_429_seconds)
@@ -121,6 +128,16 @@ def configured_source(settings: Settings) -> Source:
     if key not in _sources:
         _sources[key] = _new_source(settings)
     return _sources[key]
+
+
+def demo_market(settings: Settings) -> DemoMarket:
+    """The configured demo market, the same object the demo ingest fetches from: its (lazy,
+    seconds-long) generation happens once per process, not once per caller."""
+    from numerflow.tasks.prices.sources.demo import DemoMarket
+
+    market = configured_source(settings.model_copy(update={"price_source": "demo"}))
+    assert isinstance(market, DemoMarket)
+    return market
 
 
 def price_source(settings: Settings) -> Source:
@@ -260,13 +277,10 @@ def tickers_to_ingest(settings: Settings) -> dict[str, list[str]]:
     (resolved to Yahoo candidates for ``yahoo``; every ticker in your files if there is no snapshot)."""
     from numerflow.tasks.core.store import read_parquet
     from numerflow.tasks.numerai.universe import latest_universe_snapshot
-    from numerflow.tasks.prices.sources.demo import DemoMarket
     from numerflow.tasks.prices.sources.files import FilePriceSource
 
     if settings.price_source == "demo":
-        market = configured_source(settings)
-        assert isinstance(market, DemoMarket)
-        return {t: [t] for t in market.all_tickers()}
+        return {t: [t] for t in demo_market(settings).all_tickers()}
     snapshot = latest_universe_snapshot(Store(settings.data_dir), settings.tournament)
     if snapshot is None:
         if settings.price_source == "files":

@@ -25,7 +25,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from numerflow.flows.guard import demo_round_label
 from numerflow.flows.policies import network_task
-from numerflow.flows.prices import prices_flow, readiness, source_name, task_runner_for, with_unresolved
+from numerflow.flows.prices import demo_market, prices_flow, readiness, source_name, task_runner_for, with_unresolved
 from numerflow.flows.results import (
     IngestSummary,
     ModelChoice,
@@ -61,7 +61,6 @@ from numerflow.tasks.numerai.submission import (
 from numerflow.tasks.numerai.submit import SubmitOutcome, submit_file
 from numerflow.tasks.numerai.universe import fetch_universe, load_universe_ids, write_universe
 from numerflow.tasks.prices.ingest import remembered_symbols
-from numerflow.tasks.prices.sources.demo import DemoMarket
 from numerflow.tasks.prices.tickers import candidate_map, resolution_report, resolve_for_yahoo
 
 Mode = Literal["demo", "live"]
@@ -151,7 +150,7 @@ class DemoRound:
         return demo_universe_task(settings)
 
     def resolve(self, settings: Settings, universe: UniverseRef) -> Resolution:
-        market = DemoMarket.from_settings(settings.demo)
+        market = demo_market(settings)
         path = write_json(Path(universe.path).with_suffix(".candidates.json"),
                           {t: [t] for t in market.all_tickers()})
         return Resolution(str(path))
@@ -161,7 +160,7 @@ class DemoRound:
 
     def training_data(self, settings: Settings, dataset: DatasetInfo,
                       round_number: int | None) -> tuple[str, str, NumeraiTargets | None]:
-        return dataset.path, dataset_source(settings), None
+        return dataset.path, source_name(settings), None
 
     def upload(self, settings: Settings, submission: SubmissionFile, universe: UniverseRef,
                force: bool) -> SubmitOutcome:
@@ -190,8 +189,8 @@ class LiveRound:
                       round_number: int | None) -> tuple[str, str, NumeraiTargets | None]:
         targets = numerai_targets_task(settings, dataset.path, round_number)
         if targets is None:
-            return dataset.path, dataset_source(settings), None
-        return targets.path, f"{dataset_source(settings)}+numerai:{targets.target_column}", targets
+            return dataset.path, source_name(settings), None
+        return targets.path, f"{source_name(settings)}+numerai:{targets.target_column}", targets
 
     def upload(self, settings: Settings, submission: SubmissionFile, universe: UniverseRef,
                force: bool) -> SubmitOutcome:
@@ -278,11 +277,6 @@ def train_or_reuse(settings: Settings, kind: RoundKind, dataset: DatasetInfo, ro
                        lineage_source, None, numerai_targets)
 
 
-def dataset_source(settings: Settings) -> str:
-    """The lineage name of the round's price data (the tournament's own price store)."""
-    return source_name(settings)
-
-
 def universe_ids(universe: UniverseRef) -> Any:
     return load_universe_ids(Path(universe.path))
 
@@ -292,10 +286,11 @@ def universe_ids(universe: UniverseRef) -> Any:
 
 @task(name="demo-universe", retries=0, timeout_seconds=600)
 def demo_universe_task(settings: Settings) -> UniverseRef:
-    market = DemoMarket.from_settings(settings.demo)
+    market = demo_market(settings)
     label = demo_round_label(market.end)
-    path = write_universe(Store(settings.data_dir), settings.tournament, label, market.universe())
-    return UniverseRef(settings.tournament, label, str(path), int(len(market.universe())))
+    universe = market.universe()
+    path = write_universe(Store(settings.data_dir), settings.tournament, label, universe)
+    return UniverseRef(settings.tournament, label, str(path), int(len(universe)))
 
 
 @network_task(name="numerai-universe", timeout_seconds=900)

@@ -23,7 +23,7 @@ from prefect.client.schemas.objects import State
 from prefect.states import Completed
 
 from numerflow.flows.guard import GuardDecision, demo_round_guard, demo_round_label, live_round_guard
-from numerflow.flows.prices import prices_flow, source_name, task_runner_for
+from numerflow.flows.prices import demo_market, prices_flow, source_name, task_runner_for
 from numerflow.flows.results import ModelChoice, RoundResult
 from numerflow.flows.round import (
     STAGES,
@@ -39,7 +39,6 @@ from numerflow.tasks.core.config import Settings, load_settings, merge_overrides
 from numerflow.tasks.core.store import Store, new_run_id
 from numerflow.tasks.numerai.client import client_for
 from numerflow.tasks.numerai.ledger import SubmissionLedger
-from numerflow.tasks.prices.sources.demo import DemoMarket
 
 
 def round_overrides(params: dict[str, Any]) -> dict[str, Any]:
@@ -71,7 +70,7 @@ def round_guard(settings: Settings, mode: Mode, force: bool) -> GuardDecision:
     """Should this firing run at all? Demo: not if its round was recorded. Live: not if the round
     is closed, this model already submitted, or too little time is left before the close."""
     if mode == "demo":
-        label = demo_round_label(DemoMarket.from_settings(settings.demo).end)
+        label = demo_round_label(demo_market(settings).end)
         return demo_round_guard(Store(settings.data_dir).submission_dir(settings.tournament, label), label,
                                 force=force)
     current = client_for(settings, settings.tournament).current_round()

@@ -159,7 +159,7 @@ class DemoMarket:
         self.years = _check_float("years", years, positive=True)
         self.signal = _check_float("signal", signal, positive=False)
         self.seed = _check_int("seed", seed)
-        self.end = _last_weekday(_to_date("end", end)) if end is not None else _default_end()
+        self.end = _last_weekday(_to_date("end", end)) if end is not None else default_end()
         self._lock = threading.Lock()
         self._cache: _Market | None = None
 
@@ -295,7 +295,7 @@ def _last_weekday(day: date) -> date:
     return day - timedelta(days=max(0, day.weekday() - 4))
 
 
-def _default_end() -> date:
+def default_end() -> date:
     """The last weekday strictly before today's UTC date, so a demo round looks current."""
     return _last_weekday(datetime.now(UTC).date() - timedelta(days=1))
 
