@@ -29,6 +29,8 @@ batch) and publishes the progress and ledger artifacts; this module is plain Pyt
 
 from __future__ import annotations
 
+import json
+import logging
 import random
 import re
 import time
@@ -40,11 +42,23 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from numerflow.tasks.core.errors import BadInputError, is_transient
 from numerflow.tasks.core.schemas import PRICE_SCHEMA
-from numerflow.tasks.core.store import Store, new_run_id, read_json, read_parquet, safe_id, write_json, write_parquet
+from numerflow.tasks.core.store import (
+    CorruptFileError,
+    Store,
+    new_run_id,
+    quarantine,
+    read_json,
+    read_parquet,
+    safe_id,
+    write_json,
+    write_parquet,
+)
 from numerflow.tasks.prices.quality import exclude_bad_bars, normalise_currency_units, trading_days_behind
 from numerflow.tasks.prices.sources import PriceSource
 from numerflow.tasks.prices.sources.outcomes import (
@@ -59,6 +73,8 @@ from numerflow.tasks.prices.sources.outcomes import (
     OutcomeSource,
     RemembersTimezones,
 )
+
+logger = logging.getLogger(__name__)
 
 #: What ingest accepts: a plain PriceSource (bars), or one that reports per-ticker outcomes.
 Source = PriceSource | OutcomeSource
@@ -200,10 +216,68 @@ def remembered_symbols(store: Store, source: str) -> dict[str, str]:
 
 
 def _load_catalog(store: Store, source: str) -> dict[str, Any]:
+    """The ingest catalog. A damaged one is set aside and rebuilt from the parts themselves
+    (ticker → part); only the remembered symbols are lost (resolution finds them again)."""
     path = ingest_dir(store, source) / "catalog.json"
+    if not path.exists():
+        return {"parts": {}, "symbols": {}}
+    try:
+        catalog = read_json(path)
+        if not (isinstance(catalog, dict) and isinstance(catalog.get("parts"), dict)
+                and isinstance(catalog.get("symbols"), dict)):
+            raise CorruptFileError(path, "is not an ingest catalog")
+        return catalog
+    except CorruptFileError as exc:
+        rebuilt = {"parts": parts_from_store(store.prices_dir(source)), "symbols": {}}
+        moved = quarantine(path, str(exc))
+        write_json(path, rebuilt)
+        logger.warning("%s; set aside as %s and rebuilt from %d stored tickers", exc, moved, len(rebuilt["parts"]))
+        return rebuilt
+
+
+def parts_from_store(prices_dir: Path) -> dict[str, int]:
+    """ticker → part number, read from the stored parts (what the catalog records)."""
+    if not prices_dir.is_dir():
+        return {}
+    parts: dict[str, int] = {}
+    for path in sorted(prices_dir.glob("part-*.parquet")):
+        if _PART_NAME.fullmatch(path.name):
+            tickers = pq.read_table(path, columns=["ticker"]).column("ticker").unique().to_pylist()
+            parts.update(dict.fromkeys(map(str, tickers), int(path.stem.split("-")[1])))
+    return parts
+
+
+def quarantine_damaged_parts(prices_dir: Path) -> list[Path]:
+    """Set aside the parts whose Parquet cannot be read (truncated, overwritten): their tickers
+    then have no stored bars, so the plan re-pulls their whole history."""
+    moved = []
+    for path in sorted(prices_dir.glob("part-*.parquet")) if prices_dir.is_dir() else []:
+        try:
+            pq.ParquetFile(path).read(columns=["ticker", "date"])
+        except (pa.ArrowException, OSError) as exc:
+            why = f"{path} cannot be read as Parquet ({type(exc).__name__}: {exc}); its tickers are re-pulled"
+            moved.append(quarantine(path, why))
+            logger.warning("%s; set aside as %s", why, moved[-1])
+    return moved
+
+
+def check_store_identity(prices_dir: Path, identity: Mapping[str, Any] | None) -> None:
+    """One market per store: ``prices/<source>/_source.json`` records what filled it; another
+    source (other files, another market) under the same name is refused, never mixed in."""
+    if identity is None:
+        return
+    path = prices_dir / "_source.json"
+    wanted = json.loads(json.dumps(dict(identity), default=str))
     if path.exists():
-        return read_json(path)
-    return {"parts": {}, "symbols": {}}
+        held = read_json(path)
+        if held != wanted:
+            raise BadInputError(
+                f"{prices_dir} holds bars from {held}, but the configured source is {wanted}; their bars "
+                f"would be mixed. Use another data_dir, or delete {prices_dir} and "
+                f"{prices_dir.parent.parent / 'ingest' / prices_dir.name} to start this store again",
+                tag="store_mismatch")
+        return
+    write_json(path, wanted)
 
 
 def plan_ingest(
@@ -215,6 +289,7 @@ def plan_ingest(
     options: IngestOptions = IngestOptions(),
     as_of: date | None = None,
     end: date | None = None,
+    identity: Mapping[str, Any] | None = None,
 ) -> IngestPlan:
     """Write (or, for an existing ``run_id``, reload) the run's plan. See the module docstring."""
     if options.batch_size < 1:
@@ -225,6 +300,8 @@ def plan_ingest(
         saved = read_json(plan_file)
         return IngestPlan(source_name, run_id, store.root, saved["as_of"], saved["end"], saved["batches"])
     mapping = as_mapping(tickers_or_mapping)
+    check_store_identity(store.prices_dir(source_name), identity)
+    quarantine_damaged_parts(store.prices_dir(source_name))
     as_of = as_of or datetime.now(UTC).date()
     catalog = _load_catalog(store, source_name)
     parts: dict[str, int] = catalog["parts"]
@@ -395,10 +472,13 @@ def start_ingest(
     run_id: str | None = None,
     as_of: date | None = None,
     end: date | None = None,
+    identity: Mapping[str, Any] | None = None,
 ) -> IngestPlan:
-    """Step 1 of a run: its id (``ingest_run_id``) and its plan."""
+    """Step 1 of a run: its id (``ingest_run_id``) and its plan. ``identity`` (the source's)
+    is checked against the store's (``check_store_identity``)."""
     run_id = ingest_run_id(store, source_name, run_id)
-    return plan_ingest(source_name, store, tickers_or_mapping, run_id=run_id, options=options, as_of=as_of, end=end)
+    return plan_ingest(source_name, store, tickers_or_mapping, run_id=run_id, options=options, as_of=as_of,
+                       end=end, identity=identity)
 
 
 def ingest_run_id(store: Store, source_name: str, run_id: str | None = None) -> str:
@@ -480,13 +560,17 @@ def run_batch(
     )
     stored_cut = cutoff.reindex(stored["ticker"].to_numpy()).to_numpy(dtype="datetime64[ns]")
     replaced = stored["ticker"].isin(fetched_tickers).to_numpy() & (stored["date"].to_numpy(dtype="datetime64[ns]") >= stored_cut)
-    merged = pd.concat([stored.loc[~replaced], fetched.assign(_new=True)], ignore_index=True)
+    fetched = fetched.assign(_new=~same_bars(fetched, stored.loc[replaced]))
+    merged = pd.concat([stored.loc[~replaced], fetched], ignore_index=True)
     merged["_new"] = merged["_new"].fillna(False).astype(bool)
     merged = merged.sort_values(["ticker", "date"], kind="stable").drop_duplicates(["ticker", "date"], keep="last")
     kept, excluded = exclude_bad_bars(merged, jump_factor=options.jump_factor)
-    new_rows = kept[kept["_new"]].groupby("ticker").size()
+    new_rows = kept[kept["_new"]].groupby("ticker").size()  # bars that are new or changed, not re-fetched copies
     excluded_rows = excluded.groupby("ticker").size() if len(excluded) else pd.Series(dtype="int64")
-    write_parquet(path, kept[PRICE_SCHEMA.names].reset_index(drop=True), schema=PRICE_SCHEMA)
+    table = kept[PRICE_SCHEMA.names].reset_index(drop=True)
+    if not (path.exists() and table.equals(stored[PRICE_SCHEMA.names].reset_index(drop=True))):
+        # An unchanged part is not rewritten: its bytes, and the features snapshot keyed on them, stay.
+        write_parquet(path, table, schema=PRICE_SCHEMA)
 
     extent = kept.groupby("ticker")["date"].agg(["min", "max", "size"])
     as_of = date.fromisoformat(plan.as_of)
@@ -523,6 +607,23 @@ def run_batch(
         )
     write_json(done, rows)
     return rows
+
+
+def same_bars(fetched: pd.DataFrame, stored: pd.DataFrame) -> np.ndarray:
+    """Per fetched row: a stored bar of the same (ticker, date) has exactly these values
+    (NaN equal to NaN): a re-fetched overlap bar, not a bar written by this run."""
+    columns = [c for c in PRICE_SCHEMA.names if c not in ("ticker", "date")]
+    if not len(fetched) or not len(stored):
+        return np.zeros(len(fetched), dtype=bool)
+    key = ["ticker", "date"]
+    joined = fetched[key + columns].reset_index(drop=True).merge(
+        stored[key + columns].drop_duplicates(key), on=key, how="left", suffixes=("", "_stored"), indicator=True)
+    same = np.array(joined["_merge"] == "both", dtype=bool)
+    for column in columns:
+        new, old = joined[column], joined[f"{column}_stored"]
+        equal = (new == old).astype("boolean").fillna(False)  # nullable strings compare to NA
+        same &= (equal | (new.isna() & old.isna())).to_numpy(dtype=bool)
+    return same
 
 
 def _empty_prices() -> pd.DataFrame:
