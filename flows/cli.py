@@ -252,6 +252,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                                 "(submission.min_tickers): use --tickers 100 or more", tag="invalid_option")
     else:
         check_live_price_source(settings)
+    from numerflow.tasks.model.training import check_lightgbm_params
+
+    check_lightgbm_params(settings.training)  # a typo in the parameters fails before Prefect starts
     from numerflow.flows.round import round_flow
 
     result = round_flow(mode="demo" if args.demo else "live", tournament=args.tournament, model_name=args.model,

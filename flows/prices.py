@@ -27,7 +27,7 @@ from prefect.context import get_run_context
 
 from numerflow.tasks.core.config import Settings
 from numerflow.tasks.core.errors import BadInputError
-from numerflow.tasks.core.store import Store, read_parquet
+from numerflow.tasks.core.store import Store, exclusive_lock, read_parquet
 from numerflow.tasks.prices.ingest import (
     STATUS_DELISTED,
     STATUS_FAILED,
@@ -39,6 +39,7 @@ from numerflow.tasks.prices.ingest import (
     IngestOptions,
     Source,
     finish_ingest,
+    ingest_dir,
     run_planned_batch,
     start_ingest,
 )
@@ -70,6 +71,7 @@ class TournamentSource:
 
     def __init__(self, source: Source, tournament: str) -> None:
         self._source = source
+        self.tournament = tournament
         self.name = f"{source.name}-{tournament}"
 
     def __getattr__(self, attr: str) -> Any:
@@ -77,6 +79,11 @@ class TournamentSource:
 
     def __repr__(self) -> str:
         return f"TournamentSource({self._source!r}, name={self.name!r})"
+
+    @property
+    def identity(self) -> dict[str, Any] | None:
+        inner = getattr(self._source, "identity", None)
+        return None if inner is None else {**inner, "tournament": self.tournament}
 
 
 def source_key(settings: Settings) -> tuple:
@@ -151,7 +158,12 @@ def price_source(settings: Settings) -> Source:
 
 def source_name(settings: Settings) -> str:
     """Name of the configured source's price store (``prices/<name>``), without building it."""
-    if settings.tournament != "signals" and settings.price_source != "demo":
+    if settings.price_source == "demo":
+        from numerflow.tasks.prices.sources.demo import demo_store_name
+
+        d = settings.demo
+        return demo_store_name(d.tickers, d.years, d.signal, d.seed)
+    if settings.tournament != "signals":
         return f"{settings.price_source}-{settings.tournament}"
     return settings.price_source
 
@@ -227,14 +239,18 @@ def run_price_ingest(
     source = price_source(settings)
     store = Store(settings.data_dir)
     options = ingest_options(settings, backfill)
-    plan = start_ingest(source.name, store, tickers_or_mapping, options=options, run_id=run_id)
-    logger.info("ingest %s: run %s, %d batches", source.name, plan.run_id, len(plan.batches))
-    progress = PrefectProgress(key=f"ingest-progress-{source.name}")
-    futures = [ingest_batch_task.submit(settings, plan.run_id, i, backfill) for i in range(len(plan.batches))]
-    for done, future in enumerate(futures, start=1):
-        future.result()
-        progress(done, len(futures))
-    result = finish_ingest(plan)
+    # One ingest per store at a time (two rounds started at once, a manual ingest during a
+    # round): the second waits, then plans against what the first stored.
+    with exclusive_lock(ingest_dir(store, source.name) / ".ingest.lock"):
+        plan = start_ingest(source.name, store, tickers_or_mapping, options=options, run_id=run_id,
+                            identity=getattr(source, "identity", None))
+        logger.info("ingest %s: run %s, %d batches", source.name, plan.run_id, len(plan.batches))
+        progress = PrefectProgress(key=f"ingest-progress-{source.name}")
+        futures = [ingest_batch_task.submit(settings, plan.run_id, i, backfill) for i in range(len(plan.batches))]
+        for done, future in enumerate(futures, start=1):
+            future.result()
+            progress(done, len(futures))
+        result = finish_ingest(plan)
     publish_ledger_artifact(result.ledger_path, result.summary)
     summary = result.summary
     logger.info(

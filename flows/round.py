@@ -38,13 +38,22 @@ from numerflow.flows.results import (
 )
 from numerflow.tasks.core.config import Settings, load_settings, settings_overrides
 from numerflow.tasks.core.errors import BadInputError, NumerflowError
-from numerflow.tasks.core.store import Store, new_run_id, read_json, read_parquet, write_json, write_parquet
+from numerflow.tasks.core.store import (
+    Store,
+    new_run_id,
+    read_json,
+    read_parquet,
+    remove_stale_temp_files,
+    write_json,
+    write_parquet,
+)
 from numerflow.tasks.model.dataset import DatasetInfo, build_dataset
 from numerflow.tasks.model.predict import LivePredictions, predict_live
 from numerflow.tasks.model.report import write_report
 from numerflow.tasks.model.training import (
     META_FILE,
     TrainResult,
+    check_lightgbm_params,
     latest_model,
     model_lineage,
     needs_training,
@@ -225,6 +234,8 @@ def run_round(settings: Settings, overrides: dict[str, Any], kind: RoundKind, *,
     """The whole round, stage by stage (call inside a flow). ``overrides`` made ``settings``:
     the ingest subflow rebuilds its settings from them (flow parameters must serialise)."""
     run_id = new_run_id()
+    with stage("preflight", unattended=unattended):
+        preflight(settings)
     with stage("universe", unattended=unattended):
         universe = kind.universe(settings)
     with stage("resolution", unattended=unattended):
@@ -242,6 +253,15 @@ def run_round(settings: Settings, overrides: dict[str, Any], kind: RoundKind, *,
     with stage("upload", unattended=unattended):
         upload = kind.upload(settings, submission, universe, force)
     return RoundResult(kind.mode, universe, resolution, prices, dataset, model, live, submission, upload)
+
+
+def preflight(settings: Settings) -> None:
+    """What can be judged before any data moves: LightGBM accepts the parameters (a typo must
+    not cost an ingest), and temp files that killed runs left behind are cleared."""
+    check_lightgbm_params(settings.training)
+    removed = remove_stale_temp_files(settings.data_dir)
+    if removed:
+        get_run_logger().info("removed %d temp files left by interrupted runs", len(removed))
 
 
 def ingest_stage(settings: Settings, overrides: dict[str, Any], kind: RoundKind, universe: UniverseRef,

@@ -164,8 +164,8 @@ def test_incremental_second_run_requests_only_new_range(fake, store):
     assert int(aapl.params["period1"]) == int(expected)
     (toyota,) = fake.history_requests("7203.T")
     assert int(toyota.params["period1"]) == int(pd.Timestamp("2024-03-10", tz="Asia/Tokyo").timestamp())
-    # 5 overlap bars (Mar 11-15) rewritten + 10 new bars (Mar 18-29).
-    assert ledger.loc["AAPL US", "rows"] == 15 and ledger.loc["7203 JP", "rows"] == 15
+    # 5 overlap bars (Mar 11-15) re-fetched unchanged + 10 new bars (Mar 18-29): only the new ones count.
+    assert ledger.loc["AAPL US", "rows"] == 10 and ledger.loc["7203 JP", "rows"] == 10
     assert ledger.loc["AAPL US", "requested_start"] == "2024-03-10"
     bars = prices(store)
     assert len(bars) == rows_before + 20
@@ -320,14 +320,14 @@ def test_demo_market_goes_through_the_same_ingest(tmp_path):
     result = ingest_like_the_flow(market, store, tickers, options=IngestOptions(batch_size=3), as_of=date(2024, 3, 29))
     ledger = ledger_of(result)
     assert sorted(ledger.index) == sorted(tickers) and (ledger["status"] == "ok").all()
-    stored = read_parquet(store.prices_dir("demo"))
+    stored = read_parquet(store.prices_dir(market.name))
     expected = market.fetch(tickers)
     assert len(stored) == len(expected) and set(stored["ticker"]) == set(tickers)
     assert len(result.paths) == 3  # 8 tickers in batches of 3
     # Second run: incremental, nothing new, nothing duplicated.
     again = ingest_like_the_flow(market, store, tickers, options=IngestOptions(batch_size=3), as_of=date(2024, 3, 29))
     assert again.summary["ok"] == 8
-    assert len(read_parquet(store.prices_dir("demo"))) == len(expected)
+    assert len(read_parquet(store.prices_dir(market.name))) == len(expected)
 
 
 def test_unresolved_tickers_are_in_the_ledger_without_a_request(fake, store):
@@ -387,8 +387,8 @@ def test_foreign_files_in_the_prices_dir_are_refused(tmp_path):
 
     store = Store(tmp_path / "data")
     market = DemoMarket(tickers=3, years=0.1, seed=1, end=date(2024, 3, 29))
-    store.prices_dir("demo").mkdir(parents=True)
-    market.fetch(market.all_tickers()).to_parquet(store.prices_dir("demo") / "part-all.parquet")
+    store.prices_dir(market.name).mkdir(parents=True)
+    market.fetch(market.all_tickers()).to_parquet(store.prices_dir(market.name) / "part-all.parquet")
     with pytest.raises(BadInputError, match="foreign_price_files"):
         ingest_like_the_flow(market, store, market.all_tickers(), as_of=date(2024, 3, 29))
 

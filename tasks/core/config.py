@@ -118,7 +118,17 @@ class TrainingSettings(Section):
 
 
 class SubmissionSettings(Section):
+    """Checks every submission passes before it is uploaded (or recorded as a dry run)."""
+
     min_tickers: int = Field(100, ge=1, description="Numerai's minimum number of valid universe tickers")
+    max_file_mb: float = Field(
+        20.0, gt=0, allow_inf_nan=False,
+        description="a submission file larger than this is refused before it is read (a Signals file of "
+        "Numerai's ~5,000-ticker universe is ~0.2 MB)")
+    max_off_universe_share: float = Field(
+        0.5, ge=0, le=1,
+        description="tickers outside the live universe are dropped (and counted) before upload; above this "
+        "share of the file the submission is refused (a wrong file or tournament)")
 
 
 class NumeraiSettings(Section):
@@ -303,7 +313,7 @@ def load_settings(**overrides: Any) -> Settings:
             raise BadInputError(f"config file {toml_path} is not valid TOML ({exc}); fix that line",
                                 tag="invalid_config") from None
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         problems = "; ".join(_problem(err) for err in exc.errors())
         raise BadInputError(
@@ -314,6 +324,10 @@ def load_settings(**overrides: Any) -> Settings:
         raise BadInputError(f"invalid configuration: {exc} (a dict or list in an environment variable is "
                             "written as JSON, e.g. NUMERFLOW_TRAINING__PARAMS='{\"learning_rate\": 0.01}')",
                             tag="invalid_config") from None
+    from numerflow.tasks.core.store import check_data_dir
+
+    check_data_dir(settings.data_dir)  # a file, under a file or under /proc: refused before anything runs
+    return settings
 
 
 def _problem(err: Any) -> str:

@@ -303,10 +303,16 @@ def load_overrides(path: Path | str, id_column: str = "numerai_ticker") -> dict[
     problems: list[str] = []
     mapping: dict[str, str] = {}
     first_line: dict[str, int] = {}
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        lines = ((number, line) for number, line in enumerate(handle, start=1)
-                 if line.strip() and not line.lstrip().startswith("#"))
-        numbered = list(lines)
+    raw = path.read_bytes()
+    try:
+        if b"\x00" in raw:
+            raise ValueError("it holds NUL bytes")
+        text = raw.decode("utf-8-sig")
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise BadInputError(f"ticker overrides file {path} is not a UTF-8 text CSV ({exc}): is it the right "
+                            f"file? It needs a header {expected}", tag="invalid_overrides") from None
+    numbered = [(number, line) for number, line in enumerate(text.splitlines(), start=1)
+                if line.strip() and not line.lstrip().startswith("#")]
     if not numbered:
         raise BadInputError(f"ticker overrides file {path} is empty; it needs a header {expected}",
                             tag="invalid_overrides")

@@ -136,6 +136,14 @@ class _Market:
     volume: np.ndarray  # (N, T) float32 shares
 
 
+def demo_store_name(tickers: int, years: float, signal: float, seed: int) -> str:
+    """The price store of one demo market (``prices/<name>``): keyed by what makes the market, so
+    another ``--seed`` or ``--tickers`` in the same data dir never mixes its bars with these.
+    The end day is not part of it: tomorrow's market extends today's store. Letters, digits and
+    dashes only (it also keys Prefect artifacts): 1.5 is written 1p5."""
+    return f"demo-seed{seed}-n{tickers}-y{years:g}-s{signal:g}".replace(".", "p").replace("+", "")
+
+
 class DemoMarket:
     """Deterministic synthetic market implementing the ``PriceSource`` protocol.
 
@@ -144,8 +152,6 @@ class DemoMarket:
     ``end``: last day of the calendar; default the last weekday strictly before today (UTC);
     a weekend date moves back to the Friday before it.
     """
-
-    name = "demo"
 
     def __init__(
         self,
@@ -159,6 +165,7 @@ class DemoMarket:
         self.years = _check_float("years", years, positive=True)
         self.signal = _check_float("signal", signal, positive=False)
         self.seed = _check_int("seed", seed)
+        self.name = demo_store_name(self.tickers, self.years, self.signal, self.seed)
         self.end = _last_weekday(_to_date("end", end)) if end is not None else default_end()
         self._lock = threading.Lock()
         self._cache: _Market | None = None
@@ -168,6 +175,11 @@ class DemoMarket:
         """Build from ``Settings.demo``."""
         return cls(tickers=settings.tickers, years=settings.years, signal=settings.signal,
                    seed=settings.seed, end=end)
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What fills this market's store (``ingest.check_store_identity``): not its end day."""
+        return {"kind": "demo", "tickers": self.tickers, "years": self.years, "signal": self.signal, "seed": self.seed}
 
     def __repr__(self) -> str:
         return (f"DemoMarket(tickers={self.tickers}, years={self.years}, signal={self.signal}, "
