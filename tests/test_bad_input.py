@@ -493,3 +493,30 @@ def test_lightgbm_parameters_it_refuses_fail_before_the_ingest(params, message, 
     err = capsys.readouterr().err
     assert "invalid_config: training.params are refused by LightGBM" in err and message in err
     assert not (tmp_path / "data" / "prices").exists()  # nothing ingested
+
+
+# ------------------------------------------------------------------ housekeeping: unchanged prices stay unchanged
+
+
+def test_an_unchanged_re_ingest_writes_nothing_and_keeps_the_features_snapshot(tmp_path, market):
+    import os
+
+    from numerflow.tasks.core.config import TargetSettings
+    from numerflow.tasks.model.dataset import price_snapshot_id
+
+    store = Store(tmp_path / "data")
+    first = _demo_ingest(store, market)
+    prices_dir = store.prices_dir(market.name)
+    parts = sorted(prices_dir.glob("part-*.parquet"))
+    stamps = {p: p.stat().st_mtime_ns for p in parts}
+    snapshot = price_snapshot_id(prices_dir, TargetSettings())
+    assert first.summary["rows"] == len(read_parquet(prices_dir))
+
+    again = _demo_ingest(store, market)  # the overlap window is re-fetched, and it is identical
+    assert again.summary["rows"] == 0  # nothing new or changed: no "bars written"
+    assert {p: p.stat().st_mtime_ns for p in parts} == stamps  # no part rewritten
+    assert price_snapshot_id(prices_dir, TargetSettings()) == snapshot
+
+    for part in parts:  # a copy or a restore changes mtimes, not content: still the same snapshot
+        os.utime(part, ns=(1, 1))
+    assert price_snapshot_id(prices_dir, TargetSettings()) == snapshot
