@@ -451,7 +451,7 @@ def run_batch(
     path = part_path(store, plan.source, batch["part"])
     stored = _as_price_frame(read_parquet(path)) if path.exists() else _as_price_frame(_empty_prices())
     ok = {t: o for t, o in outcomes.items() if o.kind == OK and o.bars is not None}
-    fetched = _as_price_frame(pd.concat([o.bars for o in ok.values()], ignore_index=True)) if ok else _as_price_frame(_empty_prices())
+    fetched = _fetched_frame(ok)
 
     # Split / dividend / revision since the last run → that ticker's whole history again.
     incremental = {t: start for t in ok if (start := starts[t]) is not None}
@@ -467,9 +467,8 @@ def run_batch(
                 starts[ticker] = None
             else:  # keep the old rows rather than a half-updated history
                 ok.pop(ticker, None)
-        fetched = _as_price_frame(pd.concat([o.bars for o in ok.values()], ignore_index=True)) if ok else _as_price_frame(_empty_prices())
+        fetched = _fetched_frame(ok)
 
-    fetched = normalise_currency_units(fetched)
     # Drop the stored rows that fetched rows replace: all of a full pull; from the first
     # fetched bar on for an incremental one (an empty answer replaces nothing).
     first_fetched = fetched.groupby("ticker")["date"].min()
@@ -523,6 +522,15 @@ def run_batch(
         )
     write_json(done, rows)
     return rows
+
+
+def _fetched_frame(ok: Mapping[str, FetchOutcome]) -> pd.DataFrame:
+    """The fetched bars as stored: price frame, sub-unit currencies (GBp, ZAc, ILA) in major units.
+    Normalised *before* the overlap is compared with the stored (major-unit) bars: comparing raw
+    pence with stored pounds would call every London, Johannesburg and Tel Aviv ticker revised."""
+    if not ok:
+        return _as_price_frame(_empty_prices())
+    return normalise_currency_units(_as_price_frame(pd.concat([o.bars for o in ok.values()], ignore_index=True)))
 
 
 def _empty_prices() -> pd.DataFrame:
