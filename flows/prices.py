@@ -275,8 +275,7 @@ def readiness(settings: Settings, universe_tickers: Sequence[str], source_name: 
 def tickers_to_ingest(settings: Settings) -> dict[str, list[str]]:
     """What ``numerflow ingest`` fetches: the demo market's tickers, or the latest universe snapshot
     (resolved to Yahoo candidates for ``yahoo``; every ticker in your files if there is no snapshot)."""
-    from numerflow.tasks.core.store import read_parquet
-    from numerflow.tasks.numerai.universe import latest_universe_snapshot
+    from numerflow.tasks.numerai.universe import latest_universe_snapshot, load_universe_ids
     from numerflow.tasks.prices.sources.files import FilePriceSource
 
     if settings.price_source == "demo":
@@ -292,11 +291,9 @@ def tickers_to_ingest(settings: Settings) -> dict[str, list[str]]:
             "run `numerflow universe` first",
             tag="missing_universe",
         )
-    from numerflow.tasks.numerai.client import tournament_spec
     from numerflow.tasks.prices.tickers import candidate_map, resolve_for_yahoo
 
-    column = tournament_spec(settings.tournament).ticker_column
-    ids = read_parquet(snapshot, columns=[column])[column].astype(str).tolist()
+    ids = load_universe_ids(snapshot, settings.tournament).astype(str).tolist()
     if settings.price_source != "yahoo":
         return {t: [t] for t in ids}
     from numerflow.tasks.prices.ingest import remembered_symbols

@@ -61,6 +61,7 @@ from numerflow.tasks.numerai.submission import (
 from numerflow.tasks.numerai.submit import SubmitOutcome, submit_file
 from numerflow.tasks.numerai.universe import fetch_universe, load_universe_ids, write_universe
 from numerflow.tasks.prices.ingest import remembered_symbols
+from numerflow.tasks.prices.quality import universe_coverage
 from numerflow.tasks.prices.tickers import candidate_map, resolution_report, resolve_for_yahoo
 
 Mode = Literal["demo", "live"]
@@ -252,8 +253,10 @@ def ingest_stage(settings: Settings, overrides: dict[str, Any], kind: RoundKind,
         overrides=overrides, candidates_path=resolution.candidates_path)
     ready = kind.check_prices(settings, universe, summary["source"])
     last = read_parquet(Path(summary["prices_dir"]), columns=["date"])["date"].max()
+    coverage = universe_coverage(universe_ids(universe), read_parquet(Path(summary["ledger_path"]),
+                                                                      columns=["ticker", "status"]))
     return IngestSummary.from_summary(summary, prices_dir=summary["prices_dir"], last_date=str(last.date()),
-                                      readiness=ready)
+                                      readiness=ready, coverage=coverage)
 
 
 def train_or_reuse(settings: Settings, kind: RoundKind, dataset: DatasetInfo, round_number: int | None,
@@ -278,7 +281,7 @@ def train_or_reuse(settings: Settings, kind: RoundKind, dataset: DatasetInfo, ro
 
 
 def universe_ids(universe: UniverseRef) -> Any:
-    return load_universe_ids(Path(universe.path))
+    return load_universe_ids(Path(universe.path), universe.tournament)
 
 
 # ---------------------------------------------------------------- tasks: the universe and its ids
@@ -304,8 +307,7 @@ def numerai_universe_task(settings: Settings) -> UniverseRef:
 def resolve_universe(settings: Settings, universe_path: Path, round_number: int) -> Resolution:
     """Resolve the universe to Yahoo candidates; write the map; return it with the report."""
     tournament = settings.tournament
-    column = tournament_spec(tournament).ticker_column
-    ids = read_parquet(Path(universe_path), columns=[column])[column].astype(str).tolist()
+    ids = load_universe_ids(Path(universe_path), tournament).astype(str).tolist()
     # The report shows which tickers already have a winning symbol from earlier ingests.
     remembered = remembered_symbols(Store(settings.data_dir), source_name(settings))
     table = resolve_for_yahoo(ids, tournament, settings.numerai.overrides_path, remembered)
@@ -381,7 +383,7 @@ def publish_report_task(settings: Settings, model_dir: str, metrics: dict, run_i
 def predict_live_task(settings: Settings, dataset_path: str, model_dir: str, universe_path: str,
                       run_id: str) -> LivePredictions:
     return predict_live(
-        Store(settings.data_dir), Path(dataset_path), Path(model_dir), load_universe_ids(Path(universe_path)),
+        Store(settings.data_dir), Path(dataset_path), Path(model_dir), load_universe_ids(Path(universe_path), settings.tournament),
         run_id, min_tickers=settings.submission.min_tickers, num_threads=settings.training.num_threads,
     )
 

@@ -47,6 +47,11 @@ def test_whole_round_runs_as_a_prefect_flow_and_reuses_its_model(prefect_harness
     assert not submission["numerai_ticker"].duplicated().any()
 
     assert result.upload.status == "dry_run" and result.upload.message.startswith("DRY RUN")
+    # Coverage counts live-universe tickers only: the demo also ingests delisted history.
+    coverage = result.prices.coverage
+    assert coverage["universe"] == result.universe.tickers == len(universe)
+    assert coverage["covered"] <= coverage["universe"] and coverage["outside"] > 0
+    assert result.prices.ok + result.prices.stale > coverage["universe"]
     record = read_json(result.upload.record)
     assert record["dry_run"] is True and record["rows"] == len(submission)
     assert record["round"] == result.round_label and record["sha256"] == result.submission.sha256

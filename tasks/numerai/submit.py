@@ -28,7 +28,7 @@ from numerflow.tasks.numerai.client import (
 )
 from numerflow.tasks.numerai.ledger import SubmissionLedger, file_sha256
 from numerflow.tasks.numerai.submission import check_submission_format, validate_submission, write_dry_run_record
-from numerflow.tasks.numerai.universe import latest_universe_snapshot, universe_snapshot_path
+from numerflow.tasks.numerai.universe import latest_universe_snapshot, load_universe_ids, universe_snapshot_path
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +79,13 @@ def read_submission_file(path: Path) -> pd.DataFrame:
 
 def universe_ids_for(store: Store, tournament: str, round_number: int | None) -> pd.Series:
     """Tickers of the round's universe snapshot (or the latest one)."""
-    spec = tournament_spec(tournament)
     path = universe_snapshot_path(store, tournament, round_number) if round_number is not None else None
     if path is None or not path.exists():
         path = latest_universe_snapshot(store, tournament)
     if path is None:
         raise BadInputError(f"no {tournament} universe snapshot in {store.root / 'universe' / tournament}; "
                             "run `numerflow universe` first", tag="no_universe")
-    return read_parquet(path, columns=[spec.ticker_column])[spec.ticker_column]
+    return load_universe_ids(path, tournament)
 
 
 def check_submission(path: Path, universe_ids: pd.Series, tournament: str, min_tickers: int) -> dict:
