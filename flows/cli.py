@@ -159,7 +159,7 @@ def cmd_universe(args: argparse.Namespace) -> int:
     resolution = resolve_universe(settings, snap.snapshot_path, snap.round_number)
     payload["resolution"] = asdict(resolution)
     t = resolution.totals or {}
-    lines.append(f"  resolution  {t['resolved']} resolved, {t['ambiguous']} ambiguous (tried in order), "
+    lines.append(f"  resolution  to Yahoo symbols: {t['resolved']} resolved, {t['ambiguous']} ambiguous (tried in order), "
                  f"{t['unresolved']} unresolved; candidates {resolution.candidates_path}")
     lines += [f"    {r['country']:<6}{r['resolved']:>6}{r['ambiguous']:>6}{r['unresolved']:>6}"
               for r in resolution.report or []]
@@ -240,10 +240,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """A whole round (flows/round.py): the demo market with --demo, else the live Numerai round
     with the configured price source."""
-    from numerflow.flows.round import check_demo_tournament, check_live_price_source
+    from numerflow.flows.round import check_demo_tournament, check_live_price_source, mode_overrides
+    from numerflow.tasks.core.config import load_settings
 
     demo = {"tickers": args.tickers, "years": args.years, "signal": args.signal, "seed": args.seed}
-    settings = _settings(args, model_name=args.model, **demo)  # fail fast, before Prefect starts
+    # Fail fast, before Prefect starts; a demo round reads the offline demo market, never Yahoo.
+    settings = load_settings(**mode_overrides("demo" if args.demo else "live",
+                                              _overrides(args, model_name=args.model, **demo)))
     if args.demo:
         check_demo_tournament(settings)
         if settings.demo.tickers < settings.submission.min_tickers:
@@ -313,8 +316,8 @@ def render_summary(s: dict[str, Any]) -> str:
 def _prices_line(prices: dict[str, Any]) -> str:
     statuses = ", ".join(f"{prices[k]} {k}" for k in ("ok", "stale", "failed", "delisted", "unresolved")
                          if prices.get(k))
-    return (f"{prices['tickers']} tickers ({statuses}); {prices['rows']:,} bars written this run; "
-            f"data to {prices['last_date']}")
+    return (f"{prices['tickers']} tickers from {prices['source']} ({statuses}); {prices['rows']:,} bars written "
+            f"this run; data to {prices['last_date']}")
 
 
 def _upload_line(upload: dict[str, Any]) -> str:

@@ -36,7 +36,7 @@ from numerflow.flows.results import (
     SubmissionFile,
     UniverseRef,
 )
-from numerflow.tasks.core.config import Settings, load_settings, settings_overrides
+from numerflow.tasks.core.config import Settings, load_settings, merge_overrides, settings_overrides
 from numerflow.tasks.core.errors import BadInputError, NumerflowError
 from numerflow.tasks.core.store import Store, new_run_id, read_json, read_parquet, write_json, write_parquet
 from numerflow.tasks.model.dataset import DatasetInfo, build_dataset
@@ -208,6 +208,14 @@ def check_demo_tournament(settings: Settings) -> None:
             f"the demo market is a Signals market (stocks with numerai_ticker ids); it cannot run a "
             f"{settings.tournament} round: drop --tournament {settings.tournament} (or run it live without --demo)",
             tag="invalid_config")
+
+
+def mode_overrides(mode: Mode, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The settings overrides a round of ``mode`` runs with. A demo round never touches the network:
+    Yahoo (the live commands' source, the default) becomes the demo market; ``files`` stays (offline)."""
+    if mode == "demo" and load_settings(**overrides).price_source == "yahoo":
+        return merge_overrides(overrides, {"price_source": "demo"})
+    return overrides
 
 
 def check_live_price_source(settings: Settings) -> None:
@@ -464,8 +472,9 @@ def round_flow(
     """A whole round now (``numerflow run``): the demo market offline, or the live Numerai round
     (refused early when it is closed and keys are set). ``tickers``/``years``/``signal``/``seed``
     shape the demo market."""
-    overrides = settings_overrides(data_dir=data_dir, tournament=tournament, model_name=model_name,
-                                   tickers=tickers, years=years, signal=signal, seed=seed, extra=overrides)
+    overrides = mode_overrides(mode, settings_overrides(data_dir=data_dir, tournament=tournament, model_name=model_name,
+                                                        tickers=tickers, years=years, signal=signal, seed=seed,
+                                                        extra=overrides))
     settings = load_settings(**overrides)
     window = None
     if mode == "live":

@@ -251,7 +251,10 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path("data"), description="root of the Parquet data store")
     tournament: Literal["signals", "crypto"] = Field("signals", description="which Numerai tournament")
-    price_source: Literal["demo", "yahoo", "files"] = Field("demo", description="where daily bars come from")
+    price_source: Literal["demo", "yahoo", "files"] = Field(
+        "yahoo", description="where daily bars come from for the live commands (`universe`, `ingest`, `run` without "
+        "`--demo`); a demo round (`run --demo`, `schedule.round_mode = \"demo\"`) never uses Yahoo: it reads the "
+        "offline demo market (or your `files`)")
     demo: DemoSettings = Field(default_factory=DemoSettings)
     yahoo: YahooSettings = Field(default_factory=YahooSettings)
     files: FilesSettings = Field(default_factory=FilesSettings)
