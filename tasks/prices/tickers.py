@@ -9,11 +9,22 @@ that last returned prices, kept in the ingest catalog), and a user overrides CSV
 ``7203 JP``, ``VOD GB``). Rules (Yahoo's conventions):
 
 - share classes ``/`` → ``-`` (``BRK/B US`` → ``BRK-B``, ``BT/A GB`` → ``BT-A.L``);
+- a trailing ``/`` or ``*`` is Bloomberg's marker, not Yahoo's (``BP/ GB`` → ``BP.L``,
+  ``WALMEX* MX`` → ``WALMEX.MX``);
+- Nordic share classes glued to the symbol: ``ERICB SE`` → ``ERIC-B.ST`` first, then the plain
+  ``ERICB.ST`` (some plain names only look like a class: ``TELIA``, ``GMAB``); Sweden and Denmark,
+  classes A/B/C and Swedish depositary receipts (``KINDSDB`` → ``KIND-SDB``);
+- Toronto units: ``-U`` → ``-UN`` (``BEP-U CA`` → ``BEP-UN.TO``);
 - Hong Kong codes zero-padded to 4 digits (``1 HK`` → ``0001.HK``, ``09988 HK`` → ``9988.HK``);
 - Korean and Chinese numeric codes zero-padded to 6 digits;
 - ambiguous markets give ordered candidates that the price ingest tries in turn:
   KR ``.KS``/``.KQ``, TW ``.TW``/``.TWO``, CN ``.SS``/``.SZ`` (order by code prefix),
-  IN ``.NS``/``.BO`` (``.BO`` first for numeric BSE codes), CA ``.TO``/``.V``.
+  IN ``.NS``/``.BO`` (``.BO`` first for numeric BSE codes), CA ``.TO``/``.V``, DE ``.DE``/``.F``
+  (Xetra, then Frankfurt).
+
+Markets where Yahoo spells a listing by the exchange's own code (Malaysia's numeric ``.KL`` codes,
+Singapore's ``C52.SI``, Ireland's ``A5G.IR``) have no rule: ``tasks.prices.lookup`` asks Yahoo's
+search for those and the catalog remembers the verified winner.
 
 Numerai Crypto ``symbol`` values map to ``SYMBOL-USD`` (``resolve_crypto_universe``), in the
 same resolution table, so the crypto round shares the report and the ingest.
@@ -45,7 +56,7 @@ COUNTRY_SUFFIXES: dict[str, tuple[str, ...]] = {
     # Europe
     "GB": (".L",),
     "IE": (".IR",),
-    "DE": (".DE",),
+    "DE": (".DE", ".F"),
     "FR": (".PA",),
     "NL": (".AS",),
     "BE": (".BR",),
@@ -103,16 +114,31 @@ def split_numerai_ticker(tickers: pd.Series) -> pd.DataFrame:
     return parts.astype("string")
 
 
-def _normalised_symbols(symbol: pd.Series, country: pd.Series) -> pd.Series:
-    """Yahoo spelling of the local symbol: ``/``→``-``, HK 4-digit, KR/CN 6-digit codes."""
-    out = symbol.str.replace("/", "-", regex=False).str.replace(" ", "-", regex=False)
+#: Markets whose share classes Bloomberg glues to the symbol and Yahoo spells with a dash.
+GLUED_CLASS_COUNTRIES = ("SE", "DK")
+_GLUED_CLASS = r"^(?P<base>[A-Z0-9&]{2,}?)(?P<cls>SDB|[ABC])$"
+
+
+def _normalised_symbols(symbol: pd.Series, country: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Yahoo spelling of the local symbol, and an alternative spelling to try after it (<NA> when
+    none): ``/``→``-``, trailing ``/``/``*`` dropped, HK 4-digit, KR/CN 6-digit codes, Toronto
+    units ``-UN``; the alternative is the plain form of a Nordic glued share class."""
+    out = symbol.str.replace(r"[/*]+$", "", regex=True)
+    out = out.str.replace("/", "-", regex=False).str.replace(" ", "-", regex=False)
     numeric = out.str.fullmatch(r"\d+").fillna(False).astype(bool)
     hk = (country == "HK").fillna(False).astype(bool) & numeric
     # Yahoo spells HK codes with exactly 4 digits when they fit (00005 → 0005, 1 → 0001).
     out = out.mask(hk, out.str.lstrip("0").str.zfill(4))
     six = country.isin(["KR", "CN"]).fillna(False).astype(bool) & numeric
     out = out.mask(six, out.str.zfill(6))
-    return out
+    canada = (country == "CA").fillna(False).astype(bool)
+    out = out.mask(canada, out.str.replace(r"-U$", "-UN", regex=True))
+    nordic = country.isin(GLUED_CLASS_COUNTRIES).fillna(False).astype(bool)
+    glued = out.str.extract(_GLUED_CLASS)
+    has_class = nordic & glued["base"].notna().to_numpy()
+    alternative = out.where(has_class).astype("string")
+    out = out.mask(has_class, glued["base"] + "-" + glued["cls"])
+    return out, alternative
 
 
 def _suffix_pair(symbol: pd.Series, country: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -129,15 +155,16 @@ def _suffix_pair(symbol: pd.Series, country: pd.Series) -> tuple[pd.Series, pd.S
 
 
 def rule_candidates(tickers: pd.Series) -> pd.Series:
-    """Ordered Yahoo candidates from the country rules alone (empty list when none apply)."""
+    """Ordered Yahoo candidates from the country rules alone (empty list when none apply): the
+    symbol then its alternative spelling on the first suffix, then both on the second."""
     parts = split_numerai_ticker(pd.Series(tickers, dtype="string").reset_index(drop=True))
-    symbol = _normalised_symbols(parts["symbol"], parts["country"])
+    symbol, alternative = _normalised_symbols(parts["symbol"], parts["country"])
     first_suffix, second_suffix = _suffix_pair(symbol, parts["country"])
-    # One vectorised concatenation per suffix position (at most two), not per ticker.
-    first = (symbol + first_suffix).to_numpy(dtype=object, na_value=None)
-    second = (symbol + second_suffix).to_numpy(dtype=object, na_value=None)
+    # One vectorised concatenation per (spelling, suffix) position (at most four), not per ticker.
+    columns = [(spelling + suffix).to_numpy(dtype=object, na_value=None)
+               for suffix in (first_suffix, second_suffix) for spelling in (symbol, alternative)]
     return pd.Series(
-        [[] if a is None else ([a] if b is None else [a, b]) for a, b in zip(first, second, strict=True)],
+        [[c for c in row if c is not None] for row in zip(*columns, strict=True)],
         index=parts.index,
         dtype=object,
     )
