@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
         "and the ticker → Yahoo resolution report (numerai_ticker by country rules, crypto symbol → SYMBOL-USD).")
     universe.add_argument("--training-data", action="store_true",
                           help="also download Numerai's train/validation files (large) for training on its targets")
+    universe.add_argument("--overrides-template", metavar="FILE",
+                          help="write the unresolved tickers (and those needing an override) as an overrides CSV "
+                          "to fill in")
     universe.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
     universe.set_defaults(handler=cmd_universe)
 
@@ -140,12 +143,14 @@ def _print(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None
 
 def cmd_universe(args: argparse.Namespace) -> int:
     from dataclasses import asdict
+    from pathlib import Path
 
     from numerflow.flows.round import resolve_universe
     from numerflow.tasks.core.store import Store
-    from numerflow.tasks.numerai.client import client_for
+    from numerflow.tasks.numerai.client import client_for, tournament_spec
     from numerflow.tasks.numerai.data import fetch_training_data
     from numerflow.tasks.numerai.universe import fetch_universe
+    from numerflow.tasks.prices.tickers import resolution_lines, write_overrides_template
 
     settings = _settings(args)
     client = client_for(settings, settings.tournament)
@@ -163,6 +168,12 @@ def cmd_universe(args: argparse.Namespace) -> int:
                  f"{t['unresolved']} unresolved; candidates {resolution.candidates_path}")
     lines += [f"    {r['country']:<6}{r['resolved']:>6}{r['ambiguous']:>6}{r['unresolved']:>6}"
               for r in resolution.report or []]
+    lines += [f"  {line}" for line in resolution_lines(resolution.details or {})]
+    if args.overrides_template:
+        id_column = tournament_spec(settings.tournament).ticker_column
+        template = write_overrides_template(Path(args.overrides_template), resolution.details or {}, id_column)
+        payload["overrides_template"] = str(template)
+        lines.append(f"  template    {template}: fill in yahoo_symbol, then set numerai.overrides_path to it")
     if args.training_data:
         files = fetch_training_data(client, store, snap.round_number)
         payload["training_data"] = {"version": files.version, "paths": [str(p) for p in files.paths]}

@@ -114,6 +114,7 @@ def _new_source(settings: Settings) -> Source:
             timeout_seconds=y.timeout_seconds,
             workers=y.workers,
             pause_on_429_seconds=y.pause_on_429_seconds,
+            max_retry_after_seconds=y.max_retry_after_seconds,
         )
     from numerflow.tasks.prices.sources.files import FilePriceSource
 
@@ -147,6 +148,23 @@ def price_source(settings: Settings) -> Source:
     if settings.tournament != "signals" and settings.price_source != "demo":
         return TournamentSource(source, settings.tournament)
     return source
+
+
+def lookup_with_yahoo(settings: Settings, tickers: Sequence[str], names: Mapping[str, str] | None = None) -> dict:
+    """``tasks.prices.lookup.lookup_tickers`` on the configured Yahoo source's session and limiter:
+    Yahoo's search, each hit verified with a price fetch (``{ticker: LookupResult}``)."""
+    import datetime as dt
+
+    from numerflow.tasks.prices.lookup import YahooSearch, lookup_tickers, price_verifier
+    from numerflow.tasks.prices.sources.yahoo import YahooSource
+
+    source = configured_source(settings)
+    if not isinstance(source, YahooSource):
+        raise BadInputError(f"the Yahoo search needs price_source = \"yahoo\" (it is {settings.price_source!r})",
+                            tag="invalid_config")
+    search = YahooSearch(source.session, settings.yahoo.timeout_seconds)
+    verify = price_verifier(source, dt.datetime.now(dt.UTC).date())
+    return lookup_tickers(tickers, search=search, verify=verify, names=names, limit=settings.yahoo.lookup_limit)
 
 
 def source_name(settings: Settings) -> str:

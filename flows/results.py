@@ -38,6 +38,9 @@ class Resolution:
     candidates_path: str
     totals: dict[str, int] | None = None  # resolved / ambiguous / unresolved / total (Yahoo rounds)
     report: list[dict[str, Any]] | None = None  # the per-country resolution table
+    # by rule / candidate / lookup / override / unresolved, the unresolved with their reason, and the
+    # tickers that need an override (tasks.prices.tickers.resolution_summary)
+    details: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

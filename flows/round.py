@@ -25,7 +25,15 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from numerflow.flows.guard import demo_round_label
 from numerflow.flows.policies import network_task
-from numerflow.flows.prices import demo_market, prices_flow, readiness, source_name, task_runner_for, with_unresolved
+from numerflow.flows.prices import (
+    demo_market,
+    lookup_with_yahoo,
+    prices_flow,
+    readiness,
+    source_name,
+    task_runner_for,
+    with_unresolved,
+)
 from numerflow.flows.results import (
     IngestSummary,
     ModelChoice,
@@ -60,9 +68,16 @@ from numerflow.tasks.numerai.submission import (
 )
 from numerflow.tasks.numerai.submit import SubmitOutcome, submit_file
 from numerflow.tasks.numerai.universe import fetch_universe, load_universe_ids, write_universe
-from numerflow.tasks.prices.ingest import remembered_symbols
+from numerflow.tasks.prices.ingest import failing_tickers, looked_up_symbols, remember_lookups, remembered_symbols
+from numerflow.tasks.prices.lookup import lookup_targets
 from numerflow.tasks.prices.quality import universe_coverage
-from numerflow.tasks.prices.tickers import candidate_map, resolution_report, resolve_for_yahoo
+from numerflow.tasks.prices.tickers import (
+    candidate_map,
+    resolution_lines,
+    resolution_report,
+    resolution_summary,
+    resolve_for_yahoo,
+)
 
 Mode = Literal["demo", "live"]
 
@@ -313,19 +328,35 @@ def numerai_universe_task(settings: Settings) -> UniverseRef:
 
 
 def resolve_universe(settings: Settings, universe_path: Path, round_number: int) -> Resolution:
-    """Resolve the universe to Yahoo candidates; write the map; return it with the report."""
+    """Resolve the universe to Yahoo candidates (rules, the catalog's winners, overrides; then
+    Yahoo's search for what they miss); write the map; return it with the report."""
     tournament = settings.tournament
     ids = load_universe_ids(Path(universe_path), tournament).astype(str).tolist()
-    # The report shows which tickers already have a winning symbol from earlier ingests.
-    remembered = remembered_symbols(Store(settings.data_dir), source_name(settings))
-    table = resolve_for_yahoo(ids, tournament, settings.numerai.overrides_path, remembered)
+    store, source = Store(settings.data_dir), source_name(settings)
+    failing = failing_tickers(store, source)
+
+    def resolve() -> Any:
+        return resolve_for_yahoo(ids, tournament, settings.numerai.overrides_path, remembered_symbols(store, source),
+                                 looked_up_symbols(store, source))
+
+    table = resolve()
+    reasons: dict[str, str] = {}
+    if tournament == "signals" and settings.price_source == "yahoo" and settings.yahoo.lookup:
+        targets = lookup_targets(table, failing)
+        if targets:
+            found = lookup_with_yahoo(settings, targets)
+            remember_lookups(store, source, {t: (r.symbol, r.name) for t, r in found.items() if r.symbol})
+            reasons = {t: r.reason for t, r in found.items() if r.reason}
+            table = resolve()
     report = resolution_report(table)
+    needs = {t: m for t, m in failing.items() if int(m.get("runs", 0)) >= settings.yahoo.needs_override_after}
+    details = resolution_summary(table, reasons, needs)
     # Unresolved tickers go in with no candidates, so the ingest ledger lists them too.
-    path = write_json(numerai_dir(Store(settings.data_dir), tournament) / f"round-{round_number}"
+    path = write_json(numerai_dir(store, tournament) / f"round-{round_number}"
                       / "yahoo-candidates.json", with_unresolved(ids, candidate_map(table)))
     total = report[report["country"] == "TOTAL"].iloc[0]
     return Resolution(str(path), {k: int(total[k]) for k in ("resolved", "ambiguous", "unresolved", "total")},
-                      report.to_dict("records"))
+                      report.to_dict("records"), details)
 
 
 @task(name="resolve-tickers", retries=0, timeout_seconds=600)
@@ -333,6 +364,9 @@ def resolve_tickers_task(settings: Settings, universe: UniverseRef) -> Resolutio
     check_live_price_source(settings)
     assert universe.round_number is not None  # a live universe always has its round
     result = resolve_universe(settings, Path(universe.path), universe.round_number)
+    create_markdown_artifact("\n".join(f"- {line}" for line in resolution_lines(result.details or {})),
+                             key="ticker-resolution-report",
+                             description=f"Ticker resolution, {settings.tournament} round {universe.round_number}")
     create_table_artifact(result.report or [], key="ticker-resolution",
                           description=f"{tournament_spec(settings.tournament).ticker_column} → Yahoo resolution, "
                           f"{settings.tournament} round {universe.round_number}")

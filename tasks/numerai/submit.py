@@ -17,7 +17,7 @@ import pandas as pd
 
 from numerflow.tasks.core.config import Settings
 from numerflow.tasks.core.errors import BadInputError, NumerflowError
-from numerflow.tasks.core.store import Store, read_parquet
+from numerflow.tasks.core.store import Store
 from numerflow.tasks.numerai.client import (
     NumeraiClient,
     NumeraiKeys,

@@ -199,6 +199,29 @@ def remembered_symbols(store: Store, source: str) -> dict[str, str]:
             if isinstance(entry, dict) and entry.get("symbol")}
 
 
+def looked_up_symbols(store: Store, source: str) -> dict[str, str]:
+    """The catalog's winners that Yahoo's search found (``tasks.prices.lookup``), reported as ``lookup``."""
+    return {ticker: entry["symbol"] for ticker, entry in _load_catalog(store, source)["symbols"].items()
+            if isinstance(entry, dict) and entry.get("symbol") and entry.get("via") == "lookup"}
+
+
+def remember_lookups(store: Store, source: str, found: Mapping[str, tuple[str, str | None]]) -> None:
+    """Put verified search winners (``{ticker: (symbol, company name)}``) in the catalog."""
+    if not found:
+        return
+    catalog = _load_catalog(store, source)
+    for ticker, (symbol, name) in found.items():
+        catalog["symbols"][ticker] = {"symbol": symbol, "via": "lookup", "name": name}
+    write_json(ingest_dir(store, source) / "catalog.json", catalog)
+
+
+def failing_tickers(store: Store, source: str, min_runs: int = 1) -> dict[str, dict[str, Any]]:
+    """Tickers whose last ``min_runs`` or more finished ingests all ended delisted / no data /
+    unresolved: ``{ticker: {"runs": n, "reason": last error}}`` (renamed or moved listings)."""
+    misses = _load_catalog(store, source).get("misses", {})
+    return {t: m for t, m in misses.items() if int(m.get("runs", 0)) >= min_runs}
+
+
 def _load_catalog(store: Store, source: str) -> dict[str, Any]:
     path = ingest_dir(store, source) / "catalog.json"
     if path.exists():
@@ -552,9 +575,18 @@ def finish_ingest(plan: IngestPlan) -> IngestResult:
     ledger_path = write_parquet(plan.run_dir / "ledger.parquet", ledger)
 
     catalog = _load_catalog(store, plan.source)
+    misses = catalog.setdefault("misses", {})
     for row in rows:
         if row["status"] in (STATUS_OK, STATUS_STALE) and row["symbol"]:
-            catalog["symbols"][row["ticker"]] = {"symbol": row["symbol"], "currency": row.get("currency"), "timezone": row.get("timezone")}
+            before = catalog["symbols"].get(row["ticker"]) or {}
+            # How the winner was found (a search) stays known while it keeps winning.
+            kept = {k: before[k] for k in ("via", "name") if k in before and before.get("symbol") == row["symbol"]}
+            catalog["symbols"][row["ticker"]] = {"symbol": row["symbol"], "currency": row.get("currency"),
+                                                 "timezone": row.get("timezone"), **kept}
+            misses.pop(row["ticker"], None)
+        elif row["status"] in (STATUS_DELISTED, STATUS_NO_DATA, STATUS_UNRESOLVED):
+            runs = int(misses.get(row["ticker"], {}).get("runs", 0)) + 1
+            misses[row["ticker"]] = {"runs": runs, "reason": row.get("last_error"), "last_run": plan.run_id}
     write_json(ingest_dir(store, plan.source) / "catalog.json", catalog)
 
     counts = ledger["status"].value_counts()

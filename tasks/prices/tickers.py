@@ -101,7 +101,11 @@ COUNTRY_SUFFIXES: dict[str, tuple[str, ...]] = {
 AMBIGUOUS_COUNTRIES = frozenset(c for c, s in COUNTRY_SUFFIXES.items() if len(s) > 1)
 
 #: Resolution statuses, best first.
-STATUSES = ("override", "remembered", "resolved", "ambiguous", "unresolved")
+STATUSES = ("override", "lookup", "remembered", "resolved", "ambiguous", "unresolved")
+
+#: How a resolution was reached, for the report: status → category.
+RESOLVED_BY = {"resolved": "rule", "ambiguous": "candidate", "remembered": "candidate", "lookup": "lookup",
+               "override": "override", "unresolved": "unresolved"}
 
 
 RESOLUTION_COLUMNS = ["numerai_ticker", "country", "yahoo_symbol", "candidates", "status"]
@@ -179,8 +183,10 @@ def resolve_universe(
     tickers: Iterable[str] | pd.Series,
     overrides: Mapping[str, str] | None = None,
     remembered: Mapping[str, str] | None = None,
+    looked_up: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
-    """Resolve every ticker: overrides win, then a remembered winner, then the rules.
+    """Resolve every ticker: overrides win, then a remembered winner (``looked_up``: one Yahoo's
+    search found, status ``lookup``), then the rules.
 
     Returns one row per distinct input ticker with columns ``numerai_ticker``,
     ``country``, ``yahoo_symbol`` (the first candidate, <NA> when unresolved),
@@ -204,6 +210,14 @@ def resolve_universe(
             candidates.iloc[idx] = [[w] + [c for c in cands if c != w]
                                     for w, cands in zip(winners, candidates.iloc[idx], strict=True)]
             status[idx] = "remembered"
+    if looked_up:
+        found = series.map(dict(looked_up))
+        has = found.notna().to_numpy()
+        if has.any():
+            idx = np.flatnonzero(has)
+            candidates.iloc[idx] = [[w] + [c for c in cands if c != w]
+                                    for w, cands in zip(found.to_numpy()[idx], candidates.iloc[idx], strict=True)]
+            status[idx] = "lookup"
     if overrides:
         forced = series.map(dict(overrides))
         has = forced.notna().to_numpy()
@@ -266,6 +280,7 @@ def resolve_for_yahoo(
     tournament: str = "signals",
     overrides_path: Path | str | None = None,
     remembered: Mapping[str, str] | None = None,
+    looked_up: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """The tournament's universe ids resolved to Yahoo candidates: Signals by the country rules,
     Crypto as ``SYMBOL-USD``; the overrides file (``numerai_ticker,yahoo_symbol`` for Signals,
@@ -275,7 +290,7 @@ def resolve_for_yahoo(
         overrides = load_overrides(overrides_path, id_column="symbol") if overrides_path else None
         return resolve_crypto_universe(ids, overrides=overrides)
     overrides = load_overrides(overrides_path) if overrides_path else None
-    return resolve_universe(ids, overrides=overrides, remembered=remembered)
+    return resolve_universe(ids, overrides=overrides, remembered=remembered, looked_up=looked_up)
 
 
 def candidate_map(resolution: pd.DataFrame) -> dict[str, list[str]]:
@@ -297,18 +312,83 @@ def resolution_report(resolution: pd.DataFrame) -> pd.DataFrame:
     counts = pd.crosstab(frame["country"], frame["status"]).reindex(columns=list(STATUSES), fill_value=0)
     table = pd.DataFrame(
         {
-            "resolved": counts["override"] + counts["remembered"] + counts["resolved"],
+            "resolved": counts["override"] + counts["lookup"] + counts["remembered"] + counts["resolved"],
             "ambiguous": counts["ambiguous"],
             "unresolved": counts["unresolved"],
             "override": counts["override"],
             "remembered": counts["remembered"],
+            "lookup": counts["lookup"],
         }
     )
     table["total"] = table[["resolved", "ambiguous", "unresolved"]].sum(axis=1)
     table = table.sort_values("total", ascending=False)
     table.loc["TOTAL"] = table.sum(axis=0)
     table = table.astype("int64").rename_axis("country").reset_index()
-    return table[["country", "resolved", "ambiguous", "unresolved", "total", "override", "remembered"]]
+    return table[["country", "resolved", "ambiguous", "unresolved", "total", "override", "remembered", "lookup"]]
+
+
+def unresolved_reasons(resolution: pd.DataFrame, reasons: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``{ticker: why it has no candidate}`` for the unresolved rows (a lookup's reason when one ran)."""
+    reasons = reasons or {}
+    rows = resolution[resolution["status"] == "unresolved"]
+    out = {}
+    for ticker, country in zip(rows["numerai_ticker"].astype(str), rows["country"], strict=True):
+        rule = ("not 'SYMBOL CC' (CC = ISO-2 country)" if pd.isna(country)
+                else f"no Yahoo suffix rule for country {country}")
+        out[ticker] = f"{rule}; {reasons[ticker]}" if ticker in reasons else rule
+    return out
+
+
+def resolution_summary(resolution: pd.DataFrame, reasons: Mapping[str, str] | None = None,
+                       needs_override: Mapping[str, Mapping[str, object]] | None = None) -> dict[str, object]:
+    """The report ``numerflow universe`` prints: counts resolved by rule / candidate / lookup /
+    override, the unresolved with their reason, and ``needs_override`` (tickers failing round after
+    round, ``{ticker: {"runs": n, "reason": ...}}``) with the exact overrides-file line to add."""
+    by = resolution["status"].astype(str).map(RESOLVED_BY).value_counts()
+    needs = {str(t): {"runs": int(m.get("runs", 0) or 0), "reason": m.get("reason"),  # type: ignore[call-overload]
+                      "line": f"{t},<yahoo symbol>"}
+             for t, m in (needs_override or {}).items()}
+    return {
+        "by": {k: int(by.get(k, 0)) for k in ("rule", "candidate", "lookup", "override", "unresolved")},
+        "total": int(len(resolution)),
+        "unresolved": unresolved_reasons(resolution, reasons),
+        "needs_override": needs,
+    }
+
+
+def resolution_lines(summary: Mapping[str, object], limit: int = 20) -> list[str]:
+    """The resolution report as text lines (the CLI prints them, the round publishes them)."""
+    by = dict(summary.get("by") or {})  # type: ignore[call-overload]
+    unresolved = dict(summary.get("unresolved") or {})  # type: ignore[call-overload]
+    needs = dict(summary.get("needs_override") or {})  # type: ignore[call-overload]
+    lines = [f"resolved by rule {by.get('rule', 0)}, by candidate {by.get('candidate', 0)}, by lookup "
+             f"{by.get('lookup', 0)}, by override {by.get('override', 0)}; unresolved {by.get('unresolved', 0)} "
+             f"of {summary.get('total', 0)}"]
+    lines += [f"unresolved {t}: {reason}" for t, reason in sorted(unresolved.items())[:limit]]
+    if len(unresolved) > limit:
+        lines.append(f"... and {len(unresolved) - limit} more unresolved")
+    lines += [f"needs an override {t} (failed {e['runs']} ingests in a row: {e['reason']}): add the line "
+              f"`{e['line']}` to the overrides file" for t, e in sorted(needs.items())[:limit]]
+    return lines
+
+
+def write_overrides_template(path: Path | str, summary: Mapping[str, object], id_column: str = "numerai_ticker") -> Path:
+    """The unresolved and needs-an-override tickers as an overrides CSV to fill in: one row per
+    ticker with an empty ``yahoo_symbol`` under a ``#`` comment saying why (fill it in or delete
+    the row; ``load_overrides`` refuses an empty symbol, naming the line)."""
+    from numerflow.tasks.core.store import write_text
+
+    unresolved = dict(summary.get("unresolved") or {})  # type: ignore[call-overload]
+    needs = dict(summary.get("needs_override") or {})  # type: ignore[call-overload]
+    lines = ["# numerflow overrides template: fill in yahoo_symbol (or delete the row), then set",
+             "# numerai.overrides_path to this file. Overrides always win over the rules.",
+             f"{id_column},yahoo_symbol"]
+    for ticker, reason in sorted(unresolved.items()):
+        lines += [f"# unresolved: {reason}", f"{ticker},"]
+    for ticker, entry in sorted(needs.items()):
+        if ticker not in unresolved:
+            lines += [f"# needs an override: failing {entry['runs']} ingests in a row ({entry['reason']})", f"{ticker},"]
+    return write_text(Path(path), "\n".join(lines) + "\n")
 
 
 def load_overrides(path: Path | str, id_column: str = "numerai_ticker") -> dict[str, str]:
