@@ -121,6 +121,7 @@ def _new_source(settings: Settings) -> Source:
             timeout_seconds=y.timeout_seconds,
             workers=y.workers,
             pause_on_429_seconds=y.pause_on_429_seconds,
+            max_retry_after_seconds=y.max_retry_after_seconds,
         )
     from numerflow.tasks.prices.sources.files import FilePriceSource
 
@@ -154,6 +155,23 @@ def price_source(settings: Settings) -> Source:
     if settings.tournament != "signals" and settings.price_source != "demo":
         return TournamentSource(source, settings.tournament)
     return source
+
+
+def lookup_with_yahoo(settings: Settings, tickers: Sequence[str], names: Mapping[str, str] | None = None) -> dict:
+    """``tasks.prices.lookup.lookup_tickers`` on the configured Yahoo source's session and limiter:
+    Yahoo's search, each hit verified with a price fetch (``{ticker: LookupResult}``)."""
+    import datetime as dt
+
+    from numerflow.tasks.prices.lookup import YahooSearch, lookup_tickers, price_verifier
+    from numerflow.tasks.prices.sources.yahoo import YahooSource
+
+    source = configured_source(settings)
+    if not isinstance(source, YahooSource):
+        raise BadInputError(f"the Yahoo search needs price_source = \"yahoo\" (it is {settings.price_source!r})",
+                            tag="invalid_config")
+    search = YahooSearch(source.session, settings.yahoo.timeout_seconds)
+    verify = price_verifier(source, dt.datetime.now(dt.UTC).date())
+    return lookup_tickers(tickers, search=search, verify=verify, names=names, limit=settings.yahoo.lookup_limit)
 
 
 def source_name(settings: Settings) -> str:
@@ -291,8 +309,7 @@ def readiness(settings: Settings, universe_tickers: Sequence[str], source_name: 
 def tickers_to_ingest(settings: Settings) -> dict[str, list[str]]:
     """What ``numerflow ingest`` fetches: the demo market's tickers, or the latest universe snapshot
     (resolved to Yahoo candidates for ``yahoo``; every ticker in your files if there is no snapshot)."""
-    from numerflow.tasks.core.store import read_parquet
-    from numerflow.tasks.numerai.universe import latest_universe_snapshot
+    from numerflow.tasks.numerai.universe import latest_universe_snapshot, load_universe_ids
     from numerflow.tasks.prices.sources.files import FilePriceSource
 
     if settings.price_source == "demo":
@@ -308,11 +325,9 @@ def tickers_to_ingest(settings: Settings) -> dict[str, list[str]]:
             "run `numerflow universe` first",
             tag="missing_universe",
         )
-    from numerflow.tasks.numerai.client import tournament_spec
     from numerflow.tasks.prices.tickers import candidate_map, resolve_for_yahoo
 
-    column = tournament_spec(settings.tournament).ticker_column
-    ids = read_parquet(snapshot, columns=[column])[column].astype(str).tolist()
+    ids = load_universe_ids(snapshot, settings.tournament).astype(str).tolist()
     if settings.price_source != "yahoo":
         return {t: [t] for t in ids}
     from numerflow.tasks.prices.ingest import remembered_symbols

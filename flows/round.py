@@ -25,7 +25,15 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from numerflow.flows.guard import demo_round_label
 from numerflow.flows.policies import network_task
-from numerflow.flows.prices import demo_market, prices_flow, readiness, source_name, task_runner_for, with_unresolved
+from numerflow.flows.prices import (
+    demo_market,
+    lookup_with_yahoo,
+    prices_flow,
+    readiness,
+    source_name,
+    task_runner_for,
+    with_unresolved,
+)
 from numerflow.flows.results import (
     IngestSummary,
     ModelChoice,
@@ -36,7 +44,7 @@ from numerflow.flows.results import (
     SubmissionFile,
     UniverseRef,
 )
-from numerflow.tasks.core.config import Settings, load_settings, settings_overrides
+from numerflow.tasks.core.config import Settings, load_settings, merge_overrides, settings_overrides
 from numerflow.tasks.core.errors import BadInputError, NumerflowError
 from numerflow.tasks.core.store import (
     Store,
@@ -69,8 +77,16 @@ from numerflow.tasks.numerai.submission import (
 )
 from numerflow.tasks.numerai.submit import SubmitOutcome, submit_file
 from numerflow.tasks.numerai.universe import fetch_universe, load_universe_ids, write_universe
-from numerflow.tasks.prices.ingest import remembered_symbols
-from numerflow.tasks.prices.tickers import candidate_map, resolution_report, resolve_for_yahoo
+from numerflow.tasks.prices.ingest import failing_tickers, looked_up_symbols, remember_lookups, remembered_symbols
+from numerflow.tasks.prices.lookup import lookup_targets
+from numerflow.tasks.prices.quality import universe_coverage
+from numerflow.tasks.prices.tickers import (
+    candidate_map,
+    resolution_lines,
+    resolution_report,
+    resolution_summary,
+    resolve_for_yahoo,
+)
 
 Mode = Literal["demo", "live"]
 
@@ -218,6 +234,14 @@ def check_demo_tournament(settings: Settings) -> None:
             tag="invalid_config")
 
 
+def mode_overrides(mode: Mode, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The settings overrides a round of ``mode`` runs with. A demo round never touches the network:
+    Yahoo (the live commands' source, the default) becomes the demo market; ``files`` stays (offline)."""
+    if mode == "demo" and load_settings(**overrides).price_source == "yahoo":
+        return merge_overrides(overrides, {"price_source": "demo"})
+    return overrides
+
+
 def check_live_price_source(settings: Settings) -> None:
     if settings.price_source != "yahoo":
         raise BadInputError(
@@ -272,8 +296,10 @@ def ingest_stage(settings: Settings, overrides: dict[str, Any], kind: RoundKind,
         overrides=overrides, candidates_path=resolution.candidates_path)
     ready = kind.check_prices(settings, universe, summary["source"])
     last = read_parquet(Path(summary["prices_dir"]), columns=["date"])["date"].max()
+    coverage = universe_coverage(universe_ids(universe), read_parquet(Path(summary["ledger_path"]),
+                                                                      columns=["ticker", "status"]))
     return IngestSummary.from_summary(summary, prices_dir=summary["prices_dir"], last_date=str(last.date()),
-                                      readiness=ready)
+                                      readiness=ready, coverage=coverage)
 
 
 def train_or_reuse(settings: Settings, kind: RoundKind, dataset: DatasetInfo, round_number: int | None,
@@ -298,7 +324,7 @@ def train_or_reuse(settings: Settings, kind: RoundKind, dataset: DatasetInfo, ro
 
 
 def universe_ids(universe: UniverseRef) -> Any:
-    return load_universe_ids(Path(universe.path))
+    return load_universe_ids(Path(universe.path), universe.tournament)
 
 
 # ---------------------------------------------------------------- tasks: the universe and its ids
@@ -322,20 +348,35 @@ def numerai_universe_task(settings: Settings) -> UniverseRef:
 
 
 def resolve_universe(settings: Settings, universe_path: Path, round_number: int) -> Resolution:
-    """Resolve the universe to Yahoo candidates; write the map; return it with the report."""
+    """Resolve the universe to Yahoo candidates (rules, the catalog's winners, overrides; then
+    Yahoo's search for what they miss); write the map; return it with the report."""
     tournament = settings.tournament
-    column = tournament_spec(tournament).ticker_column
-    ids = read_parquet(Path(universe_path), columns=[column])[column].astype(str).tolist()
-    # The report shows which tickers already have a winning symbol from earlier ingests.
-    remembered = remembered_symbols(Store(settings.data_dir), source_name(settings))
-    table = resolve_for_yahoo(ids, tournament, settings.numerai.overrides_path, remembered)
+    ids = load_universe_ids(Path(universe_path), tournament).astype(str).tolist()
+    store, source = Store(settings.data_dir), source_name(settings)
+    failing = failing_tickers(store, source)
+
+    def resolve() -> Any:
+        return resolve_for_yahoo(ids, tournament, settings.numerai.overrides_path, remembered_symbols(store, source),
+                                 looked_up_symbols(store, source))
+
+    table = resolve()
+    reasons: dict[str, str] = {}
+    if tournament == "signals" and settings.price_source == "yahoo" and settings.yahoo.lookup:
+        targets = lookup_targets(table, failing)
+        if targets:
+            found = lookup_with_yahoo(settings, targets)
+            remember_lookups(store, source, {t: (r.symbol, r.name) for t, r in found.items() if r.symbol})
+            reasons = {t: r.reason for t, r in found.items() if r.reason}
+            table = resolve()
     report = resolution_report(table)
+    needs = {t: m for t, m in failing.items() if int(m.get("runs", 0)) >= settings.yahoo.needs_override_after}
+    details = resolution_summary(table, reasons, needs)
     # Unresolved tickers go in with no candidates, so the ingest ledger lists them too.
-    path = write_json(numerai_dir(Store(settings.data_dir), tournament) / f"round-{round_number}"
+    path = write_json(numerai_dir(store, tournament) / f"round-{round_number}"
                       / "yahoo-candidates.json", with_unresolved(ids, candidate_map(table)))
     total = report[report["country"] == "TOTAL"].iloc[0]
     return Resolution(str(path), {k: int(total[k]) for k in ("resolved", "ambiguous", "unresolved", "total")},
-                      report.to_dict("records"))
+                      report.to_dict("records"), details)
 
 
 @task(name="resolve-tickers", retries=0, timeout_seconds=600)
@@ -343,6 +384,9 @@ def resolve_tickers_task(settings: Settings, universe: UniverseRef) -> Resolutio
     check_live_price_source(settings)
     assert universe.round_number is not None  # a live universe always has its round
     result = resolve_universe(settings, Path(universe.path), universe.round_number)
+    create_markdown_artifact("\n".join(f"- {line}" for line in resolution_lines(result.details or {})),
+                             key="ticker-resolution-report",
+                             description=f"Ticker resolution, {settings.tournament} round {universe.round_number}")
     create_table_artifact(result.report or [], key="ticker-resolution",
                           description=f"{tournament_spec(settings.tournament).ticker_column} → Yahoo resolution, "
                           f"{settings.tournament} round {universe.round_number}")
@@ -401,7 +445,7 @@ def publish_report_task(settings: Settings, model_dir: str, metrics: dict, run_i
 def predict_live_task(settings: Settings, dataset_path: str, model_dir: str, universe_path: str,
                       run_id: str) -> LivePredictions:
     return predict_live(
-        Store(settings.data_dir), Path(dataset_path), Path(model_dir), load_universe_ids(Path(universe_path)),
+        Store(settings.data_dir), Path(dataset_path), Path(model_dir), load_universe_ids(Path(universe_path), settings.tournament),
         run_id, min_tickers=settings.submission.min_tickers, num_threads=settings.training.num_threads,
     )
 
@@ -482,8 +526,9 @@ def round_flow(
     """A whole round now (``numerflow run``): the demo market offline, or the live Numerai round
     (refused early when it is closed and keys are set). ``tickers``/``years``/``signal``/``seed``
     shape the demo market."""
-    overrides = settings_overrides(data_dir=data_dir, tournament=tournament, model_name=model_name,
-                                   tickers=tickers, years=years, signal=signal, seed=seed, extra=overrides)
+    overrides = mode_overrides(mode, settings_overrides(data_dir=data_dir, tournament=tournament, model_name=model_name,
+                                                        tickers=tickers, years=years, signal=signal, seed=seed,
+                                                        extra=overrides))
     settings = load_settings(**overrides)
     window = None
     if mode == "live":

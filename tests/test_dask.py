@@ -16,7 +16,7 @@ def ingest_with(runner_name: str, data_dir) -> tuple[dict, object]:
     from numerflow.flows.prices import prices_flow
     from numerflow.flows.scheduled import task_runner_for
 
-    overrides = {"data_dir": str(data_dir), "demo": {"tickers": 120, "years": 1.5, "seed": 7},
+    overrides = {"data_dir": str(data_dir), "price_source": "demo", "demo": {"tickers": 120, "years": 1.5, "seed": 7},
                  "yahoo": {"batch_size": 30},
                  "orchestration": {"task_runner": runner_name, "dask_workers": 2, "dask_threads_per_worker": 1}}
     runner = task_runner_for(load_settings(**overrides))

@@ -242,6 +242,23 @@ def test_live_crypto_round_uploads_symbol_signal(prefect_harness, live_env, nume
     assert (entry["tournament"], entry["round"], entry["model_name"]) == ("crypto", 700, "my_crypto")
 
 
+@pytest.mark.slow
+def test_scheduled_crypto_round_submits_reports_and_completes(prefect_harness, live_env, numerai, yahoo):
+    """The unattended Crypto round: universe ids in ``symbol`` all the way to the run report, which
+    comes after the upload, so a report that cannot read them fails a round that already submitted."""
+    from numerflow.flows.scheduled import scheduled_round_flow
+
+    state = scheduled_round_flow.with_options(retries=0)(mode="live", tournament="crypto", model_name="my_crypto",
+                                                         return_state=True)
+
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert result.upload.status == "uploaded" and len(numerai.state.uploads) == 1
+    assert result.prices.coverage == {"covered": 110, "universe": 110, "share": 1.0, "outside": 0}
+    _assert_artifact("round-report", "110 of 110 universe tickers have prices (100.0%)")
+    _assert_artifact("round-report", "yahoo-crypto")
+
+
 def test_crypto_prices_get_their_own_store_and_usd_candidates(tmp_path, monkeypatch):
     """`numerflow ingest --tournament crypto`'s ticker list, and the store names (no flow run)."""
     from numerflow.tasks.core.store import Store, write_parquet

@@ -62,6 +62,14 @@ class YahooSettings(Section):
         0.1, ge=0, le=1, description="the round refuses to predict when more of the universe is stale or missing"
     )
     jump_factor: float = Field(50.0, gt=1, description="a close this many times above/below its recent median is excluded")
+    max_retry_after_seconds: float = Field(
+        300.0, ge=0, description="longest Retry-After (from a 429) honoured: every thread waits that long")
+    lookup: bool = Field(
+        True, description="resolution asks Yahoo's search for tickers the rules cannot spell (Malaysian, Singaporean, "
+        "Irish exchange codes, renamed listings), verifies each hit with a price fetch and remembers the winner")
+    lookup_limit: int = Field(300, ge=0, description="most tickers searched per resolution (the rest wait a round)")
+    needs_override_after: int = Field(
+        3, ge=1, description="a ticker failing this many ingests in a row is reported as needing an override")
 
 
 class FilesSettings(Section):
@@ -261,7 +269,10 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path("data"), description="root of the Parquet data store")
     tournament: Literal["signals", "crypto"] = Field("signals", description="which Numerai tournament")
-    price_source: Literal["demo", "yahoo", "files"] = Field("demo", description="where daily bars come from")
+    price_source: Literal["demo", "yahoo", "files"] = Field(
+        "yahoo", description="where daily bars come from for the live commands (`universe`, `ingest`, `run` without "
+        "`--demo`); a demo round (`run --demo`, `schedule.round_mode = \"demo\"`) never uses Yahoo: it reads the "
+        "offline demo market (or your `files`)")
     demo: DemoSettings = Field(default_factory=DemoSettings)
     yahoo: YahooSettings = Field(default_factory=YahooSettings)
     files: FilesSettings = Field(default_factory=FilesSettings)

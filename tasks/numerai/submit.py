@@ -17,7 +17,7 @@ import pandas as pd
 
 from numerflow.tasks.core.config import Settings
 from numerflow.tasks.core.errors import BadInputError, NumerflowError
-from numerflow.tasks.core.store import Store, file_sha256, read_parquet
+from numerflow.tasks.core.store import Store, file_sha256
 from numerflow.tasks.numerai.client import (
     NumeraiClient,
     NumeraiKeys,
@@ -28,13 +28,12 @@ from numerflow.tasks.numerai.client import (
 )
 from numerflow.tasks.numerai.ledger import SubmissionLedger
 from numerflow.tasks.numerai.submission import (
-    ID_COLUMN,
     check_submission_format,
     validate_submission,
     write_dry_run_record,
     write_submission,
 )
-from numerflow.tasks.numerai.universe import latest_universe_snapshot, universe_snapshot_path
+from numerflow.tasks.numerai.universe import latest_universe_snapshot, load_universe_ids, universe_snapshot_path
 
 log = logging.getLogger(__name__)
 
@@ -92,14 +91,13 @@ def read_submission_file(path: Path, max_mb: float | None = None) -> pd.DataFram
 
 def universe_ids_for(store: Store, tournament: str, round_number: int | None) -> pd.Series:
     """Tickers of the round's universe snapshot (or the latest one)."""
-    spec = tournament_spec(tournament)
     path = universe_snapshot_path(store, tournament, round_number) if round_number is not None else None
     if path is None or not path.exists():
         path = latest_universe_snapshot(store, tournament)
     if path is None:
         raise BadInputError(f"no {tournament} universe snapshot in {store.root / 'universe' / tournament}; "
                             "run `numerflow universe` first", tag="no_universe")
-    return read_parquet(path, columns=[spec.ticker_column])[spec.ticker_column]
+    return load_universe_ids(path, tournament)
 
 
 def check_submission(path: Path, universe_ids: pd.Series, tournament: str, settings: Settings,
@@ -112,7 +110,7 @@ def check_submission(path: Path, universe_ids: pd.Series, tournament: str, setti
     rules = settings.submission
     frame = read_submission_file(path, rules.max_file_mb)
     validation = validate_submission(frame, universe_ids, tournament=tournament, min_tickers=rules.min_tickers)
-    ids = frame[ID_COLUMN[tournament]].astype(str)
+    ids = frame[tournament_spec(tournament).ticker_column].astype(str)
     off = ~ids.isin(set(universe_ids.astype(str))).to_numpy()
     if off.any():
         share = float(off.mean())

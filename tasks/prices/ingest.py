@@ -215,6 +215,29 @@ def remembered_symbols(store: Store, source: str) -> dict[str, str]:
             if isinstance(entry, dict) and entry.get("symbol")}
 
 
+def looked_up_symbols(store: Store, source: str) -> dict[str, str]:
+    """The catalog's winners that Yahoo's search found (``tasks.prices.lookup``), reported as ``lookup``."""
+    return {ticker: entry["symbol"] for ticker, entry in _load_catalog(store, source)["symbols"].items()
+            if isinstance(entry, dict) and entry.get("symbol") and entry.get("via") == "lookup"}
+
+
+def remember_lookups(store: Store, source: str, found: Mapping[str, tuple[str, str | None]]) -> None:
+    """Put verified search winners (``{ticker: (symbol, company name)}``) in the catalog."""
+    if not found:
+        return
+    catalog = _load_catalog(store, source)
+    for ticker, (symbol, name) in found.items():
+        catalog["symbols"][ticker] = {"symbol": symbol, "via": "lookup", "name": name}
+    write_json(ingest_dir(store, source) / "catalog.json", catalog)
+
+
+def failing_tickers(store: Store, source: str, min_runs: int = 1) -> dict[str, dict[str, Any]]:
+    """Tickers whose last ``min_runs`` or more finished ingests all ended delisted / no data /
+    unresolved: ``{ticker: {"runs": n, "reason": last error}}`` (renamed or moved listings)."""
+    misses = _load_catalog(store, source).get("misses", {})
+    return {t: m for t, m in misses.items() if int(m.get("runs", 0)) >= min_runs}
+
+
 def _load_catalog(store: Store, source: str) -> dict[str, Any]:
     """The ingest catalog. A damaged one is set aside and rebuilt from the parts themselves
     (ticker → part); only the remembered symbols are lost (resolution finds them again)."""
@@ -531,7 +554,7 @@ def run_batch(
     path = part_path(store, plan.source, batch["part"])
     stored = _as_price_frame(read_parquet(path)) if path.exists() else _as_price_frame(_empty_prices())
     ok = {t: o for t, o in outcomes.items() if o.kind == OK and o.bars is not None}
-    fetched = _as_price_frame(pd.concat([o.bars for o in ok.values()], ignore_index=True)) if ok else _as_price_frame(_empty_prices())
+    fetched = _fetched_frame(ok)
 
     # Split / dividend / revision since the last run → that ticker's whole history again.
     incremental = {t: start for t in ok if (start := starts[t]) is not None}
@@ -547,9 +570,8 @@ def run_batch(
                 starts[ticker] = None
             else:  # keep the old rows rather than a half-updated history
                 ok.pop(ticker, None)
-        fetched = _as_price_frame(pd.concat([o.bars for o in ok.values()], ignore_index=True)) if ok else _as_price_frame(_empty_prices())
+        fetched = _fetched_frame(ok)
 
-    fetched = normalise_currency_units(fetched)
     # Drop the stored rows that fetched rows replace: all of a full pull; from the first
     # fetched bar on for an incremental one (an empty answer replaces nothing).
     first_fetched = fetched.groupby("ticker")["date"].min()
@@ -626,6 +648,15 @@ def same_bars(fetched: pd.DataFrame, stored: pd.DataFrame) -> np.ndarray:
     return same
 
 
+def _fetched_frame(ok: Mapping[str, FetchOutcome]) -> pd.DataFrame:
+    """The fetched bars as stored: price frame, sub-unit currencies (GBp, ZAc, ILA) in major units.
+    Normalised *before* the overlap is compared with the stored (major-unit) bars: comparing raw
+    pence with stored pounds would call every London, Johannesburg and Tel Aviv ticker revised."""
+    if not ok:
+        return _as_price_frame(_empty_prices())
+    return normalise_currency_units(_as_price_frame(pd.concat([o.bars for o in ok.values()], ignore_index=True)))
+
+
 def _empty_prices() -> pd.DataFrame:
     return PRICE_SCHEMA.empty_table().to_pandas(date_as_object=False)
 
@@ -645,9 +676,18 @@ def finish_ingest(plan: IngestPlan) -> IngestResult:
     ledger_path = write_parquet(plan.run_dir / "ledger.parquet", ledger)
 
     catalog = _load_catalog(store, plan.source)
+    misses = catalog.setdefault("misses", {})
     for row in rows:
         if row["status"] in (STATUS_OK, STATUS_STALE) and row["symbol"]:
-            catalog["symbols"][row["ticker"]] = {"symbol": row["symbol"], "currency": row.get("currency"), "timezone": row.get("timezone")}
+            before = catalog["symbols"].get(row["ticker"]) or {}
+            # How the winner was found (a search) stays known while it keeps winning.
+            kept = {k: before[k] for k in ("via", "name") if k in before and before.get("symbol") == row["symbol"]}
+            catalog["symbols"][row["ticker"]] = {"symbol": row["symbol"], "currency": row.get("currency"),
+                                                 "timezone": row.get("timezone"), **kept}
+            misses.pop(row["ticker"], None)
+        elif row["status"] in (STATUS_DELISTED, STATUS_NO_DATA, STATUS_UNRESOLVED):
+            runs = int(misses.get(row["ticker"], {}).get("runs", 0)) + 1
+            misses[row["ticker"]] = {"runs": runs, "reason": row.get("last_error"), "last_run": plan.run_id}
     write_json(ingest_dir(store, plan.source) / "catalog.json", catalog)
 
     counts = ledger["status"].value_counts()
