@@ -56,7 +56,7 @@ def test_unchanged_sub_unit_history_is_not_repulled_on_the_next_run(fake, tmp_pa
         # One incremental request from the overlap window, never a second full one.
         (request,) = fake.history_requests(symbol)
         assert ledger.loc[ticker, "requested_start"] == "2024-03-10"
-        assert ledger.loc[ticker, "rows"] == 15, ticker  # 5 overlap bars + 10 new
+        assert ledger.loc[ticker, "rows"] == 10, ticker  # 10 new bars; the 5 overlap bars are unchanged
     bars = read_parquet(store.prices_dir("yahoo"))
     vod = bars[bars["ticker"] == "VOD GB"].set_index("date")
     raw = fake.listings["VOD.L"].bars

@@ -39,7 +39,7 @@ def test_whole_round_runs_as_a_prefect_flow_and_reuses_its_model(prefect_harness
 
     assert result.mode == "demo" and result.round_label.startswith("demo-")
     # price_source defaults to Yahoo (the live commands'): a demo round still reads the offline market.
-    assert load_settings().price_source == "yahoo" and result.prices.source == "demo"
+    assert load_settings().price_source == "yahoo" and result.prices.source == "demo-seed5-n160-y3-s1"
     submission_path = result.submission.path
     submission = pd.read_csv(submission_path)
     universe = read_parquet(result.universe.path)
