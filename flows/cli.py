@@ -14,7 +14,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from numerflow.tasks.core.errors import BadInputError, NumerflowError
+from numerflow.tasks.core.errors import NumerflowError
 
 if TYPE_CHECKING:
     from numerflow.flows.results import RoundResult
@@ -251,7 +251,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """A whole round (flows/round.py): the demo market with --demo, else the live Numerai round
     with the configured price source."""
-    from numerflow.flows.round import check_demo_tournament, check_live_price_source, mode_overrides
+    from numerflow.flows.round import check_demo_settings, check_live_price_source, mode_overrides
     from numerflow.tasks.core.config import load_settings
 
     demo = {"tickers": args.tickers, "years": args.years, "signal": args.signal, "seed": args.seed}
@@ -259,11 +259,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings(**mode_overrides("demo" if args.demo else "live",
                                               _overrides(args, model_name=args.model, **demo)))
     if args.demo:
-        check_demo_tournament(settings)
-        if settings.demo.tickers < settings.submission.min_tickers:
-            raise BadInputError(f"--tickers {settings.demo.tickers} is below Numerai's minimum of "
-                                f"{settings.submission.min_tickers} tickers per submission "
-                                "(submission.min_tickers): use --tickers 100 or more", tag="invalid_option")
+        check_demo_settings(settings)
     else:
         check_live_price_source(settings)
     from numerflow.tasks.model.training import check_lightgbm_params

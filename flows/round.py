@@ -171,7 +171,7 @@ class DemoRound:
     mode: Mode = "demo"
 
     def universe(self, settings: Settings) -> UniverseRef:
-        check_demo_tournament(settings)
+        check_demo_settings(settings)
         return demo_universe_task(settings)
 
     def resolve(self, settings: Settings, universe: UniverseRef) -> Resolution:
@@ -226,12 +226,21 @@ def round_kind(mode: Mode) -> RoundKind:
     return DemoRound() if mode == "demo" else LiveRound()
 
 
-def check_demo_tournament(settings: Settings) -> None:
+def check_demo_settings(settings: Settings) -> None:
+    """A demo round that cannot succeed is refused before anything is generated: another
+    tournament, fewer tickers than a submission needs, or a market too big for this machine."""
+    from numerflow.tasks.prices.sources.demo import check_demo_fits
+
     if settings.tournament != "signals":
         raise BadInputError(
             f"the demo market is a Signals market (stocks with numerai_ticker ids); it cannot run a "
             f"{settings.tournament} round: drop --tournament {settings.tournament} (or run it live without --demo)",
             tag="invalid_config")
+    if settings.demo.tickers < settings.submission.min_tickers:
+        raise BadInputError(f"--tickers {settings.demo.tickers} is below Numerai's minimum of "
+                            f"{settings.submission.min_tickers} tickers per submission "
+                            "(submission.min_tickers): use --tickers 100 or more", tag="invalid_option")
+    check_demo_fits(settings.demo.tickers, settings.demo.years)
 
 
 def mode_overrides(mode: Mode, overrides: dict[str, Any]) -> dict[str, Any]:

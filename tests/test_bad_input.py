@@ -169,6 +169,7 @@ def test_the_cli_reports_a_bad_config_before_anything_runs(tmp_path, monkeypatch
         (["--signal", "1e9"], "demo.signal: Input should be less than or equal to 10"),
         (["--tickers", "10000000"], "demo.tickers: Input should be less than or equal to 20000"),
         (["--tickers", "99"], "--tickers 99 is below Numerai's minimum of 100"),
+        (["--tickers", "20000", "--years", "50"], "is 261.0 M daily bars; its round needs about 156.6 GB"),
     ],
 )
 def test_demo_options_out_of_range_are_refused_before_anything_runs(argv, message, tmp_path, capsys):
@@ -520,3 +521,11 @@ def test_an_unchanged_re_ingest_writes_nothing_and_keeps_the_features_snapshot(t
     for part in parts:  # a copy or a restore changes mtimes, not content: still the same snapshot
         os.utime(part, ns=(1, 1))
     assert price_snapshot_id(prices_dir, TargetSettings()) == snapshot
+
+
+def test_a_demo_market_too_big_for_the_memory_left_is_refused_before_it_is_generated():
+    from numerflow.tasks.prices.sources.demo import check_demo_fits
+
+    check_demo_fits(600, 6, available=2 * 10**9)  # the default (~0.9 M bars, ~0.6 GB) fits in 2 GB
+    with pytest.raises(BadInputError, match=r"5000 tickers x 20 years is 26.1 M daily bars; .* about 15.7 GB .* 8.0 GB"):
+        check_demo_fits(5000, 20, available=8 * 10**9)

@@ -29,6 +29,7 @@ for a given ``end`` the output is bit-for-bit reproducible.
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -134,6 +135,36 @@ class _Market:
     adj_high: np.ndarray
     adj_low: np.ndarray
     volume: np.ndarray  # (N, T) float32 shares
+
+
+#: Peak memory of a whole demo round per bar (market, prices, features, dataset, LightGBM),
+#: measured: 2,000 tickers x 6 years (3.1 M bars) peaked at 1.86 GB RSS, ~480 B per bar above
+#: the interpreter's own ~0.35 GB; rounded up for headroom.
+ROUND_BYTES_PER_BAR = 600
+
+
+def available_memory_bytes() -> int:
+    """Memory the OS can give this process now (Linux MemAvailable; else all physical memory)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def check_demo_fits(tickers: int, years: float, available: int | None = None) -> None:
+    """Refuse, before anything is allocated, a demo market whose round cannot fit in memory."""
+    bars = tickers * max(1, round(years * BUSINESS_DAYS_PER_YEAR))
+    needed = bars * ROUND_BYTES_PER_BAR
+    available = available_memory_bytes() if available is None else available
+    if needed > available:
+        raise BadInputError(
+            f"a demo market of {tickers} tickers x {years:g} years is {bars / 1e6:.1f} M daily bars; its round "
+            f"needs about {needed / 1e9:.1f} GB of memory and {available / 1e9:.1f} GB is available: use fewer "
+            "--tickers or --years (Numerai's universe is ~5,000 tickers)", tag="invalid_option")
 
 
 def demo_store_name(tickers: int, years: float, signal: float, seed: int) -> str:
