@@ -37,6 +37,7 @@ from numerflow.tasks.prices.ingest import (
     STATUS_UNRESOLVED,
     STATUSES,
     IngestOptions,
+    RateLimitedError,
     Source,
     finish_ingest,
     ingest_dir,
@@ -265,9 +266,17 @@ def run_price_ingest(
         logger.info("ingest %s: run %s, %d batches", source.name, plan.run_id, len(plan.batches))
         progress = PrefectProgress(key=f"ingest-progress-{source.name}")
         futures = [ingest_batch_task.submit(settings, plan.run_id, i, backfill) for i in range(len(plan.batches))]
+        limited: RateLimitedError | None = None
         for done, future in enumerate(futures, start=1):
-            future.result()
+            try:
+                future.result()
+            except RateLimitedError as exc:  # the other batches stop at once (flag in the run folder)
+                limited = limited or exc
             progress(done, len(futures))
+        if limited is not None:
+            stored = sum(plan.batch_path(b["part"]).exists() for b in plan.batches)
+            raise RateLimitedError(f"{str(limited).split(': ', 1)[1]} ({stored} of {len(plan.batches)} batches "
+                                   "stored)") from None
         result = finish_ingest(plan)
     publish_ledger_artifact(result.ledger_path, result.summary)
     summary = result.summary

@@ -423,3 +423,50 @@ def test_winning_symbols_are_remembered_for_the_resolver(fake, store):
     table = resolve_for_yahoo(["005930 KR", "AAPL US"], "signals", remembered=remembered).set_index("numerai_ticker")
     assert table.loc["005930 KR", "status"] == "remembered"
     assert table.loc["005930 KR", "candidates"][0] == "005930.KQ"
+
+
+def test_a_wholly_rate_limited_batch_stops_the_run_early_and_the_next_run_resumes_it(fake, store):
+    from numerflow.tasks.prices.ingest import RateLimitedError
+
+    symbols = [f"S{i}" for i in range(9)]  # 3 batches of 3, in ticker order
+    for symbol in symbols:
+        fake.add(symbol)
+    mapping = {f"{s} US": [s] for s in symbols}
+    for symbol in symbols[3:6]:  # batch 1: Yahoo answers 429 to every attempt
+        fake.fail(symbol, *["429"] * 4)
+    with pytest.raises(RateLimitedError, match=r"rate_limited: .*every ticker of batch 1 .*resume with `numerflow ingest`"):
+        run(fake, store, mapping)
+    assert not fake.history_requests("S6")  # batch 2 never asked: the run stopped early
+    stored_first = read_parquet(store.prices_dir("yahoo"))
+    assert sorted(stored_first["ticker"].unique()) == ["S0 US", "S1 US", "S2 US"]  # batch 0 kept
+
+    fake.log.clear()  # the limit lifted: the next ingest resumes the same run
+    result = run(fake, store, mapping)
+    assert result.summary["ok"] == 9 and result.summary["failed"] == 0
+    assert not fake.history_requests("S0")  # batch 0 was done: not fetched again
+    bars = prices(store)
+    assert len(bars) == sum(len(fake.listings[s].bars) for s in symbols)  # nothing lost, nothing doubled
+    assert not bars.duplicated(["ticker", "date"]).any()
+
+
+@pytest.mark.slow
+def test_the_ingest_flow_stops_on_a_rate_limited_batch_with_a_resume_message(prefect_harness, fake, tmp_path,
+                                                                             monkeypatch):
+    import json
+
+    from numerflow.flows import prices as prices_flow_module
+    from numerflow.tasks.core.config import load_settings
+    from numerflow.tasks.prices.ingest import RateLimitedError
+
+    symbols = [f"S{i}" for i in range(6)]
+    for symbol in symbols:
+        fake.add(symbol)
+        fake.fail(symbol, *["429"] * 5)  # every ticker, every attempt (yahoo.max_attempts = 5)
+    candidates = tmp_path / "candidates.json"
+    candidates.write_text(json.dumps({f"{s} US": [s] for s in symbols}))
+    overrides = {"data_dir": str(tmp_path / "data"), "price_source": "yahoo",
+                 "yahoo": {"batch_size": 3, "backoff_base_seconds": 0, "backoff_cap_seconds": 0}}
+    settings = load_settings(**overrides)
+    monkeypatch.setitem(prices_flow_module._sources, prices_flow_module.source_key(settings), make_source(fake))
+    with pytest.raises(RateLimitedError, match=r"stopping early.*resume with `numerflow ingest`.*\(0 of 2 batches stored\)"):
+        prices_flow_module.prices_flow(overrides=overrides, candidates_path=str(candidates))

@@ -46,7 +46,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from numerflow.tasks.core.errors import BadInputError, is_transient
+from numerflow.tasks.core.errors import BadInputError, NumerflowError, is_transient
 from numerflow.tasks.core.schemas import PRICE_SCHEMA
 from numerflow.tasks.core.store import (
     CorruptFileError,
@@ -75,6 +75,18 @@ from numerflow.tasks.prices.sources.outcomes import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+class RateLimitedError(NumerflowError):
+    """The source rate-limited a whole batch: the run stops early (not retried here, so the
+    round's window is not spent waiting); every batch stored so far is kept, and the next
+    ingest resumes this run."""
+
+    tag = "rate_limited"
+
+
+#: In a run folder: an earlier batch of the run was rate-limited whole; later batches stop at once.
+RATE_LIMITED_FLAG = "rate-limited.json"
 
 #: What ingest accepts: a plain PriceSource (bars), or one that reports per-ticker outcomes.
 Source = PriceSource | OutcomeSource
@@ -500,6 +512,8 @@ def start_ingest(
     """Step 1 of a run: its id (``ingest_run_id``) and its plan. ``identity`` (the source's)
     is checked against the store's (``check_store_identity``)."""
     run_id = ingest_run_id(store, source_name, run_id)
+    # A resumed run that stopped on a rate limit tries again: the flag belonged to the last attempt.
+    (ingest_dir(store, source_name) / "runs" / run_id / RATE_LIMITED_FLAG).unlink(missing_ok=True)
     return plan_ingest(source_name, store, tickers_or_mapping, run_id=run_id, options=options, as_of=as_of,
                        end=end, identity=identity)
 
@@ -549,7 +563,17 @@ def run_batch(
         source.learn_timezones(
             {w["symbol"]: w["timezone"] for t in batch["tickers"] if (w := winners.get(t)) and w.get("symbol") and w.get("timezone")}
         )
+    flag = plan.run_dir / RATE_LIMITED_FLAG
+    if flag.exists():
+        raise RateLimitedError(f"batch {batch['part']} not fetched: batch {read_json(flag)['part']} of run "
+                               f"{plan.run_id} was rate-limited whole; resume with `numerflow ingest`")
     outcomes, attempts = fetch_with_retries(source, requests, end=end, options=options, sleep=sleep, rng=rng)
+    asked = [o for t, o in outcomes.items() if batch["candidates"][t]]
+    if asked and all(o.kind == TRANSIENT and (o.error or "").startswith("rate_limited") for o in asked):
+        write_json(flag, {"part": batch["part"], "at": datetime.now(UTC).isoformat()})
+        raise RateLimitedError(f"{source.name} rate-limited every ticker of batch {batch['part']} "
+                               f"({len(asked)} tickers, {options.max_attempts} attempts each); stopping early, "
+                               f"batches already stored are kept: resume with `numerflow ingest` (run {plan.run_id})")
 
     path = part_path(store, plan.source, batch["part"])
     stored = _as_price_frame(read_parquet(path)) if path.exists() else _as_price_frame(_empty_prices())
