@@ -464,7 +464,7 @@ def _type_label(annotation: Any) -> str:
     if get_origin(annotation) is Literal:
         return " / ".join(f"`{value}`" for value in get_args(annotation))
     label = annotation.__name__ if isinstance(annotation, type) else str(annotation)
-    for noise in ("typing.", "pydantic.types.", "pathlib."):
+    for noise in ("typing.", "pydantic.types.", "pathlib.", "numerflow.tasks.core.config.", "__main__."):
         label = label.replace(noise, "")
     return label.replace(" | ", " or ")
 
@@ -489,6 +489,8 @@ def settings_reference() -> str:
     ]
 
     def default_of(field: Any) -> str:
+        if field.is_required():
+            return "(required)"
         if field.default_factory is not None:
             value = field.default_factory()
         else:
@@ -519,6 +521,8 @@ def settings_reference() -> str:
 
     lines.extend(["## Top level", ""])
     section(Settings, "", "NUMERFLOW_")
+    lines.extend(["## `[[features.sources]]`", "", (FeatureSourceSettings.__doc__ or "").strip(), ""])
+    section(FeatureSourceSettings, "features.sources[].", "(in NUMERFLOW_FEATURES__SOURCES as JSON) ")
     return "\n".join(lines).rstrip() + "\n"
 
 
