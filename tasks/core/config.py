@@ -265,7 +265,7 @@ class NewsSettings(Section):
     headlines_path: Path | None = Field(
         None, description="headlines JSON (a file or folder of them, the API's shape); default: the fetched "
         "<data_dir>/news/api, or the synthetic feed in a demo round")
-    demo_signal: float = Field(0.5, ge=0, le=10, allow_inf_nan=False,
+    demo_signal: float = Field(0.2, ge=0, le=10, allow_inf_nan=False,
                                description="demo: planted strength of the synthetic news sentiment (0 = no information)")
 
 
@@ -282,6 +282,18 @@ class FeaturesSettings(Section):
         0.5, ge=0, le=1, description="a source feature with values for a smaller share of the live universe on the "
         "live date is reported and left out of the model")
     news: NewsSettings = Field(default_factory=NewsSettings)
+
+    @field_validator("use")
+    @classmethod
+    def _names(cls, value: list[str] | None) -> list[str] | None:
+        import re
+
+        bad = [name for name in value or [] if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", name)]
+        if bad:
+            raise ValueError(f"{bad} are not feature group names (own, or lower-case source/plug-in names)")
+        if value is not None and not value:
+            raise ValueError("select at least one feature group (own, or a source/plug-in name)")
+        return value
 
 
 class EnvFileSource(DotEnvSettingsSource):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -123,20 +124,24 @@ def synthetic_news(prices: pd.DataFrame, signal: float, seed: int = 7, horizon: 
     """Headlines for a demo market: each Friday evening (22:00 UTC, after the New York close) ``per_week``
     articles for a ``coverage`` share of tickers. An article's tone is positive when ``signal × z + noise``
     is high, negative when low, neutral between; ``z`` is the ticker's cross-sectional standardised return
-    over the ``horizon`` bars starting ``lag`` bars after the next bar. So ``signal = 0`` is pure noise."""
+    over the ``horizon`` bars starting ``lag`` bars after the next bar (0 where that is past the panel's end).
+    So ``signal = 0`` is pure noise."""
     wide = prices.pivot_table(index="date", columns="ticker", values="adj_close", observed=True).sort_index().ffill()
     log_price = np.log(wide.to_numpy())
     n_dates, n_tickers = log_price.shape
     fridays = np.flatnonzero(wide.index.weekday == 4)
-    fridays = fridays[fridays + 1 + lag + horizon < n_dates]
-    start = fridays + 1 + lag
-    forward = log_price[start + horizon] - log_price[start]
-    with np.errstate(invalid="ignore"):
+    # Weeks whose future is not in the panel yet (the live end) get headlines too, their tone pure noise.
+    start = np.minimum(fridays + 1 + lag, n_dates - 1)
+    forward = log_price[np.minimum(start + horizon, n_dates - 1)] - log_price[start]
+    forward[fridays + 1 + lag + horizon >= n_dates] = np.nan
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():  # weeks past the end: all NaN, z = 0 below
+        warnings.simplefilter("ignore", RuntimeWarning)
         z = (forward - np.nanmean(forward, axis=1, keepdims=True)) / np.nanstd(forward, axis=1, keepdims=True)
     rng = np.random.default_rng(seed)
     shape = (len(fridays), n_tickers, per_week)
     latent = signal * np.nan_to_num(z)[:, :, None] + rng.normal(size=shape)
-    present = (rng.random(shape[:2]) < coverage)[:, :, None] & np.isfinite(z)[:, :, None] & np.ones(shape, bool)
+    listed = np.isfinite(log_price[fridays])  # a ticker gets news only once it trades
+    present = (rng.random(shape[:2]) < coverage)[:, :, None] & listed[:, :, None] & np.ones(shape, bool)
     tone = np.where(latent > 0.3, 1, np.where(latent < -0.3, -1, 0))
     pick = rng.integers(0, 1 << 16, size=shape)
     week, ticker, _ = np.nonzero(present)
