@@ -131,6 +131,9 @@ def test_dataset_gets_ranked_source_features_coverage_and_a_snapshot_that_tracks
     report = json.loads(Path(info.path).with_suffix(".coverage.json").read_text())
     assert report["features"]["feature_mine_score"]["live_coverage"] == pytest.approx(2 / 3, abs=1e-3)
     assert report["excluded"] == []
+    per_date = pd.read_parquet(Path(info.path).with_suffix(".coverage.parquet")).set_index("date")
+    assert per_date.loc["2024-01-09", "feature_mine_score"] == 0 and per_date.loc["2024-01-10", "feature_mine_score"] == pytest.approx(2 / 3)
+    assert (per_date["feature_plug_momentum"].iloc[1:] == 1).all() and per_date["feature_plug_momentum"].iloc[0] == 0
     # A changed source row: a new snapshot, rebuilt.
     table.write_text("numerai_ticker,timestamp,score\nAAA US,2024-01-10,3\nBBB US,2024-01-10,2\nCCC US,2024-01-10,\n")
     assert build_dataset(store, "files", TargetSettings(horizon=5, lag=1), settings).snapshot != info.snapshot

@@ -85,7 +85,8 @@ def build_dataset(store: Store, source: str, target: TargetSettings,
                   features: FeaturesSettings | None = None) -> DatasetInfo:
     """Read ``prices/<source>``, build the dataset unless this snapshot exists, return its info.
     With feature sources (``features``), the snapshot id includes their content and settings, and
-    ``features/<snapshot>.coverage.json`` gets the per-feature coverage (tasks.model.plugins)."""
+    ``features/<snapshot>.coverage.json`` gets each feature's mean and live-date coverage (and which are left
+    out), ``features/<snapshot>.coverage.parquet`` its coverage per date (tasks.model.plugins)."""
     from numerflow.tasks.model import plugins
 
     features = features or FeaturesSettings()
@@ -107,8 +108,9 @@ def build_dataset(store: Store, source: str, target: TargetSettings,
         dataset = build_dataset_frame(prices, target, loaded, features if extra is not None else None)
         if extra is not None:
             names = [n for s in loaded for n in s.feature_names]
-            report = plugins.coverage_report(plugins.coverage(dataset, feature_columns(dataset)), names,
-                                             features.min_live_coverage)
+            per_date = plugins.coverage(dataset, feature_columns(dataset))
+            write_parquet(path.with_suffix(".coverage.parquet"), per_date.reset_index())
+            report = plugins.coverage_report(per_date, names, features.min_live_coverage)
             if report["excluded"]:  # reported in the coverage file and left out of the model
                 plugins.log.warning("features left out (live coverage below %.0f%%): %s",
                                     100 * features.min_live_coverage, report["excluded"])
