@@ -142,3 +142,30 @@ def test_dataset_gets_ranked_source_features_coverage_and_a_snapshot_that_tracks
     low = build_dataset(store, "files", TargetSettings(horizon=5, lag=1), strict)
     assert "feature_mine_score" not in low.feature_names and "feature_plug_momentum" in low.feature_names
     assert json.loads(Path(low.path).with_suffix(".coverage.json").read_text())["excluded"] == ["feature_mine_score"]
+
+
+def test_source_features_are_ranked_per_date_like_numerai_tools_in_grid_and_sparse_layouts(monkeypatch):
+    from numerai_tools.scoring import tie_kept_rank
+
+    from numerflow.tasks.model import plugins
+
+    rng = np.random.default_rng(4)
+    tickers = [f"T{i:02d} US" for i in range(40)]
+    days = pd.bdate_range("2024-01-01", periods=30)
+    dataset = pd.DataFrame({"ticker": np.tile(tickers, len(days)), "date": np.repeat(days, len(tickers))})
+    dataset = dataset[rng.random(len(dataset)) < 0.8].reset_index(drop=True)  # holidays, gaps
+    rows = pd.DataFrame({"numerai_ticker": dataset["ticker"], "timestamp": dataset["date"],
+                         "value": np.round(rng.normal(size=len(dataset)), 1)})  # ties
+    rows.loc[rng.random(len(rows)) < 0.1, "value"] = np.nan
+    settings = FeatureSourceSettings(name="s", path=Path("s.parquet"))
+    src = LoadedSource("s", validate_source(rows, "s.parquet", settings, Availability(max_age_days=None), "numerai_ticker"),
+                       None, ["value"])
+    raw = asof_join(dataset, src)["feature_s_value"]
+    expected = pd.concat([tie_kept_rank(raw[dataset["date"] == d].to_frame()) for d in days])["feature_s_value"]
+    for dense in (True, False):
+        if not dense:  # the sorted rank_by_date path of sparse panels
+            monkeypatch.setattr(plugins, "_MAX_GRID_CELLS_PER_ROW", 0)
+            monkeypatch.setattr(plugins, "_GRID_ALWAYS_CELLS", 0)
+        out = plugins.add_source_features(dataset, [src])["feature_s_value"]
+        assert out.dtype == np.float32 and out.isna().equals(raw.isna())
+        np.testing.assert_allclose(out.to_numpy(float), expected.loc[out.index].to_numpy(float), rtol=0, atol=1e-6)

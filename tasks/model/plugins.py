@@ -36,6 +36,7 @@ import pandas as pd
 
 from numerflow.tasks.core.config import FeatureSourceSettings, FeaturesSettings
 from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.core.ranking import rank_rows
 from numerflow.tasks.core.store import file_sha256
 from numerflow.tasks.model.features import FEATURE_NAMES, rank_by_date
 
@@ -49,6 +50,10 @@ _TICKER_FORMATS = {"numerai_ticker": re.compile(r"^[A-Z0-9][A-Z0-9./&'_-]* [A-Z]
                    "symbol": re.compile(r"^[A-Z0-9][A-Z0-9._-]*$")}
 _OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2}|UTC|GMT)\s*$", re.IGNORECASE)
 _TABLE_SUFFIXES = (".csv", ".parquet")
+# Per-date ranks go through the date × ticker grid when it has at most this many cells per row (as
+# tasks/model/features.py does); sparser panels are ranked by sorting (rank_by_date).
+_MAX_GRID_CELLS_PER_ROW = 4
+_GRID_ALWAYS_CELLS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -338,20 +343,29 @@ def bar_stamps(dates: pd.Series, bar_close: str, bar_timezone: str) -> np.ndarra
     return stamps.tz_localize(None).to_numpy().astype("datetime64[ns]")[codes]
 
 
+def _ticker_codes(tickers: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Integer code of each row's ticker and the tickers by code (a categorical column: its own codes)."""
+    if isinstance(tickers.dtype, pd.CategoricalDtype):
+        return tickers.cat.codes.to_numpy().astype(np.int64), pd.Index(tickers.cat.categories.astype(str))
+    codes, uniques = pd.factorize(tickers)
+    return codes.astype(np.int64), pd.Index(np.asarray(uniques).astype(str))
+
+
 def asof_join(keys: pd.DataFrame, source: LoadedSource, bar_close: str = "16:00",
-              bar_timezone: str = "America/New_York") -> pd.DataFrame:
+              bar_timezone: str = "America/New_York", ticker_codes: tuple[np.ndarray, pd.Index] | None = None
+              ) -> pd.DataFrame:
     """Raw source values for every row of ``keys`` (``ticker, date``, any order): per ticker the latest
     value whose ``available_at`` ≤ the bar's stamp and, with ``max_age_days``, not older than that. NaN otherwise.
     One ``merge_asof`` over the panel (no per-ticker loop). Columns: ``source.feature_names``, keys' index order."""
     n = len(keys)
     stamps = bar_stamps(keys["date"], bar_close, bar_timezone)
-    categories = pd.Index(pd.unique(keys["ticker"].astype(str).to_numpy()))
-    left_code = categories.get_indexer(keys["ticker"].astype(str).to_numpy())
+    left_code, categories = ticker_codes if ticker_codes is not None else _ticker_codes(keys["ticker"])
     right = source.frame
     right_code = categories.get_indexer(right["ticker"].to_numpy())
     keep = right_code >= 0  # tickers without bars cannot reach the panel
-    order = np.argsort(stamps, kind="stable")
-    left = pd.DataFrame({"code": left_code[order], "at": stamps[order]})
+    order = None if n < 2 or bool((stamps[1:] >= stamps[:-1]).all()) else np.argsort(stamps, kind="stable")
+    left = pd.DataFrame({"code": left_code if order is None else left_code[order],
+                         "at": stamps if order is None else stamps[order]})
     rhs = pd.DataFrame({"code": right_code[keep], "at": right["available_at"].to_numpy()[keep]})
     for column, name in zip(source.columns, source.feature_names, strict=True):
         rhs[name] = right[column].to_numpy()[keep]
@@ -359,25 +373,41 @@ def asof_join(keys: pd.DataFrame, source: LoadedSource, bar_close: str = "16:00"
     tolerance = pd.Timedelta(days=source.max_age_days) if source.max_age_days is not None else None
     joined = pd.merge_asof(left, rhs, on="at", by="code", direction="backward", allow_exact_matches=True,
                            tolerance=tolerance)
-    out = np.empty((n, len(source.columns)))
-    out[order] = joined[source.feature_names].to_numpy(dtype="float64")
-    return pd.DataFrame(out, columns=source.feature_names, index=keys.index)
+    values = joined[source.feature_names].to_numpy(dtype="float64")
+    if order is not None:
+        out = np.empty((n, len(source.columns)))
+        out[order] = values
+        values = out
+    return pd.DataFrame(values, columns=source.feature_names, index=keys.index)
 
 
 def add_source_features(dataset: pd.DataFrame, sources: list[LoadedSource], bar_close: str = "16:00",
                         bar_timezone: str = "America/New_York") -> pd.DataFrame:
     """``dataset`` (sorted by date, ticker) with every source's values joined point-in-time and ranked per
-    date like the built-in features (float32 in (0, 1), NaN kept)."""
+    date like the built-in features (float32 in (0, 1), NaN kept): through the ``date × ticker`` grid and
+    ``tasks.core.ranking.rank_rows`` when it is dense, else ``rank_by_date``."""
     if not sources:
         return dataset
-    date_code = pd.factorize(pd.to_datetime(dataset["date"]).to_numpy(), sort=True)[0]
+    date_code, unique_dates = pd.factorize(pd.to_datetime(dataset["date"]).to_numpy(), sort=True)
     if len(date_code) > 1 and (np.diff(date_code) < 0).any():
         raise ValueError("add_source_features needs the dataset sorted by date")
+    codes = _ticker_codes(dataset["ticker"])
+    n_tickers = len(codes[1])
+    n_cells = len(unique_dates) * n_tickers
+    dense = n_cells <= _MAX_GRID_CELLS_PER_ROW * len(dataset) + _GRID_ALWAYS_CELLS
+    cell = date_code.astype(np.int64) * n_tickers + codes[0] if dense else None
     added = {}
     for source in sources:
-        raw = asof_join(dataset[["ticker", "date"]], source, bar_close, bar_timezone)
+        raw = asof_join(dataset[["ticker", "date"]], source, bar_close, bar_timezone, ticker_codes=codes)
         for name in source.feature_names:
-            added[name] = rank_by_date(raw[name].to_numpy(), date_code).astype("float32")
+            if cell is None:
+                added[name] = rank_by_date(raw[name].to_numpy(), date_code).astype("float32")
+                continue
+            grid = np.full(n_cells, np.nan)
+            grid[cell] = raw[name].to_numpy()
+            grid = grid.reshape(len(unique_dates), n_tickers)
+            rank_rows(grid, out=grid)
+            added[name] = grid.ravel()[cell].astype("float32")
     front = [c for c in dataset.columns if c.startswith("feature_")]
     rest = [c for c in dataset.columns if not c.startswith("feature_")]
     base = dataset[rest[:2] + front]
