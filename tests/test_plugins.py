@@ -145,6 +145,8 @@ def test_dataset_gets_ranked_source_features_coverage_and_a_snapshot_that_tracks
 
 
 def test_source_features_are_ranked_per_date_like_numerai_tools_in_grid_and_sparse_layouts(monkeypatch):
+    """The grid join (dense panels) equals merge_asof (sparse panels), max age included, and the ranks
+    equal numerai-tools' tie_kept_rank per date."""
     from numerai_tools.scoring import tie_kept_rank
 
     from numerflow.tasks.model import plugins
@@ -154,13 +156,16 @@ def test_source_features_are_ranked_per_date_like_numerai_tools_in_grid_and_spar
     days = pd.bdate_range("2024-01-01", periods=30)
     dataset = pd.DataFrame({"ticker": np.tile(tickers, len(days)), "date": np.repeat(days, len(tickers))})
     dataset = dataset[rng.random(len(dataset)) < 0.8].reset_index(drop=True)  # holidays, gaps
-    rows = pd.DataFrame({"numerai_ticker": dataset["ticker"], "timestamp": dataset["date"],
-                         "value": np.round(rng.normal(size=len(dataset)), 1)})  # ties
+    sample = dataset.sample(frac=0.3, random_state=1)  # sparse updates, at any hour: before and after the close
+    rows = pd.DataFrame({"numerai_ticker": sample["ticker"].to_numpy(),
+                         "timestamp": sample["date"].to_numpy() + pd.to_timedelta(rng.integers(0, 40 * 60, len(sample)), "min"),
+                         "value": np.round(rng.normal(size=len(sample)), 1)})  # ties
     rows.loc[rng.random(len(rows)) < 0.1, "value"] = np.nan
     settings = FeatureSourceSettings(name="s", path=Path("s.parquet"))
-    src = LoadedSource("s", validate_source(rows, "s.parquet", settings, Availability(max_age_days=None), "numerai_ticker"),
-                       None, ["value"])
+    src = LoadedSource("s", validate_source(rows, "s.parquet", settings, Availability(max_age_days=3), "numerai_ticker"),
+                       3, ["value"])
     raw = asof_join(dataset, src)["feature_s_value"]
+    assert 0.3 < raw.notna().mean() < 0.95  # values held for up to 3 days, then stale
     expected = pd.concat([tie_kept_rank(raw[dataset["date"] == d].to_frame()) for d in days])["feature_s_value"]
     for dense in (True, False):
         if not dense:  # the sorted rank_by_date path of sparse panels

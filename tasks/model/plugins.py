@@ -381,11 +381,47 @@ def asof_join(keys: pd.DataFrame, source: LoadedSource, bar_close: str = "16:00"
     return pd.DataFrame(values, columns=source.feature_names, index=keys.index)
 
 
+def _grid_join(source: LoadedSource, codes: tuple[np.ndarray, pd.Index], date_code: np.ndarray,
+               date_stamps: np.ndarray, cell: np.ndarray, n_tickers: int) -> np.ndarray:
+    """``asof_join`` through the dense ``date × ticker`` grid (same result, a few array passes; columns × rows
+    of ``cell``): each source row
+    goes to the first date whose close is at or after its availability time; a running maximum of row numbers
+    (rows sorted by availability) along each ticker's column carries it to that ticker's next bars."""
+    frame = source.frame
+    ticker = codes[1].get_indexer(frame["ticker"].to_numpy())
+    available = frame["available_at"].to_numpy().astype("datetime64[ns]")
+    first = np.searchsorted(date_stamps, available, side="left")  # first date stamped at or after
+    keep = (ticker >= 0) & (first < len(date_stamps))
+    kept = np.flatnonzero(keep)
+    # Availability order; ties by ticker, so the gathers below read each date's rows nearly in sequence.
+    order = kept[np.lexsort((ticker[kept], available[kept]))]
+    n_dates = len(date_stamps)
+    latest = np.empty(n_dates * n_tickers, dtype=np.int32 if len(order) < 2**31 - 1 else np.int64)
+    latest.fill(-1)
+    # Rows in availability order: where two land in one cell, the later assignment (the later-available
+    # row) is the one kept, as tasks/model/features.py's grid layout relies on for its slots.
+    latest[first[order] * n_tickers + ticker[order]] = np.arange(len(order), dtype=latest.dtype)
+    np.maximum.accumulate(latest.reshape(n_dates, n_tickers), axis=0, out=latest.reshape(n_dates, n_tickers))
+    row = latest[cell]
+    del latest
+    found = row >= 0
+    row = np.where(found, row, 0)
+    if source.max_age_days is not None:
+        age = date_stamps[date_code] - available[order][row]
+        found &= age <= np.timedelta64(int(source.max_age_days * 86_400e9), "ns")
+    out = np.empty((len(source.columns), len(cell)))
+    for j, column in enumerate(source.columns):
+        np.take(frame[column].to_numpy(dtype="float64")[order], row, out=out[j])
+        out[j][~found] = np.nan
+    return out
+
+
 def add_source_features(dataset: pd.DataFrame, sources: list[LoadedSource], bar_close: str = "16:00",
                         bar_timezone: str = "America/New_York") -> pd.DataFrame:
     """``dataset`` (sorted by date, ticker) with every source's values joined point-in-time and ranked per
-    date like the built-in features (float32 in (0, 1), NaN kept): through the ``date × ticker`` grid and
-    ``tasks.core.ranking.rank_rows`` when it is dense, else ``rank_by_date``."""
+    date like the built-in features (float32 in (0, 1), NaN kept). Dense panels go through the
+    ``date × ticker`` grid (``_grid_join``, then ``tasks.core.ranking.rank_rows`` per grid row); sparse ones
+    through ``asof_join`` and ``rank_by_date``."""
     if not sources:
         return dataset
     date_code, unique_dates = pd.factorize(pd.to_datetime(dataset["date"]).to_numpy(), sort=True)
@@ -395,19 +431,22 @@ def add_source_features(dataset: pd.DataFrame, sources: list[LoadedSource], bar_
     n_tickers = len(codes[1])
     n_cells = len(unique_dates) * n_tickers
     dense = n_cells <= _MAX_GRID_CELLS_PER_ROW * len(dataset) + _GRID_ALWAYS_CELLS
-    cell = date_code.astype(np.int64) * n_tickers + codes[0] if dense else None
+    date_stamps = bar_stamps(pd.Series(unique_dates), bar_close, bar_timezone)
     added = {}
+    cell = date_code.astype(np.int64) * n_tickers + codes[0] if dense else None
     for source in sources:
-        raw = asof_join(dataset[["ticker", "date"]], source, bar_close, bar_timezone, ticker_codes=codes)
-        for name in source.feature_names:
-            if cell is None:
+        if cell is None:
+            raw = asof_join(dataset[["ticker", "date"]], source, bar_close, bar_timezone, ticker_codes=codes)
+            for name in source.feature_names:
                 added[name] = rank_by_date(raw[name].to_numpy(), date_code).astype("float32")
-                continue
-            grid = np.full(n_cells, np.nan)
-            grid[cell] = raw[name].to_numpy()
-            grid = grid.reshape(len(unique_dates), n_tickers)
-            rank_rows(grid, out=grid)
-            added[name] = grid.ravel()[cell].astype("float32")
+            continue
+        values = _grid_join(source, codes, date_code, date_stamps, cell, n_tickers)
+        grid = np.empty(n_cells)
+        for j, name in enumerate(source.feature_names):
+            grid.fill(np.nan)
+            grid[cell] = values[j]
+            rank_rows(grid.reshape(len(unique_dates), n_tickers), out=grid.reshape(len(unique_dates), n_tickers))
+            added[name] = grid[cell].astype("float32")
     front = [c for c in dataset.columns if c.startswith("feature_")]
     rest = [c for c in dataset.columns if not c.startswith("feature_")]
     base = dataset[rest[:2] + front]
