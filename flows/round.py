@@ -42,6 +42,7 @@ from numerflow.tasks.core.store import Store, new_run_id, read_json, read_parque
 from numerflow.tasks.model.dataset import DatasetInfo, build_dataset
 from numerflow.tasks.model.predict import LivePredictions, predict_live
 from numerflow.tasks.model.report import write_report
+from numerflow.tasks.model.targets import numerai_target_horizon
 from numerflow.tasks.model.training import (
     META_FILE,
     TrainResult,
@@ -345,6 +346,7 @@ def numerai_targets_task(settings: Settings, dataset_path: str, round_number: in
     tournament = settings.tournament
     if not settings.numerai.use_numerai_targets or round_number is None:
         return None
+    numerai_target_horizon(settings.numerai.target_column)  # an unknown horizon is refused before downloads
     store = Store(settings.data_dir)
     client = client_for(settings, tournament)
     if not any(name.rpartition("/")[2] in TRAIN_FILES[tournament] for name in client.list_datasets()):
@@ -354,7 +356,7 @@ def numerai_targets_task(settings: Settings, dataset_path: str, round_number: in
     files = fetch_training_data(client, store, round_number)
     column = settings.numerai.target_column
     numerai = read_numerai_targets(files.paths, tournament, column)
-    joined = join_numerai_targets(read_parquet(Path(dataset_path)), numerai, settings.target)
+    joined = join_numerai_targets(read_parquet(Path(dataset_path)), numerai, column)
     path = write_parquet(Path(dataset_path).with_name(f"{Path(dataset_path).stem}-numerai-{column}.parquet"), joined)
     return NumeraiTargets(str(path), int(len(joined)), files.version, column)
 

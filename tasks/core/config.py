@@ -145,7 +145,9 @@ class NumeraiSettings(Section):
     overrides_path: Path | None = Field(
         None, description="CSV of Yahoo symbols that win over the rules: numerai_ticker,yahoo_symbol (Signals) or symbol,yahoo_symbol (Crypto)"
     )
-    target_column: str = Field("target", description="Numerai target column to train on when Numerai's data is used")
+    target_column: str = Field(
+        "target", description="Numerai target column to train on when Numerai's data is used; its horizon "
+        "(the number ending the name: target_chili_60 = 60 trading days; target = 20) sets the purge")
     use_numerai_targets: bool = Field(
         True, description="train on Numerai's train/validation targets when they are available (else our own)"
     )

@@ -34,7 +34,11 @@ def _fmt(value: object) -> str:
 
 
 def _target_overlap(model_meta: dict) -> int:
-    """Dates a target spans (lag + horizon), from the model's lineage; 0 when unknown."""
+    """Dates a target spans (lag + horizon): measured on the training data (right for Numerai's
+    60-day targets too), else from the model's lineage; 0 when unknown."""
+    measured = (model_meta.get("data_range") or {}).get("target_span_trading_days")
+    if measured:
+        return int(measured)
     target = (model_meta.get("lineage") or {}).get("target") or {}
     return int(target.get("horizon", 0)) + int(target.get("lag", 0))
 

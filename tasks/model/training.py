@@ -61,6 +61,17 @@ def purged_date_split(
     return DateSplit(train, validation, validation_start, pd.Timestamp(target_end_dates[train].max()))
 
 
+def target_span_trading_days(rows: pd.DataFrame) -> int:
+    """Trading days (weekdays) from a row's date to its target's end, the most common over the
+    rows: how many consecutive dates' targets overlap (lag + horizon), whatever the target."""
+    if rows.empty:
+        return 0
+    spans = np.busday_count(rows["date"].to_numpy().astype("datetime64[D]"),
+                            rows["target_end_date"].to_numpy().astype("datetime64[D]"))
+    values, counts = np.unique(spans, return_counts=True)
+    return int(values[np.argmax(counts)])
+
+
 def fit_lightgbm(features: pd.DataFrame, target: np.ndarray, settings: TrainingSettings) -> lgb.Booster:
     params = dict(settings.params)
     params.setdefault("verbose", -1)
@@ -199,6 +210,7 @@ def train_and_register(
             "validation_start": str(split.validation_start.date()),
             "validation_rows": int(split.validation.sum()),
             "embargo_days": settings.embargo_days,
+            "target_span_trading_days": target_span_trading_days(dataset.loc[has_target]),
         },
         "refit_on_all": settings.refit_on_all,
         "lineage": lineage,

@@ -10,8 +10,10 @@ A target at data date D is the return over 20 trading days starting 2 days after
 same ticker at the latest date d ≤ D, at most ``max_gap_days`` calendar days earlier
 (``merge_asof`` backward, vectorised). d = D is the usual case; d < D happens when the
 ticker's market was closed on D. A feature row after D is never used, so features never
-see the target's window. ``target_end_date`` is set from D (D + lag + horizon business
-days) so the training split purges rows whose Numerai target overlaps validation.
+see the target's window. ``target_end_date`` is set from D (D + 2 + horizon trading days,
+the horizon read from the target's name: ``_60`` is 60; counted conservatively, see
+``tasks.model.targets.numerai_target_end``) so the training split purges every row whose
+Numerai target overlaps validation.
 
 Numerai's ``feature_*`` columns are not used: live predictions need the same features on
 the live date, which only our own price features provide (a model trained on columns the
@@ -31,9 +33,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from numerflow.tasks.core.config import TargetSettings
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.store import Store, read_parquet
+from numerflow.tasks.model.targets import numerai_target_end, numerai_target_horizon
 from numerflow.tasks.numerai.client import (
     NumeraiClient,
     dataset_file,
@@ -128,7 +130,7 @@ def read_numerai_targets(
 def join_numerai_targets(
     dataset: pd.DataFrame,
     numerai: pd.DataFrame,
-    target: TargetSettings,
+    target_column: str = "target",
     max_gap_days: int = 5,
 ) -> pd.DataFrame:
     """Our features with Numerai's targets (see the module docstring for the alignment).
@@ -136,9 +138,11 @@ def join_numerai_targets(
     Returns one row per Numerai (ticker, date) that found a feature row: our ``ticker``,
     ``date`` (the feature date d), ``feature_*`` (ours only), ``target`` (Numerai's),
     ``numerai_date`` (D), ``target_end_date``
-    (D + lag + horizon business days), sorted by (date, ticker). Our own ``target`` and
+    (``numerai_target_end``: D + 2 + the horizon of ``target_column`` trading days, with a
+    holiday margin; the purge must see a 60-day target's whole window), sorted by (date, ticker). Our own ``target`` and
     ``target_raw`` are dropped.
     """
+    numerai_target_horizon(target_column)  # validates the name before the join
     ours = dataset.drop(columns=[c for c in ("target", "target_raw", "target_end_date") if c in dataset.columns])
     ours = ours.assign(date=pd.to_datetime(ours["date"]).astype("datetime64[ns]"),
                        ticker=ours["ticker"].astype("string"))
@@ -155,9 +159,8 @@ def join_numerai_targets(
     # Two Numerai dates can fall back onto one feature row (a long holiday): keep the nearest.
     joined = joined.sort_values(["ticker", "_feature_date", "numerai_date"], kind="stable")
     joined = joined.drop_duplicates(["ticker", "_feature_date"], keep="first")
-    end = np.busday_offset(joined["numerai_date"].to_numpy().astype("datetime64[D]"),
-                           target.lag + target.horizon, roll="forward")
-    joined = joined.assign(date=joined["_feature_date"], target_end_date=end.astype("datetime64[ns]"))
+    end = numerai_target_end(joined["numerai_date"].to_numpy(), target_column)
+    joined = joined.assign(date=joined["_feature_date"], target_end_date=end)
     feature_cols = [c for c in ours.columns if c.startswith("feature_")]
     columns = ["ticker", "date", *feature_cols, "target", "numerai_date", "target_end_date"]
     result = joined[columns].sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)
