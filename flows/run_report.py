@@ -45,9 +45,9 @@ def render_round_report(result: RoundResult, *, flow_run_url: str | None = None)
         "",
         "## Model and validation diagnostics",
         f"- model `{model.model_id}` ({'trained this run' if model.trained else 'reused'}): {model.decision}",
-        f"- validation CORR mean {_fmt(corr.get('mean'), '.4f')}, std {_fmt(corr.get('std'), '.4f')}, "
-        f"sharpe {_fmt(corr.get('sharpe'), '.2f')}, max drawdown {_fmt(corr.get('max_drawdown'), '.4f')} "
-        f"over {_fmt(corr.get('n_dates'))} dates",
+        f"- validation CORR per weekly era: mean {_fmt(corr.get('mean'), '.4f')}, std {_fmt(corr.get('std'), '.4f')}, "
+        f"sharpe {_fmt(corr.get('sharpe'), '.2f')}, max drawdown {_fmt(corr.get('max_drawdown'), '.4f')}, "
+        f"positive {_fmt(corr.get('positive_share'), '.0%')} over {_fmt(corr.get('n_eras', corr.get('n_dates')))} eras",
         "",
         "## Submission",
         f"- status: **{upload.status}** — {upload.message}",

@@ -169,6 +169,7 @@ def train_and_register(
     """Fit on the purged training dates, score the held-out dates with Numerai's CORR,
     then (by default) refit on every labelled row for live use, and register the model."""
     from numerflow.tasks.model.dataset import feature_columns
+    from numerflow.tasks.model.eras import era_metrics
     from numerflow.tasks.model.scoring import diagnostics
 
     dataset = read_parquet(dataset_path)
@@ -190,6 +191,9 @@ def train_and_register(
         valid["date"].to_numpy(),
         features,
     )
+    span = target_span_trading_days(dataset.loc[has_target])
+    # Numerai-style figures: weekly eras (corr/fnc summaries), daily scores with overlap-adjusted SE.
+    metrics.update(era_metrics(metrics["per_date"], span))
     predictions_path = write_parquet(store.predictions_path(run_id, "validation"), valid)
 
     if settings.refit_on_all:
@@ -210,11 +214,11 @@ def train_and_register(
             "validation_start": str(split.validation_start.date()),
             "validation_rows": int(split.validation.sum()),
             "embargo_days": settings.embargo_days,
-            "target_span_trading_days": target_span_trading_days(dataset.loc[has_target]),
+            "target_span_trading_days": span,
         },
         "refit_on_all": settings.refit_on_all,
         "lineage": lineage,
-        "validation_metrics": {k: v for k, v in metrics.items() if k != "per_date"},
+        "validation_metrics": {k: v for k, v in metrics.items() if k not in ("per_date", "per_era")},
         "versions": package_versions(),
         "validation_predictions": str(predictions_path),
     }
