@@ -51,6 +51,7 @@ from numerflow.tasks.model.training import (
     needs_training,
     train_and_register,
 )
+from numerflow.tasks.numerai.churn import check_against_history, churn_message, record_submission
 from numerflow.tasks.numerai.client import client_for, numerai_dir, require_open_window, tournament_spec
 from numerflow.tasks.numerai.data import TRAIN_FILES, fetch_training_data, join_numerai_targets, read_numerai_targets
 from numerflow.tasks.numerai.submission import (
@@ -59,7 +60,7 @@ from numerflow.tasks.numerai.submission import (
     write_dry_run_record,
     write_submission,
 )
-from numerflow.tasks.numerai.submit import SubmitOutcome, submit_file
+from numerflow.tasks.numerai.submit import SubmitOutcome, read_submission_file, submit_file
 from numerflow.tasks.numerai.universe import fetch_universe, load_universe_ids, write_universe
 from numerflow.tasks.prices.ingest import remembered_symbols
 from numerflow.tasks.prices.tickers import candidate_map, resolution_report, resolve_for_yahoo
@@ -394,6 +395,13 @@ def write_submission_task(settings: Settings, predictions_path: str, universe: U
     submission = build_submission(read_parquet(Path(predictions_path)), settings.tournament)
     checks = validate_submission(submission, universe_ids(universe), tournament=settings.tournament,
                                  min_tickers=settings.submission.min_tickers)
+    # Churn/turnover against this model's recent submissions (the gate may refuse here, before any file).
+    churn = check_against_history(store, settings.submission, settings.tournament, settings.numerai.model_name,
+                                  universe.round_label, submission)
+    checks = {**checks, "max_churn": churn["max_churn"], "max_turnover": churn["max_turnover"],
+              "churn": churn_message(churn)}
+    if churn["warning"]:
+        get_run_logger().warning(churn["warning"])
     path, sha256 = write_submission(
         submission, store.submission_dir(settings.tournament, universe.round_label) / "submission.csv")
     create_table_artifact([checks], key="submission-checks",
@@ -416,6 +424,9 @@ def record_demo_upload(settings: Settings, submission: SubmissionFile, round_lab
     """The demo market's upload: a dry-run record of exactly what would be sent."""
     reason = "demo market: nothing leaves the machine"
     store = Store(settings.data_dir)
+    # Kept as if it had left, so the next demo round's churn has something to compare with.
+    record_submission(store, settings.tournament, settings.numerai.model_name, round_label,
+                      read_submission_file(Path(submission.path)))
     record = write_dry_run_record(
         store.submission_dir(settings.tournament, round_label) / "upload-record.json",
         reason=reason, tournament=settings.tournament, round_label=round_label,

@@ -118,7 +118,18 @@ class TrainingSettings(Section):
 
 
 class SubmissionSettings(Section):
+    """Checks on a submission before it leaves, including churn and turnover against the model's own
+    recent submissions (Numerai may not pay above its thresholds; sources disagree on them)."""
+
     min_tickers: int = Field(100, ge=1, description="Numerai's minimum number of valid universe tickers")
+    churn_gate: Literal["warn", "refuse"] = Field(
+        "warn", description="above max_churn / max_turnover: warn and upload, or refuse the upload")
+    max_churn: float = Field(0.15, gt=0, le=2, description="churn (1 - Spearman) against a recent submission "
+                             "at or above which the gate acts")
+    max_turnover: float = Field(0.20, gt=0, le=1, description="turnover (half the absolute weight change) "
+                                "at or above which the gate acts")
+    churn_lookback_days: float = Field(7.0, gt=0, description="recent submissions: those of the last this many days")
+    churn_history: int = Field(5, ge=1, description="compare with at most this many recent submissions (newest first)")
 
 
 class NumeraiSettings(Section):
