@@ -39,7 +39,7 @@ from numerflow.flows.results import (
 from numerflow.tasks.core.config import Settings, load_settings, settings_overrides
 from numerflow.tasks.core.errors import BadInputError, NumerflowError
 from numerflow.tasks.core.store import Store, new_run_id, read_json, read_parquet, write_json, write_parquet
-from numerflow.tasks.model.dataset import DatasetInfo, build_dataset
+from numerflow.tasks.model.dataset import DatasetInfo, build_dataset, feature_columns_of
 from numerflow.tasks.model.predict import LivePredictions, predict_live
 from numerflow.tasks.model.report import write_report
 from numerflow.tasks.model.targets import numerai_target_horizon
@@ -53,7 +53,7 @@ from numerflow.tasks.model.training import (
 )
 from numerflow.tasks.numerai.churn import check_against_history, churn_message, record_submission
 from numerflow.tasks.numerai.client import client_for, numerai_dir, require_open_window, tournament_spec
-from numerflow.tasks.numerai.data import TRAIN_FILES, fetch_training_data, join_numerai_targets, read_numerai_targets
+from numerflow.tasks.numerai.data import TRAIN_FILES, fetch_training_data, numerai_live_path, numerai_training_frame
 from numerflow.tasks.numerai.submission import (
     build_submission,
     validate_submission,
@@ -162,6 +162,7 @@ class DemoRound:
 
     def training_data(self, settings: Settings, dataset: DatasetInfo,
                       round_number: int | None) -> tuple[str, str, NumeraiTargets | None]:
+        check_own_features(settings)
         return dataset.path, source_name(settings), None
 
     def upload(self, settings: Settings, submission: SubmissionFile, universe: UniverseRef,
@@ -192,7 +193,8 @@ class LiveRound:
         targets = numerai_targets_task(settings, dataset.path, round_number)
         if targets is None:
             return dataset.path, source_name(settings), None
-        return targets.path, f"{source_name(settings)}+numerai:{targets.target_column}", targets
+        features = "" if settings.training.feature_set == "own" else f"+features:{settings.training.feature_set}"
+        return targets.path, f"{source_name(settings)}+numerai:{targets.target_column}{features}", targets
 
     def upload(self, settings: Settings, submission: SubmissionFile, universe: UniverseRef,
                force: bool) -> SubmitOutcome:
@@ -209,6 +211,15 @@ def check_demo_tournament(settings: Settings) -> None:
             f"the demo market is a Signals market (stocks with numerai_ticker ids); it cannot run a "
             f"{settings.tournament} round: drop --tournament {settings.tournament} (or run it live without --demo)",
             tag="invalid_config")
+
+
+def check_own_features(settings: Settings) -> None:
+    """Numerai's features exist only in Numerai's training data and live.parquet."""
+    if settings.training.feature_set != "own":
+        raise BadInputError(
+            f"training.feature_set = {settings.training.feature_set!r} needs Numerai's train/validation data and "
+            "live.parquet, which this round does not use (the demo market, or Numerai's targets switched off): "
+            "set training.feature_set = \"own\" or run a live Signals round", tag="invalid_config")
 
 
 def check_live_price_source(settings: Settings) -> None:
@@ -238,7 +249,8 @@ def run_round(settings: Settings, overrides: dict[str, Any], kind: RoundKind, *,
     with stage("train", unattended=unattended):
         model = train_or_reuse(settings, kind, dataset, universe.round_number, retrain, run_id)
     with stage("predict", unattended=unattended):
-        live = predict_live_task(settings, dataset.path, model.model_dir, universe.path, run_id)
+        live = predict_live_task(settings, dataset.path, model.model_dir, universe.path, run_id,
+                                 numerai_live_path(Store(settings.data_dir), universe))
     with stage("validate", unattended=unattended):
         submission = write_submission_task(settings, live.path, universe)
     with stage("upload", unattended=unattended):
@@ -263,7 +275,8 @@ def train_or_reuse(settings: Settings, kind: RoundKind, dataset: DatasetInfo, ro
     """Train (and publish the report) unless the registry has a fresh model of the same lineage."""
     training_path, lineage_source, numerai_targets = kind.training_data(settings, dataset, round_number)
     store = Store(settings.data_dir)
-    must_train, reason = needs_training(store, settings.training.model_max_age_days, dataset.feature_names,
+    features = feature_columns_of(Path(training_path))  # ours, Numerai's or both
+    must_train, reason = needs_training(store, settings.training.model_max_age_days, features,
                                         force=retrain, lineage=model_lineage(settings, lineage_source))
     get_run_logger().info("Training decision: %s", reason)
     if must_train:
@@ -346,6 +359,7 @@ def numerai_targets_task(settings: Settings, dataset_path: str, round_number: in
     Numerai lists training data for the tournament; None → the round trains on our own targets."""
     tournament = settings.tournament
     if not settings.numerai.use_numerai_targets or round_number is None:
+        check_own_features(settings)
         return None
     numerai_target_horizon(settings.numerai.target_column)  # an unknown horizon is refused before downloads
     store = Store(settings.data_dir)
@@ -353,12 +367,13 @@ def numerai_targets_task(settings: Settings, dataset_path: str, round_number: in
     if not any(name.rpartition("/")[2] in TRAIN_FILES[tournament] for name in client.list_datasets()):
         get_run_logger().info("Numerai lists no %s training data (%s): training on our own targets",
                               tournament, "/".join(TRAIN_FILES[tournament]))
+        check_own_features(settings)
         return None
     files = fetch_training_data(client, store, round_number)
-    column = settings.numerai.target_column
-    numerai = read_numerai_targets(files.paths, tournament, column)
-    joined = join_numerai_targets(read_parquet(Path(dataset_path)), numerai, column)
-    path = write_parquet(Path(dataset_path).with_name(f"{Path(dataset_path).stem}-numerai-{column}.parquet"), joined)
+    column, feature_set = settings.numerai.target_column, settings.training.feature_set
+    joined = numerai_training_frame(read_parquet(Path(dataset_path)), files.paths, tournament, column, feature_set)
+    path = write_parquet(Path(dataset_path).with_name(
+        f"{Path(dataset_path).stem}-numerai-{column}-{feature_set}.parquet"), joined)
     return NumeraiTargets(str(path), int(len(joined)), files.version, column)
 
 
@@ -382,10 +397,11 @@ def publish_report_task(settings: Settings, model_dir: str, metrics: dict, run_i
 
 @task(name="predict-live", retries=0, timeout_seconds=1800)
 def predict_live_task(settings: Settings, dataset_path: str, model_dir: str, universe_path: str,
-                      run_id: str) -> LivePredictions:
+                      run_id: str, numerai_live: str | None = None) -> LivePredictions:
     return predict_live(
         Store(settings.data_dir), Path(dataset_path), Path(model_dir), load_universe_ids(Path(universe_path)),
         run_id, min_tickers=settings.submission.min_tickers, num_threads=settings.training.num_threads,
+        numerai_live_path=Path(numerai_live) if numerai_live else None,
     )
 
 

@@ -97,6 +97,9 @@ class TrainingSettings(Section):
         description="LightGBM parameters, passed as is",
     )
     num_boost_round: int = Field(300, ge=1, description="boosting rounds")
+    feature_set: Literal["own", "numerai", "both"] = Field(
+        "own", description="model inputs: our price features (own), Numerai's feature_* columns from "
+        "train/validation and, live, live.parquet (numerai; live rounds only), or both")
     validation_fraction: float = Field(
         0.25, gt=0, lt=1, description="share of the most recent dates held out for validation"
     )

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.store import Store, read_parquet, write_parquet
 from numerflow.tasks.model.dataset import live_rows
+from numerflow.tasks.model.feature_sets import model_frame
 from numerflow.tasks.model.training import load_model
 
 
@@ -35,25 +36,51 @@ def predict_live(
     min_tickers: int,
     max_staleness_days: int = 5,
     num_threads: int = 0,
+    numerai_live_path: Path | None = None,
 ) -> LivePredictions:
+    """Predict each live-universe ticker. Our features come from the dataset's latest rows; a
+    model on Numerai's features (feature set ``numerai`` or ``both``) takes them from the round's
+    ``live.parquet`` (``numerai_live_path``), whose date is the close its features use; with both,
+    our row must be from that date or before (as in training)."""
     booster, meta = load_model(Path(model_dir))
     features = meta["features"]
-    missing = [f for f in features if f not in pq.read_schema(dataset_path).names]
-    if missing:
-        raise BadInputError(f"dataset lacks the model's features {missing}; retrain (--retrain)", tag="feature_mismatch")
-    # Only the last few days are live: read the dates, then just the rows in that window
-    # (the full dataset is millions of rows on a real universe).
-    window_start = read_parquet(dataset_path, columns=["date"])["date"].max() - pd.Timedelta(days=max_staleness_days)
-    dataset = read_parquet(dataset_path, columns=["ticker", "date", *features],
-                           filter_expr=ds.field("date") >= window_start.to_pydatetime())
-    live = live_rows(dataset, universe_ids, max_staleness_days)
+    ours = [f for f in features if f in pq.read_schema(dataset_path).names]
+    theirs = [f for f in features if f not in ours]
+    if theirs:
+        if numerai_live_path is None or not Path(numerai_live_path).exists():
+            raise BadInputError(f"the model uses Numerai's features {theirs[:5]}, which only the round's live.parquet "
+                                "holds: run a live round, or retrain on our own features (training.feature_set = "
+                                "\"own\")", tag="feature_mismatch")
+        absent = [f for f in theirs if f not in pq.read_schema(numerai_live_path).names]
+        if absent:
+            raise BadInputError(f"neither the dataset nor {numerai_live_path} has the model's features {absent}; "
+                                "retrain (--retrain)", tag="feature_mismatch")
+    numerai_live = _numerai_live_rows(Path(numerai_live_path), theirs, universe_ids) if theirs else None
+    if ours:
+        # Only the last few days are live: read the dates, then just the rows in that window
+        # (the full dataset is millions of rows on a real universe).
+        last = read_parquet(dataset_path, columns=["date"])["date"].max()
+        if numerai_live is not None:
+            last = min(last, numerai_live.attrs["live_date"])  # never a bar after Numerai's live date
+        window_start = last - pd.Timedelta(days=max_staleness_days)
+        dataset = read_parquet(dataset_path, columns=["ticker", "date", *ours],
+                               filter_expr=(ds.field("date") >= window_start.to_pydatetime())
+                               & (ds.field("date") <= last.to_pydatetime()))
+        live = live_rows(dataset, universe_ids, max_staleness_days)
+        if numerai_live is not None:
+            live_date = numerai_live.attrs["live_date"]
+            live = live.merge(numerai_live.drop(columns=["date"]), on="ticker", how="inner", validate="one_to_one")
+            live.attrs["live_date"] = live_date
+    else:
+        assert numerai_live is not None
+        live = numerai_live
     if len(live) < min_tickers:
         raise BadInputError(
             f"only {len(live)} live-universe tickers have recent features (need {min_tickers}); "
             f"the universe has {universe_ids.nunique()} tickers: ingest more prices or check the ingest ledger",
             tag="not_enough_tickers",
         )
-    predictions = booster.predict(live[features], num_threads=num_threads)
+    predictions = booster.predict(model_frame(live, features), num_threads=num_threads)
     if not np.isfinite(predictions).all():
         raise BadInputError("the model produced NaN or infinite predictions", tag="invalid_predictions")
     frame = pd.DataFrame(
@@ -67,3 +94,16 @@ def predict_live(
         universe_size=int(universe_ids.nunique()),
         model_id=str(meta["model_id"]),
     )
+
+
+def _numerai_live_rows(path: Path, features: list[str], universe_ids: pd.Series) -> pd.DataFrame:
+    """The live universe's rows of Numerai's live.parquet at its (latest) date: ticker, date, features."""
+    names = pq.read_schema(path).names
+    id_column = "numerai_ticker" if "numerai_ticker" in names else "symbol"
+    frame = read_parquet(path, columns=[id_column, "date", *features]).rename(columns={id_column: "ticker"})
+    frame["date"] = pd.to_datetime(frame["date"]).astype("datetime64[ns]")
+    live_date = frame["date"].max()
+    frame = frame[(frame["date"] == live_date) & frame["ticker"].astype(str).isin(universe_ids.astype(str))]
+    frame = frame.assign(ticker=frame["ticker"].astype(str)).drop_duplicates("ticker").reset_index(drop=True)
+    frame.attrs["live_date"] = live_date
+    return frame

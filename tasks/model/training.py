@@ -170,6 +170,7 @@ def train_and_register(
     then (by default) refit on every labelled row for live use, and register the model."""
     from numerflow.tasks.model.dataset import feature_columns
     from numerflow.tasks.model.eras import era_metrics
+    from numerflow.tasks.model.feature_sets import model_frame, numeric_features
     from numerflow.tasks.model.scoring import diagnostics
 
     dataset = read_parquet(dataset_path)
@@ -178,7 +179,7 @@ def train_and_register(
     split = purged_date_split(
         dataset["date"], dataset["target_end_date"], has_target, settings.validation_fraction, settings.embargo_days
     )
-    x = dataset[features]
+    x = model_frame(dataset, features)  # Numerai's country/exchange codes as LightGBM categoricals
     y = dataset["target"].to_numpy(dtype="float64", na_value=np.nan)
     booster = fit_lightgbm(x[split.train], y[split.train], settings)
 
@@ -187,9 +188,9 @@ def train_and_register(
     metrics = diagnostics(
         valid["prediction"].to_numpy(),
         valid["target"].to_numpy(dtype="float64"),
-        dataset.loc[split.validation, features].to_numpy(dtype="float64", na_value=np.nan),
+        dataset.loc[split.validation, numeric_features(features)].to_numpy(dtype="float64", na_value=np.nan),
         valid["date"].to_numpy(),
-        features,
+        numeric_features(features),
     )
     span = target_span_trading_days(dataset.loc[has_target])
     # Numerai-style figures: weekly eras (corr/fnc summaries), daily scores with overlap-adjusted SE.
@@ -230,7 +231,7 @@ def model_lineage(settings: Settings, source: str) -> dict:
     """What a model depends on besides its features: data source (and the demo market's
     parameters), target definition, and training settings that change the model."""
     training = settings.training.model_dump(include={"params", "num_boost_round", "validation_fraction",
-                                                     "embargo_days", "refit_on_all"})
+                                                     "embargo_days", "refit_on_all", "feature_set"})
     lineage = {"source": source, "target": settings.target.model_dump(), "training": training,
                "tournament": settings.tournament}
     if source == "demo":
