@@ -273,6 +273,8 @@ def run_summary(result: RoundResult) -> dict[str, Any]:
         # Weekly-era summaries (tasks.model.eras); a model trained before eras existed has n_dates instead.
         "validation": {k: model.validation.get(k) for k in ("mean", "std", "sharpe", "max_drawdown", "positive_share",
                                                              "n_eras", "n_dates")},
+        "alpha": {k: (model.alpha or {}).get(k) for k in ("mean", "std", "sharpe", "positive_share", "n_eras")}
+        if model.alpha else None,
         "report": model.report.markdown if model.report else None,
         "live_date": result.live.live_date,
         "submission": {"path": result.submission.path, "rows": result.submission.rows,
@@ -297,6 +299,7 @@ def render_summary(s: dict[str, Any]) -> str:
         f"  dataset     {s['dataset']['rows']:,} rows, {s['dataset']['first_date']} → {s['dataset']['last_date']}",
         f"  model       {s['model']['id']} ({s['model']['decision']})",
         f"  validation  {_validation_line(v)}",
+        f"  alpha       {_alpha_line(s.get('alpha'))}",
         f"  submission  {s['submission']['path']} ({s['submission']['rows']} rows, live date {s['live_date']})",
         f"  upload      {_upload_line(s['upload'])}",
         f"  report      {s['report'] or 'unchanged model: see its earlier report'}",
@@ -320,6 +323,15 @@ def _validation_line(v: dict[str, Any]) -> str:
     return (f"CORR per weekly era: mean {fmt(v.get('mean'), '.4f')}, sharpe {fmt(v.get('sharpe'), '.2f')}, "
             f"max drawdown {fmt(v.get('max_drawdown'), '.4f')}, positive {fmt(v.get('positive_share'), '.0%')} "
             f"of {v['n_eras']} eras")
+
+
+def _alpha_line(alpha: dict[str, Any] | None) -> str:
+    if not alpha or alpha.get("mean") is None:
+        return "not scored (no neutralizer for the validation dates); MPC cannot be computed locally"
+    sharpe = "—" if alpha.get("sharpe") is None else f"{alpha['sharpe']:.2f}"
+    return (f"ALPHA per weekly era: mean {alpha['mean']:.5f}, sharpe {sharpe}, positive "
+            f"{alpha['positive_share']:.0%} of {alpha['n_eras']} eras (after Numerai-style neutralisation; "
+            "MPC cannot be computed locally)")
 
 
 def _prices_line(prices: dict[str, Any]) -> str:

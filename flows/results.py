@@ -102,10 +102,11 @@ class ModelChoice:
     model_dir: str
     trained: bool
     decision: str  # why it was trained or reused
-    validation: dict[str, Any]  # CORR summary on the held-out dates
+    validation: dict[str, Any]  # CORR summary on the held-out weekly eras
     lineage_source: str
     report: ReportPaths | None = None  # only when trained this run
     numerai_targets: NumeraiTargets | None = None
+    alpha: dict[str, Any] | None = None  # ALPHA summary on the held-out weekly eras, when a neutralizer was scored
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ defined, and pass references (paths, ids, small dataclasses), never DataFrames.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -40,6 +41,7 @@ from numerflow.tasks.core.config import Settings, load_settings, settings_overri
 from numerflow.tasks.core.errors import BadInputError, NumerflowError
 from numerflow.tasks.core.store import Store, new_run_id, read_json, read_parquet, write_json, write_parquet
 from numerflow.tasks.model.dataset import DatasetInfo, build_dataset, feature_columns_of
+from numerflow.tasks.model.eras import with_score
 from numerflow.tasks.model.predict import LivePredictions, predict_live
 from numerflow.tasks.model.report import write_report
 from numerflow.tasks.model.targets import numerai_target_horizon
@@ -54,6 +56,14 @@ from numerflow.tasks.model.training import (
 from numerflow.tasks.numerai.churn import check_against_history, churn_message, record_submission
 from numerflow.tasks.numerai.client import client_for, numerai_dir, require_open_window, tournament_spec
 from numerflow.tasks.numerai.data import TRAIN_FILES, fetch_training_data, numerai_live_path, numerai_training_frame
+from numerflow.tasks.numerai.neutralizer import (
+    NEUTRALIZER_FILES,
+    WEIGHT_FILES,
+    NeutralizerFiles,
+    fetch_neutralizer_files,
+    validation_alpha,
+    write_neutralizer_files,
+)
 from numerflow.tasks.numerai.submission import (
     build_submission,
     validate_submission,
@@ -281,15 +291,18 @@ def train_or_reuse(settings: Settings, kind: RoundKind, dataset: DatasetInfo, ro
     get_run_logger().info("Training decision: %s", reason)
     if must_train:
         trained = train_model_task(settings, training_path, run_id, lineage_source)
-        report = publish_report_task(settings, trained.model_dir, trained.metrics, run_id)
+        neutralizers = (demo_neutralizer_task(settings, trained.validation_predictions) if kind.mode == "demo"
+                        else numerai_neutralizer_task(settings, round_number))
+        metrics = validation_alpha_task(settings, trained, neutralizers)
+        report = publish_report_task(settings, trained.model_dir, metrics, run_id)
         return ModelChoice(trained.model_id, trained.model_dir, True, reason, trained.metrics["corr"],
-                           lineage_source, report, numerai_targets)
+                           lineage_source, report, numerai_targets, alpha=metrics.get("alpha"))
     model_dir = latest_model(store)
     if model_dir is None:  # needs_training said "reuse", so the registry has one
         raise BadInputError("the model registry is empty; run with --retrain", tag="no_model")
     meta = read_json(model_dir / META_FILE)
     return ModelChoice(meta["model_id"], str(model_dir), False, reason, meta["validation_metrics"]["corr"],
-                       lineage_source, None, numerai_targets)
+                       lineage_source, None, numerai_targets, alpha=meta["validation_metrics"].get("alpha"))
 
 
 def universe_ids(universe: UniverseRef) -> Any:
@@ -381,6 +394,50 @@ def numerai_targets_task(settings: Settings, dataset_path: str, round_number: in
 def train_model_task(settings: Settings, dataset_path: str, run_id: str, source: str) -> TrainResult:
     return train_and_register(Store(settings.data_dir), Path(dataset_path), settings.training, run_id,
                               lineage=model_lineage(settings, source))
+
+
+@task(name="demo-neutralizer", retries=0, timeout_seconds=1800)
+def demo_neutralizer_task(settings: Settings, validation_predictions: str) -> NeutralizerFiles:
+    """The demo market's neutralizer and sample weights on the validation dates (Numerai's layout)."""
+    market = demo_market(settings)
+    dates = read_parquet(Path(validation_predictions), columns=["date"])["date"].unique()
+    folder = Store(settings.data_dir).root / "neutralizers" / "demo" / hashlib.sha256(
+        f"{market!r}:{len(dates)}:{dates.min()}:{dates.max()}".encode()).hexdigest()[:16]
+    if (folder / NEUTRALIZER_FILES["validation"]).exists() and (folder / WEIGHT_FILES["validation"]).exists():
+        return NeutralizerFiles("demo", "validation", folder / NEUTRALIZER_FILES["validation"],
+                                folder / WEIGHT_FILES["validation"])
+    return write_neutralizer_files(folder, *market.neutralizers(dates))
+
+
+@network_task(name="numerai-neutralizer", timeout_seconds=3 * 3600)
+def numerai_neutralizer_task(settings: Settings, round_number: int | None) -> NeutralizerFiles | None:
+    """Numerai's validation neutralizer and sample weights (Signals, when listed)."""
+    if round_number is None or settings.tournament != "signals" or not settings.numerai.use_numerai_targets:
+        return None
+    return fetch_neutralizer_files(client_for(settings, settings.tournament), Store(settings.data_dir), round_number)
+
+
+@task(name="validation-alpha", retries=0, timeout_seconds=3600)
+def validation_alpha_task(settings: Settings, trained: TrainResult, files: NeutralizerFiles | None) -> dict:
+    """The validation metrics plus ALPHA per date and per era (kept in the model's meta too);
+    unchanged, with the reason logged, when there is no neutralizer to score against."""
+    logger = get_run_logger()
+    if files is None:
+        logger.info("No neutralizer file for the validation dates: ALPHA not scored")
+        return trained.metrics
+    try:
+        alpha = validation_alpha(Path(trained.validation_predictions), files.neutralizer_path, files.weights_path)
+    except BadInputError as exc:  # scoring is diagnostics: the round goes on
+        logger.warning("ALPHA not scored: %s", exc)
+        return trained.metrics
+    meta_path = Path(trained.model_dir) / META_FILE
+    meta = read_json(meta_path)
+    metrics = with_score(trained.metrics, "alpha", alpha, int(meta["data_range"].get("target_span_trading_days") or 0))
+    meta["validation_metrics"] = {**meta["validation_metrics"], "alpha": metrics["alpha"], "daily": metrics["daily"]}
+    write_json(meta_path, meta)
+    logger.info("Validation ALPHA per weekly era: mean %.5f over %s eras", metrics["alpha"]["mean"] or float("nan"),
+                metrics["alpha"]["n_eras"])
+    return metrics
 
 
 @task(name="publish-report", retries=0, timeout_seconds=600)

@@ -87,3 +87,25 @@ def era_metrics(per_date: dict[str, list], overlap: int, scores: tuple[str, ...]
     out["per_era"] = {"date": [d.date().isoformat() for d in eras],
                       **{name: [_json(float(v)) for v in per_era[name].to_numpy()] for name in frame.columns}}
     return out
+
+
+def with_score(metrics: dict, name: str, per_date: pd.Series, overlap: int) -> dict:
+    """``metrics`` plus a score computed elsewhere (ALPHA, from Numerai's neutralizers): its era
+    summary under ``name``, its daily summary, its per-era values aligned on the era weeks of
+    ``metrics["per_era"]``, and its own per-date list under ``per_date_<name>``."""
+    series = pd.Series(per_date, dtype="float64")
+    series.index = pd.DatetimeIndex(pd.to_datetime(series.index))
+    series = series.sort_index()
+    eras = weekly_era_dates(series.dropna().index)
+    out = dict(metrics)
+    out[name] = {k: _json(v) for k, v in era_summary(series.loc[eras]).items()}
+    out["daily"] = {**(metrics.get("daily") or {}), name: {k: _json(v) for k, v in
+                                                           daily_summary(series, overlap).items()}}
+    by_week = pd.Series(series.loc[eras].to_numpy(), index=eras.to_period(ERA_FREQUENCY))
+    per_era = dict(metrics.get("per_era") or {"date": [d.date().isoformat() for d in eras]})
+    weeks = pd.DatetimeIndex(pd.to_datetime(pd.Series(per_era["date"]))).to_period(ERA_FREQUENCY)
+    per_era[name] = [_json(float(by_week.get(week, math.nan))) for week in weeks]
+    out["per_era"] = per_era
+    out[f"per_date_{name}"] = {"date": [d.date().isoformat() for d in series.index],
+                               name: [_json(float(v)) for v in series.to_numpy()]}
+    return out

@@ -183,7 +183,9 @@ def train_and_register(
     y = dataset["target"].to_numpy(dtype="float64", na_value=np.nan)
     booster = fit_lightgbm(x[split.train], y[split.train], settings)
 
-    valid = dataset.loc[split.validation, ["ticker", "date", "target"]].reset_index(drop=True)
+    # numerai_date (Numerai's data date of each row, when training on its targets) is kept for ALPHA.
+    keys = ["ticker", "date", "target", *(["numerai_date"] if "numerai_date" in dataset.columns else [])]
+    valid = dataset.loc[split.validation, keys].reset_index(drop=True)
     valid["prediction"] = booster.predict(x[split.validation], num_threads=settings.num_threads)
     metrics = diagnostics(
         valid["prediction"].to_numpy(),

@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.store import Store
@@ -169,3 +170,30 @@ def alpha_from_files(scored: pd.DataFrame, neutralizer_path: Path, weights_path:
                             "must be numerai_ticker and Numerai's data dates)", tag="no_numerai_overlap")
     return pd.concat(parts).sort_index().rename("alpha")
 
+
+
+def validation_alpha(predictions_path: Path, neutralizer_path: Path, weights_path: Path, *,
+                     max_rows: int = DEFAULT_MAX_ROWS) -> pd.Series:
+    """Per-date ALPHA of a model's validation predictions (``ticker``, ``date``, ``target``,
+    ``prediction``, and ``numerai_date`` when it trained on Numerai's rows: the neutralizer's
+    dates are Numerai's data dates) against the target it trained on."""
+    from numerflow.tasks.core.store import read_parquet
+
+    predictions = read_parquet(Path(predictions_path))
+    if "numerai_date" in predictions.columns:
+        predictions = predictions.assign(date=predictions["numerai_date"])
+    return alpha_from_files(predictions[["ticker", "date", "prediction", "target"]], neutralizer_path,
+                            weights_path, max_rows=max_rows)
+
+
+def write_neutralizer_files(folder: Path, neutral: pd.DataFrame, weights: pd.DataFrame) -> NeutralizerFiles:
+    """Store neutralizer and sample-weight tables in Numerai's file layout (one row group per date)."""
+    from numerflow.tasks.core.store import write_with
+
+    rows_per_date = max(1, int(neutral.groupby("date").size().max()))
+    paths = []
+    for name, frame in ((NEUTRALIZER_FILES["validation"], neutral), (WEIGHT_FILES["validation"], weights)):
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        paths.append(write_with(Path(folder) / name, lambda tmp, t=table: pq.write_table(
+            t, tmp, compression="zstd", row_group_size=rows_per_date)))
+    return NeutralizerFiles("demo", "validation", paths[0], paths[1])
