@@ -278,7 +278,7 @@ def run_summary(result: RoundResult) -> dict[str, Any]:
         "report": model.report.markdown if model.report else None,
         "live_date": result.live.live_date,
         "submission": {"path": result.submission.path, "rows": result.submission.rows,
-                       "sha256": result.submission.sha256},
+                       "sha256": result.submission.sha256, "churn": result.submission.checks.get("churn")},
         "upload": {"dry_run": upload.dry_run, "reason": upload.message, "record": upload.record,
                    "status": upload.status, "submission_id": upload.submission_id},
     }
@@ -301,6 +301,7 @@ def render_summary(s: dict[str, Any]) -> str:
         f"  validation  {_validation_line(v)}",
         f"  alpha       {_alpha_line(s.get('alpha'))}",
         f"  submission  {s['submission']['path']} ({s['submission']['rows']} rows, live date {s['live_date']})",
+        f"  churn       {s['submission'].get('churn') or 'not checked'}",
         f"  upload      {_upload_line(s['upload'])}",
         f"  report      {s['report'] or 'unchanged model: see its earlier report'}",
     ]

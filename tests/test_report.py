@@ -16,8 +16,10 @@ def metrics_and_meta(n=300):
     dates = pd.bdate_range("2024-01-01", periods=n)
     per_date = {"date": [d.date().isoformat() for d in dates], "corr": corr.tolist(), "fnc": (corr / 2).tolist()}
     metrics = {"feature_exposure": {"mean": 0.3, "worst_feature": "feature_x"}, "per_date": per_date,
+               "feature_importance": {"feature_ret_60d": 0.7, "feature_country": 0.3},
                **era_metrics(per_date, overlap=22)}
-    meta = {"model_id": "m1", "lineage": {"target": {"horizon": 20, "lag": 2}},
+    meta = {"model_id": "m1", "lineage": {"target": {"horizon": 20, "lag": 2}, "source": "yahoo+numerai:target_chili_60",
+                                          "training": {"feature_set": "both"}, "tournament": "signals"},
             "data_range": {"validation_start": "2024-01-01", "last_labelled_date": "2025-01-01",
                            "validation_rows": 1000, "train_rows": 5000, "train_last_target_end": "2023-12-01",
                            "embargo_days": 5, "target_span_trading_days": 22}}
@@ -40,6 +42,8 @@ def test_report_shows_weekly_era_summaries_and_daily_overlap_adjusted_uncertaint
     daily = markdown.split("Daily scores overlap")[1].split("\n\n")[1]  # the daily table
     assert daily.startswith("| daily |") and "max_drawdown" not in daily and "sharpe" not in daily
     assert "MPC" in markdown and "cannot be computed locally" in markdown
+    assert _row(markdown, "`feature_ret_60d`")[1] == "0.700"
+    assert "data `yahoo+numerai:target_chili_60`, feature set `both`, target span 22" in markdown
 
 
 def test_write_report_embeds_the_chart_so_the_prefect_artifact_renders_it(tmp_path):

@@ -110,6 +110,16 @@ def render_markdown(metrics: dict, model_meta: dict, chart_ref: str) -> str:
         for key, label in [("mean", "mean"), ("sem_overlap_adjusted", "sem, overlap-adjusted"),
                            ("t_stat", "t-stat of mean"), ("n_dates", "n_dates")]:
             lines.append(f"| {label} | " + " | ".join(_fmt(daily[n].get(key)) for n in shown) + " |")
+    importance = metrics.get("feature_importance") or {}
+    if importance:
+        lines += ["", "Feature importance (gain share of the held-out model, top 15):", "",
+                  "| feature | gain share |", "|---|---|"]
+        lines += [f"| `{name}` | {share:.3f} |" for name, share in list(importance.items())[:15]]
+    lineage = model_meta.get("lineage") or {}
+    if lineage:
+        training = lineage.get("training") or {}
+        lines += ["", f"Lineage: data `{lineage.get('source')}`, feature set `{training.get('feature_set', 'own')}`, "
+                  f"target span {overlap or '?'} trading days (lag + horizon), tournament `{lineage.get('tournament')}`."]
     exposure = metrics.get("feature_exposure") or {}
     if exposure:
         lines += ["", f"Max feature exposure (mean over dates): {_fmt(exposure.get('mean'))}"

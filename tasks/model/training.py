@@ -199,6 +199,12 @@ def train_and_register(
     metrics.update(era_metrics(metrics["per_date"], span))
     predictions_path = write_parquet(store.predictions_path(run_id, "validation"), valid)
 
+    # Gain importance of the held-out model (the one the metrics describe), as shares of the total.
+    gains = booster.feature_importance(importance_type="gain")
+    total = float(gains.sum()) or 1.0
+    metrics["feature_importance"] = dict(sorted(((name, float(g) / total) for name, g in zip(features, gains,
+                                                                                                strict=True)),
+                                                key=lambda item: -item[1]))
     if settings.refit_on_all:
         booster = fit_lightgbm(x[has_target], y[has_target], settings)
     model_id = new_model_id()
