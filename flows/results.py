@@ -85,6 +85,7 @@ class NumeraiTargets:
     rows: int
     version: str
     target_column: str
+    members: list[tuple[str, str]] | None = None  # an ensemble: (target, training file) per member
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from numerflow.tasks.core.config import Settings, load_settings, settings_overri
 from numerflow.tasks.core.errors import BadInputError, NumerflowError
 from numerflow.tasks.core.store import Store, new_run_id, read_json, read_parquet, write_json, write_parquet
 from numerflow.tasks.model.dataset import DatasetInfo, build_dataset, feature_columns_of
+from numerflow.tasks.model.ensemble import ensemble_weights, train_ensemble
 from numerflow.tasks.model.eras import with_score
 from numerflow.tasks.model.predict import LivePredictions, predict_live
 from numerflow.tasks.model.report import write_report
@@ -204,7 +205,11 @@ class LiveRound:
         if targets is None:
             return dataset.path, source_name(settings), None
         features = "" if settings.training.feature_set == "own" else f"+features:{settings.training.feature_set}"
-        return targets.path, f"{source_name(settings)}+numerai:{targets.target_column}{features}", targets
+        columns = targets.target_column
+        if targets.members:
+            weights = ensemble_weights([t for t, _ in targets.members], settings.numerai.ensemble_weights)
+            columns = ",".join(f"{t}@{w:.3g}" for (t, _), w in zip(targets.members, weights, strict=True))
+        return targets.path, f"{source_name(settings)}+numerai:{columns}{features}", targets
 
     def upload(self, settings: Settings, submission: SubmissionFile, universe: UniverseRef,
                force: bool) -> SubmitOutcome:
@@ -290,7 +295,8 @@ def train_or_reuse(settings: Settings, kind: RoundKind, dataset: DatasetInfo, ro
                                         force=retrain, lineage=model_lineage(settings, lineage_source))
     get_run_logger().info("Training decision: %s", reason)
     if must_train:
-        trained = train_model_task(settings, training_path, run_id, lineage_source)
+        trained = train_model_task(settings, training_path, run_id, lineage_source,
+                                   numerai_targets.members if numerai_targets else None)
         neutralizers = (demo_neutralizer_task(settings, trained.validation_predictions) if kind.mode == "demo"
                         else numerai_neutralizer_task(settings, round_number))
         metrics = validation_alpha_task(settings, trained, neutralizers)
@@ -374,7 +380,8 @@ def numerai_targets_task(settings: Settings, dataset_path: str, round_number: in
     if not settings.numerai.use_numerai_targets or round_number is None:
         check_own_features(settings)
         return None
-    numerai_target_horizon(settings.numerai.target_column)  # an unknown horizon is refused before downloads
+    for column in settings.numerai.ensemble_targets or [settings.numerai.target_column]:
+        numerai_target_horizon(column)  # an unknown horizon is refused before downloads
     store = Store(settings.data_dir)
     client = client_for(settings, tournament)
     if not any(name.rpartition("/")[2] in TRAIN_FILES[tournament] for name in client.list_datasets()):
@@ -383,17 +390,29 @@ def numerai_targets_task(settings: Settings, dataset_path: str, round_number: in
         check_own_features(settings)
         return None
     files = fetch_training_data(client, store, round_number)
-    column, feature_set = settings.numerai.target_column, settings.training.feature_set
-    joined = numerai_training_frame(read_parquet(Path(dataset_path)), files.paths, tournament, column, feature_set)
-    path = write_parquet(Path(dataset_path).with_name(
-        f"{Path(dataset_path).stem}-numerai-{column}-{feature_set}.parquet"), joined)
-    return NumeraiTargets(str(path), int(len(joined)), files.version, column)
+    feature_set = settings.training.feature_set
+    targets = settings.numerai.ensemble_targets or [settings.numerai.target_column]
+    ensemble_weights(targets, settings.numerai.ensemble_weights)  # bad weights refused before the work
+    ours = read_parquet(Path(dataset_path))
+    members = []
+    for column in targets:  # one training file per target: its own column and its own purge
+        joined = numerai_training_frame(ours, files.paths, tournament, column, feature_set)
+        path = write_parquet(Path(dataset_path).with_name(
+            f"{Path(dataset_path).stem}-numerai-{column}-{feature_set}.parquet"), joined)
+        members.append((column, str(path)))
+    return NumeraiTargets(members[0][1], int(len(joined)), files.version, targets[0],
+                          members if settings.numerai.ensemble_targets else None)
 
 
 @task(name="train-model", retries=0, timeout_seconds=3 * 3600)
-def train_model_task(settings: Settings, dataset_path: str, run_id: str, source: str) -> TrainResult:
-    return train_and_register(Store(settings.data_dir), Path(dataset_path), settings.training, run_id,
-                              lineage=model_lineage(settings, source))
+def train_model_task(settings: Settings, dataset_path: str, run_id: str, source: str,
+                     members: list[tuple[str, str]] | None = None) -> TrainResult:
+    """One model, or (``members``: target and training file each) a rank-averaged ensemble."""
+    store, lineage = Store(settings.data_dir), model_lineage(settings, source)
+    if members:
+        return train_ensemble(store, [(t, Path(p)) for t, p in members], settings.numerai.ensemble_weights,
+                              settings.training, run_id, lineage=lineage)
+    return train_and_register(store, Path(dataset_path), settings.training, run_id, lineage=lineage)
 
 
 @task(name="demo-neutralizer", retries=0, timeout_seconds=1800)

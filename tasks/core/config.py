@@ -162,6 +162,11 @@ class NumeraiSettings(Section):
     target_column: str = Field(
         "target", description="Numerai target column to train on when Numerai's data is used; its horizon "
         "(the number ending the name: target_chili_60 = 60 trading days; target = 20) sets the purge")
+    ensemble_targets: list[str] = Field(
+        default_factory=list, description="train one model per listed Numerai target and rank-average them "
+        "(the first is the one the ensemble is scored on); empty: one model on target_column")
+    ensemble_weights: list[float] = Field(
+        default_factory=list, description="one weight per ensemble target (normalised to sum 1); empty: equal")
     use_numerai_targets: bool = Field(
         True, description="train on Numerai's train/validation targets when they are available (else our own)"
     )

@@ -11,10 +11,10 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from numerflow.tasks.core.errors import BadInputError
-from numerflow.tasks.core.store import Store, read_parquet, write_parquet
+from numerflow.tasks.core.store import Store, read_json, read_parquet, write_parquet
 from numerflow.tasks.model.dataset import live_rows
 from numerflow.tasks.model.feature_sets import model_frame
-from numerflow.tasks.model.training import load_model
+from numerflow.tasks.model.training import META_FILE, load_model
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,47 @@ def predict_live(
     """Predict each live-universe ticker. Our features come from the dataset's latest rows; a
     model on Numerai's features (feature set ``numerai`` or ``both``) takes them from the round's
     ``live.parquet`` (``numerai_live_path``), whose date is the close its features use; with both,
-    our row must be from that date or before (as in training)."""
-    booster, meta = load_model(Path(model_dir))
+    our row must be from that date or before (as in training). An ensemble
+    (``tasks.model.ensemble``) predicts with every member and rank-averages with its weights."""
+    from numerflow.tasks.model.ensemble import ensemble_members, is_ensemble, rank_average
+
+    meta = read_json(Path(model_dir) / META_FILE)
+    kwargs = {"max_staleness_days": max_staleness_days, "num_threads": num_threads,
+              "numerai_live_path": numerai_live_path}
+    if is_ensemble(Path(model_dir)):
+        members = ensemble_members(Path(model_dir))
+        parts = [_predict_one(Path(m["model_dir"]), dataset_path, universe_ids, **kwargs) for m in members]
+        frame = parts[0].rename(columns={"prediction": "prediction_0"})
+        for i, part in enumerate(parts[1:], start=1):
+            frame = frame.merge(part[["ticker", "prediction"]].rename(columns={"prediction": f"prediction_{i}"}),
+                                on="ticker", how="inner")
+        frame["prediction"] = rank_average([frame[f"prediction_{i}"].to_numpy() for i in range(len(parts))],
+                                           [m["weight"] for m in members], np.zeros(len(frame)))
+        frame = frame[["ticker", "date", "prediction"]].copy()
+        frame.attrs["live_date"] = parts[0].attrs["live_date"]
+    else:
+        frame = _predict_one(Path(model_dir), dataset_path, universe_ids, **kwargs)
+    if len(frame) < min_tickers:
+        raise BadInputError(
+            f"only {len(frame)} live-universe tickers have recent features (need {min_tickers}); "
+            f"the universe has {universe_ids.nunique()} tickers: ingest more prices or check the ingest ledger",
+            tag="not_enough_tickers",
+        )
+    live_date = frame.attrs.pop("live_date")  # not a column: kept out of the file's metadata
+    path = write_parquet(store.predictions_path(run_id, "live"), frame)
+    return LivePredictions(
+        path=str(path),
+        live_date=str(pd.Timestamp(live_date).date()),
+        tickers=int(len(frame)),
+        universe_size=int(universe_ids.nunique()),
+        model_id=str(meta["model_id"]),
+    )
+
+
+def _predict_one(model_dir: Path, dataset_path: Path, universe_ids: pd.Series, *, max_staleness_days: int,
+                 num_threads: int, numerai_live_path: Path | None) -> pd.DataFrame:
+    """One LightGBM model's live predictions: ``ticker``, ``date``, ``prediction`` (attr ``live_date``)."""
+    booster, meta = load_model(model_dir)
     features = meta["features"]
     ours = [f for f in features if f in pq.read_schema(dataset_path).names]
     theirs = [f for f in features if f not in ours]
@@ -74,26 +113,14 @@ def predict_live(
     else:
         assert numerai_live is not None
         live = numerai_live
-    if len(live) < min_tickers:
-        raise BadInputError(
-            f"only {len(live)} live-universe tickers have recent features (need {min_tickers}); "
-            f"the universe has {universe_ids.nunique()} tickers: ingest more prices or check the ingest ledger",
-            tag="not_enough_tickers",
-        )
-    predictions = booster.predict(model_frame(live, features), num_threads=num_threads)
+    predictions = booster.predict(model_frame(live, features), num_threads=num_threads) if len(live) else np.array([])
     if not np.isfinite(predictions).all():
         raise BadInputError("the model produced NaN or infinite predictions", tag="invalid_predictions")
     frame = pd.DataFrame(
         {"ticker": live["ticker"].astype(str).to_numpy(), "date": live["date"].to_numpy(), "prediction": predictions}
     )
-    path = write_parquet(store.predictions_path(run_id, "live"), frame)
-    return LivePredictions(
-        path=str(path),
-        live_date=str(pd.Timestamp(live.attrs["live_date"]).date()),
-        tickers=int(len(frame)),
-        universe_size=int(universe_ids.nunique()),
-        model_id=str(meta["model_id"]),
-    )
+    frame.attrs["live_date"] = live.attrs["live_date"]
+    return frame
 
 
 def _numerai_live_rows(path: Path, features: list[str], universe_ids: pd.Series) -> pd.DataFrame:

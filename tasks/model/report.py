@@ -110,6 +110,18 @@ def render_markdown(metrics: dict, model_meta: dict, chart_ref: str) -> str:
         for key, label in [("mean", "mean"), ("sem_overlap_adjusted", "sem, overlap-adjusted"),
                            ("t_stat", "t-stat of mean"), ("n_dates", "n_dates")]:
             lines.append(f"| {label} | " + " | ".join(_fmt(daily[n].get(key)) for n in shown) + " |")
+    members = metrics.get("members") or {}
+    if members:
+        weights = {m["target"]: m["weight"] for m in model_meta.get("members", [])}
+        lines += ["", f"Ensemble of {len(members)} models, one per target, rank-averaged; the table above scores the "
+                  f"ensemble against `{model_meta.get('scored_on')}`. Each member against its own target:", "",
+                  "| member target | weight | CORR mean per era | sharpe | positive share | daily t-stat |",
+                  "|---|---|---|---|---|---|"]
+        member_daily = metrics.get("member_daily") or {}
+        for target, summary in members.items():
+            lines.append(f"| `{target}` | {_fmt(weights.get(target), '.3f')} | {_fmt(summary.get('mean'))} | "
+                         f"{_fmt(summary.get('sharpe'))} | {_fmt(summary.get('positive_share'))} | "
+                         f"{_fmt((member_daily.get(target) or {}).get('t_stat'))} |")
     importance = metrics.get("feature_importance") or {}
     if importance:
         lines += ["", "Feature importance (gain share of the held-out model, top 15):", "",
