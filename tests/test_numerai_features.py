@@ -100,3 +100,19 @@ def test_both_feature_sets_join_ours_as_of_with_numerais_of_the_same_row(fake_nu
     assert row["feature_beta_factor"] == source["feature_beta_factor"]
     with pytest.raises(BadInputError, match="invalid_config"):
         numerai_training_frame(ours, files.paths, "signals", "target", "theirs")
+
+
+def test_a_model_on_another_target_is_also_scored_against_numerais_target(fake_numerai, make_client, v21, tmp_path):
+    from numerflow.tasks.model.report import render_markdown
+
+    store = Store(tmp_path / "data")
+    files = fetch_training_data(make_client(with_keys=False), store, 1001)
+    frame = numerai_training_frame(pd.DataFrame(), files.paths, "signals", "target_chili_60", "numerai")
+    source = v21["train.parquet"].set_index(["numerai_ticker", "date"])
+    row = frame.iloc[5]
+    assert row["score_target"] == source.loc[(row["ticker"], row["date"].strftime("%Y-%m-%d")), "target"]
+    result = train_and_register(store, write_parquet(tmp_path / "t.parquet", frame), FAST, run_id="r1")
+    assert result.metrics["corr_target"]["n_eras"] == result.metrics["corr"]["n_eras"] > 5
+    assert result.metrics["corr_target"]["mean"] != result.metrics["corr"]["mean"]
+    meta = load_model(tmp_path / "data" / "models" / result.model_id)[1]
+    assert "CORR vs Numerai's target" in render_markdown(result.metrics, meta, "c.png")

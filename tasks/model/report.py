@@ -16,7 +16,8 @@ import pandas as pd
 from numerflow.tasks.core.store import Store, write_bytes, write_json, write_text
 from numerflow.tasks.model.scoring import overlap_adjusted_sem
 
-SCORE_LABELS = {"corr": "CORR", "fnc": "FNC (feature-neutral CORR)", "alpha": "ALPHA"}
+SCORE_LABELS = {"corr": "CORR", "fnc": "FNC (feature-neutral CORR)", "corr_target": "CORR vs Numerai's target",
+                "fnc_target": "FNC vs Numerai's target", "alpha": "ALPHA"}
 
 
 def era_chart_png(per_era: dict) -> bytes:
@@ -29,7 +30,8 @@ def era_chart_png(per_era: dict) -> bytes:
     dates = pd.to_datetime(pd.Series(per_era["date"]))
     names = [n for n in SCORE_LABELS if n in per_era]
     fig, (bars, lines) = plt.subplots(2, 1, figsize=(9, 5.5), dpi=90, sharex=True)
-    colours = {"corr": "#2b6cb0", "fnc": "#38a169", "alpha": "#d69e2e"}
+    colours = {"corr": "#2b6cb0", "fnc": "#38a169", "corr_target": "#805ad5", "fnc_target": "#319795",
+               "alpha": "#d69e2e"}
     width = pd.Timedelta(days=5) / max(len(names), 1)
     for i, name in enumerate(names):
         values = pd.Series(per_era[name], dtype="float64")
@@ -82,7 +84,9 @@ def render_markdown(metrics: dict, model_meta: dict, chart_ref: str) -> str:
         f"({rng['validation_rows']} rows); training rows {rng['train_rows']} with targets ending by "
         f"{rng['train_last_target_end']} (embargo {rng['embargo_days']} days).",
         "",
-        "Summaries are on weekly eras (the last date of each week, one score each), the way Numerai shows them.",
+        "Summaries are on weekly eras (the last date of each week, one score each), the way Numerai shows them."
+        + (" CORR and FNC are against the target the model trained on; Numerai shows CORR against its `target`, "
+           "in the columns marked so." if "corr_target" in names else ""),
         "",
         header,
         "|" + "---|" * (len(names) + 1),

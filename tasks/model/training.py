@@ -171,7 +171,7 @@ def train_and_register(
     from numerflow.tasks.model.dataset import feature_columns
     from numerflow.tasks.model.eras import era_metrics
     from numerflow.tasks.model.feature_sets import model_frame, numeric_features
-    from numerflow.tasks.model.scoring import diagnostics
+    from numerflow.tasks.model.scoring import corr_and_fnc_by_date, diagnostics
 
     dataset = read_parquet(dataset_path)
     features = feature_columns(dataset)
@@ -194,9 +194,19 @@ def train_and_register(
         valid["date"].to_numpy(),
         numeric_features(features),
     )
+    scored_names: tuple[str, ...] = ("corr", "fnc")
+    if "score_target" in dataset.columns:  # trained on another target: also scored as Numerai shows CORR
+        shown = corr_and_fnc_by_date(valid["prediction"].to_numpy(),
+                                     dataset.loc[split.validation, "score_target"].to_numpy(dtype="float64",
+                                                                                            na_value=np.nan),
+                                     dataset.loc[split.validation, numeric_features(features)].to_numpy(
+                                         dtype="float64", na_value=np.nan), valid["date"].to_numpy())
+        metrics["per_date"]["corr_target"] = [None if np.isnan(v) else float(v) for v in shown["corr"].to_numpy()]
+        metrics["per_date"]["fnc_target"] = [None if np.isnan(v) else float(v) for v in shown["fnc"].to_numpy()]
+        scored_names = ("corr", "fnc", "corr_target", "fnc_target")
     span = target_span_trading_days(dataset.loc[has_target])
     # Numerai-style figures: weekly eras (corr/fnc summaries), daily scores with overlap-adjusted SE.
-    metrics.update(era_metrics(metrics["per_date"], span))
+    metrics.update(era_metrics(metrics["per_date"], span, scores=scored_names))
     predictions_path = write_parquet(store.predictions_path(run_id, "validation"), valid)
 
     # Gain importance of the held-out model (the one the metrics describe), as shares of the total.

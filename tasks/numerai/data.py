@@ -178,7 +178,9 @@ def join_numerai_targets(
     clash = sorted(set(feature_cols) & set(numerai_features))
     if clash:
         raise BadInputError(f"our features and Numerai's share the names {clash}", tag="feature_mismatch")
-    columns = ["ticker", "date", *feature_cols, *numerai_features, "target", "numerai_date", "target_end_date"]
+    scores = [c for c in ("score_target",) if c in theirs.columns]
+    columns = ["ticker", "date", *feature_cols, *numerai_features, "target", *scores, "numerai_date",
+               "target_end_date"]
     result = joined[columns].sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)
     if result.empty:
         raise BadInputError(
@@ -210,6 +212,10 @@ def numerai_training_frame(dataset: pd.DataFrame, paths: list[Path], tournament:
         raise BadInputError(f"Numerai data file {paths[0]} has no feature_* columns; use training.feature_set = "
                             "\"own\"", tag="invalid_numerai_data")
     numerai = read_numerai_targets(paths, tournament, target_column, feature_columns=names)
+    if target_column != "target" and tournament == "signals":
+        # What Numerai shows as CORR/FNC is against its ``target``: kept as ``score_target`` to score on.
+        shown = read_numerai_targets(paths, tournament, "target").rename(columns={"target": "score_target"})
+        numerai = numerai.merge(shown, on=["ticker", "date"], how="left", validate="one_to_one")
     if feature_set == "numerai":
         return numerai_feature_rows(numerai, target_column)
     return join_numerai_targets(dataset, numerai, target_column, numerai_features=names)
