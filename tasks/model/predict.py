@@ -46,11 +46,13 @@ def predict_live(
     from numerflow.tasks.model.ensemble import ensemble_members, is_ensemble, rank_average
 
     meta = read_json(Path(model_dir) / META_FILE)
-    kwargs = {"max_staleness_days": max_staleness_days, "num_threads": num_threads,
-              "numerai_live_path": numerai_live_path}
+    def one(directory: Path) -> pd.DataFrame:
+        return _predict_one(directory, dataset_path, universe_ids, max_staleness_days=max_staleness_days,
+                            num_threads=num_threads, numerai_live_path=numerai_live_path)
+
     if is_ensemble(Path(model_dir)):
         members = ensemble_members(Path(model_dir))
-        parts = [_predict_one(Path(m["model_dir"]), dataset_path, universe_ids, **kwargs) for m in members]
+        parts = [one(Path(m["model_dir"])) for m in members]
         frame = parts[0].rename(columns={"prediction": "prediction_0"})
         for i, part in enumerate(parts[1:], start=1):
             frame = frame.merge(part[["ticker", "prediction"]].rename(columns={"prediction": f"prediction_{i}"}),
@@ -60,7 +62,7 @@ def predict_live(
         frame = frame[["ticker", "date", "prediction"]].copy()
         frame.attrs["live_date"] = parts[0].attrs["live_date"]
     else:
-        frame = _predict_one(Path(model_dir), dataset_path, universe_ids, **kwargs)
+        frame = one(Path(model_dir))
     if len(frame) < min_tickers:
         raise BadInputError(
             f"only {len(frame)} live-universe tickers have recent features (need {min_tickers}); "
@@ -94,7 +96,8 @@ def _predict_one(model_dir: Path, dataset_path: Path, universe_ids: pd.Series, *
         if absent:
             raise BadInputError(f"neither the dataset nor {numerai_live_path} has the model's features {absent}; "
                                 "retrain (--retrain)", tag="feature_mismatch")
-    numerai_live = _numerai_live_rows(Path(numerai_live_path), theirs, universe_ids) if theirs else None
+    numerai_live = (_numerai_live_rows(Path(numerai_live_path), theirs, universe_ids)
+                    if theirs and numerai_live_path is not None else None)
     if ours:
         # Only the last few days are live: read the dates, then just the rows in that window
         # (the full dataset is millions of rows on a real universe).

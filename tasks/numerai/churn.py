@@ -27,6 +27,7 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -141,23 +142,26 @@ def recent_submissions(store: Store, tournament: str, model_name: str | None, *,
 def churn_report(submission: pd.DataFrame, previous: list[PastSubmission], settings: SubmissionSettings) -> dict:
     """Max churn and turnover against ``previous``, per comparison, thresholds and verdict."""
     current = _signal_series(submission)
-    comparisons = [{"round": p.round_label, "submitted_at": p.submitted_at.isoformat(),
-                    "churn": churn(current, p.signal), "turnover": turnover(current, p.signal)} for p in previous]
-    churns = [c["churn"] for c in comparisons if c["churn"] is not None]
-    turnovers = [c["turnover"] for c in comparisons if c["turnover"] is not None]
-    report = {
-        "max_churn": max(churns) if churns else None,
-        "max_turnover": max(turnovers) if turnovers else None,
+    pairs = [(p, churn(current, p.signal), turnover(current, p.signal)) for p in previous]
+    comparisons = [{"round": p.round_label, "submitted_at": p.submitted_at.isoformat(), "churn": c, "turnover": t}
+                   for p, c, t in pairs]
+    churns = [c for _, c, _ in pairs if c is not None]
+    turnovers = [t for _, _, t in pairs if t is not None]
+    max_churn = max(churns) if churns else None
+    max_turnover = max(turnovers) if turnovers else None
+    problems = []
+    if max_churn is not None and max_churn >= settings.max_churn:
+        problems.append(f"churn {max_churn:.3f} >= threshold {settings.max_churn:.3f}")
+    if max_turnover is not None and max_turnover >= settings.max_turnover:
+        problems.append(f"turnover {max_turnover:.3f} >= threshold {settings.max_turnover:.3f}")
+    report: dict[str, Any] = {
+        "max_churn": max_churn,
+        "max_turnover": max_turnover,
         "churn_threshold": settings.max_churn,
         "turnover_threshold": settings.max_turnover,
         "gate": settings.churn_gate,
         "compared_with": comparisons,
     }
-    problems = []
-    if report["max_churn"] is not None and report["max_churn"] >= settings.max_churn:
-        problems.append(f"churn {report['max_churn']:.3f} >= threshold {settings.max_churn:.3f}")
-    if report["max_turnover"] is not None and report["max_turnover"] >= settings.max_turnover:
-        problems.append(f"turnover {report['max_turnover']:.3f} >= threshold {settings.max_turnover:.3f}")
     report["problems"] = problems
     if not comparisons:
         report["note"] = "no submission of this model in the lookback window: nothing to compare"

@@ -194,6 +194,9 @@ def write_neutralizer_files(folder: Path, neutral: pd.DataFrame, weights: pd.Dat
     paths = []
     for name, frame in ((NEUTRALIZER_FILES["validation"], neutral), (WEIGHT_FILES["validation"], weights)):
         table = pa.Table.from_pandas(frame, preserve_index=False)
-        paths.append(write_with(Path(folder) / name, lambda tmp, t=table: pq.write_table(
-            t, tmp, compression="zstd", row_group_size=rows_per_date)))
+
+        def write(tmp: Path, table: pa.Table = table) -> None:
+            pq.write_table(table, tmp, compression="zstd", row_group_size=rows_per_date)
+
+        paths.append(write_with(Path(folder) / name, write))
     return NeutralizerFiles("demo", "validation", paths[0], paths[1])
