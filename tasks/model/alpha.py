@@ -100,12 +100,14 @@ def _alpha_values(predictions: np.ndarray, targets: np.ndarray, neutralizers: np
     target_counts = np.bincount(codes[has_target], minlength=n_groups)
     with np.errstate(invalid="ignore", divide="ignore"):
         target_means = np.bincount(codes[has_target], weights=targets[has_target], minlength=n_groups) / target_counts
-    centred = targets - target_means[codes]
-
     scored = has_target & ~np.isnan(predictions) & ~np.isnan(weights) & ~_incomplete_rows(neutralizers)
+    # Rows sorted by date. Inputs usually come sorted (files are written date by date): then no
+    # sort and no copy of the codes (fresh large arrays cost page faults on this machine class).
     rows = np.flatnonzero(scored)
-    rows = rows[np.argsort(codes[rows], kind="stable")]
-    sorted_codes = codes[rows]
+    sorted_codes = codes if len(rows) == len(codes) else codes[rows]
+    if len(sorted_codes) > 1 and not (sorted_codes[1:] >= sorted_codes[:-1]).all():
+        order = np.argsort(sorted_codes, kind="stable")
+        rows, sorted_codes = rows[order], sorted_codes[order]
     counts = np.bincount(sorted_codes, minlength=n_groups)
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     n_columns = neutralizers.shape[1]
@@ -140,7 +142,8 @@ def _alpha_values(predictions: np.ndarray, targets: np.ndarray, neutralizers: np
             n[i, m:] = 0.0
         signal = np.nan_to_num(_pow15(ndtri(rank_rows(padded(predictions, np.nan)))), nan=0.0)  # padding 0
         w = padded(weights, 0.0)
-        t = padded(centred, 0.0)
+        t = padded(targets, 0.0)
+        t.reshape(-1)[cell] -= target_means[sorted_codes[lo:hi]]  # centred on the date's targets
         # numpy's own einsum loops: much faster here than BLAS matrix-vector calls per date.
         exposure = np.einsum("dwk,dw->dk", n, w * signal)  # Nᵀ (w ∘ s)
         neutral = (signal - np.einsum("dwk,dk->dw", n, exposure)) * w
