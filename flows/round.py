@@ -26,7 +26,15 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from numerflow.flows.guard import demo_round_label
 from numerflow.flows.policies import network_task
-from numerflow.flows.prices import demo_market, prices_flow, readiness, source_name, task_runner_for, with_unresolved
+from numerflow.flows.prices import (
+    demo_market,
+    lookup_with_yahoo,
+    prices_flow,
+    readiness,
+    source_name,
+    task_runner_for,
+    with_unresolved,
+)
 from numerflow.flows.results import (
     IngestSummary,
     ModelChoice,
@@ -37,9 +45,17 @@ from numerflow.flows.results import (
     SubmissionFile,
     UniverseRef,
 )
-from numerflow.tasks.core.config import Settings, load_settings, settings_overrides
+from numerflow.tasks.core.config import Settings, load_settings, merge_overrides, settings_overrides
 from numerflow.tasks.core.errors import BadInputError, NumerflowError
-from numerflow.tasks.core.store import Store, new_run_id, read_json, read_parquet, write_json, write_parquet
+from numerflow.tasks.core.store import (
+    Store,
+    new_run_id,
+    read_json,
+    read_parquet,
+    remove_stale_temp_files,
+    write_json,
+    write_parquet,
+)
 from numerflow.tasks.model.dataset import DatasetInfo, build_dataset, feature_columns_of
 from numerflow.tasks.model.ensemble import ensemble_weights, train_ensemble
 from numerflow.tasks.model.eras import with_score
@@ -49,6 +65,7 @@ from numerflow.tasks.model.targets import numerai_target_horizon
 from numerflow.tasks.model.training import (
     META_FILE,
     TrainResult,
+    check_lightgbm_params,
     latest_model,
     model_lineage,
     needs_training,
@@ -73,8 +90,16 @@ from numerflow.tasks.numerai.submission import (
 )
 from numerflow.tasks.numerai.submit import SubmitOutcome, read_submission_file, submit_file
 from numerflow.tasks.numerai.universe import fetch_universe, load_universe_ids, write_universe
-from numerflow.tasks.prices.ingest import remembered_symbols
-from numerflow.tasks.prices.tickers import candidate_map, resolution_report, resolve_for_yahoo
+from numerflow.tasks.prices.ingest import failing_tickers, looked_up_symbols, remember_lookups, remembered_symbols
+from numerflow.tasks.prices.lookup import lookup_targets
+from numerflow.tasks.prices.quality import universe_coverage
+from numerflow.tasks.prices.tickers import (
+    candidate_map,
+    resolution_lines,
+    resolution_report,
+    resolution_summary,
+    resolve_for_yahoo,
+)
 
 Mode = Literal["demo", "live"]
 
@@ -159,7 +184,7 @@ class DemoRound:
     mode: Mode = "demo"
 
     def universe(self, settings: Settings) -> UniverseRef:
-        check_demo_tournament(settings)
+        check_demo_settings(settings)
         return demo_universe_task(settings)
 
     def resolve(self, settings: Settings, universe: UniverseRef) -> Resolution:
@@ -220,12 +245,29 @@ def round_kind(mode: Mode) -> RoundKind:
     return DemoRound() if mode == "demo" else LiveRound()
 
 
-def check_demo_tournament(settings: Settings) -> None:
+def check_demo_settings(settings: Settings) -> None:
+    """A demo round that cannot succeed is refused before anything is generated: another
+    tournament, fewer tickers than a submission needs, or a market too big for this machine."""
+    from numerflow.tasks.prices.sources.demo import check_demo_fits
+
     if settings.tournament != "signals":
         raise BadInputError(
             f"the demo market is a Signals market (stocks with numerai_ticker ids); it cannot run a "
             f"{settings.tournament} round: drop --tournament {settings.tournament} (or run it live without --demo)",
             tag="invalid_config")
+    if settings.demo.tickers < settings.submission.min_tickers:
+        raise BadInputError(f"--tickers {settings.demo.tickers} is below Numerai's minimum of "
+                            f"{settings.submission.min_tickers} tickers per submission "
+                            "(submission.min_tickers): use --tickers 100 or more", tag="invalid_option")
+    check_demo_fits(settings.demo.tickers, settings.demo.years)
+
+
+def mode_overrides(mode: Mode, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The settings overrides a round of ``mode`` runs with. A demo round never touches the network:
+    Yahoo (the live commands' source, the default) becomes the demo market; ``files`` stays (offline)."""
+    if mode == "demo" and load_settings(**overrides).price_source == "yahoo":
+        return merge_overrides(overrides, {"price_source": "demo"})
+    return overrides
 
 
 def check_own_features(settings: Settings) -> None:
@@ -253,6 +295,8 @@ def run_round(settings: Settings, overrides: dict[str, Any], kind: RoundKind, *,
     """The whole round, stage by stage (call inside a flow). ``overrides`` made ``settings``:
     the ingest subflow rebuilds its settings from them (flow parameters must serialise)."""
     run_id = new_run_id()
+    with stage("preflight", unattended=unattended):
+        preflight(settings)
     with stage("universe", unattended=unattended):
         universe = kind.universe(settings)
     with stage("resolution", unattended=unattended):
@@ -273,6 +317,15 @@ def run_round(settings: Settings, overrides: dict[str, Any], kind: RoundKind, *,
     return RoundResult(kind.mode, universe, resolution, prices, dataset, model, live, submission, upload)
 
 
+def preflight(settings: Settings) -> None:
+    """What can be judged before any data moves: LightGBM accepts the parameters (a typo must
+    not cost an ingest), and temp files that killed runs left behind are cleared."""
+    check_lightgbm_params(settings.training)
+    removed = remove_stale_temp_files(settings.data_dir)
+    if removed:
+        get_run_logger().info("removed %d temp files left by interrupted runs", len(removed))
+
+
 def ingest_stage(settings: Settings, overrides: dict[str, Any], kind: RoundKind, universe: UniverseRef,
                  resolution: Resolution) -> IngestSummary:
     """The batched ingest subflow (``numerflow ingest``'s own) on the configured task runner,
@@ -281,8 +334,10 @@ def ingest_stage(settings: Settings, overrides: dict[str, Any], kind: RoundKind,
         overrides=overrides, candidates_path=resolution.candidates_path)
     ready = kind.check_prices(settings, universe, summary["source"])
     last = read_parquet(Path(summary["prices_dir"]), columns=["date"])["date"].max()
+    coverage = universe_coverage(universe_ids(universe), read_parquet(Path(summary["ledger_path"]),
+                                                                      columns=["ticker", "status"]))
     return IngestSummary.from_summary(summary, prices_dir=summary["prices_dir"], last_date=str(last.date()),
-                                      readiness=ready)
+                                      readiness=ready, coverage=coverage)
 
 
 def train_or_reuse(settings: Settings, kind: RoundKind, dataset: DatasetInfo, round_number: int | None,
@@ -312,7 +367,7 @@ def train_or_reuse(settings: Settings, kind: RoundKind, dataset: DatasetInfo, ro
 
 
 def universe_ids(universe: UniverseRef) -> Any:
-    return load_universe_ids(Path(universe.path))
+    return load_universe_ids(Path(universe.path), universe.tournament)
 
 
 # ---------------------------------------------------------------- tasks: the universe and its ids
@@ -336,20 +391,35 @@ def numerai_universe_task(settings: Settings) -> UniverseRef:
 
 
 def resolve_universe(settings: Settings, universe_path: Path, round_number: int) -> Resolution:
-    """Resolve the universe to Yahoo candidates; write the map; return it with the report."""
+    """Resolve the universe to Yahoo candidates (rules, the catalog's winners, overrides; then
+    Yahoo's search for what they miss); write the map; return it with the report."""
     tournament = settings.tournament
-    column = tournament_spec(tournament).ticker_column
-    ids = read_parquet(Path(universe_path), columns=[column])[column].astype(str).tolist()
-    # The report shows which tickers already have a winning symbol from earlier ingests.
-    remembered = remembered_symbols(Store(settings.data_dir), source_name(settings))
-    table = resolve_for_yahoo(ids, tournament, settings.numerai.overrides_path, remembered)
+    ids = load_universe_ids(Path(universe_path), tournament).astype(str).tolist()
+    store, source = Store(settings.data_dir), source_name(settings)
+    failing = failing_tickers(store, source)
+
+    def resolve() -> Any:
+        return resolve_for_yahoo(ids, tournament, settings.numerai.overrides_path, remembered_symbols(store, source),
+                                 looked_up_symbols(store, source))
+
+    table = resolve()
+    reasons: dict[str, str] = {}
+    if tournament == "signals" and settings.price_source == "yahoo" and settings.yahoo.lookup:
+        targets = lookup_targets(table, failing)
+        if targets:
+            found = lookup_with_yahoo(settings, targets)
+            remember_lookups(store, source, {t: (r.symbol, r.name) for t, r in found.items() if r.symbol})
+            reasons = {t: r.reason for t, r in found.items() if r.reason}
+            table = resolve()
     report = resolution_report(table)
+    needs = {t: m for t, m in failing.items() if int(m.get("runs", 0)) >= settings.yahoo.needs_override_after}
+    details = resolution_summary(table, reasons, needs)
     # Unresolved tickers go in with no candidates, so the ingest ledger lists them too.
-    path = write_json(numerai_dir(Store(settings.data_dir), tournament) / f"round-{round_number}"
+    path = write_json(numerai_dir(store, tournament) / f"round-{round_number}"
                       / "yahoo-candidates.json", with_unresolved(ids, candidate_map(table)))
     total = report[report["country"] == "TOTAL"].iloc[0]
     return Resolution(str(path), {k: int(total[k]) for k in ("resolved", "ambiguous", "unresolved", "total")},
-                      report.to_dict("records"))
+                      report.to_dict("records"), details)
 
 
 @task(name="resolve-tickers", retries=0, timeout_seconds=600)
@@ -357,6 +427,9 @@ def resolve_tickers_task(settings: Settings, universe: UniverseRef) -> Resolutio
     check_live_price_source(settings)
     assert universe.round_number is not None  # a live universe always has its round
     result = resolve_universe(settings, Path(universe.path), universe.round_number)
+    create_markdown_artifact("\n".join(f"- {line}" for line in resolution_lines(result.details or {})),
+                             key="ticker-resolution-report",
+                             description=f"Ticker resolution, {settings.tournament} round {universe.round_number}")
     create_table_artifact(result.report or [], key="ticker-resolution",
                           description=f"{tournament_spec(settings.tournament).ticker_column} → Yahoo resolution, "
                           f"{settings.tournament} round {universe.round_number}")
@@ -475,7 +548,7 @@ def publish_report_task(settings: Settings, model_dir: str, metrics: dict, run_i
 def predict_live_task(settings: Settings, dataset_path: str, model_dir: str, universe_path: str,
                       run_id: str, numerai_live: str | None = None) -> LivePredictions:
     return predict_live(
-        Store(settings.data_dir), Path(dataset_path), Path(model_dir), load_universe_ids(Path(universe_path)),
+        Store(settings.data_dir), Path(dataset_path), Path(model_dir), load_universe_ids(Path(universe_path), settings.tournament),
         run_id, min_tickers=settings.submission.min_tickers, num_threads=settings.training.num_threads,
         numerai_live_path=Path(numerai_live) if numerai_live else None,
     )
@@ -567,8 +640,9 @@ def round_flow(
     """A whole round now (``numerflow run``): the demo market offline, or the live Numerai round
     (refused early when it is closed and keys are set). ``tickers``/``years``/``signal``/``seed``
     shape the demo market."""
-    overrides = settings_overrides(data_dir=data_dir, tournament=tournament, model_name=model_name,
-                                   tickers=tickers, years=years, signal=signal, seed=seed, extra=overrides)
+    overrides = mode_overrides(mode, settings_overrides(data_dir=data_dir, tournament=tournament, model_name=model_name,
+                                                        tickers=tickers, years=years, signal=signal, seed=seed,
+                                                        extra=overrides))
     settings = load_settings(**overrides)
     window = None
     if mode == "live":

@@ -30,6 +30,7 @@ from numerflow.flows.round import (
     Mode,
     build_dataset_task,
     check_live_price_source,
+    mode_overrides,
     round_kind,
     run_round,
     stage,
@@ -122,7 +123,7 @@ def scheduled_round_flow(
     params = {"tournament": tournament, "model_name": model_name, "tickers": tickers, "years": years,
               "seed": seed, "data_dir": data_dir, "overrides": overrides}
     with stage("settings", unattended=True):
-        overrides_all = round_overrides(params)
+        overrides_all = mode_overrides(mode, round_overrides(params))
         settings = load_settings(**overrides_all)
     with stage("guard", unattended=True):
         decision = round_guard(settings, mode, force)
