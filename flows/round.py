@@ -525,6 +525,7 @@ def validation_alpha_task(settings: Settings, trained: TrainResult, files: Neutr
     meta_path = Path(trained.model_dir) / META_FILE
     meta = read_json(meta_path)
     metrics = with_score(trained.metrics, "alpha", alpha, int(meta["data_range"].get("target_span_trading_days") or 0))
+    metrics["alpha_scored_on"] = alpha.attrs.get("scored_on")
     meta["validation_metrics"] = {**meta["validation_metrics"], "alpha": metrics["alpha"], "daily": metrics["daily"]}
     write_json(meta_path, meta)
     logger.info("Validation ALPHA per weekly era: mean %.5f over %s eras", metrics["alpha"]["mean"] or float("nan"),

@@ -116,3 +116,20 @@ def test_a_model_on_another_target_is_also_scored_against_numerais_target(fake_n
     assert result.metrics["corr_target"]["mean"] != result.metrics["corr"]["mean"]
     meta = load_model(tmp_path / "data" / "models" / result.model_id)[1]
     assert "CORR vs Numerai's target" in render_markdown(result.metrics, meta, "c.png")
+
+
+def test_alpha_is_scored_against_the_payout_target_when_the_data_has_it(fake_numerai, make_client, v21, tmp_path):
+    from numerflow.tasks.numerai.neutralizer import fetch_neutralizer_files, validation_alpha
+
+    store = Store(tmp_path / "data")
+    client = make_client(with_keys=False)
+    files = fetch_training_data(client, store, 1001)
+    frame = numerai_training_frame(pd.DataFrame(), files.paths, "signals", "target", "numerai")
+    source = v21["validation.parquet"].set_index(["numerai_ticker", "date"])
+    row = frame[frame["date"] == pd.Timestamp("2023-08-04")].iloc[3]
+    assert row["alpha_target"] == source.loc[(row["ticker"], "2023-08-04"), "target_chili_60"]
+    result = train_and_register(store, write_parquet(tmp_path / "t.parquet", frame), FAST, run_id="r1")
+    assert "alpha_target" in pd.read_parquet(result.validation_predictions).columns
+    neutral = fetch_neutralizer_files(client, store, 1001)
+    alpha = validation_alpha(result.validation_predictions, neutral.neutralizer_path, neutral.weights_path)
+    assert alpha.attrs["scored_on"] == "target_chili_60" and alpha.notna().sum() > 10

@@ -140,6 +140,8 @@ def render_markdown(metrics: dict, model_meta: dict, chart_ref: str) -> str:
     if exposure:
         lines += ["", f"Max feature exposure (mean over dates): {_fmt(exposure.get('mean'))}"
                   f" — most exposed feature `{exposure.get('worst_feature')}`."]
+    if "alpha" in names and metrics.get("alpha_scored_on"):
+        lines += ["", f"ALPHA is scored against {metrics['alpha_scored_on']} (Numerai pays ALPHA on target_chili_60)."]
     if "alpha" not in names:
         lines += ["", "ALPHA needs Numerai's neutralizer and sample-weight files for the validation dates; "
                   "none were scored for this model."]

@@ -238,7 +238,7 @@ def train_and_register(
     booster = fit_lightgbm(x[split.train], y[split.train], settings)
 
     # numerai_date (Numerai's data date of each row, when training on its targets) is kept for ALPHA.
-    keys = ["ticker", "date", "target", *(["numerai_date"] if "numerai_date" in dataset.columns else [])]
+    keys = ["ticker", "date", "target", *[c for c in ("numerai_date", "alpha_target") if c in dataset.columns]]
     valid = dataset.loc[split.validation, keys].reset_index(drop=True)
     valid["prediction"] = booster.predict(x[split.validation], num_threads=settings.num_threads)
     metrics = diagnostics(

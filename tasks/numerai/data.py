@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 TRAIN_FILES = {"signals": ("train.parquet",), "crypto": ("train_targets.parquet", "train.parquet")}
 VALIDATION_FILES = {"signals": ("validation.parquet",), "crypto": ()}
+#: The target Numerai pays ALPHA on (Signals, rounds from 2025-09).
+PAYOUT_TARGET = "target_chili_60"
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,7 @@ def join_numerai_targets(
     clash = sorted(set(feature_cols) & set(numerai_features))
     if clash:
         raise BadInputError(f"our features and Numerai's share the names {clash}", tag="feature_mismatch")
-    scores = [c for c in ("score_target",) if c in theirs.columns]
+    scores = [c for c in ("score_target", "alpha_target") if c in theirs.columns]
     columns = ["ticker", "date", *feature_cols, *numerai_features, "target", *scores, "numerai_date",
                "target_end_date"]
     result = joined[columns].sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)
@@ -212,10 +214,13 @@ def numerai_training_frame(dataset: pd.DataFrame, paths: list[Path], tournament:
         raise BadInputError(f"Numerai data file {paths[0]} has no feature_* columns; use training.feature_set = "
                             "\"own\"", tag="invalid_numerai_data")
     numerai = read_numerai_targets(paths, tournament, target_column, feature_columns=names)
-    if target_column != "target" and tournament == "signals":
-        # What Numerai shows as CORR/FNC is against its ``target``: kept as ``score_target`` to score on.
-        shown = read_numerai_targets(paths, tournament, "target").rename(columns={"target": "score_target"})
-        numerai = numerai.merge(shown, on=["ticker", "date"], how="left", validate="one_to_one")
+    # What Numerai shows as CORR/FNC is against its ``target`` (kept as ``score_target``); ALPHA is
+    # paid against ``target_chili_60`` (kept as ``alpha_target``): both scored next to the trained one.
+    available = pq.read_schema(paths[0]).names if tournament == "signals" else []
+    for column, name in (("target", "score_target"), (PAYOUT_TARGET, "alpha_target")):
+        if column != target_column and column in available:
+            extra = read_numerai_targets(paths, tournament, column).rename(columns={"target": name})
+            numerai = numerai.merge(extra, on=["ticker", "date"], how="left", validate="one_to_one")
     if feature_set == "numerai":
         return numerai_feature_rows(numerai, target_column)
     return join_numerai_targets(dataset, numerai, target_column, numerai_features=names)

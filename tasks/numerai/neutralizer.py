@@ -176,14 +176,22 @@ def validation_alpha(predictions_path: Path, neutralizer_path: Path, weights_pat
                      max_rows: int = DEFAULT_MAX_ROWS) -> pd.Series:
     """Per-date ALPHA of a model's validation predictions (``ticker``, ``date``, ``target``,
     ``prediction``, and ``numerai_date`` when it trained on Numerai's rows: the neutralizer's
-    dates are Numerai's data dates) against the target it trained on."""
+    dates are Numerai's data dates) against Numerai's payout target ``target_chili_60`` when the
+    file carries it (``alpha_target``), else against the target it trained on. The series' name
+    attribute ``scored_on`` says which."""
     from numerflow.tasks.core.store import read_parquet
 
     predictions = read_parquet(Path(predictions_path))
     if "numerai_date" in predictions.columns:
         predictions = predictions.assign(date=predictions["numerai_date"])
-    return alpha_from_files(predictions[["ticker", "date", "prediction", "target"]], neutralizer_path,
-                            weights_path, max_rows=max_rows)
+    scored_on = "the trained target"
+    if "alpha_target" in predictions.columns:
+        predictions = predictions.assign(target=predictions["alpha_target"])
+        scored_on = "target_chili_60"
+    alpha = alpha_from_files(predictions[["ticker", "date", "prediction", "target"]], neutralizer_path,
+                             weights_path, max_rows=max_rows)
+    alpha.attrs["scored_on"] = scored_on
+    return alpha
 
 
 def write_neutralizer_files(folder: Path, neutral: pd.DataFrame, weights: pd.DataFrame) -> NeutralizerFiles:
