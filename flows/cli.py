@@ -283,11 +283,15 @@ def run_summary(result: RoundResult) -> dict[str, Any]:
         "dataset": {"path": dataset.path, "rows": dataset.rows, "tickers": dataset.tickers,
                     "first_date": dataset.first_date, "last_date": dataset.last_date},
         "model": {"id": model.model_id, "trained": model.trained, "decision": model.decision},
-        "validation": {k: model.validation.get(k) for k in ("mean", "std", "sharpe", "max_drawdown", "n_dates")},
+        # Weekly-era summaries (tasks.model.eras); a model trained before eras existed has n_dates instead.
+        "validation": {k: model.validation.get(k) for k in ("mean", "std", "sharpe", "max_drawdown", "positive_share",
+                                                             "n_eras", "n_dates")},
+        "alpha": {k: (model.alpha or {}).get(k) for k in ("mean", "std", "sharpe", "positive_share", "n_eras")}
+        if model.alpha else None,
         "report": model.report.markdown if model.report else None,
         "live_date": result.live.live_date,
         "submission": {"path": result.submission.path, "rows": result.submission.rows,
-                       "sha256": result.submission.sha256},
+                       "sha256": result.submission.sha256, "churn": result.submission.checks.get("churn")},
         "upload": {"dry_run": upload.dry_run, "reason": upload.message, "record": upload.record,
                    "status": upload.status, "submission_id": upload.submission_id},
     }
@@ -307,9 +311,10 @@ def render_summary(s: dict[str, Any]) -> str:
         f"  prices      {_prices_line(s['prices'])}",
         f"  dataset     {s['dataset']['rows']:,} rows, {s['dataset']['first_date']} → {s['dataset']['last_date']}",
         f"  model       {s['model']['id']} ({s['model']['decision']})",
-        f"  validation  CORR mean {v['mean']:.4f}, sharpe {v['sharpe']:.2f}, max drawdown {v['max_drawdown']:.4f}"
-        f" over {v['n_dates']} dates",
+        f"  validation  {_validation_line(v)}",
+        f"  alpha       {_alpha_line(s.get('alpha'))}",
         f"  submission  {s['submission']['path']} ({s['submission']['rows']} rows, live date {s['live_date']})",
+        f"  churn       {s['submission'].get('churn') or 'not checked'}",
         f"  upload      {_upload_line(s['upload'])}",
         f"  report      {s['report'] or 'unchanged model: see its earlier report'}",
     ]
@@ -321,6 +326,26 @@ def render_summary(s: dict[str, Any]) -> str:
         if n["window"]:
             lines.append(f"  window      opens {n['window']['open_time']}, closes {n['window']['close_time']}")
     return "\n".join(lines)
+
+
+def _validation_line(v: dict[str, Any]) -> str:
+    def fmt(value: Any, spec: str) -> str:
+        return "—" if value is None else format(value, spec)
+
+    if v.get("n_eras") is None:  # a model trained before era summaries
+        return f"CORR mean {fmt(v.get('mean'), '.4f')} over {v.get('n_dates')} daily dates (retrain for era figures)"
+    return (f"CORR per weekly era: mean {fmt(v.get('mean'), '.4f')}, sharpe {fmt(v.get('sharpe'), '.2f')}, "
+            f"max drawdown {fmt(v.get('max_drawdown'), '.4f')}, positive {fmt(v.get('positive_share'), '.0%')} "
+            f"of {v['n_eras']} eras")
+
+
+def _alpha_line(alpha: dict[str, Any] | None) -> str:
+    if not alpha or alpha.get("mean") is None:
+        return "not scored (no neutralizer for the validation dates); MPC cannot be computed locally"
+    sharpe = "—" if alpha.get("sharpe") is None else f"{alpha['sharpe']:.2f}"
+    return (f"ALPHA per weekly era: mean {alpha['mean']:.5f}, sharpe {sharpe}, positive "
+            f"{alpha['positive_share']:.0%} of {alpha['n_eras']} eras (after Numerai-style neutralisation; "
+            "MPC cannot be computed locally)")
 
 
 def _prices_line(prices: dict[str, Any]) -> str:

@@ -90,6 +90,7 @@ class NumeraiTargets:
     rows: int
     version: str
     target_column: str
+    members: list[tuple[str, str]] | None = None  # an ensemble: (target, training file) per member
 
 
 @dataclass(frozen=True)
@@ -107,10 +108,11 @@ class ModelChoice:
     model_dir: str
     trained: bool
     decision: str  # why it was trained or reused
-    validation: dict[str, Any]  # CORR summary on the held-out dates
+    validation: dict[str, Any]  # CORR summary on the held-out weekly eras
     lineage_source: str
     report: ReportPaths | None = None  # only when trained this run
     numerai_targets: NumeraiTargets | None = None
+    alpha: dict[str, Any] | None = None  # ALPHA summary on the held-out weekly eras, when a neutralizer was scored
 
 
 @dataclass(frozen=True)

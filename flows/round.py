@@ -14,6 +14,7 @@ defined, and pass references (paths, ids, small dataclasses), never DataFrames.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -55,9 +56,12 @@ from numerflow.tasks.core.store import (
     write_json,
     write_parquet,
 )
-from numerflow.tasks.model.dataset import DatasetInfo, build_dataset
+from numerflow.tasks.model.dataset import DatasetInfo, build_dataset, feature_columns_of
+from numerflow.tasks.model.ensemble import ensemble_weights, train_ensemble
+from numerflow.tasks.model.eras import with_score
 from numerflow.tasks.model.predict import LivePredictions, predict_live
 from numerflow.tasks.model.report import write_report
+from numerflow.tasks.model.targets import numerai_target_horizon
 from numerflow.tasks.model.training import (
     META_FILE,
     TrainResult,
@@ -67,15 +71,24 @@ from numerflow.tasks.model.training import (
     needs_training,
     train_and_register,
 )
+from numerflow.tasks.numerai.churn import check_against_history, churn_message, record_submission
 from numerflow.tasks.numerai.client import client_for, numerai_dir, require_open_window, tournament_spec
-from numerflow.tasks.numerai.data import TRAIN_FILES, fetch_training_data, join_numerai_targets, read_numerai_targets
+from numerflow.tasks.numerai.data import TRAIN_FILES, fetch_training_data, numerai_live_path, numerai_training_frame
+from numerflow.tasks.numerai.neutralizer import (
+    NEUTRALIZER_FILES,
+    WEIGHT_FILES,
+    NeutralizerFiles,
+    fetch_neutralizer_files,
+    validation_alpha,
+    write_neutralizer_files,
+)
 from numerflow.tasks.numerai.submission import (
     build_submission,
     validate_submission,
     write_dry_run_record,
     write_submission,
 )
-from numerflow.tasks.numerai.submit import SubmitOutcome, submit_file
+from numerflow.tasks.numerai.submit import SubmitOutcome, read_submission_file, submit_file
 from numerflow.tasks.numerai.universe import fetch_universe, load_universe_ids, write_universe
 from numerflow.tasks.prices.ingest import failing_tickers, looked_up_symbols, remember_lookups, remembered_symbols
 from numerflow.tasks.prices.lookup import lookup_targets
@@ -185,6 +198,7 @@ class DemoRound:
 
     def training_data(self, settings: Settings, dataset: DatasetInfo,
                       round_number: int | None) -> tuple[str, str, NumeraiTargets | None]:
+        check_own_features(settings)
         return dataset.path, source_name(settings), None
 
     def upload(self, settings: Settings, submission: SubmissionFile, universe: UniverseRef,
@@ -215,7 +229,12 @@ class LiveRound:
         targets = numerai_targets_task(settings, dataset.path, round_number)
         if targets is None:
             return dataset.path, source_name(settings), None
-        return targets.path, f"{source_name(settings)}+numerai:{targets.target_column}", targets
+        features = "" if settings.training.feature_set == "own" else f"+features:{settings.training.feature_set}"
+        columns = targets.target_column
+        if targets.members:
+            weights = ensemble_weights([t for t, _ in targets.members], settings.numerai.ensemble_weights)
+            columns = ",".join(f"{t}@{w:.3g}" for (t, _), w in zip(targets.members, weights, strict=True))
+        return targets.path, f"{source_name(settings)}+numerai:{columns}{features}", targets
 
     def upload(self, settings: Settings, submission: SubmissionFile, universe: UniverseRef,
                force: bool) -> SubmitOutcome:
@@ -251,6 +270,15 @@ def mode_overrides(mode: Mode, overrides: dict[str, Any]) -> dict[str, Any]:
     return overrides
 
 
+def check_own_features(settings: Settings) -> None:
+    """Numerai's features exist only in Numerai's training data and live.parquet."""
+    if settings.training.feature_set != "own":
+        raise BadInputError(
+            f"training.feature_set = {settings.training.feature_set!r} needs Numerai's train/validation data and "
+            "live.parquet, which this round does not use (the demo market, or Numerai's targets switched off): "
+            "set training.feature_set = \"own\" or run a live Signals round", tag="invalid_config")
+
+
 def check_live_price_source(settings: Settings) -> None:
     if settings.price_source != "yahoo":
         raise BadInputError(
@@ -280,7 +308,8 @@ def run_round(settings: Settings, overrides: dict[str, Any], kind: RoundKind, *,
     with stage("train", unattended=unattended):
         model = train_or_reuse(settings, kind, dataset, universe.round_number, retrain, run_id)
     with stage("predict", unattended=unattended):
-        live = predict_live_task(settings, dataset.path, model.model_dir, universe.path, run_id)
+        live = predict_live_task(settings, dataset.path, model.model_dir, universe.path, run_id,
+                                 numerai_live_path(Store(settings.data_dir), universe))
     with stage("validate", unattended=unattended):
         submission = write_submission_task(settings, live.path, universe)
     with stage("upload", unattended=unattended):
@@ -316,20 +345,25 @@ def train_or_reuse(settings: Settings, kind: RoundKind, dataset: DatasetInfo, ro
     """Train (and publish the report) unless the registry has a fresh model of the same lineage."""
     training_path, lineage_source, numerai_targets = kind.training_data(settings, dataset, round_number)
     store = Store(settings.data_dir)
-    must_train, reason = needs_training(store, settings.training.model_max_age_days, dataset.feature_names,
+    features = feature_columns_of(Path(training_path))  # ours, Numerai's or both
+    must_train, reason = needs_training(store, settings.training.model_max_age_days, features,
                                         force=retrain, lineage=model_lineage(settings, lineage_source))
     get_run_logger().info("Training decision: %s", reason)
     if must_train:
-        trained = train_model_task(settings, training_path, run_id, lineage_source)
-        report = publish_report_task(settings, trained.model_dir, trained.metrics, run_id)
+        trained = train_model_task(settings, training_path, run_id, lineage_source,
+                                   numerai_targets.members if numerai_targets else None)
+        neutralizers = (demo_neutralizer_task(settings, trained.validation_predictions) if kind.mode == "demo"
+                        else numerai_neutralizer_task(settings, round_number))
+        metrics = validation_alpha_task(settings, trained, neutralizers)
+        report = publish_report_task(settings, trained.model_dir, metrics, run_id)
         return ModelChoice(trained.model_id, trained.model_dir, True, reason, trained.metrics["corr"],
-                           lineage_source, report, numerai_targets)
+                           lineage_source, report, numerai_targets, alpha=metrics.get("alpha"))
     model_dir = latest_model(store)
     if model_dir is None:  # needs_training said "reuse", so the registry has one
         raise BadInputError("the model registry is empty; run with --retrain", tag="no_model")
     meta = read_json(model_dir / META_FILE)
     return ModelChoice(meta["model_id"], str(model_dir), False, reason, meta["validation_metrics"]["corr"],
-                       lineage_source, None, numerai_targets)
+                       lineage_source, None, numerai_targets, alpha=meta["validation_metrics"].get("alpha"))
 
 
 def universe_ids(universe: UniverseRef) -> Any:
@@ -417,25 +451,86 @@ def numerai_targets_task(settings: Settings, dataset_path: str, round_number: in
     Numerai lists training data for the tournament; None → the round trains on our own targets."""
     tournament = settings.tournament
     if not settings.numerai.use_numerai_targets or round_number is None:
+        check_own_features(settings)
         return None
+    for column in settings.numerai.ensemble_targets or [settings.numerai.target_column]:
+        numerai_target_horizon(column)  # an unknown horizon is refused before downloads
     store = Store(settings.data_dir)
     client = client_for(settings, tournament)
     if not any(name.rpartition("/")[2] in TRAIN_FILES[tournament] for name in client.list_datasets()):
         get_run_logger().info("Numerai lists no %s training data (%s): training on our own targets",
                               tournament, "/".join(TRAIN_FILES[tournament]))
+        check_own_features(settings)
         return None
     files = fetch_training_data(client, store, round_number)
-    column = settings.numerai.target_column
-    numerai = read_numerai_targets(files.paths, tournament, column)
-    joined = join_numerai_targets(read_parquet(Path(dataset_path)), numerai, settings.target)
-    path = write_parquet(Path(dataset_path).with_name(f"{Path(dataset_path).stem}-numerai-{column}.parquet"), joined)
-    return NumeraiTargets(str(path), int(len(joined)), files.version, column)
+    feature_set = settings.training.feature_set
+    targets = settings.numerai.ensemble_targets or [settings.numerai.target_column]
+    ensemble_weights(targets, settings.numerai.ensemble_weights)  # bad weights refused before the work
+    ours = read_parquet(Path(dataset_path))
+    members = []
+    for column in targets:  # one training file per target: its own column and its own purge
+        joined = numerai_training_frame(ours, files.paths, tournament, column, feature_set)
+        path = write_parquet(Path(dataset_path).with_name(
+            f"{Path(dataset_path).stem}-numerai-{column}-{feature_set}.parquet"), joined)
+        members.append((column, str(path)))
+    return NumeraiTargets(members[0][1], int(len(joined)), files.version, targets[0],
+                          members if settings.numerai.ensemble_targets else None)
 
 
 @task(name="train-model", retries=0, timeout_seconds=3 * 3600)
-def train_model_task(settings: Settings, dataset_path: str, run_id: str, source: str) -> TrainResult:
-    return train_and_register(Store(settings.data_dir), Path(dataset_path), settings.training, run_id,
-                              lineage=model_lineage(settings, source))
+def train_model_task(settings: Settings, dataset_path: str, run_id: str, source: str,
+                     members: list[tuple[str, str]] | None = None) -> TrainResult:
+    """One model, or (``members``: target and training file each) a rank-averaged ensemble."""
+    store, lineage = Store(settings.data_dir), model_lineage(settings, source)
+    if members:
+        return train_ensemble(store, [(t, Path(p)) for t, p in members], settings.numerai.ensemble_weights,
+                              settings.training, run_id, lineage=lineage)
+    return train_and_register(store, Path(dataset_path), settings.training, run_id, lineage=lineage)
+
+
+@task(name="demo-neutralizer", retries=0, timeout_seconds=1800)
+def demo_neutralizer_task(settings: Settings, validation_predictions: str) -> NeutralizerFiles:
+    """The demo market's neutralizer and sample weights on the validation dates (Numerai's layout)."""
+    market = demo_market(settings)
+    dates = read_parquet(Path(validation_predictions), columns=["date"])["date"].unique()
+    folder = Store(settings.data_dir).root / "neutralizers" / "demo" / hashlib.sha256(
+        f"{market!r}:{len(dates)}:{dates.min()}:{dates.max()}".encode()).hexdigest()[:16]
+    if (folder / NEUTRALIZER_FILES["validation"]).exists() and (folder / WEIGHT_FILES["validation"]).exists():
+        return NeutralizerFiles("demo", "validation", folder / NEUTRALIZER_FILES["validation"],
+                                folder / WEIGHT_FILES["validation"])
+    return write_neutralizer_files(folder, *market.neutralizers(dates))
+
+
+@network_task(name="numerai-neutralizer", timeout_seconds=3 * 3600)
+def numerai_neutralizer_task(settings: Settings, round_number: int | None) -> NeutralizerFiles | None:
+    """Numerai's validation neutralizer and sample weights (Signals, when listed)."""
+    if round_number is None or settings.tournament != "signals" or not settings.numerai.use_numerai_targets:
+        return None
+    return fetch_neutralizer_files(client_for(settings, settings.tournament), Store(settings.data_dir), round_number)
+
+
+@task(name="validation-alpha", retries=0, timeout_seconds=3600)
+def validation_alpha_task(settings: Settings, trained: TrainResult, files: NeutralizerFiles | None) -> dict:
+    """The validation metrics plus ALPHA per date and per era (kept in the model's meta too);
+    unchanged, with the reason logged, when there is no neutralizer to score against."""
+    logger = get_run_logger()
+    if files is None:
+        logger.info("No neutralizer file for the validation dates: ALPHA not scored")
+        return trained.metrics
+    try:
+        alpha = validation_alpha(Path(trained.validation_predictions), files.neutralizer_path, files.weights_path)
+    except BadInputError as exc:  # scoring is diagnostics: the round goes on
+        logger.warning("ALPHA not scored: %s", exc)
+        return trained.metrics
+    meta_path = Path(trained.model_dir) / META_FILE
+    meta = read_json(meta_path)
+    metrics = with_score(trained.metrics, "alpha", alpha, int(meta["data_range"].get("target_span_trading_days") or 0))
+    metrics["alpha_scored_on"] = alpha.attrs.get("scored_on")
+    meta["validation_metrics"] = {**meta["validation_metrics"], "alpha": metrics["alpha"], "daily": metrics["daily"]}
+    write_json(meta_path, meta)
+    logger.info("Validation ALPHA per weekly era: mean %.5f over %s eras", metrics["alpha"]["mean"] or float("nan"),
+                metrics["alpha"]["n_eras"])
+    return metrics
 
 
 @task(name="publish-report", retries=0, timeout_seconds=600)
@@ -452,10 +547,11 @@ def publish_report_task(settings: Settings, model_dir: str, metrics: dict, run_i
 
 @task(name="predict-live", retries=0, timeout_seconds=1800)
 def predict_live_task(settings: Settings, dataset_path: str, model_dir: str, universe_path: str,
-                      run_id: str) -> LivePredictions:
+                      run_id: str, numerai_live: str | None = None) -> LivePredictions:
     return predict_live(
         Store(settings.data_dir), Path(dataset_path), Path(model_dir), load_universe_ids(Path(universe_path), settings.tournament),
         run_id, min_tickers=settings.submission.min_tickers, num_threads=settings.training.num_threads,
+        numerai_live_path=Path(numerai_live) if numerai_live else None,
     )
 
 
@@ -465,6 +561,13 @@ def write_submission_task(settings: Settings, predictions_path: str, universe: U
     submission = build_submission(read_parquet(Path(predictions_path)), settings.tournament)
     checks = validate_submission(submission, universe_ids(universe), tournament=settings.tournament,
                                  min_tickers=settings.submission.min_tickers)
+    # Churn/turnover against this model's recent submissions (the gate may refuse here, before any file).
+    churn = check_against_history(store, settings.submission, settings.tournament, settings.numerai.model_name,
+                                  universe.round_label, submission)
+    checks = {**checks, "max_churn": churn["max_churn"], "max_turnover": churn["max_turnover"],
+              "churn": churn_message(churn)}
+    if churn["warning"]:
+        get_run_logger().warning(churn["warning"])
     path, sha256 = write_submission(
         submission, store.submission_dir(settings.tournament, universe.round_label) / "submission.csv")
     create_table_artifact([checks], key="submission-checks",
@@ -487,6 +590,9 @@ def record_demo_upload(settings: Settings, submission: SubmissionFile, round_lab
     """The demo market's upload: a dry-run record of exactly what would be sent."""
     reason = "demo market: nothing leaves the machine"
     store = Store(settings.data_dir)
+    # Kept as if it had left, so the next demo round's churn has something to compare with.
+    record_submission(store, settings.tournament, settings.numerai.model_name, round_label,
+                      read_submission_file(Path(submission.path)))
     record = write_dry_run_record(
         store.submission_dir(settings.tournament, round_label) / "upload-record.json",
         reason=reason, tournament=settings.tournament, round_label=round_label,

@@ -105,6 +105,9 @@ class TrainingSettings(Section):
         description="LightGBM parameters, passed as is",
     )
     num_boost_round: int = Field(300, ge=1, description="boosting rounds")
+    feature_set: Literal["own", "numerai", "both"] = Field(
+        "own", description="model inputs: our price features (own), Numerai's feature_* columns from "
+        "train/validation and, live, live.parquet (numerai; live rounds only), or both")
     validation_fraction: float = Field(
         0.25, gt=0, lt=1, description="share of the most recent dates held out for validation"
     )
@@ -126,7 +129,9 @@ class TrainingSettings(Section):
 
 
 class SubmissionSettings(Section):
-    """Checks every submission passes before it is uploaded (or recorded as a dry run)."""
+    """Checks every submission passes before it is uploaded (or recorded as a dry run), including churn
+    and turnover against the model's own recent submissions (Numerai may not pay above its thresholds;
+    sources disagree on them)."""
 
     min_tickers: int = Field(100, ge=1, description="Numerai's minimum number of valid universe tickers")
     max_file_mb: float = Field(
@@ -137,6 +142,14 @@ class SubmissionSettings(Section):
         0.5, ge=0, le=1,
         description="tickers outside the live universe are dropped (and counted) before upload; above this "
         "share of the file the submission is refused (a wrong file or tournament)")
+    churn_gate: Literal["warn", "refuse"] = Field(
+        "warn", description="above max_churn / max_turnover: warn and upload, or refuse the upload")
+    max_churn: float = Field(0.15, gt=0, le=2, description="churn (1 - Spearman) against a recent submission "
+                             "at or above which the gate acts")
+    max_turnover: float = Field(0.20, gt=0, le=1, description="turnover (half the absolute weight change) "
+                                "at or above which the gate acts")
+    churn_lookback_days: float = Field(7.0, gt=0, description="recent submissions: those of the last this many days")
+    churn_history: int = Field(5, ge=1, description="compare with at most this many recent submissions (newest first)")
 
 
 class NumeraiSettings(Section):
@@ -163,7 +176,14 @@ class NumeraiSettings(Section):
     overrides_path: Path | None = Field(
         None, description="CSV of Yahoo symbols that win over the rules: numerai_ticker,yahoo_symbol (Signals) or symbol,yahoo_symbol (Crypto)"
     )
-    target_column: str = Field("target", description="Numerai target column to train on when Numerai's data is used")
+    target_column: str = Field(
+        "target", description="Numerai target column to train on when Numerai's data is used; its horizon "
+        "(the number ending the name: target_chili_60 = 60 trading days; target = 20) sets the purge")
+    ensemble_targets: list[str] = Field(
+        default_factory=list, description="train one model per listed Numerai target and rank-average them "
+        "(the first is the one the ensemble is scored on); empty: one model on target_column")
+    ensemble_weights: list[float] = Field(
+        default_factory=list, description="one weight per ensemble target (normalised to sum 1); empty: equal")
     use_numerai_targets: bool = Field(
         True, description="train on Numerai's train/validation targets when they are available (else our own)"
     )

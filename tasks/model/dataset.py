@@ -111,3 +111,10 @@ def live_rows(dataset: pd.DataFrame, universe_ids: pd.Series, max_staleness_days
 def feature_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c.startswith("feature_")]
 
+
+def feature_columns_of(path: Path) -> list[str]:
+    """The feature columns of a dataset file, from its schema (nothing else is read)."""
+    import pyarrow.parquet as pq
+
+    return [c for c in pq.read_schema(path).names if c.startswith("feature_")]
+
