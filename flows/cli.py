@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="Numerai tournament (default: the configured one, signals)")
     run.add_argument("--tournament", choices=["signals", "crypto"], help="live round: Numerai tournament")
     run.add_argument("--force", action="store_true", help="live round: upload even if this round was already submitted")
-    run.add_argument("--model", help="live round: Numerai model name (default: numerai.model_name)")
+    run.add_argument("--model", help="Numerai model name (default: numerai.model_name); with a [[models]] table: "
+                     "run that model only")
     run.set_defaults(handler=cmd_run)
 
     ingest = commands.add_parser(
@@ -278,6 +279,10 @@ def run_summary(result: RoundResult) -> dict[str, Any]:
         "upload": {"dry_run": upload.dry_run, "reason": upload.message, "record": upload.record,
                    "status": upload.status, "submission_id": upload.submission_id},
     }
+    summary["models"] = [{"name": run.name, "model_id": run.model.model_id, "trained": run.model.trained,
+                          "validation_mean": run.model.validation.get("mean"), "submission": run.submission.path,
+                          "upload": run.upload.status, "submission_id": run.upload.submission_id}
+                         for run in result.models]
     if result.mode == "live":
         summary["numerai"] = {"tournament": result.universe.tournament, "round": result.universe.round_number,
                               "window": result.window, "universe": {"tickers": result.universe.tickers,
@@ -300,6 +305,9 @@ def render_summary(s: dict[str, Any]) -> str:
         f"  upload      {_upload_line(s['upload'])}",
         f"  report      {s['report'] or 'unchanged model: see its earlier report'}",
     ]
+    if len(s["models"]) > 1:
+        lines += [f"  model {m['name']:<12}{m['model_id']} ({'trained' if m['trained'] else 'reused'}), "
+                  f"CORR {m['validation_mean']:.4f}, {m['upload']}: {m['submission']}" for m in s["models"]]
     n = s.get("numerai")
     if n:
         r = n["resolution"] or {}

@@ -23,12 +23,13 @@ from uuid import UUID
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from numerflow.flows.guard import demo_round_label
+from numerflow.flows.guard import DEMO_RECORD, demo_round_label
 from numerflow.flows.policies import network_task
 from numerflow.flows.prices import demo_market, prices_flow, readiness, source_name, task_runner_for, with_unresolved
 from numerflow.flows.results import (
     IngestSummary,
     ModelChoice,
+    ModelRun,
     NumeraiTargets,
     ReportPaths,
     Resolution,
@@ -36,9 +37,16 @@ from numerflow.flows.results import (
     SubmissionFile,
     UniverseRef,
 )
-from numerflow.tasks.core.config import Settings, load_settings, settings_overrides
+from numerflow.tasks.core.config import (
+    ModelSettings,
+    Settings,
+    load_settings,
+    model_table,
+    settings_for_model,
+    settings_overrides,
+)
 from numerflow.tasks.core.errors import BadInputError, NumerflowError
-from numerflow.tasks.core.store import Store, new_run_id, read_json, read_parquet, write_json, write_parquet
+from numerflow.tasks.core.store import Store, new_run_id, read_json, safe_id, read_parquet, write_json, write_parquet
 from numerflow.tasks.model.dataset import DatasetInfo, build_dataset
 from numerflow.tasks.model.predict import LivePredictions, predict_live
 from numerflow.tasks.model.report import write_report
@@ -221,10 +229,18 @@ def check_live_price_source(settings: Settings) -> None:
 
 
 def run_round(settings: Settings, overrides: dict[str, Any], kind: RoundKind, *, force: bool = False,
-              retrain: bool = False, unattended: bool = False) -> RoundResult:
+              retrain: bool = False, unattended: bool = False,
+              models: list[ModelSettings | None] | None = None) -> RoundResult:
     """The whole round, stage by stage (call inside a flow). ``overrides`` made ``settings``:
-    the ingest subflow rebuilds its settings from them (flow parameters must serialise)."""
+    the ingest subflow rebuilds its settings from them (flow parameters must serialise).
+
+    Universe, resolution, ingest and dataset run once; then each model of ``models`` (default:
+    the whole ``model_table``) trains or reuses, predicts, validates and uploads on its own. With a
+    ``[[models]]`` table one model's failure never stops the others: it is kept in the result's
+    ``failures`` (``raise_failures`` turns them into one error naming each). The single
+    configured model (no table) fails the round directly, as one model always did."""
     run_id = new_run_id()
+    table = model_table(settings) if models is None else models
     with stage("universe", unattended=unattended):
         universe = kind.universe(settings)
     with stage("resolution", unattended=unattended):
@@ -233,15 +249,69 @@ def run_round(settings: Settings, overrides: dict[str, Any], kind: RoundKind, *,
         prices = ingest_stage(settings, overrides, kind, universe, resolution)
     with stage("dataset", unattended=unattended):
         dataset = build_dataset_task(settings, prices.source)
-    with stage("train", unattended=unattended):
-        model = train_or_reuse(settings, kind, dataset, universe.round_number, retrain, run_id)
-    with stage("predict", unattended=unattended):
-        live = predict_live_task(settings, dataset.path, model.model_dir, universe.path, run_id)
-    with stage("validate", unattended=unattended):
-        submission = write_submission_task(settings, live.path, universe)
-    with stage("upload", unattended=unattended):
-        upload = kind.upload(settings, submission, universe, force)
-    return RoundResult(kind.mode, universe, resolution, prices, dataset, model, live, submission, upload)
+    runs: list[ModelRun] = []
+    failures: dict[str, str] = {}
+    for entry in table:
+        if entry is None:  # the single configured model: its errors are the round's
+            runs.append(run_model(settings, kind, dataset, universe, None, force=force, retrain=retrain,
+                                  unattended=unattended, run_id=run_id))
+            continue
+        try:
+            runs.append(run_model(settings_for_model(settings, entry), kind, dataset, universe, entry,
+                                  force=force, retrain=retrain, unattended=unattended, run_id=run_id))
+        except Exception as exc:  # noqa: BLE001 - one model never blocks the others; named below
+            failures[entry.name] = f"{type(exc).__name__}: {exc}"
+            get_run_logger().error("model %s failed: %s", entry.name, failures[entry.name])
+    return RoundResult(kind.mode, universe, resolution, prices, dataset, tuple(runs), failures)
+
+
+class ModelsFailed(NumerflowError):
+    """Some models of the round failed (the others were submitted); the message names each."""
+
+    tag = "models_failed"
+
+
+def failures_message(result: RoundResult) -> str:
+    done = ", ".join(f"{run.name} {run.upload.status}" for run in result.models) or "none"
+    failed = "; ".join(f"{name}: {cause}" for name, cause in result.failures.items())
+    return (f"{len(result.failures)} of {len(result.failures) + len(result.models)} models failed in round "
+            f"{result.round_label} — {failed} (the others: {done})")
+
+
+def raise_failures(result: RoundResult) -> RoundResult:
+    """The round's result, or ``ModelsFailed`` naming each failed model and why."""
+    if result.failures:
+        raise ModelsFailed(failures_message(result))
+    return result
+
+
+def run_model(settings: Settings, kind: RoundKind, dataset: DatasetInfo, universe: UniverseRef,
+              entry: ModelSettings | None, *, force: bool, retrain: bool, unattended: bool, run_id: str) -> ModelRun:
+    """One model's stages: train or reuse → predict → validate → upload (``submit = false``: not
+    uploaded). ``settings`` are the model's own (``settings_for_model``)."""
+    name = entry.name if entry is not None else None
+    suffix, model_run_id = (f" {name}", f"{run_id}-{name}") if name else ("", run_id)
+    with stage(f"train{suffix}", unattended=unattended):
+        model = train_or_reuse(settings, kind, dataset, universe.round_number, retrain, model_run_id, model=name)
+    with stage(f"predict{suffix}", unattended=unattended):
+        live = predict_live_task(settings, dataset.path, model.model_dir, universe.path, model_run_id)
+    with stage(f"validate{suffix}", unattended=unattended):
+        submission = write_submission_task(settings, live.path, universe, name)
+    with stage(f"upload{suffix}", unattended=unattended):
+        if entry is not None and not entry.submit:
+            upload = SubmitOutcome("not_submitted", settings.tournament,
+                                   f"model {name}: submit = false, validated and not uploaded", submission.path,
+                                   submission.sha256, model_name=name, validation=submission.checks)
+        else:
+            upload = kind.upload(settings, submission, universe, force)
+    return ModelRun(name or settings.numerai.model_name, model, live, submission, upload)
+
+
+def model_submission_dir(settings: Settings, round_label: str, name: str | None) -> Path:
+    """Where a model's submission file (and a demo's upload record) goes: the round's folder for
+    the single configured model, a folder per model for a ``[[models]]`` entry."""
+    base = Store(settings.data_dir).submission_dir(settings.tournament, round_label)
+    return base / safe_id(name, "model name") if name else base
 
 
 def ingest_stage(settings: Settings, overrides: dict[str, Any], kind: RoundKind, universe: UniverseRef,
@@ -257,19 +327,23 @@ def ingest_stage(settings: Settings, overrides: dict[str, Any], kind: RoundKind,
 
 
 def train_or_reuse(settings: Settings, kind: RoundKind, dataset: DatasetInfo, round_number: int | None,
-                   retrain: bool, run_id: str) -> ModelChoice:
-    """Train (and publish the report) unless the registry has a fresh model of the same lineage."""
+                   retrain: bool, run_id: str, model: str | None = None) -> ModelChoice:
+    """Train (and publish the report) unless the registry has a fresh model of the same lineage
+    (``model``: a ``[[models]]`` entry's name, part of its lineage: each entry has its own)."""
     training_path, lineage_source, numerai_targets = kind.training_data(settings, dataset, round_number)
     store = Store(settings.data_dir)
+    lineage = model_lineage(settings, lineage_source)
+    if model is not None:
+        lineage["model"] = model
     must_train, reason = needs_training(store, settings.training.model_max_age_days, dataset.feature_names,
-                                        force=retrain, lineage=model_lineage(settings, lineage_source))
-    get_run_logger().info("Training decision: %s", reason)
+                                        force=retrain, lineage=lineage)
+    get_run_logger().info("Training decision%s: %s", f" ({model})" if model else "", reason)
     if must_train:
-        trained = train_model_task(settings, training_path, run_id, lineage_source)
+        trained = train_model_task(settings, training_path, run_id, lineage)
         report = publish_report_task(settings, trained.model_dir, trained.metrics, run_id)
         return ModelChoice(trained.model_id, trained.model_dir, True, reason, trained.metrics["corr"],
                            lineage_source, report, numerai_targets)
-    model_dir = latest_model(store)
+    model_dir = latest_model(store, model)
     if model_dir is None:  # needs_training said "reuse", so the registry has one
         raise BadInputError("the model registry is empty; run with --retrain", tag="no_model")
     meta = read_json(model_dir / META_FILE)
@@ -360,9 +434,9 @@ def numerai_targets_task(settings: Settings, dataset_path: str, round_number: in
 
 
 @task(name="train-model", retries=0, timeout_seconds=3 * 3600)
-def train_model_task(settings: Settings, dataset_path: str, run_id: str, source: str) -> TrainResult:
+def train_model_task(settings: Settings, dataset_path: str, run_id: str, lineage: dict[str, Any]) -> TrainResult:
     return train_and_register(Store(settings.data_dir), Path(dataset_path), settings.training, run_id,
-                              lineage=model_lineage(settings, source))
+                              lineage=lineage)
 
 
 @task(name="publish-report", retries=0, timeout_seconds=600)
@@ -387,15 +461,16 @@ def predict_live_task(settings: Settings, dataset_path: str, model_dir: str, uni
 
 
 @task(name="write-submission", retries=0, timeout_seconds=600)
-def write_submission_task(settings: Settings, predictions_path: str, universe: UniverseRef) -> SubmissionFile:
-    store = Store(settings.data_dir)
+def write_submission_task(settings: Settings, predictions_path: str, universe: UniverseRef,
+                          name: str | None = None) -> SubmissionFile:
     submission = build_submission(read_parquet(Path(predictions_path)), settings.tournament)
     checks = validate_submission(submission, universe_ids(universe), tournament=settings.tournament,
                                  min_tickers=settings.submission.min_tickers)
     path, sha256 = write_submission(
-        submission, store.submission_dir(settings.tournament, universe.round_label) / "submission.csv")
+        submission, model_submission_dir(settings, universe.round_label, name) / "submission.csv")
     create_table_artifact([checks], key="submission-checks",
-                          description=f"Submission checks, round {universe.round_label}")
+                          description=f"Submission checks, round {universe.round_label}"
+                          f"{f', model {name}' if name else ''}")
     return SubmissionFile(str(path), sha256, int(checks["rows"]), checks)
 
 
@@ -413,9 +488,8 @@ def upload_submission_task(settings: Settings, submission: SubmissionFile, force
 def record_demo_upload(settings: Settings, submission: SubmissionFile, round_label: str) -> SubmitOutcome:
     """The demo market's upload: a dry-run record of exactly what would be sent."""
     reason = "demo market: nothing leaves the machine"
-    store = Store(settings.data_dir)
     record = write_dry_run_record(
-        store.submission_dir(settings.tournament, round_label) / "upload-record.json",
+        Path(submission.path).parent / DEMO_RECORD,
         reason=reason, tournament=settings.tournament, round_label=round_label,
         model_name=settings.numerai.model_name, file=submission.path, sha256=submission.sha256,
         rows=submission.rows, validated_against_universe=True,
@@ -469,5 +543,7 @@ def round_flow(
     if mode == "live":
         check_live_price_source(settings)
         window = round_window_task(settings)
-    result = run_round(settings, overrides, round_kind(mode), force=force, retrain=retrain)
-    return replace(result, window=window) if window is not None else result
+    # --model with a [[models]] table: that model only (an unknown name fails here, before any work).
+    table = model_table(settings, model_name if settings.models else None)
+    result = run_round(settings, overrides, round_kind(mode), force=force, retrain=retrain, models=table)
+    return raise_failures(replace(result, window=window) if window is not None else result)

@@ -30,12 +30,21 @@ from numerflow.flows.round import (
     Mode,
     build_dataset_task,
     check_live_price_source,
+    model_submission_dir,
+    raise_failures,
     round_kind,
     run_round,
     stage,
     train_or_reuse,
 )
-from numerflow.tasks.core.config import Settings, load_settings, merge_overrides, settings_overrides
+from numerflow.tasks.core.config import (
+    ModelSettings,
+    Settings,
+    load_settings,
+    merge_overrides,
+    model_table,
+    settings_overrides,
+)
 from numerflow.tasks.core.store import Store, new_run_id
 from numerflow.tasks.numerai.client import client_for
 from numerflow.tasks.numerai.ledger import SubmissionLedger
@@ -66,22 +75,36 @@ def notify_round_failure(flow, flow_run, state) -> None:
                    ui_url=PREFECT_UI_URL.value())
 
 
-def round_guard(settings: Settings, mode: Mode, force: bool) -> GuardDecision:
-    """Should this firing run at all? Demo: not if its round was recorded. Live: not if the round
-    is closed, this model already submitted, or too little time is left before the close."""
+def round_guard(settings: Settings, mode: Mode, force: bool,
+                models: list[ModelSettings | None]) -> tuple[GuardDecision, list[ModelSettings | None]]:
+    """Should this firing run at all, and for which models? Demo: not for a model whose round was
+    recorded. Live: not if the round is closed or too little time is left before the close, and
+    not for a model already submitted. A ``submit = false`` model runs whenever another does."""
+    names = [m.name if m is not None else settings.numerai.model_name for m in models]
     if mode == "demo":
         label = demo_round_label(demo_market(settings).end)
-        return demo_round_guard(Store(settings.data_dir).submission_dir(settings.tournament, label), label,
-                                force=force)
-    current = client_for(settings, settings.tournament).current_round()
-    model = settings.numerai.model_name
-    entry = (SubmissionLedger.for_settings(settings).get(settings.tournament, current.number, model)
-             if current is not None and model else None)
-    decision = live_round_guard(current, entry, now=dt.datetime.now(dt.UTC), force=force,
-                                min_time_left=dt.timedelta(minutes=settings.schedule.min_minutes_before_deadline))
-    if decision.proceed:  # a round that will run: refuse a configuration it cannot run with, before any work
+        decisions = [demo_round_guard(model_submission_dir(settings, label, m.name if m is not None else None),
+                                      label, force=force) for m in models]
+    else:
+        current = client_for(settings, settings.tournament).current_round()
+        ledger = SubmissionLedger.for_settings(settings)
+        now = dt.datetime.now(dt.UTC)
+        min_left = dt.timedelta(minutes=settings.schedule.min_minutes_before_deadline)
+        decisions = [live_round_guard(current, ledger.get(settings.tournament, current.number, name)
+                                      if current is not None and name else None,
+                                      now=now, force=force, min_time_left=min_left) for name in names]
+    submitting = [i for i, m in enumerate(models) if m is None or m.submit] or list(range(len(models)))
+    pending = [i for i in submitting if decisions[i].proceed]
+    if not pending:
+        return decisions[submitting[0]], []
+    if mode == "live":  # a round that will run: refuse a configuration it cannot run with, before any work
         check_live_price_source(settings)
-    return decision
+    keep = [m for i, m in enumerate(models) if i in pending or (m is not None and not m.submit)]
+    decision = decisions[pending[0]]
+    if len(models) > 1:
+        decision = replace(decision, reason=f"{decision.reason}; models to run: "
+                           f"{', '.join(str(m.name) for m in keep if m is not None)}")
+    return decision, keep
 
 
 def _skipped(decision: GuardDecision) -> State:
@@ -125,14 +148,17 @@ def scheduled_round_flow(
         overrides_all = round_overrides(params)
         settings = load_settings(**overrides_all)
     with stage("guard", unattended=True):
-        decision = round_guard(settings, mode, force)
-    if not decision.proceed:
+        table = model_table(settings, model_name if settings.models else None)
+        decision, models = round_guard(settings, mode, force, table)
+    if not models:
         return _skipped(decision)
-    result = run_round(settings, overrides_all, round_kind(mode), force=force, retrain=retrain, unattended=True)
+    result = run_round(settings, overrides_all, round_kind(mode), force=force, retrain=retrain, unattended=True,
+                       models=models)
     result = replace(result, guard=decision)
     with stage("report", unattended=True):
         publish_round_report(result)
-    return result
+    with stage("models", unattended=True):  # a failed model fails the round, naming each (the rest uploaded)
+        return raise_failures(result)
 
 
 @flow(name="scheduled-train", log_prints=True, timeout_seconds=360 * 60)

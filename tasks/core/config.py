@@ -161,6 +161,27 @@ class NumeraiSettings(Section):
         return value.rstrip("/")
 
 
+class ModelSettings(Section):
+    """One Numerai model of the account (a ``[[models]]`` entry in numerflow.toml). With no entries
+    the round submits the single ``numerai.model_name`` with ``[training]`` as it is."""
+
+    name: str = Field(..., min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$",
+                      description="the Numerai model name this entry trains and submits for")
+    submit: bool = Field(True, description="upload this model's submission (false: train, predict and validate only)")
+    params: dict[str, Any] = Field(default_factory=dict,
+                                   description="LightGBM parameters merged over [training].params for this model")
+    target: str | None = Field(None, description="Numerai target column this model trains on when Numerai's data "
+                               "is used (default: numerai.target_column)")
+
+    @field_validator("name")
+    @classmethod
+    def _folder_safe(cls, value: str) -> str:
+        if ".." in value or not value[0].isalnum():
+            raise ValueError(f"model name {value!r} must start with a letter or digit and hold no '..' "
+                             "(it names a folder in the data dir)")
+        return value
+
+
 class ScheduleSettings(Section):
     """When the deployments run (docs/operations.md). Cron strings in UTC: Numerai's deadlines are UTC,
     and a local zone would move the runs with daylight saving."""
@@ -261,6 +282,18 @@ class Settings(BaseSettings):
     numerai: NumeraiSettings = Field(default_factory=NumeraiSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
+    models: list[ModelSettings] = Field(
+        default_factory=list, description="the account's models, one [[models]] table each (empty: the single "
+        "numerai.model_name); every entry trains, validates and uploads on its own in each round")
+
+    @field_validator("models")
+    @classmethod
+    def _unique_models(cls, value: list[ModelSettings]) -> list[ModelSettings]:
+        names = [m.name for m in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"model names must be unique, listed twice: {', '.join(twice)}")
+        return value
 
     @field_validator("data_dir")
     @classmethod
@@ -323,10 +356,16 @@ def _problem(err: Any) -> str:
     where = ".".join(str(p) for p in err["loc"])
     if err["type"] != "extra_forbidden":
         return f"{where}: {err['msg']}"
+    from typing import get_args
+
     model: Any = Settings
     for part in err["loc"][:-1]:
+        if isinstance(part, int):  # an entry of a list of tables ([[models]])
+            continue
         field = model.model_fields.get(str(part))
         model = field.annotation if field is not None else None
+        if model is not None and get_args(model) and isinstance(get_args(model)[0], type):
+            model = get_args(model)[0]  # list[ModelSettings] → ModelSettings
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             return f"{where}: unknown option"
     close = difflib.get_close_matches(str(err["loc"][-1]), list(model.model_fields), n=1)
@@ -340,6 +379,35 @@ def merge_overrides(base: dict[str, Any], extra: dict[str, Any] | None) -> dict[
         nested = isinstance(value, dict) and isinstance(out.get(key), dict)
         out[key] = merge_overrides(out[key], value) if nested else value
     return out
+
+
+def model_table(settings: Settings, only: str | None = None) -> list[ModelSettings | None]:
+    """The models a round runs: the ``[[models]]`` entries (``only``: just that one), or ``[None]``
+    for the single configured model (``numerai.model_name``, ``[training]`` as it is)."""
+    from numerflow.tasks.core.errors import BadInputError
+
+    if not settings.models:
+        return [None]
+    if only is None:
+        return list(settings.models)
+    chosen = [m for m in settings.models if m.name == only]
+    if not chosen:
+        raise BadInputError(f"model {only!r} is not in the [[models]] table ({', '.join(m.name for m in settings.models)}); "
+                            "pick one of those or add it to numerflow.toml", tag="unknown_model")
+    return chosen
+
+
+def settings_for_model(settings: Settings, model: ModelSettings | None) -> Settings:
+    """The settings one model runs with: its name, its LightGBM parameters over ``[training]``,
+    its target column. ``None`` (the single configured model): the settings unchanged."""
+    if model is None:
+        return settings
+    numerai = {"model_name": model.name}
+    if model.target is not None:
+        numerai["target_column"] = model.target
+    training = {"params": {**settings.training.params, **model.params}}
+    return settings.model_copy(update={"numerai": settings.numerai.model_copy(update=numerai),
+                                       "training": settings.training.model_copy(update=training)})
 
 
 def settings_overrides(
