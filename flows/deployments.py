@@ -49,14 +49,12 @@ def deployment_parameters(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 def configured_flows(settings: Settings) -> dict[str, Any]:
-    """The flows with the configured retries and time bounds applied."""
+    """The flows with the configured time bounds applied (no flow retries: the schedule retries)."""
     from numerflow.flows import scheduled
 
     o = settings.orchestration
     return {
-        ROUND: scheduled.scheduled_round_flow.with_options(
-            retries=o.round_retries, retry_delay_seconds=o.round_retry_delay_seconds,
-            timeout_seconds=o.round_timeout_minutes * 60),
+        ROUND: scheduled.scheduled_round_flow.with_options(timeout_seconds=o.round_timeout_minutes * 60),
         TRAIN: scheduled.scheduled_train_flow.with_options(timeout_seconds=o.train_timeout_minutes * 60),
         BACKFILL: scheduled.ingest_backfill_flow.with_options(timeout_seconds=o.ingest_timeout_minutes * 60),
     }

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
-from uuid import UUID
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -91,25 +90,12 @@ def _current_flow_run_id() -> str | None:
     return flow_run.id
 
 
-def stop_flow_retries() -> None:
-    """Bad input: tell the server not to re-run this flow (Prefect's flow retries have no condition)."""
-    from prefect import get_client
-
-    run_id = _current_flow_run_id()
-    if run_id is None:
-        return
-    with get_client(sync_client=True) as client:
-        policy = client.read_flow_run(UUID(run_id)).empirical_policy
-        client.update_flow_run(UUID(run_id), empirical_policy=policy.model_copy(update={"retries": 0}))
-
-
 @contextlib.contextmanager
 def stage(name: str, *, unattended: bool = False) -> Iterator[None]:
-    """Name the running stage (logged, and kept for the failure hook).
+    """Name the running stage (logged, kept for the failure hook, and printed with its duration).
 
     ``unattended`` (the scheduled round): a failure is re-raised as ``StageFailed`` naming the
-    stage, and bad input cancels the flow's own retries. An ad-hoc run lets the original error
-    through, so the CLI prints it as it is.
+    stage. An ad-hoc run lets the original error through, so the CLI prints it as it is.
     """
     STAGES[_current_flow_run_id() or "local"] = name
     get_run_logger().info("stage %s", name)
@@ -119,9 +105,7 @@ def stage(name: str, *, unattended: bool = False) -> Iterator[None]:
     try:
         yield
     except BadInputError as exc:
-        with contextlib.suppress(Exception):  # best effort: the failure itself must surface
-            stop_flow_retries()
-        raise StageFailed(f"stage '{name}' failed (bad input, not retried): {exc}") from exc
+        raise StageFailed(f"stage '{name}' failed (bad input): {exc}") from exc
     except Exception as exc:
         raise StageFailed(f"stage '{name}' failed: {type(exc).__name__}: {exc}") from exc
 

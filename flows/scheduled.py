@@ -1,14 +1,15 @@
 """The flows numerflow runs unattended (served by deployments/serve.py or a worker):
 
 - ``scheduled_round_flow``: guard (round open? already submitted?) → the round's stages
-  (flows/round.py, each a named failure point) → one Markdown run report. Retried as a whole
-  (flow retries), except for bad input; bounded by a timeout; a failure or crash posts to the
-  configured webhook naming the stage and cause.
+  (flows/round.py, each a named failure point) → one Markdown run report. Never retried as a
+  whole (the schedule's next firing is the retry; network tasks retry briefly); bounded by a
+  timeout; a failure or crash posts to the configured webhook naming the stage and cause; a
+  cancelled run posts nothing.
 - ``scheduled_train_flow``: fresh prices, then retrain.
 - ``ingest_backfill_flow``: re-pull every ticker's whole history (manual).
 
-Retries/timeouts in the decorators are the defaults of ``OrchestrationSettings``; serve.py
-applies the configured values with ``with_options`` (flows/deployments.py).
+Timeouts in the decorators are the defaults of ``OrchestrationSettings``; serve.py applies the
+configured values with ``with_options`` (flows/deployments.py).
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def notify_round_failure(flow, flow_run, state) -> None:
 
     from numerflow.flows.alerts import notify_failure
 
+    if _cancelled(flow_run):  # a run the user cancelled is not a failure to report
+        return
     params = dict(getattr(flow_run, "parameters", None) or {})
     try:
         settings = load_settings(**round_overrides(params))
@@ -73,6 +76,18 @@ def notify_round_failure(flow, flow_run, state) -> None:
     notify_failure(settings, flow_name=flow.name, flow_run_name=flow_run.name, stage=stage_name,
                    cause=state.message or state.name, state_name=state.name, flow_run_id=str(flow_run.id),
                    ui_url=PREFECT_UI_URL.value())
+
+
+def _cancelled(flow_run: Any) -> bool:
+    """Whether the server has this run cancelling or cancelled (a kill can surface as a crash)."""
+    from prefect import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(flow_run.id).state
+    except Exception:  # noqa: BLE001 - no server to ask: report the failure
+        return False
+    return state is not None and state.type.value in ("CANCELLING", "CANCELLED")
 
 
 def round_guard(settings: Settings, mode: Mode, force: bool,
@@ -125,7 +140,10 @@ def publish_round_report(result: RoundResult) -> str:
     return markdown
 
 
-@flow(name="scheduled-round", log_prints=True, retries=2, retry_delay_seconds=900, timeout_seconds=240 * 60,
+# No flow retries: a retry would sleep in this process holding the deployment's only concurrency
+# slot, and come back after a cancel. The schedule's later firings (and the short task retries of
+# network steps) are the retries.
+@flow(name="scheduled-round", log_prints=True, retries=0, timeout_seconds=240 * 60,
       on_failure=[notify_round_failure], on_crashed=[notify_round_failure])
 def scheduled_round_flow(
     mode: Literal["live", "demo"] = "live",

@@ -96,22 +96,23 @@ def test_bad_train_cron_names_the_option():
         train_schedules(load_settings(schedule={"train_cron": "0 6 * * 8"}).schedule)
 
 
-def test_retries_and_time_bounds_come_from_settings():
+def test_time_bounds_come_from_settings_and_rounds_are_never_flow_retried():
     from numerflow.flows.deployments import configured_flows
 
-    settings = load_settings(orchestration={"round_retries": 3, "round_retry_delay_seconds": 60,
-                                            "round_timeout_minutes": 30, "train_timeout_minutes": 10})
+    settings = load_settings(orchestration={"round_timeout_minutes": 30, "train_timeout_minutes": 10})
     flows = configured_flows(settings)
-    assert flows[ROUND].retries == 3 and flows[ROUND].retry_delay_seconds == 60
     assert flows[ROUND].timeout_seconds == 30 * 60 and flows[TRAIN].timeout_seconds == 10 * 60
     assert flows[BACKFILL].timeout_seconds == settings.orchestration.ingest_timeout_minutes * 60
+    # No in-process flow retry (it would sleep holding the concurrency slot): the schedule retries.
+    assert all(not f.retries for f in flows.values())
     # The decorators' own values (what a worker runs) are the settings' defaults.
     from numerflow.flows.scheduled import scheduled_round_flow
 
     default = load_settings().orchestration
-    assert scheduled_round_flow.retries == default.round_retries
-    assert scheduled_round_flow.retry_delay_seconds == default.round_retry_delay_seconds
+    assert not scheduled_round_flow.retries
     assert scheduled_round_flow.timeout_seconds == default.round_timeout_minutes * 60
+    with pytest.raises(BadInputError, match="round_retries: unknown option"):
+        load_settings(orchestration={"round_retries": 2})
 
 
 def test_prefect_yaml_declares_the_same_deployments():

@@ -205,13 +205,12 @@ class ScheduleSettings(Section):
 
 
 class OrchestrationSettings(Section):
-    """Retries, time bounds, task runner and failure notifications of the unattended flows."""
+    """Time bounds, task runner and failure notifications of the unattended flows (a failed round is
+    not re-run in its process: the schedule's next firing is the retry)."""
 
-    round_retries: int = Field(2, ge=0, description="times Prefect re-runs a failed round flow (flow retries)")
-    round_retry_delay_seconds: int = Field(900, ge=0, description="wait before a failed round flow is re-run")
     round_timeout_minutes: float = Field(
-        240.0, gt=0, description="a round flow running longer is failed (then retried), so a stuck step "
-        "cannot eat the submission window"
+        240.0, gt=0, description="a round flow running longer is failed (the schedule's next firing retries), "
+        "so a stuck step cannot eat the submission window"
     )
     train_timeout_minutes: float = Field(360.0, gt=0, description="time bound of the scheduled retrain flow")
     ingest_timeout_minutes: float = Field(720.0, gt=0, description="time bound of the manual ingest backfill flow")
@@ -456,6 +455,7 @@ def _type_label(annotation: Any) -> str:
 
 def settings_reference() -> str:
     """Markdown reference of every option (docs/configuration.md is this text; a test keeps it so)."""
+    import inspect
     import json
 
     lines = [
@@ -485,13 +485,20 @@ def settings_reference() -> str:
         return json.dumps(value, default=str)
 
     def section(model: type[BaseModel], prefix: str, env_prefix: str) -> None:
-        rows, nested = [], []
+        from typing import get_args
+
+        rows, nested, tables = [], [], []
         for name, field in model.model_fields.items():
             annotation = field.annotation
             if isinstance(annotation, type) and issubclass(annotation, BaseModel):
                 nested.append((name, annotation))
                 continue
-            type_name = _type_label(annotation)
+            item = get_args(annotation)[0] if get_args(annotation) else None
+            if isinstance(item, type) and issubclass(item, BaseModel):  # a list of tables: [[name]]
+                tables.append((name, item))
+                type_name = f"list of `[[{name}]]` tables"
+            else:
+                type_name = _type_label(annotation)
             rows.append(
                 f"| `{prefix}{name}` | `{env_prefix}{name.upper()}` | {type_name} | `{default_of(field)}` | "
                 f"{(field.description or '').replace('|', '/')} |"
@@ -501,6 +508,16 @@ def settings_reference() -> str:
         for name, sub in nested:
             lines.extend([f"## `[{name}]`", "", (sub.__doc__ or "").strip(), ""])
             section(sub, f"{name}.", f"{env_prefix}{name.upper()}__")
+        for name, sub in tables:
+            lines.extend([f"## `[[{name}]]`", "", inspect.cleandoc(sub.__doc__ or ""), "",
+                          f"In the environment the whole list is one JSON value: `{env_prefix}{name.upper()}="
+                          f"'[{{\"name\": \"my_model\"}}]'`.", "",
+                          "| key | type | default | meaning |", "|---|---|---|---|"])
+            for key, field in sub.model_fields.items():
+                default = "required" if field.is_required() else f"`{default_of(field)}`"
+                lines.append(f"| `{key}` | {_type_label(field.annotation)} | {default} | "
+                             f"{(field.description or '').replace('|', '/')} |")
+            lines.append("")
 
     lines.extend(["## Top level", ""])
     section(Settings, "", "NUMERFLOW_")
