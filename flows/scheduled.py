@@ -23,7 +23,13 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.client.schemas.objects import State
 from prefect.states import Completed
 
-from numerflow.flows.guard import GuardDecision, demo_round_guard, demo_round_label, live_round_guard
+from numerflow.flows.guard import (
+    GuardDecision,
+    demo_round_guard,
+    demo_round_label,
+    live_round_guard,
+    missed_round,
+)
 from numerflow.flows.prices import demo_market, prices_flow, source_name, task_runner_for
 from numerflow.flows.results import ModelChoice, RoundResult
 from numerflow.flows.round import (
@@ -46,7 +52,7 @@ from numerflow.tasks.core.config import (
     model_table,
     settings_overrides,
 )
-from numerflow.tasks.core.store import Store, new_run_id
+from numerflow.tasks.core.store import Store, new_run_id, write_json
 from numerflow.tasks.numerai.client import client_for
 from numerflow.tasks.numerai.ledger import SubmissionLedger
 
@@ -122,6 +128,34 @@ def round_guard(settings: Settings, mode: Mode, force: bool,
     return decision, keep
 
 
+def notify_missed_round(settings: Settings, decision: GuardDecision, models: list[ModelSettings | None]) -> None:
+    """One notification per round that could not run before its close (``missed_round``): a marker
+    in the store keeps the later firings of the same round quiet. Never raises."""
+    from prefect.runtime import flow_run
+
+    from numerflow.flows.alerts import notify_failure
+
+    try:
+        if decision.round_number is None:
+            return
+        ledger = SubmissionLedger.for_settings(settings)
+        names = [m.name if m is not None else settings.numerai.model_name for m in models
+                 if m is None or m.submit]
+        unsubmitted = [str(n) for n in names
+                       if not n or ledger.get(settings.tournament, decision.round_number, n) is None]
+        expected = flow_run.scheduled_start_time
+        why = missed_round(decision, expected_start=expected, unsubmitted=unsubmitted)
+        marker = Store(settings.data_dir).root / "notify" / f"missed-{settings.tournament}-{decision.round_number}.json"
+        if why is None or marker.exists():
+            return
+        get_run_logger().warning(why)
+        notify_failure(settings, flow_name=flow_run.flow_name or "scheduled-round", flow_run_name=flow_run.name or "",
+                       stage="guard", cause=why, state_name="Missed", flow_run_id=flow_run.id)
+        write_json(marker, {"round": decision.round_number, "reason": why, "at": dt.datetime.now(dt.UTC).isoformat()})
+    except Exception as exc:  # noqa: BLE001 - a notice must never fail the run
+        get_run_logger().warning("missed-round notice not sent: %s", exc)
+
+
 def _skipped(decision: GuardDecision) -> State:
     get_run_logger().info(decision.reason)
     return Completed(name="Skipped", message=decision.reason, data={"skipped": True, **decision.as_dict()})
@@ -169,6 +203,7 @@ def scheduled_round_flow(
         table = model_table(settings, model_name if settings.models else None)
         decision, models = round_guard(settings, mode, force, table)
     if not models:
+        notify_missed_round(settings, decision, table)
         return _skipped(decision)
     result = run_round(settings, overrides_all, round_kind(mode), force=force, retrain=retrain, unattended=True,
                        models=models)
