@@ -253,10 +253,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                                 "(submission.min_tickers): use --tickers 100 or more", tag="invalid_option")
     else:
         check_live_price_source(settings)
-    from numerflow.flows.round import round_flow
+    from numerflow.flows.round import echo_stages, round_flow
 
-    result = round_flow(mode="demo" if args.demo else "live", tournament=args.tournament, model_name=args.model,
-                        force=args.force, retrain=args.retrain, data_dir=args.data_dir, **demo)
+    with echo_stages(sys.stderr):  # one line per stage as it starts, and as it ends with its duration
+        result = round_flow(mode="demo" if args.demo else "live", tournament=args.tournament,
+                            model_name=args.model, force=args.force, retrain=args.retrain, data_dir=args.data_dir,
+                            **demo)
     summary = run_summary(result)
     print(json.dumps(summary, indent=2, default=str) if args.json else render_summary(summary))
     return 0

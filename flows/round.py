@@ -14,10 +14,11 @@ defined, and pass references (paths, ids, small dataclasses), never DataFrames.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TextIO
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -90,6 +91,38 @@ def _current_flow_run_id() -> str | None:
     return flow_run.id
 
 
+#: Streams that get one line when each stage starts and one when it ends (``numerflow run``: stderr).
+STAGE_ECHO: list[TextIO] = []
+
+
+@contextlib.contextmanager
+def echo_stages(stream: TextIO) -> Iterator[None]:
+    """While inside: print each stage's start, and its end with the duration, to ``stream``."""
+    STAGE_ECHO.append(stream)
+    try:
+        yield
+    finally:
+        STAGE_ECHO.remove(stream)
+
+
+def _echo(line: str) -> None:
+    for stream in STAGE_ECHO:  # write, not print: a flow's log_prints would send print() to the run log
+        stream.write(line + "\n")
+        stream.flush()
+
+
+@contextlib.contextmanager
+def _timed(name: str) -> Iterator[None]:
+    _echo(f"numerflow: {name} …")
+    started = time.monotonic()
+    try:
+        yield
+    except BaseException:
+        _echo(f"numerflow: {name} FAILED after {time.monotonic() - started:.1f} s")
+        raise
+    _echo(f"numerflow: {name} done in {time.monotonic() - started:.1f} s")
+
+
 @contextlib.contextmanager
 def stage(name: str, *, unattended: bool = False) -> Iterator[None]:
     """Name the running stage (logged, kept for the failure hook, and printed with its duration).
@@ -100,10 +133,12 @@ def stage(name: str, *, unattended: bool = False) -> Iterator[None]:
     STAGES[_current_flow_run_id() or "local"] = name
     get_run_logger().info("stage %s", name)
     if not unattended:
-        yield
+        with _timed(name):
+            yield
         return
     try:
-        yield
+        with _timed(name):
+            yield
     except BadInputError as exc:
         raise StageFailed(f"stage '{name}' failed (bad input): {exc}") from exc
     except Exception as exc:
@@ -518,8 +553,22 @@ def round_flow(
     overrides: dict[str, Any] | None = None,
 ) -> RoundResult:
     """A whole round now (``numerflow run``): the demo market offline, or the live Numerai round
-    (refused early when it is closed and keys are set). ``tickers``/``years``/``signal``/``seed``
-    shape the demo market."""
+    (refused early when it is closed and keys are set).
+
+    Args:
+        mode: "demo": the offline demo market; "live": this Numerai round.
+        tournament: Numerai tournament; empty: the configured one (signals).
+        model_name: Numerai model name; empty: numerai.model_name. With a [[models]] table: run that
+            model only.
+        force: upload again even if this round was already submitted.
+        retrain: train new models even when fresh ones exist.
+        tickers: Demo only: number of tickers of the demo market.
+        years: Demo only: years of daily bars of the demo market.
+        signal: Demo only: planted signal strength (0 = pure noise).
+        seed: Demo only: random seed of the demo market.
+        data_dir: data store directory; empty: the configured data_dir.
+        overrides: any settings as nested JSON; they win over numerflow.toml and the environment.
+    """
     overrides = settings_overrides(data_dir=data_dir, tournament=tournament, model_name=model_name,
                                    tickers=tickers, years=years, signal=signal, seed=seed, extra=overrides)
     settings = load_settings(**overrides)

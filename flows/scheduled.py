@@ -191,9 +191,23 @@ def scheduled_round_flow(
     data_dir: str | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> Any:
-    """A round that may run unattended: skips at once when the round is closed or already submitted
-    (``force`` re-submits an open round). ``tickers``/``years``/``seed`` shape the demo market;
-    ``overrides`` are any settings, e.g. ``{"training": {"num_boost_round": 50}}``."""
+    """A round that may run unattended: skips at once when the round is closed or already submitted.
+
+    Args:
+        mode: "live": this Numerai round (universe, prices, upload); "demo": the offline demo market
+            (nothing leaves the machine).
+        force: upload again even if this round was already submitted (never opens a closed round).
+        retrain: train new models even when fresh ones of the same lineage exist.
+        tournament: Numerai tournament; empty: the configured one (signals).
+        model_name: Numerai model name; empty: numerai.model_name. With a [[models]] table: run that
+            model only.
+        tickers: Demo only: number of tickers of the demo market (empty: demo.tickers).
+        years: Demo only: years of daily bars of the demo market (empty: demo.years).
+        seed: Demo only: random seed of the demo market (empty: demo.seed).
+        data_dir: data store directory; empty: the configured data_dir.
+        overrides: any settings as nested JSON, e.g. {"training": {"num_boost_round": 50}}; they win
+            over numerflow.toml and the environment.
+    """
     params = {"tournament": tournament, "model_name": model_name, "tickers": tickers, "years": years,
               "seed": seed, "data_dir": data_dir, "overrides": overrides}
     with stage("settings", unattended=True):
@@ -217,7 +231,13 @@ def scheduled_round_flow(
 @flow(name="scheduled-train", log_prints=True, timeout_seconds=360 * 60)
 def scheduled_train_flow(retrain: bool = True, ingest_first: bool = True,
                          overrides: dict[str, Any] | None = None) -> ModelChoice:
-    """Retrain on its own schedule: fresh prices first (incremental), then a new model."""
+    """Retrain on its own schedule: fresh prices first (incremental), then a new model.
+
+    Args:
+        retrain: train a new model even when a fresh one of the same lineage exists.
+        ingest_first: fetch new prices (incremental) before training.
+        overrides: any settings as nested JSON, e.g. {"training": {"num_boost_round": 50}}.
+    """
     settings = load_settings(**(overrides or {}))
     if ingest_first:
         prices_flow.with_options(task_runner=task_runner_for(settings))(overrides=overrides)
@@ -241,7 +261,13 @@ def latest_round_number(settings: Settings) -> int | None:
 @flow(name="ingest-backfill", log_prints=True, timeout_seconds=720 * 60)
 def ingest_backfill_flow(backfill: bool = True, source: Literal["demo", "yahoo", "files"] | None = None,
                          overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Manual: re-pull every ticker's whole history (``backfill``) from the configured or given source."""
+    """Manual: re-pull every ticker's whole history from the configured or given source.
+
+    Args:
+        backfill: re-pull every ticker's whole history (false: only new bars, as a round does).
+        source: price source; empty: the configured price_source ("demo" is the offline demo market).
+        overrides: any settings as nested JSON, e.g. {"yahoo": {"requests_per_second": 1.0}}.
+    """
     overrides = merge_overrides(overrides or {}, {"price_source": source} if source else None)
     settings = load_settings(**overrides)
     return prices_flow.with_options(task_runner=task_runner_for(settings))(overrides=overrides, backfill=backfill)

@@ -162,3 +162,28 @@ def test_serve_api_check_accepts_a_configured_api():
     from numerflow.deployments.serve import api_url_problem
 
     assert api_url_problem({"PREFECT_API_URL": "http://127.0.0.1:4200/api"}) is None
+
+
+def test_every_deployment_parameter_is_described_in_the_custom_run_form():
+    """The UI's Custom run form shows each parameter's description (from the flow's Google-style
+    docstring; the same schema serve.py sends and `prefect deploy` reads from the source)."""
+    from prefect.utilities.callables import parameter_schema, parameter_schema_from_entrypoint
+
+    from numerflow.flows.deployments import SPECS, build_deployments
+
+    deployments = {d.name: d for d in build_deployments(load_settings())}
+    settings = load_settings()
+    for spec in SPECS:
+        served = deployments[spec.name(settings)]._parameter_openapi_schema.model_dump()["properties"]
+        module, _, attr = spec.entrypoint.rpartition(".")
+        path = ROOT / "flows" / f"{module.rpartition('.')[2]}.py"
+        from_source = parameter_schema_from_entrypoint(f"{path}:{attr}").model_dump()["properties"]
+        for name, prop in served.items():
+            assert prop.get("description"), f"{spec.key}: parameter {name!r} has no description"
+            assert from_source[name].get("description") == prop["description"]
+    round_props = deployments[SPECS[0].name(settings)]._parameter_openapi_schema.model_dump()["properties"]
+    demo_only = {n for n, p in round_props.items() if p["description"].startswith("Demo only")}
+    assert demo_only == {"tickers", "years", "seed"}
+    from numerflow.flows.round import round_flow
+
+    assert all(p.get("description") for p in parameter_schema(round_flow.fn).model_dump()["properties"].values())

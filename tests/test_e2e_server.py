@@ -301,6 +301,10 @@ def test_round_deployment_end_to_end(served):
     assert crons == sorted([("30 18 * * 6", "UTC"), ("0 6 * * 0", "UTC"), ("0 6 * * 1", "UTC"), ("0 11 * * 1", "UTC")])
     assert round_dep["concurrency_limit"] == 1 or round_dep["global_concurrency_limit"]["limit"] == 1
     assert round_dep["parameter_openapi_schema"]["properties"]["mode"]["enum"] == ["live", "demo"]
+    # The Custom run form describes every parameter; demo-only ones say so.
+    form = round_dep["parameter_openapi_schema"]["properties"]
+    assert all(p.get("description") for p in form.values())
+    assert form["tickers"]["description"].startswith("Demo only")
     assert deployment(api, "numerflow-ingest-backfill")["schedules"] == []
 
     # The server's scheduler (needs PREFECT_API_URL + SQLAlchemy < 2.1) creates the upcoming runs.
