@@ -167,3 +167,18 @@ class RoundResult:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class PreparedRound:
+    """The daily prepare: the shared stages' results and each model's trained or reused model."""
+
+    mode: str
+    universe: UniverseRef
+    prices: IngestSummary
+    dataset: DatasetInfo
+    models: dict[str, ModelChoice]  # model name → choice
+    failures: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

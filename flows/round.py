@@ -31,6 +31,7 @@ from numerflow.flows.results import (
     ModelChoice,
     ModelRun,
     NumeraiTargets,
+    PreparedRound,
     ReportPaths,
     Resolution,
     RoundResult,
@@ -46,7 +47,7 @@ from numerflow.tasks.core.config import (
     settings_overrides,
 )
 from numerflow.tasks.core.errors import BadInputError, NumerflowError
-from numerflow.tasks.core.store import Store, new_run_id, read_json, safe_id, read_parquet, write_json, write_parquet
+from numerflow.tasks.core.store import Store, new_run_id, read_json, read_parquet, safe_id, write_json, write_parquet
 from numerflow.tasks.model.dataset import DatasetInfo, build_dataset
 from numerflow.tasks.model.predict import LivePredictions, predict_live
 from numerflow.tasks.model.report import write_report
@@ -68,7 +69,7 @@ from numerflow.tasks.numerai.submission import (
 )
 from numerflow.tasks.numerai.submit import SubmitOutcome, submit_file
 from numerflow.tasks.numerai.universe import fetch_universe, load_universe_ids, write_universe
-from numerflow.tasks.prices.ingest import remembered_symbols
+from numerflow.tasks.prices.ingest import ingest_dir, remembered_symbols
 from numerflow.tasks.prices.tickers import candidate_map, resolution_report, resolve_for_yahoo
 
 Mode = Literal["demo", "live"]
@@ -201,8 +202,11 @@ class LiveRound:
 
     mode: Mode = "live"
 
+    def __init__(self, round_number: int | None = None) -> None:
+        self.round_number = round_number  # None: the open round (the daily prepare names the next one)
+
     def universe(self, settings: Settings) -> UniverseRef:
-        return numerai_universe_task(settings)
+        return numerai_universe_task(settings, self.round_number)
 
     def resolve(self, settings: Settings, universe: UniverseRef) -> Resolution:
         return resolve_tickers_task(settings, universe)
@@ -224,8 +228,8 @@ class LiveRound:
         return upload_submission_task(settings, submission, force)
 
 
-def round_kind(mode: Mode) -> RoundKind:
-    return DemoRound() if mode == "demo" else LiveRound()
+def round_kind(mode: Mode, round_number: int | None = None) -> RoundKind:
+    return DemoRound() if mode == "demo" else LiveRound(round_number)
 
 
 def check_demo_tournament(settings: Settings) -> None:
@@ -249,7 +253,7 @@ def check_live_price_source(settings: Settings) -> None:
 
 def run_round(settings: Settings, overrides: dict[str, Any], kind: RoundKind, *, force: bool = False,
               retrain: bool = False, unattended: bool = False,
-              models: list[ModelSettings | None] | None = None) -> RoundResult:
+              models: list[ModelSettings | None] | None = None, prepared: bool = False) -> RoundResult:
     """The whole round, stage by stage (call inside a flow). ``overrides`` made ``settings``:
     the ingest subflow rebuilds its settings from them (flow parameters must serialise).
 
@@ -257,17 +261,12 @@ def run_round(settings: Settings, overrides: dict[str, Any], kind: RoundKind, *,
     the whole ``model_table``) trains or reuses, predicts, validates and uploads on its own. With a
     ``[[models]]`` table one model's failure never stops the others: it is kept in the result's
     ``failures`` (``raise_failures`` turns them into one error naming each). The single
-    configured model (no table) fails the round directly, as one model always did."""
+    configured model (no table) fails the round directly, as one model always did. ``prepared``
+    (the daily submit): no ingest, the prices the prepare run stored are used as they are."""
     run_id = new_run_id()
     table = model_table(settings) if models is None else models
-    with stage("universe", unattended=unattended):
-        universe = kind.universe(settings)
-    with stage("resolution", unattended=unattended):
-        resolution = kind.resolve(settings, universe)
-    with stage("ingest", unattended=unattended):
-        prices = ingest_stage(settings, overrides, kind, universe, resolution)
-    with stage("dataset", unattended=unattended):
-        dataset = build_dataset_task(settings, prices.source)
+    universe, resolution, prices, dataset = shared_stages(settings, overrides, kind, unattended=unattended,
+                                                          prepared=prepared)
     runs: list[ModelRun] = []
     failures: dict[str, str] = {}
     for entry in table:
@@ -282,6 +281,63 @@ def run_round(settings: Settings, overrides: dict[str, Any], kind: RoundKind, *,
             failures[entry.name] = f"{type(exc).__name__}: {exc}"
             get_run_logger().error("model %s failed: %s", entry.name, failures[entry.name])
     return RoundResult(kind.mode, universe, resolution, prices, dataset, tuple(runs), failures)
+
+
+def shared_stages(settings: Settings, overrides: dict[str, Any], kind: RoundKind, *, unattended: bool,
+                  prepared: bool = False) -> tuple[UniverseRef, Resolution, IngestSummary, DatasetInfo]:
+    """The stages every model shares, once per round: universe → resolution → ingest (``prepared``:
+    the stored prices) → dataset."""
+    with stage("universe", unattended=unattended):
+        universe = kind.universe(settings)
+    with stage("resolution", unattended=unattended):
+        resolution = kind.resolve(settings, universe)
+    with stage("prices" if prepared else "ingest", unattended=unattended):
+        prices = (prepared_prices(settings, kind, universe) if prepared
+                  else ingest_stage(settings, overrides, kind, universe, resolution))
+    with stage("dataset", unattended=unattended):
+        dataset = build_dataset_task(settings, prices.source)
+    return universe, resolution, prices, dataset
+
+
+def prepare_round(settings: Settings, overrides: dict[str, Any], kind: RoundKind, *, retrain: bool = False,
+                  unattended: bool = False, models: list[ModelSettings | None] | None = None) -> PreparedRound:
+    """The daily prepare: the shared stages, then each model trained when due (else reused), so
+    the submit after the open only predicts. A failing model is named, never blocks the others."""
+    run_id = new_run_id()
+    table = model_table(settings) if models is None else models
+    universe, resolution, prices, dataset = shared_stages(settings, overrides, kind, unattended=unattended)
+    chosen: dict[str, ModelChoice] = {}
+    failures: dict[str, str] = {}
+    for entry in table:
+        name = entry.name if entry is not None else None
+        label = name or settings.numerai.model_name or "model"
+        try:
+            with stage(f"train {name}" if name else "train", unattended=unattended):
+                chosen[label] = train_or_reuse(settings_for_model(settings, entry), kind, dataset,
+                                               universe.round_number, retrain,
+                                               f"{run_id}-{name}" if name else run_id, model=name)
+        except Exception as exc:  # noqa: BLE001 - named below
+            if entry is None:
+                raise
+            failures[label] = f"{type(exc).__name__}: {exc}"
+    return PreparedRound(kind.mode, universe, prices, dataset, chosen, failures)
+
+
+def prepared_prices(settings: Settings, kind: RoundKind, universe: UniverseRef) -> IngestSummary:
+    """The prices the last finished ingest stored (the prepare run's), with the kind's readiness check."""
+    name = source_name(settings)
+    store = Store(settings.data_dir)
+    runs = ingest_dir(store, name) / "runs"
+    finished = sorted(d for d in runs.iterdir() if (d / "summary.json").exists()) if runs.is_dir() else []
+    prices_dir = store.prices_dir(name)
+    if not finished or not prices_dir.exists():
+        raise BadInputError(f"no prepared {name} prices in {prices_dir}: run the prepare flow (or a whole round) "
+                            "first", tag="not_prepared")
+    summary = read_json(finished[-1] / "summary.json")
+    ready = kind.check_prices(settings, universe, name)
+    last = read_parquet(prices_dir, columns=["date"])["date"].max()
+    return IngestSummary.from_summary({"source": name, **summary}, prices_dir=str(prices_dir),
+                                      last_date=str(last.date()), readiness=ready)
 
 
 class ModelsFailed(NumerflowError):
@@ -387,9 +443,10 @@ def demo_universe_task(settings: Settings) -> UniverseRef:
 
 
 @network_task(name="numerai-universe", timeout_seconds=900)
-def numerai_universe_task(settings: Settings) -> UniverseRef:
-    """This round's live universe from Numerai (public data: no keys needed)."""
-    snapshot = fetch_universe(client_for(settings, settings.tournament), Store(settings.data_dir))
+def numerai_universe_task(settings: Settings, round_number: int | None = None) -> UniverseRef:
+    """This round's live universe from Numerai (public data: no keys needed); ``round_number``
+    names the round when none is open yet (the daily prepare)."""
+    snapshot = fetch_universe(client_for(settings, settings.tournament), Store(settings.data_dir), round_number)
     return UniverseRef(snapshot.tournament, f"round-{snapshot.round_number}", str(snapshot.snapshot_path),
                        snapshot.tickers, snapshot.round_number, snapshot.dataset)
 

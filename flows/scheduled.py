@@ -35,9 +35,11 @@ from numerflow.flows.results import ModelChoice, RoundResult
 from numerflow.flows.round import (
     STAGES,
     Mode,
+    ModelsFailed,
     build_dataset_task,
     check_live_price_source,
     model_submission_dir,
+    prepare_round,
     raise_failures,
     round_kind,
     run_round,
@@ -210,22 +212,113 @@ def scheduled_round_flow(
     """
     params = {"tournament": tournament, "model_name": model_name, "tickers": tickers, "years": years,
               "seed": seed, "data_dir": data_dir, "overrides": overrides}
+    return guarded_round(params, mode, force=force, retrain=retrain)
+
+
+def guarded_round(params: dict[str, Any], mode: Mode, *, force: bool, retrain: bool, prepared: bool = False) -> Any:
+    """settings → guard (skip, or the models still to submit) → the round (``prepared``: from the
+    stored prices, no ingest) → report → fail naming each failed model. Call inside a flow."""
     with stage("settings", unattended=True):
         overrides_all = round_overrides(params)
         settings = load_settings(**overrides_all)
     with stage("guard", unattended=True):
+        model_name = params.get("model_name")
         table = model_table(settings, model_name if settings.models else None)
         decision, models = round_guard(settings, mode, force, table)
     if not models:
         notify_missed_round(settings, decision, table)
         return _skipped(decision)
     result = run_round(settings, overrides_all, round_kind(mode), force=force, retrain=retrain, unattended=True,
-                       models=models)
+                       models=models, prepared=prepared)
     result = replace(result, guard=decision)
     with stage("report", unattended=True):
         publish_round_report(result)
     with stage("models", unattended=True):  # a failed model fails the round, naming each (the rest uploaded)
         return raise_failures(result)
+
+
+@flow(name="scheduled-prepare", log_prints=True, retries=0, timeout_seconds=240 * 60,
+      on_failure=[notify_round_failure], on_crashed=[notify_round_failure])
+def scheduled_prepare_flow(
+    mode: Literal["live", "demo"] = "live",
+    retrain: bool = False,
+    tournament: Literal["signals", "crypto"] | None = None,
+    tickers: int | None = None,
+    years: float | None = None,
+    seed: int | None = None,
+    data_dir: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Any:
+    """The daily cadence's first stage, before the round opens: universe, prices, features, and
+    every model trained when due, so the submit after the open only predicts.
+
+    Args:
+        mode: "live": prepare Numerai's next round (its window read from Numerai); "demo": the
+            offline demo market.
+        retrain: train new models even when fresh ones of the same lineage exist.
+        tournament: Numerai tournament; empty: the configured one (signals).
+        tickers: Demo only: number of tickers of the demo market (empty: demo.tickers).
+        years: Demo only: years of daily bars of the demo market (empty: demo.years).
+        seed: Demo only: random seed of the demo market (empty: demo.seed).
+        data_dir: data store directory; empty: the configured data_dir.
+        overrides: any settings as nested JSON, e.g. {"training": {"num_boost_round": 50}}.
+    """
+    params = {"tournament": tournament, "tickers": tickers, "years": years, "seed": seed, "data_dir": data_dir,
+              "overrides": overrides}
+    with stage("settings", unattended=True):
+        overrides_all = round_overrides(params)
+        settings = load_settings(**overrides_all)
+    round_number = None
+    if mode == "live":
+        with stage("window", unattended=True):
+            check_live_price_source(settings)
+            client = client_for(settings, settings.tournament)
+            window = client.current_round() or client.upcoming_round()
+        if window is None:
+            return _skipped(GuardDecision(False, f"skipped: Numerai lists no open or upcoming {settings.tournament} "
+                                          "round to prepare"))
+        get_run_logger().info("preparing %s round %d (%s)", settings.tournament, window.number, window.window())
+        round_number = window.number
+    prepared = prepare_round(settings, overrides_all, round_kind(mode, round_number), retrain=retrain,
+                             unattended=True)
+    with stage("models", unattended=True):
+        if prepared.failures:
+            raise ModelsFailed("; ".join(f"{name}: {cause}" for name, cause in prepared.failures.items()))
+    return prepared
+
+
+@flow(name="scheduled-submit", log_prints=True, retries=0, timeout_seconds=240 * 60,
+      on_failure=[notify_round_failure], on_crashed=[notify_round_failure])
+def scheduled_submit_flow(
+    mode: Literal["live", "demo"] = "live",
+    force: bool = False,
+    tournament: Literal["signals", "crypto"] | None = None,
+    model_name: str | None = None,
+    tickers: int | None = None,
+    years: float | None = None,
+    seed: int | None = None,
+    data_dir: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Any:
+    """The daily cadence's second stage, after the round opens: this round's universe, the prepared
+    prices and features, then every model predicted, validated and uploaded once. Skips at once
+    when the round is closed or every model already submitted.
+
+    Args:
+        mode: "live": this Numerai round; "demo": the offline demo market.
+        force: upload again even if this round was already submitted (never opens a closed round).
+        tournament: Numerai tournament; empty: the configured one (signals).
+        model_name: Numerai model name; empty: numerai.model_name. With a [[models]] table: submit
+            that model only.
+        tickers: Demo only: number of tickers of the demo market (empty: demo.tickers).
+        years: Demo only: years of daily bars of the demo market (empty: demo.years).
+        seed: Demo only: random seed of the demo market (empty: demo.seed).
+        data_dir: data store directory; empty: the configured data_dir.
+        overrides: any settings as nested JSON, e.g. {"training": {"num_boost_round": 50}}.
+    """
+    params = {"tournament": tournament, "model_name": model_name, "tickers": tickers, "years": years,
+              "seed": seed, "data_dir": data_dir, "overrides": overrides}
+    return guarded_round(params, mode, force=force, retrain=False, prepared=True)
 
 
 @flow(name="scheduled-train", log_prints=True, timeout_seconds=360 * 60)

@@ -169,11 +169,11 @@ def test_every_deployment_parameter_is_described_in_the_custom_run_form():
     docstring; the same schema serve.py sends and `prefect deploy` reads from the source)."""
     from prefect.utilities.callables import parameter_schema, parameter_schema_from_entrypoint
 
-    from numerflow.flows.deployments import SPECS, build_deployments
+    from numerflow.flows.deployments import DAILY_SPECS, SPECS, build_deployments
 
-    deployments = {d.name: d for d in build_deployments(load_settings())}
-    settings = load_settings()
-    for spec in SPECS:
+    settings = load_settings(schedule={"cadence": "daily"})  # every deployment, the daily ones too
+    deployments = {d.name: d for d in build_deployments(settings)}
+    for spec in SPECS + DAILY_SPECS:
         served = deployments[spec.name(settings)]._parameter_openapi_schema.model_dump()["properties"]
         module, _, attr = spec.entrypoint.rpartition(".")
         path = ROOT / "flows" / f"{module.rpartition('.')[2]}.py"

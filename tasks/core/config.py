@@ -186,6 +186,19 @@ class ScheduleSettings(Section):
     """When the deployments run (docs/operations.md). Cron strings in UTC: Numerai's deadlines are UTC,
     and a local zone would move the runs with daylight saving."""
 
+    cadence: Literal["weekend", "daily"] = Field(
+        "weekend", description="\"weekend\": one round a week on round_crons; \"daily\": every Tuesday-Saturday round, "
+        "a prepare run (ingest, features, retrain when due) on daily_prepare_crons before the open and a submit run "
+        "(predict, validate, upload every model) on daily_submit_crons after it; both read the round's real window "
+        "from Numerai, and round_crons are not scheduled")
+    daily_prepare_crons: list[str] = Field(
+        default_factory=lambda: ["0 9 * * 2-6"],
+        description="cron strings (UTC) of the daily prepare: Tuesday-Saturday 09:00, before the 12:00 open")
+    daily_submit_crons: list[str] = Field(
+        default_factory=lambda: ["10 12 * * 2-6", "30 12 * * 2-6", "0 9 * * 0", "0 13 * * 0"],
+        description="cron strings (UTC) of the daily submit: shortly after each Tuesday-Saturday open, a retry "
+        "before the Tuesday-Friday 13:00 close, and Sunday retries before the Saturday round's Sunday close; a run "
+        "that finds the round closed or every model submitted finishes at once")
     round_crons: list[str] = Field(
         default_factory=lambda: ["30 18 * * 6", "0 6 * * 0", "0 6 * * 1", "0 11 * * 1"],
         description="cron strings (UTC) of the scheduled round: Saturday 18:30 when the round opens, then "

@@ -494,6 +494,14 @@ class NumeraiClient:
             rounds = raw["data"]["rounds"]
             return parse_round(rounds[0], self.spec.name) if rounds and rounds[0] else None
 
+    def upcoming_round(self) -> RoundInfo | None:
+        """The next round to open, from numerapi's ``list_rounds(status="upcoming")`` (openTime,
+        closeStakingTime), or None when Numerai lists none."""
+        with _translated("rounds"):
+            rounds = self.api.list_rounds(status="upcoming")
+            soonest = sorted(rounds, key=lambda r: _utc(r.get("openTime"), "openTime"))
+            return parse_round(soonest[0], self.spec.name) if soonest else None
+
     def models(self, tournament_id: int | None = None) -> dict[str, str]:
         """``{model name: model id}`` of the account, for this tournament (or another)."""
         with _translated("account.models"):
