@@ -113,6 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
     status.set_defaults(handler=cmd_status)
 
+    scores = commands.add_parser(
+        "scores", parents=[common, numerai], help="every model's recent live scores from Numerai",
+        description="Fetch each model's scores of its recent rounds from Numerai into the store's history "
+        "(scores/<tournament>/history.parquet), then show per model its last rounds, the rolling mean and the "
+        "rounds it missed; a missed round or a mean below scores.floor is notified once.")
+    scores.add_argument("--no-fetch", action="store_true", help="show the stored history only (no keys needed)")
+    scores.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+    scores.set_defaults(handler=cmd_scores)
+
     setup = commands.add_parser(
         "setup", parents=[common], help="create the Prefect failure notification (webhook block + automation)",
         description="With PREFECT_API_URL set: store orchestration.notify_webhook_url in a webhook notification "
@@ -203,6 +212,32 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not status["last_submissions"]:
         lines.append("  submissions none recorded")
     _print(args, status, "\n".join(lines))
+    return 0
+
+
+def cmd_scores(args: argparse.Namespace) -> int:
+    """Live scores back (flows/scores.py)."""
+    from numerflow.flows.scores import refresh_scores
+
+    settings = _settings(args)
+    report = refresh_scores(settings, fetch=not args.no_fetch)
+    lines = [f"numerflow scores: Numerai {report.tournament}, history {report.history}"
+             + (f" ({report.fetched_rows} scores fetched)" if not args.no_fetch else " (stored, not fetched)")]
+    for model in report.models:
+        metrics = sorted({k for r in model.rounds for k in r if k not in ("round", "resolved")})
+        lines.append(f"  {model.model}")
+        if not model.rounds:
+            lines.append("    no live scores yet")
+        else:
+            lines.append("    round     " + "".join(f"{m:>12}" for m in metrics) + "  resolved")
+            lines += [f"    {r['round']:<10}" + "".join("           —" if r.get(m) is None else f"{r[m]:>12.4f}"
+                                                    for m in metrics) + f"  {'yes' if r['resolved'] else 'no'}"
+                      for r in model.rounds]
+            lines.append("    mean      " + "".join(f"{model.rolling_mean.get(m, float('nan')):>12.4f}" for m in metrics)
+                         + f"  (last {settings.scores.alert_rounds} scored rounds)")
+        lines.append(f"    missed    {', '.join(map(str, model.missed)) or 'none'}")
+    lines += [f"  ALERT {a['text']}" for a in report.alerts]
+    _print(args, report.as_dict(), "\n".join(lines))
     return 0
 
 

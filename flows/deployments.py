@@ -13,11 +13,18 @@ from typing import Any
 
 from prefect.deployments.runner import EntrypointType
 
-from numerflow.flows.schedule import prepare_schedules, round_schedules, submit_schedules, train_schedules
+from numerflow.flows.schedule import (
+    prepare_schedules,
+    round_schedules,
+    scores_schedules,
+    submit_schedules,
+    train_schedules,
+)
 from numerflow.tasks.core.config import Settings
 
 ROUND, TRAIN, BACKFILL = "round", "train", "ingest-backfill"
 PREPARE, SUBMIT = "prepare", "submit"  # the daily cadence's two stages
+SCORES = "scores"
 CONCURRENCY_LIMIT = 1
 
 
@@ -26,7 +33,7 @@ class DeploymentSpec:
     """What a deployment is, independent of how it is served."""
 
     key: str
-    flow_attr: str  # attribute of flows.scheduled
+    flow_attr: str  # the flow's attribute in its module (flows.scheduled, flows.scores)
     entrypoint: str
     description: str
 
@@ -41,6 +48,9 @@ SPECS = (
                    "Fresh prices, then retrain the model on its own schedule."),
     DeploymentSpec(BACKFILL, "ingest_backfill_flow", "numerflow.flows.scheduled.ingest_backfill_flow",
                    "Manual: re-pull every ticker's whole price history."),
+    DeploymentSpec(SCORES, "scores_flow", "numerflow.flows.scores.scores_flow",
+                   "Every model's recent live scores from Numerai into the store; notifies missed rounds and "
+                   "scores below the floor (daily, UTC)."),
 )
 #: The daily cadence's deployments (schedule.cadence = "daily"): built only then.
 DAILY_SPECS = (
@@ -56,12 +66,12 @@ def deployment_parameters(settings: Settings) -> dict[str, dict[str, Any]]:
     """Default parameters per deployment (editable per run in the UI)."""
     mode = settings.schedule.round_mode
     return {ROUND: {"mode": mode}, TRAIN: {"retrain": True}, BACKFILL: {"backfill": True},
-            PREPARE: {"mode": mode}, SUBMIT: {"mode": mode}}
+            PREPARE: {"mode": mode}, SUBMIT: {"mode": mode}, SCORES: {}}
 
 
 def configured_flows(settings: Settings) -> dict[str, Any]:
     """The flows with the configured time bounds applied (no flow retries: the schedule retries)."""
-    from numerflow.flows import scheduled
+    from numerflow.flows import scheduled, scores
 
     o = settings.orchestration
     return {
@@ -70,6 +80,7 @@ def configured_flows(settings: Settings) -> dict[str, Any]:
         BACKFILL: scheduled.ingest_backfill_flow.with_options(timeout_seconds=o.ingest_timeout_minutes * 60),
         PREPARE: scheduled.scheduled_prepare_flow.with_options(timeout_seconds=o.round_timeout_minutes * 60),
         SUBMIT: scheduled.scheduled_submit_flow.with_options(timeout_seconds=o.round_timeout_minutes * 60),
+        SCORES: scores.scores_flow,
     }
 
 
@@ -79,7 +90,8 @@ def build_deployments(settings: Settings) -> list[Any]:
     flows = configured_flows(settings)
     params = deployment_parameters(settings)
     schedules = {ROUND: round_schedules(settings.schedule), TRAIN: train_schedules(settings.schedule), BACKFILL: [],
-                 PREPARE: prepare_schedules(settings.schedule), SUBMIT: submit_schedules(settings.schedule)}
+                 PREPARE: prepare_schedules(settings.schedule), SUBMIT: submit_schedules(settings.schedule),
+                 SCORES: scores_schedules(settings.scores)}
     specs = SPECS + (DAILY_SPECS if settings.schedule.cadence == "daily" else ())
     return [
         flows[spec.key].to_deployment(

@@ -143,6 +143,7 @@ class RoundResult:
     failures: dict[str, str] = field(default_factory=dict)  # model name → cause
     guard: GuardDecision | None = None
     window: dict[str, Any] | None = None  # Numerai's round window when it was asked (live)
+    scores: Any = None  # flows.scores.ScoresReport: live scores of the round's models, when fetched
 
     @property
     def round_label(self) -> str:

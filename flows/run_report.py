@@ -63,6 +63,11 @@ def render_round_report(result: RoundResult, *, flow_run_url: str | None = None)
                   f"{_fmt(run.upload.submission_id)} |" for run in result.models]
         lines += [f"| {name} | — | — | — | **FAILED** | {cause.replace('|', '/')} |"
                   for name, cause in result.failures.items()]
+    if result.scores is not None:
+        from numerflow.flows.scores import render_scores_table
+
+        lines += ["", "## Live scores", *render_scores_table(result.scores)]
+        lines += [f"- **alert**: {a['text']}" for a in result.scores.alerts]
     lines += ["", "## Links"]
     report = model.report.markdown if model.report else None
     lines.append(f"- validation report: `{report}`" if report else "- validation report: unchanged model (earlier run)")

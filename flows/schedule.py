@@ -16,7 +16,7 @@ from typing import Any
 
 from prefect.schedules import Cron, Schedule
 
-from numerflow.tasks.core.config import ScheduleSettings
+from numerflow.tasks.core.config import ScheduleSettings, ScoresSettings
 from numerflow.tasks.core.errors import BadInputError
 
 UTC = "UTC"
@@ -77,6 +77,14 @@ def train_schedules(schedule: ScheduleSettings, parameters: dict[str, Any] | Non
         return []
     expression = validate_cron(schedule.train_cron, "schedule.train_cron")
     return [Cron(expression, timezone=UTC, parameters=dict(parameters or {}), slug=cron_slug("train", expression))]
+
+
+def scores_schedules(scores: ScoresSettings) -> list[Schedule]:
+    """The scores flow's schedule (none when ``scores.cron`` is empty: manual runs only)."""
+    if not scores.cron or not scores.cron.strip():
+        return []
+    expression = validate_cron(scores.cron, "scores.cron")
+    return [Cron(expression, timezone=UTC, slug=cron_slug("scores", expression))]
 
 
 def next_run_times(schedules: Sequence[Schedule], after: dt.datetime, n: int) -> list[dt.datetime]:

@@ -158,6 +158,23 @@ def notify_missed_round(settings: Settings, decision: GuardDecision, models: lis
         get_run_logger().warning("missed-round notice not sent: %s", exc)
 
 
+def round_scores(settings: Settings, mode: Mode) -> Any:
+    """After a live round with keys: the models' live scores (fetched into the history, alerts sent),
+    for the report. Best effort: a failure is logged and never fails the round."""
+    from numerflow.flows.scores import refresh_scores
+    from numerflow.tasks.numerai.client import resolve_keys
+
+    if mode != "live":
+        return None
+    try:
+        if resolve_keys(settings.numerai) is None:
+            return None
+        return refresh_scores(settings)
+    except Exception as exc:  # noqa: BLE001 - scores are extra; the round's own outcome stands
+        get_run_logger().warning("live scores not fetched: %s", exc)
+        return None
+
+
 def _skipped(decision: GuardDecision) -> State:
     get_run_logger().info(decision.reason)
     return Completed(name="Skipped", message=decision.reason, data={"skipped": True, **decision.as_dict()})
@@ -230,7 +247,7 @@ def guarded_round(params: dict[str, Any], mode: Mode, *, force: bool, retrain: b
         return _skipped(decision)
     result = run_round(settings, overrides_all, round_kind(mode), force=force, retrain=retrain, unattended=True,
                        models=models, prepared=prepared)
-    result = replace(result, guard=decision)
+    result = replace(result, guard=decision, scores=round_scores(settings, mode))
     with stage("report", unattended=True):
         publish_round_report(result)
     with stage("models", unattended=True):  # a failed model fails the round, naming each (the rest uploaded)

@@ -32,7 +32,7 @@ def _deployments(**schedule):
 def test_daily_preset_prepares_before_and_submits_after_each_tuesday_to_saturday_open():
     deployments = _deployments(cadence="daily")
     assert set(deployments) == {"numerflow-round", "numerflow-train", "numerflow-ingest-backfill",
-                                "numerflow-prepare", "numerflow-submit"}
+                                "numerflow-scores", "numerflow-prepare", "numerflow-submit"}
     assert deployments["numerflow-round"].schedules == []  # the weekly crons are not scheduled
     prepare = next_run_times([s.schedule for s in deployments["numerflow-prepare"].schedules], MONDAY, 6)
     assert [(d.strftime("%a %H:%M"), d.utcoffset()) for d in prepare] == [
@@ -48,7 +48,8 @@ def test_daily_preset_prepares_before_and_submits_after_each_tuesday_to_saturday
 
 def test_weekend_preset_is_todays_schedule():
     deployments = _deployments()
-    assert set(deployments) == {"numerflow-round", "numerflow-train", "numerflow-ingest-backfill"}
+    assert set(deployments) == {"numerflow-round", "numerflow-train", "numerflow-ingest-backfill",
+                                "numerflow-scores"}
     crons = sorted(s.schedule.cron for s in deployments["numerflow-round"].schedules)
     assert crons == sorted(["30 18 * * 6", "0 6 * * 0", "0 6 * * 1", "0 11 * * 1"])
 

@@ -12,7 +12,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from numerflow.flows.deployments import BACKFILL, ROUND, SPECS, TRAIN, build_deployments
+from numerflow.flows.deployments import (
+    BACKFILL,
+    DAILY_SPECS,
+    PREPARE,
+    ROUND,
+    SCORES,
+    SPECS,
+    SUBMIT,
+    TRAIN,
+    build_deployments,
+)
 from numerflow.flows.schedule import next_run_times, round_schedules, train_schedules
 from numerflow.tasks.core.config import load_settings
 from numerflow.tasks.core.errors import BadInputError
@@ -27,8 +37,10 @@ def by_name(deployments):
 
 def test_default_deployments_schedules_parameters_concurrency():
     deps = by_name(build_deployments(load_settings()))
-    assert set(deps) == {"numerflow-round", "numerflow-train", "numerflow-ingest-backfill"}
+    assert set(deps) == {"numerflow-round", "numerflow-train", "numerflow-ingest-backfill", "numerflow-scores"}
     rnd, train, backfill = deps["numerflow-round"], deps["numerflow-train"], deps["numerflow-ingest-backfill"]
+    assert [(s.schedule.cron, s.schedule.timezone) for s in deps["numerflow-scores"].schedules] == [
+        ("0 8 * * *", "UTC")]
     assert [(s.schedule.cron, s.schedule.timezone) for s in rnd.schedules] == [
         ("30 18 * * 6", "UTC"), ("0 6 * * 0", "UTC"), ("0 6 * * 1", "UTC"), ("0 11 * * 1", "UTC")]
     assert [(s.schedule.cron, s.schedule.timezone) for s in train.schedules] == [("0 6 * * 5", "UTC")]
@@ -142,10 +154,11 @@ def test_every_entrypoint_loads_its_flow():
     cwd = os.getcwd()
     os.chdir(ROOT)
     try:
-        names = {spec.key: load_flow_from_entrypoint(spec.entrypoint).name for spec in SPECS}
+        names = {spec.key: load_flow_from_entrypoint(spec.entrypoint).name for spec in SPECS + DAILY_SPECS}
     finally:
         os.chdir(cwd)
-    assert names == {ROUND: "scheduled-round", TRAIN: "scheduled-train", BACKFILL: "ingest-backfill"}
+    assert names == {ROUND: "scheduled-round", TRAIN: "scheduled-train", BACKFILL: "ingest-backfill",
+                     SCORES: "scores", PREPARE: "scheduled-prepare", SUBMIT: "scheduled-submit"}
 
 
 def test_serve_refuses_to_start_without_a_prefect_api(tmp_path):

@@ -161,6 +161,20 @@ class NumeraiSettings(Section):
         return value.rstrip("/")
 
 
+class ScoresSettings(Section):
+    """Live scores fetched back from Numerai (``numerflow scores``, the run report, the scores flow)."""
+
+    last_n_rounds: int = Field(20, ge=1, le=200, description="rounds of scores fetched per model")
+    alert_rounds: int = Field(5, ge=1, description="N: the latest N closed rounds are checked for a missed "
+                              "submission, and the rolling mean is taken over the latest N scored rounds")
+    metric: str = Field("corr", min_length=1, description="score the floor applies to: Numerai's displayName, "
+                        "or a part of it (case-insensitive), e.g. corr, mmc, alpha, mpc")
+    floor: float | None = Field(None, allow_inf_nan=False, description="notify when a model's mean of the metric "
+                                "over the latest alert_rounds scored rounds is below this (None: no floor)")
+    cron: str | None = Field("0 8 * * *", description="cron string (UTC) of the scores flow (empty/None: manual "
+                             "only); the daily 08:00 sees the previous day's scoring")
+
+
 class ModelSettings(Section):
     """One Numerai model of the account (a ``[[models]]`` entry in numerflow.toml). With no entries
     the round submits the single ``numerai.model_name`` with ``[training]`` as it is."""
@@ -294,6 +308,7 @@ class Settings(BaseSettings):
     numerai: NumeraiSettings = Field(default_factory=NumeraiSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
+    scores: ScoresSettings = Field(default_factory=ScoresSettings)
     models: list[ModelSettings] = Field(
         default_factory=list, description="the account's models, one [[models]] table each (empty: the single "
         "numerai.model_name); every entry trains, validates and uploads on its own in each round")
