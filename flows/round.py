@@ -241,11 +241,16 @@ def check_demo_tournament(settings: Settings) -> None:
 
 
 def check_live_price_source(settings: Settings) -> None:
-    if settings.price_source != "yahoo":
+    """Live rounds take Numerai's tickers from Yahoo (resolved to Yahoo symbols) or from the user's
+    own files (keyed by Numerai's ids themselves); the demo market has no Numerai tickers."""
+    if settings.price_source not in ("yahoo", "files"):
         raise BadInputError(
-            f"live rounds ingest Numerai tickers through Yahoo only (price_source is {settings.price_source!r}); "
-            "set price_source = \"yahoo\" (NUMERFLOW_PRICE_SOURCE=yahoo) or run with --demo",
-            tag="invalid_config")
+            f"live rounds ingest Numerai tickers through Yahoo or your own files (price_source is "
+            f"{settings.price_source!r}); set price_source = \"yahoo\" or \"files\" (NUMERFLOW_PRICE_SOURCE) "
+            "or run with --demo", tag="invalid_config")
+    if settings.price_source == "files" and settings.files.path is None:
+        raise BadInputError("price_source is \"files\" but files.path is not set: point NUMERFLOW_FILES__PATH "
+                            "at your CSV/Parquet prices (docs/prices.md)", tag="invalid_config")
 
 
 # ---------------------------------------------------------------- the chain
@@ -472,6 +477,12 @@ def resolve_universe(settings: Settings, universe_path: Path, round_number: int)
 def resolve_tickers_task(settings: Settings, universe: UniverseRef) -> Resolution:
     check_live_price_source(settings)
     assert universe.round_number is not None  # a live universe always has its round
+    if settings.price_source == "files":
+        # Your own files are keyed by Numerai's ids: each id is its own (only) candidate.
+        ids = universe_ids(universe).astype(str).tolist()
+        path = write_json(numerai_dir(Store(settings.data_dir), settings.tournament) / f"round-{universe.round_number}"
+                          / "files-candidates.json", {t: [t] for t in ids})
+        return Resolution(str(path))
     result = resolve_universe(settings, Path(universe.path), universe.round_number)
     create_table_artifact(result.report or [], key="ticker-resolution",
                           description=f"{tournament_spec(settings.tournament).ticker_column} → Yahoo resolution, "

@@ -51,7 +51,7 @@ def test_invalid_configuration_file_is_reported_before_the_round_starts(capsys, 
     [
         (["run", "--demo", "--tournament", "crypto"], "the demo market is a Signals market"),
         # A live round needs Yahoo for Numerai's tickers: refused before Prefect starts or Numerai is asked.
-        (["run", "--model", "m"], "live rounds ingest Numerai tickers through Yahoo only"),
+        (["run", "--model", "m"], "live rounds ingest Numerai tickers through Yahoo or your own files"),
     ],
 )
 def test_rounds_it_cannot_run_are_refused_before_anything_starts(argv, message, capsys, tmp_path, monkeypatch):
