@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO
 
@@ -274,14 +274,18 @@ def run_round(settings: Settings, overrides: dict[str, Any], kind: RoundKind, *,
                                                           prepared=prepared)
     runs: list[ModelRun] = []
     failures: dict[str, str] = {}
-    for entry in table:
+    chosen = choose_models(settings, overrides, kind, dataset, universe.round_number, table, retrain=retrain,
+                           run_id=run_id, unattended=unattended)
+    for entry, choice in zip(table, chosen, strict=True):
         if entry is None:  # the single configured model: its errors are the round's
-            runs.append(run_model(settings, kind, dataset, universe, None, force=force, retrain=retrain,
+            runs.append(run_model(settings, kind, dataset, universe, None, choice, force=force,
                                   unattended=unattended, run_id=run_id))
             continue
         try:
-            runs.append(run_model(settings_for_model(settings, entry), kind, dataset, universe, entry,
-                                  force=force, retrain=retrain, unattended=unattended, run_id=run_id))
+            if isinstance(choice, str):
+                raise StageFailed(f"stage 'train {entry.name}' failed: {choice}")
+            runs.append(run_model(settings_for_model(settings, entry), kind, dataset, universe, entry, choice,
+                                  force=force, unattended=unattended, run_id=run_id))
         except Exception as exc:  # noqa: BLE001 - one model never blocks the others; named below
             failures[entry.name] = f"{type(exc).__name__}: {exc}"
             get_run_logger().error("model %s failed: %s", entry.name, failures[entry.name])
@@ -313,18 +317,14 @@ def prepare_round(settings: Settings, overrides: dict[str, Any], kind: RoundKind
     universe, resolution, prices, dataset = shared_stages(settings, overrides, kind, unattended=unattended)
     chosen: dict[str, ModelChoice] = {}
     failures: dict[str, str] = {}
-    for entry in table:
-        name = entry.name if entry is not None else None
-        label = name or settings.numerai.model_name or "model"
-        try:
-            with stage(f"train {name}" if name else "train", unattended=unattended):
-                chosen[label] = train_or_reuse(settings_for_model(settings, entry), kind, dataset,
-                                               universe.round_number, retrain,
-                                               f"{run_id}-{name}" if name else run_id, model=name)
-        except Exception as exc:  # noqa: BLE001 - named below
-            if entry is None:
-                raise
-            failures[label] = f"{type(exc).__name__}: {exc}"
+    choices = choose_models(settings, overrides, kind, dataset, universe.round_number, table, retrain=retrain,
+                            run_id=run_id, unattended=unattended)
+    for entry, choice in zip(table, choices, strict=True):
+        label = entry.name if entry is not None else settings.numerai.model_name or "model"
+        if isinstance(choice, str):
+            failures[label] = choice
+        else:
+            chosen[label] = choice
     return PreparedRound(kind.mode, universe, prices, dataset, chosen, failures)
 
 
@@ -366,13 +366,12 @@ def raise_failures(result: RoundResult) -> RoundResult:
 
 
 def run_model(settings: Settings, kind: RoundKind, dataset: DatasetInfo, universe: UniverseRef,
-              entry: ModelSettings | None, *, force: bool, retrain: bool, unattended: bool, run_id: str) -> ModelRun:
-    """One model's stages: train or reuse → predict → validate → upload (``submit = false``: not
+              entry: ModelSettings | None, model: ModelChoice, *, force: bool, unattended: bool,
+              run_id: str) -> ModelRun:
+    """One model's stages after training: predict → validate → upload (``submit = false``: not
     uploaded). ``settings`` are the model's own (``settings_for_model``)."""
     name = entry.name if entry is not None else None
     suffix, model_run_id = (f" {name}", f"{run_id}-{name}") if name else ("", run_id)
-    with stage(f"train{suffix}", unattended=unattended):
-        model = train_or_reuse(settings, kind, dataset, universe.round_number, retrain, model_run_id, model=name)
     with stage(f"predict{suffix}", unattended=unattended):
         live = predict_live_task(settings, dataset.path, model.model_dir, universe.path, model_run_id)
     with stage(f"validate{suffix}", unattended=unattended):
@@ -406,29 +405,126 @@ def ingest_stage(settings: Settings, overrides: dict[str, Any], kind: RoundKind,
                                       readiness=ready)
 
 
-def train_or_reuse(settings: Settings, kind: RoundKind, dataset: DatasetInfo, round_number: int | None,
-                   retrain: bool, run_id: str, model: str | None = None) -> ModelChoice:
-    """Train (and publish the report) unless the registry has a fresh model of the same lineage
-    (``model``: a ``[[models]]`` entry's name, part of its lineage: each entry has its own)."""
+@dataclass(frozen=True)
+class TrainPlan:
+    """One model's training decision: what it trains on, its lineage, and whether it must train."""
+
+    settings: Settings  # the model's own
+    entry: ModelSettings | None
+    training_path: str
+    lineage_source: str
+    numerai_targets: NumeraiTargets | None
+    lineage: dict[str, Any]
+    must_train: bool
+    reason: str
+    run_id: str
+
+
+def plan_training(settings: Settings, kind: RoundKind, dataset: DatasetInfo, round_number: int | None,
+                  retrain: bool, run_id: str, entry: ModelSettings | None = None) -> TrainPlan:
+    """Train or reuse? Reuse needs a fresh registry model of the same lineage (a ``[[models]]``
+    entry's name is part of its lineage: each entry has its own). ``settings`` are the model's own."""
+    name = entry.name if entry is not None else None
     training_path, lineage_source, numerai_targets = kind.training_data(settings, dataset, round_number)
-    store = Store(settings.data_dir)
     lineage = model_lineage(settings, lineage_source)
-    if model is not None:
-        lineage["model"] = model
-    must_train, reason = needs_training(store, settings.training.model_max_age_days, dataset.feature_names,
-                                        force=retrain, lineage=lineage)
-    get_run_logger().info("Training decision%s: %s", f" ({model})" if model else "", reason)
-    if must_train:
-        trained = train_model_task(settings, training_path, run_id, lineage)
-        report = publish_report_task(settings, trained.model_dir, trained.metrics, run_id)
-        return ModelChoice(trained.model_id, trained.model_dir, True, reason, trained.metrics["corr"],
-                           lineage_source, report, numerai_targets)
-    model_dir = latest_model(store, model)
+    if name is not None:
+        lineage["model"] = name
+    must_train, reason = needs_training(Store(settings.data_dir), settings.training.model_max_age_days,
+                                        dataset.feature_names, force=retrain, lineage=lineage)
+    get_run_logger().info("Training decision%s: %s", f" ({name})" if name else "", reason)
+    return TrainPlan(settings, entry, training_path, lineage_source, numerai_targets, lineage, must_train, reason,
+                     f"{run_id}-{name}" if name else run_id)
+
+
+def finish_choice(plan: TrainPlan, trained: TrainResult | None) -> ModelChoice:
+    """The model a plan ends with: the one trained (its report published), or the registry's."""
+    settings = plan.settings
+    if trained is not None:
+        report = publish_report_task(settings, trained.model_dir, trained.metrics, plan.run_id)
+        return ModelChoice(trained.model_id, trained.model_dir, True, plan.reason, trained.metrics["corr"],
+                           plan.lineage_source, report, plan.numerai_targets)
+    model_dir = latest_model(Store(settings.data_dir), plan.entry.name if plan.entry is not None else None)
     if model_dir is None:  # needs_training said "reuse", so the registry has one
         raise BadInputError("the model registry is empty; run with --retrain", tag="no_model")
     meta = read_json(model_dir / META_FILE)
-    return ModelChoice(meta["model_id"], str(model_dir), False, reason, meta["validation_metrics"]["corr"],
-                       lineage_source, None, numerai_targets)
+    return ModelChoice(meta["model_id"], str(model_dir), False, plan.reason, meta["validation_metrics"]["corr"],
+                       plan.lineage_source, None, plan.numerai_targets)
+
+
+def train_or_reuse(settings: Settings, kind: RoundKind, dataset: DatasetInfo, round_number: int | None,
+                   retrain: bool, run_id: str) -> ModelChoice:
+    """The single configured model: train (and publish the report) unless a fresh one of the same
+    lineage is in the registry."""
+    plan = plan_training(settings, kind, dataset, round_number, retrain, run_id)
+    trained = train_model_task(settings, plan.training_path, plan.run_id, plan.lineage) if plan.must_train else None
+    return finish_choice(plan, trained)
+
+
+def choose_models(settings: Settings, overrides: dict[str, Any], kind: RoundKind, dataset: DatasetInfo,
+                  round_number: int | None, table: list[ModelSettings | None], *, retrain: bool, run_id: str,
+                  unattended: bool) -> list[ModelChoice | str]:
+    """The ``train`` stage for every model of ``table``: plan each, train those that must (several
+    at once: each its own task on the configured task runner, threads or Dask), reuse the rest.
+    Per model its ``ModelChoice``, or for a ``[[models]]`` entry the reason it failed (the single
+    configured model's failure is the round's)."""
+    results: list[ModelChoice | str] = []
+    with stage("train", unattended=unattended):
+        plans: list[TrainPlan | str] = []
+        for entry in table:
+            try:
+                plans.append(plan_training(settings_for_model(settings, entry), kind, dataset, round_number,
+                                           retrain, run_id, entry))
+            except Exception as exc:  # noqa: BLE001 - named in the round's failures
+                if entry is None:
+                    raise
+                plans.append(f"{type(exc).__name__}: {exc}")
+        jobs = [p for p in plans if isinstance(p, TrainPlan) and p.must_train]
+        if len(jobs) > 1:
+            outcomes = train_models_flow.with_options(task_runner=task_runner_for(settings))(
+                overrides=overrides, jobs=[{"model": p.entry.model_dump() if p.entry is not None else None,
+                                            "dataset_path": p.training_path, "run_id": p.run_id,
+                                            "lineage": p.lineage} for p in jobs])
+            trained: dict[str, TrainResult | str] = {p.run_id: o for p, o in zip(jobs, outcomes, strict=True)}
+        else:
+            trained = {}
+        for entry, plan in zip(table, plans, strict=True):
+            if isinstance(plan, str):
+                results.append(plan)
+                continue
+            try:
+                if not plan.must_train:
+                    results.append(finish_choice(plan, None))
+                    continue
+                outcome = trained.get(plan.run_id) or train_model_task(plan.settings, plan.training_path,
+                                                                       plan.run_id, plan.lineage)
+                if isinstance(outcome, str):
+                    raise StageFailed(outcome)
+                results.append(finish_choice(plan, outcome))
+            except Exception as exc:  # noqa: BLE001 - named in the round's failures
+                if entry is None:
+                    raise
+                results.append(f"{type(exc).__name__}: {exc}")
+    return results
+
+
+@flow(name="train-models", log_prints=True)
+def train_models_flow(overrides: dict[str, Any], jobs: list[dict[str, Any]]) -> list[TrainResult | str]:
+    """Several models at once, each its own ``train-model`` task on the flow's task runner (threads,
+    or a Dask cluster: one Dask task per model). Per job its result, or why it failed.
+
+    Args:
+        overrides: the round's settings overrides (the settings are rebuilt from them).
+        jobs: per model: its [[models]] entry (or null), the dataset it trains on, its run id and lineage.
+    """
+    settings = load_settings(**overrides)
+    futures = [train_model_task.submit(
+        settings_for_model(settings, ModelSettings(**job["model"]) if job["model"] is not None else None),
+        job["dataset_path"], job["run_id"], job["lineage"]) for job in jobs]
+    outcomes: list[TrainResult | str] = []
+    for future in futures:
+        result = future.result(raise_on_failure=False)
+        outcomes.append(f"{type(result).__name__}: {result}" if isinstance(result, BaseException) else result)
+    return outcomes
 
 
 def universe_ids(universe: UniverseRef) -> Any:
