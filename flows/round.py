@@ -277,7 +277,8 @@ def run_round(settings: Settings, overrides: dict[str, Any], kind: RoundKind, *,
     chosen = choose_models(settings, overrides, kind, dataset, universe.round_number, table, retrain=retrain,
                            run_id=run_id, unattended=unattended)
     for entry, choice in zip(table, chosen, strict=True):
-        if entry is None:  # the single configured model: its errors are the round's
+        if entry is None:  # the single configured model: its errors are the round's (raised while choosing)
+            assert not isinstance(choice, str)
             runs.append(run_model(settings, kind, dataset, universe, None, choice, force=force,
                                   unattended=unattended, run_id=run_id))
             continue

@@ -417,7 +417,7 @@ def model_table(settings: Settings, only: str | None = None) -> list[ModelSettin
         return [None]
     if only is None:
         return list(settings.models)
-    chosen = [m for m in settings.models if m.name == only]
+    chosen: list[ModelSettings | None] = [m for m in settings.models if m.name == only]
     if not chosen:
         raise BadInputError(f"model {only!r} is not in the [[models]] table ({', '.join(m.name for m in settings.models)}); "
                             "pick one of those or add it to numerflow.toml", tag="unknown_model")

@@ -112,7 +112,8 @@ def metric_column(scores: ModelScores, metric: str) -> str | None:
     names = sorted(scores.rolling_mean)
     exact = [m for m in names if m.lower() == metric.lower()]
     partial = [m for m in names if metric.lower() in m.lower()]
-    return (exact or partial or [None])[0]
+    found = exact or partial
+    return found[0] if found else None
 
 
 def score_alerts(summaries: list[ModelScores], *, metric: str, floor: float | None, n: int) -> list[dict]:
