@@ -25,7 +25,15 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from numerflow.flows.guard import DEMO_RECORD, demo_round_label
 from numerflow.flows.policies import network_task
-from numerflow.flows.prices import demo_market, prices_flow, readiness, source_name, task_runner_for, with_unresolved
+from numerflow.flows.prices import (
+    ProgressBar,
+    demo_market,
+    prices_flow,
+    readiness,
+    source_name,
+    task_runner_for,
+    with_unresolved,
+)
 from numerflow.flows.results import (
     IngestSummary,
     ModelChoice,
@@ -69,7 +77,7 @@ from numerflow.tasks.numerai.submission import (
 )
 from numerflow.tasks.numerai.submit import SubmitOutcome, submit_file
 from numerflow.tasks.numerai.universe import fetch_universe, load_universe_ids, write_universe
-from numerflow.tasks.prices.ingest import ingest_dir, remembered_symbols
+from numerflow.tasks.prices.ingest import ingest_dir, ingest_run_id, remembered_symbols
 from numerflow.tasks.prices.tickers import candidate_map, resolution_report, resolve_for_yahoo
 
 Mode = Literal["demo", "live"]
@@ -397,9 +405,14 @@ def model_submission_dir(settings: Settings, round_label: str, name: str | None)
 def ingest_stage(settings: Settings, overrides: dict[str, Any], kind: RoundKind, universe: UniverseRef,
                  resolution: Resolution) -> IngestSummary:
     """The batched ingest subflow (``numerflow ingest``'s own) on the configured task runner,
-    then the kind's readiness check."""
-    summary = prices_flow.with_options(task_runner=task_runner_for(settings))(
-        overrides=overrides, candidates_path=resolution.candidates_path)
+    then the kind's readiness check. With stage lines echoed (``numerflow run``): a progress bar."""
+    store, name = Store(settings.data_dir), source_name(settings)
+    run_id = ingest_run_id(store, name)  # the unfinished run (resumed) or a new one, as the subflow would
+    bar = (ProgressBar(ingest_dir(store, name) / "runs" / run_id, stream=STAGE_ECHO[0]) if STAGE_ECHO
+           else contextlib.nullcontext())
+    with bar:
+        summary = prices_flow.with_options(task_runner=task_runner_for(settings))(
+            overrides=overrides, candidates_path=resolution.candidates_path, run_id=run_id)
     ready = kind.check_prices(settings, universe, summary["source"])
     last = read_parquet(Path(summary["prices_dir"]), columns=["date"])["date"].max()
     return IngestSummary.from_summary(summary, prices_dir=summary["prices_dir"], last_date=str(last.date()),
@@ -450,15 +463,6 @@ def finish_choice(plan: TrainPlan, trained: TrainResult | None) -> ModelChoice:
     meta = read_json(model_dir / META_FILE)
     return ModelChoice(meta["model_id"], str(model_dir), False, plan.reason, meta["validation_metrics"]["corr"],
                        plan.lineage_source, None, plan.numerai_targets)
-
-
-def train_or_reuse(settings: Settings, kind: RoundKind, dataset: DatasetInfo, round_number: int | None,
-                   retrain: bool, run_id: str) -> ModelChoice:
-    """The single configured model: train (and publish the report) unless a fresh one of the same
-    lineage is in the registry."""
-    plan = plan_training(settings, kind, dataset, round_number, retrain, run_id)
-    trained = train_model_task(settings, plan.training_path, plan.run_id, plan.lineage) if plan.must_train else None
-    return finish_choice(plan, trained)
 
 
 def choose_models(settings: Settings, overrides: dict[str, Any], kind: RoundKind, dataset: DatasetInfo,

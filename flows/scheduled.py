@@ -38,13 +38,13 @@ from numerflow.flows.round import (
     ModelsFailed,
     build_dataset_task,
     check_live_price_source,
+    choose_models,
     model_submission_dir,
     prepare_round,
     raise_failures,
     round_kind,
     run_round,
     stage,
-    train_or_reuse,
 )
 from numerflow.tasks.core.config import (
     ModelSettings,
@@ -340,8 +340,9 @@ def scheduled_submit_flow(
 
 @flow(name="scheduled-train", log_prints=True, timeout_seconds=360 * 60)
 def scheduled_train_flow(retrain: bool = True, ingest_first: bool = True,
-                         overrides: dict[str, Any] | None = None) -> ModelChoice:
-    """Retrain on its own schedule: fresh prices first (incremental), then a new model.
+                         overrides: dict[str, Any] | None = None) -> ModelChoice | dict[str, ModelChoice]:
+    """Retrain on its own schedule: fresh prices first (incremental), then a new model (with a
+    [[models]] table: every model, by name; a failed one is named).
 
     Args:
         retrain: train a new model even when a fresh one of the same lineage exists.
@@ -355,7 +356,16 @@ def scheduled_train_flow(retrain: bool = True, ingest_first: bool = True,
     dataset = build_dataset_task(settings, source_name(settings))
     # The same kind as the round's, so the model has the lineage the next round looks for.
     kind = round_kind("demo" if settings.price_source == "demo" else "live")
-    return train_or_reuse(settings, kind, dataset, latest_round_number(settings), retrain, new_run_id())
+    table = model_table(settings)
+    choices = choose_models(settings, overrides or {}, kind, dataset, latest_round_number(settings), table,
+                            retrain=retrain, run_id=new_run_id(), unattended=False)
+    if table == [None]:
+        assert not isinstance(choices[0], str)  # the single model's failure was raised
+        return choices[0]
+    failed = {m.name: c for m, c in zip(table, choices, strict=True) if m is not None and isinstance(c, str)}
+    if failed:
+        raise ModelsFailed("; ".join(f"{name}: {cause}" for name, cause in failed.items()))
+    return {m.name: c for m, c in zip(table, choices, strict=True) if m is not None and not isinstance(c, str)}
 
 
 def latest_round_number(settings: Settings) -> int | None:

@@ -169,3 +169,18 @@ def test_scheduled_round_names_the_failed_model_in_state_report_and_webhook(
     skipped = scheduled_round_flow(**params, return_state=True)
     assert skipped.name == "Skipped" and skipped.message.startswith("skipped: already submitted")
     assert len(receiver.messages) == 1
+
+
+@pytest.mark.slow
+def test_scheduled_retrain_trains_every_model_of_the_table(prefect_harness, tmp_path, monkeypatch):
+    from numerflow.flows.scheduled import scheduled_train_flow
+
+    monkeypatch.setenv("NUMERFLOW_TRAINING__NUM_BOOST_ROUND", "20")
+    monkeypatch.setenv("NUMERFLOW_TRAINING__NUM_THREADS", "1")
+    overrides = {"data_dir": str(tmp_path / "data"), "demo": {"tickers": 120, "years": 2.5},
+                 "models": [{"name": "a"}, {"name": "b", "params": {"num_leaves": 5}}]}
+    chosen = scheduled_train_flow(overrides=overrides)
+    assert set(chosen) == {"a", "b"} and all(c.trained for c in chosen.values())
+    assert read_json(Path(chosen["b"].model_dir) / "meta.json")["lineage"]["model"] == "b"
+    again = scheduled_train_flow(retrain=False, ingest_first=False, overrides=overrides)
+    assert {n: c.model_id for n, c in again.items()} == {n: c.model_id for n, c in chosen.items()}
