@@ -14,7 +14,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from numerflow.tasks.core.errors import BadInputError, NumerflowError
+from numerflow.tasks.core.errors import NumerflowError
 
 if TYPE_CHECKING:
     from numerflow.flows.results import RoundResult
@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
         "and the ticker → Yahoo resolution report (numerai_ticker by country rules, crypto symbol → SYMBOL-USD).")
     universe.add_argument("--training-data", action="store_true",
                           help="also download Numerai's train/validation files (large) for training on its targets")
+    universe.add_argument("--overrides-template", metavar="FILE",
+                          help="write the unresolved tickers (and those needing an override) as an overrides CSV "
+                          "to fill in")
     universe.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
     universe.set_defaults(handler=cmd_universe)
 
@@ -150,12 +153,14 @@ def _print(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None
 
 def cmd_universe(args: argparse.Namespace) -> int:
     from dataclasses import asdict
+    from pathlib import Path
 
     from numerflow.flows.round import resolve_universe
     from numerflow.tasks.core.store import Store
-    from numerflow.tasks.numerai.client import client_for
+    from numerflow.tasks.numerai.client import client_for, tournament_spec
     from numerflow.tasks.numerai.data import fetch_training_data
     from numerflow.tasks.numerai.universe import fetch_universe
+    from numerflow.tasks.prices.tickers import resolution_lines, write_overrides_template
 
     settings = _settings(args)
     client = client_for(settings, settings.tournament)
@@ -169,10 +174,16 @@ def cmd_universe(args: argparse.Namespace) -> int:
     resolution = resolve_universe(settings, snap.snapshot_path, snap.round_number)
     payload["resolution"] = asdict(resolution)
     t = resolution.totals or {}
-    lines.append(f"  resolution  {t['resolved']} resolved, {t['ambiguous']} ambiguous (tried in order), "
+    lines.append(f"  resolution  to Yahoo symbols: {t['resolved']} resolved, {t['ambiguous']} ambiguous (tried in order), "
                  f"{t['unresolved']} unresolved; candidates {resolution.candidates_path}")
     lines += [f"    {r['country']:<6}{r['resolved']:>6}{r['ambiguous']:>6}{r['unresolved']:>6}"
               for r in resolution.report or []]
+    lines += [f"  {line}" for line in resolution_lines(resolution.details or {})]
+    if args.overrides_template:
+        id_column = tournament_spec(settings.tournament).ticker_column
+        template = write_overrides_template(Path(args.overrides_template), resolution.details or {}, id_column)
+        payload["overrides_template"] = str(template)
+        lines.append(f"  template    {template}: fill in yahoo_symbol, then set numerai.overrides_path to it")
     if args.training_data:
         files = fetch_training_data(client, store, snap.round_number)
         payload["training_data"] = {"version": files.version, "paths": [str(p) for p in files.paths]}
@@ -276,18 +287,22 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """A whole round (flows/round.py): the demo market with --demo, else the live Numerai round
     with the configured price source."""
-    from numerflow.flows.round import check_demo_tournament, check_live_price_source
+    from numerflow.flows.round import check_demo_settings, check_live_price_source, mode_overrides
+    from numerflow.tasks.core.config import load_settings
 
     demo = {"tickers": args.tickers, "years": args.years, "signal": args.signal, "seed": args.seed}
-    settings = _settings(args, model_name=args.model, **demo)  # fail fast, before Prefect starts
+    # Fail fast, before Prefect starts; a demo round reads the offline demo market, never Yahoo.
+    settings = load_settings(**mode_overrides("demo" if args.demo else "live",
+                                              _overrides(args, model_name=args.model, **demo)))
     if args.demo:
-        check_demo_tournament(settings)
-        if settings.demo.tickers < settings.submission.min_tickers:
-            raise BadInputError(f"--tickers {settings.demo.tickers} is below Numerai's minimum of "
-                                f"{settings.submission.min_tickers} tickers per submission "
-                                "(submission.min_tickers): use --tickers 100 or more", tag="invalid_option")
+        check_demo_settings(settings)
     else:
         check_live_price_source(settings)
+    from numerflow.tasks.model.training import check_lightgbm_params
+
+    # A typo in the shared parameters fails before Prefect starts (a [[models]] entry's own
+    # parameters fail that model alone).
+    check_lightgbm_params(settings.training)
     from numerflow.flows.round import echo_stages, round_flow
 
     with echo_stages(sys.stderr):  # one line per stage as it starts, and as it ends with its duration
@@ -358,8 +373,8 @@ def render_summary(s: dict[str, Any]) -> str:
 def _prices_line(prices: dict[str, Any]) -> str:
     statuses = ", ".join(f"{prices[k]} {k}" for k in ("ok", "stale", "failed", "delisted", "unresolved")
                          if prices.get(k))
-    return (f"{prices['tickers']} tickers ({statuses}); {prices['rows']:,} bars written this run; "
-            f"data to {prices['last_date']}")
+    return (f"{prices['tickers']} tickers from {prices['source']} ({statuses}); {prices['rows']:,} bars written "
+            f"this run; data to {prices['last_date']}")
 
 
 def _upload_line(upload: dict[str, Any]) -> str:

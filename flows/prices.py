@@ -27,7 +27,7 @@ from prefect.context import get_run_context
 
 from numerflow.tasks.core.config import Settings
 from numerflow.tasks.core.errors import BadInputError
-from numerflow.tasks.core.store import Store, read_parquet
+from numerflow.tasks.core.store import Store, exclusive_lock, read_parquet
 from numerflow.tasks.prices.ingest import (
     STATUS_DELISTED,
     STATUS_FAILED,
@@ -37,8 +37,10 @@ from numerflow.tasks.prices.ingest import (
     STATUS_UNRESOLVED,
     STATUSES,
     IngestOptions,
+    RateLimitedError,
     Source,
     finish_ingest,
+    ingest_dir,
     run_planned_batch,
     start_ingest,
 )
@@ -70,6 +72,7 @@ class TournamentSource:
 
     def __init__(self, source: Source, tournament: str) -> None:
         self._source = source
+        self.tournament = tournament
         self.name = f"{source.name}-{tournament}"
 
     def __getattr__(self, attr: str) -> Any:
@@ -77,6 +80,11 @@ class TournamentSource:
 
     def __repr__(self) -> str:
         return f"TournamentSource({self._source!r}, name={self.name!r})"
+
+    @property
+    def identity(self) -> dict[str, Any] | None:
+        inner = getattr(self._source, "identity", None)
+        return None if inner is None else {**inner, "tournament": self.tournament}
 
 
 def source_key(settings: Settings) -> tuple:
@@ -114,6 +122,7 @@ def _new_source(settings: Settings) -> Source:
             timeout_seconds=y.timeout_seconds,
             workers=y.workers,
             pause_on_429_seconds=y.pause_on_429_seconds,
+            max_retry_after_seconds=y.max_retry_after_seconds,
         )
     from numerflow.tasks.prices.sources.files import FilePriceSource
 
@@ -149,9 +158,31 @@ def price_source(settings: Settings) -> Source:
     return source
 
 
+def lookup_with_yahoo(settings: Settings, tickers: Sequence[str], names: Mapping[str, str] | None = None) -> dict:
+    """``tasks.prices.lookup.lookup_tickers`` on the configured Yahoo source's session and limiter:
+    Yahoo's search, each hit verified with a price fetch (``{ticker: LookupResult}``)."""
+    import datetime as dt
+
+    from numerflow.tasks.prices.lookup import YahooSearch, lookup_tickers, price_verifier
+    from numerflow.tasks.prices.sources.yahoo import YahooSource
+
+    source = configured_source(settings)
+    if not isinstance(source, YahooSource):
+        raise BadInputError(f"the Yahoo search needs price_source = \"yahoo\" (it is {settings.price_source!r})",
+                            tag="invalid_config")
+    search = YahooSearch(source.session, settings.yahoo.timeout_seconds)
+    verify = price_verifier(source, dt.datetime.now(dt.UTC).date())
+    return lookup_tickers(tickers, search=search, verify=verify, names=names, limit=settings.yahoo.lookup_limit)
+
+
 def source_name(settings: Settings) -> str:
     """Name of the configured source's price store (``prices/<name>``), without building it."""
-    if settings.tournament != "signals" and settings.price_source != "demo":
+    if settings.price_source == "demo":
+        from numerflow.tasks.prices.sources.demo import demo_store_name
+
+        d = settings.demo
+        return demo_store_name(d.tickers, d.years, d.signal, d.seed)
+    if settings.tournament != "signals":
         return f"{settings.price_source}-{settings.tournament}"
     return settings.price_source
 
@@ -227,14 +258,26 @@ def run_price_ingest(
     source = price_source(settings)
     store = Store(settings.data_dir)
     options = ingest_options(settings, backfill)
-    plan = start_ingest(source.name, store, tickers_or_mapping, options=options, run_id=run_id)
-    logger.info("ingest %s: run %s, %d batches", source.name, plan.run_id, len(plan.batches))
-    progress = PrefectProgress(key=f"ingest-progress-{source.name}")
-    futures = [ingest_batch_task.submit(settings, plan.run_id, i, backfill) for i in range(len(plan.batches))]
-    for done, future in enumerate(futures, start=1):
-        future.result()
-        progress(done, len(futures))
-    result = finish_ingest(plan)
+    # One ingest per store at a time (two rounds started at once, a manual ingest during a
+    # round): the second waits, then plans against what the first stored.
+    with exclusive_lock(ingest_dir(store, source.name) / ".ingest.lock"):
+        plan = start_ingest(source.name, store, tickers_or_mapping, options=options, run_id=run_id,
+                            identity=getattr(source, "identity", None))
+        logger.info("ingest %s: run %s, %d batches", source.name, plan.run_id, len(plan.batches))
+        progress = PrefectProgress(key=f"ingest-progress-{source.name}")
+        futures = [ingest_batch_task.submit(settings, plan.run_id, i, backfill) for i in range(len(plan.batches))]
+        limited: RateLimitedError | None = None
+        for done, future in enumerate(futures, start=1):
+            try:
+                future.result()
+            except RateLimitedError as exc:  # the other batches stop at once (flag in the run folder)
+                limited = limited or exc
+            progress(done, len(futures))
+        if limited is not None:
+            stored = sum(plan.batch_path(b["part"]).exists() for b in plan.batches)
+            raise RateLimitedError(f"{str(limited).split(': ', 1)[1]} ({stored} of {len(plan.batches)} batches "
+                                   "stored)") from None
+        result = finish_ingest(plan)
     publish_ledger_artifact(result.ledger_path, result.summary)
     summary = result.summary
     logger.info(
@@ -275,8 +318,7 @@ def readiness(settings: Settings, universe_tickers: Sequence[str], source_name: 
 def tickers_to_ingest(settings: Settings) -> dict[str, list[str]]:
     """What ``numerflow ingest`` fetches: the demo market's tickers, or the latest universe snapshot
     (resolved to Yahoo candidates for ``yahoo``; every ticker in your files if there is no snapshot)."""
-    from numerflow.tasks.core.store import read_parquet
-    from numerflow.tasks.numerai.universe import latest_universe_snapshot
+    from numerflow.tasks.numerai.universe import latest_universe_snapshot, load_universe_ids
     from numerflow.tasks.prices.sources.files import FilePriceSource
 
     if settings.price_source == "demo":
@@ -292,11 +334,9 @@ def tickers_to_ingest(settings: Settings) -> dict[str, list[str]]:
             "run `numerflow universe` first",
             tag="missing_universe",
         )
-    from numerflow.tasks.numerai.client import tournament_spec
     from numerflow.tasks.prices.tickers import candidate_map, resolve_for_yahoo
 
-    column = tournament_spec(settings.tournament).ticker_column
-    ids = read_parquet(snapshot, columns=[column])[column].astype(str).tolist()
+    ids = load_universe_ids(snapshot, settings.tournament).astype(str).tolist()
     if settings.price_source != "yahoo":
         return {t: [t] for t in ids}
     from numerflow.tasks.prices.ingest import remembered_symbols

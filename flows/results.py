@@ -38,6 +38,9 @@ class Resolution:
     candidates_path: str
     totals: dict[str, int] | None = None  # resolved / ambiguous / unresolved / total (Yahoo rounds)
     report: list[dict[str, Any]] | None = None  # the per-country resolution table
+    # by rule / candidate / lookup / override / unresolved, the unresolved with their reason, and the
+    # tickers that need an override (tasks.prices.tickers.resolution_summary)
+    details: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -60,15 +63,17 @@ class IngestSummary:
     no_data: int = 0
     unresolved: int = 0
     readiness: dict[str, Any] | None = None  # live rounds: share of the universe with fresh prices
+    coverage: dict[str, Any] | None = None  # universe ids with prices (tasks.prices.quality.universe_coverage)
 
     @classmethod
     def from_summary(cls, summary: dict[str, Any], *, prices_dir: str, last_date: str,
-                     readiness: dict[str, Any] | None = None) -> IngestSummary:
+                     readiness: dict[str, Any] | None = None,
+                     coverage: dict[str, Any] | None = None) -> IngestSummary:
         """From ``finish_ingest``'s summary (the JSON kept in the run folder)."""
         return cls(source=summary["source"], run_id=summary["run_id"], prices_dir=prices_dir,
                    ledger_path=summary.get("ledger_path") or summary["ledger"], last_date=last_date, tickers=summary["tickers"],
                    rows=summary["rows"], excluded_rows=summary["excluded_rows"], repulled=summary["repulled"],
-                   readiness=readiness, **{s: int(summary.get(s, 0)) for s in INGEST_STATUSES})
+                   readiness=readiness, coverage=coverage, **{s: int(summary.get(s, 0)) for s in INGEST_STATUSES})
 
     def counts(self) -> dict[str, int]:
         return {s: getattr(self, s) for s in INGEST_STATUSES}

@@ -28,6 +28,7 @@ from numerflow.flows.policies import network_task
 from numerflow.flows.prices import (
     ProgressBar,
     demo_market,
+    lookup_with_yahoo,
     prices_flow,
     readiness,
     source_name,
@@ -50,18 +51,29 @@ from numerflow.tasks.core.config import (
     ModelSettings,
     Settings,
     load_settings,
+    merge_overrides,
     model_table,
     settings_for_model,
     settings_overrides,
 )
 from numerflow.tasks.core.errors import BadInputError, NumerflowError
-from numerflow.tasks.core.store import Store, new_run_id, read_json, read_parquet, safe_id, write_json, write_parquet
+from numerflow.tasks.core.store import (
+    Store,
+    new_run_id,
+    read_json,
+    read_parquet,
+    remove_stale_temp_files,
+    safe_id,
+    write_json,
+    write_parquet,
+)
 from numerflow.tasks.model.dataset import DatasetInfo, build_dataset
 from numerflow.tasks.model.predict import LivePredictions, predict_live
 from numerflow.tasks.model.report import write_report
 from numerflow.tasks.model.training import (
     META_FILE,
     TrainResult,
+    check_lightgbm_params,
     latest_model,
     model_lineage,
     needs_training,
@@ -77,8 +89,23 @@ from numerflow.tasks.numerai.submission import (
 )
 from numerflow.tasks.numerai.submit import SubmitOutcome, submit_file
 from numerflow.tasks.numerai.universe import fetch_universe, load_universe_ids, write_universe
-from numerflow.tasks.prices.ingest import ingest_dir, ingest_run_id, remembered_symbols
-from numerflow.tasks.prices.tickers import candidate_map, resolution_report, resolve_for_yahoo
+from numerflow.tasks.prices.ingest import (
+    failing_tickers,
+    ingest_dir,
+    ingest_run_id,
+    looked_up_symbols,
+    remember_lookups,
+    remembered_symbols,
+)
+from numerflow.tasks.prices.lookup import lookup_targets
+from numerflow.tasks.prices.quality import universe_coverage
+from numerflow.tasks.prices.tickers import (
+    candidate_map,
+    resolution_lines,
+    resolution_report,
+    resolution_summary,
+    resolve_for_yahoo,
+)
 
 Mode = Literal["demo", "live"]
 
@@ -182,7 +209,7 @@ class DemoRound:
     mode: Mode = "demo"
 
     def universe(self, settings: Settings) -> UniverseRef:
-        check_demo_tournament(settings)
+        check_demo_settings(settings)
         return demo_universe_task(settings)
 
     def resolve(self, settings: Settings, universe: UniverseRef) -> Resolution:
@@ -240,12 +267,29 @@ def round_kind(mode: Mode, round_number: int | None = None) -> RoundKind:
     return DemoRound() if mode == "demo" else LiveRound(round_number)
 
 
-def check_demo_tournament(settings: Settings) -> None:
+def check_demo_settings(settings: Settings) -> None:
+    """A demo round that cannot succeed is refused before anything is generated: another
+    tournament, fewer tickers than a submission needs, or a market too big for this machine."""
+    from numerflow.tasks.prices.sources.demo import check_demo_fits
+
     if settings.tournament != "signals":
         raise BadInputError(
             f"the demo market is a Signals market (stocks with numerai_ticker ids); it cannot run a "
             f"{settings.tournament} round: drop --tournament {settings.tournament} (or run it live without --demo)",
             tag="invalid_config")
+    if settings.demo.tickers < settings.submission.min_tickers:
+        raise BadInputError(f"--tickers {settings.demo.tickers} is below Numerai's minimum of "
+                            f"{settings.submission.min_tickers} tickers per submission "
+                            "(submission.min_tickers): use --tickers 100 or more", tag="invalid_option")
+    check_demo_fits(settings.demo.tickers, settings.demo.years)
+
+
+def mode_overrides(mode: Mode, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The settings overrides a round of ``mode`` runs with. A demo round never touches the network:
+    Yahoo (the live commands' source, the default) becomes the demo market; ``files`` stays (offline)."""
+    if mode == "demo" and load_settings(**overrides).price_source == "yahoo":
+        return merge_overrides(overrides, {"price_source": "demo"})
+    return overrides
 
 
 def check_live_price_source(settings: Settings) -> None:
@@ -277,11 +321,10 @@ def run_round(settings: Settings, overrides: dict[str, Any], kind: RoundKind, *,
     configured model (no table) fails the round directly, as one model always did. ``prepared``
     (the daily submit): no ingest, the prices the prepare run stored are used as they are."""
     run_id = new_run_id()
-    table = model_table(settings) if models is None else models
+    table, failures = judge_models(settings, model_table(settings) if models is None else models)
     universe, resolution, prices, dataset = shared_stages(settings, overrides, kind, unattended=unattended,
                                                           prepared=prepared)
     runs: list[ModelRun] = []
-    failures: dict[str, str] = {}
     chosen = choose_models(settings, overrides, kind, dataset, universe.round_number, table, retrain=retrain,
                            run_id=run_id, unattended=unattended)
     for entry, choice in zip(table, chosen, strict=True):
@@ -301,10 +344,26 @@ def run_round(settings: Settings, overrides: dict[str, Any], kind: RoundKind, *,
     return RoundResult(kind.mode, universe, resolution, prices, dataset, tuple(runs), failures)
 
 
+def judge_models(settings: Settings, table: list[ModelSettings | None]) -> tuple[list[ModelSettings | None],
+                                                                                dict[str, str]]:
+    """Before any data moves: each ``[[models]]`` entry's LightGBM parameters (over ``[training]``)
+    judged by LightGBM. The entries that pass, and why each other one fails (it alone)."""
+    failures: dict[str, str] = {}
+    for entry in table:
+        if entry is not None:
+            try:
+                check_lightgbm_params(settings_for_model(settings, entry).training)
+            except BadInputError as exc:
+                failures[entry.name] = f"{type(exc).__name__}: {exc}"
+    return [m for m in table if m is None or m.name not in failures], failures
+
+
 def shared_stages(settings: Settings, overrides: dict[str, Any], kind: RoundKind, *, unattended: bool,
                   prepared: bool = False) -> tuple[UniverseRef, Resolution, IngestSummary, DatasetInfo]:
     """The stages every model shares, once per round: universe → resolution → ingest (``prepared``:
     the stored prices) → dataset."""
+    with stage("preflight", unattended=unattended):
+        preflight(settings)
     with stage("universe", unattended=unattended):
         universe = kind.universe(settings)
     with stage("resolution", unattended=unattended):
@@ -322,10 +381,9 @@ def prepare_round(settings: Settings, overrides: dict[str, Any], kind: RoundKind
     """The daily prepare: the shared stages, then each model trained when due (else reused), so
     the submit after the open only predicts. A failing model is named, never blocks the others."""
     run_id = new_run_id()
-    table = model_table(settings) if models is None else models
+    table, failures = judge_models(settings, model_table(settings) if models is None else models)
     universe, resolution, prices, dataset = shared_stages(settings, overrides, kind, unattended=unattended)
     chosen: dict[str, ModelChoice] = {}
-    failures: dict[str, str] = {}
     choices = choose_models(settings, overrides, kind, dataset, universe.round_number, table, retrain=retrain,
                             run_id=run_id, unattended=unattended)
     for entry, choice in zip(table, choices, strict=True):
@@ -402,6 +460,15 @@ def model_submission_dir(settings: Settings, round_label: str, name: str | None)
     return base / safe_id(name, "model name") if name else base
 
 
+def preflight(settings: Settings) -> None:
+    """What can be judged before any data moves: LightGBM accepts the parameters (a typo must
+    not cost an ingest), and temp files that killed runs left behind are cleared."""
+    check_lightgbm_params(settings.training)
+    removed = remove_stale_temp_files(settings.data_dir)
+    if removed:
+        get_run_logger().info("removed %d temp files left by interrupted runs", len(removed))
+
+
 def ingest_stage(settings: Settings, overrides: dict[str, Any], kind: RoundKind, universe: UniverseRef,
                  resolution: Resolution) -> IngestSummary:
     """The batched ingest subflow (``numerflow ingest``'s own) on the configured task runner,
@@ -415,8 +482,10 @@ def ingest_stage(settings: Settings, overrides: dict[str, Any], kind: RoundKind,
             overrides=overrides, candidates_path=resolution.candidates_path, run_id=run_id)
     ready = kind.check_prices(settings, universe, summary["source"])
     last = read_parquet(Path(summary["prices_dir"]), columns=["date"])["date"].max()
+    coverage = universe_coverage(universe_ids(universe), read_parquet(Path(summary["ledger_path"]),
+                                                                      columns=["ticker", "status"]))
     return IngestSummary.from_summary(summary, prices_dir=summary["prices_dir"], last_date=str(last.date()),
-                                      readiness=ready)
+                                      readiness=ready, coverage=coverage)
 
 
 @dataclass(frozen=True)
@@ -533,7 +602,7 @@ def train_models_flow(overrides: dict[str, Any], jobs: list[dict[str, Any]]) -> 
 
 
 def universe_ids(universe: UniverseRef) -> Any:
-    return load_universe_ids(Path(universe.path))
+    return load_universe_ids(Path(universe.path), universe.tournament)
 
 
 # ---------------------------------------------------------------- tasks: the universe and its ids
@@ -558,20 +627,35 @@ def numerai_universe_task(settings: Settings, round_number: int | None = None) -
 
 
 def resolve_universe(settings: Settings, universe_path: Path, round_number: int) -> Resolution:
-    """Resolve the universe to Yahoo candidates; write the map; return it with the report."""
+    """Resolve the universe to Yahoo candidates (rules, the catalog's winners, overrides; then
+    Yahoo's search for what they miss); write the map; return it with the report."""
     tournament = settings.tournament
-    column = tournament_spec(tournament).ticker_column
-    ids = read_parquet(Path(universe_path), columns=[column])[column].astype(str).tolist()
-    # The report shows which tickers already have a winning symbol from earlier ingests.
-    remembered = remembered_symbols(Store(settings.data_dir), source_name(settings))
-    table = resolve_for_yahoo(ids, tournament, settings.numerai.overrides_path, remembered)
+    ids = load_universe_ids(Path(universe_path), tournament).astype(str).tolist()
+    store, source = Store(settings.data_dir), source_name(settings)
+    failing = failing_tickers(store, source)
+
+    def resolve() -> Any:
+        return resolve_for_yahoo(ids, tournament, settings.numerai.overrides_path, remembered_symbols(store, source),
+                                 looked_up_symbols(store, source))
+
+    table = resolve()
+    reasons: dict[str, str] = {}
+    if tournament == "signals" and settings.price_source == "yahoo" and settings.yahoo.lookup:
+        targets = lookup_targets(table, failing)
+        if targets:
+            found = lookup_with_yahoo(settings, targets)
+            remember_lookups(store, source, {t: (r.symbol, r.name) for t, r in found.items() if r.symbol})
+            reasons = {t: r.reason for t, r in found.items() if r.reason}
+            table = resolve()
     report = resolution_report(table)
+    needs = {t: m for t, m in failing.items() if int(m.get("runs", 0)) >= settings.yahoo.needs_override_after}
+    details = resolution_summary(table, reasons, needs)
     # Unresolved tickers go in with no candidates, so the ingest ledger lists them too.
-    path = write_json(numerai_dir(Store(settings.data_dir), tournament) / f"round-{round_number}"
+    path = write_json(numerai_dir(store, tournament) / f"round-{round_number}"
                       / "yahoo-candidates.json", with_unresolved(ids, candidate_map(table)))
     total = report[report["country"] == "TOTAL"].iloc[0]
     return Resolution(str(path), {k: int(total[k]) for k in ("resolved", "ambiguous", "unresolved", "total")},
-                      report.to_dict("records"))
+                      report.to_dict("records"), details)
 
 
 @task(name="resolve-tickers", retries=0, timeout_seconds=600)
@@ -585,6 +669,9 @@ def resolve_tickers_task(settings: Settings, universe: UniverseRef) -> Resolutio
                           / "files-candidates.json", {t: [t] for t in ids})
         return Resolution(str(path))
     result = resolve_universe(settings, Path(universe.path), universe.round_number)
+    create_markdown_artifact("\n".join(f"- {line}" for line in resolution_lines(result.details or {})),
+                             key="ticker-resolution-report",
+                             description=f"Ticker resolution, {settings.tournament} round {universe.round_number}")
     create_table_artifact(result.report or [], key="ticker-resolution",
                           description=f"{tournament_spec(settings.tournament).ticker_column} → Yahoo resolution, "
                           f"{settings.tournament} round {universe.round_number}")
@@ -643,7 +730,7 @@ def publish_report_task(settings: Settings, model_dir: str, metrics: dict, run_i
 def predict_live_task(settings: Settings, dataset_path: str, model_dir: str, universe_path: str,
                       run_id: str) -> LivePredictions:
     return predict_live(
-        Store(settings.data_dir), Path(dataset_path), Path(model_dir), load_universe_ids(Path(universe_path)),
+        Store(settings.data_dir), Path(dataset_path), Path(model_dir), load_universe_ids(Path(universe_path), settings.tournament),
         run_id, min_tickers=settings.submission.min_tickers, num_threads=settings.training.num_threads,
     )
 
@@ -738,8 +825,9 @@ def round_flow(
         data_dir: data store directory; empty: the configured data_dir.
         overrides: any settings as nested JSON; they win over numerflow.toml and the environment.
     """
-    overrides = settings_overrides(data_dir=data_dir, tournament=tournament, model_name=model_name,
-                                   tickers=tickers, years=years, signal=signal, seed=seed, extra=overrides)
+    overrides = mode_overrides(mode, settings_overrides(data_dir=data_dir, tournament=tournament, model_name=model_name,
+                                                        tickers=tickers, years=years, signal=signal, seed=seed,
+                                                        extra=overrides))
     settings = load_settings(**overrides)
     window = None
     if mode == "live":

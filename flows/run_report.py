@@ -21,13 +21,22 @@ def _fmt(value: Any, spec: str = "") -> str:
         return str(value)
 
 
+def coverage_line(coverage: dict[str, Any]) -> str:
+    """"N of M universe tickers have prices (x %)": universe ids only (``IngestSummary.coverage``),
+    never more than the universe; tickers ingested outside it are named apart."""
+    if not coverage.get("universe"):
+        return "no universe tickers to cover"
+    line = (f"{coverage['covered']} of {coverage['universe']} universe tickers have prices "
+            f"({coverage['covered'] / coverage['universe']:.1%})")
+    if coverage.get("outside"):
+        line += f"; {coverage['outside']} more ingested outside the live universe (delisted or stale history)"
+    return line
+
+
 def render_round_report(result: RoundResult, *, flow_run_url: str | None = None) -> str:
     prices, model, submission, upload = result.prices, result.model, result.submission, result.upload
     corr = model.validation or {}
-    universe_tickers = result.universe.tickers
-    covered = prices.ok + prices.stale
-    coverage = (f"{covered} of {universe_tickers} universe tickers have prices ({covered / universe_tickers:.1%})"
-                if universe_tickers else f"{covered} tickers have prices")
+    coverage = coverage_line(prices.coverage or {})
     summary = prices.as_dict()
     lines = [
         f"# numerflow round {result.round_label} ({result.mode})",

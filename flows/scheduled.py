@@ -39,6 +39,7 @@ from numerflow.flows.round import (
     build_dataset_task,
     check_live_price_source,
     choose_models,
+    mode_overrides,
     model_submission_dir,
     prepare_round,
     raise_failures,
@@ -236,7 +237,7 @@ def guarded_round(params: dict[str, Any], mode: Mode, *, force: bool, retrain: b
     """settings → guard (skip, or the models still to submit) → the round (``prepared``: from the
     stored prices, no ingest) → report → fail naming each failed model. Call inside a flow."""
     with stage("settings", unattended=True):
-        overrides_all = round_overrides(params)
+        overrides_all = mode_overrides(mode, round_overrides(params))
         settings = load_settings(**overrides_all)
     with stage("guard", unattended=True):
         model_name = params.get("model_name")
@@ -283,7 +284,7 @@ def scheduled_prepare_flow(
     params = {"tournament": tournament, "tickers": tickers, "years": years, "seed": seed, "data_dir": data_dir,
               "overrides": overrides}
     with stage("settings", unattended=True):
-        overrides_all = round_overrides(params)
+        overrides_all = mode_overrides(mode, round_overrides(params))
         settings = load_settings(**overrides_all)
     round_number = None
     if mode == "live":

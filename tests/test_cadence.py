@@ -83,7 +83,7 @@ def test_demo_prepare_then_submit_predicts_from_the_prepared_prices(prefect_harn
               "overrides": {"models": [{"name": "a"}, {"name": "b", "params": {"num_leaves": 7}}]}}
     prepared = scheduled_prepare_flow(**params)
     assert set(prepared.models) == {"a", "b"} and all(m.trained for m in prepared.models.values())
-    runs_dir = tmp_path / "data" / "ingest" / "demo" / "runs"
+    (runs_dir,) = (tmp_path / "data" / "ingest").glob("demo*/runs")  # the demo store is keyed by its market
     ingests = sorted(runs_dir.iterdir())
     assert not list((tmp_path / "data").glob("submissions/**/*.csv"))  # prepare uploads nothing
 

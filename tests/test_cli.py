@@ -76,7 +76,7 @@ def test_run_prints_each_stage_as_it_starts_and_ends_with_its_duration(prefect_h
     assert json.loads(out)["upload"]["status"] == "dry_run"  # stdout stays machine-readable
     assert re.search(r"^ingest \[#+\] (\d+)/\1 batches$", err, re.M), err  # the ingest's progress bar
     lines = [line for line in err.splitlines() if line.startswith("numerflow: ")]
-    stages = ["universe", "resolution", "ingest", "dataset", "train", "predict", "validate", "upload"]
+    stages = ["preflight", "universe", "resolution", "ingest", "dataset", "train", "predict", "validate", "upload"]
     expected = [pattern for name in stages for pattern in (rf"numerflow: {name} …$", rf"numerflow: {name} done in \d+\.\d s$")]
     assert len(lines) == len(expected), lines
     assert all(re.match(pattern, line) for pattern, line in zip(expected, lines, strict=True)), lines

@@ -467,7 +467,7 @@ def test_dask_profile_runs_numerflow_ingest_on_its_scheduler_and_worker(prefect_
                 assert time.monotonic() < deadline, f"{service} not healthy at {url}:\n{logs}"
                 time.sleep(0.5)
         address = f"tcp://127.0.0.1:{ports['8786']}"
-        overrides = {"data_dir": str(tmp_path / "data"), "demo": {"tickers": 60, "years": 1.0, "seed": 3},
+        overrides = {"data_dir": str(tmp_path / "data"), "price_source": "demo", "demo": {"tickers": 60, "years": 1.0, "seed": 3},
                      "yahoo": {"batch_size": 20}, "orchestration": {"task_runner": "dask", "dask_address": address}}
         runner = task_runner_for(load_settings(**overrides))
         summary = prices_flow.with_options(task_runner=runner)(overrides=overrides)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from numerflow.tasks.core.config import load_settings
@@ -14,12 +16,12 @@ def ingest_with(runner_name: str, data_dir) -> tuple[dict, object]:
     from numerflow.flows.prices import prices_flow
     from numerflow.flows.scheduled import task_runner_for
 
-    overrides = {"data_dir": str(data_dir), "demo": {"tickers": 120, "years": 1.5, "seed": 7},
+    overrides = {"data_dir": str(data_dir), "price_source": "demo", "demo": {"tickers": 120, "years": 1.5, "seed": 7},
                  "yahoo": {"batch_size": 30},
                  "orchestration": {"task_runner": runner_name, "dask_workers": 2, "dask_threads_per_worker": 1}}
     runner = task_runner_for(load_settings(**overrides))
     summary = prices_flow.with_options(task_runner=runner)(overrides=overrides)
-    prices = read_parquet(data_dir / "prices" / "demo")
+    prices = read_parquet(Path(summary["prices_dir"]))
     return summary, prices.sort_values(["ticker", "date"]).reset_index(drop=True)
 
 

@@ -105,7 +105,10 @@ def test_pickled_market_regenerates_the_same_bars(market: DemoMarket, bars: pd.D
 
 def test_bars_have_the_price_schema_and_survive_the_store(bars: pd.DataFrame, tmp_path) -> None:
     assert isinstance(DemoMarket(tickers=5, years=0.1, end=END), PriceSource)
-    assert DemoMarket.name == "demo"
+    # The store is keyed by the market's parameters (not its end day): two markets never share one.
+    assert DemoMarket(tickers=5, years=0.1, end=END).name == "demo-seed42-n5-y0p1-s0p5"
+    assert DemoMarket(tickers=5, years=0.1, seed=7, end=END).name != DemoMarket(tickers=5, years=0.1, end=END).name
+    assert DemoMarket(tickers=5, years=0.1).name == DemoMarket(tickers=5, years=0.1, end=END).name
     assert list(bars.columns) == PRICE_SCHEMA.names
     assert pd.api.types.is_datetime64_dtype(bars["date"])
     assert isinstance(bars["ticker"].dtype, pd.StringDtype) and isinstance(bars["currency"].dtype, pd.StringDtype)

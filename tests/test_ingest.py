@@ -164,8 +164,8 @@ def test_incremental_second_run_requests_only_new_range(fake, store):
     assert int(aapl.params["period1"]) == int(expected)
     (toyota,) = fake.history_requests("7203.T")
     assert int(toyota.params["period1"]) == int(pd.Timestamp("2024-03-10", tz="Asia/Tokyo").timestamp())
-    # 5 overlap bars (Mar 11-15) rewritten + 10 new bars (Mar 18-29).
-    assert ledger.loc["AAPL US", "rows"] == 15 and ledger.loc["7203 JP", "rows"] == 15
+    # 5 overlap bars (Mar 11-15) re-fetched unchanged + 10 new bars (Mar 18-29): only the new ones count.
+    assert ledger.loc["AAPL US", "rows"] == 10 and ledger.loc["7203 JP", "rows"] == 10
     assert ledger.loc["AAPL US", "requested_start"] == "2024-03-10"
     bars = prices(store)
     assert len(bars) == rows_before + 20
@@ -320,14 +320,14 @@ def test_demo_market_goes_through_the_same_ingest(tmp_path):
     result = ingest_like_the_flow(market, store, tickers, options=IngestOptions(batch_size=3), as_of=date(2024, 3, 29))
     ledger = ledger_of(result)
     assert sorted(ledger.index) == sorted(tickers) and (ledger["status"] == "ok").all()
-    stored = read_parquet(store.prices_dir("demo"))
+    stored = read_parquet(store.prices_dir(market.name))
     expected = market.fetch(tickers)
     assert len(stored) == len(expected) and set(stored["ticker"]) == set(tickers)
     assert len(result.paths) == 3  # 8 tickers in batches of 3
     # Second run: incremental, nothing new, nothing duplicated.
     again = ingest_like_the_flow(market, store, tickers, options=IngestOptions(batch_size=3), as_of=date(2024, 3, 29))
     assert again.summary["ok"] == 8
-    assert len(read_parquet(store.prices_dir("demo"))) == len(expected)
+    assert len(read_parquet(store.prices_dir(market.name))) == len(expected)
 
 
 def test_unresolved_tickers_are_in_the_ledger_without_a_request(fake, store):
@@ -387,8 +387,8 @@ def test_foreign_files_in_the_prices_dir_are_refused(tmp_path):
 
     store = Store(tmp_path / "data")
     market = DemoMarket(tickers=3, years=0.1, seed=1, end=date(2024, 3, 29))
-    store.prices_dir("demo").mkdir(parents=True)
-    market.fetch(market.all_tickers()).to_parquet(store.prices_dir("demo") / "part-all.parquet")
+    store.prices_dir(market.name).mkdir(parents=True)
+    market.fetch(market.all_tickers()).to_parquet(store.prices_dir(market.name) / "part-all.parquet")
     with pytest.raises(BadInputError, match="foreign_price_files"):
         ingest_like_the_flow(market, store, market.all_tickers(), as_of=date(2024, 3, 29))
 
@@ -423,3 +423,50 @@ def test_winning_symbols_are_remembered_for_the_resolver(fake, store):
     table = resolve_for_yahoo(["005930 KR", "AAPL US"], "signals", remembered=remembered).set_index("numerai_ticker")
     assert table.loc["005930 KR", "status"] == "remembered"
     assert table.loc["005930 KR", "candidates"][0] == "005930.KQ"
+
+
+def test_a_wholly_rate_limited_batch_stops_the_run_early_and_the_next_run_resumes_it(fake, store):
+    from numerflow.tasks.prices.ingest import RateLimitedError
+
+    symbols = [f"S{i}" for i in range(9)]  # 3 batches of 3, in ticker order
+    for symbol in symbols:
+        fake.add(symbol)
+    mapping = {f"{s} US": [s] for s in symbols}
+    for symbol in symbols[3:6]:  # batch 1: Yahoo answers 429 to every attempt
+        fake.fail(symbol, *["429"] * 4)
+    with pytest.raises(RateLimitedError, match=r"rate_limited: .*every ticker of batch 1 .*resume with `numerflow ingest`"):
+        run(fake, store, mapping)
+    assert not fake.history_requests("S6")  # batch 2 never asked: the run stopped early
+    stored_first = read_parquet(store.prices_dir("yahoo"))
+    assert sorted(stored_first["ticker"].unique()) == ["S0 US", "S1 US", "S2 US"]  # batch 0 kept
+
+    fake.log.clear()  # the limit lifted: the next ingest resumes the same run
+    result = run(fake, store, mapping)
+    assert result.summary["ok"] == 9 and result.summary["failed"] == 0
+    assert not fake.history_requests("S0")  # batch 0 was done: not fetched again
+    bars = prices(store)
+    assert len(bars) == sum(len(fake.listings[s].bars) for s in symbols)  # nothing lost, nothing doubled
+    assert not bars.duplicated(["ticker", "date"]).any()
+
+
+@pytest.mark.slow
+def test_the_ingest_flow_stops_on_a_rate_limited_batch_with_a_resume_message(prefect_harness, fake, tmp_path,
+                                                                             monkeypatch):
+    import json
+
+    from numerflow.flows import prices as prices_flow_module
+    from numerflow.tasks.core.config import load_settings
+    from numerflow.tasks.prices.ingest import RateLimitedError
+
+    symbols = [f"S{i}" for i in range(6)]
+    for symbol in symbols:
+        fake.add(symbol)
+        fake.fail(symbol, *["429"] * 5)  # every ticker, every attempt (yahoo.max_attempts = 5)
+    candidates = tmp_path / "candidates.json"
+    candidates.write_text(json.dumps({f"{s} US": [s] for s in symbols}))
+    overrides = {"data_dir": str(tmp_path / "data"), "price_source": "yahoo",
+                 "yahoo": {"batch_size": 3, "backoff_base_seconds": 0, "backoff_cap_seconds": 0}}
+    settings = load_settings(**overrides)
+    monkeypatch.setitem(prices_flow_module._sources, prices_flow_module.source_key(settings), make_source(fake))
+    with pytest.raises(RateLimitedError, match=r"stopping early.*resume with `numerflow ingest`.*\(0 of 2 batches stored\)"):
+        prices_flow_module.prices_flow(overrides=overrides, candidates_path=str(candidates))

@@ -242,6 +242,23 @@ def test_live_crypto_round_uploads_symbol_signal(prefect_harness, live_env, nume
     assert (entry["tournament"], entry["round"], entry["model_name"]) == ("crypto", 700, "my_crypto")
 
 
+@pytest.mark.slow
+def test_scheduled_crypto_round_submits_reports_and_completes(prefect_harness, live_env, numerai, yahoo):
+    """The unattended Crypto round: universe ids in ``symbol`` all the way to the run report, which
+    comes after the upload, so a report that cannot read them fails a round that already submitted."""
+    from numerflow.flows.scheduled import scheduled_round_flow
+
+    state = scheduled_round_flow.with_options(retries=0)(mode="live", tournament="crypto", model_name="my_crypto",
+                                                         return_state=True)
+
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert result.upload.status == "uploaded" and len(numerai.state.uploads) == 1
+    assert result.prices.coverage == {"covered": 110, "universe": 110, "share": 1.0, "outside": 0}
+    _assert_artifact("round-report", "110 of 110 universe tickers have prices (100.0%)")
+    _assert_artifact("round-report", "yahoo-crypto")
+
+
 def test_crypto_prices_get_their_own_store_and_usd_candidates(tmp_path, monkeypatch):
     """`numerflow ingest --tournament crypto`'s ticker list, and the store names (no flow run)."""
     from numerflow.tasks.core.store import Store, write_parquet
@@ -266,3 +283,101 @@ def _assert_artifact(key: str, contains: str) -> None:
         artifacts = [a for a in client.read_artifacts() if a.key == key]
     assert artifacts, f"no artifact {key}"
     assert any(contains in json.dumps(a.data, default=str) for a in artifacts)
+
+
+# ------------------------------------------------------------------ no secret anywhere, after any failure
+
+
+def _prefect_database_bytes() -> bytes:
+    """The harness server's SQLite database (and its WAL), after the API log worker has flushed."""
+    from prefect.logging.handlers import APILogHandler
+    from prefect.settings import get_current_settings
+
+    APILogHandler().flush()
+    url = get_current_settings().server.database.connection_url.get_secret_value()
+    database = Path(url.split("///", 1)[1])
+    return b"".join(p.read_bytes() for p in database.parent.glob(database.name + "*"))
+
+
+async def _everything_prefect_kept() -> str:
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        runs = await client.read_flow_runs(limit=200)
+        logs = await client.read_logs(limit=200)
+        artifacts = await client.read_artifacts(limit=200)
+    return json.dumps([[r.model_dump(mode="json") for r in runs], [entry.model_dump(mode="json") for entry in logs],
+                       [a.model_dump(mode="json") for a in artifacts]])
+
+
+@pytest.mark.slow
+def test_no_secret_is_kept_anywhere_after_any_failure(prefect_harness, live_env, numerai, yahoo, monkeypatch,
+                                                      capfd, caplog):
+    import asyncio
+
+    from fakes.webhook import Receiver
+
+    from numerflow.flows.scheduled import scheduled_round_flow
+
+    secret, public = numerai.state.secret_key, numerai.state.public_id
+    header = f"Token {public}${secret}"
+    flow = scheduled_round_flow.with_options(retries=0)
+    failure_paths = [
+        # A CRLF env file's keys (stripped, so they work) and a server that echoes the auth header.
+        ({"NUMERAI_SECRET_KEY": secret + "\r\n"}, ("createSignalsSubmission", "graphql_error", 200, header), "upload"),
+        ({}, ("submissionUploadSignalsAuth", "http", 400, f"bad request for {header}"), "upload"),
+        ({}, ("rounds", "http", 503, f"unavailable {header}"), "guard"),
+        # A key with a control character inside: refused before any request, and never shown.
+        ({"NUMERAI_SECRET_KEY": secret[:8] + "\r" + secret[8:]}, None, "guard"),
+    ]
+    with Receiver() as webhook:
+        monkeypatch.setenv("NUMERFLOW_ORCHESTRATION__NOTIFY_WEBHOOK_URL", webhook.url)
+        for env, fault, failed_stage in failure_paths:
+            with monkeypatch.context() as case:
+                for name, value in env.items():
+                    case.setenv(name, value)
+                if fault is not None:
+                    operation, kind, status, message = fault
+                    numerai.fail(operation, kind, status=status, message=message, times=10)
+                state = flow(mode="live", model_name="my_signals", force=True, return_state=True)
+                numerai.state.faults.clear()
+            assert state.is_failed(), state.message
+            assert f"stage '{failed_stage}' failed" in state.message
+            assert secret not in state.message and secret[8:] not in state.message
+        assert len(webhook.messages) == len(failure_paths)
+        sent_to_webhook = json.dumps(webhook.messages)
+
+    assert numerai.state.submissions == []  # every path failed before Numerai accepted anything
+    out, err = capfd.readouterr()
+    stored = b"".join(p.read_bytes() for p in Path(live_env.data_dir).rglob("*") if p.is_file())
+    kept = {
+        "stdout/stderr": out + err,
+        "python logs": caplog.text,
+        "webhook": sent_to_webhook,
+        "prefect runs, logs, artifacts": asyncio.run(_everything_prefect_kept()),
+        "prefect database": _prefect_database_bytes().decode("latin-1"),
+        "data dir": stored.decode("latin-1"),
+    }
+    for where, text in kept.items():
+        for part in (secret, secret[8:], header):
+            assert part not in text, f"the secret key is in the {where}"
+    assert "invalid_keys" in kept["prefect runs, logs, artifacts"]  # the failures themselves were kept
+
+
+@pytest.mark.slow
+def test_two_scheduled_rounds_started_at_once_upload_once(prefect_harness, live_env, numerai, yahoo):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from numerflow.flows.scheduled import scheduled_round_flow
+
+    with ThreadPoolExecutor(2) as pool:
+        runs = [pool.submit(scheduled_round_flow, mode="live", model_name="my_signals", return_state=True)
+                for _ in range(2)]
+        states = [run.result() for run in runs]
+    assert all(state.is_completed() for state in states), [s.message for s in states]
+    assert len(numerai.state.uploads) == 1 and len(numerai.state.submissions) == 1
+    assert len(_ledger(live_env)) == 1
+    outcomes = sorted(s.name if s.name == "Skipped" else s.result().upload.status for s in states)
+    # One uploaded; the other skipped at its upload (it waited on the ledger lock, then found the
+    # entry) or, had it started later, at its guard.
+    assert outcomes in (["Skipped", "uploaded"], ["skipped", "uploaded"]), outcomes

@@ -177,7 +177,7 @@ def test_scheduled_retrain_trains_every_model_of_the_table(prefect_harness, tmp_
 
     monkeypatch.setenv("NUMERFLOW_TRAINING__NUM_BOOST_ROUND", "20")
     monkeypatch.setenv("NUMERFLOW_TRAINING__NUM_THREADS", "1")
-    overrides = {"data_dir": str(tmp_path / "data"), "demo": {"tickers": 120, "years": 2.5},
+    overrides = {"data_dir": str(tmp_path / "data"), "price_source": "demo", "demo": {"tickers": 120, "years": 2.5},
                  "models": [{"name": "a"}, {"name": "b", "params": {"num_leaves": 5}}]}
     chosen = scheduled_train_flow(overrides=overrides)
     assert set(chosen) == {"a", "b"} and all(c.trained for c in chosen.values())

@@ -4,50 +4,14 @@ secrets; a failed round flow is never re-run in its process (the schedule retrie
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 import requests
+from fakes.webhook import SECRET, Receiver
 
 from numerflow.flows.alerts import REDACTED, failure_message, notify_failure, post_webhook
 from numerflow.tasks.core.config import load_settings
 from numerflow.tasks.core.errors import TransientError
-
-SECRET = "S3CRETKEYVALUE42"
-
-
-class Receiver:
-    """A webhook receiver on 127.0.0.1: records JSON bodies; answers ``statuses`` in turn, then 200."""
-
-    def __init__(self, statuses: list[int] | None = None) -> None:
-        self.messages: list[dict] = []
-        self.statuses = list(statuses or [])
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # quiet
-                pass
-
-            def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.messages.append(json.loads(body))
-                status = receiver.statuses.pop(0) if receiver.statuses else 200
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook/{SECRET}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Receiver:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from numerflow.tasks.core.config import load_settings
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.store import read_json, read_parquet
 
@@ -37,6 +38,8 @@ def test_whole_round_runs_as_a_prefect_flow_and_reuses_its_model(prefect_harness
     result = state.result()
 
     assert result.mode == "demo" and result.round_label.startswith("demo-")
+    # price_source defaults to Yahoo (the live commands'): a demo round still reads the offline market.
+    assert load_settings().price_source == "yahoo" and result.prices.source == "demo-seed5-n160-y3-s1"
     submission_path = result.submission.path
     submission = pd.read_csv(submission_path)
     universe = read_parquet(result.universe.path)
@@ -47,6 +50,11 @@ def test_whole_round_runs_as_a_prefect_flow_and_reuses_its_model(prefect_harness
     assert not submission["numerai_ticker"].duplicated().any()
 
     assert result.upload.status == "dry_run" and result.upload.message.startswith("DRY RUN")
+    # Coverage counts live-universe tickers only: the demo also ingests delisted history.
+    coverage = result.prices.coverage
+    assert coverage["universe"] == result.universe.tickers == len(universe)
+    assert coverage["covered"] <= coverage["universe"] and coverage["outside"] > 0
+    assert result.prices.ok + result.prices.stale > coverage["universe"]
     record = read_json(result.upload.record)
     assert record["dry_run"] is True and record["rows"] == len(submission)
     assert record["round"] == result.round_label and record["sha256"] == result.submission.sha256

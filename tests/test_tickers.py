@@ -24,7 +24,7 @@ REAL_WORLD = [
     ("VOD GB", ["VOD.L"]),
     ("BT/A GB", ["BT-A.L"]),
     ("RYA IE", ["RYA.IR"]),
-    ("SAP DE", ["SAP.DE"]),
+    ("SAP DE", ["SAP.DE", "SAP.F"]),  # Xetra, then Frankfurt
     ("MC FR", ["MC.PA"]),
     ("ASML NL", ["ASML.AS"]),
     ("ABI BE", ["ABI.BR"]),

@@ -62,6 +62,14 @@ class YahooSettings(Section):
         0.1, ge=0, le=1, description="the round refuses to predict when more of the universe is stale or missing"
     )
     jump_factor: float = Field(50.0, gt=1, description="a close this many times above/below its recent median is excluded")
+    max_retry_after_seconds: float = Field(
+        300.0, ge=0, description="longest Retry-After (from a 429) honoured: every thread waits that long")
+    lookup: bool = Field(
+        True, description="resolution asks Yahoo's search for tickers the rules cannot spell (Malaysian, Singaporean, "
+        "Irish exchange codes, renamed listings), verifies each hit with a price fetch and remembers the winner")
+    lookup_limit: int = Field(300, ge=0, description="most tickers searched per resolution (the rest wait a round)")
+    needs_override_after: int = Field(
+        3, ge=1, description="a ticker failing this many ingests in a row is reported as needing an override")
 
 
 class FilesSettings(Section):
@@ -118,7 +126,17 @@ class TrainingSettings(Section):
 
 
 class SubmissionSettings(Section):
+    """Checks every submission passes before it is uploaded (or recorded as a dry run)."""
+
     min_tickers: int = Field(100, ge=1, description="Numerai's minimum number of valid universe tickers")
+    max_file_mb: float = Field(
+        20.0, gt=0, allow_inf_nan=False,
+        description="a submission file larger than this is refused before it is read (a Signals file of "
+        "Numerai's ~5,000-ticker universe is ~0.2 MB)")
+    max_off_universe_share: float = Field(
+        0.5, ge=0, le=1,
+        description="tickers outside the live universe are dropped (and counted) before upload; above this "
+        "share of the file the submission is refused (a wrong file or tournament)")
 
 
 class NumeraiSettings(Section):
@@ -298,7 +316,10 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path("data"), description="root of the Parquet data store")
     tournament: Literal["signals", "crypto"] = Field("signals", description="which Numerai tournament")
-    price_source: Literal["demo", "yahoo", "files"] = Field("demo", description="where daily bars come from")
+    price_source: Literal["demo", "yahoo", "files"] = Field(
+        "yahoo", description="where daily bars come from for the live commands (`universe`, `ingest`, `run` without "
+        "`--demo`); a demo round (`run --demo`, `schedule.round_mode = \"demo\"`) never uses Yahoo: it reads the "
+        "offline demo market (or your `files`)")
     demo: DemoSettings = Field(default_factory=DemoSettings)
     yahoo: YahooSettings = Field(default_factory=YahooSettings)
     files: FilesSettings = Field(default_factory=FilesSettings)
@@ -363,7 +384,7 @@ def load_settings(**overrides: Any) -> Settings:
             raise BadInputError(f"config file {toml_path} is not valid TOML ({exc}); fix that line",
                                 tag="invalid_config") from None
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         problems = "; ".join(_problem(err) for err in exc.errors())
         raise BadInputError(
@@ -374,6 +395,10 @@ def load_settings(**overrides: Any) -> Settings:
         raise BadInputError(f"invalid configuration: {exc} (a dict or list in an environment variable is "
                             "written as JSON, e.g. NUMERFLOW_TRAINING__PARAMS='{\"learning_rate\": 0.01}')",
                             tag="invalid_config") from None
+    from numerflow.tasks.core.store import check_data_dir
+
+    check_data_dir(settings.data_dir)  # a file, under a file or under /proc: refused before anything runs
+    return settings
 
 
 def _problem(err: Any) -> str:

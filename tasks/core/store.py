@@ -17,6 +17,9 @@ place (``os.replace`` is atomic on POSIX), so a crash never leaves a half-writte
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import fcntl
+import hashlib
 import json
 import os
 import re
@@ -53,20 +56,107 @@ def new_run_id() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
+#: Paths the data store must never live under (kernel and device file systems).
+_SYSTEM_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+
+def check_data_dir(path: Path) -> Path:
+    """Refuse a data dir that cannot hold the store, before anything is written: a file, a
+    path under a file, or a kernel/device file system. Creates nothing."""
+    path = Path(path)
+    resolved = path.resolve()
+    fix = "set data_dir (--data-dir or NUMERFLOW_DATA_DIR) to a writable folder"
+    system = next((root for root in _SYSTEM_ROOTS if resolved == root or root in resolved.parents), None)
+    if system is not None:
+        raise BadInputError(f"data dir {path} is under {system}, a system file system that cannot hold "
+                            f"the store; {fix}", tag="invalid_data_dir")
+    if resolved.exists() and not resolved.is_dir():
+        raise BadInputError(f"data dir {path} is a file, not a folder; {fix}", tag="invalid_data_dir")
+    ancestor = resolved
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise BadInputError(f"data dir {path} is under {ancestor}, which is a file; {fix}", tag="invalid_data_dir")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise BadInputError(f"data dir {path}: {ancestor} is not writable; {fix}", tag="invalid_data_dir")
+    return path
+
+
+#: Errors of a full file system (a full disk, a quota).
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temp path next to ``path``; on success rename it over ``path``, else delete it."""
+    """Yield a temp path next to ``path``; on success rename it over ``path``, else delete it.
+
+    A full disk becomes a ``disk_full`` error naming the file; the temp file is removed, and
+    the file that was there before is untouched."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
+            raise BadInputError(f"no space left on the device writing {path} ({exc.strerror}); nothing was "
+                                "half-written: free some space (df -h) and run again", tag="disk_full") from None
         raise
+
+
+@contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an OS file lock on ``path`` (created if missing) across processes; a second holder
+    waits. A process killed with -9 releases it, so there is never a stale lock to clean up."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+#: A temp file older than this belongs to a killed run (atomic writes take seconds).
+STALE_TEMP_AGE = dt.timedelta(hours=1)
+
+
+def remove_stale_temp_files(root: Path, older_than: dt.timedelta = STALE_TEMP_AGE) -> list[Path]:
+    """Delete the ``.<name>.<random>.tmp`` files that killed runs left under ``root``; files
+    younger than ``older_than`` may belong to a write in progress in another process."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    cutoff = dt.datetime.now().timestamp() - older_than.total_seconds()
+    removed = []
+    for tmp in root.rglob(".*.tmp"):
+        try:
+            if tmp.is_file() and tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+                removed.append(tmp)
+        except FileNotFoundError:  # another process finished or cleaned it meanwhile
+            continue
+    return removed
+
+
+def quarantine(path: Path, reason: str) -> Path:
+    """Move a damaged store file to ``_quarantine/`` beside it (never read again, kept for a
+    post-mortem) with a note of why; returns the new path."""
+    path = Path(path)
+    folder = path.parent / "_quarantine"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    target = folder / f"{path.name}.{stamp}"
+    os.replace(path, target)
+    write_text(folder / f"{target.name}.why.txt", reason + "\n")
+    return target
 
 
 def write_parquet(path: Path, data: pd.DataFrame | pa.Table, schema: pa.Schema | None = None) -> Path:
@@ -77,6 +167,12 @@ def write_parquet(path: Path, data: pd.DataFrame | pa.Table, schema: pa.Schema |
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
     return Path(path)
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB chunks."""
+    with Path(path).open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def write_bytes(path: Path, payload: bytes) -> Path:
@@ -101,7 +197,24 @@ def write_with(path: Path, writer: Callable[[Path], object]) -> Path:
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """A JSON file of the store; a damaged one (truncated, garbage, not UTF-8) is an error that
+    names the file, never an empty default."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        where = f" at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise CorruptFileError(path, f"is not valid JSON{where}") from None
+
+
+class CorruptFileError(BadInputError):
+    """A store file that cannot be read: damaged outside numerflow (disk, an editor, a copy)."""
+
+    tag = "corrupt_file"
+
+    def __init__(self, path: Path, problem: str) -> None:
+        self.path = Path(path)
+        super().__init__(f"{path} {problem}: it was damaged outside numerflow; restore it from a backup or "
+                         "move it away if numerflow can rebuild it (see docs/operations.md, 'A damaged store')")
 
 
 def read_parquet(

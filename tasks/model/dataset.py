@@ -1,7 +1,7 @@
 """The modelling dataset: ranked features joined with forward targets, one row per (ticker, date).
 
 Written once per price snapshot to ``features/<snapshot>.parquet``; the snapshot id is a
-hash of the price files and the target settings, so an unchanged panel is not rebuilt.
+hash of the price files' content and the target settings, so an unchanged panel is not rebuilt.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pandas as pd
 
 from numerflow.tasks.core.config import TargetSettings
 from numerflow.tasks.core.errors import BadInputError
-from numerflow.tasks.core.store import Store, read_parquet, write_parquet
+from numerflow.tasks.core.store import Store, file_sha256, read_parquet, write_parquet
 from numerflow.tasks.model.features import FEATURE_NAMES, bar_layout, compute_features
 from numerflow.tasks.model.targets import compute_targets
 
@@ -39,8 +39,9 @@ class DatasetInfo:
 
 
 def price_snapshot_id(prices_dir: Path, target: TargetSettings) -> str:
-    """Content-ish id of a price directory: file names, sizes and mtimes, plus target settings."""
-    files = sorted(p for p in Path(prices_dir).glob("*.parquet") if not p.name.startswith("."))
+    """Id of a price directory's content (each part's name and sha256) plus the target settings:
+    the same bars give the same snapshot whatever the files' mtimes, so it is not rebuilt."""
+    files = sorted(p for p in Path(prices_dir).glob("*.parquet") if not p.name.startswith((".", "_")))
     if not files:
         raise BadInputError(
             f"no price files in {prices_dir}; run the ingest stage first (numerflow run does)",
@@ -48,8 +49,7 @@ def price_snapshot_id(prices_dir: Path, target: TargetSettings) -> str:
         )
     digest = hashlib.sha256()
     for path in files:
-        stat = path.stat()
-        digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+        digest.update(f"{path.name}:{file_sha256(path)};".encode())
     digest.update(json.dumps(target.model_dump(), sort_keys=True).encode())
     digest.update(f"v{DATASET_VERSION}".encode())
     return digest.hexdigest()[:16]

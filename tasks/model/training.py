@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.metadata
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,19 @@ import pandas as pd
 
 from numerflow.tasks.core.config import Settings, TrainingSettings
 from numerflow.tasks.core.errors import BadInputError
-from numerflow.tasks.core.store import Store, read_json, read_parquet, write_json, write_parquet, write_with
+from numerflow.tasks.core.store import (
+    CorruptFileError,
+    Store,
+    file_sha256,
+    quarantine,
+    read_json,
+    read_parquet,
+    write_json,
+    write_parquet,
+    write_with,
+)
+
+logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.txt"
 META_FILE = "meta.json"
@@ -61,14 +74,33 @@ def purged_date_split(
     return DateSplit(train, validation, validation_start, pd.Timestamp(target_end_dates[train].max()))
 
 
-def fit_lightgbm(features: pd.DataFrame, target: np.ndarray, settings: TrainingSettings) -> lgb.Booster:
+def lightgbm_params(settings: TrainingSettings) -> dict:
+    """The parameters every fit uses: the configured ones plus threads, a seed and determinism."""
     params = dict(settings.params)
     params.setdefault("verbose", -1)
     params["num_threads"] = settings.num_threads
     params.setdefault("seed", 0)
     params.setdefault("deterministic", True)
+    return params
+
+
+def fit_lightgbm(features: pd.DataFrame, target: np.ndarray, settings: TrainingSettings) -> lgb.Booster:
     data = lgb.Dataset(features, label=target, free_raw_data=True)
-    return lgb.train(params, data, num_boost_round=settings.num_boost_round)
+    return lgb.train(lightgbm_params(settings), data, num_boost_round=settings.num_boost_round)
+
+
+def check_lightgbm_params(settings: TrainingSettings) -> None:
+    """Let LightGBM itself judge ``training.params`` (an unknown objective, a bad value) on a
+    tiny dataset in milliseconds, so a typo fails before the ingest, not after it."""
+    rng = np.random.default_rng(0)
+    tiny = lgb.Dataset(rng.random((64, 2)), label=rng.random(64), params={"verbose": -1})
+    params = {**lightgbm_params(settings), "num_threads": 1}
+    try:
+        lgb.train(params, tiny, num_boost_round=1)
+    except lgb.basic.LightGBMError as exc:
+        raise BadInputError(f"training.params are refused by LightGBM ({str(exc).strip()}); fix them in "
+                            "[training] params (NUMERFLOW_TRAINING__PARAMS); parameters: "
+                            "https://lightgbm.readthedocs.io/en/latest/Parameters.html", tag="invalid_config") from None
 
 
 def new_model_id(now: dt.datetime | None = None) -> str:
@@ -77,14 +109,31 @@ def new_model_id(now: dt.datetime | None = None) -> str:
 
 
 def save_model(store: Store, model_id: str, booster: lgb.Booster, meta: dict) -> Path:
-    """Write model then metadata; meta.json last, so a model dir without it is incomplete and ignored."""
+    """Write model then metadata; meta.json last (with the model file's sha256), so a model dir
+    without it is incomplete and ignored, and a model file damaged later is detected."""
     model_dir = store.model_dir(model_id)
     write_with(model_dir / MODEL_FILE, lambda tmp: booster.save_model(str(tmp)))
-    write_json(model_dir / META_FILE, meta)
+    write_json(model_dir / META_FILE, {**meta, "model_sha256": file_sha256(model_dir / MODEL_FILE)})
     return model_dir
 
 
+def model_damage(model_dir: Path) -> str | None:
+    """Why a registered model cannot be used (a truncated or edited model.txt), or None."""
+    meta = read_json(model_dir / META_FILE)
+    expected = meta.get("model_sha256")
+    if expected is not None and file_sha256(model_dir / MODEL_FILE) != expected:
+        return f"{model_dir / MODEL_FILE} does not match the sha256 recorded when it was trained (truncated or changed)"
+    try:  # models registered before the sha256 was recorded: LightGBM must at least parse them
+        lgb.Booster(model_file=str(model_dir / MODEL_FILE))
+    except lgb.basic.LightGBMError as exc:
+        return f"{model_dir / MODEL_FILE} cannot be read by LightGBM ({str(exc).strip()})"
+    return None
+
+
 def load_model(model_dir: Path) -> tuple[lgb.Booster, dict]:
+    damage = model_damage(model_dir)
+    if damage is not None:
+        raise CorruptFileError(model_dir / MODEL_FILE, f"is damaged: {damage}; run with --retrain")
     meta = read_json(model_dir / META_FILE)
     return lgb.Booster(model_file=str(model_dir / MODEL_FILE)), meta
 
@@ -124,6 +173,11 @@ def needs_training(
     latest = latest_model(store, (lineage or {}).get("model"))
     if latest is None:
         return True, "no model in the registry"
+    damage = model_damage(latest)
+    if damage is not None:  # set it aside (kept for a post-mortem) and train a new one
+        quarantine(latest, damage)
+        logger.warning("model %s is damaged, quarantined, retraining: %s", latest.name, damage)
+        return True, f"model {latest.name} is damaged ({damage}); retraining"
     meta = read_json(latest / META_FILE)
     if meta.get("features") != feature_names:
         return True, f"model {latest.name} was trained on other features"
@@ -220,6 +274,6 @@ def model_lineage(settings: Settings, source: str) -> dict:
                                                      "embargo_days", "refit_on_all"})
     lineage = {"source": source, "target": settings.target.model_dump(), "training": training,
                "tournament": settings.tournament}
-    if source == "demo":
+    if settings.price_source == "demo":
         lineage["demo"] = settings.demo.model_dump()
     return lineage

@@ -244,6 +244,11 @@ class _NumerflowTransport:
             resp = self._nf_session.post(self._nf_url, json=body, headers=headers, timeout=self._nf_timeout)
         except (requests.ConnectionError, requests.Timeout) as exc:
             return self._nf_scrub(f"{type(exc).__name__}: {exc}")
+        except (requests.RequestException, ValueError) as exc:
+            # e.g. InvalidHeader, whose message is the whole Authorization header: scrubbed, and
+            # not chained (the original exception would carry the header into any traceback).
+            raise BadInputError(f"the request for {operation} could not be sent: "
+                                f"{self._nf_scrub(f'{type(exc).__name__}: {exc}')}", tag="numerai_request") from None
         status = resp.status_code
         if status == 429 or status >= 500:
             return f"HTTP {status}"

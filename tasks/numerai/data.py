@@ -40,13 +40,13 @@ from numerflow.tasks.numerai.client import (
     numerai_dir,
     pick_dataset_version,
     round_download_path,
+    tournament_spec,
 )
 
 log = logging.getLogger(__name__)
 
 TRAIN_FILES = {"signals": ("train.parquet",), "crypto": ("train_targets.parquet", "train.parquet")}
 VALIDATION_FILES = {"signals": ("validation.parquet",), "crypto": ()}
-TICKER_COLUMN = {"signals": "numerai_ticker", "crypto": "symbol"}
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def read_numerai_targets(
 
     Where train and validation overlap, validation (the later file) wins.
     """
-    ticker = TICKER_COLUMN[tournament]
+    ticker = tournament_spec(tournament).ticker_column
     frames = []
     for path in paths:
         names = pq.read_schema(path).names
@@ -171,7 +171,7 @@ def join_numerai_targets(
 
 def historical_universe(paths: list[Path], tournament: str = "signals") -> pd.DataFrame:
     """Every ticker in Numerai's train/validation: ``ticker``, ``first_date``, ``last_date``, ``rows``."""
-    ticker = TICKER_COLUMN[tournament]
+    ticker = tournament_spec(tournament).ticker_column
     data = pd.concat([read_parquet(p, columns=[ticker, "date"]) for p in paths], ignore_index=True)
     data["date"] = pd.to_datetime(data["date"])
     grouped = data.groupby(ticker, observed=True)["date"].agg(["min", "max", "size"])

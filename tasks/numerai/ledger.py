@@ -8,7 +8,6 @@ already in it unless ``force``. Only successful uploads are recorded.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,15 +15,7 @@ from typing import Any
 
 from numerflow.tasks.core.config import Settings
 from numerflow.tasks.core.errors import BadInputError
-from numerflow.tasks.core.store import Store, read_json, write_json
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+from numerflow.tasks.core.store import Store, exclusive_lock, read_json, write_json
 
 
 class SubmissionLedger:
@@ -74,25 +65,12 @@ class SubmissionLedger:
         """Hold (tournament, round, model) for a whole check-then-upload, across processes: a second
         submitter waits here, then finds the first one's entry and skips. An OS file lock, so a
         process killed with -9 releases it (no stale lock to clean up)."""
-        locks = self.path.parent / ".locks"
-        locks.mkdir(parents=True, exist_ok=True)
         name = f"{tournament}-{round_number}-{hashlib.sha256(model_name.encode()).hexdigest()[:16]}.lock"
-        with open(locks / name, "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with exclusive_lock(self.path.parent / ".locks" / name):
+            yield
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(f"{self.path}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return exclusive_lock(Path(f"{self.path}.lock"))
 
     def record(self, entry: dict) -> None:
         with self._locked():

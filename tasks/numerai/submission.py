@@ -16,9 +16,7 @@ import pandas as pd
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.ranking import rank_by_group
 from numerflow.tasks.core.store import write_json, write_text
-
-#: The id column of a submission for each tournament.
-ID_COLUMN = {"signals": "numerai_ticker", "crypto": "symbol"}
+from numerflow.tasks.numerai.client import tournament_spec
 
 
 def to_signal(predictions: pd.Series) -> np.ndarray:
@@ -41,7 +39,7 @@ def build_submission(predictions: pd.DataFrame, tournament: str = "signals") -> 
             "the model or its features produced invalid values: check the live features for those tickers",
             tag="invalid_predictions",
         )
-    id_column = ID_COLUMN[tournament]
+    id_column = tournament_spec(tournament).ticker_column
     return pd.DataFrame(
         {id_column: predictions["ticker"].astype(str).to_numpy(), "signal": to_signal(predictions["prediction"])}
     )
@@ -56,7 +54,7 @@ def validate_submission(
 ) -> dict:
     """Numerai's rules, checked by us (explicit raises, so ``python -O`` cannot strip them)
     and then by numerai-tools' own validator on a copy. Returns a summary dict."""
-    id_column = ID_COLUMN[tournament]
+    id_column = tournament_spec(tournament).ticker_column
     signal = check_submission_format(submission, tournament)
     ids = submission[id_column]
     live = set(universe_ids.astype(str))
@@ -82,7 +80,7 @@ def validate_submission(
 def check_submission_format(submission: pd.DataFrame, tournament: str = "signals") -> np.ndarray:
     """The rules that need no universe: the two columns, ids present and unique, signals numbers
     strictly inside (0, 1) that vary. Returns the signals."""
-    id_column = ID_COLUMN[tournament]
+    id_column = tournament_spec(tournament).ticker_column
     if list(submission.columns) != [id_column, "signal"]:
         raise BadInputError(
             f"submission columns are {list(submission.columns)}, expected ['{id_column}', 'signal']",

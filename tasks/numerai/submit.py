@@ -17,7 +17,7 @@ import pandas as pd
 
 from numerflow.tasks.core.config import Settings
 from numerflow.tasks.core.errors import BadInputError, NumerflowError
-from numerflow.tasks.core.store import Store, read_parquet
+from numerflow.tasks.core.store import Store, file_sha256
 from numerflow.tasks.numerai.client import (
     NumeraiClient,
     NumeraiKeys,
@@ -26,9 +26,14 @@ from numerflow.tasks.numerai.client import (
     resolve_keys,
     tournament_spec,
 )
-from numerflow.tasks.numerai.ledger import SubmissionLedger, file_sha256
-from numerflow.tasks.numerai.submission import check_submission_format, validate_submission, write_dry_run_record
-from numerflow.tasks.numerai.universe import latest_universe_snapshot, universe_snapshot_path
+from numerflow.tasks.numerai.ledger import SubmissionLedger
+from numerflow.tasks.numerai.submission import (
+    check_submission_format,
+    validate_submission,
+    write_dry_run_record,
+    write_submission,
+)
+from numerflow.tasks.numerai.universe import latest_universe_snapshot, load_universe_ids, universe_snapshot_path
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +64,22 @@ class SubmitOutcome:
         return asdict(self)
 
 
-def read_submission_file(path: Path) -> pd.DataFrame:
+def read_submission_file(path: Path, max_mb: float | None = None) -> pd.DataFrame:
+    """The file as a frame; refused before reading when missing, a directory, empty or larger
+    than ``max_mb`` (so a huge wrong file is never read whole, let alone sent)."""
     path = Path(path)
     if not path.exists():
         raise BadInputError(f"submission file {path} does not exist", tag="invalid_submission")
     if path.is_dir():
         raise BadInputError(f"submission file {path} is a directory; give the CSV or Parquet file itself",
                             tag="invalid_submission")
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise BadInputError(f"submission file {path} is empty; write the predictions first", tag="invalid_submission")
+    if max_mb is not None and size > max_mb * 1e6:
+        raise BadInputError(f"submission file {path} is {size / 1e6:.1f} MB, over the {max_mb:g} MB limit "
+                            "(submission.max_file_mb); a Signals submission of the whole universe is well under "
+                            "1 MB: is it the right file?", tag="submission_too_large")
     try:
         if path.suffix == ".parquet":
             return pd.read_parquet(path)
@@ -79,20 +91,43 @@ def read_submission_file(path: Path) -> pd.DataFrame:
 
 def universe_ids_for(store: Store, tournament: str, round_number: int | None) -> pd.Series:
     """Tickers of the round's universe snapshot (or the latest one)."""
-    spec = tournament_spec(tournament)
     path = universe_snapshot_path(store, tournament, round_number) if round_number is not None else None
     if path is None or not path.exists():
         path = latest_universe_snapshot(store, tournament)
     if path is None:
         raise BadInputError(f"no {tournament} universe snapshot in {store.root / 'universe' / tournament}; "
                             "run `numerflow universe` first", tag="no_universe")
-    return read_parquet(path, columns=[spec.ticker_column])[spec.ticker_column]
+    return load_universe_ids(path, tournament)
 
 
-def check_submission(path: Path, universe_ids: pd.Series, tournament: str, min_tickers: int) -> dict:
-    """Numerai's submission rules on the file as it will be sent (``tasks.numerai.submission``)."""
-    frame = read_submission_file(path)
-    return validate_submission(frame, universe_ids, tournament=tournament, min_tickers=min_tickers)
+def check_submission(path: Path, universe_ids: pd.Series, tournament: str, settings: Settings,
+                     out_dir: Path) -> tuple[Path, dict]:
+    """Numerai's submission rules on the file as it will be sent (``tasks.numerai.submission``).
+
+    Rows whose ticker is not in the live universe are dropped into a copy in ``out_dir`` (that
+    copy is what is sent) and counted; above ``submission.max_off_universe_share`` the file is
+    refused. Returns the path to send and the checks' summary."""
+    rules = settings.submission
+    frame = read_submission_file(path, rules.max_file_mb)
+    validation = validate_submission(frame, universe_ids, tournament=tournament, min_tickers=rules.min_tickers)
+    ids = frame[tournament_spec(tournament).ticker_column].astype(str)
+    off = ~ids.isin(set(universe_ids.astype(str))).to_numpy()
+    if off.any():
+        share = float(off.mean())
+        sample = ids[off].head(5).tolist()
+        if share > rules.max_off_universe_share:
+            raise BadInputError(
+                f"{int(off.sum())} of {len(frame)} tickers in {path} ({share:.0%}) are not in the live {tournament} "
+                f"universe (e.g. {sample}), over the {rules.max_off_universe_share:.0%} limit "
+                "(submission.max_off_universe_share): is it the right file and tournament?",
+                tag="not_in_universe")
+        frame = frame.loc[~off].reset_index(drop=True)
+        sent, _ = write_submission(frame, Path(out_dir) / f"{path.stem}.in-universe.csv")
+        log.warning("dropped %d of %d tickers not in the live universe (e.g. %s); sending %s",
+                    int(off.sum()), len(off), sample, sent)
+        path = sent
+        validation = {**validation, "rows": int(len(frame)), "not_in_universe": 0}
+    return path, {**validation, "dropped_not_in_universe": int(off.sum()), "file_sent": str(path)}
 
 
 def submit_file(
@@ -133,14 +168,16 @@ def submit_file(
             ids = universe_ids_for(store, tournament, None)
         # A dry run checks everything a real upload checks that needs no network: the file is
         # read and its format checked always; against the universe when a snapshot exists.
-        if ids is not None:
-            validation = check_submission(path, ids, tournament, settings.submission.min_tickers)
-        else:
-            check_submission_format(read_submission_file(path), tournament)
-            validation = {}
         stamp = dt.datetime.now(dt.UTC)
+        dry_dir = store.submission_dir(tournament, "dry-run")
+        if ids is not None:
+            path, validation = check_submission(path, ids, tournament, settings, dry_dir / f"{stamp:%Y%m%dT%H%M%S%fZ}")
+            sha256 = file_sha256(path)
+        else:
+            check_submission_format(read_submission_file(path, settings.submission.max_file_mb), tournament)
+            validation = {}
         record_path = write_dry_run_record(
-            store.submission_dir(tournament, "dry-run") / f"{stamp:%Y%m%dT%H%M%S%fZ}.json",
+            dry_dir / f"{stamp:%Y%m%dT%H%M%S%fZ}.json",
             reason="no Numerai API keys (NUMERAI_PUBLIC_ID/NUMERAI_SECRET_KEY, settings or Prefect Secret block)",
             tournament=tournament, round_label=None, model_name=model_name, file=str(path), sha256=sha256,
             rows=validation.get("rows"), validated_against_universe=bool(validation),
@@ -174,7 +211,8 @@ def submit_file(
                                  submission_id=done["submission_id"])
         require_open_window(current, now)
         ids = universe_ids if universe_ids is not None else universe_ids_for(store, tournament, current.number)
-        validation = check_submission(path, ids, tournament, settings.submission.min_tickers)
+        path, validation = check_submission(path, ids, tournament, settings,
+                                            store.submission_dir(tournament, f"round-{current.number}"))
         model_id = client.resolve_model_id(model_name)
         sha256 = file_sha256(path)  # of the exact bytes about to be sent
         submission_id = client.upload_predictions(path, model_id)

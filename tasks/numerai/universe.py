@@ -53,13 +53,15 @@ def write_universe(store: Store, tournament: str, snapshot: str, frame: pd.DataF
     return write_parquet(store.universe_path(tournament, snapshot), normalise_universe(frame), schema=UNIVERSE_SCHEMA)
 
 
-def load_universe_ids(path: Path) -> pd.Series:
-    """The snapshot's ids: ``numerai_ticker`` (Signals, demo) or ``symbol`` (Crypto)."""
+def load_universe_ids(path: Path, tournament: str = "signals") -> pd.Series:
+    """The snapshot's ids, from the tournament's id column (``TournamentSpec.ticker_column``:
+    ``numerai_ticker`` for Signals and the demo, ``symbol`` for Crypto)."""
+    column = tournament_spec(tournament).ticker_column
     names = pq.read_schema(path).names
-    column = "numerai_ticker" if "numerai_ticker" in names else "symbol"
     if column not in names:
-        raise BadInputError(f"universe snapshot {path} has neither numerai_ticker nor symbol (columns: {names}); "
-                            "run `numerflow universe` again", tag="invalid_universe")
+        raise BadInputError(f"universe snapshot {path} has no {column!r} column, which a {tournament} universe "
+                            f"needs (columns: {names}); run `numerflow universe --tournament {tournament}` again",
+                            tag="invalid_universe")
     return read_parquet(path, columns=[column])[column]
 
 

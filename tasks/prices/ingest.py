@@ -29,6 +29,8 @@ batch) and publishes the progress and ledger artifacts; this module is plain Pyt
 
 from __future__ import annotations
 
+import json
+import logging
 import random
 import re
 import time
@@ -40,11 +42,23 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
-from numerflow.tasks.core.errors import BadInputError, is_transient
+from numerflow.tasks.core.errors import BadInputError, NumerflowError, is_transient
 from numerflow.tasks.core.schemas import PRICE_SCHEMA
-from numerflow.tasks.core.store import Store, new_run_id, read_json, read_parquet, safe_id, write_json, write_parquet
+from numerflow.tasks.core.store import (
+    CorruptFileError,
+    Store,
+    new_run_id,
+    quarantine,
+    read_json,
+    read_parquet,
+    safe_id,
+    write_json,
+    write_parquet,
+)
 from numerflow.tasks.prices.quality import exclude_bad_bars, normalise_currency_units, trading_days_behind
 from numerflow.tasks.prices.sources import PriceSource
 from numerflow.tasks.prices.sources.outcomes import (
@@ -59,6 +73,20 @@ from numerflow.tasks.prices.sources.outcomes import (
     OutcomeSource,
     RemembersTimezones,
 )
+
+logger = logging.getLogger(__name__)
+
+
+class RateLimitedError(NumerflowError):
+    """The source rate-limited a whole batch: the run stops early (not retried here, so the
+    round's window is not spent waiting); every batch stored so far is kept, and the next
+    ingest resumes this run."""
+
+    tag = "rate_limited"
+
+
+#: In a run folder: an earlier batch of the run was rate-limited whole; later batches stop at once.
+RATE_LIMITED_FLAG = "rate-limited.json"
 
 #: What ingest accepts: a plain PriceSource (bars), or one that reports per-ticker outcomes.
 Source = PriceSource | OutcomeSource
@@ -199,11 +227,92 @@ def remembered_symbols(store: Store, source: str) -> dict[str, str]:
             if isinstance(entry, dict) and entry.get("symbol")}
 
 
+def looked_up_symbols(store: Store, source: str) -> dict[str, str]:
+    """The catalog's winners that Yahoo's search found (``tasks.prices.lookup``), reported as ``lookup``."""
+    return {ticker: entry["symbol"] for ticker, entry in _load_catalog(store, source)["symbols"].items()
+            if isinstance(entry, dict) and entry.get("symbol") and entry.get("via") == "lookup"}
+
+
+def remember_lookups(store: Store, source: str, found: Mapping[str, tuple[str, str | None]]) -> None:
+    """Put verified search winners (``{ticker: (symbol, company name)}``) in the catalog."""
+    if not found:
+        return
+    catalog = _load_catalog(store, source)
+    for ticker, (symbol, name) in found.items():
+        catalog["symbols"][ticker] = {"symbol": symbol, "via": "lookup", "name": name}
+    write_json(ingest_dir(store, source) / "catalog.json", catalog)
+
+
+def failing_tickers(store: Store, source: str, min_runs: int = 1) -> dict[str, dict[str, Any]]:
+    """Tickers whose last ``min_runs`` or more finished ingests all ended delisted / no data /
+    unresolved: ``{ticker: {"runs": n, "reason": last error}}`` (renamed or moved listings)."""
+    misses = _load_catalog(store, source).get("misses", {})
+    return {t: m for t, m in misses.items() if int(m.get("runs", 0)) >= min_runs}
+
+
 def _load_catalog(store: Store, source: str) -> dict[str, Any]:
+    """The ingest catalog. A damaged one is set aside and rebuilt from the parts themselves
+    (ticker → part); only the remembered symbols are lost (resolution finds them again)."""
     path = ingest_dir(store, source) / "catalog.json"
+    if not path.exists():
+        return {"parts": {}, "symbols": {}}
+    try:
+        catalog = read_json(path)
+        if not (isinstance(catalog, dict) and isinstance(catalog.get("parts"), dict)
+                and isinstance(catalog.get("symbols"), dict)):
+            raise CorruptFileError(path, "is not an ingest catalog")
+        return catalog
+    except CorruptFileError as exc:
+        rebuilt = {"parts": parts_from_store(store.prices_dir(source)), "symbols": {}}
+        moved = quarantine(path, str(exc))
+        write_json(path, rebuilt)
+        logger.warning("%s; set aside as %s and rebuilt from %d stored tickers", exc, moved, len(rebuilt["parts"]))
+        return rebuilt
+
+
+def parts_from_store(prices_dir: Path) -> dict[str, int]:
+    """ticker → part number, read from the stored parts (what the catalog records)."""
+    if not prices_dir.is_dir():
+        return {}
+    parts: dict[str, int] = {}
+    for path in sorted(prices_dir.glob("part-*.parquet")):
+        if _PART_NAME.fullmatch(path.name):
+            tickers = pq.read_table(path, columns=["ticker"]).column("ticker").unique().to_pylist()
+            parts.update(dict.fromkeys(map(str, tickers), int(path.stem.split("-")[1])))
+    return parts
+
+
+def quarantine_damaged_parts(prices_dir: Path) -> list[Path]:
+    """Set aside the parts whose Parquet cannot be read (truncated, overwritten): their tickers
+    then have no stored bars, so the plan re-pulls their whole history."""
+    moved = []
+    for path in sorted(prices_dir.glob("part-*.parquet")) if prices_dir.is_dir() else []:
+        try:
+            pq.ParquetFile(path).read(columns=["ticker", "date"])
+        except (pa.ArrowException, OSError) as exc:
+            why = f"{path} cannot be read as Parquet ({type(exc).__name__}: {exc}); its tickers are re-pulled"
+            moved.append(quarantine(path, why))
+            logger.warning("%s; set aside as %s", why, moved[-1])
+    return moved
+
+
+def check_store_identity(prices_dir: Path, identity: Mapping[str, Any] | None) -> None:
+    """One market per store: ``prices/<source>/_source.json`` records what filled it; another
+    source (other files, another market) under the same name is refused, never mixed in."""
+    if identity is None:
+        return
+    path = prices_dir / "_source.json"
+    wanted = json.loads(json.dumps(dict(identity), default=str))
     if path.exists():
-        return read_json(path)
-    return {"parts": {}, "symbols": {}}
+        held = read_json(path)
+        if held != wanted:
+            raise BadInputError(
+                f"{prices_dir} holds bars from {held}, but the configured source is {wanted}; their bars "
+                f"would be mixed. Use another data_dir, or delete {prices_dir} and "
+                f"{prices_dir.parent.parent / 'ingest' / prices_dir.name} to start this store again",
+                tag="store_mismatch")
+        return
+    write_json(path, wanted)
 
 
 def plan_ingest(
@@ -215,6 +324,7 @@ def plan_ingest(
     options: IngestOptions = IngestOptions(),
     as_of: date | None = None,
     end: date | None = None,
+    identity: Mapping[str, Any] | None = None,
 ) -> IngestPlan:
     """Write (or, for an existing ``run_id``, reload) the run's plan. See the module docstring."""
     if options.batch_size < 1:
@@ -225,6 +335,8 @@ def plan_ingest(
         saved = read_json(plan_file)
         return IngestPlan(source_name, run_id, store.root, saved["as_of"], saved["end"], saved["batches"])
     mapping = as_mapping(tickers_or_mapping)
+    check_store_identity(store.prices_dir(source_name), identity)
+    quarantine_damaged_parts(store.prices_dir(source_name))
     as_of = as_of or datetime.now(UTC).date()
     catalog = _load_catalog(store, source_name)
     parts: dict[str, int] = catalog["parts"]
@@ -395,10 +507,15 @@ def start_ingest(
     run_id: str | None = None,
     as_of: date | None = None,
     end: date | None = None,
+    identity: Mapping[str, Any] | None = None,
 ) -> IngestPlan:
-    """Step 1 of a run: its id (``ingest_run_id``) and its plan."""
+    """Step 1 of a run: its id (``ingest_run_id``) and its plan. ``identity`` (the source's)
+    is checked against the store's (``check_store_identity``)."""
     run_id = ingest_run_id(store, source_name, run_id)
-    return plan_ingest(source_name, store, tickers_or_mapping, run_id=run_id, options=options, as_of=as_of, end=end)
+    # A resumed run that stopped on a rate limit tries again: the flag belonged to the last attempt.
+    (ingest_dir(store, source_name) / "runs" / run_id / RATE_LIMITED_FLAG).unlink(missing_ok=True)
+    return plan_ingest(source_name, store, tickers_or_mapping, run_id=run_id, options=options, as_of=as_of,
+                       end=end, identity=identity)
 
 
 def ingest_run_id(store: Store, source_name: str, run_id: str | None = None) -> str:
@@ -446,12 +563,22 @@ def run_batch(
         source.learn_timezones(
             {w["symbol"]: w["timezone"] for t in batch["tickers"] if (w := winners.get(t)) and w.get("symbol") and w.get("timezone")}
         )
+    flag = plan.run_dir / RATE_LIMITED_FLAG
+    if flag.exists():
+        raise RateLimitedError(f"batch {batch['part']} not fetched: batch {read_json(flag)['part']} of run "
+                               f"{plan.run_id} was rate-limited whole; resume with `numerflow ingest`")
     outcomes, attempts = fetch_with_retries(source, requests, end=end, options=options, sleep=sleep, rng=rng)
+    asked = [o for t, o in outcomes.items() if batch["candidates"][t]]
+    if asked and all(o.kind == TRANSIENT and (o.error or "").startswith("rate_limited") for o in asked):
+        write_json(flag, {"part": batch["part"], "at": datetime.now(UTC).isoformat()})
+        raise RateLimitedError(f"{source.name} rate-limited every ticker of batch {batch['part']} "
+                               f"({len(asked)} tickers, {options.max_attempts} attempts each); stopping early, "
+                               f"batches already stored are kept: resume with `numerflow ingest` (run {plan.run_id})")
 
     path = part_path(store, plan.source, batch["part"])
     stored = _as_price_frame(read_parquet(path)) if path.exists() else _as_price_frame(_empty_prices())
     ok = {t: o for t, o in outcomes.items() if o.kind == OK and o.bars is not None}
-    fetched = _as_price_frame(pd.concat([o.bars for o in ok.values()], ignore_index=True)) if ok else _as_price_frame(_empty_prices())
+    fetched = _fetched_frame(ok)
 
     # Split / dividend / revision since the last run → that ticker's whole history again.
     incremental = {t: start for t in ok if (start := starts[t]) is not None}
@@ -467,9 +594,8 @@ def run_batch(
                 starts[ticker] = None
             else:  # keep the old rows rather than a half-updated history
                 ok.pop(ticker, None)
-        fetched = _as_price_frame(pd.concat([o.bars for o in ok.values()], ignore_index=True)) if ok else _as_price_frame(_empty_prices())
+        fetched = _fetched_frame(ok)
 
-    fetched = normalise_currency_units(fetched)
     # Drop the stored rows that fetched rows replace: all of a full pull; from the first
     # fetched bar on for an incremental one (an empty answer replaces nothing).
     first_fetched = fetched.groupby("ticker")["date"].min()
@@ -480,13 +606,17 @@ def run_batch(
     )
     stored_cut = cutoff.reindex(stored["ticker"].to_numpy()).to_numpy(dtype="datetime64[ns]")
     replaced = stored["ticker"].isin(fetched_tickers).to_numpy() & (stored["date"].to_numpy(dtype="datetime64[ns]") >= stored_cut)
-    merged = pd.concat([stored.loc[~replaced], fetched.assign(_new=True)], ignore_index=True)
+    fetched = fetched.assign(_new=~same_bars(fetched, stored.loc[replaced]))
+    merged = pd.concat([stored.loc[~replaced], fetched], ignore_index=True)
     merged["_new"] = merged["_new"].fillna(False).astype(bool)
     merged = merged.sort_values(["ticker", "date"], kind="stable").drop_duplicates(["ticker", "date"], keep="last")
     kept, excluded = exclude_bad_bars(merged, jump_factor=options.jump_factor)
-    new_rows = kept[kept["_new"]].groupby("ticker").size()
+    new_rows = kept[kept["_new"]].groupby("ticker").size()  # bars that are new or changed, not re-fetched copies
     excluded_rows = excluded.groupby("ticker").size() if len(excluded) else pd.Series(dtype="int64")
-    write_parquet(path, kept[PRICE_SCHEMA.names].reset_index(drop=True), schema=PRICE_SCHEMA)
+    table = kept[PRICE_SCHEMA.names].reset_index(drop=True)
+    if not (path.exists() and table.equals(stored[PRICE_SCHEMA.names].reset_index(drop=True))):
+        # An unchanged part is not rewritten: its bytes, and the features snapshot keyed on them, stay.
+        write_parquet(path, table, schema=PRICE_SCHEMA)
 
     extent = kept.groupby("ticker")["date"].agg(["min", "max", "size"])
     as_of = date.fromisoformat(plan.as_of)
@@ -525,6 +655,32 @@ def run_batch(
     return rows
 
 
+def same_bars(fetched: pd.DataFrame, stored: pd.DataFrame) -> np.ndarray:
+    """Per fetched row: a stored bar of the same (ticker, date) has exactly these values
+    (NaN equal to NaN): a re-fetched overlap bar, not a bar written by this run."""
+    columns = [c for c in PRICE_SCHEMA.names if c not in ("ticker", "date")]
+    if not len(fetched) or not len(stored):
+        return np.zeros(len(fetched), dtype=bool)
+    key = ["ticker", "date"]
+    joined = fetched[key + columns].reset_index(drop=True).merge(
+        stored[key + columns].drop_duplicates(key), on=key, how="left", suffixes=("", "_stored"), indicator=True)
+    same = np.array(joined["_merge"] == "both", dtype=bool)
+    for column in columns:
+        new, old = joined[column], joined[f"{column}_stored"]
+        equal = (new == old).astype("boolean").fillna(False)  # nullable strings compare to NA
+        same &= (equal | (new.isna() & old.isna())).to_numpy(dtype=bool)
+    return same
+
+
+def _fetched_frame(ok: Mapping[str, FetchOutcome]) -> pd.DataFrame:
+    """The fetched bars as stored: price frame, sub-unit currencies (GBp, ZAc, ILA) in major units.
+    Normalised *before* the overlap is compared with the stored (major-unit) bars: comparing raw
+    pence with stored pounds would call every London, Johannesburg and Tel Aviv ticker revised."""
+    if not ok:
+        return _as_price_frame(_empty_prices())
+    return normalise_currency_units(_as_price_frame(pd.concat([o.bars for o in ok.values()], ignore_index=True)))
+
+
 def _empty_prices() -> pd.DataFrame:
     return PRICE_SCHEMA.empty_table().to_pandas(date_as_object=False)
 
@@ -544,9 +700,18 @@ def finish_ingest(plan: IngestPlan) -> IngestResult:
     ledger_path = write_parquet(plan.run_dir / "ledger.parquet", ledger)
 
     catalog = _load_catalog(store, plan.source)
+    misses = catalog.setdefault("misses", {})
     for row in rows:
         if row["status"] in (STATUS_OK, STATUS_STALE) and row["symbol"]:
-            catalog["symbols"][row["ticker"]] = {"symbol": row["symbol"], "currency": row.get("currency"), "timezone": row.get("timezone")}
+            before = catalog["symbols"].get(row["ticker"]) or {}
+            # How the winner was found (a search) stays known while it keeps winning.
+            kept = {k: before[k] for k in ("via", "name") if k in before and before.get("symbol") == row["symbol"]}
+            catalog["symbols"][row["ticker"]] = {"symbol": row["symbol"], "currency": row.get("currency"),
+                                                 "timezone": row.get("timezone"), **kept}
+            misses.pop(row["ticker"], None)
+        elif row["status"] in (STATUS_DELISTED, STATUS_NO_DATA, STATUS_UNRESOLVED):
+            runs = int(misses.get(row["ticker"], {}).get("runs", 0)) + 1
+            misses[row["ticker"]] = {"runs": runs, "reason": row.get("last_error"), "last_run": plan.run_id}
     write_json(ingest_dir(store, plan.source) / "catalog.json", catalog)
 
     counts = ledger["status"].value_counts()

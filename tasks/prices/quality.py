@@ -175,3 +175,19 @@ def check_round_readiness(
             tag="prices_not_ready",
         )
     return report
+
+
+def universe_coverage(universe_ids: pd.Series | list[str], ledger: pd.DataFrame) -> dict:
+    """How many of the live universe's ids have prices after an ingest (ledger status ok or stale).
+
+    Only universe ids count: an ingest also fetches tickers outside the live universe (delisted
+    history for survivorship-free training, stale snapshots), and counting those against the
+    universe gives shares above 100 %. ``ledger``: the run's ledger (``ticker``, ``status``).
+    Returns ``covered``, ``universe``, ``share`` (None for an empty universe) and ``outside``
+    (tickers with prices that are not in the universe).
+    """
+    ids = pd.Index(pd.Series(list(universe_ids), dtype="string").dropna().unique())
+    with_prices = pd.Index(ledger.loc[ledger["status"].isin(["ok", "stale"]), "ticker"].astype("string").unique())
+    covered = int(with_prices.isin(ids).sum())
+    return {"covered": covered, "universe": int(len(ids)), "share": covered / len(ids) if len(ids) else None,
+            "outside": int(len(with_prices) - covered)}

@@ -9,11 +9,22 @@ that last returned prices, kept in the ingest catalog), and a user overrides CSV
 ``7203 JP``, ``VOD GB``). Rules (Yahoo's conventions):
 
 - share classes ``/`` → ``-`` (``BRK/B US`` → ``BRK-B``, ``BT/A GB`` → ``BT-A.L``);
+- a trailing ``/`` or ``*`` is Bloomberg's marker, not Yahoo's (``BP/ GB`` → ``BP.L``,
+  ``WALMEX* MX`` → ``WALMEX.MX``);
+- Nordic share classes glued to the symbol: ``ERICB SE`` → ``ERIC-B.ST`` first, then the plain
+  ``ERICB.ST`` (some plain names only look like a class: ``TELIA``, ``GMAB``); Sweden and Denmark,
+  classes A/B/C and Swedish depositary receipts (``KINDSDB`` → ``KIND-SDB``);
+- Toronto units: ``-U`` → ``-UN`` (``BEP-U CA`` → ``BEP-UN.TO``);
 - Hong Kong codes zero-padded to 4 digits (``1 HK`` → ``0001.HK``, ``09988 HK`` → ``9988.HK``);
 - Korean and Chinese numeric codes zero-padded to 6 digits;
 - ambiguous markets give ordered candidates that the price ingest tries in turn:
   KR ``.KS``/``.KQ``, TW ``.TW``/``.TWO``, CN ``.SS``/``.SZ`` (order by code prefix),
-  IN ``.NS``/``.BO`` (``.BO`` first for numeric BSE codes), CA ``.TO``/``.V``.
+  IN ``.NS``/``.BO`` (``.BO`` first for numeric BSE codes), CA ``.TO``/``.V``, DE ``.DE``/``.F``
+  (Xetra, then Frankfurt).
+
+Markets where Yahoo spells a listing by the exchange's own code (Malaysia's numeric ``.KL`` codes,
+Singapore's ``C52.SI``, Ireland's ``A5G.IR``) have no rule: ``tasks.prices.lookup`` asks Yahoo's
+search for those and the catalog remembers the verified winner.
 
 Numerai Crypto ``symbol`` values map to ``SYMBOL-USD`` (``resolve_crypto_universe``), in the
 same resolution table, so the crypto round shares the report and the ingest.
@@ -45,7 +56,7 @@ COUNTRY_SUFFIXES: dict[str, tuple[str, ...]] = {
     # Europe
     "GB": (".L",),
     "IE": (".IR",),
-    "DE": (".DE",),
+    "DE": (".DE", ".F"),
     "FR": (".PA",),
     "NL": (".AS",),
     "BE": (".BR",),
@@ -90,7 +101,11 @@ COUNTRY_SUFFIXES: dict[str, tuple[str, ...]] = {
 AMBIGUOUS_COUNTRIES = frozenset(c for c, s in COUNTRY_SUFFIXES.items() if len(s) > 1)
 
 #: Resolution statuses, best first.
-STATUSES = ("override", "remembered", "resolved", "ambiguous", "unresolved")
+STATUSES = ("override", "lookup", "remembered", "resolved", "ambiguous", "unresolved")
+
+#: How a resolution was reached, for the report: status → category.
+RESOLVED_BY = {"resolved": "rule", "ambiguous": "candidate", "remembered": "candidate", "lookup": "lookup",
+               "override": "override", "unresolved": "unresolved"}
 
 
 RESOLUTION_COLUMNS = ["numerai_ticker", "country", "yahoo_symbol", "candidates", "status"]
@@ -103,16 +118,31 @@ def split_numerai_ticker(tickers: pd.Series) -> pd.DataFrame:
     return parts.astype("string")
 
 
-def _normalised_symbols(symbol: pd.Series, country: pd.Series) -> pd.Series:
-    """Yahoo spelling of the local symbol: ``/``→``-``, HK 4-digit, KR/CN 6-digit codes."""
-    out = symbol.str.replace("/", "-", regex=False).str.replace(" ", "-", regex=False)
+#: Markets whose share classes Bloomberg glues to the symbol and Yahoo spells with a dash.
+GLUED_CLASS_COUNTRIES = ("SE", "DK")
+_GLUED_CLASS = r"^(?P<base>[A-Z0-9&]{2,}?)(?P<cls>SDB|[ABC])$"
+
+
+def _normalised_symbols(symbol: pd.Series, country: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Yahoo spelling of the local symbol, and an alternative spelling to try after it (<NA> when
+    none): ``/``→``-``, trailing ``/``/``*`` dropped, HK 4-digit, KR/CN 6-digit codes, Toronto
+    units ``-UN``; the alternative is the plain form of a Nordic glued share class."""
+    out = symbol.str.replace(r"[/*]+$", "", regex=True)
+    out = out.str.replace("/", "-", regex=False).str.replace(" ", "-", regex=False)
     numeric = out.str.fullmatch(r"\d+").fillna(False).astype(bool)
     hk = (country == "HK").fillna(False).astype(bool) & numeric
     # Yahoo spells HK codes with exactly 4 digits when they fit (00005 → 0005, 1 → 0001).
     out = out.mask(hk, out.str.lstrip("0").str.zfill(4))
     six = country.isin(["KR", "CN"]).fillna(False).astype(bool) & numeric
     out = out.mask(six, out.str.zfill(6))
-    return out
+    canada = (country == "CA").fillna(False).astype(bool)
+    out = out.mask(canada, out.str.replace(r"-U$", "-UN", regex=True))
+    nordic = country.isin(GLUED_CLASS_COUNTRIES).fillna(False).astype(bool)
+    glued = out.str.extract(_GLUED_CLASS)
+    has_class = nordic & glued["base"].notna().to_numpy()
+    alternative = out.where(has_class).astype("string")
+    out = out.mask(has_class, glued["base"] + "-" + glued["cls"])
+    return out, alternative
 
 
 def _suffix_pair(symbol: pd.Series, country: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -129,15 +159,16 @@ def _suffix_pair(symbol: pd.Series, country: pd.Series) -> tuple[pd.Series, pd.S
 
 
 def rule_candidates(tickers: pd.Series) -> pd.Series:
-    """Ordered Yahoo candidates from the country rules alone (empty list when none apply)."""
+    """Ordered Yahoo candidates from the country rules alone (empty list when none apply): the
+    symbol then its alternative spelling on the first suffix, then both on the second."""
     parts = split_numerai_ticker(pd.Series(tickers, dtype="string").reset_index(drop=True))
-    symbol = _normalised_symbols(parts["symbol"], parts["country"])
+    symbol, alternative = _normalised_symbols(parts["symbol"], parts["country"])
     first_suffix, second_suffix = _suffix_pair(symbol, parts["country"])
-    # One vectorised concatenation per suffix position (at most two), not per ticker.
-    first = (symbol + first_suffix).to_numpy(dtype=object, na_value=None)
-    second = (symbol + second_suffix).to_numpy(dtype=object, na_value=None)
+    # One vectorised concatenation per (spelling, suffix) position (at most four), not per ticker.
+    columns = [(spelling + suffix).to_numpy(dtype=object, na_value=None)
+               for suffix in (first_suffix, second_suffix) for spelling in (symbol, alternative)]
     return pd.Series(
-        [[] if a is None else ([a] if b is None else [a, b]) for a, b in zip(first, second, strict=True)],
+        [[c for c in row if c is not None] for row in zip(*columns, strict=True)],
         index=parts.index,
         dtype=object,
     )
@@ -152,8 +183,10 @@ def resolve_universe(
     tickers: Iterable[str] | pd.Series,
     overrides: Mapping[str, str] | None = None,
     remembered: Mapping[str, str] | None = None,
+    looked_up: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
-    """Resolve every ticker: overrides win, then a remembered winner, then the rules.
+    """Resolve every ticker: overrides win, then a remembered winner (``looked_up``: one Yahoo's
+    search found, status ``lookup``), then the rules.
 
     Returns one row per distinct input ticker with columns ``numerai_ticker``,
     ``country``, ``yahoo_symbol`` (the first candidate, <NA> when unresolved),
@@ -177,6 +210,14 @@ def resolve_universe(
             candidates.iloc[idx] = [[w] + [c for c in cands if c != w]
                                     for w, cands in zip(winners, candidates.iloc[idx], strict=True)]
             status[idx] = "remembered"
+    if looked_up:
+        found = series.map(dict(looked_up))
+        has = found.notna().to_numpy()
+        if has.any():
+            idx = np.flatnonzero(has)
+            candidates.iloc[idx] = [[w] + [c for c in cands if c != w]
+                                    for w, cands in zip(found.to_numpy()[idx], candidates.iloc[idx], strict=True)]
+            status[idx] = "lookup"
     if overrides:
         forced = series.map(dict(overrides))
         has = forced.notna().to_numpy()
@@ -239,6 +280,7 @@ def resolve_for_yahoo(
     tournament: str = "signals",
     overrides_path: Path | str | None = None,
     remembered: Mapping[str, str] | None = None,
+    looked_up: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """The tournament's universe ids resolved to Yahoo candidates: Signals by the country rules,
     Crypto as ``SYMBOL-USD``; the overrides file (``numerai_ticker,yahoo_symbol`` for Signals,
@@ -248,7 +290,7 @@ def resolve_for_yahoo(
         overrides = load_overrides(overrides_path, id_column="symbol") if overrides_path else None
         return resolve_crypto_universe(ids, overrides=overrides)
     overrides = load_overrides(overrides_path) if overrides_path else None
-    return resolve_universe(ids, overrides=overrides, remembered=remembered)
+    return resolve_universe(ids, overrides=overrides, remembered=remembered, looked_up=looked_up)
 
 
 def candidate_map(resolution: pd.DataFrame) -> dict[str, list[str]]:
@@ -270,18 +312,83 @@ def resolution_report(resolution: pd.DataFrame) -> pd.DataFrame:
     counts = pd.crosstab(frame["country"], frame["status"]).reindex(columns=list(STATUSES), fill_value=0)
     table = pd.DataFrame(
         {
-            "resolved": counts["override"] + counts["remembered"] + counts["resolved"],
+            "resolved": counts["override"] + counts["lookup"] + counts["remembered"] + counts["resolved"],
             "ambiguous": counts["ambiguous"],
             "unresolved": counts["unresolved"],
             "override": counts["override"],
             "remembered": counts["remembered"],
+            "lookup": counts["lookup"],
         }
     )
     table["total"] = table[["resolved", "ambiguous", "unresolved"]].sum(axis=1)
     table = table.sort_values("total", ascending=False)
     table.loc["TOTAL"] = table.sum(axis=0)
     table = table.astype("int64").rename_axis("country").reset_index()
-    return table[["country", "resolved", "ambiguous", "unresolved", "total", "override", "remembered"]]
+    return table[["country", "resolved", "ambiguous", "unresolved", "total", "override", "remembered", "lookup"]]
+
+
+def unresolved_reasons(resolution: pd.DataFrame, reasons: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``{ticker: why it has no candidate}`` for the unresolved rows (a lookup's reason when one ran)."""
+    reasons = reasons or {}
+    rows = resolution[resolution["status"] == "unresolved"]
+    out = {}
+    for ticker, country in zip(rows["numerai_ticker"].astype(str), rows["country"], strict=True):
+        rule = ("not 'SYMBOL CC' (CC = ISO-2 country)" if pd.isna(country)
+                else f"no Yahoo suffix rule for country {country}")
+        out[ticker] = f"{rule}; {reasons[ticker]}" if ticker in reasons else rule
+    return out
+
+
+def resolution_summary(resolution: pd.DataFrame, reasons: Mapping[str, str] | None = None,
+                       needs_override: Mapping[str, Mapping[str, object]] | None = None) -> dict[str, object]:
+    """The report ``numerflow universe`` prints: counts resolved by rule / candidate / lookup /
+    override, the unresolved with their reason, and ``needs_override`` (tickers failing round after
+    round, ``{ticker: {"runs": n, "reason": ...}}``) with the exact overrides-file line to add."""
+    by = resolution["status"].astype(str).map(RESOLVED_BY).value_counts()
+    needs = {str(t): {"runs": int(m.get("runs", 0) or 0), "reason": m.get("reason"),  # type: ignore[call-overload]
+                      "line": f"{t},<yahoo symbol>"}
+             for t, m in (needs_override or {}).items()}
+    return {
+        "by": {k: int(by.get(k, 0)) for k in ("rule", "candidate", "lookup", "override", "unresolved")},
+        "total": int(len(resolution)),
+        "unresolved": unresolved_reasons(resolution, reasons),
+        "needs_override": needs,
+    }
+
+
+def resolution_lines(summary: Mapping[str, object], limit: int = 20) -> list[str]:
+    """The resolution report as text lines (the CLI prints them, the round publishes them)."""
+    by = dict(summary.get("by") or {})  # type: ignore[call-overload]
+    unresolved = dict(summary.get("unresolved") or {})  # type: ignore[call-overload]
+    needs = dict(summary.get("needs_override") or {})  # type: ignore[call-overload]
+    lines = [f"resolved by rule {by.get('rule', 0)}, by candidate {by.get('candidate', 0)}, by lookup "
+             f"{by.get('lookup', 0)}, by override {by.get('override', 0)}; unresolved {by.get('unresolved', 0)} "
+             f"of {summary.get('total', 0)}"]
+    lines += [f"unresolved {t}: {reason}" for t, reason in sorted(unresolved.items())[:limit]]
+    if len(unresolved) > limit:
+        lines.append(f"... and {len(unresolved) - limit} more unresolved")
+    lines += [f"needs an override {t} (failed {e['runs']} ingests in a row: {e['reason']}): add the line "
+              f"`{e['line']}` to the overrides file" for t, e in sorted(needs.items())[:limit]]
+    return lines
+
+
+def write_overrides_template(path: Path | str, summary: Mapping[str, object], id_column: str = "numerai_ticker") -> Path:
+    """The unresolved and needs-an-override tickers as an overrides CSV to fill in: one row per
+    ticker with an empty ``yahoo_symbol`` under a ``#`` comment saying why (fill it in or delete
+    the row; ``load_overrides`` refuses an empty symbol, naming the line)."""
+    from numerflow.tasks.core.store import write_text
+
+    unresolved = dict(summary.get("unresolved") or {})  # type: ignore[call-overload]
+    needs = dict(summary.get("needs_override") or {})  # type: ignore[call-overload]
+    lines = ["# numerflow overrides template: fill in yahoo_symbol (or delete the row), then set",
+             "# numerai.overrides_path to this file. Overrides always win over the rules.",
+             f"{id_column},yahoo_symbol"]
+    for ticker, reason in sorted(unresolved.items()):
+        lines += [f"# unresolved: {reason}", f"{ticker},"]
+    for ticker, entry in sorted(needs.items()):
+        if ticker not in unresolved:
+            lines += [f"# needs an override: failing {entry['runs']} ingests in a row ({entry['reason']})", f"{ticker},"]
+    return write_text(Path(path), "\n".join(lines) + "\n")
 
 
 def load_overrides(path: Path | str, id_column: str = "numerai_ticker") -> dict[str, str]:
@@ -303,10 +410,16 @@ def load_overrides(path: Path | str, id_column: str = "numerai_ticker") -> dict[
     problems: list[str] = []
     mapping: dict[str, str] = {}
     first_line: dict[str, int] = {}
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        lines = ((number, line) for number, line in enumerate(handle, start=1)
-                 if line.strip() and not line.lstrip().startswith("#"))
-        numbered = list(lines)
+    raw = path.read_bytes()
+    try:
+        if b"\x00" in raw:
+            raise ValueError("it holds NUL bytes")
+        text = raw.decode("utf-8-sig")
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise BadInputError(f"ticker overrides file {path} is not a UTF-8 text CSV ({exc}): is it the right "
+                            f"file? It needs a header {expected}", tag="invalid_overrides") from None
+    numbered = [(number, line) for number, line in enumerate(text.splitlines(), start=1)
+                if line.strip() and not line.lstrip().startswith("#")]
     if not numbered:
         raise BadInputError(f"ticker overrides file {path} is empty; it needs a header {expected}",
                             tag="invalid_overrides")

@@ -35,7 +35,8 @@ def ingest_like_the_flow(
     rng: random.Random | None = None,
 ) -> IngestResult:
     options = options or IngestOptions()
-    plan = start_ingest(source.name, store, tickers_or_mapping, options=options, run_id=run_id, as_of=as_of, end=end)
+    plan = start_ingest(source.name, store, tickers_or_mapping, options=options, run_id=run_id, as_of=as_of, end=end,
+                        identity=getattr(source, "identity", None))
     for index in range(len(plan.batches)):
         run_planned_batch(source, store, plan.run_id, index, options=options, sleep=sleep, rng=rng)
     return finish_ingest(plan)

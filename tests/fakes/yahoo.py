@@ -12,7 +12,14 @@
   ``meta``, exchange-local session timestamps, ``events.dividends/splits``,
   ``indicators.quote`` (split-adjusted OHLCV, like Yahoo) and ``indicators.adjclose``
   (split- and dividend-adjusted),
-- ``v10/finance/quoteSummary`` (yfinance's timezone fallback): 404.
+- ``v10/finance/quoteSummary`` (yfinance's timezone fallback): 404,
+- ``https://query2.finance.yahoo.com/v1/finance/search?q=…`` (``yf.Search``) in Yahoo's JSON
+  (``quotes`` with ``symbol``, ``exchange``, ``quoteType``, ``shortname``/``longname``,
+  ``exchDisp``, ``score``; empty ``news``/``nav``/``lists``…): a listing matches when the query is its
+  symbol (with or without the suffix), one of its ``search_terms``, or a word run of its name;
+  ``fail_search`` scripts 429 / 5xx / malformed answers.
+
+A 429 carries ``Retry-After: <retry_after>`` when ``retry_after`` is set.
 
 Programmable: listings (currency, timezone, dividends, splits, extra bars later), per-symbol
 fault scripts (429, 5xx, timeout, connection error, malformed JSON, empty result, 404),
@@ -52,6 +59,9 @@ class FakeListing:
     dividends: dict[date, float] = field(default_factory=dict)  # ex-date -> amount per share then
     splits: dict[date, tuple[int, int]] = field(default_factory=dict)  # date -> (numerator, denominator)
     instrument_type: str = "EQUITY"
+    name: str | None = None  # company name the search answers with
+    exchange: str = "FAKE"  # Yahoo's exchange code (KLS, SES, ISE, ...)
+    search_terms: tuple[str, ...] = ()  # other queries that find it (e.g. the Bloomberg symbol)
 
     def adjusted(self) -> pd.DataFrame:
         """What Yahoo serves: OHLC/volume split-adjusted; ``adjclose`` split+dividend-adjusted."""
@@ -124,6 +134,8 @@ class FakeYahoo(BaseAdapter):
         self._tat = time.monotonic()
         self.throttled = 0
         self.served = 0
+        self.search_faults: deque[str] = deque()
+        self.retry_after: float | None = None  # seconds sent in Retry-After with every 429
 
     # ---- programming the fake -------------------------------------------------------
     def add(
@@ -140,10 +152,14 @@ class FakeYahoo(BaseAdapter):
         price: float = 100.0,
         seed: int | None = None,
         instrument_type: str = "EQUITY",
+        name: str | None = None,
+        exchange: str = "FAKE",
+        search_terms: tuple[str, ...] = (),
     ) -> FakeListing:
         if bars is None:
             bars = make_bars(start, end, price=price, seed=seed if seed is not None else len(self.listings))
-        listing = FakeListing(symbol, currency, timezone, bars, dict(dividends or {}), dict(splits or {}), instrument_type)
+        listing = FakeListing(symbol, currency, timezone, bars, dict(dividends or {}), dict(splits or {}), instrument_type,
+                              name, exchange, tuple(search_terms))
         self.listings[symbol] = listing
         return listing
 
@@ -164,6 +180,15 @@ class FakeYahoo(BaseAdapter):
         assert not unknown, unknown
         key = f"{symbol}#history" if history_only else symbol
         self.faults.setdefault(key, deque()).extend(kinds)
+
+    def fail_search(self, *kinds: str) -> None:
+        """The next search requests fail with ``kinds`` (429, 5xx, malformed), in order."""
+        unknown = set(kinds) - {"429", "500", "502", "503", "malformed"}
+        assert not unknown, unknown
+        self.search_faults.extend(kinds)
+
+    def search_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.log if r.path.endswith("/v1/finance/search")]
 
     def fail_any(self, *kinds: str) -> None:
         """The next chart requests, whatever the symbol, fail with ``kinds`` (a 429 burst)."""
@@ -204,6 +229,8 @@ class FakeYahoo(BaseAdapter):
         response.encoding = "utf-8"
         response.url = request.url
         response.request = request
+        if status == 429 and self.retry_after is not None:
+            response.headers["Retry-After"] = f"{self.retry_after:g}"
         response.reason = {200: "OK", 404: "Not Found", 429: "Too Many Requests"}.get(status, "Error")
         if parts.hostname == "fc.yahoo.com":
             response.raw = _raw_with_cookie()
@@ -231,6 +258,8 @@ class FakeYahoo(BaseAdapter):
             return 200, CRUMB, "text/plain"
         if host.endswith("consent.yahoo.com") or host == "guce.yahoo.com":
             return 200, "<html><body>no consent form</body></html>", "text/html"
+        if path.endswith("/v1/finance/search"):
+            return self._search(params)
         if symbol is None:
             return 404, json.dumps({"finance": {"result": None, "error": {"code": "Not Found", "description": "fake"}}}), "application/json"
         if self._throttled():
@@ -260,6 +289,39 @@ class FakeYahoo(BaseAdapter):
         with self._lock:
             self.served += 1
         return 200, json.dumps(self._chart(listing, params, empty=fault == "empty")), "application/json"
+
+    # ---- v1 search JSON -------------------------------------------------------------
+    def _search(self, params: dict[str, str]):
+        with self._lock:
+            fault = self.search_faults.popleft() if self.search_faults else None
+        if fault == "429":
+            return 429, "Too Many Requests\r\n", "text/plain"
+        if fault in {"500", "502", "503"}:
+            return int(fault), "<html><body>Internal Server Error</body></html>", "text/html"
+        if fault == "malformed":
+            return 200, '{"explains":[],"count":1,"quotes":[{"symbol":', "application/json"
+        query = params.get("q", "").strip().upper()
+        quotes = []
+        for listing in self.listings.values():
+            base = listing.symbol.rsplit(".", 1)[0].upper()
+            terms = {listing.symbol.upper(), base, *(t.upper() for t in listing.search_terms)}
+            name = (listing.name or "").upper()
+            score = 30000.0 if query in terms else (20000.0 if query and query in name else 0.0)
+            if score:
+                quotes.append({
+                    "exchange": listing.exchange, "shortname": name[:30] or listing.symbol,
+                    "quoteType": listing.instrument_type, "symbol": listing.symbol, "index": "quotes",
+                    "score": score, "typeDisp": listing.instrument_type.title(), "longname": listing.name or listing.symbol,
+                    "exchDisp": listing.exchange, "isYahooFinance": True,
+                })
+        quotes.sort(key=lambda q: -q["score"])
+        quotes = quotes[: int(params.get("quotesCount", 8))]
+        body = {"explains": [], "count": len(quotes), "quotes": quotes, "news": [], "nav": [], "lists": [],
+                "researchReports": [], "screenerFieldResults": [], "totalTime": 12, "timeTakenForQuotes": 400,
+                "timeTakenForNews": 0, "timeTakenForAlgowatchlist": 400, "timeTakenForPredefinedScreener": 400,
+                "timeTakenForCrunchbase": 0, "timeTakenForNav": 400, "timeTakenForResearchReports": 0,
+                "timeTakenForScreenerField": 0, "timeTakenForCulturalAssets": 0, "timeTakenForSearchLists": 0}
+        return 200, json.dumps(body), "application/json"
 
     # ---- v8 chart JSON --------------------------------------------------------------
     def _served_frame(self, listing: FakeListing) -> tuple[pd.DataFrame, np.ndarray]:

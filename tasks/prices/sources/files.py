@@ -53,13 +53,43 @@ def _read_one(path: Path) -> pd.DataFrame:
     return frame
 
 
-def load_price_files(path: Path | str) -> pd.DataFrame:
-    """All files under ``path`` as one validated frame in PRICE_SCHEMA column order."""
+#: Where the calendar is furthest ahead (UTC+14): no exchange anywhere has reached a later date.
+_EARLIEST_ZONE = "Pacific/Kiritimati"
+
+
+def _refuse_future_bars(data: pd.DataFrame, dates: pd.Series, today: pd.Timestamp | None) -> None:
+    """A bar dated after today where it trades is a typo or a vendor's forward fill: it would
+    become the live date. Today is the exchange's when the files give a ``timezone`` column
+    (IANA, e.g. Asia/Tokyo), else the furthest-ahead time zone's (nothing real is refused)."""
+    now = pd.Timestamp.now(tz="UTC") if today is None else pd.Timestamp(today).tz_localize("UTC")
+    if "timezone" in data.columns:
+        zones = data["timezone"].astype("string").fillna(_EARLIEST_ZONE)
+        try:
+            local_today = zones.map({z: now.tz_convert(z).normalize().tz_localize(None) for z in zones.unique()})
+        except Exception as exc:  # an unknown zone name
+            raise BadInputError(f"the timezone column has a name that is not an IANA time zone ({exc}); use "
+                                "names like America/New_York", tag="invalid_price_files") from None
+        limit = pd.to_datetime(local_today).to_numpy(dtype="datetime64[ns]")
+    else:
+        limit = np.datetime64(now.tz_convert(_EARLIEST_ZONE).normalize().tz_localize(None).asm8, "ns")
+    future = dates.dt.normalize().to_numpy(dtype="datetime64[ns]") > limit
+    if future.any():
+        rows = data.loc[future, ["_file", "_row", "ticker", "date"]].head(3)
+        sample = "; ".join(f"{file} row {row}: {ticker} {day}" for file, row, ticker, day
+                           in zip(rows["_file"], rows["_row"], rows["ticker"], rows["date"], strict=True))
+        raise BadInputError(f"{int(future.sum())} bars are dated after today where they trade, e.g. {sample}; "
+                            "remove them (a bar exists only once its day has traded)", tag="invalid_price_files")
+
+
+def load_price_files(path: Path | str, *, today: pd.Timestamp | None = None) -> pd.DataFrame:
+    """All files under ``path`` as one validated frame in PRICE_SCHEMA column order.
+    ``today`` (UTC, for tests) defaults to now."""
     files = _files(Path(path))
     frames = []
     for file in files:
         frame = _read_one(file)
         frame["_file"] = str(file)
+        frame["_row"] = np.arange(1, len(frame) + 1)  # 1-based data row (a CSV's line is row + 1)
         frames.append(frame)
     data = pd.concat(frames, ignore_index=True)
     dates = pd.to_datetime(data["date"], errors="coerce", format="mixed")
@@ -67,6 +97,7 @@ def load_price_files(path: Path | str) -> pd.DataFrame:
     if bad.any():
         sample = data.loc[bad, ["_file", "date"]].head(3).astype(str).agg(" ".join, axis=1).tolist()
         raise BadInputError(f"{int(bad.sum())} unparseable dates (use YYYY-MM-DD), e.g. {sample}", tag="invalid_price_files")
+    _refuse_future_bars(data, dates.dt.tz_localize(None) if dates.dt.tz is not None else dates, today)
     out = pd.DataFrame({"ticker": data["ticker"].astype("string").str.strip(), "date": dates.dt.normalize().astype("datetime64[s]")})
     if out["ticker"].isna().any() or (out["ticker"] == "").any():
         raise BadInputError("empty ticker values in the price files; every row needs a ticker", tag="invalid_price_files")
@@ -103,6 +134,11 @@ class FilePriceSource:
 
     def __repr__(self) -> str:
         return f"FilePriceSource({str(self.path)!r})"
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """The files this store is filled from (``ingest.check_store_identity``)."""
+        return {"kind": "files", "path": str(self.path.resolve())}
 
     @property
     def data(self) -> pd.DataFrame:

@@ -66,6 +66,7 @@ from numerflow.tasks.prices.sources.outcomes import (
 )
 
 _CHART_PATH = re.compile(r"/v8/finance/chart/([^/?]+)")
+_SEARCH_PATH = re.compile(r"/v1/finance/search")
 _TRANSIENT_EXCEPTION_NAMES = {
     "Timeout",
     "ReadTimeout",
@@ -162,12 +163,36 @@ def open_yfinance_tz_cache() -> None:
 
 
 class ChartStatusError(Exception):
-    """A chart request answered 429 or 404, raised by our session before yfinance retries it."""
+    """A chart request answered 429 or 404 (a search request 429), raised by our session before
+    yfinance retries it. ``retry_after``: the seconds Yahoo's ``Retry-After`` asked for, if any."""
 
-    def __init__(self, status: int, url: str) -> None:
-        path = _CHART_PATH.search(url)
+    def __init__(self, status: int, url: str, retry_after: float | None = None) -> None:
+        path = _CHART_PATH.search(url) or _SEARCH_PATH.search(url)
         super().__init__(f"HTTP {status} for {path.group(0) if path else url}")
         self.status_code = status
+        self.retry_after = retry_after
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date); None when absent or
+    unreadable."""
+    import datetime as dt
+    import math
+    from email.utils import parsedate_to_datetime
+
+    if not value or not value.strip():
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value.strip())
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = (when - dt.datetime.now(dt.UTC)).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 # Full history: Yahoo's daily data starts in the 1960s at the earliest.
@@ -191,8 +216,11 @@ def _exception_kind(exc: BaseException) -> str | None:
 class _ThrottleMixin:
     """Limiter + forced timeout + per-thread record of chart statuses, for any Session class."""
 
-    def _init_throttle(self, limiter: TokenBucket, timeout_seconds: float, pause_on_429_seconds: float) -> None:
+    def _init_throttle(self, limiter: TokenBucket, timeout_seconds: float, pause_on_429_seconds: float,
+                       max_retry_after_seconds: float = 300.0) -> None:
         self._limiter = limiter
+        self._max_retry_after = float(max_retry_after_seconds)
+        self.retry_after_pauses: list[float] = []
         self._timeout_seconds = float(timeout_seconds)
         self._slow_on_429 = float(pause_on_429_seconds)
         self._local = threading.local()
@@ -225,12 +253,19 @@ class _ThrottleMixin:
             raise
         status = int(response.status_code)
         self._note(str(url), status)
+        retry_after = None
         if status == 429:
-            # Yahoo says "too fast": slow every thread for a while, not only this one.
+            # Yahoo says "too fast": slow every thread for a while, not only this one; when it says
+            # for how long (Retry-After), nobody in the process sends before then.
             self._limiter.slow_down(self._slow_on_429)
-        if status in (404, 429) and _CHART_PATH.search(str(url)):
+            retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+            if retry_after:
+                retry_after = min(retry_after, self._max_retry_after)
+                self._limiter.pause(retry_after)
+                self.retry_after_pauses.append(retry_after)
+        if (status in (404, 429) and _CHART_PATH.search(str(url))) or (status == 429 and _SEARCH_PATH.search(str(url))):
             # Before yfinance's cookie-strategy switch + second request (module docstring).
-            raise ChartStatusError(status, str(url))
+            raise ChartStatusError(status, str(url), retry_after)
         return response
 
 
@@ -261,6 +296,7 @@ def make_session(
     *,
     pause_on_429_seconds: float = 5.0,
     transport: Any = None,
+    max_retry_after_seconds: float = 300.0,
 ) -> Any:
     """The HTTP session yfinance will use.
 
@@ -281,7 +317,7 @@ def make_session(
         if transport is not None:
             session.mount("https://", transport)
             session.mount("http://", transport)
-    session._init_throttle(limiter, timeout_seconds, pause_on_429_seconds)
+    session._init_throttle(limiter, timeout_seconds, pause_on_429_seconds, max_retry_after_seconds)
     return session
 
 
@@ -385,6 +421,7 @@ class YahooSource:
         transport: Any = None,
         session: Any = None,
         seed_timezones: bool = True,
+        max_retry_after_seconds: float = 300.0,
     ) -> None:
         import yfinance as yf
 
@@ -404,7 +441,8 @@ class YahooSource:
         self._timezones: dict[str, str] = {}
         self.timezone_refetches = 0
         self.session = session or make_session(
-            self.limiter, timeout_seconds, pause_on_429_seconds=pause_on_429_seconds, transport=transport
+            self.limiter, timeout_seconds, pause_on_429_seconds=pause_on_429_seconds, transport=transport,
+            max_retry_after_seconds=max_retry_after_seconds,
         )
 
     def __repr__(self) -> str:
