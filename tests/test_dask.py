@@ -74,5 +74,9 @@ def test_three_models_train_on_a_two_worker_dask_cluster_as_on_threads(prefect_h
         pd.testing.assert_frame_equal(pd.read_parquet(mine.live.path), pd.read_parquet(theirs.live.path))
     # Each model trained as its own task of one train-models subflow per round.
     with get_client(sync_client=True) as client:
-        runs = [r for r in client.read_flow_runs(limit=200) if r.name and r.parameters.get("jobs")]
-    assert len(runs) >= 2 and all(len(r.parameters["jobs"]) == 3 for r in runs)
+        from prefect.client.schemas.sorting import FlowRunSort
+
+        recent = client.read_flow_runs(limit=200, sort=FlowRunSort.START_TIME_DESC)
+        runs = [r for r in recent if r.parameters.get("jobs")
+                and r.parameters["jobs"][0]["dataset_path"].startswith(str(tmp_path))]  # this test's rounds
+    assert len(runs) == 2 and all(len(r.parameters["jobs"]) == 3 for r in runs)
