@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="Numerai tournament (default: the configured one, signals)")
     run.add_argument("--tournament", choices=["signals", "crypto"], help="live round: Numerai tournament")
     run.add_argument("--force", action="store_true", help="live round: upload even if this round was already submitted")
-    run.add_argument("--model", help="live round: Numerai model name (default: numerai.model_name)")
+    run.add_argument("--model", help="Numerai model name (default: numerai.model_name); with a [[models]] table: "
+                     "run that model only")
     run.set_defaults(handler=cmd_run)
 
     ingest = commands.add_parser(
@@ -114,6 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
         "status", parents=[common, numerai], help="current round, its window, last submission per model")
     status.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
     status.set_defaults(handler=cmd_status)
+
+    scores = commands.add_parser(
+        "scores", parents=[common, numerai], help="every model's recent live scores from Numerai",
+        description="Fetch each model's scores of its recent rounds from Numerai into the store's history "
+        "(scores/<tournament>/history.parquet), then show per model its last rounds, the rolling mean and the "
+        "rounds it missed; a missed round or a mean below scores.floor is notified once.")
+    scores.add_argument("--no-fetch", action="store_true", help="show the stored history only (no keys needed)")
+    scores.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+    scores.set_defaults(handler=cmd_scores)
 
     setup = commands.add_parser(
         "setup", parents=[common], help="create the Prefect failure notification (webhook block + automation)",
@@ -216,6 +226,32 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scores(args: argparse.Namespace) -> int:
+    """Live scores back (flows/scores.py)."""
+    from numerflow.flows.scores import refresh_scores
+
+    settings = _settings(args)
+    report = refresh_scores(settings, fetch=not args.no_fetch)
+    lines = [f"numerflow scores: Numerai {report.tournament}, history {report.history}"
+             + (f" ({report.fetched_rows} scores fetched)" if not args.no_fetch else " (stored, not fetched)")]
+    for model in report.models:
+        metrics = sorted({k for r in model.rounds for k in r if k not in ("round", "resolved")})
+        lines.append(f"  {model.model}")
+        if not model.rounds:
+            lines.append("    no live scores yet")
+        else:
+            lines.append("    round     " + "".join(f"{m:>12}" for m in metrics) + "  resolved")
+            lines += [f"    {r['round']:<10}" + "".join("           —" if r.get(m) is None else f"{r[m]:>12.4f}"
+                                                    for m in metrics) + f"  {'yes' if r['resolved'] else 'no'}"
+                      for r in model.rounds]
+            lines.append("    mean      " + "".join(f"{model.rolling_mean.get(m, float('nan')):>12.4f}" for m in metrics)
+                         + f"  (last {settings.scores.alert_rounds} scored rounds)")
+        lines.append(f"    missed    {', '.join(map(str, model.missed)) or 'none'}")
+    lines += [f"  ALERT {a['text']}" for a in report.alerts]
+    _print(args, report.as_dict(), "\n".join(lines))
+    return 0
+
+
 def cmd_setup(args: argparse.Namespace) -> int:
     """Prefect-native failure notifications (flows/notify.py)."""
     from numerflow.flows.notify import setup_notifications
@@ -264,11 +300,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_live_price_source(settings)
     from numerflow.tasks.model.training import check_lightgbm_params
 
-    check_lightgbm_params(settings.training)  # a typo in the parameters fails before Prefect starts
-    from numerflow.flows.round import round_flow
+    # A typo in the shared parameters fails before Prefect starts (a [[models]] entry's own
+    # parameters fail that model alone).
+    check_lightgbm_params(settings.training)
+    from numerflow.flows.round import echo_stages, round_flow
 
-    result = round_flow(mode="demo" if args.demo else "live", tournament=args.tournament, model_name=args.model,
-                        force=args.force, retrain=args.retrain, data_dir=args.data_dir, **demo)
+    with echo_stages(sys.stderr):  # one line per stage as it starts, and as it ends with its duration
+        result = round_flow(mode="demo" if args.demo else "live", tournament=args.tournament,
+                            model_name=args.model, force=args.force, retrain=args.retrain, data_dir=args.data_dir,
+                            **demo)
     summary = run_summary(result)
     print(json.dumps(summary, indent=2, default=str) if args.json else render_summary(summary))
     return 0
@@ -295,6 +335,10 @@ def run_summary(result: RoundResult) -> dict[str, Any]:
         "upload": {"dry_run": upload.dry_run, "reason": upload.message, "record": upload.record,
                    "status": upload.status, "submission_id": upload.submission_id},
     }
+    summary["models"] = [{"name": run.name, "model_id": run.model.model_id, "trained": run.model.trained,
+                          "validation_mean": run.model.validation.get("mean"), "submission": run.submission.path,
+                          "upload": run.upload.status, "submission_id": run.upload.submission_id}
+                         for run in result.models]
     if result.mode == "live":
         summary["numerai"] = {"tournament": result.universe.tournament, "round": result.universe.round_number,
                               "window": result.window, "universe": {"tickers": result.universe.tickers,
@@ -318,6 +362,9 @@ def render_summary(s: dict[str, Any]) -> str:
         f"  upload      {_upload_line(s['upload'])}",
         f"  report      {s['report'] or 'unchanged model: see its earlier report'}",
     ]
+    if len(s["models"]) > 1:
+        lines += [f"  model {m['name']:<12}{m['model_id']} ({'trained' if m['trained'] else 'reused'}), "
+                  f"CORR {m['validation_mean']:.4f}, {m['upload']}: {m['submission']}" for m in s["models"]]
     n = s.get("numerai")
     if n:
         r = n["resolution"] or {}

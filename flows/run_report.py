@@ -70,6 +70,19 @@ def render_round_report(result: RoundResult, *, flow_run_url: str | None = None)
     ]
     if upload.submission_id:
         lines.append(f"- Numerai submission id `{upload.submission_id}`")
+    if len(result.models) > 1 or result.failures:
+        lines += ["", "## Models", "| model | model id | trained | validation CORR | upload | submission id |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {run.name} | `{run.model.model_id}` | {'yes' if run.model.trained else 'reused'} | "
+                  f"{_fmt((run.model.validation or {}).get('mean'), '.4f')} | {run.upload.status} | "
+                  f"{_fmt(run.upload.submission_id)} |" for run in result.models]
+        lines += [f"| {name} | — | — | — | **FAILED** | {cause.replace('|', '/')} |"
+                  for name, cause in result.failures.items()]
+    if result.scores is not None:
+        from numerflow.flows.scores import render_scores_table
+
+        lines += ["", "## Live scores", *render_scores_table(result.scores)]
+        lines += [f"- **alert**: {a['text']}" for a in result.scores.alerts]
     lines += ["", "## Links"]
     report = model.report.markdown if model.report else None
     lines.append(f"- validation report: `{report}`" if report else "- validation report: unchanged model (earlier run)")

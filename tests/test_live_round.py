@@ -361,7 +361,6 @@ def test_no_secret_is_kept_anywhere_after_any_failure(prefect_harness, live_env,
 
     secret, public = numerai.state.secret_key, numerai.state.public_id
     header = f"Token {public}${secret}"
-    monkeypatch.setenv("NUMERFLOW_ORCHESTRATION__ROUND_RETRIES", "0")
     flow = scheduled_round_flow.with_options(retries=0)
     failure_paths = [
         # A CRLF env file's keys (stripped, so they work) and a server that echoes the auth header.

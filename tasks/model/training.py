@@ -149,12 +149,15 @@ def load_model(model_dir: Path) -> tuple[lgb.Booster, dict]:
     return lgb.Booster(model_file=str(model_dir / MODEL_FILE)), meta
 
 
-def latest_model(store: Store) -> Path | None:
-    """Newest complete model directory (ids sort by creation time), or None."""
+def latest_model(store: Store, model: str | None = None) -> Path | None:
+    """Newest complete model directory (ids sort by creation time), or None. ``model``: the newest
+    of that ``[[models]]`` entry (its lineage names it): each entry has its own lineage."""
     root = store.models_dir()
     if not root.exists():
         return None
     complete = sorted(p for p in root.iterdir() if (p / META_FILE).exists() and (p / MODEL_FILE).exists())
+    if model is not None:
+        complete = [p for p in complete if (read_json(p / META_FILE).get("lineage") or {}).get("model") == model]
     return complete[-1] if complete else None
 
 
@@ -178,7 +181,7 @@ def needs_training(
     model trained on other data or with other parameters is never silently reused."""
     if force:
         return True, "retrain requested"
-    latest = latest_model(store)
+    latest = latest_model(store, (lineage or {}).get("model"))
     if latest is None:
         return True, "no model in the registry"
     damage = model_damage(latest)
