@@ -75,6 +75,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=200)
     parser.add_argument("--overhead-symbols", type=int, default=500)
+    parser.add_argument("--limited-share", type=float, default=0.0,
+                        help="share of symbols whose first --limited-for chart requests answer 429 (a 429 wave)")
+    parser.add_argument("--limited-for", type=int, default=3)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     mapping = {f"S{i:05d} US": [f"S{i:05d}"] for i in range(args.symbols)}
@@ -82,6 +85,9 @@ def main() -> None:
     # 1) Throttled first run: R req/s server-side, 429 beyond; our limiter at R.
     reset_yfinance(tmp / "yf1")
     fake = build_fake(args.symbols, args.bars, args.rate, args.burst)
+    waved = [f"S{i:05d}" for i in range(args.symbols) if (i * 7919) % 1000 < args.limited_share * 1000]
+    for symbol in waved:  # on top of the server's own throttle: these answer 429 for a while
+        fake.fail(symbol, *["429"] * args.limited_for)
     store = Store(tmp / "data")
     result, wall = run_ingest(fake, store, mapping, args.rate, args.our_burst, args.workers, args.batch_size)
     requests1 = len(fake.log)
@@ -141,7 +147,8 @@ def main() -> None:
     print(f"{'ledger ok / tickers':34}{args.symbols:>12}{int((ledger['status'] == 'ok').sum()):>14}")
     print(f"{'symbols with lost bars':34}{0:>12}{lost:>14}")
     print(f"{'second run: requests / symbol':34}{'1':>12}{len(requests2) / args.symbols:>14.2f}")
-    print(f"{'second run: bars written':34}{'new+overlap':>12}{bars2:>14}  (stored {total_after}, period1 = last-overlap: {period1_ok})")
+    print(f"{'symbols in a 429 wave':34}{'-':>12}{len(waved):>14}  ({args.limited_for} x 429 each before they answer)")
+    print(f"{'second run: bars written':34}{'new only':>12}{bars2:>14}  (stored {total_after}, period1 = last-overlap: {period1_ok})")
     print(f"{'second run wall time (s)':34}{'-':>12}{wall2:>14.1f}")
     print(f"{'ms / symbol, yfinance alone':34}{'baseline':>12}{yf_ms:>14.2f}")
     print(f"{'ms / symbol, our whole ingest':34}{'ms':>12}{ours_ms:>14.2f}  (our overhead {ours_ms - yf_ms:+.2f} ms; {ours_requests:.2f} requests/symbol cold)")
@@ -150,6 +157,7 @@ def main() -> None:
         "wall_s": round(wall, 2), "served_per_s": round(throughput, 1), "share_of_rate": round(throughput / args.rate, 3),
         "throttled_429": throttled_before, "second_run_429": fake.throttled - throttled_before,
         "requests_per_symbol": round(requests1 / args.symbols, 3), "our_burst": args.our_burst, "workers": args.workers, "ok": int((ledger["status"] == "ok").sum()), "lost_symbols": lost,
+        "waved_symbols": len(waved), "limited_for": args.limited_for,
         "second_run_requests_per_symbol": round(len(requests2) / args.symbols, 3), "second_run_bars": bars2,
         "second_run_served": fake.served - served_before, "second_run_period1_ok": period1_ok,
         "second_run_wall_s": round(wall2, 2), "yfinance_ms_per_symbol": round(yf_ms, 2), "ingest_ms_per_symbol": round(ours_ms, 2),

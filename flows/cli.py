@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="Numerai tournament (default: the configured one, signals)")
     run.add_argument("--tournament", choices=["signals", "crypto"], help="live round: Numerai tournament")
     run.add_argument("--force", action="store_true", help="live round: upload even if this round was already submitted")
-    run.add_argument("--model", help="live round: Numerai model name (default: numerai.model_name)")
+    run.add_argument("--model", help="Numerai model name (default: numerai.model_name); with a [[models]] table: "
+                     "run that model only")
     run.set_defaults(handler=cmd_run)
 
     ingest = commands.add_parser(
@@ -136,6 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
         "status", parents=[common, numerai], help="current round, its window, last submission per model")
     status.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
     status.set_defaults(handler=cmd_status)
+
+    scores = commands.add_parser(
+        "scores", parents=[common, numerai], help="every model's recent live scores from Numerai",
+        description="Fetch each model's scores of its recent rounds from Numerai into the store's history "
+        "(scores/<tournament>/history.parquet), then show per model its last rounds, the rolling mean and the "
+        "rounds it missed; a missed round or a mean below scores.floor is notified once.")
+    scores.add_argument("--no-fetch", action="store_true", help="show the stored history only (no keys needed)")
+    scores.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+    scores.set_defaults(handler=cmd_scores)
 
     setup = commands.add_parser(
         "setup", parents=[common], help="create the Prefect failure notification (webhook block + automation)",
@@ -238,6 +248,32 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scores(args: argparse.Namespace) -> int:
+    """Live scores back (flows/scores.py)."""
+    from numerflow.flows.scores import refresh_scores
+
+    settings = _settings(args)
+    report = refresh_scores(settings, fetch=not args.no_fetch)
+    lines = [f"numerflow scores: Numerai {report.tournament}, history {report.history}"
+             + (f" ({report.fetched_rows} scores fetched)" if not args.no_fetch else " (stored, not fetched)")]
+    for model in report.models:
+        metrics = sorted({k for r in model.rounds for k in r if k not in ("round", "resolved")})
+        lines.append(f"  {model.model}")
+        if not model.rounds:
+            lines.append("    no live scores yet")
+        else:
+            lines.append("    round     " + "".join(f"{m:>12}" for m in metrics) + "  resolved")
+            lines += [f"    {r['round']:<10}" + "".join("           —" if r.get(m) is None else f"{r[m]:>12.4f}"
+                                                    for m in metrics) + f"  {'yes' if r['resolved'] else 'no'}"
+                      for r in model.rounds]
+            lines.append("    mean      " + "".join(f"{model.rolling_mean.get(m, float('nan')):>12.4f}" for m in metrics)
+                         + f"  (last {settings.scores.alert_rounds} scored rounds)")
+        lines.append(f"    missed    {', '.join(map(str, model.missed)) or 'none'}")
+    lines += [f"  ALERT {a['text']}" for a in report.alerts]
+    _print(args, report.as_dict(), "\n".join(lines))
+    return 0
+
+
 def cmd_setup(args: argparse.Namespace) -> int:
     """Prefect-native failure notifications (flows/notify.py)."""
     from numerflow.flows.notify import setup_notifications
@@ -287,11 +323,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_live_price_source(settings)
     from numerflow.tasks.model.training import check_lightgbm_params
 
-    check_lightgbm_params(settings.training)  # a typo in the parameters fails before Prefect starts
-    from numerflow.flows.round import round_flow
+    # A typo in the shared parameters fails before Prefect starts (a [[models]] entry's own
+    # parameters fail that model alone).
+    check_lightgbm_params(settings.training)
+    from numerflow.flows.round import echo_stages, round_flow
 
-    result = round_flow(mode="demo" if args.demo else "live", tournament=args.tournament, model_name=args.model,
-                        force=args.force, retrain=args.retrain, data_dir=args.data_dir, overrides=extra, **demo)
+    with echo_stages(sys.stderr):  # one line per stage as it starts, and as it ends with its duration
+        result = round_flow(mode="demo" if args.demo else "live", tournament=args.tournament,
+                            model_name=args.model, force=args.force, retrain=args.retrain, data_dir=args.data_dir,
+                            overrides=extra, **demo)
     summary = run_summary(result)
     print(json.dumps(summary, indent=2, default=str) if args.json else render_summary(summary))
     return 0
@@ -306,14 +346,22 @@ def run_summary(result: RoundResult) -> dict[str, Any]:
         "dataset": {"path": dataset.path, "rows": dataset.rows, "tickers": dataset.tickers,
                     "first_date": dataset.first_date, "last_date": dataset.last_date},
         "model": {"id": model.model_id, "trained": model.trained, "decision": model.decision},
-        "validation": {k: model.validation.get(k) for k in ("mean", "std", "sharpe", "max_drawdown", "n_dates")},
+        # Weekly-era summaries (tasks.model.eras); a model trained before eras existed has n_dates instead.
+        "validation": {k: model.validation.get(k) for k in ("mean", "std", "sharpe", "max_drawdown", "positive_share",
+                                                             "n_eras", "n_dates")},
+        "alpha": {k: (model.alpha or {}).get(k) for k in ("mean", "std", "sharpe", "positive_share", "n_eras")}
+        if model.alpha else None,
         "report": model.report.markdown if model.report else None,
         "live_date": result.live.live_date,
         "submission": {"path": result.submission.path, "rows": result.submission.rows,
-                       "sha256": result.submission.sha256},
+                       "sha256": result.submission.sha256, "churn": result.submission.checks.get("churn")},
         "upload": {"dry_run": upload.dry_run, "reason": upload.message, "record": upload.record,
                    "status": upload.status, "submission_id": upload.submission_id},
     }
+    summary["models"] = [{"name": run.name, "model_id": run.model.model_id, "trained": run.model.trained,
+                          "validation_mean": run.model.validation.get("mean"), "submission": run.submission.path,
+                          "upload": run.upload.status, "submission_id": run.upload.submission_id}
+                         for run in result.models]
     if result.mode == "live":
         summary["numerai"] = {"tournament": result.universe.tournament, "round": result.universe.round_number,
                               "window": result.window, "universe": {"tickers": result.universe.tickers,
@@ -330,12 +378,16 @@ def render_summary(s: dict[str, Any]) -> str:
         f"  prices      {_prices_line(s['prices'])}",
         f"  dataset     {s['dataset']['rows']:,} rows, {s['dataset']['first_date']} → {s['dataset']['last_date']}",
         f"  model       {s['model']['id']} ({s['model']['decision']})",
-        f"  validation  CORR mean {v['mean']:.4f}, sharpe {v['sharpe']:.2f}, max drawdown {v['max_drawdown']:.4f}"
-        f" over {v['n_dates']} dates",
+        f"  validation  {_validation_line(v)}",
+        f"  alpha       {_alpha_line(s.get('alpha'))}",
         f"  submission  {s['submission']['path']} ({s['submission']['rows']} rows, live date {s['live_date']})",
+        f"  churn       {s['submission'].get('churn') or 'not checked'}",
         f"  upload      {_upload_line(s['upload'])}",
         f"  report      {s['report'] or 'unchanged model: see its earlier report'}",
     ]
+    if len(s["models"]) > 1:
+        lines += [f"  model {m['name']:<12}{m['model_id']} ({'trained' if m['trained'] else 'reused'}), "
+                  f"CORR {m['validation_mean']:.4f}, {m['upload']}: {m['submission']}" for m in s["models"]]
     n = s.get("numerai")
     if n:
         r = n["resolution"] or {}
@@ -344,6 +396,26 @@ def render_summary(s: dict[str, Any]) -> str:
         if n["window"]:
             lines.append(f"  window      opens {n['window']['open_time']}, closes {n['window']['close_time']}")
     return "\n".join(lines)
+
+
+def _validation_line(v: dict[str, Any]) -> str:
+    def fmt(value: Any, spec: str) -> str:
+        return "—" if value is None else format(value, spec)
+
+    if v.get("n_eras") is None:  # a model trained before era summaries
+        return f"CORR mean {fmt(v.get('mean'), '.4f')} over {v.get('n_dates')} daily dates (retrain for era figures)"
+    return (f"CORR per weekly era: mean {fmt(v.get('mean'), '.4f')}, sharpe {fmt(v.get('sharpe'), '.2f')}, "
+            f"max drawdown {fmt(v.get('max_drawdown'), '.4f')}, positive {fmt(v.get('positive_share'), '.0%')} "
+            f"of {v['n_eras']} eras")
+
+
+def _alpha_line(alpha: dict[str, Any] | None) -> str:
+    if not alpha or alpha.get("mean") is None:
+        return "not scored (no neutralizer for the validation dates); MPC cannot be computed locally"
+    sharpe = "—" if alpha.get("sharpe") is None else f"{alpha['sharpe']:.2f}"
+    return (f"ALPHA per weekly era: mean {alpha['mean']:.5f}, sharpe {sharpe}, positive "
+            f"{alpha['positive_share']:.0%} of {alpha['n_eras']} eras (after Numerai-style neutralisation; "
+            "MPC cannot be computed locally)")
 
 
 def _prices_line(prices: dict[str, Any]) -> str:

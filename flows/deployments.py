@@ -13,10 +13,18 @@ from typing import Any
 
 from prefect.deployments.runner import EntrypointType
 
-from numerflow.flows.schedule import round_schedules, train_schedules
+from numerflow.flows.schedule import (
+    prepare_schedules,
+    round_schedules,
+    scores_schedules,
+    submit_schedules,
+    train_schedules,
+)
 from numerflow.tasks.core.config import Settings
 
 ROUND, TRAIN, BACKFILL = "round", "train", "ingest-backfill"
+PREPARE, SUBMIT = "prepare", "submit"  # the daily cadence's two stages
+SCORES = "scores"
 CONCURRENCY_LIMIT = 1
 
 
@@ -25,7 +33,7 @@ class DeploymentSpec:
     """What a deployment is, independent of how it is served."""
 
     key: str
-    flow_attr: str  # attribute of flows.scheduled
+    flow_attr: str  # the flow's attribute in its module (flows.scheduled, flows.scores)
     entrypoint: str
     description: str
 
@@ -40,33 +48,51 @@ SPECS = (
                    "Fresh prices, then retrain the model on its own schedule."),
     DeploymentSpec(BACKFILL, "ingest_backfill_flow", "numerflow.flows.scheduled.ingest_backfill_flow",
                    "Manual: re-pull every ticker's whole price history."),
+    DeploymentSpec(SCORES, "scores_flow", "numerflow.flows.scores.scores_flow",
+                   "Every model's recent live scores from Numerai into the store; notifies missed rounds and "
+                   "scores below the floor (daily, UTC)."),
+)
+#: The daily cadence's deployments (schedule.cadence = "daily"): built only then.
+DAILY_SPECS = (
+    DeploymentSpec(PREPARE, "scheduled_prepare_flow", "numerflow.flows.scheduled.scheduled_prepare_flow",
+                   "Daily, before the round opens (Tue-Sat, UTC): ingest, features, retrain every model when due."),
+    DeploymentSpec(SUBMIT, "scheduled_submit_flow", "numerflow.flows.scheduled.scheduled_submit_flow",
+                   "Daily, after the round opens (Tue-Sat, UTC): predict, validate and upload every model from the "
+                   "prepared prices; skips when closed or submitted."),
 )
 
 
 def deployment_parameters(settings: Settings) -> dict[str, dict[str, Any]]:
     """Default parameters per deployment (editable per run in the UI)."""
-    return {ROUND: {"mode": settings.schedule.round_mode}, TRAIN: {"retrain": True}, BACKFILL: {"backfill": True}}
+    mode = settings.schedule.round_mode
+    return {ROUND: {"mode": mode}, TRAIN: {"retrain": True}, BACKFILL: {"backfill": True},
+            PREPARE: {"mode": mode}, SUBMIT: {"mode": mode}, SCORES: {}}
 
 
 def configured_flows(settings: Settings) -> dict[str, Any]:
-    """The flows with the configured retries and time bounds applied."""
-    from numerflow.flows import scheduled
+    """The flows with the configured time bounds applied (no flow retries: the schedule retries)."""
+    from numerflow.flows import scheduled, scores
 
     o = settings.orchestration
     return {
-        ROUND: scheduled.scheduled_round_flow.with_options(
-            retries=o.round_retries, retry_delay_seconds=o.round_retry_delay_seconds,
-            timeout_seconds=o.round_timeout_minutes * 60),
+        ROUND: scheduled.scheduled_round_flow.with_options(timeout_seconds=o.round_timeout_minutes * 60),
         TRAIN: scheduled.scheduled_train_flow.with_options(timeout_seconds=o.train_timeout_minutes * 60),
         BACKFILL: scheduled.ingest_backfill_flow.with_options(timeout_seconds=o.ingest_timeout_minutes * 60),
+        PREPARE: scheduled.scheduled_prepare_flow.with_options(timeout_seconds=o.round_timeout_minutes * 60),
+        SUBMIT: scheduled.scheduled_submit_flow.with_options(timeout_seconds=o.round_timeout_minutes * 60),
+        SCORES: scores.scores_flow,
     }
 
 
 def build_deployments(settings: Settings) -> list[Any]:
-    """The round (UTC crons), train (its cron, if any) and ingest-backfill (manual) deployments."""
+    """The round (UTC crons; manual with the daily cadence), train (its cron, if any) and
+    ingest-backfill (manual) deployments, plus prepare and submit with the daily cadence."""
     flows = configured_flows(settings)
     params = deployment_parameters(settings)
-    schedules = {ROUND: round_schedules(settings.schedule), TRAIN: train_schedules(settings.schedule), BACKFILL: []}
+    schedules = {ROUND: round_schedules(settings.schedule), TRAIN: train_schedules(settings.schedule), BACKFILL: [],
+                 PREPARE: prepare_schedules(settings.schedule), SUBMIT: submit_schedules(settings.schedule),
+                 SCORES: scores_schedules(settings.scores)}
+    specs = SPECS + (DAILY_SPECS if settings.schedule.cadence == "daily" else ())
     return [
         flows[spec.key].to_deployment(
             name=spec.name(settings),
@@ -78,5 +104,5 @@ def build_deployments(settings: Settings) -> list[Any]:
             # The installed module, not a file path: the same entrypoint works from any folder.
             entrypoint_type=EntrypointType.MODULE_PATH,
         )
-        for spec in SPECS
+        for spec in specs
     ]

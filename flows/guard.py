@@ -88,3 +88,18 @@ def demo_round_guard(submission_dir: Path, round_label: str, *, force: bool = Fa
                              round_label=round_label)
     return GuardDecision(True, f"demo round {round_label}{' (forced re-submission)' if record.exists() else ''}",
                          round_label=round_label)
+
+
+def missed_round(decision: GuardDecision, *, expected_start: dt.datetime | None, unsubmitted: list[str]) -> str | None:
+    """Why this round was missed, when it was: the guard refused it for time (closed, or too little
+    left) while models had not submitted, and this run was due before the close (it was blocked,
+    queued or started late). A run first due after the close, or a round all models submitted, is
+    not a miss. None: nothing to report."""
+    if decision.proceed or decision.close_time is None or not unsubmitted:
+        return None
+    if not decision.reason.startswith("round closed") or "has not opened yet" in decision.reason:
+        return None
+    if expected_start is not None and expected_start >= dt.datetime.fromisoformat(decision.close_time):
+        return None
+    return (f"round {decision.round_number} missed: {', '.join(unsubmitted)} not submitted before the close "
+            f"({decision.reason})")

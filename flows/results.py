@@ -90,6 +90,7 @@ class NumeraiTargets:
     rows: int
     version: str
     target_column: str
+    members: list[tuple[str, str]] | None = None  # an ensemble: (target, training file) per member
 
 
 @dataclass(frozen=True)
@@ -107,10 +108,11 @@ class ModelChoice:
     model_dir: str
     trained: bool
     decision: str  # why it was trained or reused
-    validation: dict[str, Any]  # CORR summary on the held-out dates
+    validation: dict[str, Any]  # CORR summary on the held-out weekly eras
     lineage_source: str
     report: ReportPaths | None = None  # only when trained this run
     numerai_targets: NumeraiTargets | None = None
+    alpha: dict[str, Any] | None = None  # ALPHA summary on the held-out weekly eras, when a neutralizer was scored
 
 
 @dataclass(frozen=True)
@@ -124,24 +126,67 @@ class SubmissionFile:
 
 
 @dataclass(frozen=True)
+class ModelRun:
+    """One model of the round: its model, live predictions, validated file and upload."""
+
+    name: str | None  # the Numerai model name (None: the single configured model, unnamed in a demo)
+    model: ModelChoice
+    live: LivePredictions
+    submission: SubmissionFile
+    upload: SubmitOutcome
+
+
+@dataclass(frozen=True)
 class RoundResult:
-    """A whole round, stage by stage."""
+    """A whole round, stage by stage: shared stages once, then one ``ModelRun`` per model that
+    succeeded; ``failures`` names every model that did not, with why."""
 
     mode: str  # "demo" or "live"
     universe: UniverseRef
     resolution: Resolution
     prices: IngestSummary
     dataset: DatasetInfo
-    model: ModelChoice
-    live: LivePredictions
-    submission: SubmissionFile
-    upload: SubmitOutcome
+    models: tuple[ModelRun, ...]
+    failures: dict[str, str] = field(default_factory=dict)  # model name → cause
     guard: GuardDecision | None = None
     window: dict[str, Any] | None = None  # Numerai's round window when it was asked (live)
+    scores: Any = None  # flows.scores.ScoresReport: live scores of the round's models, when fetched
 
     @property
     def round_label(self) -> str:
         return self.universe.round_label
+
+    # The first model's parts: what a one-model round shows.
+    @property
+    def model(self) -> ModelChoice:
+        return self.models[0].model
+
+    @property
+    def live(self) -> LivePredictions:
+        return self.models[0].live
+
+    @property
+    def submission(self) -> SubmissionFile:
+        return self.models[0].submission
+
+    @property
+    def upload(self) -> SubmitOutcome:
+        return self.models[0].upload
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PreparedRound:
+    """The daily prepare: the shared stages' results and each model's trained or reused model."""
+
+    mode: str
+    universe: UniverseRef
+    prices: IngestSummary
+    dataset: DatasetInfo
+    models: dict[str, ModelChoice]  # model name → choice
+    failures: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

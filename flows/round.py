@@ -14,18 +14,20 @@ defined, and pass references (paths, ids, small dataclasses), never DataFrames.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import time
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, Protocol
-from uuid import UUID
+from typing import Any, Literal, Protocol, TextIO
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from numerflow.flows.guard import demo_round_label
+from numerflow.flows.guard import DEMO_RECORD, demo_round_label
 from numerflow.flows.policies import network_task
 from numerflow.flows.prices import (
+    ProgressBar,
     demo_market,
     lookup_with_yahoo,
     prices_flow,
@@ -37,14 +39,24 @@ from numerflow.flows.prices import (
 from numerflow.flows.results import (
     IngestSummary,
     ModelChoice,
+    ModelRun,
     NumeraiTargets,
+    PreparedRound,
     ReportPaths,
     Resolution,
     RoundResult,
     SubmissionFile,
     UniverseRef,
 )
-from numerflow.tasks.core.config import Settings, load_settings, merge_overrides, settings_overrides
+from numerflow.tasks.core.config import (
+    ModelSettings,
+    Settings,
+    load_settings,
+    merge_overrides,
+    model_table,
+    settings_for_model,
+    settings_overrides,
+)
 from numerflow.tasks.core.errors import BadInputError, NumerflowError
 from numerflow.tasks.core.store import (
     Store,
@@ -52,12 +64,16 @@ from numerflow.tasks.core.store import (
     read_json,
     read_parquet,
     remove_stale_temp_files,
+    safe_id,
     write_json,
     write_parquet,
 )
-from numerflow.tasks.model.dataset import DatasetInfo, build_dataset
+from numerflow.tasks.model.dataset import DatasetInfo, build_dataset, feature_columns_of
+from numerflow.tasks.model.ensemble import ensemble_weights, train_ensemble
+from numerflow.tasks.model.eras import with_score
 from numerflow.tasks.model.predict import LivePredictions, predict_live
 from numerflow.tasks.model.report import write_report
+from numerflow.tasks.model.targets import numerai_target_horizon
 from numerflow.tasks.model.training import (
     META_FILE,
     TrainResult,
@@ -67,17 +83,33 @@ from numerflow.tasks.model.training import (
     needs_training,
     train_and_register,
 )
+from numerflow.tasks.numerai.churn import check_against_history, churn_message, record_submission
 from numerflow.tasks.numerai.client import client_for, numerai_dir, require_open_window, tournament_spec
-from numerflow.tasks.numerai.data import TRAIN_FILES, fetch_training_data, join_numerai_targets, read_numerai_targets
+from numerflow.tasks.numerai.data import TRAIN_FILES, fetch_training_data, numerai_live_path, numerai_training_frame
+from numerflow.tasks.numerai.neutralizer import (
+    NEUTRALIZER_FILES,
+    WEIGHT_FILES,
+    NeutralizerFiles,
+    fetch_neutralizer_files,
+    validation_alpha,
+    write_neutralizer_files,
+)
 from numerflow.tasks.numerai.submission import (
     build_submission,
     validate_submission,
     write_dry_run_record,
     write_submission,
 )
-from numerflow.tasks.numerai.submit import SubmitOutcome, submit_file
+from numerflow.tasks.numerai.submit import SubmitOutcome, read_submission_file, submit_file
 from numerflow.tasks.numerai.universe import fetch_universe, load_universe_ids, write_universe
-from numerflow.tasks.prices.ingest import failing_tickers, looked_up_symbols, remember_lookups, remembered_symbols
+from numerflow.tasks.prices.ingest import (
+    failing_tickers,
+    ingest_dir,
+    ingest_run_id,
+    looked_up_symbols,
+    remember_lookups,
+    remembered_symbols,
+)
 from numerflow.tasks.prices.lookup import lookup_targets
 from numerflow.tasks.prices.quality import universe_coverage
 from numerflow.tasks.prices.tickers import (
@@ -108,37 +140,56 @@ def _current_flow_run_id() -> str | None:
     return flow_run.id
 
 
-def stop_flow_retries() -> None:
-    """Bad input: tell the server not to re-run this flow (Prefect's flow retries have no condition)."""
-    from prefect import get_client
+#: Streams that get one line when each stage starts and one when it ends (``numerflow run``: stderr).
+STAGE_ECHO: list[TextIO] = []
 
-    run_id = _current_flow_run_id()
-    if run_id is None:
-        return
-    with get_client(sync_client=True) as client:
-        policy = client.read_flow_run(UUID(run_id)).empirical_policy
-        client.update_flow_run(UUID(run_id), empirical_policy=policy.model_copy(update={"retries": 0}))
+
+@contextlib.contextmanager
+def echo_stages(stream: TextIO) -> Iterator[None]:
+    """While inside: print each stage's start, and its end with the duration, to ``stream``."""
+    STAGE_ECHO.append(stream)
+    try:
+        yield
+    finally:
+        STAGE_ECHO.remove(stream)
+
+
+def _echo(line: str) -> None:
+    for stream in STAGE_ECHO:  # write, not print: a flow's log_prints would send print() to the run log
+        stream.write(line + "\n")
+        stream.flush()
+
+
+@contextlib.contextmanager
+def _timed(name: str) -> Iterator[None]:
+    _echo(f"numerflow: {name} …")
+    started = time.monotonic()
+    try:
+        yield
+    except BaseException:
+        _echo(f"numerflow: {name} FAILED after {time.monotonic() - started:.1f} s")
+        raise
+    _echo(f"numerflow: {name} done in {time.monotonic() - started:.1f} s")
 
 
 @contextlib.contextmanager
 def stage(name: str, *, unattended: bool = False) -> Iterator[None]:
-    """Name the running stage (logged, and kept for the failure hook).
+    """Name the running stage (logged, kept for the failure hook, and printed with its duration).
 
     ``unattended`` (the scheduled round): a failure is re-raised as ``StageFailed`` naming the
-    stage, and bad input cancels the flow's own retries. An ad-hoc run lets the original error
-    through, so the CLI prints it as it is.
+    stage. An ad-hoc run lets the original error through, so the CLI prints it as it is.
     """
     STAGES[_current_flow_run_id() or "local"] = name
     get_run_logger().info("stage %s", name)
     if not unattended:
-        yield
+        with _timed(name):
+            yield
         return
     try:
-        yield
+        with _timed(name):
+            yield
     except BadInputError as exc:
-        with contextlib.suppress(Exception):  # best effort: the failure itself must surface
-            stop_flow_retries()
-        raise StageFailed(f"stage '{name}' failed (bad input, not retried): {exc}") from exc
+        raise StageFailed(f"stage '{name}' failed (bad input): {exc}") from exc
     except Exception as exc:
         raise StageFailed(f"stage '{name}' failed: {type(exc).__name__}: {exc}") from exc
 
@@ -185,6 +236,7 @@ class DemoRound:
 
     def training_data(self, settings: Settings, dataset: DatasetInfo,
                       round_number: int | None) -> tuple[str, str, NumeraiTargets | None]:
+        check_own_features(settings)
         return dataset.path, source_name(settings), None
 
     def upload(self, settings: Settings, submission: SubmissionFile, universe: UniverseRef,
@@ -199,8 +251,11 @@ class LiveRound:
 
     mode: Mode = "live"
 
+    def __init__(self, round_number: int | None = None) -> None:
+        self.round_number = round_number  # None: the open round (the daily prepare names the next one)
+
     def universe(self, settings: Settings) -> UniverseRef:
-        return numerai_universe_task(settings)
+        return numerai_universe_task(settings, self.round_number)
 
     def resolve(self, settings: Settings, universe: UniverseRef) -> Resolution:
         return resolve_tickers_task(settings, universe)
@@ -215,15 +270,20 @@ class LiveRound:
         targets = numerai_targets_task(settings, dataset.path, round_number)
         if targets is None:
             return dataset.path, source_name(settings), None
-        return targets.path, f"{source_name(settings)}+numerai:{targets.target_column}", targets
+        features = "" if settings.training.feature_set == "own" else f"+features:{settings.training.feature_set}"
+        columns = targets.target_column
+        if targets.members:
+            weights = ensemble_weights([t for t, _ in targets.members], settings.numerai.ensemble_weights)
+            columns = ",".join(f"{t}@{w:.3g}" for (t, _), w in zip(targets.members, weights, strict=True))
+        return targets.path, f"{source_name(settings)}+numerai:{columns}{features}", targets
 
     def upload(self, settings: Settings, submission: SubmissionFile, universe: UniverseRef,
                force: bool) -> SubmitOutcome:
         return upload_submission_task(settings, submission, force)
 
 
-def round_kind(mode: Mode) -> RoundKind:
-    return DemoRound() if mode == "demo" else LiveRound()
+def round_kind(mode: Mode, round_number: int | None = None) -> RoundKind:
+    return DemoRound() if mode == "demo" else LiveRound(round_number)
 
 
 def check_demo_settings(settings: Settings) -> None:
@@ -251,41 +311,182 @@ def mode_overrides(mode: Mode, overrides: dict[str, Any]) -> dict[str, Any]:
     return overrides
 
 
-def check_live_price_source(settings: Settings) -> None:
-    if settings.price_source != "yahoo":
+def check_own_features(settings: Settings) -> None:
+    """Numerai's features exist only in Numerai's training data and live.parquet."""
+    if settings.training.feature_set != "own":
         raise BadInputError(
-            f"live rounds ingest Numerai tickers through Yahoo only (price_source is {settings.price_source!r}); "
-            "set price_source = \"yahoo\" (NUMERFLOW_PRICE_SOURCE=yahoo) or run with --demo",
-            tag="invalid_config")
+            f"training.feature_set = {settings.training.feature_set!r} needs Numerai's train/validation data and "
+            "live.parquet, which this round does not use (the demo market, or Numerai's targets switched off): "
+            "set training.feature_set = \"own\" or run a live Signals round", tag="invalid_config")
+
+
+def check_live_price_source(settings: Settings) -> None:
+    """Live rounds take Numerai's tickers from Yahoo (resolved to Yahoo symbols) or from the user's
+    own files (keyed by Numerai's ids themselves); the demo market has no Numerai tickers."""
+    if settings.price_source not in ("yahoo", "files"):
+        raise BadInputError(
+            f"live rounds ingest Numerai tickers through Yahoo or your own files (price_source is "
+            f"{settings.price_source!r}); set price_source = \"yahoo\" or \"files\" (NUMERFLOW_PRICE_SOURCE) "
+            "or run with --demo", tag="invalid_config")
+    if settings.price_source == "files" and settings.files.path is None:
+        raise BadInputError("price_source is \"files\" but files.path is not set: point NUMERFLOW_FILES__PATH "
+                            "at your CSV/Parquet prices (docs/prices.md)", tag="invalid_config")
 
 
 # ---------------------------------------------------------------- the chain
 
 
 def run_round(settings: Settings, overrides: dict[str, Any], kind: RoundKind, *, force: bool = False,
-              retrain: bool = False, unattended: bool = False) -> RoundResult:
+              retrain: bool = False, unattended: bool = False,
+              models: list[ModelSettings | None] | None = None, prepared: bool = False) -> RoundResult:
     """The whole round, stage by stage (call inside a flow). ``overrides`` made ``settings``:
-    the ingest subflow rebuilds its settings from them (flow parameters must serialise)."""
+    the ingest subflow rebuilds its settings from them (flow parameters must serialise).
+
+    Universe, resolution, ingest and dataset run once; then each model of ``models`` (default:
+    the whole ``model_table``) trains or reuses, predicts, validates and uploads on its own. With a
+    ``[[models]]`` table one model's failure never stops the others: it is kept in the result's
+    ``failures`` (``raise_failures`` turns them into one error naming each). The single
+    configured model (no table) fails the round directly, as one model always did. ``prepared``
+    (the daily submit): no ingest, the prices the prepare run stored are used as they are."""
     run_id = new_run_id()
+    table, failures = judge_models(settings, model_table(settings) if models is None else models)
+    universe, resolution, prices, dataset = shared_stages(settings, overrides, kind, unattended=unattended,
+                                                          prepared=prepared)
+    runs: list[ModelRun] = []
+    chosen = choose_models(settings, overrides, kind, dataset, universe.round_number, table, retrain=retrain,
+                           run_id=run_id, unattended=unattended)
+    for entry, choice in zip(table, chosen, strict=True):
+        if entry is None:  # the single configured model: its errors are the round's (raised while choosing)
+            assert not isinstance(choice, str)
+            runs.append(run_model(settings, kind, dataset, universe, None, choice, force=force,
+                                  unattended=unattended, run_id=run_id))
+            continue
+        try:
+            if isinstance(choice, str):
+                raise StageFailed(f"stage 'train {entry.name}' failed: {choice}")
+            runs.append(run_model(settings_for_model(settings, entry), kind, dataset, universe, entry, choice,
+                                  force=force, unattended=unattended, run_id=run_id))
+        except Exception as exc:  # noqa: BLE001 - one model never blocks the others; named below
+            failures[entry.name] = f"{type(exc).__name__}: {exc}"
+            get_run_logger().error("model %s failed: %s", entry.name, failures[entry.name])
+    return RoundResult(kind.mode, universe, resolution, prices, dataset, tuple(runs), failures)
+
+
+def judge_models(settings: Settings, table: list[ModelSettings | None]) -> tuple[list[ModelSettings | None],
+                                                                                dict[str, str]]:
+    """Before any data moves: each ``[[models]]`` entry's LightGBM parameters (over ``[training]``)
+    judged by LightGBM. The entries that pass, and why each other one fails (it alone)."""
+    failures: dict[str, str] = {}
+    for entry in table:
+        if entry is not None:
+            try:
+                check_lightgbm_params(settings_for_model(settings, entry).training)
+            except BadInputError as exc:
+                failures[entry.name] = f"{type(exc).__name__}: {exc}"
+    return [m for m in table if m is None or m.name not in failures], failures
+
+
+def shared_stages(settings: Settings, overrides: dict[str, Any], kind: RoundKind, *, unattended: bool,
+                  prepared: bool = False) -> tuple[UniverseRef, Resolution, IngestSummary, DatasetInfo]:
+    """The stages every model shares, once per round: universe → resolution → ingest (``prepared``:
+    the stored prices) → dataset."""
     with stage("preflight", unattended=unattended):
         preflight(settings)
     with stage("universe", unattended=unattended):
         universe = kind.universe(settings)
     with stage("resolution", unattended=unattended):
         resolution = kind.resolve(settings, universe)
-    with stage("ingest", unattended=unattended):
-        prices = ingest_stage(settings, overrides, kind, universe, resolution)
+    with stage("prices" if prepared else "ingest", unattended=unattended):
+        prices = (prepared_prices(settings, kind, universe) if prepared
+                  else ingest_stage(settings, overrides, kind, universe, resolution))
     with stage("dataset", unattended=unattended):
         dataset = build_dataset_task(settings, prices.source)
-    with stage("train", unattended=unattended):
-        model = train_or_reuse(settings, kind, dataset, universe.round_number, retrain, run_id)
-    with stage("predict", unattended=unattended):
-        live = predict_live_task(settings, dataset.path, model.model_dir, universe.path, run_id)
-    with stage("validate", unattended=unattended):
-        submission = write_submission_task(settings, live.path, universe)
-    with stage("upload", unattended=unattended):
-        upload = kind.upload(settings, submission, universe, force)
-    return RoundResult(kind.mode, universe, resolution, prices, dataset, model, live, submission, upload)
+    return universe, resolution, prices, dataset
+
+
+def prepare_round(settings: Settings, overrides: dict[str, Any], kind: RoundKind, *, retrain: bool = False,
+                  unattended: bool = False, models: list[ModelSettings | None] | None = None) -> PreparedRound:
+    """The daily prepare: the shared stages, then each model trained when due (else reused), so
+    the submit after the open only predicts. A failing model is named, never blocks the others."""
+    run_id = new_run_id()
+    table, failures = judge_models(settings, model_table(settings) if models is None else models)
+    universe, resolution, prices, dataset = shared_stages(settings, overrides, kind, unattended=unattended)
+    chosen: dict[str, ModelChoice] = {}
+    choices = choose_models(settings, overrides, kind, dataset, universe.round_number, table, retrain=retrain,
+                            run_id=run_id, unattended=unattended)
+    for entry, choice in zip(table, choices, strict=True):
+        label = entry.name if entry is not None else settings.numerai.model_name or "model"
+        if isinstance(choice, str):
+            failures[label] = choice
+        else:
+            chosen[label] = choice
+    return PreparedRound(kind.mode, universe, prices, dataset, chosen, failures)
+
+
+def prepared_prices(settings: Settings, kind: RoundKind, universe: UniverseRef) -> IngestSummary:
+    """The prices the last finished ingest stored (the prepare run's), with the kind's readiness check."""
+    name = source_name(settings)
+    store = Store(settings.data_dir)
+    runs = ingest_dir(store, name) / "runs"
+    finished = sorted(d for d in runs.iterdir() if (d / "summary.json").exists()) if runs.is_dir() else []
+    prices_dir = store.prices_dir(name)
+    if not finished or not prices_dir.exists():
+        raise BadInputError(f"no prepared {name} prices in {prices_dir}: run the prepare flow (or a whole round) "
+                            "first", tag="not_prepared")
+    summary = read_json(finished[-1] / "summary.json")
+    ready = kind.check_prices(settings, universe, name)
+    last = read_parquet(prices_dir, columns=["date"])["date"].max()
+    return IngestSummary.from_summary({"source": name, **summary}, prices_dir=str(prices_dir),
+                                      last_date=str(last.date()), readiness=ready)
+
+
+class ModelsFailed(NumerflowError):
+    """Some models of the round failed (the others were submitted); the message names each."""
+
+    tag = "models_failed"
+
+
+def failures_message(result: RoundResult) -> str:
+    done = ", ".join(f"{run.name} {run.upload.status}" for run in result.models) or "none"
+    failed = "; ".join(f"{name}: {cause}" for name, cause in result.failures.items())
+    return (f"{len(result.failures)} of {len(result.failures) + len(result.models)} models failed in round "
+            f"{result.round_label} — {failed} (the others: {done})")
+
+
+def raise_failures(result: RoundResult) -> RoundResult:
+    """The round's result, or ``ModelsFailed`` naming each failed model and why."""
+    if result.failures:
+        raise ModelsFailed(failures_message(result))
+    return result
+
+
+def run_model(settings: Settings, kind: RoundKind, dataset: DatasetInfo, universe: UniverseRef,
+              entry: ModelSettings | None, model: ModelChoice, *, force: bool, unattended: bool,
+              run_id: str) -> ModelRun:
+    """One model's stages after training: predict → validate → upload (``submit = false``: not
+    uploaded). ``settings`` are the model's own (``settings_for_model``)."""
+    name = entry.name if entry is not None else None
+    suffix, model_run_id = (f" {name}", f"{run_id}-{name}") if name else ("", run_id)
+    with stage(f"predict{suffix}", unattended=unattended):
+        live = predict_live_task(settings, dataset.path, model.model_dir, universe.path, model_run_id,
+                                 numerai_live_path(Store(settings.data_dir), universe))
+    with stage(f"validate{suffix}", unattended=unattended):
+        submission = write_submission_task(settings, live.path, universe, name)
+    with stage(f"upload{suffix}", unattended=unattended):
+        if entry is not None and not entry.submit:
+            upload = SubmitOutcome("not_submitted", settings.tournament,
+                                   f"model {name}: submit = false, validated and not uploaded", submission.path,
+                                   submission.sha256, model_name=name, validation=submission.checks)
+        else:
+            upload = kind.upload(settings, submission, universe, force)
+    return ModelRun(name or settings.numerai.model_name, model, live, submission, upload)
+
+
+def model_submission_dir(settings: Settings, round_label: str, name: str | None) -> Path:
+    """Where a model's submission file (and a demo's upload record) goes: the round's folder for
+    the single configured model, a folder per model for a ``[[models]]`` entry."""
+    base = Store(settings.data_dir).submission_dir(settings.tournament, round_label)
+    return base / safe_id(name, "model name") if name else base
 
 
 def preflight(settings: Settings) -> None:
@@ -300,9 +501,14 @@ def preflight(settings: Settings) -> None:
 def ingest_stage(settings: Settings, overrides: dict[str, Any], kind: RoundKind, universe: UniverseRef,
                  resolution: Resolution) -> IngestSummary:
     """The batched ingest subflow (``numerflow ingest``'s own) on the configured task runner,
-    then the kind's readiness check."""
-    summary = prices_flow.with_options(task_runner=task_runner_for(settings))(
-        overrides=overrides, candidates_path=resolution.candidates_path)
+    then the kind's readiness check. With stage lines echoed (``numerflow run``): a progress bar."""
+    store, name = Store(settings.data_dir), source_name(settings)
+    run_id = ingest_run_id(store, name)  # the unfinished run (resumed) or a new one, as the subflow would
+    bar = (ProgressBar(ingest_dir(store, name) / "runs" / run_id, stream=STAGE_ECHO[0]) if STAGE_ECHO
+           else contextlib.nullcontext())
+    with bar:
+        summary = prices_flow.with_options(task_runner=task_runner_for(settings))(
+            overrides=overrides, candidates_path=resolution.candidates_path, run_id=run_id)
     ready = kind.check_prices(settings, universe, summary["source"])
     last = read_parquet(Path(summary["prices_dir"]), columns=["date"])["date"].max()
     coverage = universe_coverage(universe_ids(universe), read_parquet(Path(summary["ledger_path"]),
@@ -311,25 +517,128 @@ def ingest_stage(settings: Settings, overrides: dict[str, Any], kind: RoundKind,
                                       readiness=ready, coverage=coverage)
 
 
-def train_or_reuse(settings: Settings, kind: RoundKind, dataset: DatasetInfo, round_number: int | None,
-                   retrain: bool, run_id: str) -> ModelChoice:
-    """Train (and publish the report) unless the registry has a fresh model of the same lineage."""
+@dataclass(frozen=True)
+class TrainPlan:
+    """One model's training decision: what it trains on, its lineage, and whether it must train."""
+
+    settings: Settings  # the model's own
+    entry: ModelSettings | None
+    training_path: str
+    lineage_source: str
+    numerai_targets: NumeraiTargets | None
+    lineage: dict[str, Any]
+    must_train: bool
+    reason: str
+    run_id: str
+    mode: Mode = "live"  # where ALPHA's neutralizer comes from: the demo market's, or Numerai's
+    round_number: int | None = None
+
+    @property
+    def members(self) -> list[tuple[str, str]] | None:
+        """An ensemble's (target, training file) per member, or None for one model."""
+        return self.numerai_targets.members if self.numerai_targets else None
+
+
+def plan_training(settings: Settings, kind: RoundKind, dataset: DatasetInfo, round_number: int | None,
+                  retrain: bool, run_id: str, entry: ModelSettings | None = None) -> TrainPlan:
+    """Train or reuse? Reuse needs a fresh registry model of the same lineage (a ``[[models]]``
+    entry's name is part of its lineage: each entry has its own). ``settings`` are the model's own."""
+    name = entry.name if entry is not None else None
     training_path, lineage_source, numerai_targets = kind.training_data(settings, dataset, round_number)
-    store = Store(settings.data_dir)
-    must_train, reason = needs_training(store, settings.training.model_max_age_days, dataset.feature_names,
-                                        force=retrain, lineage=model_lineage(settings, lineage_source))
-    get_run_logger().info("Training decision: %s", reason)
-    if must_train:
-        trained = train_model_task(settings, training_path, run_id, lineage_source)
-        report = publish_report_task(settings, trained.model_dir, trained.metrics, run_id)
-        return ModelChoice(trained.model_id, trained.model_dir, True, reason, trained.metrics["corr"],
-                           lineage_source, report, numerai_targets)
-    model_dir = latest_model(store)
+    lineage = model_lineage(settings, lineage_source)
+    if name is not None:
+        lineage["model"] = name
+    features = feature_columns_of(Path(training_path))  # ours, Numerai's or both
+    must_train, reason = needs_training(Store(settings.data_dir), settings.training.model_max_age_days,
+                                        features, force=retrain, lineage=lineage)
+    get_run_logger().info("Training decision%s: %s", f" ({name})" if name else "", reason)
+    return TrainPlan(settings, entry, training_path, lineage_source, numerai_targets, lineage, must_train, reason,
+                     f"{run_id}-{name}" if name else run_id, kind.mode, round_number)
+
+
+def finish_choice(plan: TrainPlan, trained: TrainResult | None) -> ModelChoice:
+    """The model a plan ends with: the one trained (its report published), or the registry's."""
+    settings = plan.settings
+    if trained is not None:
+        neutralizers = (demo_neutralizer_task(settings, trained.validation_predictions) if plan.mode == "demo"
+                        else numerai_neutralizer_task(settings, plan.round_number))
+        metrics = validation_alpha_task(settings, trained, neutralizers)
+        report = publish_report_task(settings, trained.model_dir, metrics, plan.run_id)
+        return ModelChoice(trained.model_id, trained.model_dir, True, plan.reason, trained.metrics["corr"],
+                           plan.lineage_source, report, plan.numerai_targets, alpha=metrics.get("alpha"))
+    model_dir = latest_model(Store(settings.data_dir), plan.entry.name if plan.entry is not None else None)
     if model_dir is None:  # needs_training said "reuse", so the registry has one
         raise BadInputError("the model registry is empty; run with --retrain", tag="no_model")
     meta = read_json(model_dir / META_FILE)
-    return ModelChoice(meta["model_id"], str(model_dir), False, reason, meta["validation_metrics"]["corr"],
-                       lineage_source, None, numerai_targets)
+    return ModelChoice(meta["model_id"], str(model_dir), False, plan.reason, meta["validation_metrics"]["corr"],
+                       plan.lineage_source, None, plan.numerai_targets, alpha=meta["validation_metrics"].get("alpha"))
+
+
+def choose_models(settings: Settings, overrides: dict[str, Any], kind: RoundKind, dataset: DatasetInfo,
+                  round_number: int | None, table: list[ModelSettings | None], *, retrain: bool, run_id: str,
+                  unattended: bool) -> list[ModelChoice | str]:
+    """The ``train`` stage for every model of ``table``: plan each, train those that must (several
+    at once: each its own task on the configured task runner, threads or Dask), reuse the rest.
+    Per model its ``ModelChoice``, or for a ``[[models]]`` entry the reason it failed (the single
+    configured model's failure is the round's)."""
+    results: list[ModelChoice | str] = []
+    with stage("train", unattended=unattended):
+        plans: list[TrainPlan | str] = []
+        for entry in table:
+            try:
+                plans.append(plan_training(settings_for_model(settings, entry), kind, dataset, round_number,
+                                           retrain, run_id, entry))
+            except Exception as exc:  # noqa: BLE001 - named in the round's failures
+                if entry is None:
+                    raise
+                plans.append(f"{type(exc).__name__}: {exc}")
+        jobs = [p for p in plans if isinstance(p, TrainPlan) and p.must_train]
+        if len(jobs) > 1:
+            outcomes = train_models_flow.with_options(task_runner=task_runner_for(settings))(
+                overrides=overrides, jobs=[{"model": p.entry.model_dump() if p.entry is not None else None,
+                                            "dataset_path": p.training_path, "run_id": p.run_id,
+                                            "lineage": p.lineage, "members": p.members} for p in jobs])
+            trained: dict[str, TrainResult | str] = {p.run_id: o for p, o in zip(jobs, outcomes, strict=True)}
+        else:
+            trained = {}
+        for entry, plan in zip(table, plans, strict=True):
+            if isinstance(plan, str):
+                results.append(plan)
+                continue
+            try:
+                if not plan.must_train:
+                    results.append(finish_choice(plan, None))
+                    continue
+                outcome = trained.get(plan.run_id) or train_model_task(plan.settings, plan.training_path,
+                                                                       plan.run_id, plan.lineage, plan.members)
+                if isinstance(outcome, str):
+                    raise StageFailed(outcome)
+                results.append(finish_choice(plan, outcome))
+            except Exception as exc:  # noqa: BLE001 - named in the round's failures
+                if entry is None:
+                    raise
+                results.append(f"{type(exc).__name__}: {exc}")
+    return results
+
+
+@flow(name="train-models", log_prints=True)
+def train_models_flow(overrides: dict[str, Any], jobs: list[dict[str, Any]]) -> list[TrainResult | str]:
+    """Several models at once, each its own ``train-model`` task on the flow's task runner (threads,
+    or a Dask cluster: one Dask task per model). Per job its result, or why it failed.
+
+    Args:
+        overrides: the round's settings overrides (the settings are rebuilt from them).
+        jobs: per model: its [[models]] entry (or null), the dataset it trains on, its run id and lineage.
+    """
+    settings = load_settings(**overrides)
+    futures = [train_model_task.submit(
+        settings_for_model(settings, ModelSettings(**job["model"]) if job["model"] is not None else None),
+        job["dataset_path"], job["run_id"], job["lineage"], job.get("members")) for job in jobs]
+    outcomes: list[TrainResult | str] = []
+    for future in futures:
+        result = future.result(raise_on_failure=False)
+        outcomes.append(f"{type(result).__name__}: {result}" if isinstance(result, BaseException) else result)
+    return outcomes
 
 
 def universe_ids(universe: UniverseRef) -> Any:
@@ -349,9 +658,10 @@ def demo_universe_task(settings: Settings) -> UniverseRef:
 
 
 @network_task(name="numerai-universe", timeout_seconds=900)
-def numerai_universe_task(settings: Settings) -> UniverseRef:
-    """This round's live universe from Numerai (public data: no keys needed)."""
-    snapshot = fetch_universe(client_for(settings, settings.tournament), Store(settings.data_dir))
+def numerai_universe_task(settings: Settings, round_number: int | None = None) -> UniverseRef:
+    """This round's live universe from Numerai (public data: no keys needed); ``round_number``
+    names the round when none is open yet (the daily prepare)."""
+    snapshot = fetch_universe(client_for(settings, settings.tournament), Store(settings.data_dir), round_number)
     return UniverseRef(snapshot.tournament, f"round-{snapshot.round_number}", str(snapshot.snapshot_path),
                        snapshot.tickers, snapshot.round_number, snapshot.dataset)
 
@@ -392,6 +702,12 @@ def resolve_universe(settings: Settings, universe_path: Path, round_number: int)
 def resolve_tickers_task(settings: Settings, universe: UniverseRef) -> Resolution:
     check_live_price_source(settings)
     assert universe.round_number is not None  # a live universe always has its round
+    if settings.price_source == "files":
+        # Your own files are keyed by Numerai's ids: each id is its own (only) candidate.
+        ids = universe_ids(universe).astype(str).tolist()
+        path = write_json(numerai_dir(Store(settings.data_dir), settings.tournament) / f"round-{universe.round_number}"
+                          / "files-candidates.json", {t: [t] for t in ids})
+        return Resolution(str(path))
     result = resolve_universe(settings, Path(universe.path), universe.round_number)
     create_markdown_artifact("\n".join(f"- {line}" for line in resolution_lines(result.details or {})),
                              key="ticker-resolution-report",
@@ -417,25 +733,86 @@ def numerai_targets_task(settings: Settings, dataset_path: str, round_number: in
     Numerai lists training data for the tournament; None → the round trains on our own targets."""
     tournament = settings.tournament
     if not settings.numerai.use_numerai_targets or round_number is None:
+        check_own_features(settings)
         return None
+    for column in settings.numerai.ensemble_targets or [settings.numerai.target_column]:
+        numerai_target_horizon(column)  # an unknown horizon is refused before downloads
     store = Store(settings.data_dir)
     client = client_for(settings, tournament)
     if not any(name.rpartition("/")[2] in TRAIN_FILES[tournament] for name in client.list_datasets()):
         get_run_logger().info("Numerai lists no %s training data (%s): training on our own targets",
                               tournament, "/".join(TRAIN_FILES[tournament]))
+        check_own_features(settings)
         return None
     files = fetch_training_data(client, store, round_number)
-    column = settings.numerai.target_column
-    numerai = read_numerai_targets(files.paths, tournament, column)
-    joined = join_numerai_targets(read_parquet(Path(dataset_path)), numerai, settings.target)
-    path = write_parquet(Path(dataset_path).with_name(f"{Path(dataset_path).stem}-numerai-{column}.parquet"), joined)
-    return NumeraiTargets(str(path), int(len(joined)), files.version, column)
+    feature_set = settings.training.feature_set
+    targets = settings.numerai.ensemble_targets or [settings.numerai.target_column]
+    ensemble_weights(targets, settings.numerai.ensemble_weights)  # bad weights refused before the work
+    ours = read_parquet(Path(dataset_path))
+    members = []
+    for column in targets:  # one training file per target: its own column and its own purge
+        joined = numerai_training_frame(ours, files.paths, tournament, column, feature_set)
+        path = write_parquet(Path(dataset_path).with_name(
+            f"{Path(dataset_path).stem}-numerai-{column}-{feature_set}.parquet"), joined)
+        members.append((column, str(path)))
+    return NumeraiTargets(members[0][1], int(len(joined)), files.version, targets[0],
+                          members if settings.numerai.ensemble_targets else None)
 
 
 @task(name="train-model", retries=0, timeout_seconds=3 * 3600)
-def train_model_task(settings: Settings, dataset_path: str, run_id: str, source: str) -> TrainResult:
-    return train_and_register(Store(settings.data_dir), Path(dataset_path), settings.training, run_id,
-                              lineage=model_lineage(settings, source))
+def train_model_task(settings: Settings, dataset_path: str, run_id: str, lineage: dict[str, Any],
+                     members: list[tuple[str, str]] | None = None) -> TrainResult:
+    """One model, or (``members``: target and training file each) a rank-averaged ensemble."""
+    store = Store(settings.data_dir)
+    if members:
+        return train_ensemble(store, [(t, Path(p)) for t, p in members], settings.numerai.ensemble_weights,
+                              settings.training, run_id, lineage=lineage)
+    return train_and_register(store, Path(dataset_path), settings.training, run_id, lineage=lineage)
+
+
+@task(name="demo-neutralizer", retries=0, timeout_seconds=1800)
+def demo_neutralizer_task(settings: Settings, validation_predictions: str) -> NeutralizerFiles:
+    """The demo market's neutralizer and sample weights on the validation dates (Numerai's layout)."""
+    market = demo_market(settings)
+    dates = read_parquet(Path(validation_predictions), columns=["date"])["date"].unique()
+    folder = Store(settings.data_dir).root / "neutralizers" / "demo" / hashlib.sha256(
+        f"{market!r}:{len(dates)}:{dates.min()}:{dates.max()}".encode()).hexdigest()[:16]
+    if (folder / NEUTRALIZER_FILES["validation"]).exists() and (folder / WEIGHT_FILES["validation"]).exists():
+        return NeutralizerFiles("demo", "validation", folder / NEUTRALIZER_FILES["validation"],
+                                folder / WEIGHT_FILES["validation"])
+    return write_neutralizer_files(folder, *market.neutralizers(dates))
+
+
+@network_task(name="numerai-neutralizer", timeout_seconds=3 * 3600)
+def numerai_neutralizer_task(settings: Settings, round_number: int | None) -> NeutralizerFiles | None:
+    """Numerai's validation neutralizer and sample weights (Signals, when listed)."""
+    if round_number is None or settings.tournament != "signals" or not settings.numerai.use_numerai_targets:
+        return None
+    return fetch_neutralizer_files(client_for(settings, settings.tournament), Store(settings.data_dir), round_number)
+
+
+@task(name="validation-alpha", retries=0, timeout_seconds=3600)
+def validation_alpha_task(settings: Settings, trained: TrainResult, files: NeutralizerFiles | None) -> dict:
+    """The validation metrics plus ALPHA per date and per era (kept in the model's meta too);
+    unchanged, with the reason logged, when there is no neutralizer to score against."""
+    logger = get_run_logger()
+    if files is None:
+        logger.info("No neutralizer file for the validation dates: ALPHA not scored")
+        return trained.metrics
+    try:
+        alpha = validation_alpha(Path(trained.validation_predictions), files.neutralizer_path, files.weights_path)
+    except BadInputError as exc:  # scoring is diagnostics: the round goes on
+        logger.warning("ALPHA not scored: %s", exc)
+        return trained.metrics
+    meta_path = Path(trained.model_dir) / META_FILE
+    meta = read_json(meta_path)
+    metrics = with_score(trained.metrics, "alpha", alpha, int(meta["data_range"].get("target_span_trading_days") or 0))
+    metrics["alpha_scored_on"] = alpha.attrs.get("scored_on")
+    meta["validation_metrics"] = {**meta["validation_metrics"], "alpha": metrics["alpha"], "daily": metrics["daily"]}
+    write_json(meta_path, meta)
+    logger.info("Validation ALPHA per weekly era: mean %.5f over %s eras", metrics["alpha"]["mean"] or float("nan"),
+                metrics["alpha"]["n_eras"])
+    return metrics
 
 
 @task(name="publish-report", retries=0, timeout_seconds=600)
@@ -452,23 +829,32 @@ def publish_report_task(settings: Settings, model_dir: str, metrics: dict, run_i
 
 @task(name="predict-live", retries=0, timeout_seconds=1800)
 def predict_live_task(settings: Settings, dataset_path: str, model_dir: str, universe_path: str,
-                      run_id: str) -> LivePredictions:
+                      run_id: str, numerai_live: str | None = None) -> LivePredictions:
     return predict_live(
         Store(settings.data_dir), Path(dataset_path), Path(model_dir), load_universe_ids(Path(universe_path), settings.tournament),
         run_id, min_tickers=settings.submission.min_tickers, num_threads=settings.training.num_threads,
+        numerai_live_path=Path(numerai_live) if numerai_live else None,
     )
 
 
 @task(name="write-submission", retries=0, timeout_seconds=600)
-def write_submission_task(settings: Settings, predictions_path: str, universe: UniverseRef) -> SubmissionFile:
-    store = Store(settings.data_dir)
+def write_submission_task(settings: Settings, predictions_path: str, universe: UniverseRef,
+                          name: str | None = None) -> SubmissionFile:
     submission = build_submission(read_parquet(Path(predictions_path)), settings.tournament)
     checks = validate_submission(submission, universe_ids(universe), tournament=settings.tournament,
                                  min_tickers=settings.submission.min_tickers)
+    # Churn/turnover against this model's recent submissions (the gate may refuse here, before any file).
+    churn = check_against_history(Store(settings.data_dir), settings.submission, settings.tournament, settings.numerai.model_name,
+                                  universe.round_label, submission)
+    checks = {**checks, "max_churn": churn["max_churn"], "max_turnover": churn["max_turnover"],
+              "churn": churn_message(churn)}
+    if churn["warning"]:
+        get_run_logger().warning(churn["warning"])
     path, sha256 = write_submission(
-        submission, store.submission_dir(settings.tournament, universe.round_label) / "submission.csv")
+        submission, model_submission_dir(settings, universe.round_label, name) / "submission.csv")
     create_table_artifact([checks], key="submission-checks",
-                          description=f"Submission checks, round {universe.round_label}")
+                          description=f"Submission checks, round {universe.round_label}"
+                          f"{f', model {name}' if name else ''}")
     return SubmissionFile(str(path), sha256, int(checks["rows"]), checks)
 
 
@@ -487,8 +873,11 @@ def record_demo_upload(settings: Settings, submission: SubmissionFile, round_lab
     """The demo market's upload: a dry-run record of exactly what would be sent."""
     reason = "demo market: nothing leaves the machine"
     store = Store(settings.data_dir)
+    # Kept as if it had left, so the next demo round's churn has something to compare with.
+    record_submission(store, settings.tournament, settings.numerai.model_name, round_label,
+                      read_submission_file(Path(submission.path)))
     record = write_dry_run_record(
-        store.submission_dir(settings.tournament, round_label) / "upload-record.json",
+        Path(submission.path).parent / DEMO_RECORD,
         reason=reason, tournament=settings.tournament, round_label=round_label,
         model_name=settings.numerai.model_name, file=submission.path, sha256=submission.sha256,
         rows=submission.rows, validated_against_universe=True,
@@ -533,8 +922,22 @@ def round_flow(
     overrides: dict[str, Any] | None = None,
 ) -> RoundResult:
     """A whole round now (``numerflow run``): the demo market offline, or the live Numerai round
-    (refused early when it is closed and keys are set). ``tickers``/``years``/``signal``/``seed``
-    shape the demo market."""
+    (refused early when it is closed and keys are set).
+
+    Args:
+        mode: "demo": the offline demo market; "live": this Numerai round.
+        tournament: Numerai tournament; empty: the configured one (signals).
+        model_name: Numerai model name; empty: numerai.model_name. With a [[models]] table: run that
+            model only.
+        force: upload again even if this round was already submitted.
+        retrain: train new models even when fresh ones exist.
+        tickers: Demo only: number of tickers of the demo market.
+        years: Demo only: years of daily bars of the demo market.
+        signal: Demo only: planted signal strength (0 = pure noise).
+        seed: Demo only: random seed of the demo market.
+        data_dir: data store directory; empty: the configured data_dir.
+        overrides: any settings as nested JSON; they win over numerflow.toml and the environment.
+    """
     overrides = mode_overrides(mode, settings_overrides(data_dir=data_dir, tournament=tournament, model_name=model_name,
                                                         tickers=tickers, years=years, signal=signal, seed=seed,
                                                         extra=overrides))
@@ -543,5 +946,7 @@ def round_flow(
     if mode == "live":
         check_live_price_source(settings)
         window = round_window_task(settings)
-    result = run_round(settings, overrides, round_kind(mode), force=force, retrain=retrain)
-    return replace(result, window=window) if window is not None else result
+    # --model with a [[models]] table: that model only (an unknown name fails here, before any work).
+    table = model_table(settings, model_name if settings.models else None)
+    result = run_round(settings, overrides, round_kind(mode), force=force, retrain=retrain, models=table)
+    return raise_failures(replace(result, window=window) if window is not None else result)

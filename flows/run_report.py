@@ -54,16 +54,35 @@ def render_round_report(result: RoundResult, *, flow_run_url: str | None = None)
         "",
         "## Model and validation diagnostics",
         f"- model `{model.model_id}` ({'trained this run' if model.trained else 'reused'}): {model.decision}",
-        f"- validation CORR mean {_fmt(corr.get('mean'), '.4f')}, std {_fmt(corr.get('std'), '.4f')}, "
-        f"sharpe {_fmt(corr.get('sharpe'), '.2f')}, max drawdown {_fmt(corr.get('max_drawdown'), '.4f')} "
-        f"over {_fmt(corr.get('n_dates'))} dates",
+        f"- validation CORR per weekly era: mean {_fmt(corr.get('mean'), '.4f')}, std {_fmt(corr.get('std'), '.4f')}, "
+        f"sharpe {_fmt(corr.get('sharpe'), '.2f')}, max drawdown {_fmt(corr.get('max_drawdown'), '.4f')}, "
+        f"positive {_fmt(corr.get('positive_share'), '.0%')} over {_fmt(corr.get('n_eras', corr.get('n_dates')))} eras",
+        "- validation ALPHA per weekly era: "
+        + (f"mean {_fmt(model.alpha.get('mean'), '.5f')}, sharpe {_fmt(model.alpha.get('sharpe'), '.2f')}, positive "
+           f"{_fmt(model.alpha.get('positive_share'), '.0%')} over {_fmt(model.alpha.get('n_eras'))} eras"
+           if model.alpha else "not scored (no neutralizer for the validation dates)")
+        + "; MPC cannot be computed locally",
         "",
         "## Submission",
         f"- status: **{upload.status}** — {upload.message}",
         f"- file `{submission.path}` ({submission.rows} rows, sha256 `{submission.sha256[:16]}`)",
+        f"- {submission.checks.get('churn') or 'churn not checked'}",
     ]
     if upload.submission_id:
         lines.append(f"- Numerai submission id `{upload.submission_id}`")
+    if len(result.models) > 1 or result.failures:
+        lines += ["", "## Models", "| model | model id | trained | validation CORR | upload | submission id |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {run.name} | `{run.model.model_id}` | {'yes' if run.model.trained else 'reused'} | "
+                  f"{_fmt((run.model.validation or {}).get('mean'), '.4f')} | {run.upload.status} | "
+                  f"{_fmt(run.upload.submission_id)} |" for run in result.models]
+        lines += [f"| {name} | — | — | — | **FAILED** | {cause.replace('|', '/')} |"
+                  for name, cause in result.failures.items()]
+    if result.scores is not None:
+        from numerflow.flows.scores import render_scores_table
+
+        lines += ["", "## Live scores", *render_scores_table(result.scores)]
+        lines += [f"- **alert**: {a['text']}" for a in result.scores.alerts]
     lines += ["", "## Links"]
     report = model.report.markdown if model.report else None
     lines.append(f"- validation report: `{report}`" if report else "- validation report: unchanged model (earlier run)")

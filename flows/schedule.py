@@ -16,7 +16,7 @@ from typing import Any
 
 from prefect.schedules import Cron, Schedule
 
-from numerflow.tasks.core.config import ScheduleSettings
+from numerflow.tasks.core.config import ScheduleSettings, ScoresSettings
 from numerflow.tasks.core.errors import BadInputError
 
 UTC = "UTC"
@@ -42,14 +42,33 @@ def cron_slug(prefix: str, expression: str) -> str:
     return f"{prefix}-{_SLUG.sub('-', expression.replace('*', 'x')).strip('-')}"
 
 
-def round_schedules(schedule: ScheduleSettings, parameters: dict[str, Any] | None = None) -> list[Schedule]:
-    """One UTC ``Cron`` per configured round time; ``parameters`` ride on each schedule."""
-    if not schedule.round_crons:
-        return []
-    expressions = [validate_cron(c, "schedule.round_crons entry") for c in schedule.round_crons]
+def _crons(crons: list[str], option: str, prefix: str, parameters: dict[str, Any] | None) -> list[Schedule]:
+    expressions = [validate_cron(c, f"schedule.{option} entry") for c in crons]
     if len(set(expressions)) != len(expressions):
-        raise BadInputError(f"schedule.round_crons lists a time twice: {expressions}", tag="invalid_schedule")
-    return [Cron(c, timezone=UTC, parameters=dict(parameters or {}), slug=cron_slug("round", c)) for c in expressions]
+        raise BadInputError(f"schedule.{option} lists a time twice: {expressions}", tag="invalid_schedule")
+    return [Cron(c, timezone=UTC, parameters=dict(parameters or {}), slug=cron_slug(prefix, c)) for c in expressions]
+
+
+def round_schedules(schedule: ScheduleSettings, parameters: dict[str, Any] | None = None) -> list[Schedule]:
+    """One UTC ``Cron`` per configured round time (the weekend cadence; none for daily, whose
+    prepare and submit flows run the rounds); ``parameters`` ride on each schedule."""
+    if schedule.cadence == "daily":
+        return []
+    return _crons(schedule.round_crons, "round_crons", "round", parameters)
+
+
+def prepare_schedules(schedule: ScheduleSettings, parameters: dict[str, Any] | None = None) -> list[Schedule]:
+    """The daily prepare's UTC crons (none for the weekend cadence)."""
+    if schedule.cadence != "daily":
+        return []
+    return _crons(schedule.daily_prepare_crons, "daily_prepare_crons", "prepare", parameters)
+
+
+def submit_schedules(schedule: ScheduleSettings, parameters: dict[str, Any] | None = None) -> list[Schedule]:
+    """The daily submit's UTC crons (none for the weekend cadence)."""
+    if schedule.cadence != "daily":
+        return []
+    return _crons(schedule.daily_submit_crons, "daily_submit_crons", "submit", parameters)
 
 
 def train_schedules(schedule: ScheduleSettings, parameters: dict[str, Any] | None = None) -> list[Schedule]:
@@ -58,6 +77,14 @@ def train_schedules(schedule: ScheduleSettings, parameters: dict[str, Any] | Non
         return []
     expression = validate_cron(schedule.train_cron, "schedule.train_cron")
     return [Cron(expression, timezone=UTC, parameters=dict(parameters or {}), slug=cron_slug("train", expression))]
+
+
+def scores_schedules(scores: ScoresSettings) -> list[Schedule]:
+    """The scores flow's schedule (none when ``scores.cron`` is empty: manual runs only)."""
+    if not scores.cron or not scores.cron.strip():
+        return []
+    expression = validate_cron(scores.cron, "scores.cron")
+    return [Cron(expression, timezone=UTC, slug=cron_slug("scores", expression))]
 
 
 def next_run_times(schedules: Sequence[Schedule], after: dt.datetime, n: int) -> list[dt.datetime]:

@@ -51,7 +51,7 @@ def test_invalid_configuration_file_is_reported_before_the_round_starts(capsys, 
     [
         (["run", "--demo", "--tournament", "crypto"], "the demo market is a Signals market"),
         # A live round needs Yahoo for Numerai's tickers: refused before Prefect starts or Numerai is asked.
-        (["run", "--model", "m"], "live rounds ingest Numerai tickers through Yahoo only"),
+        (["run", "--model", "m"], "live rounds ingest Numerai tickers through Yahoo or your own files"),
     ],
 )
 def test_rounds_it_cannot_run_are_refused_before_anything_starts(argv, message, capsys, tmp_path, monkeypatch):
@@ -60,3 +60,29 @@ def test_rounds_it_cannot_run_are_refused_before_anything_starts(argv, message, 
     assert code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.slow
+def test_run_prints_each_stage_as_it_starts_and_ends_with_its_duration(prefect_harness, capsys, tmp_path,
+                                                                        monkeypatch):
+    import json
+    import re
+
+    monkeypatch.setenv("NUMERFLOW_TRAINING__NUM_BOOST_ROUND", "20")
+    monkeypatch.setenv("NUMERFLOW_TRAINING__NUM_THREADS", "1")
+    code = main(["run", "--demo", "--tickers", "120", "--years", "2.5", "--json", "--data-dir", str(tmp_path / "d")])
+    assert code == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["upload"]["status"] == "dry_run"  # stdout stays machine-readable
+    assert re.search(r"^ingest \[#+\] (\d+)/\1 batches$", err, re.M), err  # the ingest's progress bar
+    lines = [line for line in err.splitlines() if line.startswith("numerflow: ")]
+    stages = ["preflight", "universe", "resolution", "ingest", "dataset", "train", "predict", "validate", "upload"]
+    expected = [pattern for name in stages for pattern in (rf"numerflow: {name} …$", rf"numerflow: {name} done in \d+\.\d s$")]
+    assert len(lines) == len(expected), lines
+    assert all(re.match(pattern, line) for pattern, line in zip(expected, lines, strict=True)), lines
+    # A stage that fails says so, with its duration, and the round stops there.
+    monkeypatch.setenv("NUMERFLOW_PRICE_SOURCE", "files")
+    monkeypatch.setenv("NUMERFLOW_FILES__PATH", str(tmp_path / "nowhere.csv"))
+    assert main(["run", "--demo", "--tickers", "120", "--years", "1", "--data-dir", str(tmp_path / "f")]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"numerflow: dataset FAILED after \d+\.\d s", err) and "numerflow: train" not in err

@@ -48,3 +48,35 @@ def test_dask_ingest_equals_threads(prefect_harness, tmp_path):
     import pandas as pd
 
     pd.testing.assert_frame_equal(threads_prices, dask_prices)
+
+
+def round_with(runner_name: str, data_dir) -> object:
+    from numerflow.flows.round import round_flow
+
+    models = [{"name": "m_one"}, {"name": "m_two", "params": {"num_leaves": 7}},
+              {"name": "m_three", "params": {"learning_rate": 0.05, "max_depth": 3}}]
+    overrides = {"training": {"num_boost_round": 25, "num_threads": 1}, "models": models,
+                 "orchestration": {"task_runner": runner_name, "dask_workers": 2, "dask_threads_per_worker": 1}}
+    return round_flow(tickers=120, years=2.5, seed=4, data_dir=str(data_dir), overrides=overrides)
+
+
+def test_three_models_train_on_a_two_worker_dask_cluster_as_on_threads(prefect_harness, tmp_path):
+    import pandas as pd
+    from prefect import get_client
+
+    threads = round_with("threads", tmp_path / "threads")
+    dask = round_with("dask", tmp_path / "dask")
+    assert [r.name for r in dask.models] == ["m_one", "m_two", "m_three"]
+    assert all(r.model.trained for r in threads.models + dask.models)
+    for mine, theirs in zip(threads.models, dask.models, strict=True):
+        assert mine.submission.sha256 == theirs.submission.sha256  # the same submissions, byte for byte
+        assert mine.model.validation["mean"] == theirs.model.validation["mean"]
+        pd.testing.assert_frame_equal(pd.read_parquet(mine.live.path), pd.read_parquet(theirs.live.path))
+    # Each model trained as its own task of one train-models subflow per round.
+    with get_client(sync_client=True) as client:
+        from prefect.client.schemas.sorting import FlowRunSort
+
+        recent = client.read_flow_runs(limit=200, sort=FlowRunSort.START_TIME_DESC)
+        runs = [r for r in recent if r.parameters.get("jobs")
+                and r.parameters["jobs"][0]["dataset_path"].startswith(str(tmp_path))]  # this test's rounds
+    assert len(runs) == 2 and all(len(r.parameters["jobs"]) == 3 for r in runs)

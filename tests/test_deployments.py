@@ -12,7 +12,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from numerflow.flows.deployments import BACKFILL, ROUND, SPECS, TRAIN, build_deployments
+from numerflow.flows.deployments import (
+    BACKFILL,
+    DAILY_SPECS,
+    PREPARE,
+    ROUND,
+    SCORES,
+    SPECS,
+    SUBMIT,
+    TRAIN,
+    build_deployments,
+)
 from numerflow.flows.schedule import next_run_times, round_schedules, train_schedules
 from numerflow.tasks.core.config import load_settings
 from numerflow.tasks.core.errors import BadInputError
@@ -27,8 +37,10 @@ def by_name(deployments):
 
 def test_default_deployments_schedules_parameters_concurrency():
     deps = by_name(build_deployments(load_settings()))
-    assert set(deps) == {"numerflow-round", "numerflow-train", "numerflow-ingest-backfill"}
+    assert set(deps) == {"numerflow-round", "numerflow-train", "numerflow-ingest-backfill", "numerflow-scores"}
     rnd, train, backfill = deps["numerflow-round"], deps["numerflow-train"], deps["numerflow-ingest-backfill"]
+    assert [(s.schedule.cron, s.schedule.timezone) for s in deps["numerflow-scores"].schedules] == [
+        ("0 8 * * *", "UTC")]
     assert [(s.schedule.cron, s.schedule.timezone) for s in rnd.schedules] == [
         ("30 18 * * 6", "UTC"), ("0 6 * * 0", "UTC"), ("0 6 * * 1", "UTC"), ("0 11 * * 1", "UTC")]
     assert [(s.schedule.cron, s.schedule.timezone) for s in train.schedules] == [("0 6 * * 5", "UTC")]
@@ -96,22 +108,23 @@ def test_bad_train_cron_names_the_option():
         train_schedules(load_settings(schedule={"train_cron": "0 6 * * 8"}).schedule)
 
 
-def test_retries_and_time_bounds_come_from_settings():
+def test_time_bounds_come_from_settings_and_rounds_are_never_flow_retried():
     from numerflow.flows.deployments import configured_flows
 
-    settings = load_settings(orchestration={"round_retries": 3, "round_retry_delay_seconds": 60,
-                                            "round_timeout_minutes": 30, "train_timeout_minutes": 10})
+    settings = load_settings(orchestration={"round_timeout_minutes": 30, "train_timeout_minutes": 10})
     flows = configured_flows(settings)
-    assert flows[ROUND].retries == 3 and flows[ROUND].retry_delay_seconds == 60
     assert flows[ROUND].timeout_seconds == 30 * 60 and flows[TRAIN].timeout_seconds == 10 * 60
     assert flows[BACKFILL].timeout_seconds == settings.orchestration.ingest_timeout_minutes * 60
+    # No in-process flow retry (it would sleep holding the concurrency slot): the schedule retries.
+    assert all(not f.retries for f in flows.values())
     # The decorators' own values (what a worker runs) are the settings' defaults.
     from numerflow.flows.scheduled import scheduled_round_flow
 
     default = load_settings().orchestration
-    assert scheduled_round_flow.retries == default.round_retries
-    assert scheduled_round_flow.retry_delay_seconds == default.round_retry_delay_seconds
+    assert not scheduled_round_flow.retries
     assert scheduled_round_flow.timeout_seconds == default.round_timeout_minutes * 60
+    with pytest.raises(BadInputError, match="round_retries: unknown option"):
+        load_settings(orchestration={"round_retries": 2})
 
 
 def test_prefect_yaml_declares_the_same_deployments():
@@ -141,10 +154,11 @@ def test_every_entrypoint_loads_its_flow():
     cwd = os.getcwd()
     os.chdir(ROOT)
     try:
-        names = {spec.key: load_flow_from_entrypoint(spec.entrypoint).name for spec in SPECS}
+        names = {spec.key: load_flow_from_entrypoint(spec.entrypoint).name for spec in SPECS + DAILY_SPECS}
     finally:
         os.chdir(cwd)
-    assert names == {ROUND: "scheduled-round", TRAIN: "scheduled-train", BACKFILL: "ingest-backfill"}
+    assert names == {ROUND: "scheduled-round", TRAIN: "scheduled-train", BACKFILL: "ingest-backfill",
+                     SCORES: "scores", PREPARE: "scheduled-prepare", SUBMIT: "scheduled-submit"}
 
 
 def test_serve_refuses_to_start_without_a_prefect_api(tmp_path):
@@ -161,3 +175,28 @@ def test_serve_api_check_accepts_a_configured_api():
     from numerflow.deployments.serve import api_url_problem
 
     assert api_url_problem({"PREFECT_API_URL": "http://127.0.0.1:4200/api"}) is None
+
+
+def test_every_deployment_parameter_is_described_in_the_custom_run_form():
+    """The UI's Custom run form shows each parameter's description (from the flow's Google-style
+    docstring; the same schema serve.py sends and `prefect deploy` reads from the source)."""
+    from prefect.utilities.callables import parameter_schema, parameter_schema_from_entrypoint
+
+    from numerflow.flows.deployments import DAILY_SPECS, SPECS, build_deployments
+
+    settings = load_settings(schedule={"cadence": "daily"})  # every deployment, the daily ones too
+    deployments = {d.name: d for d in build_deployments(settings)}
+    for spec in SPECS + DAILY_SPECS:
+        served = deployments[spec.name(settings)]._parameter_openapi_schema.model_dump()["properties"]
+        module, _, attr = spec.entrypoint.rpartition(".")
+        path = ROOT / "flows" / f"{module.rpartition('.')[2]}.py"
+        from_source = parameter_schema_from_entrypoint(f"{path}:{attr}").model_dump()["properties"]
+        for name, prop in served.items():
+            assert prop.get("description"), f"{spec.key}: parameter {name!r} has no description"
+            assert from_source[name].get("description") == prop["description"]
+    round_props = deployments[SPECS[0].name(settings)]._parameter_openapi_schema.model_dump()["properties"]
+    demo_only = {n for n, p in round_props.items() if p["description"].startswith("Demo only")}
+    assert demo_only == {"tickers", "years", "seed"}
+    from numerflow.flows.round import round_flow
+
+    assert all(p.get("description") for p in parameter_schema(round_flow.fn).model_dump()["properties"].values())

@@ -8,6 +8,11 @@ authenticate with PREFECT_API_AUTH_STRING), and the numerflow health check
 (`python -m numerflow.deployments.serve --check`) is green while serve polls and red once it stopped.
 `.ci/run` installs PostgreSQL when missing; locally the test skips (saying why) only if its binaries
 are absent.
+
+Cancel means cancel: a live round whose universe download keeps failing waits for a task retry
+(AwaitingRetry); cancelled through the API, its process exits, the deployment's concurrency slot
+is free at once, it never runs again and no failure webhook is posted (the fake Numerai server and
+a webhook receiver run in this test process on 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fakes.numerai_fixtures import universe_parquet
+from fakes.numerai_server import FakeNumeraiServer, closed_round, open_round
+from test_notify import Receiver
 
 pytestmark = pytest.mark.slow
 
@@ -146,11 +154,27 @@ def prefect_server(postgres, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def served(prefect_server, tmp_path_factory):
+def numerai():
+    """The fake Numerai the served live rounds talk to: an open round whose universe download fails."""
+    with FakeNumeraiServer() as fake:
+        fake.set_round("signals", open_round(1300, hours_left=6))
+        fake.add_dataset("signals", "signals/v2.1/live.parquet", universe_parquet(["AAPL US"]))
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def webhook():
+    with Receiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="module")
+def served(prefect_server, numerai, webhook, tmp_path_factory):
     """deployments/serve.py against the server; yields (api, data_dir, log, proc, env)."""
     work = tmp_path_factory.mktemp("serve")
     data_dir = work / "data"
     env = {**os.environ, "PREFECT_API_URL": prefect_server, "PREFECT_HOME": str(work / "home"),
+           "NUMERFLOW_NUMERAI_API_URL": numerai.url, "NUMERFLOW_ORCHESTRATION__NOTIFY_WEBHOOK_URL": webhook.url,
            "NUMERFLOW_DATA_DIR": str(data_dir), "NUMERFLOW_CONFIG": os.devnull,
            "NUMERFLOW_SCHEDULE__ROUND_MODE": "demo", "PREFECT_LOGGING_LEVEL": "INFO",
            "PREFECT_API_AUTH_STRING": AUTH_STRING, "PREFECT_RUNNER_POLL_FREQUENCY": str(POLL)}
@@ -198,6 +222,65 @@ def health_check(env: dict[str, str]) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=60)
 
 
+def flow_run_processes(run_id: str) -> list[int]:
+    """Pids of processes running this flow run (the runner starts each with PREFECT__FLOW_RUN_ID)."""
+    pids = []
+    for environ in glob.glob("/proc/[0-9]*/environ"):
+        try:
+            if f"PREFECT__FLOW_RUN_ID={run_id}".encode() in Path(environ).read_bytes().split(b"\0"):
+                pids.append(int(environ.split("/")[2]))
+        except OSError:
+            continue
+    return pids
+
+
+def task_runs(api: str, run_id: str) -> list[dict]:
+    return httpx.post(f"{api}/task_runs/filter", timeout=5, auth=AUTH,
+                      json={"flow_runs": {"id": {"any_": [run_id]}}}).json()
+
+
+def test_cancelled_round_waiting_to_retry_stops_frees_its_slot_and_never_notifies(served, numerai, webhook):
+    api, data_dir, log, serve_proc, serve_env = served
+    numerai.fail("GET", "http", status=503, times=10_000)  # every universe download: a transient 503
+    round_dep = deployment(api, "numerflow-round")
+    params = {"mode": "live", "overrides": {"price_source": "yahoo", "numerai": {"retries": 1}}}
+    run_id = trigger(api, round_dep["id"], params)
+
+    def waiting_to_retry():
+        return [t for t in task_runs(api, run_id) if t["state"]["name"] == "AwaitingRetry"
+                and t["task_key"].startswith("numerai_universe_task")] or None
+
+    (waiting,) = wait_for("the universe task waits to retry", waiting_to_retry, 120, interval=0.5, log=log)
+    assert flow_run_processes(run_id), "the round's process should be running while its task waits"
+    r = httpx.post(f"{api}/flow_runs/{run_id}/set_state", timeout=10, auth=AUTH,
+                   json={"state": {"type": "CANCELLING", "name": "Cancelling"}})
+    assert r.status_code in (200, 201) and r.json()["status"] == "ACCEPT", r.text
+    cancelled = wait_final(api, run_id, 60, log)
+    assert cancelled["state"]["type"] == "CANCELLED", cancelled["state"]
+    # Its process exits, and the deployment's only slot is free at once.
+    wait_for("the cancelled round's process exits", lambda: not flow_run_processes(run_id), 30, log=log)
+    limit = httpx.get(f"{api}/v2/concurrency_limits/{round_dep['global_concurrency_limit']['id']}", timeout=5,
+                      auth=AUTH).json()
+    assert limit["active_slots"] == 0, limit
+    downloads_at_cancel = len(numerai.calls("dataset"))
+
+    # The next round starts at once (no AwaitingConcurrencySlot): the round closed, so it is skipped.
+    numerai.set_round("signals", closed_round(1300))
+    following = wait_final(api, trigger(api, round_dep["id"], params), 120, log)
+    assert following["state"]["name"] == "Skipped", following["state"]
+    assert following["state"]["message"].startswith("round closed: round 1300 closed at")
+
+    # The cancelled run never comes back, and nothing was posted for it.
+    time.sleep(20)  # longer than the task's next retry delay (30 s from the first retry's 10 s ± jitter)
+    again = httpx.get(f"{api}/flow_runs/{run_id}", timeout=5, auth=AUTH).json()
+    assert again["state"]["type"] == "CANCELLED" and again["run_count"] == 1
+    assert again["empirical_policy"]["retries"] == 0  # no in-process flow retry to come back from
+    assert len(numerai.calls("dataset")) == downloads_at_cancel
+    assert not [t for t in task_runs(api, run_id) if t["state"]["type"] in ("RUNNING", "SCHEDULED")]
+    assert webhook.messages == []
+    numerai.state.faults.clear()
+
+
 def test_round_deployment_end_to_end(served):
     api, data_dir, log, serve_proc, serve_env = served
     # Basic auth: without credentials the API refuses; with them it answers.
@@ -218,6 +301,10 @@ def test_round_deployment_end_to_end(served):
     assert crons == sorted([("30 18 * * 6", "UTC"), ("0 6 * * 0", "UTC"), ("0 6 * * 1", "UTC"), ("0 11 * * 1", "UTC")])
     assert round_dep["concurrency_limit"] == 1 or round_dep["global_concurrency_limit"]["limit"] == 1
     assert round_dep["parameter_openapi_schema"]["properties"]["mode"]["enum"] == ["live", "demo"]
+    # The Custom run form describes every parameter; demo-only ones say so.
+    form = round_dep["parameter_openapi_schema"]["properties"]
+    assert all(p.get("description") for p in form.values())
+    assert form["tickers"]["description"].startswith("Demo only")
     assert deployment(api, "numerflow-ingest-backfill")["schedules"] == []
 
     # The server's scheduler (needs PREFECT_API_URL + SQLAlchemy < 2.1) creates the upcoming runs.

@@ -285,6 +285,46 @@ def _assert_artifact(key: str, contains: str) -> None:
     assert any(contains in json.dumps(a.data, default=str) for a in artifacts)
 
 
+@pytest.mark.slow
+def test_live_round_with_a_target_ensemble_both_feature_sets_and_alpha(prefect_harness, live_env, numerai, yahoo,
+                                                                       monkeypatch):
+    """Numerai's features (train/validation for history, live.parquet for the round) next to ours,
+    an ensemble of two targets, and ALPHA from the validation neutralizer the fake serves."""
+    from fakes.numerai_v21 import neutralizer_frames, parquet_bytes
+
+    from numerflow.flows.round import round_flow
+
+    tickers = [t for t, *_ in signals_universe()] + [UNRESOLVABLE]
+    rng = np.random.default_rng(3)
+    last_close = (pd.Timestamp(TODAY) - pd.offsets.BDay(1)).strftime("%Y-%m-%d")
+    numerai.add_dataset("signals", "signals/v2.1/live.parquet", universe_parquet(tickers, extra={
+        "date": [last_close] * len(tickers), "feature_country": [t[-2:] for t in tickers],
+        "feature_momentum": rng.random(len(tickers)).astype("float32")}))
+    validation = pd.read_parquet(io.BytesIO(numerai.state.datasets[11]["signals/v2.1/validation.parquet"]))
+    neutral, weights = neutralizer_frames(tickers[:-1], pd.to_datetime(validation["date"].unique()), 6)
+    numerai.add_dataset("signals", "signals/v2.1/validation_neutralizer.parquet", parquet_bytes(neutral))
+    numerai.add_dataset("signals", "signals/v2.1/validation_sample_weights.parquet", parquet_bytes(weights))
+    monkeypatch.setenv("NUMERFLOW_NUMERAI__ENSEMBLE_TARGETS", '["target", "target_raw_return_20"]')
+    monkeypatch.setenv("NUMERFLOW_NUMERAI__ENSEMBLE_WEIGHTS", "[2, 1]")
+    monkeypatch.setenv("NUMERFLOW_TRAINING__FEATURE_SET", "both")
+
+    result = round_flow(mode="live", model_name="my_signals")
+
+    assert result.upload.status == "uploaded" and len(numerai.state.uploads) == 1
+    meta = json.loads((Path(result.model.model_dir) / "meta.json").read_text())
+    assert meta["kind"] == "ensemble"
+    assert [(m["target"], round(m["weight"], 3)) for m in meta["members"]] == [("target", 0.667),
+                                                                              ("target_raw_return_20", 0.333)]
+    assert {"feature_momentum", "feature_country", "feature_ret_20d"} <= set(meta["features"])
+    assert result.model.alpha is not None and result.model.alpha["n_eras"] > 3
+    assert "+features:both" in result.model.lineage_source and "target@0.667" in result.model.lineage_source
+    report = Path(result.model.report.markdown).read_text()
+    header = next(line for line in report.splitlines() if line.startswith("| per weekly era"))
+    assert header.endswith("| ALPHA |")
+    assert "`target_raw_return_20`" in report
+    assert result.submission.checks["churn"].startswith("churn")
+
+
 # ------------------------------------------------------------------ no secret anywhere, after any failure
 
 
@@ -321,7 +361,6 @@ def test_no_secret_is_kept_anywhere_after_any_failure(prefect_harness, live_env,
 
     secret, public = numerai.state.secret_key, numerai.state.public_id
     header = f"Token {public}${secret}"
-    monkeypatch.setenv("NUMERFLOW_ORCHESTRATION__ROUND_RETRIES", "0")
     flow = scheduled_round_flow.with_options(retries=0)
     failure_paths = [
         # A CRLF env file's keys (stripped, so they work) and a server that echoes the auth header.

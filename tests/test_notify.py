@@ -1,5 +1,5 @@
 """Failure notifications reach a local webhook receiver, name the stage and the cause, carry no
-secrets; bad input is not retried by the round flow, transient failures are."""
+secrets; a failed round flow is never re-run in its process (the schedule retries)."""
 
 from __future__ import annotations
 
@@ -64,17 +64,16 @@ def test_no_webhook_configured_sends_nothing():
 # ------------------------------------------------------------------ a real failed round (Prefect harness)
 
 
-def test_failed_round_notifies_the_webhook_once_and_bad_input_is_not_retried(
-        prefect_harness, receiver, tmp_path, monkeypatch):
+def test_failed_round_notifies_the_webhook_once_and_is_not_rerun(prefect_harness, receiver, tmp_path, monkeypatch):
     from numerflow.flows.scheduled import scheduled_round_flow
 
     monkeypatch.setenv("NUMERFLOW_ORCHESTRATION__NOTIFY_WEBHOOK_URL", receiver.url)
     missing = tmp_path / "nowhere" / "prices.csv"  # every ticker fails to load: no bars to train on
-    flow = scheduled_round_flow.with_options(retries=1, retry_delay_seconds=0)
-    state = flow(mode="demo", data_dir=str(tmp_path / "data"), tickers=110, years=1,
-                 overrides={"price_source": "files", "files": {"path": str(missing)}}, return_state=True)
+    state = scheduled_round_flow(mode="demo", data_dir=str(tmp_path / "data"), tickers=110, years=1,
+                                 overrides={"price_source": "files", "files": {"path": str(missing)}},
+                                 return_state=True)
     assert state.is_failed()
-    assert "stage 'dataset' failed (bad input, not retried)" in state.message
+    assert "stage 'dataset' failed (bad input)" in state.message
     (message,) = receiver.messages
     assert message["stage"] == "dataset" and message["flow"] == "scheduled-round" and message["state"] == "Failed"
     assert "stage 'dataset'" in message["text"] and "empty_prices: price panel is empty" in message["cause"]
@@ -82,10 +81,10 @@ def test_failed_round_notifies_the_webhook_once_and_bad_input_is_not_retried(
 
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(state.state_details.flow_run_id)
-    assert run.run_count == 1  # bad input: the flow retry was cancelled
+    assert run.run_count == 1
 
 
-def test_transient_failure_is_retried_then_notified_with_its_stage(prefect_harness, receiver, tmp_path, monkeypatch):
+def test_transient_failure_notifies_once_with_its_stage(prefect_harness, receiver, tmp_path, monkeypatch):
     import numerflow.flows.scheduled as scheduled
 
     calls: list[int] = []
@@ -97,10 +96,10 @@ def test_transient_failure_is_retried_then_notified_with_its_stage(prefect_harne
     monkeypatch.setattr(scheduled, "demo_round_guard", flaky_guard)
     monkeypatch.setenv("NUMERAI_SECRET_KEY", SECRET)
     monkeypatch.setenv("NUMERFLOW_ORCHESTRATION__NOTIFY_WEBHOOK_URL", receiver.url)
-    flow = scheduled.scheduled_round_flow.with_options(retries=1, retry_delay_seconds=0)
-    state = flow(mode="demo", data_dir=str(tmp_path / "data"), tickers=110, years=1, return_state=True)
-    assert state.is_failed() and len(calls) == 2  # the round flow itself was retried once
-    (message,) = receiver.messages  # only the final failure notifies
+    state = scheduled.scheduled_round_flow(mode="demo", data_dir=str(tmp_path / "data"), tickers=110, years=1,
+                                           return_state=True)
+    assert state.is_failed() and len(calls) == 1  # not re-run in-process: the next firing is the retry
+    (message,) = receiver.messages
     assert message["stage"] == "guard" and "numerai_unavailable: Numerai answered 503" in message["cause"]
     assert SECRET not in json.dumps(message) and REDACTED in message["cause"]  # secrets never leave
 

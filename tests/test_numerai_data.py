@@ -10,7 +10,6 @@ import pytest
 from fakes.numerai_fixtures import fake_numerai, keys, make_client, sleeps  # noqa: F401 - fixtures
 from fakes.numerai_server import open_round
 
-from numerflow.tasks.core.config import TargetSettings
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.store import Store
 from numerflow.tasks.numerai.data import (
@@ -104,7 +103,7 @@ def test_join_uses_same_date_or_the_latest_earlier_one_never_a_later_one():
         "date": pd.to_datetime(["2024-01-09", "2024-01-10", "2024-01-05", "2024-01-20"]),
         "target": np.array([0.25, 0.75, 1.0, 0.0], dtype="float32"),
     })
-    joined = join_numerai_targets(ours, numerai, TargetSettings(), max_gap_days=5)
+    joined = join_numerai_targets(ours, numerai, max_gap_days=5)
     rows = {(r.ticker, str(r.numerai_date.date())): r for r in joined.itertuples()}
     # Exact date.
     assert rows[("A US", "2024-01-09")].feature_day == 9
@@ -123,11 +122,11 @@ def test_join_falls_back_over_a_holiday_and_sets_target_end_from_numerai_date():
     ours = _ours(["2024-01-08", "2024-01-09", "2024-01-11"], tickers=("A US",))
     numerai = pd.DataFrame({"ticker": ["A US"], "date": pd.to_datetime(["2024-01-10"]),
                             "target": np.array([0.75], dtype="float32")})
-    joined = join_numerai_targets(ours, numerai, TargetSettings(horizon=20, lag=2))
+    joined = join_numerai_targets(ours, numerai, "target")
     (row,) = joined.itertuples()
     assert row.feature_day == 9 and row.target == 0.75
-    # 22 business days after Wed 2024-01-10 is Fri 2024-02-09.
-    assert str(row.target_end_date.date()) == "2024-02-09"
+    # 22 trading days + the 25 % holiday margin (6) = 28 weekdays after Wed 2024-01-10: Mon 2024-02-19.
+    assert str(row.target_end_date.date()) == "2024-02-19"
 
 
 def test_join_keeps_only_our_features_and_refuses_no_overlap():
@@ -135,10 +134,10 @@ def test_join_keeps_only_our_features_and_refuses_no_overlap():
     numerai = pd.DataFrame({"ticker": ["A US"], "date": pd.to_datetime(["2024-01-08"]),
                             "target": np.array([0.5], dtype="float32"),
                             "feature_numerai_momentum": np.array([0.3], dtype="float32")})
-    joined = join_numerai_targets(ours, numerai, TargetSettings())
+    joined = join_numerai_targets(ours, numerai)
     assert joined.columns.tolist() == ["ticker", "date", "feature_day", "target", "numerai_date", "target_end_date"]
     with pytest.raises(BadInputError, match="no_numerai_overlap"):
-        join_numerai_targets(ours, numerai.assign(ticker="Z US"), TargetSettings())
+        join_numerai_targets(ours, numerai.assign(ticker="Z US"))
 
 
 def test_historical_universe_lists_every_ticker_with_its_span(tmp_path):

@@ -79,9 +79,11 @@ def test_whole_round_runs_as_a_prefect_flow_and_reuses_its_model(prefect_harness
 
 
 @pytest.mark.slow
-def test_too_few_predictable_tickers_stops_before_any_submission_file(prefect_harness, fast_training, tmp_path):
+def test_too_few_tickers_stops_before_any_data_or_submission_file(prefect_harness, fast_training, tmp_path):
     from numerflow.flows.round import round_flow
 
-    with pytest.raises(BadInputError, match="not_enough_tickers"):
+    # A market smaller than a submission's minimum is refused at the universe stage, before any
+    # price is generated (the submission check itself, not_enough_tickers, is in test_submission.py).
+    with pytest.raises(BadInputError, match="invalid_option: --tickers 60 is below Numerai's minimum of 100"):
         round_flow(tickers=60, years=3.0, seed=5, data_dir=str(tmp_path))
-    assert not (tmp_path / "submissions").exists() or not any((tmp_path / "submissions").rglob("*.csv"))
+    assert not (tmp_path / "prices").exists() and not (tmp_path / "submissions").exists()

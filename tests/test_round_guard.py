@@ -158,3 +158,42 @@ def test_demo_flow_skips_a_submitted_demo_round(prefect_harness, tmp_path):
     state = run_round(mode="demo", data_dir=str(data_dir), tickers=120, years=2)
     assert state.name == "Skipped" and state.message.startswith(f"skipped: already submitted for round {label}")
     assert not (data_dir / "prices").exists()  # nothing ingested
+
+
+# ------------------------------------------------------------------ a missed round notifies once
+
+
+def test_missed_round_is_a_refusal_for_time_of_a_run_due_before_the_close():
+    from numerflow.flows.guard import missed_round
+
+    late = live_round_guard(ROUND, None, now=at(23, 14, 15))  # 15 min left: refused for time
+    closed = live_round_guard(ROUND, None, now=at(23, 16))
+    assert "missed: my_model not submitted" in missed_round(late, expected_start=at(23, 14, 15),
+                                                            unsubmitted=["my_model"])
+    # Blocked or queued: due Monday 11:00, started after the close.
+    assert missed_round(closed, expected_start=at(23, 11), unsubmitted=["my_model"]).startswith("round 842 missed")
+    assert missed_round(closed, expected_start=at(23, 15), unsubmitted=["my_model"]) is None  # due after the close
+    assert missed_round(closed, expected_start=at(23, 11), unsubmitted=[]) is None  # every model submitted
+    assert missed_round(live_round_guard(ROUND, None, now=at(21, 17)), expected_start=at(21, 17),
+                       unsubmitted=["my_model"]) is None  # not open yet: not missed
+    assert missed_round(live_round_guard(ROUND, None, now=at(22, 6)), expected_start=at(22, 6),
+                       unsubmitted=["my_model"]) is None  # it runs
+
+
+@pytest.mark.slow
+def test_scheduled_round_skipped_for_time_notifies_once(prefect_harness, fake_numerai, tmp_path, monkeypatch):
+    from test_notify import Receiver
+
+    from numerflow.flows.scheduled import scheduled_round_flow
+
+    monkeypatch.setenv("NUMERFLOW_NUMERAI_API_URL", fake_numerai.url)
+    monkeypatch.setenv("NUMERFLOW_SCHEDULE__MIN_MINUTES_BEFORE_DEADLINE", "120")  # the round has 60 min left
+    params = {"mode": "live", "model_name": "my_signals", "data_dir": str(tmp_path / "data")}
+    with Receiver() as receiver:
+        monkeypatch.setenv("NUMERFLOW_ORCHESTRATION__NOTIFY_WEBHOOK_URL", receiver.url)
+        first = scheduled_round_flow(**params, return_state=True)
+        second = scheduled_round_flow(**params, return_state=True)
+    assert first.name == second.name == "Skipped" and "only 60 min left" in first.message
+    (message,) = receiver.messages  # one notice per round, not one per firing
+    assert message["state"] == "Missed" and message["stage"] == "guard"
+    assert "round 1001 missed: my_signals not submitted before the close" in message["cause"]

@@ -105,6 +105,9 @@ class TrainingSettings(Section):
         description="LightGBM parameters, passed as is",
     )
     num_boost_round: int = Field(300, ge=1, description="boosting rounds")
+    feature_set: Literal["own", "numerai", "both"] = Field(
+        "own", description="model inputs: our price features (own), Numerai's feature_* columns from "
+        "train/validation and, live, live.parquet (numerai; live rounds only), or both")
     validation_fraction: float = Field(
         0.25, gt=0, lt=1, description="share of the most recent dates held out for validation"
     )
@@ -126,7 +129,9 @@ class TrainingSettings(Section):
 
 
 class SubmissionSettings(Section):
-    """Checks every submission passes before it is uploaded (or recorded as a dry run)."""
+    """Checks every submission passes before it is uploaded (or recorded as a dry run), including churn
+    and turnover against the model's own recent submissions (Numerai may not pay above its thresholds;
+    sources disagree on them)."""
 
     min_tickers: int = Field(100, ge=1, description="Numerai's minimum number of valid universe tickers")
     max_file_mb: float = Field(
@@ -137,6 +142,14 @@ class SubmissionSettings(Section):
         0.5, ge=0, le=1,
         description="tickers outside the live universe are dropped (and counted) before upload; above this "
         "share of the file the submission is refused (a wrong file or tournament)")
+    churn_gate: Literal["warn", "refuse"] = Field(
+        "warn", description="above max_churn / max_turnover: warn and upload, or refuse the upload")
+    max_churn: float = Field(0.15, gt=0, le=2, description="churn (1 - Spearman) against a recent submission "
+                             "at or above which the gate acts")
+    max_turnover: float = Field(0.20, gt=0, le=1, description="turnover (half the absolute weight change) "
+                                "at or above which the gate acts")
+    churn_lookback_days: float = Field(7.0, gt=0, description="recent submissions: those of the last this many days")
+    churn_history: int = Field(5, ge=1, description="compare with at most this many recent submissions (newest first)")
 
 
 class NumeraiSettings(Section):
@@ -163,7 +176,14 @@ class NumeraiSettings(Section):
     overrides_path: Path | None = Field(
         None, description="CSV of Yahoo symbols that win over the rules: numerai_ticker,yahoo_symbol (Signals) or symbol,yahoo_symbol (Crypto)"
     )
-    target_column: str = Field("target", description="Numerai target column to train on when Numerai's data is used")
+    target_column: str = Field(
+        "target", description="Numerai target column to train on when Numerai's data is used; its horizon "
+        "(the number ending the name: target_chili_60 = 60 trading days; target = 20) sets the purge")
+    ensemble_targets: list[str] = Field(
+        default_factory=list, description="train one model per listed Numerai target and rank-average them "
+        "(the first is the one the ensemble is scored on); empty: one model on target_column")
+    ensemble_weights: list[float] = Field(
+        default_factory=list, description="one weight per ensemble target (normalised to sum 1); empty: equal")
     use_numerai_targets: bool = Field(
         True, description="train on Numerai's train/validation targets when they are available (else our own)"
     )
@@ -179,10 +199,65 @@ class NumeraiSettings(Section):
         return value.rstrip("/")
 
 
+class ScoresSettings(Section):
+    """Live scores fetched back from Numerai (``numerflow scores``, the run report, the scores flow)."""
+
+    last_n_rounds: int = Field(20, ge=1, le=200, description="rounds of scores fetched per model")
+    alert_rounds: int = Field(5, ge=1, description="N: the latest N closed rounds are checked for a missed "
+                              "submission, and the rolling mean is taken over the latest N scored rounds")
+    metric: str = Field("corr", min_length=1, description="score the floor applies to: Numerai's displayName, "
+                        "or a part of it (case-insensitive), e.g. corr, mmc, alpha, mpc")
+    floor: float | None = Field(None, allow_inf_nan=False, description="notify when a model's mean of the metric "
+                                "over the latest alert_rounds scored rounds is below this (None: no floor)")
+    cron: str | None = Field("0 8 * * *", description="cron string (UTC) of the scores flow (empty/None: manual "
+                             "only); the daily 08:00 sees the previous day's scoring")
+
+
+class ModelSettings(Section):
+    """One Numerai model of the account (a ``[[models]]`` entry in numerflow.toml). With no entries
+    the round submits the single ``numerai.model_name`` with ``[training]`` as it is."""
+
+    name: str = Field(..., min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$",
+                      description="the Numerai model name this entry trains and submits for")
+    submit: bool = Field(True, description="upload this model's submission (false: train, predict and validate only)")
+    params: dict[str, Any] = Field(default_factory=dict,
+                                   description="LightGBM parameters merged over [training].params for this model")
+    target: str | None = Field(None, description="Numerai target column this model trains on when Numerai's data "
+                               "is used (default: numerai.target_column)")
+    feature_set: Literal["own", "numerai", "both"] | None = Field(
+        None, description="this model's features: own, numerai or both (default: training.feature_set)")
+    ensemble_targets: list[str] | None = Field(
+        None, description="Numerai targets of this model's ensemble, one LightGBM per target, rank-averaged "
+        "(default: numerai.ensemble_targets)")
+    ensemble_weights: list[float] | None = Field(
+        None, description="weights of ensemble_targets, in their order (default: numerai.ensemble_weights)")
+
+    @field_validator("name")
+    @classmethod
+    def _folder_safe(cls, value: str) -> str:
+        if ".." in value or not value[0].isalnum():
+            raise ValueError(f"model name {value!r} must start with a letter or digit and hold no '..' "
+                             "(it names a folder in the data dir)")
+        return value
+
+
 class ScheduleSettings(Section):
     """When the deployments run (docs/operations.md). Cron strings in UTC: Numerai's deadlines are UTC,
     and a local zone would move the runs with daylight saving."""
 
+    cadence: Literal["weekend", "daily"] = Field(
+        "weekend", description="\"weekend\": one round a week on round_crons; \"daily\": every Tuesday-Saturday round, "
+        "a prepare run (ingest, features, retrain when due) on daily_prepare_crons before the open and a submit run "
+        "(predict, validate, upload every model) on daily_submit_crons after it; both read the round's real window "
+        "from Numerai, and round_crons are not scheduled")
+    daily_prepare_crons: list[str] = Field(
+        default_factory=lambda: ["0 9 * * 2-6"],
+        description="cron strings (UTC) of the daily prepare: Tuesday-Saturday 09:00, before the 12:00 open")
+    daily_submit_crons: list[str] = Field(
+        default_factory=lambda: ["10 12 * * 2-6", "30 12 * * 2-6", "0 9 * * 0", "0 13 * * 0"],
+        description="cron strings (UTC) of the daily submit: shortly after each Tuesday-Saturday open, a retry "
+        "before the Tuesday-Friday 13:00 close, and Sunday retries before the Saturday round's Sunday close; a run "
+        "that finds the round closed or every model submitted finishes at once")
     round_crons: list[str] = Field(
         default_factory=lambda: ["30 18 * * 6", "0 6 * * 0", "0 6 * * 1", "0 11 * * 1"],
         description="cron strings (UTC) of the scheduled round: Saturday 18:30 when the round opens, then "
@@ -202,13 +277,12 @@ class ScheduleSettings(Section):
 
 
 class OrchestrationSettings(Section):
-    """Retries, time bounds, task runner and failure notifications of the unattended flows."""
+    """Time bounds, task runner and failure notifications of the unattended flows (a failed round is
+    not re-run in its process: the schedule's next firing is the retry)."""
 
-    round_retries: int = Field(2, ge=0, description="times Prefect re-runs a failed round flow (flow retries)")
-    round_retry_delay_seconds: int = Field(900, ge=0, description="wait before a failed round flow is re-run")
     round_timeout_minutes: float = Field(
-        240.0, gt=0, description="a round flow running longer is failed (then retried), so a stuck step "
-        "cannot eat the submission window"
+        240.0, gt=0, description="a round flow running longer is failed (the schedule's next firing retries), "
+        "so a stuck step cannot eat the submission window"
     )
     train_timeout_minutes: float = Field(360.0, gt=0, description="time bound of the scheduled retrain flow")
     ingest_timeout_minutes: float = Field(720.0, gt=0, description="time bound of the manual ingest backfill flow")
@@ -352,6 +426,19 @@ class Settings(BaseSettings):
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
     features: FeaturesSettings = Field(default_factory=FeaturesSettings)
+    scores: ScoresSettings = Field(default_factory=ScoresSettings)
+    models: list[ModelSettings] = Field(
+        default_factory=list, description="the account's models, one [[models]] table each (empty: the single "
+        "numerai.model_name); every entry trains, validates and uploads on its own in each round")
+
+    @field_validator("models")
+    @classmethod
+    def _unique_models(cls, value: list[ModelSettings]) -> list[ModelSettings]:
+        names = [m.name for m in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"model names must be unique, listed twice: {', '.join(twice)}")
+        return value
 
     @field_validator("data_dir")
     @classmethod
@@ -418,10 +505,16 @@ def _problem(err: Any) -> str:
     where = ".".join(str(p) for p in err["loc"])
     if err["type"] != "extra_forbidden":
         return f"{where}: {err['msg']}"
+    from typing import get_args
+
     model: Any = Settings
     for part in err["loc"][:-1]:
+        if isinstance(part, int):  # an entry of a list of tables ([[models]])
+            continue
         field = model.model_fields.get(str(part))
         model = field.annotation if field is not None else None
+        if model is not None and get_args(model) and isinstance(get_args(model)[0], type):
+            model = get_args(model)[0]  # list[ModelSettings] → ModelSettings
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             return f"{where}: unknown option"
     close = difflib.get_close_matches(str(err["loc"][-1]), list(model.model_fields), n=1)
@@ -435,6 +528,41 @@ def merge_overrides(base: dict[str, Any], extra: dict[str, Any] | None) -> dict[
         nested = isinstance(value, dict) and isinstance(out.get(key), dict)
         out[key] = merge_overrides(out[key], value) if nested else value
     return out
+
+
+def model_table(settings: Settings, only: str | None = None) -> list[ModelSettings | None]:
+    """The models a round runs: the ``[[models]]`` entries (``only``: just that one), or ``[None]``
+    for the single configured model (``numerai.model_name``, ``[training]`` as it is)."""
+    from numerflow.tasks.core.errors import BadInputError
+
+    if not settings.models:
+        return [None]
+    if only is None:
+        return list(settings.models)
+    chosen: list[ModelSettings | None] = [m for m in settings.models if m.name == only]
+    if not chosen:
+        raise BadInputError(f"model {only!r} is not in the [[models]] table ({', '.join(m.name for m in settings.models)}); "
+                            "pick one of those or add it to numerflow.toml", tag="unknown_model")
+    return chosen
+
+
+def settings_for_model(settings: Settings, model: ModelSettings | None) -> Settings:
+    """The settings one model runs with: its name, its LightGBM parameters over ``[training]``,
+    its target column, feature set and ensemble. ``None`` (the single configured model): the settings unchanged."""
+    if model is None:
+        return settings
+    numerai: dict[str, Any] = {"model_name": model.name}
+    if model.target is not None:
+        numerai["target_column"] = model.target
+    if model.ensemble_targets is not None:
+        numerai["ensemble_targets"] = model.ensemble_targets
+    if model.ensemble_weights is not None:
+        numerai["ensemble_weights"] = model.ensemble_weights
+    training: dict[str, Any] = {"params": {**settings.training.params, **model.params}}
+    if model.feature_set is not None:
+        training["feature_set"] = model.feature_set
+    return settings.model_copy(update={"numerai": settings.numerai.model_copy(update=numerai),
+                                       "training": settings.training.model_copy(update=training)})
 
 
 def settings_overrides(
@@ -483,6 +611,7 @@ def _type_label(annotation: Any) -> str:
 
 def settings_reference() -> str:
     """Markdown reference of every option (docs/configuration.md is this text; a test keeps it so)."""
+    import inspect
     import json
 
     lines = [
@@ -514,13 +643,20 @@ def settings_reference() -> str:
         return json.dumps(value, default=str)
 
     def section(model: type[BaseModel], prefix: str, env_prefix: str) -> None:
-        rows, nested = [], []
+        from typing import get_args
+
+        rows, nested, tables = [], [], []
         for name, field in model.model_fields.items():
             annotation = field.annotation
             if isinstance(annotation, type) and issubclass(annotation, BaseModel):
                 nested.append((name, annotation))
                 continue
-            type_name = _type_label(annotation)
+            item = get_args(annotation)[0] if get_args(annotation) else None
+            if isinstance(item, type) and issubclass(item, BaseModel):  # a list of tables: [[name]]
+                tables.append((name, item))
+                type_name = f"list of `[[{name}]]` tables"
+            else:
+                type_name = _type_label(annotation)
             rows.append(
                 f"| `{prefix}{name}` | `{env_prefix}{name.upper()}` | {type_name} | `{default_of(field)}` | "
                 f"{(field.description or '').replace('|', '/')} |"
@@ -530,6 +666,16 @@ def settings_reference() -> str:
         for name, sub in nested:
             lines.extend([f"## `[{name}]`", "", (sub.__doc__ or "").strip(), ""])
             section(sub, f"{name}.", f"{env_prefix}{name.upper()}__")
+        for name, sub in tables:
+            lines.extend([f"## `[[{name}]]`", "", inspect.cleandoc(sub.__doc__ or ""), "",
+                          f"In the environment the whole list is one JSON value: `{env_prefix}{name.upper()}="
+                          f"'[{{\"name\": \"my_model\"}}]'`.", "",
+                          "| key | type | default | meaning |", "|---|---|---|---|"])
+            for key, field in sub.model_fields.items():
+                default = "required" if field.is_required() else f"`{default_of(field)}`"
+                lines.append(f"| `{key}` | {_type_label(field.annotation)} | {default} | "
+                             f"{(field.description or '').replace('|', '/')} |")
+            lines.append("")
 
     lines.extend(["## Top level", ""])
     section(Settings, "", "NUMERFLOW_")

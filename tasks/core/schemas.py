@@ -28,6 +28,12 @@ Predictions (``predictions/<run>-<kind>.parquet``): ``ticker``, ``date``, ``pred
 float64 (and ``target`` for validation predictions).
 
 Submission (CSV): ``numerai_ticker,signal`` (``symbol,signal`` for crypto), signal in (0, 1).
+
+Live scores (``scores/<tournament>/history.parquet``, ``SCORES_SCHEMA``), one row per (model,
+round, metric, day) as Numerai's ``submissionScores`` gives them: ``model`` string, ``model_id``
+string, ``round`` int64, ``metric`` string (Numerai's displayName, e.g. a CORR, MMC, ALPHA, MPC or
+payout score), ``value`` float64, ``percentile`` float64, ``day`` int64 (scoring day within the
+round), ``date`` timestamp (UTC), ``resolved`` bool, ``fetched_at`` timestamp (UTC).
 """
 
 from __future__ import annotations
@@ -46,6 +52,14 @@ PRICE_SCHEMA = pa.schema(
         ("date", pa.date32()),
         *[(column, pa.float64()) for column in PRICE_COLUMNS],
         ("currency", pa.string()),
+    ]
+)
+
+SCORES_SCHEMA = pa.schema(
+    [
+        ("model", pa.string()), ("model_id", pa.string()), ("round", pa.int64()), ("metric", pa.string()),
+        ("value", pa.float64()), ("percentile", pa.float64()), ("day", pa.int64()),
+        ("date", pa.timestamp("us", tz="UTC")), ("resolved", pa.bool_()), ("fetched_at", pa.timestamp("us", tz="UTC")),
     ]
 )
 

@@ -8,7 +8,7 @@ Layout under ``Settings.data_dir`` (schemas in ``tasks/schemas.py`` and docs/arc
     models/<model_id>/model.txt, meta.json    LightGBM model registry
     predictions/<run_id>.parquet              validation / live predictions
     submissions/<tournament>/<round>/...      submission CSV + record of what was sent
-    reports/<run_id>/report.json, report.md, cumulative_corr.png
+    reports/<run_id>/report.json, report.md, era_scores.png
 
 Every write goes to a temporary file in the destination directory and is renamed into
 place (``os.replace`` is atomic on POSIX), so a crash never leaves a half-written file.

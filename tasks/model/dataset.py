@@ -97,11 +97,9 @@ def build_dataset(store: Store, source: str, target: TargetSettings,
         snapshot = hashlib.sha256(f"{snapshot}:{extra}".encode()).hexdigest()[:16]
     path = store.features_path(snapshot)
     if path.exists():
-        import pyarrow.parquet as pq
-
-        names = [n for n in pq.read_schema(path).names if n.startswith("feature_")]
         dataset = read_parquet(path, columns=["ticker", "date", "target"])
-        dataset = dataset.assign(**dict.fromkeys(names, 0.0))  # names only: DatasetInfo lists the features
+        # Names only (DatasetInfo lists the features, which the sources decide): from the schema.
+        dataset = dataset.assign(**dict.fromkeys(feature_columns_of(path), 0.0))
     else:
         prices = read_parquet(prices_dir)
         loaded = plugins.load_sources(features, prices, store.root, source)  # bad sources fail before any work
@@ -147,4 +145,11 @@ def live_rows(dataset: pd.DataFrame, universe_ids: pd.Series, max_staleness_days
 
 def feature_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c.startswith("feature_")]
+
+
+def feature_columns_of(path: Path) -> list[str]:
+    """The feature columns of a dataset file, from its schema (nothing else is read)."""
+    import pyarrow.parquet as pq
+
+    return [c for c in pq.read_schema(path).names if c.startswith("feature_")]
 

@@ -22,6 +22,45 @@ from numerflow.tasks.model.features import BarLayout, bar_layout
 # Numerai's 5-bin target: 5% / 20% / 50% / 20% / 5% of each date's ranks.
 NUMERAI_FIVE_BIN_EDGES = (0.05, 0.25, 0.75, 0.95)
 
+#: Trading days between a Numerai data date and the start of its targets' return window.
+NUMERAI_TARGET_LAG = 2
+#: Numerai counts a target's window in trading days of its own calendar, which we do not have;
+#: holidays (and missing bars) make N trading days span more than N weekdays. The purge counts
+#: this many extra weekdays per window weekday (a 62-day window: 16 more, ~3 weeks).
+NUMERAI_PURGE_MARGIN = 0.25
+#: Numerai's ``target`` is ``target_factor_feat_neutral_20``: its name carries no horizon.
+_NUMERAI_DEFAULT_HORIZON = {"target": 20}
+
+
+def numerai_target_end(dates: np.ndarray, column: str) -> np.ndarray:
+    """A conservative last day of the return window of Numerai's ``column`` at data ``dates``:
+    lag + horizon trading days later, counted as weekdays plus ``NUMERAI_PURGE_MARGIN``
+    (datetime64[ns]). Purging on it keeps every training label out of validation."""
+    span = NUMERAI_TARGET_LAG + numerai_target_horizon(column)
+    weekdays = span + int(np.ceil(span * NUMERAI_PURGE_MARGIN))
+    days = np.asarray(dates).astype("datetime64[D]")
+    return np.busday_offset(days, weekdays, roll="forward").astype("datetime64[ns]")
+
+
+def numerai_target_horizon(column: str) -> int:
+    """Trading days of return a Numerai target spans: the number ending its name.
+
+    ``target_chili_60`` and ``target_factor_neutral_60`` span 60 trading days (starting
+    ``NUMERAI_TARGET_LAG`` days after the data date), ``target_raw_return_20`` 20, and
+    ``target`` (= ``target_factor_feat_neutral_20``) 20. A name without a horizon is refused:
+    guessing one would purge too little and leak labels into validation.
+    """
+    if column in _NUMERAI_DEFAULT_HORIZON:
+        return _NUMERAI_DEFAULT_HORIZON[column]
+    head, _, tail = column.rpartition("_")
+    if head.startswith("target") and tail.isdigit() and int(tail) > 0:
+        return int(tail)
+    raise BadInputError(
+        f"cannot tell the horizon of target column {column!r}: Numerai's target names end in the horizon in "
+        "trading days (target_chili_60, target_factor_neutral_20, …); pick one of those or 'target'",
+        tag="invalid_targets",
+    )
+
 
 def target_bin_edges(bins: int) -> np.ndarray:
     """Inner edges on the (0, 1) rank scale; rank r falls in bin ``searchsorted(edges, r, 'right')``.

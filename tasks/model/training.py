@@ -74,6 +74,17 @@ def purged_date_split(
     return DateSplit(train, validation, validation_start, pd.Timestamp(target_end_dates[train].max()))
 
 
+def target_span_trading_days(rows: pd.DataFrame) -> int:
+    """Trading days (weekdays) from a row's date to its target's end, the most common over the
+    rows: how many consecutive dates' targets overlap (lag + horizon), whatever the target."""
+    if rows.empty:
+        return 0
+    spans = np.busday_count(rows["date"].to_numpy().astype("datetime64[D]"),
+                            rows["target_end_date"].to_numpy().astype("datetime64[D]"))
+    values, counts = np.unique(spans, return_counts=True)
+    return int(values[np.argmax(counts)])
+
+
 def lightgbm_params(settings: TrainingSettings) -> dict:
     """The parameters every fit uses: the configured ones plus threads, a seed and determinism."""
     params = dict(settings.params)
@@ -138,12 +149,15 @@ def load_model(model_dir: Path) -> tuple[lgb.Booster, dict]:
     return lgb.Booster(model_file=str(model_dir / MODEL_FILE)), meta
 
 
-def latest_model(store: Store) -> Path | None:
-    """Newest complete model directory (ids sort by creation time), or None."""
+def latest_model(store: Store, model: str | None = None) -> Path | None:
+    """Newest complete model directory (ids sort by creation time), or None. ``model``: the newest
+    of that ``[[models]]`` entry (its lineage names it): each entry has its own lineage."""
     root = store.models_dir()
     if not root.exists():
         return None
     complete = sorted(p for p in root.iterdir() if (p / META_FILE).exists() and (p / MODEL_FILE).exists())
+    if model is not None:
+        complete = [p for p in complete if (read_json(p / META_FILE).get("lineage") or {}).get("model") == model]
     return complete[-1] if complete else None
 
 
@@ -167,7 +181,7 @@ def needs_training(
     model trained on other data or with other parameters is never silently reused."""
     if force:
         return True, "retrain requested"
-    latest = latest_model(store)
+    latest = latest_model(store, (lineage or {}).get("model"))
     if latest is None:
         return True, "no model in the registry"
     damage = model_damage(latest)
@@ -212,7 +226,9 @@ def train_and_register(
     """Fit on the purged training dates, score the held-out dates with Numerai's CORR,
     then (by default) refit on every labelled row for live use, and register the model."""
     from numerflow.tasks.model.dataset import feature_columns
-    from numerflow.tasks.model.scoring import diagnostics
+    from numerflow.tasks.model.eras import era_metrics
+    from numerflow.tasks.model.feature_sets import model_frame, numeric_features
+    from numerflow.tasks.model.scoring import corr_and_fnc_by_date, diagnostics
 
     dataset = read_parquet(dataset_path)
     features = feature_columns(dataset)
@@ -220,21 +236,42 @@ def train_and_register(
     split = purged_date_split(
         dataset["date"], dataset["target_end_date"], has_target, settings.validation_fraction, settings.embargo_days
     )
-    x = dataset[features]
+    x = model_frame(dataset, features)  # Numerai's country/exchange codes as LightGBM categoricals
     y = dataset["target"].to_numpy(dtype="float64", na_value=np.nan)
     booster = fit_lightgbm(x[split.train], y[split.train], settings)
 
-    valid = dataset.loc[split.validation, ["ticker", "date", "target"]].reset_index(drop=True)
+    # numerai_date (Numerai's data date of each row, when training on its targets) is kept for ALPHA.
+    keys = ["ticker", "date", "target", *[c for c in ("numerai_date", "alpha_target") if c in dataset.columns]]
+    valid = dataset.loc[split.validation, keys].reset_index(drop=True)
     valid["prediction"] = booster.predict(x[split.validation], num_threads=settings.num_threads)
     metrics = diagnostics(
         valid["prediction"].to_numpy(),
         valid["target"].to_numpy(dtype="float64"),
-        dataset.loc[split.validation, features].to_numpy(dtype="float64", na_value=np.nan),
+        dataset.loc[split.validation, numeric_features(features)].to_numpy(dtype="float64", na_value=np.nan),
         valid["date"].to_numpy(),
-        features,
+        numeric_features(features),
     )
+    scored_names: tuple[str, ...] = ("corr", "fnc")
+    if "score_target" in dataset.columns:  # trained on another target: also scored as Numerai shows CORR
+        shown = corr_and_fnc_by_date(valid["prediction"].to_numpy(),
+                                     dataset.loc[split.validation, "score_target"].to_numpy(dtype="float64",
+                                                                                            na_value=np.nan),
+                                     dataset.loc[split.validation, numeric_features(features)].to_numpy(
+                                         dtype="float64", na_value=np.nan), valid["date"].to_numpy())
+        metrics["per_date"]["corr_target"] = [None if np.isnan(v) else float(v) for v in shown["corr"].to_numpy()]
+        metrics["per_date"]["fnc_target"] = [None if np.isnan(v) else float(v) for v in shown["fnc"].to_numpy()]
+        scored_names = ("corr", "fnc", "corr_target", "fnc_target")
+    span = target_span_trading_days(dataset.loc[has_target])
+    # Numerai-style figures: weekly eras (corr/fnc summaries), daily scores with overlap-adjusted SE.
+    metrics.update(era_metrics(metrics["per_date"], span, scores=scored_names))
     predictions_path = write_parquet(store.predictions_path(run_id, "validation"), valid)
 
+    # Gain importance of the held-out model (the one the metrics describe), as shares of the total.
+    gains = booster.feature_importance(importance_type="gain")
+    total = float(gains.sum()) or 1.0
+    metrics["feature_importance"] = dict(sorted(((name, float(g) / total) for name, g in zip(features, gains,
+                                                                                                strict=True)),
+                                                key=lambda item: -item[1]))
     if settings.refit_on_all:
         booster = fit_lightgbm(x[has_target], y[has_target], settings)
     model_id = new_model_id()
@@ -253,10 +290,11 @@ def train_and_register(
             "validation_start": str(split.validation_start.date()),
             "validation_rows": int(split.validation.sum()),
             "embargo_days": settings.embargo_days,
+            "target_span_trading_days": span,
         },
         "refit_on_all": settings.refit_on_all,
         "lineage": lineage,
-        "validation_metrics": {k: v for k, v in metrics.items() if k != "per_date"},
+        "validation_metrics": {k: v for k, v in metrics.items() if k not in ("per_date", "per_era")},
         "versions": package_versions(),
         "validation_predictions": str(predictions_path),
     }
@@ -268,7 +306,7 @@ def model_lineage(settings: Settings, source: str) -> dict:
     """What a model depends on besides its features: data source (and the demo market's
     parameters), target definition, and training settings that change the model."""
     training = settings.training.model_dump(include={"params", "num_boost_round", "validation_fraction",
-                                                     "embargo_days", "refit_on_all"})
+                                                     "embargo_days", "refit_on_all", "feature_set"})
     lineage = {"source": source, "target": settings.target.model_dump(), "training": training,
                "tournament": settings.tournament}
     if settings.price_source == "demo":

@@ -499,6 +499,27 @@ class NumeraiClient:
             rounds = raw["data"]["rounds"]
             return parse_round(rounds[0], self.spec.name) if rounds and rounds[0] else None
 
+    def upcoming_round(self) -> RoundInfo | None:
+        """The next round to open, from numerapi's ``list_rounds(status="upcoming")`` (openTime,
+        closeStakingTime), or None when Numerai lists none."""
+        with _translated("rounds"):
+            rounds = self.api.list_rounds(status="upcoming")
+            soonest = sorted(rounds, key=lambda r: _utc(r.get("openTime"), "openTime"))
+            return parse_round(soonest[0], self.spec.name) if soonest else None
+
+    def submission_scores(self, model_id: str, last_n_rounds: int) -> list[dict]:
+        """A model's live scores of its last rounds, from numerapi's ``submission_scores``
+        (Numerai's ``submissionScores``: roundNumber, displayName, value, percentile, day, date,
+        resolved), every scoring day of each round."""
+        with _translated("submissionScores"):
+            return list(self.api.submission_scores(model_id, last_n_rounds=last_n_rounds))
+
+    def recent_rounds(self, limit: int) -> list[RoundInfo]:
+        """The latest ``limit`` rounds Numerai lists (numerapi's ``list_rounds``), newest first."""
+        with _translated("rounds"):
+            rounds = self.api.list_rounds(limit=limit)
+            return sorted((parse_round(r, self.spec.name) for r in rounds), key=lambda r: -r.number)
+
     def models(self, tournament_id: int | None = None) -> dict[str, str]:
         """``{model name: model id}`` of the account, for this tournament (or another)."""
         with _translated("account.models"):

@@ -10,12 +10,14 @@ A target at data date D is the return over 20 trading days starting 2 days after
 same ticker at the latest date d ≤ D, at most ``max_gap_days`` calendar days earlier
 (``merge_asof`` backward, vectorised). d = D is the usual case; d < D happens when the
 ticker's market was closed on D. A feature row after D is never used, so features never
-see the target's window. ``target_end_date`` is set from D (D + lag + horizon business
-days) so the training split purges rows whose Numerai target overlaps validation.
+see the target's window. ``target_end_date`` is set from D (D + 2 + horizon trading days,
+the horizon read from the target's name: ``_60`` is 60; counted conservatively, see
+``tasks.model.targets.numerai_target_end``) so the training split purges every row whose
+Numerai target overlaps validation.
 
-Numerai's ``feature_*`` columns are not used: live predictions need the same features on
-the live date, which only our own price features provide (a model trained on columns the
-live round cannot fill would be refused or, worse, fed NaNs).
+Numerai's ``feature_*`` columns are used by the ``numerai`` and ``both`` feature sets
+(``training.feature_set``): Signals v2.x ``live.parquet`` holds the same columns for every live
+ticker, so a model on them can predict every live round (``tasks.model.predict``).
 
 The tickers in train/validation are also the historical universe (every ticker Numerai
 ever had), for survivorship-free price history.
@@ -24,16 +26,17 @@ ever had), for survivorship-free price history.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from numerflow.tasks.core.config import TargetSettings
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.store import Store, read_parquet
+from numerflow.tasks.model.targets import numerai_target_end, numerai_target_horizon
 from numerflow.tasks.numerai.client import (
     NumeraiClient,
     dataset_file,
@@ -47,6 +50,8 @@ log = logging.getLogger(__name__)
 
 TRAIN_FILES = {"signals": ("train.parquet",), "crypto": ("train_targets.parquet", "train.parquet")}
 VALIDATION_FILES = {"signals": ("validation.parquet",), "crypto": ()}
+#: The target Numerai pays ALPHA on (Signals, rounds from 2025-09).
+PAYOUT_TARGET = "target_chili_60"
 
 
 @dataclass(frozen=True)
@@ -87,8 +92,10 @@ def read_numerai_targets(
     paths: list[Path],
     tournament: str = "signals",
     target_column: str = "target",
+    feature_columns: Sequence[str] = (),
 ) -> pd.DataFrame:
-    """``ticker``, ``date`` (datetime64) and ``target`` (from ``target_column``).
+    """``ticker``, ``date`` (datetime64) and ``target`` (from ``target_column``), plus Numerai's
+    ``feature_columns`` when asked (numeric ones as float32, the others as strings).
 
     Where train and validation overlap, validation (the later file) wins.
     """
@@ -105,7 +112,11 @@ def read_numerai_targets(
             raise BadInputError(f"Numerai data file {path} has no target column {target_column!r}; "
                                 f"it has {targets}: set numerai.target_column to one of them",
                                 tag="invalid_numerai_data")
-        frame = read_parquet(path, columns=[ticker, "date", target_column])
+        absent = [c for c in feature_columns if c not in names]
+        if absent:
+            raise BadInputError(f"Numerai data file {path} lacks the feature columns {absent}",
+                                tag="invalid_numerai_data")
+        frame = read_parquet(path, columns=[ticker, "date", target_column, *feature_columns])
         frames.append(frame)
     if not frames:
         raise BadInputError("no Numerai data files given", tag="invalid_numerai_data")
@@ -118,6 +129,10 @@ def read_numerai_targets(
         "date": dates.dt.normalize().astype("datetime64[ns]"),
         "target": pd.to_numeric(data[target_column], errors="coerce").astype("float32"),
     })
+    for name in feature_columns:
+        column = data[name]
+        out[name] = (column.astype("float32") if pd.api.types.is_numeric_dtype(column.dtype)
+                     else column.astype("string"))
     out = out[out["ticker"].notna()]
     out = out.drop_duplicates(["ticker", "date"], keep="last").reset_index(drop=True)
     if out.empty:
@@ -128,17 +143,21 @@ def read_numerai_targets(
 def join_numerai_targets(
     dataset: pd.DataFrame,
     numerai: pd.DataFrame,
-    target: TargetSettings,
+    target_column: str = "target",
     max_gap_days: int = 5,
+    numerai_features: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Our features with Numerai's targets (see the module docstring for the alignment).
 
     Returns one row per Numerai (ticker, date) that found a feature row: our ``ticker``,
-    ``date`` (the feature date d), ``feature_*`` (ours only), ``target`` (Numerai's),
+    ``date`` (the feature date d), ``feature_*`` (ours, then ``numerai_features``: Numerai's own
+    columns of the same row D, for the ``both`` feature set), ``target`` (Numerai's),
     ``numerai_date`` (D), ``target_end_date``
-    (D + lag + horizon business days), sorted by (date, ticker). Our own ``target`` and
+    (``numerai_target_end``: D + 2 + the horizon of ``target_column`` trading days, with a
+    holiday margin; the purge must see a 60-day target's whole window), sorted by (date, ticker). Our own ``target`` and
     ``target_raw`` are dropped.
     """
+    numerai_target_horizon(target_column)  # validates the name before the join
     ours = dataset.drop(columns=[c for c in ("target", "target_raw", "target_end_date") if c in dataset.columns])
     ours = ours.assign(date=pd.to_datetime(ours["date"]).astype("datetime64[ns]"),
                        ticker=ours["ticker"].astype("string"))
@@ -155,11 +174,15 @@ def join_numerai_targets(
     # Two Numerai dates can fall back onto one feature row (a long holiday): keep the nearest.
     joined = joined.sort_values(["ticker", "_feature_date", "numerai_date"], kind="stable")
     joined = joined.drop_duplicates(["ticker", "_feature_date"], keep="first")
-    end = np.busday_offset(joined["numerai_date"].to_numpy().astype("datetime64[D]"),
-                           target.lag + target.horizon, roll="forward")
-    joined = joined.assign(date=joined["_feature_date"], target_end_date=end.astype("datetime64[ns]"))
+    end = numerai_target_end(joined["numerai_date"].to_numpy(), target_column)
+    joined = joined.assign(date=joined["_feature_date"], target_end_date=end)
     feature_cols = [c for c in ours.columns if c.startswith("feature_")]
-    columns = ["ticker", "date", *feature_cols, "target", "numerai_date", "target_end_date"]
+    clash = sorted(set(feature_cols) & set(numerai_features))
+    if clash:
+        raise BadInputError(f"our features and Numerai's share the names {clash}", tag="feature_mismatch")
+    scores = [c for c in ("score_target", "alpha_target") if c in theirs.columns]
+    columns = ["ticker", "date", *feature_cols, *numerai_features, "target", *scores, "numerai_date",
+               "target_end_date"]
     result = joined[columns].sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)
     if result.empty:
         raise BadInputError(
@@ -167,6 +190,49 @@ def join_numerai_targets(
             "covers Numerai's tickers and dates (ticker names must be numerai_ticker)", tag="no_numerai_overlap")
     log.info("joined Numerai targets: %d of %d Numerai rows matched our features", len(result), len(numerai))
     return result
+
+
+def numerai_feature_rows(numerai: pd.DataFrame, target_column: str = "target") -> pd.DataFrame:
+    """The ``numerai`` feature set's training rows: Numerai's own rows as they are (its features
+    at D belong to D), with ``numerai_date`` = ``date`` and the purge's ``target_end_date``."""
+    numerai_target_horizon(target_column)
+    out = numerai.assign(numerai_date=numerai["date"],
+                         target_end_date=numerai_target_end(numerai["date"].to_numpy(), target_column))
+    return out.sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)
+
+
+def numerai_training_frame(dataset: pd.DataFrame, paths: list[Path], tournament: str, target_column: str,
+                           feature_set: str) -> pd.DataFrame:
+    """What the model trains on with Numerai's targets, by feature set: ``own`` (our features
+    joined as-of, ``join_numerai_targets``), ``numerai`` (Numerai's rows and features,
+    ``numerai_feature_rows``) or ``both`` (the as-of join plus Numerai's features of each row)."""
+    from numerflow.tasks.model.feature_sets import check_feature_set, numerai_feature_names
+
+    check_feature_set(feature_set)
+    names = [] if feature_set == "own" else numerai_feature_names(paths[0])
+    if feature_set != "own" and not names:
+        raise BadInputError(f"Numerai data file {paths[0]} has no feature_* columns; use training.feature_set = "
+                            "\"own\"", tag="invalid_numerai_data")
+    numerai = read_numerai_targets(paths, tournament, target_column, feature_columns=names)
+    # What Numerai shows as CORR/FNC is against its ``target`` (kept as ``score_target``); ALPHA is
+    # paid against ``target_chili_60`` (kept as ``alpha_target``): both scored next to the trained one.
+    available = pq.read_schema(paths[0]).names if tournament == "signals" else []
+    for column, name in (("target", "score_target"), (PAYOUT_TARGET, "alpha_target")):
+        if column != target_column and column in available:
+            extra = read_numerai_targets(paths, tournament, column).rename(columns={"target": name})
+            numerai = numerai.merge(extra, on=["ticker", "date"], how="left", validate="one_to_one")
+    if feature_set == "numerai":
+        return numerai_feature_rows(numerai, target_column)
+    return join_numerai_targets(dataset, numerai, target_column, numerai_features=names)
+
+
+def numerai_live_path(store: Store, universe: Any) -> str | None:
+    """The round's downloaded live.parquet (Numerai's live features), when the universe came from it."""
+    dataset = getattr(universe, "dataset", None)
+    if not dataset or universe.round_number is None or not dataset.endswith("live.parquet"):
+        return None
+    path = round_download_path(store, universe.tournament, dataset, universe.round_number)
+    return str(path) if path.exists() else None
 
 
 def historical_universe(paths: list[Path], tournament: str = "signals") -> pd.DataFrame:

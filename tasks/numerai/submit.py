@@ -18,6 +18,7 @@ import pandas as pd
 from numerflow.tasks.core.config import Settings
 from numerflow.tasks.core.errors import BadInputError, NumerflowError
 from numerflow.tasks.core.store import Store, file_sha256
+from numerflow.tasks.numerai.churn import check_against_history, churn_message, record_submission
 from numerflow.tasks.numerai.client import (
     NumeraiClient,
     NumeraiKeys,
@@ -213,9 +214,16 @@ def submit_file(
         ids = universe_ids if universe_ids is not None else universe_ids_for(store, tournament, current.number)
         path, validation = check_submission(path, ids, tournament, settings,
                                             store.submission_dir(tournament, f"round-{current.number}"))
+        # Churn/turnover of the file as it will be sent against this model's recent submissions;
+        # the gate may refuse here.
+        submission_frame = read_submission_file(path)
+        churn = check_against_history(store, settings.submission, tournament, model_name, f"round-{current.number}",
+                                      submission_frame, now)
+        validation = {**validation, "churn": churn}
         model_id = client.resolve_model_id(model_name)
         sha256 = file_sha256(path)  # of the exact bytes about to be sent
         submission_id = client.upload_predictions(path, model_id)
+        record_submission(store, tournament, model_name, f"round-{current.number}", submission_frame, now)
         entry = {
             "tournament": tournament, "round": current.number, "model_name": model_name, "model_id": model_id,
             "submission_id": submission_id, "sha256": sha256, "file": str(path), "rows": validation.get("rows"),
@@ -223,8 +231,11 @@ def submit_file(
         }
         ledger.record(entry)
     message = (f"uploaded {path} to Numerai {tournament} round {current.number} for model {model_name}: "
-               f"submission {submission_id}")
+               f"submission {submission_id}; {churn_message(churn)}")
     log.info(message)
+    if churn["warning"]:
+        message = f"{message}. {churn['warning']}"
+        log.warning(churn["warning"])
     outcome = SubmitOutcome("uploaded", tournament, message, str(path), sha256, model_name=model_name,
                             model_id=model_id, round=current.as_dict(), submission_id=submission_id,
                             record=str(ledger.path), validation=validation)

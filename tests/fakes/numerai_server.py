@@ -26,6 +26,7 @@ TOURNAMENT_IDS = {"signals": 11, "crypto": 12, "classic": 8}
 
 # Order matters: the first name found in the query document wins.
 OPERATIONS = (
+    "submissionScores",
     "createSignalsSubmission",
     "create_submission",
     "createDiagnostics",
@@ -76,6 +77,10 @@ class FakeNumeraiState:
     datasets: dict[int, dict[str, bytes]] = field(default_factory=dict)
     # tournament id → round dict (number, openTime, closeStakingTime) or None for "no open round"
     rounds: dict[int, dict | None] = field(default_factory=dict)
+    # model id → its submissionScores rows (roundNumber, displayName, value, percentile, day, date, resolved…)
+    scores: dict[str, list[dict]] = field(default_factory=dict)
+    # tournament id → every round numerapi's list_rounds can see (past, open, upcoming)
+    round_list: dict[int, list[dict]] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
     graphql_calls: list[dict] = field(default_factory=list)
     downloads: list[str] = field(default_factory=list)
@@ -94,6 +99,18 @@ def open_round(number: int, now: dt.datetime | None = None, hours_left: float = 
     return {"number": number, "openTime": iso(now - dt.timedelta(hours=1)),
             "closeTime": iso(now + dt.timedelta(days=30)),
             "closeStakingTime": iso(now + dt.timedelta(hours=hours_left))}
+
+
+def _parse(stamp: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def upcoming_round(number: int, now: dt.datetime | None = None, opens_in_hours: float = 3.0,
+                   open_hours: float = 1.0) -> dict:
+    now = now or dt.datetime.now(dt.UTC)
+    opens = now + dt.timedelta(hours=opens_in_hours)
+    return {"number": number, "openTime": iso(opens), "closeTime": iso(opens + dt.timedelta(days=30)),
+            "closeStakingTime": iso(opens + dt.timedelta(hours=open_hours))}
 
 
 def closed_round(number: int, now: dt.datetime | None = None) -> dict:
@@ -145,6 +162,43 @@ class FakeNumeraiServer:
     def set_round(self, tournament: str, round_dict: dict | None) -> None:
         self.state.rounds[TOURNAMENT_IDS[tournament]] = round_dict
 
+    def add_round(self, tournament: str, round_dict: dict) -> None:
+        """A round numerapi's ``list_rounds`` sees (its status follows from its times)."""
+        self.state.round_list.setdefault(TOURNAMENT_IDS[tournament], []).append(round_dict)
+
+    def add_score(self, model_id: str, round_number: int, metric: str, value: float, *, day: int = 20,
+                  resolved: bool = True, percentile: float = 0.5) -> None:
+        """One submissionScores row, as Numerai answers numerapi 3.1.1's query."""
+        date = dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(days=round_number + day)
+        self.state.scores.setdefault(model_id, []).append({
+            "roundId": f"round-{round_number}", "submissionId": f"sub-{model_id}-{round_number}",
+            "roundNumber": round_number, "roundResolveTime": iso(date), "roundScoreTime": iso(date),
+            "roundCloseStakingTime": iso(date - dt.timedelta(days=day + 1)), "value": value,
+            "percentile": percentile, "displayName": metric, "version": "2", "date": iso(date), "day": day,
+            "resolveDate": iso(date) if resolved else None, "resolved": resolved})
+
+    def list_rounds(self, variables: dict) -> list[dict]:
+        """``rounds(tournament, number, target, status, limit)`` as Numerai answers numerapi's
+        ``list_rounds``: every field it asks for (``roundScoreConfigs`` a list), newest first."""
+        now = dt.datetime.now(dt.UTC)
+        tournament = variables.get("tournament")
+
+        def status(r: dict) -> str:
+            if now < _parse(r["openTime"]):
+                return "UPCOMING"
+            if now < _parse(r["closeStakingTime"]):
+                return "OPEN"
+            return "RESOLVED" if r.get("resolvedGeneral") else "RESOLVING"
+
+        rounds = [r for r in self.state.round_list.get(tournament, [])
+                  if variables.get("status") in (None, status(r))
+                  and variables.get("number") in (None, r["number"])]
+        rounds = sorted(rounds, key=lambda r: -r["number"])[: variables.get("limit") or None]
+        return [{"id": f"round-{tournament}-{r['number']}", "tournament": tournament, "target": None,
+                 "closeTime": r.get("closeTime"), "scoreTime": None, "resolveTime": None,
+                 "resolvedGeneral": False, "resolvedStaking": False, "payoutFactor": "1.0",
+                 "stakeThreshold": None, "dataDatestamp": None, "roundScoreConfigs": [], **r} for r in rounds]
+
     def fail(self, operation: str, kind: str = "graphql_error", *, status: int = 500,
              message: str = "Internal server error", times: int = 1) -> None:
         self.state.faults.append(Fault(operation, kind, status, message, times))
@@ -172,6 +226,18 @@ class FakeNumeraiServer:
             if name not in files:
                 raise _GraphQLError(f"File not found: {name}")
             return f"{self.base}/files/{variables.get('tournament')}/{name}"
+        if operation == "submissionScores":
+            rows = [r for r in s.scores.get(variables["modelId"], [])
+                    if variables.get("tournament") in (None, r.get("tournament", variables.get("tournament")))]
+            if variables.get("lastNRounds"):
+                keep = sorted({r["roundNumber"] for r in rows})[-variables["lastNRounds"]:]
+                rows = [r for r in rows if r["roundNumber"] in keep]
+            fields = ("roundId", "submissionId", "roundNumber", "roundResolveTime", "roundScoreTime",
+                      "roundCloseStakingTime", "value", "percentile", "displayName", "version", "date", "day",
+                      "resolveDate", "resolved")
+            return [{f: r.get(f) for f in fields} for r in rows]
+        if operation == "rounds" and ("status" in variables or "limit" in variables):
+            return self.list_rounds(variables)
         if operation == "rounds":
             current = s.rounds.get(variables.get("tournament"))
             if current is None:

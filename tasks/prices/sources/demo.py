@@ -9,7 +9,12 @@ dividends (``adj_close`` < ``close`` before an ex-date) and a planted, *known* s
 Model (log returns, one row per ticker, one column per weekday of the calendar grid)::
 
     r[i, t] = beta_i * market[t] + gamma_i * sector[s_i, t] + sigma_i * eps[i, t]
-              + signal * DRIFT_SCALE * drift[i, t]
+              + signal * DRIFT_SCALE * drift[i, t] + signal * sum_j x[i, j] * style[j, t]
+
+``x`` are static style exposures with factor returns ``style`` (style 0 earns a premium of
+``STYLE_PREMIUM`` a day, style 1 none); ``neutralizers()`` gives Numerai-style neutralizer
+tables spanning beta, styles, sectors and countries, so ALPHA and CORR differ: a signal that is
+a style scores CORR but no ALPHA.
 
 ``market``, ``sector`` and ``eps`` are i.i.d. unit-variance Student-t(4) shocks; ``drift`` is a
 latent per-ticker AR(1) with a half-life of ``DRIFT_HALF_LIFE`` trading days. The drift is the
@@ -21,8 +26,8 @@ Spearman correlation of trailing 60-day with forward 20D2L return ~0.00 at signa
 ~0.02-0.045 (signal 0.5) and ~0.12-0.16 (signal 1.0) across seeds.
 
 Determinism: every random draw depends only on (tickers, years, signal, seed); each model
-component has its own random stream, so changing ``signal`` changes the drift and nothing
-else. ``end`` only places the grid on the calendar (and selects that calendar's holidays):
+component has its own random stream, so changing ``signal`` changes the drift and the style
+returns and nothing else. ``end`` only places the grid on the calendar (and selects that calendar's holidays):
 for a given ``end`` the output is bit-for-bit reproducible.
 """
 
@@ -101,6 +106,13 @@ SECTOR_VOL = 0.006  # daily, before loading
 DRIFT_HALF_LIFE = 50.0  # trading days of the latent drift's AR(1)
 DRIFT_SCALE = 0.0016  # stationary daily std of the drift at signal=1 (calibrated, see module doc)
 STUDENT_T_DF = 4.0
+# Style factors: static per-ticker exposures (z-scores) with factor returns. Style 0 earns a
+# steady premium (like value), style 1 none (like size); both only when signal > 0, so a
+# pure-noise market stays unpredictable. They are what ALPHA removes: the demo's neutralizers
+# span them together with beta, sector and country.
+N_STYLES = 2
+STYLE_PREMIUM = 0.0005  # daily return per unit of style-0 exposure at signal=1
+STYLE_VOL = 0.002  # daily std of each style's factor return
 _CHUNK_ROWS = 256  # tickers generated per block: bounds float64 temporaries, fixed for determinism
 
 # One independent random stream per model component (the ids are part of the seed).
@@ -110,6 +122,7 @@ _STREAM = {
         [
             "symbols", "figi", "sector", "loadings", "listing", "dividends", "price_level",
             "market", "sectors", "idio", "drift", "intraday", "volume", "missing", "holidays",
+            "styles",  # appended last: the earlier streams keep their draws
         ]
     )
 }
@@ -124,6 +137,8 @@ class _Market:
     figis: np.ndarray
     country: np.ndarray  # index into COUNTRY_CODES
     sector: np.ndarray
+    beta: np.ndarray  # market loading
+    styles: np.ndarray  # (N, N_STYLES) float32 style exposures
     first_day: np.ndarray  # grid index of the first day of life
     last_day: np.ndarray  # grid index of the last day of life (T-1 when still listed)
     div_period: np.ndarray  # trading days between ex-dates; 0 = pays no dividend
@@ -299,6 +314,48 @@ class DemoMarket:
         day_hi = len(market.dates) if end_day is None else int(
             market.dates.searchsorted(pd.Timestamp(end_day), side="right"))
         return _bars_frame(market, rows, day_lo, max(day_lo, day_hi))
+
+
+    def neutralizers(self, dates: Sequence[Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Numerai-style neutralizer and sample-weight tables for ``dates`` (each ticker alive on
+        the date): ``numerai_ticker``, ``date`` ("YYYY-MM-DD"), ``neutralizer_<j>`` (float32) and
+        ``sample_weight`` (1.0). The columns are an orthonormal basis (Nᵀ N = I) of the span of
+        [1, beta, styles, sector and country dummies] on the date, zero-padded to a fixed count:
+        the factors a real neutralizer removes, so ALPHA keeps only what is not one of them."""
+        market = self._market
+        design = np.column_stack([
+            np.ones(len(market.tickers)), market.beta, market.styles,
+            np.eye(N_SECTORS)[market.sector], np.eye(len(COUNTRY_CODES))[market.country],
+        ])
+        width = design.shape[1]
+        neutral_parts, weight_parts = [], []
+        for stamp in pd.to_datetime(pd.Series(list(dates))).drop_duplicates().sort_values():
+            day = int(market.dates.searchsorted(stamp))
+            if day >= len(market.dates) or market.dates[day] != stamp:
+                continue
+            alive = np.flatnonzero((market.first_day <= day) & (market.last_day >= day))
+            if len(alive) == 0:
+                continue
+            u, singular, _ = np.linalg.svd(design[alive], full_matrices=False)
+            basis = np.zeros((len(alive), width), dtype=np.float32)
+            rank = int((singular > 1e-9 * singular[0]).sum())
+            basis[:, :rank] = u[:, :rank]
+            ids = {"numerai_ticker": pd.array(market.tickers[alive], dtype=pd.StringDtype()),
+                   "date": stamp.strftime("%Y-%m-%d")}
+            neutral_parts.append(pd.DataFrame({**ids, **{f"neutralizer_{j}": basis[:, j] for j in range(width)}}))
+            weight_parts.append(pd.DataFrame({**ids, "sample_weight": np.ones(len(alive), dtype=np.float32)}))
+        if not neutral_parts:
+            raise BadInputError("none of the dates is a day of the demo market", tag="invalid_dates")
+        return pd.concat(neutral_parts, ignore_index=True), pd.concat(weight_parts, ignore_index=True)
+
+    def style_exposures(self) -> pd.DataFrame:
+        """Per ticker: ``numerai_ticker``, ``beta`` and ``style_<j>`` (the factor exposures)."""
+        market = self._market
+        frame = pd.DataFrame({"numerai_ticker": pd.array(market.tickers, dtype=pd.StringDtype()),
+                              "beta": market.beta})
+        for j in range(N_STYLES):
+            frame[f"style_{j}"] = market.styles[:, j]
+        return frame
 
 
 # --------------------------------------------------------------------------- validation
@@ -492,6 +549,10 @@ def _generate(n_tickers: int, n_days: int, signal: float, seed: int, end: date) 
     market_factor = (MARKET_VOL * _student_t(_rng(seed, "market"), (n_days,))).astype(np.float32)
     sector_factors = (SECTOR_VOL * _student_t(_rng(seed, "sectors"), (N_SECTORS, n_days))).astype(np.float32)
     closed = _holiday_mask(seed, dates, country)
+    style_stream = _rng(seed, "styles")
+    styles = style_stream.standard_normal((n_tickers, N_STYLES)).astype(np.float32)
+    style_returns = (STYLE_VOL * style_stream.standard_normal((N_STYLES, n_days))).astype(np.float32)
+    style_returns[0] += np.float32(STYLE_PREMIUM)
 
     shape = (n_tickers, n_days)
     present = np.empty(shape, dtype=bool)
@@ -519,6 +580,7 @@ def _generate(n_tickers: int, n_days: int, signal: float, seed: int, end: date) 
             start_state = streams["drift"].standard_normal((hi - lo, 1)) * phi
             drift = lfilter([1.0], [1.0, -phi], innovations, axis=1, zi=start_state)[0]
             returns += (signal * DRIFT_SCALE * drift).astype(np.float32)
+            returns += (signal * (styles[rows] @ style_returns)).astype(np.float32)
         log_close = np.cumsum(returns, axis=1, dtype=np.float64)
         log_close += log_start[rows, None]
         previous_close = np.concatenate([log_start[rows, None], log_close[:, :-1]], axis=1)
@@ -546,7 +608,7 @@ def _generate(n_tickers: int, n_days: int, signal: float, seed: int, end: date) 
         present[rows] = alive & ~missing & ~closed[country[rows]]
 
     return _Market(
-        dates=dates, tickers=tickers, figis=figis, country=country, sector=sector,
+        dates=dates, tickers=tickers, figis=figis, country=country, sector=sector, beta=beta, styles=styles,
         first_day=first_day.astype(np.int64), last_day=last_day.astype(np.int64),
         div_period=div_period.astype(np.int64), div_offset=div_offset, div_yield=div_yield,
         present=present, adj_close=adj_close, adj_open=adj_open, adj_high=adj_high, adj_low=adj_low,

@@ -1,0 +1,207 @@
+"""Churn and turnover of a submission against the model's own recent submissions, and the gate.
+
+Numerai does not pay a Signals submission whose churn against any of the model's submissions of
+the last week is 15 % or more (since 2024-09), and checks a turnover of 20–25 % (sources
+disagree: the thresholds are settings, and the check reports the values rather than claiming
+Numerai's verdict). Definitions (numerai-tools 0.7.2 ``signals``):
+
+- **churn** = 1 − Spearman correlation of the two signals on their common tickers
+  (``signals.churn``);
+- **turnover** = half the sum of absolute differences of the two portfolios' weights on their
+  common tickers (``signals.turnover``). A portfolio's weights are its signal tie-kept ranked,
+  gaussianised, raised to the power 1.5, centred and scaled to absolute sum 1. Numerai also
+  neutralises them against its neutralizers, which exist for validation dates but not for the
+  live universe, so the local value is neutral to the mean only and may differ from Numerai's.
+
+Like numerai-tools, a pair is compared only when at least 80 % of each submission's tickers are
+common to both; with no comparable recent submission there is nothing to gate (reported).
+
+History: every submission that leaves (uploaded, or a demo dry run) is kept in
+``submissions/<tournament>/history/<model>/<round>.parquet`` (``numerai_ticker``/``symbol``,
+``signal``) with its time in the file's metadata.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from scipy.special import ndtri
+
+from numerflow.tasks.core.config import SubmissionSettings
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.core.ranking import rank_by_group
+from numerflow.tasks.core.store import Store, safe_id, write_parquet
+
+#: numerai-tools' DEFAULT_MAX_FILTERED_INDEX_RATIO: at most 20 % of either side may be unmatched.
+MAX_UNMATCHED_SHARE = 0.2
+_TIME_KEY = b"numerflow_submitted_at"
+
+
+def _signal_series(frame: pd.DataFrame) -> pd.Series:
+    """(id column, signal) frame → signal indexed by id (the first column)."""
+    return pd.Series(frame["signal"].to_numpy(dtype="float64"), index=frame.iloc[:, 0].astype(str).to_numpy())
+
+
+def _common(current: pd.Series, previous: pd.Series) -> tuple[pd.Series, pd.Series] | None:
+    current, previous = current.dropna(), previous.dropna()
+    ids = current.index.intersection(previous.index)
+    if not len(current) or not len(previous) or len(ids) / len(current) < 1 - MAX_UNMATCHED_SHARE \
+            or len(ids) / len(previous) < 1 - MAX_UNMATCHED_SHARE:
+        return None
+    return current.loc[ids], previous.loc[ids]
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    return rank_by_group(values, np.zeros(len(values), dtype=np.int64))
+
+
+def churn(current: pd.Series, previous: pd.Series) -> float | None:
+    """1 − Spearman correlation on the common tickers; None when too few are common."""
+    pair = _common(current, previous)
+    if pair is None:
+        return None
+    a, b = (_ranks(s.to_numpy()) for s in pair)
+    if a.std() == 0 or b.std() == 0:
+        raise BadInputError("a submission's signals are all equal; churn is undefined", tag="invalid_submission_values")
+    return float(1.0 - np.corrcoef(a, b)[0, 1])
+
+
+def portfolio_weights(signal: pd.Series) -> pd.Series:
+    """Tie-kept rank → gaussianise → power 1.5 → centre → absolute sum 1, over the submission."""
+    values = signal.dropna()
+    gaussian = ndtri(_ranks(values.to_numpy()))
+    powered = np.sign(gaussian) * np.abs(gaussian) ** 1.5
+    centred = powered - powered.mean()
+    return pd.Series(centred / np.abs(centred).sum(), index=values.index)
+
+
+def turnover(current: pd.Series, previous: pd.Series) -> float | None:
+    """Half the absolute weight change on the common tickers; None when too few are common."""
+    pair = _common(portfolio_weights(current), portfolio_weights(previous))
+    if pair is None:
+        return None
+    return float(np.abs(pair[0].to_numpy() - pair[1].to_numpy()).sum() / 2)
+
+
+# --------------------------------------------------------------------------------------------
+# History of the model's own submissions
+# --------------------------------------------------------------------------------------------
+
+
+def history_dir(store: Store, tournament: str, model_name: str | None) -> Path:
+    return store.root / "submissions" / tournament / "history" / safe_id(model_name or "default", "model name")
+
+
+def record_submission(store: Store, tournament: str, model_name: str | None, round_label: str,
+                      submission: pd.DataFrame, now: dt.datetime | None = None) -> Path:
+    """Keep a submission that left (atomic write), for the next rounds' churn."""
+    now = now or dt.datetime.now(dt.UTC)
+    table = pa.Table.from_pandas(submission, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), _TIME_KEY: now.isoformat().encode()})
+    return write_parquet(history_dir(store, tournament, model_name) / f"{safe_id(round_label, 'round')}.parquet",
+                         table)
+
+
+@dataclass(frozen=True)
+class PastSubmission:
+    round_label: str
+    submitted_at: dt.datetime
+    signal: pd.Series
+
+
+def recent_submissions(store: Store, tournament: str, model_name: str | None, *, lookback_days: float, limit: int,
+                       exclude_round: str | None = None, now: dt.datetime | None = None) -> list[PastSubmission]:
+    """The model's submissions of the last ``lookback_days``, newest first, at most ``limit``."""
+    now = now or dt.datetime.now(dt.UTC)
+    folder = history_dir(store, tournament, model_name)
+    found = []
+    for path in folder.glob("*.parquet") if folder.exists() else []:
+        if path.name.startswith(".") or path.stem == exclude_round:
+            continue
+        metadata = pq.read_schema(path).metadata or {}
+        stamp = dt.datetime.fromisoformat(metadata.get(_TIME_KEY, b"1970-01-01T00:00:00+00:00").decode())
+        if now - stamp <= dt.timedelta(days=lookback_days):
+            found.append((stamp, path))
+    found.sort(reverse=True)
+    return [PastSubmission(path.stem, stamp, _signal_series(pd.read_parquet(path))) for stamp, path in found[:limit]]
+
+
+# --------------------------------------------------------------------------------------------
+# The check and the gate
+# --------------------------------------------------------------------------------------------
+
+
+def churn_report(submission: pd.DataFrame, previous: list[PastSubmission], settings: SubmissionSettings) -> dict:
+    """Max churn and turnover against ``previous``, per comparison, thresholds and verdict."""
+    current = _signal_series(submission)
+    pairs = [(p, churn(current, p.signal), turnover(current, p.signal)) for p in previous]
+    comparisons = [{"round": p.round_label, "submitted_at": p.submitted_at.isoformat(), "churn": c, "turnover": t}
+                   for p, c, t in pairs]
+    churns = [c for _, c, _ in pairs if c is not None]
+    turnovers = [t for _, _, t in pairs if t is not None]
+    max_churn = max(churns) if churns else None
+    max_turnover = max(turnovers) if turnovers else None
+    problems = []
+    if max_churn is not None and max_churn >= settings.max_churn:
+        problems.append(f"churn {max_churn:.3f} >= threshold {settings.max_churn:.3f}")
+    if max_turnover is not None and max_turnover >= settings.max_turnover:
+        problems.append(f"turnover {max_turnover:.3f} >= threshold {settings.max_turnover:.3f}")
+    report: dict[str, Any] = {
+        "max_churn": max_churn,
+        "max_turnover": max_turnover,
+        "churn_threshold": settings.max_churn,
+        "turnover_threshold": settings.max_turnover,
+        "gate": settings.churn_gate,
+        "compared_with": comparisons,
+    }
+    report["problems"] = problems
+    if not comparisons:
+        report["note"] = "no submission of this model in the lookback window: nothing to compare"
+    elif not churns:
+        report["note"] = "no recent submission shares 80 % of its tickers with this one: not compared"
+    return report
+
+
+def churn_message(report: dict) -> str:
+    """One line for logs and outcomes."""
+    def fmt(value: float | None) -> str:
+        return "—" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+    line = (f"churn {fmt(report['max_churn'])} (threshold {report['churn_threshold']:.3f}), turnover "
+            f"{fmt(report['max_turnover'])} (threshold {report['turnover_threshold']:.3f}) against "
+            f"{len(report['compared_with'])} recent submissions")
+    return line + (f"; {report['note']}" if report.get("note") else "")
+
+
+def gate(report: dict) -> str | None:
+    """``refuse``: raise (tag ``churn_gate``) when a threshold is crossed; ``warn``: return the
+    warning to log and show (None when within the thresholds)."""
+    if not report["problems"]:
+        return None
+    detail = "; ".join(report["problems"])
+    if report["gate"] == "refuse":
+        raise BadInputError(
+            f"not uploaded: {detail} against the model's recent submissions (submission.churn_gate = refuse). "
+            "Numerai may not pay a submission above these; lower the churn (e.g. blend with the last submission) "
+            "or set submission.churn_gate = \"warn\" to upload anyway", tag="churn_gate")
+    return f"churn gate warning: {detail} (uploaded anyway: submission.churn_gate = warn)"
+
+
+def check_against_history(store: Store, settings: SubmissionSettings, tournament: str, model_name: str | None,
+                          round_label: str, submission: pd.DataFrame, now: dt.datetime | None = None) -> dict:
+    """The churn report of ``submission`` against the model's recent submissions (this round's own
+    excluded), gated: raises in ``refuse`` mode above a threshold, else the report carries the
+    ``warning`` (or None)."""
+    previous = recent_submissions(store, tournament, model_name, lookback_days=settings.churn_lookback_days,
+                                  limit=settings.churn_history, exclude_round=round_label, now=now)
+    report = churn_report(submission, previous, settings)
+    report["warning"] = gate(report)
+    return report

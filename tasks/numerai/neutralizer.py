@@ -1,0 +1,210 @@
+"""Numerai's neutralizer and sample-weight files, read a few dates at a time, and ALPHA from them.
+
+Signals v2.1 publishes ``validation_neutralizer.parquet`` (~200 neutralizer columns, ~4 GB:
+never loaded whole) and ``validation_sample_weights.parquet`` (and ``train_*`` ones), one row
+per (``numerai_ticker``, ``date``). There is no live neutralizer. Columns are read from the
+file's schema: the id and ``date`` columns, then every other numeric column is a neutralizer
+(the weights file: its one numeric column).
+
+Reads go through pyarrow's dataset scanner with a ``date`` filter, so only the row groups whose
+statistics can hold the wanted dates are decoded, and batches outside them are dropped as they
+stream: memory follows the dates asked for (``max_rows`` rows at a time), not the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.core.store import Store
+from numerflow.tasks.model.alpha import alpha_by_date
+from numerflow.tasks.numerai.client import NumeraiClient, dataset_file, pick_dataset_version, round_download_path
+
+ID_COLUMNS = ("numerai_ticker", "composite_figi")
+NEUTRALIZER_FILES = {"validation": "validation_neutralizer.parquet", "train": "train_neutralizer.parquet"}
+WEIGHT_FILES = {"validation": "validation_sample_weights.parquet", "train": "train_sample_weights.parquet"}
+#: Rows decoded at once when scoring from the files (~200 float32 columns: ~0.8 KB a row).
+DEFAULT_MAX_ROWS = 200_000
+
+
+@dataclass(frozen=True)
+class NeutralizerFiles:
+    version: str
+    kind: str  # "validation" or "train"
+    neutralizer_path: Path
+    weights_path: Path
+
+
+def fetch_neutralizer_files(client: NumeraiClient, store: Store, round_number: int,
+                            kind: str = "validation") -> NeutralizerFiles | None:
+    """Download the neutralizer and sample-weight files of ``kind`` from the newest version that
+    lists both (None when none does); once per round, like the validation data."""
+    filenames = client.list_datasets()
+    wanted = (NEUTRALIZER_FILES[kind], WEIGHT_FILES[kind])
+    try:
+        version = pick_dataset_version(filenames, client.spec.name, required=(wanted[0],))
+    except BadInputError:
+        return None
+    if f"{version}/{wanted[1]}" not in filenames:
+        return None
+    paths = []
+    for name in wanted:
+        remote = dataset_file(filenames, version, (name,))
+        path = round_download_path(store, client.spec.name, remote, round_number)
+        if not path.exists():
+            client.download(remote, path)
+        paths.append(path)
+    return NeutralizerFiles(version, kind, paths[0], paths[1])
+
+
+@dataclass(frozen=True)
+class _Layout:
+    id_column: str
+    date_type: pa.DataType
+    value_columns: list[str]
+
+
+def _layout(path: Path, what: str) -> _Layout:
+    schema = ds.dataset(path, format="parquet").schema
+    id_column = next((c for c in ID_COLUMNS if c in schema.names), None)
+    if id_column is None or "date" not in schema.names:
+        raise BadInputError(f"Numerai {what} file {path} lacks an id column ({'/'.join(ID_COLUMNS)}) or 'date'; "
+                            "delete it and download again", tag="invalid_numerai_data")
+    values = [f.name for f in schema if f.name not in (*ID_COLUMNS, "date", "era")
+              and (pa.types.is_floating(f.type) or pa.types.is_integer(f.type))]
+    if not values:
+        raise BadInputError(f"Numerai {what} file {path} has no numeric columns", tag="invalid_numerai_data")
+    return _Layout(id_column, schema.field("date").type, values)
+
+
+def neutralizer_columns(path: Path) -> list[str]:
+    return _layout(Path(path), "neutralizer").value_columns
+
+
+def _date_values(dates: Sequence[Any], date_type: pa.DataType) -> pa.Array:
+    stamps = pd.to_datetime(pd.Series(list(dates)))
+    if pa.types.is_string(date_type) or pa.types.is_large_string(date_type):
+        return pa.array(stamps.dt.strftime("%Y-%m-%d").tolist(), type=date_type)
+    if pa.types.is_date(date_type):
+        return pa.array([d.date() for d in stamps], type=date_type)
+    return pa.array(stamps.dt.tz_localize(None).to_numpy(), type=pa.timestamp("ns")).cast(date_type)
+
+
+def read_dates(path: Path, dates: Sequence[Any], columns: Sequence[str] | None = None,
+               what: str = "neutralizer") -> pd.DataFrame:
+    """Rows of ``dates`` only: ``ticker`` (string), ``date`` (datetime64[ns]) and ``columns``
+    (default every numeric column), as stored (float32 stays float32)."""
+    layout = _layout(Path(path), what)
+    wanted = list(columns) if columns is not None else layout.value_columns
+    missing = [c for c in wanted if c not in layout.value_columns]
+    if missing:
+        raise BadInputError(f"Numerai {what} file {path} lacks columns {missing}", tag="invalid_numerai_data")
+    dataset = ds.dataset(path, format="parquet")
+    table = dataset.to_table(columns=[layout.id_column, "date", *wanted],
+                             filter=pc.is_in(ds.field("date"), value_set=_date_values(dates, layout.date_type)))
+    frame = table.to_pandas(self_destruct=True, split_blocks=True)
+    frame = frame.rename(columns={layout.id_column: "ticker"})
+    frame["ticker"] = frame["ticker"].astype("string")
+    frame["date"] = pd.to_datetime(frame["date"]).astype("datetime64[ns]")
+    return frame
+
+
+def file_dates(path: Path) -> pd.DatetimeIndex:
+    """The distinct dates of a Numerai file (reads the ``date`` column only)."""
+    column = ds.dataset(path, format="parquet").to_table(columns=["date"]).column("date")
+    return pd.DatetimeIndex(pd.to_datetime(pc.unique(column).to_pandas())).sort_values()
+
+
+def date_batches(dates: Sequence[Any], rows_per_date: int, max_rows: int) -> Iterator[list[Any]]:
+    """Consecutive groups of dates whose rows (about ``rows_per_date`` each) fit ``max_rows``."""
+    per_batch = max(1, max_rows // max(rows_per_date, 1))
+    dates = list(dates)
+    for start in range(0, len(dates), per_batch):
+        yield dates[start:start + per_batch]
+
+
+def alpha_from_files(scored: pd.DataFrame, neutralizer_path: Path, weights_path: Path, *,
+                     max_rows: int = DEFAULT_MAX_ROWS) -> pd.Series:
+    """Per-date ALPHA of ``scored`` (``ticker``, ``date``, ``prediction``, ``target``: Numerai's
+    ids and data dates) against Numerai's neutralizers and sample weights.
+
+    The files are read ``max_rows`` rows' worth of dates at a time; only the neutralizer rows of
+    those dates are ever in memory. Rows without a neutralizer or weight row are not scored.
+    """
+    dates_of_rows = pd.to_datetime(scored["date"]).astype("datetime64[ns]")
+    positions = pd.Series(np.arange(len(scored))).groupby(dates_of_rows.to_numpy()).indices  # date → rows
+    dates = sorted(positions)
+    if not dates:
+        return pd.Series(dtype="float64", name="alpha")
+    columns = neutralizer_columns(neutralizer_path)
+    weight_column = _layout(Path(weights_path), "sample weights").value_columns[0]
+    rows_per_date = int(np.ceil(len(scored) / len(dates)))
+    parts = []
+    for batch in date_batches(dates, rows_per_date, max_rows):
+        take = np.concatenate([positions[d] for d in batch])  # only this batch's rows are copied
+        rows = pd.DataFrame({"ticker": scored["ticker"].iloc[take].astype("string").to_numpy(),
+                             "date": dates_of_rows.iloc[take].to_numpy(),
+                             "prediction": scored["prediction"].iloc[take].to_numpy(),
+                             "target": scored["target"].iloc[take].to_numpy()})
+        neutral = read_dates(neutralizer_path, batch, columns)
+        weights = read_dates(weights_path, batch, [weight_column], what="sample weights")
+        merged = rows.merge(neutral, on=["ticker", "date"], how="inner").merge(weights, on=["ticker", "date"],
+                                                                               how="inner")
+        del neutral
+        if merged.empty:
+            continue
+        parts.append(alpha_by_date(merged["prediction"], merged["target"], merged[columns].to_numpy(),
+                                   merged[weight_column], merged["date"]))
+    if not parts:
+        raise BadInputError("no scored row matched Numerai's neutralizer and sample-weight rows (ids and dates "
+                            "must be numerai_ticker and Numerai's data dates)", tag="no_numerai_overlap")
+    return pd.concat(parts).sort_index().rename("alpha")
+
+
+
+def validation_alpha(predictions_path: Path, neutralizer_path: Path, weights_path: Path, *,
+                     max_rows: int = DEFAULT_MAX_ROWS) -> pd.Series:
+    """Per-date ALPHA of a model's validation predictions (``ticker``, ``date``, ``target``,
+    ``prediction``, and ``numerai_date`` when it trained on Numerai's rows: the neutralizer's
+    dates are Numerai's data dates) against Numerai's payout target ``target_chili_60`` when the
+    file carries it (``alpha_target``), else against the target it trained on. The series' name
+    attribute ``scored_on`` says which."""
+    from numerflow.tasks.core.store import read_parquet
+
+    predictions = read_parquet(Path(predictions_path))
+    if "numerai_date" in predictions.columns:
+        predictions = predictions.assign(date=predictions["numerai_date"])
+    scored_on = "the trained target"
+    if "alpha_target" in predictions.columns:
+        predictions = predictions.assign(target=predictions["alpha_target"])
+        scored_on = "target_chili_60"
+    alpha = alpha_from_files(predictions[["ticker", "date", "prediction", "target"]], neutralizer_path,
+                             weights_path, max_rows=max_rows)
+    alpha.attrs["scored_on"] = scored_on
+    return alpha
+
+
+def write_neutralizer_files(folder: Path, neutral: pd.DataFrame, weights: pd.DataFrame) -> NeutralizerFiles:
+    """Store neutralizer and sample-weight tables in Numerai's file layout (one row group per date)."""
+    from numerflow.tasks.core.store import write_with
+
+    rows_per_date = max(1, int(neutral.groupby("date").size().max()))
+    paths = []
+    for name, frame in ((NEUTRALIZER_FILES["validation"], neutral), (WEIGHT_FILES["validation"], weights)):
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+
+        def write(tmp: Path, table: pa.Table = table) -> None:
+            pq.write_table(table, tmp, compression="zstd", row_group_size=rows_per_date)
+
+        paths.append(write_with(Path(folder) / name, write))
+    return NeutralizerFiles("demo", "validation", paths[0], paths[1])

@@ -1,0 +1,113 @@
+"""Numerai v2.1 neutralizer and sample-weight files: discovered and downloaded through the real
+numerapi from the fake Numerai, read a few dates at a time, and ALPHA scored from them within a
+memory budget smaller than the file."""
+
+from __future__ import annotations
+
+import io
+import tracemalloc
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from fakes.numerai_fixtures import fake_numerai, keys, make_client, sleeps  # noqa: F401 - fixtures
+from fakes.numerai_v21 import NUMERIC_FEATURES, add_v21_datasets, neutralizer_frames, parquet_bytes
+from numerai_tools import scoring
+
+from numerflow.tasks.core.store import Store
+from numerflow.tasks.numerai.neutralizer import (
+    alpha_from_files,
+    fetch_neutralizer_files,
+    file_dates,
+    neutralizer_columns,
+    read_dates,
+)
+
+TICKERS = [f"T{i:04d} US" for i in range(120)]
+VALIDATION = pd.date_range("2025-01-03", periods=6, freq="W-FRI")
+
+
+def test_fetch_discovers_the_version_and_downloads_both_files_per_round(fake_numerai, make_client, tmp_path):
+    frames = add_v21_datasets(fake_numerai, TICKERS, pd.date_range("2024-01-05", periods=4, freq="W-FRI"),
+                              VALIDATION, pd.Timestamp("2025-03-07"))
+    fake_numerai.add_dataset("signals", "signals/v2.0/validation.parquet", b"old")  # no neutralizer in v2.0
+    files = fetch_neutralizer_files(make_client(with_keys=False), Store(tmp_path), round_number=1001)
+    assert files is not None and files.version == "signals/v2.1"
+    assert files.neutralizer_path == tmp_path / "numerai/signals/v2.1/round-1001/validation_neutralizer.parquet"
+    assert neutralizer_columns(files.neutralizer_path) == [f"neutralizer_{j}" for j in range(8)]
+    assert list(file_dates(files.weights_path)) == list(VALIDATION)
+    # The served training data has the real layout: string ids and dates, float32 features, two strings.
+    train = pd.read_parquet(io.BytesIO(fake_numerai.state.datasets[11]["signals/v2.1/train.parquet"]))
+    assert train["date"].iloc[0] == "2024-01-05"
+    assert all(train[name].dtype == np.float32 for name in NUMERIC_FEATURES)
+    assert frames["validation.parquet"]["target"].notna().all()
+
+
+def test_no_neutralizer_listed_means_none(fake_numerai, make_client, tmp_path):
+    assert fetch_neutralizer_files(make_client(with_keys=False), Store(tmp_path), round_number=1001) is None
+
+
+def _scored(neutral: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    scored = neutral[["numerai_ticker", "date"]].rename(columns={"numerai_ticker": "ticker"}).copy()
+    scored["prediction"] = rng.normal(size=len(scored)) + 3 * neutral["neutralizer_2"].to_numpy()
+    scored["target"] = rng.choice([0.0, 0.25, 0.5, 0.75, 1.0], len(scored))
+    return scored.sample(frac=0.9, random_state=seed)  # some tickers not predicted
+
+
+def test_alpha_from_files_equals_numerai_tools_per_date(tmp_path):
+    neutral, weights = neutralizer_frames(TICKERS, VALIDATION, 8)
+    neutral_path, weights_path = tmp_path / "n.parquet", tmp_path / "w.parquet"
+    neutral_path.write_bytes(parquet_bytes(neutral, row_group_size=len(TICKERS)))
+    weights_path.write_bytes(parquet_bytes(weights))
+    scored = _scored(neutral)
+    ours = alpha_from_files(scored, neutral_path, weights_path, max_rows=200)  # 1-2 dates per read
+    columns = [f"neutralizer_{j}" for j in range(8)]
+    for date, day in scored.groupby("date"):
+        n_day = neutral[neutral["date"] == date].set_index("numerai_ticker").sort_index()
+        w_day = weights[weights["date"] == date].set_index("numerai_ticker")["sample_weight"].sort_index()
+        day = day.set_index("ticker").sort_index()
+        ids = day.index
+        expected = scoring.alpha(day[["prediction"]], n_day.loc[ids, columns].astype("float64"),
+                                 w_day.loc[ids].astype("float64"), day["target"])["prediction"]
+        assert ours[pd.Timestamp(date)] == pytest.approx(expected, abs=1e-9)
+    assert len(ours) == len(VALIDATION)
+
+
+def test_read_dates_reads_only_the_dates_asked_for(tmp_path):
+    neutral, _ = neutralizer_frames(TICKERS, VALIDATION, 4)
+    path = tmp_path / "n.parquet"
+    path.write_bytes(parquet_bytes(neutral, row_group_size=len(TICKERS)))
+    rows = read_dates(path, [VALIDATION[2], VALIDATION[4]])
+    assert sorted(rows["date"].unique()) == [VALIDATION[2], VALIDATION[4]]
+    assert len(rows) == 2 * len(TICKERS) and rows["neutralizer_0"].dtype == np.float32
+    assert rows["ticker"].dtype == "string"
+
+
+def test_scoring_from_a_file_larger_than_the_budget_stays_within_it(tmp_path):
+    """The neutralizer file's data is 4x the budget: only a few dates are ever decoded."""
+    tickers = [f"T{i:05d} US" for i in range(1500)]
+    dates = pd.date_range("2024-01-05", periods=80, freq="W-FRI")
+    neutral, weights = neutralizer_frames(tickers, dates, 100, seed=3, orthonormal=False)
+    neutral_path, weights_path = tmp_path / "n.parquet", tmp_path / "w.parquet"
+    neutral_path.write_bytes(parquet_bytes(neutral, row_group_size=len(tickers)))
+    weights_path.write_bytes(parquet_bytes(weights, row_group_size=len(tickers)))
+    whole_table_bytes = int(neutral.memory_usage(deep=True).sum())
+    scored = _scored(neutral)
+    del neutral, weights
+    budget = whole_table_bytes // 4
+
+    pool = pa.proxy_memory_pool(pa.default_memory_pool())
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pool)
+    tracemalloc.start()
+    try:
+        scores = alpha_from_files(scored, neutral_path, weights_path, max_rows=3000)  # 2 dates per read
+        _, python_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        pa.set_memory_pool(previous)
+    peak = python_peak + pool.max_memory()
+    assert len(scores) == len(dates) and scores.notna().all()
+    assert peak < budget, (peak, budget, whole_table_bytes)
