@@ -150,11 +150,49 @@ def _peak_rss_mb() -> float:
 INPUT_COLUMNS = ["ticker", "date", "close", "adj_close", "volume"]
 
 
-def _run_side(side: str, data_path: Path) -> dict:
+def plugin_source(prices: pd.DataFrame, columns: int, seed: int):
+    """A plug-in's output at panel scale: one row per ticker and week (Fridays, 22:00 UTC: after the
+    New York close, so first used the next bar) with ``columns`` value columns, ~5% missing; validated
+    like any plug-in frame (the validation is timed apart from the join)."""
+    from numerflow.tasks.core.config import FeatureSourceSettings
+    from numerflow.tasks.model.plugins import Availability, LoadedSource, validate_source
+
+    rng = np.random.default_rng(seed)
+    tickers = pd.unique(prices["ticker"].astype(str))
+    dates = pd.to_datetime(prices["date"])
+    weeks = pd.date_range(dates.min(), dates.max(), freq="W-FRI") + pd.Timedelta(hours=22)
+    frame = pd.DataFrame({"ticker": np.repeat(tickers, len(weeks)), "timestamp": np.tile(weeks, len(tickers))})
+    names = [f"v{j}" for j in range(columns)]
+    for name in names:
+        values = rng.normal(size=len(frame))
+        values[rng.random(len(frame)) < 0.05] = np.nan
+        frame[name] = values
+    start = time.perf_counter()
+    checked = validate_source(frame, "bench plug-in", FeatureSourceSettings(name="bench"), Availability(), "numerai_ticker")
+    return LoadedSource("bench", checked, 14.0, names), time.perf_counter() - start, len(frame)
+
+
+def _run_side(side: str, data_path: Path, plugin_columns: int = 5) -> dict:
     # Ours reads the ticker column as a categorical (Arrow dictionary: ~45 MB of codes instead of
     # ~300 MB of strings at 5,000 x 20 years); the baseline reads strings, as public code does.
     prices = read_parquet(data_path, columns=INPUT_COLUMNS, categorical=["ticker"] if side == "ours" else ())
     rss_input = _peak_rss_mb()
+    if side == "plugins":  # the features, then the point-in-time join + per-date ranks of the plug-in columns
+        from numerflow.tasks.model.plugins import add_source_features
+
+        start = time.perf_counter()
+        features = compute_features(prices)
+        feature_seconds = time.perf_counter() - start
+        source, validate_seconds, source_rows = plugin_source(prices, plugin_columns, seed=1)
+        del prices
+        start = time.perf_counter()
+        joined = add_source_features(features, [source])
+        join_seconds = time.perf_counter() - start
+        coverage = float(joined[source.feature_names[0]].notna().mean())
+        return {"seconds": feature_seconds + join_seconds, "feature_seconds": feature_seconds,
+                "join_seconds": join_seconds, "validate_seconds": validate_seconds, "source_rows": source_rows,
+                "plugin_columns": plugin_columns, "coverage": coverage, "rows": len(joined),
+                "peak_rss_mb": _peak_rss_mb(), "rss_after_input_mb": rss_input}
     if side == "ours":
         start = time.perf_counter()
         features = compute_features(prices)
@@ -194,11 +232,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--source", choices=["auto", "demo", "randomwalk"], default="auto",
                         help="demo = tasks.sources.demo.DemoMarket (auto: when it exists)")
-    parser.add_argument("--side", choices=["ours", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument("--plugin-columns", type=int, default=5,
+                        help="value columns of the plug-in case (features + point-in-time join); 0 skips it")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the (slow) pandas baseline")
+    parser.add_argument("--side", choices=["ours", "baseline", "plugins"], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:  # child process: run one side, print its JSON
-        print(json.dumps(_run_side(args.side, args.data)))
+        print(json.dumps(_run_side(args.side, args.data, args.plugin_columns)))
         return
 
     source = args.source
@@ -220,12 +261,26 @@ def main() -> None:
         write_parquet(data_path, prices)
         del prices
         results = {}
-        for side in ("ours", "baseline"):
-            done = subprocess.run([sys.executable, __file__, "--side", side, "--data", str(data_path)],
+        sides = ["ours", *([] if args.no_baseline else ["baseline"]), *(["plugins"] if args.plugin_columns else [])]
+        for side in sides:
+            done = subprocess.run([sys.executable, __file__, "--side", side, "--data", str(data_path),
+                                   "--plugin-columns", str(args.plugin_columns)],
                                   check=True, capture_output=True, text=True)
             results[side] = json.loads(done.stdout.strip().splitlines()[-1])
             print(f"{side:>8}: {results[side]['seconds']:7.1f} s, peak RSS {results[side]['peak_rss_mb']:,.0f} MB",
                   flush=True)
+    plug = results.get("plugins")
+    if plug:
+        share = plug["join_seconds"] / plug["feature_seconds"]
+        print(f"plug-in case: {plug['plugin_columns']} columns, {plug['source_rows']:,} source rows (weekly); features "
+              f"{plug['feature_seconds']:.1f} s, point-in-time join + ranks {plug['join_seconds']:.1f} s "
+              f"(+{100 * share:.0f}% of the features time; goal < 25%), validation {plug['validate_seconds']:.1f} s, "
+              f"peak RSS {plug['peak_rss_mb']:,.0f} MB")
+    if "baseline" not in results:
+        print(json.dumps({"benchmark": "features", "source": source, "tickers": args.tickers, "years": args.years,
+                          "rows": results["ours"]["rows"], "ours_seconds": round(results["ours"]["seconds"], 2),
+                          "plugins": plug}))
+        return
     ours, base = results["ours"], results["baseline"]
     ratio = base["seconds"] / ours["seconds"]
     print(f"speed-up: {ratio:.1f}x (goal >= 8x; ours on {ours['threads']} threads, the baseline on 1); our peak RSS {ours['peak_rss_mb'] / 1024:.2f} GB "
@@ -240,7 +295,7 @@ def main() -> None:
                       "baseline_seconds": round(base["seconds"], 2), "speedup": round(ratio, 2),
                       "ours_peak_rss_mb": round(ours["peak_rss_mb"]), "ours_rss_after_input_mb": round(ours["rss_after_input_mb"]),
                       "baseline_peak_rss_mb": round(base["peak_rss_mb"]), "max_abs_diff": base["max_abs_diff"],
-                      "nan_mismatch": base["nan_mismatch"], "same_rows": base["same_rows"]}))
+                      "nan_mismatch": base["nan_mismatch"], "same_rows": base["same_rows"], "plugins": plug}))
 
 
 if __name__ == "__main__":

@@ -41,6 +41,23 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _feature_groups(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"give feature group names separated by commas, got {text!r}")
+    return names
+
+
+def _features_extra(args: argparse.Namespace) -> dict[str, Any] | None:
+    """``--features``/``--news-signal`` as a nested settings override (the ``features`` section)."""
+    features: dict[str, Any] = {}
+    if getattr(args, "features", None):
+        features["use"] = args.features
+    if getattr(args, "news_signal", None) is not None:
+        features["news"] = {"demo_signal": args.news_signal}
+    return {"features": features} if features else None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="numerflow",
@@ -64,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--signal", type=_non_negative_float,
                      help="demo: planted signal strength, 0 = pure noise (default 0.5)")
     run.add_argument("--seed", type=int, help="demo: random seed (default 42)")
+    run.add_argument("--features", type=_feature_groups,
+                     help="feature groups, comma-separated: own (the price features) and feature source or plug-in "
+                     "names, e.g. own,news_sentiment (default: features.use)")
+    run.add_argument("--news-signal", type=_non_negative_float,
+                     help="demo: planted strength of the synthetic news sentiment (default 0.2)")
     run.add_argument("--retrain", action="store_true", help="train a new model even if a fresh one exists")
     run.add_argument("--json", action="store_true", help="print a machine-readable JSON summary on stdout")
     # Live rounds (no --demo): Numerai's universe and upload, the configured price source.
@@ -292,8 +314,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     demo = {"tickers": args.tickers, "years": args.years, "signal": args.signal, "seed": args.seed}
     # Fail fast, before Prefect starts; a demo round reads the offline demo market, never Yahoo.
+    extra = _features_extra(args)
     settings = load_settings(**mode_overrides("demo" if args.demo else "live",
-                                              _overrides(args, model_name=args.model, **demo)))
+                                              _overrides(args, model_name=args.model, extra=extra, **demo)))
     if args.demo:
         check_demo_settings(settings)
     else:
@@ -308,7 +331,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with echo_stages(sys.stderr):  # one line per stage as it starts, and as it ends with its duration
         result = round_flow(mode="demo" if args.demo else "live", tournament=args.tournament,
                             model_name=args.model, force=args.force, retrain=args.retrain, data_dir=args.data_dir,
-                            **demo)
+                            overrides=extra, **demo)
     summary = run_summary(result)
     print(json.dumps(summary, indent=2, default=str) if args.json else render_summary(summary))
     return 0

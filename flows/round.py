@@ -724,7 +724,7 @@ def resolve_tickers_task(settings: Settings, universe: UniverseRef) -> Resolutio
 
 @task(name="build-dataset", retries=0, timeout_seconds=3600)
 def build_dataset_task(settings: Settings, source: str) -> DatasetInfo:
-    return build_dataset(Store(settings.data_dir), source, settings.target)
+    return build_dataset(Store(settings.data_dir), source, settings.target, settings.features)
 
 
 @network_task(name="numerai-targets", timeout_seconds=3 * 3600)

@@ -417,3 +417,49 @@ def test_each_feature_reads_only_the_inputs_it_declares():
             features._feature_recipes(declared, layout.n_bars)[name](whole),
             features._feature_recipes(every_input, layout.n_bars)[name](whole),
         )
+
+
+def test_plugin_features_up_to_d_ignore_source_rows_after_d():
+    """The look-ahead guard over plug-in features: altering or adding source rows dated after d
+    (and prices after d) leaves every feature, built-in or plug-in, unchanged at dates <= d."""
+    from numerflow.tasks.core.config import FeatureSourceSettings, FeaturesSettings, TargetSettings
+    from numerflow.tasks.model.dataset import build_dataset_frame
+    from numerflow.tasks.model.plugins import Availability, LoadedSource, validate_source
+
+    panel = random_panel(seed=1)
+    cutoff = panel["date"].sort_values().iloc[len(panel) // 2]
+    rng = np.random.default_rng(3)
+    tickers = panel["ticker"].unique()
+    stamps = pd.date_range(panel["date"].min(), panel["date"].max(), freq="37h")
+    source = pd.DataFrame({"numerai_ticker": np.repeat(np.asarray(tickers, dtype=object), len(stamps)),
+                           "timestamp": np.tile(stamps, len(tickers))})
+    source["score"] = rng.normal(size=len(source))
+    source["other"] = rng.normal(size=len(source))
+    settings = FeatureSourceSettings(name="mine", path=Path("mine.parquet"), timezone="America/New_York")
+    rule = Availability("America/New_York", 0, None)
+    # "After d" in the source's own time: anything stamped after d's close (16:00 New York).
+    later = (source["timestamp"] > cutoff + pd.Timedelta(hours=16)).to_numpy()
+    altered = source.copy()
+    altered.loc[later, ["score", "other"]] *= -7
+    extra = source[later].assign(timestamp=lambda f: f["timestamp"] + pd.Timedelta(minutes=5), score=99.0)
+    altered = pd.concat([altered, extra], ignore_index=True)
+    prices_altered = panel.copy()
+    prices_altered.loc[prices_altered["date"] > cutoff, ["close", "adj_close"]] *= 3
+    features = FeaturesSettings(use=["own", "mine"])
+
+    def dataset(prices, table):
+        src = LoadedSource("mine", validate_source(table, "mine.parquet", settings, rule, "numerai_ticker"),
+                           None, ["score", "other"])
+        return build_dataset_frame(prices, TargetSettings(), [src], features).drop(
+            columns=["target", "target_raw", "target_end_date"])
+
+    before, after = dataset(panel, source), dataset(prices_altered, altered)
+    assert {"feature_mine_score", "feature_mine_other"} <= set(before.columns)
+    early_before = before[before["date"] <= cutoff].reset_index(drop=True)
+    early_after = after[after["date"] <= cutoff].reset_index(drop=True)
+    assert early_before["feature_mine_score"].notna().mean() > 0.5
+    pd.testing.assert_frame_equal(early_before, early_after, check_exact=True)
+    # The alteration did change the plug-in feature after d, so the comparison has teeth.
+    late = before["date"] > cutoff
+    assert not np.allclose(before.loc[late, "feature_mine_score"].fillna(-1),
+                           after.loc[late, "feature_mine_score"].fillna(-1))

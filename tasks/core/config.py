@@ -301,6 +301,75 @@ class OrchestrationSettings(Section):
     notify_timeout_seconds: float = Field(10.0, gt=0, description="HTTP timeout of the failure notification")
 
 
+class FeatureSourceSettings(Section):
+    """One feature source (docs/features.md, "Bring your own data"): a table (``path``) or a Python
+    plug-in (``plugin``). Its values are joined point-in-time: a value is used from the first of the
+    ticker's bars at or after ``timestamp`` (in ``timezone``) + ``lag_hours``, and never before."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$",
+                      description="source name; its columns become feature_<name>_<column>")
+    path: Path | None = Field(None, description="table: a CSV/Parquet file or a folder of them")
+    plugin: str | None = Field(
+        None, description="plug-in: a name registered under the numerflow.features entry-point group, or module:function")
+    ticker_column: str = Field("numerai_ticker", description="table: ticker column (numerai_ticker, or symbol for Crypto)")
+    timestamp_column: str = Field("timestamp", description="table: when each value was published (date or date-time)")
+    value_columns: list[str] = Field(default_factory=list,
+                                     description="table: the value columns (empty: every other column)")
+    timezone: str = Field("UTC", description="time zone of timestamps that carry none (IANA name, e.g. America/New_York)")
+    lag_hours: float = Field(0.0, ge=0, allow_inf_nan=False,
+                             description="hours after its timestamp until a value may be used (the availability lag)")
+    max_age_days: float | None = Field(
+        14.0, gt=0, description="a value older than this (calendar days since it became usable) is not used: NaN; "
+        "None holds it until the next one")
+    options: dict[str, Any] = Field(default_factory=dict, description="plug-in: keyword options passed to it")
+
+
+class NewsSettings(Section):
+    """The news-sentiment plug-in's news API (Stock News API wire format) and its demo feed."""
+
+    api_url: str = Field("https://stocknewsapi.com/api/v1", description="news API base URL")
+    api_key: SecretStr | None = Field(None, description="news API token (secret; or env NUMERFLOW_FEATURES__NEWS__API_KEY)")
+    requests_per_second: float = Field(1.0, gt=0, description="sustained requests/second to the news API")
+    timeout_seconds: float = Field(10.0, gt=0, description="HTTP timeout of every news API request")
+    max_attempts: int = Field(4, ge=1, description="tries per request on 429/5xx/timeouts")
+    backoff_base_seconds: float = Field(1.0, ge=0, description="first retry delay; doubles per attempt")
+    backoff_cap_seconds: float = Field(30.0, ge=0, description="longest retry delay")
+    items_per_page: int = Field(50, ge=1, le=100, description="articles per API page (the provider's maximum is 50)")
+    max_pages: int = Field(10, ge=1, description="pages fetched per ticker at most (each page is one API call)")
+    headlines_path: Path | None = Field(
+        None, description="headlines JSON (a file or folder of them, the API's shape); default: the fetched "
+        "<data_dir>/news/api, or the synthetic feed in a demo round")
+    demo_signal: float = Field(0.2, ge=0, le=10, allow_inf_nan=False,
+                               description="demo: planted strength of the synthetic news sentiment (0 = no information)")
+
+
+class FeaturesSettings(Section):
+    """Which features the dataset gets: the built-in price features (``own``) and your own sources."""
+
+    use: list[str] | None = Field(
+        None, description="feature groups to build: own (the price features) and source or plug-in names; "
+        "None = own plus every configured source (CLI: --features own,news_sentiment)")
+    sources: list[FeatureSourceSettings] = Field(default_factory=list, description="feature sources (tables, plug-ins)")
+    bar_close: str = Field("16:00", pattern=r"^\d{2}:\d{2}$", description="time of day a daily bar is stamped at")
+    bar_timezone: str = Field("America/New_York", description="time zone of bar_close")
+    min_live_coverage: float = Field(
+        0.5, ge=0, le=1, description="a source feature with values for a smaller share of the live universe on the "
+        "live date is reported and left out of the model")
+    news: NewsSettings = Field(default_factory=NewsSettings)
+
+    @field_validator("use")
+    @classmethod
+    def _names(cls, value: list[str] | None) -> list[str] | None:
+        import re
+
+        bad = [name for name in value or [] if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", name)]
+        if bad:
+            raise ValueError(f"{bad} are not feature group names (own, or lower-case source/plug-in names)")
+        if value is not None and not value:
+            raise ValueError("select at least one feature group (own, or a source/plug-in name)")
+        return value
+
+
 class EnvFileSource(DotEnvSettingsSource):
     """The ``.env`` file (the one docker compose reads too), for local runs.
 
@@ -356,6 +425,7 @@ class Settings(BaseSettings):
     numerai: NumeraiSettings = Field(default_factory=NumeraiSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
+    features: FeaturesSettings = Field(default_factory=FeaturesSettings)
     scores: ScoresSettings = Field(default_factory=ScoresSettings)
     models: list[ModelSettings] = Field(
         default_factory=list, description="the account's models, one [[models]] table each (empty: the single "
@@ -534,7 +604,7 @@ def _type_label(annotation: Any) -> str:
     if get_origin(annotation) is Literal:
         return " / ".join(f"`{value}`" for value in get_args(annotation))
     label = annotation.__name__ if isinstance(annotation, type) else str(annotation)
-    for noise in ("typing.", "pydantic.types.", "pathlib."):
+    for noise in ("typing.", "pydantic.types.", "pathlib.", "numerflow.tasks.core.config.", "__main__."):
         label = label.replace(noise, "")
     return label.replace(" | ", " or ")
 
@@ -560,6 +630,8 @@ def settings_reference() -> str:
     ]
 
     def default_of(field: Any) -> str:
+        if field.is_required():
+            return "(required)"
         if field.default_factory is not None:
             value = field.default_factory()
         else:
@@ -607,6 +679,8 @@ def settings_reference() -> str:
 
     lines.extend(["## Top level", ""])
     section(Settings, "", "NUMERFLOW_")
+    lines.extend(["## `[[features.sources]]`", "", (FeatureSourceSettings.__doc__ or "").strip(), ""])
+    section(FeatureSourceSettings, "features.sources[].", "(in NUMERFLOW_FEATURES__SOURCES as JSON) ")
     return "\n".join(lines).rstrip() + "\n"
 
 

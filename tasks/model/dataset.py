@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from numerflow.tasks.core.config import TargetSettings
+from numerflow.tasks.core.config import FeaturesSettings, TargetSettings
 from numerflow.tasks.core.errors import BadInputError
-from numerflow.tasks.core.store import Store, file_sha256, read_parquet, write_parquet
+from numerflow.tasks.core.store import Store, file_sha256, read_parquet, write_json, write_parquet
 from numerflow.tasks.model.features import FEATURE_NAMES, bar_layout, compute_features
 from numerflow.tasks.model.targets import compute_targets
 
@@ -55,9 +55,12 @@ def price_snapshot_id(prices_dir: Path, target: TargetSettings) -> str:
     return digest.hexdigest()[:16]
 
 
-def build_dataset_frame(prices: pd.DataFrame, target: TargetSettings) -> pd.DataFrame:
+def build_dataset_frame(prices: pd.DataFrame, target: TargetSettings, sources: list | None = None,
+                        feature_settings: FeaturesSettings | None = None) -> pd.DataFrame:
     """Pure: price panel → features + targets, sorted by (date, ticker). The feature layout
-    validates the panel (tasks.schemas.validate_price_panel + its own duplicate check)."""
+    validates the panel (tasks.schemas.validate_price_panel + its own duplicate check).
+    ``sources`` (tasks.model.plugins.LoadedSource) are joined point-in-time and ranked per date;
+    ``feature_settings.use`` without ``own`` drops the built-in price features."""
     layout = bar_layout(prices)  # validates the panel; computed once for features and targets
     features = compute_features(prices, layout=layout)
     targets = compute_targets(prices, horizon=target.horizon, lag=target.lag, bins=target.bins, layout=layout)
@@ -67,18 +70,50 @@ def build_dataset_frame(prices: pd.DataFrame, target: TargetSettings) -> pd.Data
         how="left",
         validate="one_to_one",
     )
-    return dataset.sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)
+    dataset = dataset.sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)
+    if sources or feature_settings is not None:
+        from numerflow.tasks.model.plugins import add_source_features, selected_sources
+
+        chosen = feature_settings or FeaturesSettings()
+        dataset = add_source_features(dataset, sources or [], chosen.bar_close, chosen.bar_timezone)
+        if not selected_sources(chosen)[0]:
+            dataset = dataset.drop(columns=FEATURE_NAMES)
+    return dataset
 
 
-def build_dataset(store: Store, source: str, target: TargetSettings) -> DatasetInfo:
-    """Read ``prices/<source>``, build the dataset unless this snapshot exists, return its info."""
+def build_dataset(store: Store, source: str, target: TargetSettings,
+                  features: FeaturesSettings | None = None) -> DatasetInfo:
+    """Read ``prices/<source>``, build the dataset unless this snapshot exists, return its info.
+    With feature sources (``features``), the snapshot id includes their content and settings, and
+    ``features/<snapshot>.coverage.json`` gets each feature's mean and live-date coverage (and which are left
+    out), ``features/<snapshot>.coverage.parquet`` its coverage per date (tasks.model.plugins)."""
+    from numerflow.tasks.model import plugins
+
+    features = features or FeaturesSettings()
     prices_dir = store.prices_dir(source)
     snapshot = price_snapshot_id(prices_dir, target)
+    extra = plugins.sources_fingerprint(features, store.root, source)
+    if extra is not None:
+        snapshot = hashlib.sha256(f"{snapshot}:{extra}".encode()).hexdigest()[:16]
     path = store.features_path(snapshot)
     if path.exists():
         dataset = read_parquet(path, columns=["ticker", "date", "target"])
+        # Names only (DatasetInfo lists the features, which the sources decide): from the schema.
+        dataset = dataset.assign(**dict.fromkeys(feature_columns_of(path), 0.0))
     else:
-        dataset = build_dataset_frame(read_parquet(prices_dir), target)
+        prices = read_parquet(prices_dir)
+        loaded = plugins.load_sources(features, prices, store.root, source)  # bad sources fail before any work
+        dataset = build_dataset_frame(prices, target, loaded, features if extra is not None else None)
+        if extra is not None:
+            names = [n for s in loaded for n in s.feature_names]
+            per_date = plugins.coverage(dataset, feature_columns(dataset))
+            write_parquet(path.with_suffix(".coverage.parquet"), per_date.reset_index())
+            report = plugins.coverage_report(per_date, names, features.min_live_coverage)
+            if report["excluded"]:  # reported in the coverage file and left out of the model
+                plugins.log.warning("features left out (live coverage below %.0f%%): %s",
+                                    100 * features.min_live_coverage, report["excluded"])
+                dataset = dataset.drop(columns=report["excluded"])
+            write_json(path.with_suffix(".coverage.json"), report)
         write_parquet(path, dataset)
     return DatasetInfo(
         path=str(path),
@@ -88,7 +123,7 @@ def build_dataset(store: Store, source: str, target: TargetSettings) -> DatasetI
         first_date=str(dataset["date"].min().date()),
         last_date=str(dataset["date"].max().date()),
         labelled_rows=int(dataset["target"].notna().sum()),
-        feature_names=list(FEATURE_NAMES),
+        feature_names=feature_columns(dataset),
     )
 
 

@@ -1,0 +1,1 @@
+"""Feature plug-ins shipped with numerflow (entry-point group ``numerflow.features``; docs/features.md)."""

@@ -1,0 +1,480 @@
+"""Your own features: tables and Python plug-ins, joined point-in-time onto the price panel.
+
+A source is a long frame of ``(ticker, timestamp, value columns…)``: a CSV/Parquet table (a file or
+a folder) or what a plug-in returns (a callable registered under the ``numerflow.features``
+entry-point group, or named ``module:function``). Each source has an availability rule: naive
+timestamps are in ``timezone``; a value may be used ``lag_hours`` after its timestamp.
+
+The join (``asof_join``) is one vectorised ``merge_asof`` over the whole panel: every bar is stamped
+at its date's close (``bar_close`` in ``bar_timezone``) and takes, per ticker, the latest value
+whose availability time is at or before that stamp. So a value becomes usable on the first of the
+ticker's bars at or after its availability time, a value dated after d never reaches d, a value
+older than ``max_age_days`` is dropped, and missing stays NaN. Values are then ranked per date with
+the same tie-kept rank as the built-in features (``tasks.model.features.rank_by_date``).
+
+Bad sources (a missing column, duplicate (ticker, timestamp), unparseable timestamps, non-numeric
+values, a ticker not in Numerai's format) raise BadInputError naming the file, line and column,
+before anything trains. Docs: docs/features.md, "Bring your own data".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from numerflow.tasks.core.config import FeatureSourceSettings, FeaturesSettings
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.core.ranking import rank_rows
+from numerflow.tasks.core.store import file_sha256
+from numerflow.tasks.model.features import FEATURE_NAMES, rank_by_date
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "numerflow.features"
+OWN = "own"  # the built-in price features
+
+# "AAPL US", "7203 JP", "BRK/B US": a symbol, one space, an ISO-2 country. Crypto: "BTC".
+_TICKER_FORMATS = {"numerai_ticker": re.compile(r"^[A-Z0-9][A-Z0-9./&'_-]* [A-Z]{2}$"),
+                   "symbol": re.compile(r"^[A-Z0-9][A-Z0-9._-]*$")}
+_OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2}|UTC|GMT)\s*$", re.IGNORECASE)
+_TABLE_SUFFIXES = (".csv", ".parquet")
+# Per-date ranks go through the date × ticker grid when it has at most this many cells per row (as
+# tasks/model/features.py does); sparser panels are ranked by sorting (rank_by_date).
+_MAX_GRID_CELLS_PER_ROW = 4
+_GRID_ALWAYS_CELLS = 1_000_000
+
+
+@dataclass(frozen=True)
+class Availability:
+    """When a source's values become known: naive timestamps are in ``timezone``; a value is
+    usable ``lag_hours`` after its timestamp; ``max_age_days`` after that it is stale (None: never)."""
+
+    timezone: str = "UTC"
+    lag_hours: float = 0.0
+    max_age_days: float | None = 14.0
+
+
+@dataclass(frozen=True)
+class PluginContext:
+    """What a plug-in gets: the price panel (``ticker, date, …``; None when only its fingerprint is
+    asked), the bar dates, its options, the data dir, the price store's name and the features settings."""
+
+    prices: pd.DataFrame | None
+    dates: pd.DatetimeIndex | None
+    options: dict[str, Any]
+    data_dir: Path
+    price_source: str
+    settings: FeaturesSettings
+
+
+@dataclass
+class PluginOutput:
+    """A plug-in's result: a long frame ``ticker, timestamp, values…`` and its availability rule
+    (None: the source's configured one)."""
+
+    frame: pd.DataFrame
+    availability: Availability | None = None
+
+
+@dataclass
+class LoadedSource:
+    """A validated source: ``ticker`` (str), ``available_at`` (UTC datetime64), value columns (float64)."""
+
+    name: str
+    frame: pd.DataFrame
+    max_age_days: float | None
+    columns: list[str] = field(default_factory=list)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f"feature_{self.name}_{c}" for c in self.columns]
+
+
+# ---------------------------------------------------------------- which sources
+
+
+def selected_sources(settings: FeaturesSettings) -> tuple[bool, list[FeatureSourceSettings]]:
+    """(own price features wanted, the sources to join). ``use`` None = own + every configured source;
+    a name in ``use`` that no source declares is a plug-in of that name with default settings."""
+    configured = {s.name: s for s in settings.sources}
+    if len(configured) != len(settings.sources):
+        raise BadInputError("features.sources has two sources of the same name; give each its own name",
+                            tag="invalid_config")
+    if settings.use is None:
+        return True, list(settings.sources)
+    chosen = []
+    for name in dict.fromkeys(settings.use):
+        if name == OWN:
+            continue
+        if name in configured:
+            chosen.append(configured[name])
+        elif re.fullmatch(r"[a-z][a-z0-9_]{0,39}", name):
+            chosen.append(FeatureSourceSettings(name=name, plugin=name))
+        else:
+            raise BadInputError(f"features.use: {name!r} is not a feature source name (lower-case letters, digits, "
+                                "_); use own or a name from features.sources or the numerflow.features plug-ins",
+                                tag="invalid_config")
+    own = OWN in settings.use
+    if not own and not chosen:
+        raise BadInputError("features.use selects no features; use own and/or source names", tag="invalid_config")
+    return own, chosen
+
+
+def resolve_plugin(spec: str) -> Callable[..., Any]:
+    """A plug-in callable: ``module:function``, or a name under the ``numerflow.features`` entry points."""
+    if ":" in spec:
+        module_name, _, attr = spec.partition(":")
+        try:
+            return getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise BadInputError(f"feature plug-in {spec!r} cannot be loaded ({exc}); check module:function",
+                                tag="invalid_config") from None
+    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == spec]
+    if not found:
+        names = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+        raise BadInputError(f"no feature plug-in {spec!r} in the {ENTRY_POINT_GROUP} entry points (installed: "
+                            f"{names or 'none'}); install its package or name it as module:function",
+                            tag="invalid_config")
+    return found[0].load()
+
+
+# ---------------------------------------------------------------- fingerprints (the dataset snapshot id)
+
+
+def sources_fingerprint(settings: FeaturesSettings, data_dir: Path, price_source: str) -> str | None:
+    """A digest of everything the selected sources' values depend on: their settings, a table's files
+    (name + sha256), a plug-in's module source and its own ``fingerprint(context)`` if it has one.
+    None when the dataset is the built-in features alone (the snapshot id stays what it was)."""
+    own, sources = selected_sources(settings)
+    if own and not sources:
+        return None
+    digest = hashlib.sha256(json.dumps({"own": own, "bar": [settings.bar_close, settings.bar_timezone],
+                                        "min_live_coverage": settings.min_live_coverage}).encode())
+    for source in sources:
+        digest.update(source.model_dump_json().encode())
+        if source.path is not None:
+            for path in _table_files(source):
+                digest.update(f"{path.name}:{file_sha256(path)};".encode())
+        if source.plugin is not None:
+            plugin = resolve_plugin(source.plugin)
+            try:
+                digest.update(inspect.getsource(inspect.getmodule(plugin) or plugin).encode())
+            except (OSError, TypeError):
+                digest.update(repr(plugin).encode())
+            fingerprint = getattr(plugin, "fingerprint", None)
+            if callable(fingerprint):
+                context = PluginContext(None, None, dict(source.options), Path(data_dir), price_source, settings)
+                digest.update(str(fingerprint(context)).encode())
+    return digest.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- loading and validation
+
+
+def load_sources(settings: FeaturesSettings, prices: pd.DataFrame, data_dir: Path, price_source: str,
+                 ticker_column: str = "numerai_ticker") -> list[LoadedSource]:
+    """Every selected source read (or its plug-in run) and validated; BadInputError on the first problem."""
+    _, sources = selected_sources(settings)
+    loaded = []
+    dates = pd.DatetimeIndex(pd.to_datetime(prices["date"]).unique()).sort_values() if sources else None
+    for source in sources:
+        if (source.path is None) == (source.plugin is None):
+            raise BadInputError(f"feature source {source.name!r}: set exactly one of path (a table) and plugin",
+                                tag="invalid_config")
+        rule = Availability(source.timezone, source.lag_hours, source.max_age_days)
+        if source.path is not None:
+            parts = [validate_source(read_table(path), str(path), source, rule, ticker_column)
+                     for path in _table_files(source)]
+            frame = pd.concat(parts, ignore_index=True)
+            _check_duplicates(frame, f"feature source {source.name!r} ({source.path})")
+        else:
+            plugin = resolve_plugin(source.plugin or "")
+            context = PluginContext(prices, dates, dict(source.options), Path(data_dir), price_source, settings)
+            out = plugin(context)
+            if isinstance(out, pd.DataFrame):
+                out = PluginOutput(out)
+            rule = out.availability or rule
+            frame = validate_source(out.frame, f"plug-in {source.plugin!r}", source, rule, ticker_column,
+                                    ticker_in="ticker" if "ticker" in out.frame.columns else None)
+        values = [c for c in frame.columns if c not in ("ticker", "available_at")]
+        loaded.append(LoadedSource(source.name, frame, rule.max_age_days, values))
+    names = [n for s in loaded for n in s.feature_names]
+    clash = sorted({n for n in names if names.count(n) > 1 or n in FEATURE_NAMES})
+    if clash:
+        raise BadInputError(f"feature names {clash} are given twice; rename the sources or columns", tag="invalid_config")
+    return loaded
+
+
+def _table_files(source: FeatureSourceSettings) -> list[Path]:
+    path = Path(source.path or "")
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in _TABLE_SUFFIXES and not p.name.startswith("."))
+    elif path.is_file():
+        files = [path]
+    else:
+        raise BadInputError(f"feature source {source.name!r}: {path} does not exist; fix features.sources.path",
+                            tag="invalid_feature_source")
+    if not files:
+        raise BadInputError(f"feature source {source.name!r}: no .csv or .parquet files in {path}",
+                            tag="invalid_feature_source")
+    return files
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A CSV (every column as text, so validation sees what the file says) or Parquet table."""
+    try:
+        if path.suffix.lower() == ".csv":
+            return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        return pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
+        raise BadInputError(f"{path}: cannot be read as {path.suffix[1:]} ({exc})", tag="invalid_feature_source") from None
+
+
+def _line(where: str, index: int) -> str:
+    # CSV: line 1 is the header; other tables: the row number.
+    return f"{where} line {index + 2}" if where.lower().endswith(".csv") else f"{where} row {index + 1}"
+
+
+def validate_source(frame: pd.DataFrame, where: str, source: FeatureSourceSettings, rule: Availability,
+                    ticker_column: str, ticker_in: str | None = None) -> pd.DataFrame:
+    """Checked, normalised source: ``ticker``, ``available_at`` (UTC), float64 value columns."""
+    frame = frame.reset_index(drop=True)
+    tcol = ticker_in or (source.ticker_column if source.path is not None else ticker_column)
+    if tcol not in frame.columns and "ticker" in frame.columns and source.path is None:
+        tcol = "ticker"
+    tscol = source.timestamp_column if source.path is not None else "timestamp"
+    for column in (tcol, tscol, *source.value_columns):
+        if column not in frame.columns:
+            raise BadInputError(f"{where}: no column {column!r} (columns: {list(frame.columns)}); the table needs "
+                                f"{tcol}, {tscol} and value columns", tag="invalid_feature_source")
+    values = source.value_columns or [c for c in frame.columns if c not in (tcol, tscol)]
+    if not values:
+        raise BadInputError(f"{where}: no value columns besides {tcol} and {tscol}", tag="invalid_feature_source")
+    tickers = frame[tcol].astype("string")
+    pattern = _TICKER_FORMATS["symbol" if tcol == "symbol" else "numerai_ticker"]
+    bad = ~tickers.fillna("").str.fullmatch(pattern).astype(bool)
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise BadInputError(f"{_line(where, i)}, column {tcol!r}: {tickers.iloc[i]!r} is not a ticker in Numerai's "
+                            f"format ({'BTC' if tcol == 'symbol' else 'AAPL US: symbol, space, country code'}); "
+                            f"{int(bad.sum())} rows are like this", tag="invalid_feature_source")
+    available = _timestamps(frame[tscol], where, tscol, rule.timezone) + pd.Timedelta(hours=rule.lag_hours)
+    out = pd.DataFrame({"ticker": tickers.astype(str).to_numpy(), "available_at": available})
+    for column in values:
+        raw = frame[column]
+        numbers = pd.to_numeric(raw, errors="coerce").astype("float64") if raw.dtype != bool else raw.astype("float64")
+        wrong = numbers.isna().to_numpy() & raw.notna().to_numpy()
+        if wrong.any():
+            i = int(np.flatnonzero(wrong)[0])
+            raise BadInputError(f"{_line(where, i)}, column {column!r}: {raw.iloc[i]!r} is not a number "
+                                f"({int(wrong.sum())} such values); leave a missing value empty",
+                                tag="invalid_feature_source")
+        out[str(column)] = numbers.to_numpy()
+    out.attrs["where"] = where
+    _check_duplicates(out, where, frame[tscol])
+    return out
+
+
+def _timestamps(raw: pd.Series, where: str, column: str, timezone: str) -> np.ndarray:
+    """UTC datetime64[ns] of each row; naive values are in ``timezone``. Unparseable → BadInputError."""
+    if isinstance(raw.dtype, pd.DatetimeTZDtype):
+        parsed = raw.dt.tz_convert("UTC")
+    elif pd.api.types.is_datetime64_any_dtype(raw.dtype):
+        parsed = _localize(raw, timezone, where)
+    else:
+        text = raw.astype("string").str.strip()
+        aware = text.str.contains(_OFFSET, na=False).to_numpy()
+        parsed = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
+        if aware.any():
+            parsed[aware] = pd.to_datetime(text[aware], errors="coerce", utc=True, format="mixed")
+        if (~aware).any():
+            naive = pd.to_datetime(text[~aware], errors="coerce", format="mixed")
+            parsed[~aware] = _localize(naive, timezone, where)
+        missing = parsed.isna().to_numpy()
+        if missing.any():
+            i = int(np.flatnonzero(missing)[0])
+            raise BadInputError(f"{_line(where, i)}, column {column!r}: {raw.iloc[i]!r} is not a date or date-time "
+                                f"({int(missing.sum())} such rows); write ISO 8601 (2024-03-01 or "
+                                "2024-03-01T16:30:00-05:00)", tag="invalid_feature_source")
+    if parsed.isna().any():
+        i = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+        raise BadInputError(f"{_line(where, i)}, column {column!r}: no timestamp", tag="invalid_feature_source")
+    return parsed.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[ns]")
+
+
+def _localize(naive: pd.Series, timezone: str, where: str) -> pd.Series:
+    try:
+        return naive.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward").dt.tz_convert("UTC")
+    except Exception as exc:  # noqa: BLE001 - an unknown zone name
+        raise BadInputError(f"{where}: time zone {timezone!r} is not an IANA zone ({exc})", tag="invalid_config") from None
+
+
+def _check_duplicates(frame: pd.DataFrame, where: str, raw_timestamps: pd.Series | None = None) -> None:
+    dup = frame.duplicated(["ticker", "available_at"], keep=False).to_numpy()
+    if dup.any():
+        i = int(np.flatnonzero(dup)[0])
+        when = raw_timestamps.iloc[i] if raw_timestamps is not None else frame["available_at"].iloc[i]
+        raise BadInputError(f"{_line(where, i) if raw_timestamps is not None else where}: duplicate (ticker, timestamp) "
+                            f"({frame['ticker'].iloc[i]!r}, {when!r}); {int(dup.sum())} rows share a (ticker, "
+                            "timestamp): keep one value per ticker and time", tag="invalid_feature_source")
+
+
+# ---------------------------------------------------------------- the point-in-time join
+
+
+def bar_stamps(dates: pd.Series, bar_close: str, bar_timezone: str) -> np.ndarray:
+    """UTC datetime64[ns] of each bar: its date at ``bar_close`` in ``bar_timezone`` (computed per unique date)."""
+    codes, unique = pd.factorize(pd.to_datetime(dates).to_numpy(), sort=True)
+    hours, minutes = (int(x) for x in bar_close.split(":"))
+    local = pd.DatetimeIndex(unique).normalize() + pd.Timedelta(hours=hours, minutes=minutes)
+    stamps = local.tz_localize(bar_timezone, ambiguous=False, nonexistent="shift_forward").tz_convert("UTC")
+    return stamps.tz_localize(None).to_numpy().astype("datetime64[ns]")[codes]
+
+
+def _ticker_codes(tickers: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Integer code of each row's ticker and the tickers by code (a categorical column: its own codes)."""
+    if isinstance(tickers.dtype, pd.CategoricalDtype):
+        return tickers.cat.codes.to_numpy().astype(np.int64), pd.Index(tickers.cat.categories.astype(str))
+    codes, uniques = pd.factorize(tickers)
+    return codes.astype(np.int64), pd.Index(np.asarray(uniques).astype(str))
+
+
+def asof_join(keys: pd.DataFrame, source: LoadedSource, bar_close: str = "16:00",
+              bar_timezone: str = "America/New_York", ticker_codes: tuple[np.ndarray, pd.Index] | None = None
+              ) -> pd.DataFrame:
+    """Raw source values for every row of ``keys`` (``ticker, date``, any order): per ticker the latest
+    value whose ``available_at`` ≤ the bar's stamp and, with ``max_age_days``, not older than that. NaN otherwise.
+    One ``merge_asof`` over the panel (no per-ticker loop). Columns: ``source.feature_names``, keys' index order."""
+    n = len(keys)
+    stamps = bar_stamps(keys["date"], bar_close, bar_timezone)
+    left_code, categories = ticker_codes if ticker_codes is not None else _ticker_codes(keys["ticker"])
+    right = source.frame
+    right_code = categories.get_indexer(right["ticker"].to_numpy())
+    keep = right_code >= 0  # tickers without bars cannot reach the panel
+    order = None if n < 2 or bool((stamps[1:] >= stamps[:-1]).all()) else np.argsort(stamps, kind="stable")
+    left = pd.DataFrame({"code": left_code if order is None else left_code[order],
+                         "at": stamps if order is None else stamps[order]})
+    rhs = pd.DataFrame({"code": right_code[keep], "at": right["available_at"].to_numpy()[keep]})
+    for column, name in zip(source.columns, source.feature_names, strict=True):
+        rhs[name] = right[column].to_numpy()[keep]
+    rhs = rhs.sort_values("at", kind="stable")
+    tolerance = pd.Timedelta(days=source.max_age_days) if source.max_age_days is not None else None
+    joined = pd.merge_asof(left, rhs, on="at", by="code", direction="backward", allow_exact_matches=True,
+                           tolerance=tolerance)
+    values = joined[source.feature_names].to_numpy(dtype="float64")
+    if order is not None:
+        out = np.empty((n, len(source.columns)))
+        out[order] = values
+        values = out
+    return pd.DataFrame(values, columns=source.feature_names, index=keys.index)
+
+
+def _grid_join(source: LoadedSource, codes: tuple[np.ndarray, pd.Index], date_code: np.ndarray,
+               date_stamps: np.ndarray, cell: np.ndarray, n_tickers: int) -> np.ndarray:
+    """``asof_join`` through the dense ``date × ticker`` grid (same result, a few array passes; columns × rows
+    of ``cell``): each source row
+    goes to the first date whose close is at or after its availability time; a running maximum of row numbers
+    (rows sorted by availability) along each ticker's column carries it to that ticker's next bars."""
+    frame = source.frame
+    ticker = codes[1].get_indexer(frame["ticker"].to_numpy())
+    available = frame["available_at"].to_numpy().astype("datetime64[ns]")
+    first = np.searchsorted(date_stamps, available, side="left")  # first date stamped at or after
+    keep = (ticker >= 0) & (first < len(date_stamps))
+    kept = np.flatnonzero(keep)
+    # Availability order; ties by ticker, so the gathers below read each date's rows nearly in sequence.
+    order = kept[np.lexsort((ticker[kept], available[kept]))]
+    n_dates = len(date_stamps)
+    latest = np.empty(n_dates * n_tickers, dtype=np.int32 if len(order) < 2**31 - 1 else np.int64)
+    latest.fill(-1)
+    # Rows in availability order: where two land in one cell, the later assignment (the later-available
+    # row) is the one kept, as tasks/model/features.py's grid layout relies on for its slots.
+    latest[first[order] * n_tickers + ticker[order]] = np.arange(len(order), dtype=latest.dtype)
+    np.maximum.accumulate(latest.reshape(n_dates, n_tickers), axis=0, out=latest.reshape(n_dates, n_tickers))
+    row = latest[cell]
+    del latest
+    found = row >= 0
+    row = np.where(found, row, 0)
+    if source.max_age_days is not None:
+        age = date_stamps[date_code] - available[order][row]
+        found &= age <= np.timedelta64(int(source.max_age_days * 86_400e9), "ns")
+    out = np.empty((len(source.columns), len(cell)))
+    for j, column in enumerate(source.columns):
+        np.take(frame[column].to_numpy(dtype="float64")[order], row, out=out[j])
+        out[j][~found] = np.nan
+    return out
+
+
+def add_source_features(dataset: pd.DataFrame, sources: list[LoadedSource], bar_close: str = "16:00",
+                        bar_timezone: str = "America/New_York") -> pd.DataFrame:
+    """``dataset`` (sorted by date, ticker) with every source's values joined point-in-time and ranked per
+    date like the built-in features (float32 in (0, 1), NaN kept). Dense panels go through the
+    ``date × ticker`` grid (``_grid_join``, then ``tasks.core.ranking.rank_rows`` per grid row); sparse ones
+    through ``asof_join`` and ``rank_by_date``."""
+    if not sources:
+        return dataset
+    date_code, unique_dates = pd.factorize(pd.to_datetime(dataset["date"]).to_numpy(), sort=True)
+    if len(date_code) > 1 and (np.diff(date_code) < 0).any():
+        raise ValueError("add_source_features needs the dataset sorted by date")
+    codes = _ticker_codes(dataset["ticker"])
+    n_tickers = len(codes[1])
+    n_cells = len(unique_dates) * n_tickers
+    dense = n_cells <= _MAX_GRID_CELLS_PER_ROW * len(dataset) + _GRID_ALWAYS_CELLS
+    date_stamps = bar_stamps(pd.Series(unique_dates), bar_close, bar_timezone)
+    added = {}
+    cell = date_code.astype(np.int64) * n_tickers + codes[0] if dense else None
+    for source in sources:
+        if cell is None:
+            raw = asof_join(dataset[["ticker", "date"]], source, bar_close, bar_timezone, ticker_codes=codes)
+            for name in source.feature_names:
+                added[name] = rank_by_date(raw[name].to_numpy(), date_code).astype("float32")
+            continue
+        values = _grid_join(source, codes, date_code, date_stamps, cell, n_tickers)
+        grid = np.empty(n_cells)
+        for j, name in enumerate(source.feature_names):
+            grid.fill(np.nan)
+            grid[cell] = values[j]
+            rank_rows(grid.reshape(len(unique_dates), n_tickers), out=grid.reshape(len(unique_dates), n_tickers))
+            added[name] = grid[cell].astype("float32")
+    front = [c for c in dataset.columns if c.startswith("feature_")]
+    rest = [c for c in dataset.columns if not c.startswith("feature_")]
+    base = dataset[rest[:2] + front]
+    return pd.concat([base, pd.DataFrame(added, index=dataset.index), dataset[rest[2:]]], axis=1)
+
+
+# ---------------------------------------------------------------- diagnostics
+
+
+def coverage(dataset: pd.DataFrame, feature_names: list[str]) -> pd.DataFrame:
+    """Share of the tickers with a bar on each date that have a value: one row per date, one column per feature."""
+    dates = pd.to_datetime(dataset["date"]).to_numpy()
+    codes, unique = pd.factorize(dates, sort=True)
+    counts = np.bincount(codes, minlength=len(unique)).astype("float64")
+    shares = {name: np.bincount(codes, weights=dataset[name].notna().to_numpy().astype("float64"),
+                                minlength=len(unique)) / counts for name in feature_names}
+    return pd.DataFrame(shares, index=pd.DatetimeIndex(unique, name="date"))
+
+
+def coverage_report(per_date: pd.DataFrame, source_features: list[str], min_live_coverage: float) -> dict[str, Any]:
+    """Per feature: mean coverage, coverage on the live (last) date, and whether it is left out of the model
+    (a source feature below ``min_live_coverage`` on the live date)."""
+    live = per_date.iloc[-1] if len(per_date) else pd.Series(dtype="float64")
+    rows = {}
+    for name in per_date.columns:
+        low = name in source_features and float(live.get(name, 0.0)) < min_live_coverage
+        rows[name] = {"mean_coverage": round(float(per_date[name].mean()), 4),
+                      "live_coverage": round(float(live.get(name, 0.0)), 4), "excluded": bool(low)}
+    excluded = [n for n, r in rows.items() if r["excluded"]]
+    return {"live_date": str(per_date.index[-1].date()) if len(per_date) else None,
+            "min_live_coverage": min_live_coverage, "features": rows, "excluded": excluded}
