@@ -427,5 +427,6 @@ class ProgressBar:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        self.stream.write("\r" + self.render() + "\n")
+        # The final state on its own line; a carriage return only where the bar redraws in place (a tty).
+        self.stream.write(("\r" if self.stream.isatty() else "") + self.render() + "\n")
         self.stream.flush()

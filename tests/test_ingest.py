@@ -470,3 +470,18 @@ def test_the_ingest_flow_stops_on_a_rate_limited_batch_with_a_resume_message(pre
     monkeypatch.setitem(prices_flow_module._sources, prices_flow_module.source_key(settings), make_source(fake))
     with pytest.raises(RateLimitedError, match=r"stopping early.*resume with `numerflow ingest`.*\(0 of 2 batches stored\)"):
         prices_flow_module.prices_flow(overrides=overrides, candidates_path=str(candidates))
+
+
+def test_the_progress_bar_writes_plain_lines_when_not_on_a_terminal(tmp_path):
+    import io
+
+    from numerflow.flows.prices import ProgressBar
+    from numerflow.tasks.core.store import write_json
+
+    stream = io.StringIO()  # not a tty: a log file, CI, a pipe
+    write_json(tmp_path / "plan.json", {"batches": [{}, {}]})
+    with ProgressBar(tmp_path, stream=stream):
+        write_json(tmp_path / "batch-00000.json", [])
+        write_json(tmp_path / "batch-00001.json", [])
+    text = stream.getvalue()
+    assert "\r" not in text and text.endswith("ingest [" + "#" * 30 + "] 2/2 batches\n")
