@@ -43,7 +43,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from numerflow.tasks.core.errors import BadInputError, NumerflowError, is_transient
@@ -207,17 +206,31 @@ def _check_only_our_parts(prices_dir: Path) -> None:
 
 
 def stored_extent(prices_dir: Path) -> pd.DataFrame:
-    """Per stored ticker: first and last date and row count (index = ticker)."""
+    """Per stored ticker: first and last date and row count (index = ticker). Each part is read
+    once, here: one that cannot be read is quarantined (``_read_part_keys``), so its tickers
+    have no extent and the plan re-pulls them whole."""
     if prices_dir.is_dir():
         _check_only_our_parts(prices_dir)
-    if not prices_dir.is_dir() or not any(prices_dir.glob("part-*.parquet")):
+    parts = sorted(prices_dir.glob("part-*.parquet")) if prices_dir.is_dir() else []
+    tables = [table for path in parts if (table := _read_part_keys(path)) is not None]
+    if not tables:
         return pd.DataFrame(columns=["first_date", "last_date", "rows"]).rename_axis("ticker")
-    dataset = ds.dataset(prices_dir, format="parquet", ignore_prefixes=[".", "_"])
-    table = dataset.to_table(columns=["ticker", "date"])
+    table = pa.concat_tables(tables, promote_options="default")
     grouped = table.group_by("ticker").aggregate([("date", "min"), ("date", "max"), ("date", "count")])
     frame = grouped.to_pandas(date_as_object=False)
     frame = frame.rename(columns={"date_min": "first_date", "date_max": "last_date", "date_count": "rows"})
     return frame.set_index("ticker")
+
+
+def _read_part_keys(path: Path) -> pa.Table | None:
+    """A part's (ticker, date) columns; None, with the part set aside, when it cannot be read as
+    Parquet (truncated, overwritten)."""
+    try:
+        return pq.read_table(path, columns=["ticker", "date"])
+    except (pa.ArrowException, OSError) as exc:
+        why = f"{path} cannot be read as Parquet ({type(exc).__name__}: {exc}); its tickers are re-pulled"
+        logger.warning("%s; set aside as %s", why, quarantine(path, why))
+        return None
 
 
 def remembered_symbols(store: Store, source: str) -> dict[str, str]:
@@ -282,20 +295,6 @@ def parts_from_store(prices_dir: Path) -> dict[str, int]:
     return parts
 
 
-def quarantine_damaged_parts(prices_dir: Path) -> list[Path]:
-    """Set aside the parts whose Parquet cannot be read (truncated, overwritten): their tickers
-    then have no stored bars, so the plan re-pulls their whole history."""
-    moved = []
-    for path in sorted(prices_dir.glob("part-*.parquet")) if prices_dir.is_dir() else []:
-        try:
-            pq.ParquetFile(path).read(columns=["ticker", "date"])
-        except (pa.ArrowException, OSError) as exc:
-            why = f"{path} cannot be read as Parquet ({type(exc).__name__}: {exc}); its tickers are re-pulled"
-            moved.append(quarantine(path, why))
-            logger.warning("%s; set aside as %s", why, moved[-1])
-    return moved
-
-
 def check_store_identity(prices_dir: Path, identity: Mapping[str, Any] | None) -> None:
     """One market per store: ``prices/<source>/_source.json`` records what filled it; another
     source (other files, another market) under the same name is refused, never mixed in."""
@@ -336,7 +335,6 @@ def plan_ingest(
         return IngestPlan(source_name, run_id, store.root, saved["as_of"], saved["end"], saved["batches"])
     mapping = as_mapping(tickers_or_mapping)
     check_store_identity(store.prices_dir(source_name), identity)
-    quarantine_damaged_parts(store.prices_dir(source_name))
     as_of = as_of or datetime.now(UTC).date()
     catalog = _load_catalog(store, source_name)
     parts: dict[str, int] = catalog["parts"]
