@@ -392,6 +392,7 @@ class ProgressBar:
         self.stream = stream or sys.stderr
         self.interval = interval
         self.width = width
+        self._shown: str | None = None  # the state last drawn
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="ingest-progress", daemon=True)
 
@@ -412,13 +413,19 @@ class ProgressBar:
         return f"ingest [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} batches"
 
     def _loop(self) -> None:
-        shown = None
         while not self._stop.wait(self.interval):
-            line = self.render()
-            if line != shown:  # redraw only on change
-                self.stream.write("\r" + line if self.stream.isatty() else line + "\n")
-                self.stream.flush()
-                shown = line
+            self._draw(self.render())
+
+    def _draw(self, line: str, *, final: bool = False) -> None:
+        """Draw a changed state: in place on a terminal, as a new line elsewhere (logs, CI);
+        ``final`` ends a terminal's line."""
+        tty = self.stream.isatty()
+        if line != self._shown:
+            self.stream.write("\r" + line if tty else line + "\n")
+            self._shown = line
+        if final and tty:
+            self.stream.write("\n")
+        self.stream.flush()
 
     def __enter__(self) -> ProgressBar:
         self._thread.start()
@@ -427,6 +434,4 @@ class ProgressBar:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        # The final state on its own line; a carriage return only where the bar redraws in place (a tty).
-        self.stream.write(("\r" if self.stream.isatty() else "") + self.render() + "\n")
-        self.stream.flush()
+        self._draw(self.render(), final=True)

@@ -474,14 +474,19 @@ def test_the_ingest_flow_stops_on_a_rate_limited_batch_with_a_resume_message(pre
 
 def test_the_progress_bar_writes_plain_lines_when_not_on_a_terminal(tmp_path):
     import io
+    import time
 
     from numerflow.flows.prices import ProgressBar
     from numerflow.tasks.core.store import write_json
 
     stream = io.StringIO()  # not a tty: a log file, CI, a pipe
     write_json(tmp_path / "plan.json", {"batches": [{}, {}]})
-    with ProgressBar(tmp_path, stream=stream):
+    with ProgressBar(tmp_path, stream=stream, interval=0.01):
         write_json(tmp_path / "batch-00000.json", [])
         write_json(tmp_path / "batch-00001.json", [])
+        deadline = time.monotonic() + 5
+        while "2/2" not in stream.getvalue() and time.monotonic() < deadline:  # the loop draws the last state
+            time.sleep(0.01)
     text = stream.getvalue()
     assert "\r" not in text and text.endswith("ingest [" + "#" * 30 + "] 2/2 batches\n")
+    assert text.count("2/2 batches") == 1  # the final state once, not again on exit
