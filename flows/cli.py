@@ -321,12 +321,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_demo_settings(settings)
     else:
         check_live_price_source(settings)
-    from numerflow.tasks.model.training import check_lightgbm_params
+    from numerflow.flows.round import echo_stages, judge_models, round_flow
+    from numerflow.tasks.core.config import model_table
 
-    # A typo in the shared parameters fails before Prefect starts (a [[models]] entry's own
-    # parameters fail that model alone).
-    check_lightgbm_params(settings.training)
-    from numerflow.flows.round import echo_stages, round_flow
+    # The single model's parameter typo fails before Prefect starts; a [[models]] entry's fails
+    # that model alone, in the round's preflight.
+    judge_models(settings, model_table(settings, args.model))
 
     with echo_stages(sys.stderr):  # one line per stage as it starts, and as it ends with its duration
         result = round_flow(mode="demo" if args.demo else "live", tournament=args.tournament,

@@ -349,9 +349,9 @@ def run_round(settings: Settings, overrides: dict[str, Any], kind: RoundKind, *,
     configured model (no table) fails the round directly, as one model always did. ``prepared``
     (the daily submit): no ingest, the prices the prepare run stored are used as they are."""
     run_id = new_run_id()
-    table, failures = judge_models(settings, model_table(settings) if models is None else models)
-    universe, resolution, prices, dataset = shared_stages(settings, overrides, kind, unattended=unattended,
-                                                          prepared=prepared)
+    table, failures, universe, resolution, prices, dataset = shared_stages(
+        settings, overrides, kind, model_table(settings) if models is None else models, unattended=unattended,
+        prepared=prepared)
     runs: list[ModelRun] = []
     chosen = choose_models(settings, overrides, kind, dataset, universe.round_number, table, retrain=retrain,
                            run_id=run_id, unattended=unattended)
@@ -374,24 +374,31 @@ def run_round(settings: Settings, overrides: dict[str, Any], kind: RoundKind, *,
 
 def judge_models(settings: Settings, table: list[ModelSettings | None]) -> tuple[list[ModelSettings | None],
                                                                                 dict[str, str]]:
-    """Before any data moves: each ``[[models]]`` entry's LightGBM parameters (over ``[training]``)
-    judged by LightGBM. The entries that pass, and why each other one fails (it alone)."""
+    """Before any data moves, each model's own LightGBM parameters (a ``[[models]]`` entry's over
+    ``[training]``; the single configured model's ``[training]``) judged by LightGBM, once. The
+    single model's refusal is the round's error; an entry's fails that entry alone. So a top-level
+    parameter that every entry overrides is never judged on its own. The entries that pass, and why
+    each other one fails."""
     failures: dict[str, str] = {}
     for entry in table:
-        if entry is not None:
-            try:
-                check_lightgbm_params(settings_for_model(settings, entry).training)
-            except BadInputError as exc:
-                failures[entry.name] = f"{type(exc).__name__}: {exc}"
+        try:
+            check_lightgbm_params(settings_for_model(settings, entry).training)
+        except BadInputError as exc:
+            if entry is None:
+                raise
+            failures[entry.name] = f"{type(exc).__name__}: {exc}"
     return [m for m in table if m is None or m.name not in failures], failures
 
 
-def shared_stages(settings: Settings, overrides: dict[str, Any], kind: RoundKind, *, unattended: bool,
-                  prepared: bool = False) -> tuple[UniverseRef, Resolution, IngestSummary, DatasetInfo]:
-    """The stages every model shares, once per round: universe → resolution → ingest (``prepared``:
-    the stored prices) → dataset."""
+def shared_stages(settings: Settings, overrides: dict[str, Any], kind: RoundKind, table: list[ModelSettings | None],
+                  *, unattended: bool, prepared: bool = False,
+                  ) -> tuple[list[ModelSettings | None], dict[str, str], UniverseRef, Resolution, IngestSummary,
+                             DatasetInfo]:
+    """The stages every model shares, once per round: preflight (which of ``table``'s models can
+    run, and why the others cannot) → universe → resolution → ingest (``prepared``: the stored
+    prices) → dataset."""
     with stage("preflight", unattended=unattended):
-        preflight(settings)
+        table, failures = preflight(settings, table)
     with stage("universe", unattended=unattended):
         universe = kind.universe(settings)
     with stage("resolution", unattended=unattended):
@@ -401,7 +408,7 @@ def shared_stages(settings: Settings, overrides: dict[str, Any], kind: RoundKind
                   else ingest_stage(settings, overrides, kind, universe, resolution))
     with stage("dataset", unattended=unattended):
         dataset = build_dataset_task(settings, prices.source)
-    return universe, resolution, prices, dataset
+    return table, failures, universe, resolution, prices, dataset
 
 
 def prepare_round(settings: Settings, overrides: dict[str, Any], kind: RoundKind, *, retrain: bool = False,
@@ -409,8 +416,8 @@ def prepare_round(settings: Settings, overrides: dict[str, Any], kind: RoundKind
     """The daily prepare: the shared stages, then each model trained when due (else reused), so
     the submit after the open only predicts. A failing model is named, never blocks the others."""
     run_id = new_run_id()
-    table, failures = judge_models(settings, model_table(settings) if models is None else models)
-    universe, resolution, prices, dataset = shared_stages(settings, overrides, kind, unattended=unattended)
+    table, failures, universe, resolution, prices, dataset = shared_stages(
+        settings, overrides, kind, model_table(settings) if models is None else models, unattended=unattended)
     chosen: dict[str, ModelChoice] = {}
     choices = choose_models(settings, overrides, kind, dataset, universe.round_number, table, retrain=retrain,
                             run_id=run_id, unattended=unattended)
@@ -489,13 +496,20 @@ def model_submission_dir(settings: Settings, round_label: str, name: str | None)
     return base / safe_id(name, "model name") if name else base
 
 
-def preflight(settings: Settings) -> None:
-    """What can be judged before any data moves: LightGBM accepts the parameters (a typo must
-    not cost an ingest), and temp files that killed runs left behind are cleared."""
-    check_lightgbm_params(settings.training)
+def preflight(settings: Settings, table: list[ModelSettings | None]) -> tuple[list[ModelSettings | None],
+                                                                             dict[str, str]]:
+    """What can be judged before any data moves: LightGBM accepts each model's parameters (a typo
+    must not cost an ingest; ``judge_models``), and temp files that killed runs left behind are
+    cleared. The models that can run, and why each other one cannot."""
+    judged = judge_models(settings, table)
+    if not judged[0]:  # every entry refused: nothing would use the ingest
+        raise BadInputError("every model of the [[models]] table is refused: " + "; ".join(
+            f"{name}: {why}" for name, why in judged[1].items()) + "; fix their params in numerflow.toml",
+            tag="invalid_config")
     removed = remove_stale_temp_files(settings.data_dir)
     if removed:
         get_run_logger().info("removed %d temp files left by interrupted runs", len(removed))
+    return judged
 
 
 def ingest_stage(settings: Settings, overrides: dict[str, Any], kind: RoundKind, universe: UniverseRef,

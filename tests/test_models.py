@@ -198,3 +198,32 @@ def test_a_model_entry_carries_its_own_feature_set_target_and_ensemble():
     assert mine.numerai.model_name == "both_chili"
     plain = settings_for_model(base, ModelSettings(name="plain"))  # unset fields keep the top-level ones
     assert (plain.training.feature_set, plain.numerai.ensemble_targets) == (base.training.feature_set, [])
+
+
+# ------------------------------------------------------------------ LightGBM parameters: each model judged once, as it runs
+
+
+def test_a_top_level_parameter_every_entry_overrides_is_not_judged_on_its_own(tmp_path):
+    from numerflow.flows.round import preflight
+
+    fixed = [{"name": "a", "params": {"objective": "regression"}}, {"name": "b", "params": {"objective": "huber"}}]
+    settings = load_settings(data_dir=str(tmp_path), training={"params": {"objective": "regresion"}}, models=fixed)
+    table, failures = preflight(settings, model_table(settings))
+    assert [m.name for m in table] == ["a", "b"] and failures == {}
+
+
+def test_the_single_models_refused_parameters_are_the_rounds_error(tmp_path):
+    from numerflow.flows.round import judge_models
+
+    settings = load_settings(data_dir=str(tmp_path), training={"params": {"objective": "regresion"}})
+    with pytest.raises(BadInputError, match="regresion"):
+        judge_models(settings, model_table(settings))
+
+
+def test_when_every_entry_is_refused_the_round_stops_in_preflight(tmp_path):
+    from numerflow.flows.round import preflight
+
+    settings = load_settings(data_dir=str(tmp_path), models=[BAD, {**BAD, "name": "third"}])
+    with pytest.raises(BadInputError, match="every model of the") as refused:
+        preflight(settings, model_table(settings))
+    assert "other_signals:" in str(refused.value) and "third:" in str(refused.value)
