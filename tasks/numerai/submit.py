@@ -161,7 +161,6 @@ def submit_file(
         keys = resolve_keys(settings.numerai)
     has_keys = (client.keys is not None) if client is not None else keys is not None
 
-    sha256 = file_sha256(path) if path.is_file() else ""
     if not has_keys:
         # Without keys nothing can be sent (and nothing is asked of the network).
         ids = universe_ids
@@ -177,6 +176,7 @@ def submit_file(
         else:
             check_submission_format(read_submission_file(path, settings.submission.max_file_mb), tournament)
             validation = {}
+            sha256 = file_sha256(path)
         record_path = write_dry_run_record(
             dry_dir / f"{stamp:%Y%m%dT%H%M%S%fZ}.json",
             reason="no Numerai API keys (NUMERAI_PUBLIC_ID/NUMERAI_SECRET_KEY, settings or Prefect Secret block)",
@@ -207,7 +207,8 @@ def submit_file(
                        f"{done['uploaded_at']} (submission {done['submission_id']}, sha256 {done['sha256'][:12]}); "
                        "skipped — pass --force to upload again")
             log.info(message)
-            return SubmitOutcome("skipped", tournament, message, str(path), sha256, model_name=model_name,
+            return SubmitOutcome("skipped", tournament, message, str(path),
+                                 file_sha256(path) if path.is_file() else "", model_name=model_name,
                                  model_id=done.get("model_id"), round=current.as_dict(),
                                  submission_id=done["submission_id"])
         require_open_window(current, now)
