@@ -162,3 +162,10 @@ def test_resolution_looks_up_remembers_and_reports(fake, live_settings, tmp_path
         load_overrides(template)
     template.write_text(text.replace("ODD ZZ,", "ODD ZZ,ODD.L").replace("GONE US,", "GONE US,NEWCO"))
     assert load_overrides(template) == {"ODD ZZ": "ODD.L", "GONE US": "NEWCO"}
+
+
+def test_a_bloomberg_coded_ticker_is_searched_on_its_market(fake):
+    # MK is Bloomberg's Malaysia (ISO: North Macedonia, no market here): searched on Bursa (.KL).
+    (result,) = _lookup(fake, ["AAGB MK"]).values()
+    assert result.symbol == "5099.KL" and result.reason is None
+    assert "AAGB" not in result.tried  # the US namesake is still filtered out
