@@ -36,6 +36,7 @@ Usage: .venv/bin/python benchmarks/bench_ingest.py [--symbols 5000] [--rate 20] 
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import sys
@@ -76,18 +77,16 @@ def window_shares(log, rate: float, window: float, pause: float) -> dict[str, fl
     t0 = min(at for at, _ in chart)
     n = int((max(at for at, _ in chart) - t0) // window)  # full windows only
     served, limited = [0] * n, [False] * n
-    last_429: list[float] = sorted(at for at, status in chart if status == 429)
+    answered_429 = sorted(at for at, status in chart if status == 429)
     for at, status in chart:
         i = int((at - t0) // window)
         if i < n and status == 200:
             served[i] += 1
-    import bisect
-
     for i in range(n):
         start, end = t0 + i * window, t0 + (i + 1) * window
         # any 429 in [start - pause, end)?
-        j = bisect.bisect_left(last_429, start - pause)
-        limited[i] = j < len(last_429) and last_429[j] < end
+        j = bisect.bisect_left(answered_429, start - pause)
+        limited[i] = j < len(answered_429) and answered_429[j] < end
     clean = [served[i] for i in range(n) if not limited[i]]
     return {
         "windows": n, "clean_windows": len(clean),
