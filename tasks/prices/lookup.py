@@ -31,7 +31,7 @@ from typing import Any
 import pandas as pd
 
 from numerflow.tasks.prices.sources.outcomes import OK, FetchRequest
-from numerflow.tasks.prices.tickers import COUNTRY_SUFFIXES, code_convention, split_numerai_ticker, ticker_markets
+from numerflow.tasks.prices.tickers import COUNTRY_SUFFIXES, split_numerai_ticker, ticker_markets, universe_convention
 
 #: Where Yahoo spells listings by exchange code: the rules' candidates are known to miss there.
 LOOKUP_COUNTRIES = frozenset({"MY", "SG", "IE"})
@@ -168,12 +168,13 @@ def lookup_tickers(
     verify: Callable[[str], bool],
     names: Mapping[str, str] | None = None,
     limit: int | None = None,
+    convention: str | None = None,
 ) -> dict[str, LookupResult]:
     """``lookup_ticker`` for each ticker (at most ``limit``; the rest wait for the next round), in the
-    country-code convention the tickers themselves use. Once the search itself is rate-limited, the
-    remaining tickers are not asked this round."""
+    universe's country-code ``convention`` (by default the one these tickers themselves use). Once the
+    search itself is rate-limited, the remaining tickers are not asked this round."""
     names = names or {}
-    convention = code_convention(split_numerai_ticker(pd.Series(list(tickers), dtype="string"))["country"])
+    convention = convention or universe_convention(tickers)
     results: dict[str, LookupResult] = {}
     todo = list(dict.fromkeys(tickers))
     cut = todo if limit is None else todo[:limit]

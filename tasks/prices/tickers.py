@@ -172,6 +172,11 @@ def code_convention(codes: pd.Series) -> str:
     return "bloomberg" if bloomberg > iso else "iso" if iso > bloomberg else "unknown"
 
 
+def universe_convention(tickers: Iterable[str] | pd.Series) -> str:
+    """``code_convention`` of a universe's ``"SYMBOL CC"`` tickers."""
+    return code_convention(split_numerai_ticker(pd.Series(list(tickers), dtype="string"))["country"])
+
+
 def market_countries(symbol: pd.Series, code: pd.Series, convention: str = "unknown") -> tuple[pd.Series, pd.Series]:
     """The ISO-2 market of each ticker's country code, and a second market to try after it (<NA>
     unless the convention is ``unknown`` and the code is GR/ID/IT/PL: then ISO's market, Bloomberg's
@@ -449,14 +454,13 @@ def resolution_summary(resolution: pd.DataFrame, reasons: Mapping[str, str] | No
     override, the universe's ``country_codes`` convention (``iso``/``bloomberg``), the unresolved with their reason, and ``needs_override`` (tickers failing round after
     round, ``{ticker: {"runs": n, "reason": ...}}``) with the exact overrides-file line to add."""
     by = resolution["status"].astype(str).map(RESOLVED_BY).value_counts()
-    codes = split_numerai_ticker(resolution["numerai_ticker"].astype("string"))["country"]
     needs = {str(t): {"runs": int(m.get("runs", 0) or 0), "reason": m.get("reason"),  # type: ignore[call-overload]
                       "line": f"{t},<yahoo symbol>"}
              for t, m in (needs_override or {}).items()}
     return {
         "by": {k: int(by.get(k, 0)) for k in ("rule", "candidate", "lookup", "override", "unresolved")},
         "total": int(len(resolution)),
-        "country_codes": code_convention(codes),
+        "country_codes": universe_convention(resolution["numerai_ticker"]),
         "unresolved": unresolved_reasons(resolution, reasons),
         "needs_override": needs,
     }
