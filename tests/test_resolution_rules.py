@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from numerflow.tasks.prices.tickers import code_convention, resolve_universe, yahoo_candidates
+from numerflow.tasks.prices.tickers import CODE_COLLISIONS, code_convention, resolve_universe, yahoo_candidates
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_resolution import accuracy, failure_classes, load_map  # noqa: E402
@@ -87,6 +87,8 @@ def test_bloomberg_country_codes(ticker, expected):
 
 
 def test_a_colliding_code_follows_the_universes_own_convention():
+    # The codes that mean one market in ISO-2 and another in Bloomberg's convention, all handled.
+    assert CODE_COLLISIONS == {"CN", "CH", "GR", "ID", "IT", "PL"}
     bloomberg = ["VOD LN", "ERICB SS", "7203 JP", "SAP GR", "TEVA IT", "RYA ID", "EDP PL"]
     iso = ["VOD GB", "ERICB SE", "7203 JP", "OPAP GR", "ENI IT", "BBCA ID", "PKO PL"]
     assert code_convention(pd.Series([t.split()[1] for t in bloomberg])) == "bloomberg"

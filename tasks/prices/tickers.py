@@ -111,8 +111,8 @@ COUNTRY_SUFFIXES: dict[str, tuple[str, ...]] = {
 }
 
 #: Bloomberg's country code (the composite, or the exchange where a country has none) → the ISO-2
-#: country of ``COUNTRY_SUFFIXES``. Codes the same in both conventions (US, JP, HK, AU, NZ, NO, IN, CA,
-#: AR) are not listed. A code that is ISO for a country with no market here (SS South Sudan, SM San
+#: country of ``COUNTRY_SUFFIXES``. Codes the same in both conventions (``SAME_IN_BOTH``) are not
+#: listed. A code that is ISO for a country with no market here (SS South Sudan, SM San
 #: Marino, NA Namibia, MK North Macedonia, TT Trinidad and Tobago, ...) is read as Bloomberg's.
 BLOOMBERG_COUNTRIES: dict[str, str] = {
     "AV": "AT", "BB": "BE", "BZ": "BR", "CN": "CA", "CP": "CZ", "DC": "DK", "EY": "EG", "FH": "FI",
@@ -120,11 +120,11 @@ BLOOMBERG_COUNTRIES: dict[str, str] = {
     "IT": "IL", "KS": "KR", "LN": "GB", "MF": "MX", "MK": "MY", "NA": "NL", "PL": "PT", "PM": "PH",
     "PW": "PL", "QD": "QA", "SJ": "ZA", "SM": "ES", "SP": "SG", "SS": "SE", "SW": "CH", "TB": "TH",
     "TI": "TR", "TT": "TW", "UQ": "US", "UN": "US", "CH": "CN", "CI": "CL", "AB": "SA", "KK": "KW",
-    "CB": "CO", "PE": "PE", "RM": "RU", "UH": "AE",
+    "CB": "CO", "RM": "RU", "UH": "AE",
 }
 
 #: Codes the same in Bloomberg's convention and ISO's.
-SAME_IN_BOTH = frozenset({"US", "JP", "HK", "AU", "NZ", "NO", "IN", "CA", "AR"})
+SAME_IN_BOTH = frozenset({"US", "JP", "HK", "AU", "NZ", "NO", "IN", "CA", "AR", "PE"})
 
 #: Codes that are one market's ISO code here and another market's Bloomberg code:
 #: CN China/Canada, CH Switzerland/China, GR Greece/Germany, ID Indonesia/Ireland, IT Italy/Israel,
@@ -268,7 +268,7 @@ def _market_columns(raw_symbol: pd.Series, country: pd.Series) -> list[np.ndarra
 def rule_candidates(tickers: pd.Series, convention: str | None = None) -> pd.Series:
     """Ordered Yahoo candidates from the country rules alone (empty list when none apply): the
     market's candidates, then those of the second market a colliding code may mean.
-    ``convention`` (``"iso"``/``"bloomberg"``) defaults to the one the tickers themselves use."""
+    ``convention`` (one of ``CONVENTIONS``) defaults to the one the tickers themselves use."""
     parts = split_numerai_ticker(pd.Series(tickers, dtype="string").reset_index(drop=True))
     primary, fallback = market_countries(parts["symbol"], parts["country"],
                                          convention or code_convention(parts["country"]))
@@ -451,8 +451,9 @@ def unresolved_reasons(resolution: pd.DataFrame, reasons: Mapping[str, str] | No
 def resolution_summary(resolution: pd.DataFrame, reasons: Mapping[str, str] | None = None,
                        needs_override: Mapping[str, Mapping[str, object]] | None = None) -> dict[str, object]:
     """The report ``numerflow universe`` prints: counts resolved by rule / candidate / lookup /
-    override, the universe's ``country_codes`` convention (``iso``/``bloomberg``), the unresolved with their reason, and ``needs_override`` (tickers failing round after
-    round, ``{ticker: {"runs": n, "reason": ...}}``) with the exact overrides-file line to add."""
+    override, the universe's ``country_codes`` convention (``iso``/``bloomberg``/``unknown``), the
+    unresolved with their reason, and ``needs_override`` (tickers failing round after round,
+    ``{ticker: {"runs": n, "reason": ...}}``) with the exact overrides-file line to add."""
     by = resolution["status"].astype(str).map(RESOLVED_BY).value_counts()
     needs = {str(t): {"runs": int(m.get("runs", 0) or 0), "reason": m.get("reason"),  # type: ignore[call-overload]
                       "line": f"{t},<yahoo symbol>"}
