@@ -3,8 +3,17 @@
 The fake answers 429 beyond R (server-side token bucket, burst 5); our shared limiter runs at
 0.97 R with burst 3 (inside the server's). Measured, printed side by side, then one JSON line:
 
-- throughput: chart requests served per second vs R (goal >= 90% of R), 429s received,
-  requests to Yahoo per symbol (all hosts: cookie, crumb, chart);
+- throughput: chart requests served per second vs R over the whole run, and over the windows
+  outside the 429 periods (goal >= 90% of R): the run is cut into ``--window``-second windows and
+  a window counts when no chart request in it, nor in the ``--pause-on-429`` seconds before it
+  (our limiter's half-rate period after a 429), was answered 429; 429s received, requests to
+  Yahoo per symbol (all hosts: cookie, crumb, chart);
+- a 429 wave: ``--limited-share`` of the symbols answer 429 to their first ``--limited-for``
+  chart requests; ``--wave block`` (default) makes them one contiguous run of symbols, so the wave
+  is a period of the run, ``--wave spread`` scatters them over the whole run;
+- the load: the process's CPU time per wall second during the first run (fake server and
+  yfinance parsing both run in it; near the core count means CPU-bound, not limiter-bound) and
+  the machine's load average before and after;
 - no data lost: every symbol's ledger status is ok and its stored rows equal the fake's bars;
 - per-symbol overhead: the same symbols with no throttle, yfinance alone (baseline: a loop
   of ``Ticker.history`` with yfinance's tz cache already warm, i.e. one chart request per
@@ -15,15 +24,19 @@ The fake answers 429 beyond R (server-side token bucket, burst 5); our shared li
 
 Real yfinance costs ~10-30 ms of CPU per symbol on a shared 2-core box (its pandas parsing),
 so R must stay well below what the CPU can drive for the run to measure the limiter: the
-default R is 25 req/s (5,000 symbols: ~3.5 minutes per run). With R above the CPU's pace the
-run is CPU-bound, not limiter-bound, and the share of R drops.
+default R is 20 req/s and histories are short (20 bars: the parse cost per symbol is mostly
+fixed, but a short history keeps the merge and write cheap too); 5,000 symbols take ~4.5
+minutes per run. With R above the CPU's pace the run is CPU-bound and the share of R drops:
+the CPU line says which.
 
-Usage: .venv/bin/python benchmarks/bench_ingest.py [--symbols 5000] [--rate 25] [--bars 60]
+Usage: .venv/bin/python benchmarks/bench_ingest.py [--symbols 5000] [--rate 20] [--bars 20]
+       [--limited-share 0.2 --limited-for 3 --wave block]
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import sys
@@ -55,10 +68,38 @@ def build_fake(symbols: int, bars: int, rate: float | None, burst: int) -> FakeY
     return fake
 
 
-def run_ingest(fake, store, mapping, rate, our_burst, workers, batch_size):
+def window_shares(log, rate: float, window: float, pause: float) -> dict[str, float | int]:
+    """Chart requests answered 200 per second ÷ R, over all full windows of the run and over those
+    outside the 429 periods (no 429 answer in the window nor in the ``pause`` seconds before it)."""
+    chart = [(r.at, r.status) for r in log if r.symbol is not None]
+    if not chart:
+        return {"windows": 0, "clean_windows": 0, "share_all": 0.0, "share_clean": 0.0}
+    t0 = min(at for at, _ in chart)
+    n = int((max(at for at, _ in chart) - t0) // window)  # full windows only
+    served, limited = [0] * n, [False] * n
+    answered_429 = sorted(at for at, status in chart if status == 429)
+    for at, status in chart:
+        i = int((at - t0) // window)
+        if i < n and status == 200:
+            served[i] += 1
+    for i in range(n):
+        start, end = t0 + i * window, t0 + (i + 1) * window
+        # any 429 in [start - pause, end)?
+        j = bisect.bisect_left(answered_429, start - pause)
+        limited[i] = j < len(answered_429) and answered_429[j] < end
+    clean = [served[i] for i in range(n) if not limited[i]]
+    return {
+        "windows": n, "clean_windows": len(clean),
+        "share_all": sum(served) / (rate * window * n) if n else 0.0,
+        "share_clean": sum(clean) / (rate * window * len(clean)) if clean else 0.0,
+    }
+
+
+def run_ingest(fake, store, mapping, rate, our_burst, workers, batch_size, pause_on_429):
     # Our limiter at 97% of R with a burst inside the server's: sends are re-checked at send
-    # time, so threads that woke late cannot exceed it; a 429 halves the rate for 2 s.
-    source = YahooSource(limiter=TokenBucket(0.97 * rate, our_burst), transport=fake, workers=workers, pause_on_429_seconds=2.0)
+    # time, so threads that woke late cannot exceed it; a 429 halves the rate for pause_on_429 s.
+    source = YahooSource(limiter=TokenBucket(0.97 * rate, our_burst), transport=fake, workers=workers,
+                         pause_on_429_seconds=pause_on_429)
     options = IngestOptions(batch_size=batch_size, max_attempts=6, backoff_base_seconds=0.5, backoff_cap_seconds=5)
     start = time.perf_counter()
     result = ingest_like_the_flow(source, store, mapping, options=options, as_of=date(2024, 3, 29))
@@ -68,16 +109,20 @@ def run_ingest(fake, store, mapping, rate, our_burst, workers, batch_size):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--symbols", type=int, default=5000)
-    parser.add_argument("--rate", type=float, default=25.0)
+    parser.add_argument("--rate", type=float, default=20.0, help="R: the fake server's requests/second")
     parser.add_argument("--burst", type=int, default=5, help="the fake server's burst")
     parser.add_argument("--our-burst", type=int, default=3, help="our limiter's burst")
-    parser.add_argument("--bars", type=int, default=60)
+    parser.add_argument("--bars", type=int, default=20, help="bars per symbol (>= 6: the overlap window is 5)")
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=200)
     parser.add_argument("--overhead-symbols", type=int, default=500)
     parser.add_argument("--limited-share", type=float, default=0.0,
                         help="share of symbols whose first --limited-for chart requests answer 429 (a 429 wave)")
     parser.add_argument("--limited-for", type=int, default=3)
+    parser.add_argument("--wave", choices=("block", "spread"), default="block",
+                        help="the 429-wave symbols: one contiguous run (a period of the run) or scattered")
+    parser.add_argument("--window", type=float, default=1.0, help="seconds per throughput window")
+    parser.add_argument("--pause-on-429", type=float, default=2.0, help="our limiter's half-rate period after a 429")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     mapping = {f"S{i:05d} US": [f"S{i:05d}"] for i in range(args.symbols)}
@@ -85,12 +130,22 @@ def main() -> None:
     # 1) Throttled first run: R req/s server-side, 429 beyond; our limiter at R.
     reset_yfinance(tmp / "yf1")
     fake = build_fake(args.symbols, args.bars, args.rate, args.burst)
-    waved = [f"S{i:05d}" for i in range(args.symbols) if (i * 7919) % 1000 < args.limited_share * 1000]
+    if args.wave == "block":  # a contiguous fifth, starting a fifth of the way in
+        first = args.symbols // 5
+        waved = [f"S{i:05d}" for i in range(first, first + int(args.limited_share * args.symbols))]
+    else:
+        waved = [f"S{i:05d}" for i in range(args.symbols) if (i * 7919) % 1000 < args.limited_share * 1000]
     for symbol in waved:  # on top of the server's own throttle: these answer 429 for a while
         fake.fail(symbol, *["429"] * args.limited_for)
     store = Store(tmp / "data")
-    result, wall = run_ingest(fake, store, mapping, args.rate, args.our_burst, args.workers, args.batch_size)
+    load_before = os.getloadavg()
+    cpu0 = time.process_time()
+    result, wall = run_ingest(fake, store, mapping, args.rate, args.our_burst, args.workers, args.batch_size,
+                              args.pause_on_429)
+    cpu_per_wall = (time.process_time() - cpu0) / wall
+    load_after = os.getloadavg()
     requests1 = len(fake.log)
+    windows = window_shares(fake.log, args.rate, args.window, args.pause_on_429)
     ledger = read_parquet(result.ledger_path)
     served = fake.served
     throughput = served / wall
@@ -103,7 +158,8 @@ def main() -> None:
     before = len(fake.log)
     served_before = fake.served
     throttled_before = fake.throttled
-    result2, wall2 = run_ingest(fake, store, mapping, args.rate, args.our_burst, args.workers, args.batch_size)
+    result2, wall2 = run_ingest(fake, store, mapping, args.rate, args.our_burst, args.workers, args.batch_size,
+                                args.pause_on_429)
     requests2 = fake.log[before:]
     histories = [r for r in requests2 if "period1" in r.params]
     period1_ok = all(int(r.params["period1"]) == int(pd.Timestamp("2024-03-23", tz="America/New_York").timestamp()) for r in histories)
@@ -142,12 +198,18 @@ def main() -> None:
     print(f"{'':34}{'target':>12}{'measured':>14}")
     print(f"{'first run wall time (s)':34}{'<= ' + format(args.symbols / (0.9 * args.rate), '.0f'):>12}{wall:>14.1f}")
     print(f"{'chart requests served / s':34}{0.9 * args.rate:>12.0f}{throughput:>14.1f}  ({100 * throughput / args.rate:.0f}% of R)")
-    print(f"{'429s received':34}{'-':>12}{throttled_before:>14}")
+    print(f"{'  outside the 429 periods':34}{0.9 * args.rate:>12.0f}{windows['share_clean'] * args.rate:>14.1f}  "
+          f"({100 * windows['share_clean']:.0f}% of R over {windows['clean_windows']} of {windows['windows']} "
+          f"{args.window:g}-s windows; all windows {100 * windows['share_all']:.0f}%)")
+    print(f"{'process CPU / wall (first run)':34}{'< ' + str(os.cpu_count()):>12}{cpu_per_wall:>14.2f}  "
+          f"(load average {load_before[0]:.2f} before, {load_after[0]:.2f} after)")
+    print(f"{'429s received':34}{'-':>12}{throttled_before:>14}  (server throttle; wave 429s: "
+          f"{sum(1 for r in fake.log[:requests1] if r.status == 429) - throttled_before})")
     print(f"{'requests to Yahoo / symbol':34}{'-':>12}{requests1 / args.symbols:>14.3f}  (all hosts; was ~2 + cookie/crumb)")
     print(f"{'ledger ok / tickers':34}{args.symbols:>12}{int((ledger['status'] == 'ok').sum()):>14}")
     print(f"{'symbols with lost bars':34}{0:>12}{lost:>14}")
     print(f"{'second run: requests / symbol':34}{'1':>12}{len(requests2) / args.symbols:>14.2f}")
-    print(f"{'symbols in a 429 wave':34}{'-':>12}{len(waved):>14}  ({args.limited_for} x 429 each before they answer)")
+    print(f"{'symbols in a 429 wave':34}{'-':>12}{len(waved):>14}  ({args.limited_for} x 429 each before they answer, {args.wave})")
     print(f"{'second run: bars written':34}{'new only':>12}{bars2:>14}  (stored {total_after}, period1 = last-overlap: {period1_ok})")
     print(f"{'second run wall time (s)':34}{'-':>12}{wall2:>14.1f}")
     print(f"{'ms / symbol, yfinance alone':34}{'baseline':>12}{yf_ms:>14.2f}")
@@ -155,6 +217,10 @@ def main() -> None:
     print(json.dumps({
         "bench": "ingest", "cores": cores, "symbols": args.symbols, "bars": args.bars, "rate": args.rate,
         "wall_s": round(wall, 2), "served_per_s": round(throughput, 1), "share_of_rate": round(throughput / args.rate, 3),
+        "share_of_rate_outside_429": round(windows["share_clean"], 3), "share_of_rate_all_windows": round(windows["share_all"], 3),
+        "windows": windows["windows"], "clean_windows": windows["clean_windows"], "window_s": args.window,
+        "cpu_per_wall": round(cpu_per_wall, 2), "load_before": round(load_before[0], 2), "load_after": round(load_after[0], 2),
+        "wave": args.wave,
         "throttled_429": throttled_before, "second_run_429": fake.throttled - throttled_before,
         "requests_per_symbol": round(requests1 / args.symbols, 3), "our_burst": args.our_burst, "workers": args.workers, "ok": int((ledger["status"] == "ok").sum()), "lost_symbols": lost,
         "waved_symbols": len(waved), "limited_for": args.limited_for,

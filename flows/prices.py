@@ -158,9 +158,11 @@ def price_source(settings: Settings) -> Source:
     return source
 
 
-def lookup_with_yahoo(settings: Settings, tickers: Sequence[str], names: Mapping[str, str] | None = None) -> dict:
+def lookup_with_yahoo(settings: Settings, tickers: Sequence[str], names: Mapping[str, str] | None = None,
+                      convention: str | None = None) -> dict:
     """``tasks.prices.lookup.lookup_tickers`` on the configured Yahoo source's session and limiter:
-    Yahoo's search, each hit verified with a price fetch (``{ticker: LookupResult}``)."""
+    Yahoo's search, each hit verified with a price fetch (``{ticker: LookupResult}``); ``convention``
+    is the universe's country-code convention (``tasks.prices.tickers.code_convention``)."""
     import datetime as dt
 
     from numerflow.tasks.prices.lookup import YahooSearch, lookup_tickers, price_verifier
@@ -172,7 +174,8 @@ def lookup_with_yahoo(settings: Settings, tickers: Sequence[str], names: Mapping
                             tag="invalid_config")
     search = YahooSearch(source.session, settings.yahoo.timeout_seconds)
     verify = price_verifier(source, dt.datetime.now(dt.UTC).date())
-    return lookup_tickers(tickers, search=search, verify=verify, names=names, limit=settings.yahoo.lookup_limit)
+    return lookup_tickers(tickers, search=search, verify=verify, names=names, limit=settings.yahoo.lookup_limit,
+                          convention=convention)
 
 
 def source_name(settings: Settings) -> str:

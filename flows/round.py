@@ -118,6 +118,7 @@ from numerflow.tasks.prices.tickers import (
     resolution_report,
     resolution_summary,
     resolve_for_yahoo,
+    universe_convention,
 )
 
 Mode = Literal["demo", "live"]
@@ -697,7 +698,7 @@ def resolve_universe(settings: Settings, universe_path: Path, round_number: int)
     if tournament == "signals" and settings.price_source == "yahoo" and settings.yahoo.lookup:
         targets = lookup_targets(table, failing)
         if targets:
-            found = lookup_with_yahoo(settings, targets)
+            found = lookup_with_yahoo(settings, targets, convention=universe_convention(ids))
             remember_lookups(store, source, {t: (r.symbol, r.name) for t, r in found.items() if r.symbol})
             reasons = {t: r.reason for t, r in found.items() if r.reason}
             table = resolve()

@@ -162,3 +162,30 @@ def test_resolution_looks_up_remembers_and_reports(fake, live_settings, tmp_path
         load_overrides(template)
     template.write_text(text.replace("ODD ZZ,", "ODD ZZ,ODD.L").replace("GONE US,", "GONE US,NEWCO"))
     assert load_overrides(template) == {"ODD ZZ": "ODD.L", "GONE US": "NEWCO"}
+
+
+def test_a_bloomberg_coded_ticker_is_searched_on_its_market(fake):
+    # MK is Bloomberg's Malaysia (ISO: North Macedonia, no market here): searched on Bursa (.KL).
+    (result,) = _lookup(fake, ["AAGB MK"]).values()
+    assert result.symbol == "5099.KL" and result.reason is None
+    assert "AAGB" not in result.tried  # the US namesake is still filtered out
+
+
+def test_a_colliding_code_is_searched_in_the_universes_convention(fake):
+    recent = make_bars(TODAY - dt.timedelta(days=90), TODAY, price=3.0, seed=4)
+    fake.add("AIBG.JK", recent, name="Another company", exchange="JKT", search_terms=("AIBG",),
+             timezone="Asia/Jakarta", currency="IDR")  # the search's first hit
+    fake.add("A5G.IR", recent, name="AIB Group plc", exchange="ISE", search_terms=("AIBG",),
+             timezone="Europe/Dublin", currency="EUR")
+    source = _source(fake)
+
+    def lookup(convention):
+        return lookup_tickers(["AIBG ID"], search=YahooSearch(source.session), verify=price_verifier(source, TODAY),
+                              convention=convention)["AIBG ID"]
+
+    # ID is Ireland in a Bloomberg-coded universe, Indonesia in an ISO-2 one: the other exchange's
+    # namesake is never taken.
+    irish = lookup("bloomberg")
+    assert irish.symbol == "A5G.IR" and "AIBG.JK" not in irish.tried
+    indonesian = lookup("iso")
+    assert indonesian.symbol == "AIBG.JK" and "A5G.IR" not in indonesian.tried

@@ -106,3 +106,27 @@ def test_five_concurrent_submits_upload_once(cli_env, fake_numerai, monkeypatch)
     statuses = sorted(json.loads(out)["status"] for out, _ in results)
     assert statuses == ["skipped"] * 4 + ["uploaded"]
     assert len(fake_numerai.state.uploads) == 1 and len(fake_numerai.state.submissions) == 1
+
+
+def test_universe_command_reads_bloomberg_codes_and_writes_the_template(cli_env, fake_numerai, monkeypatch, capsys):
+    from fakes.numerai_fixtures import universe_parquet
+
+    monkeypatch.setenv("NUMERFLOW_YAHOO__LOOKUP", "false")  # no Yahoo search: the rules alone
+    tickers = us_tickers(150) + ["VOD LN", "ERICB SS", "SAP GR", "RY CN", "ODD ZZ"]
+    fake_numerai.add_dataset("signals", "signals/v2.1/live.parquet", universe_parquet(tickers))
+    template = cli_env / "overrides.csv"
+    assert main(["universe", "--overrides-template", str(template)]) == 0
+    out = capsys.readouterr().out
+    assert "country codes read as Bloomberg's" in out
+    assert "unresolved ODD ZZ: no Yahoo suffix rule for country ZZ" in out
+    assert main(["universe", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    candidates = json.loads(open(payload["resolution"]["candidates_path"]).read())
+    # Bloomberg's GR is Germany and CN Canada in this universe; the report counts them there.
+    assert candidates["SAP GR"] == ["SAP.DE", "SAP.F"] and candidates["RY CN"] == ["RY.TO", "RY.V"]
+    assert candidates["VOD LN"] == ["VOD.L"] and candidates["ERICB SS"] == ["ERIC-B.ST", "ERICB.ST"]
+    countries = {row["country"] for row in payload["resolution"]["report"]}
+    assert {"DE", "CA", "GB", "SE"} <= countries and not {"LN", "SS", "GR", "CN"} & countries
+    assert payload["resolution"]["details"]["country_codes"] == "bloomberg"
+    text = template.read_text()
+    assert "ODD ZZ," in text and "VOD LN" not in text  # only what is left to fill in

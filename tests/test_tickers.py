@@ -18,7 +18,7 @@ REAL_WORLD = [
     ("SHOP CA", ["SHOP.TO", "SHOP.V"]),
     ("RCI/B CA", ["RCI-B.TO", "RCI-B.V"]),
     ("PETR4 BR", ["PETR4.SA"]),
-    ("WALMEX MX", ["WALMEX.MX"]),
+    ("WALMEX MX", ["WALMEX.MX", "WALMEX-1.MX"]),  # then the dashed series (LIVEPOLC-1.MX)
     ("SQM-B CL", ["SQM-B.SN"]),
     ("GGAL AR", ["GGAL.BA"]),
     ("VOD GB", ["VOD.L"]),
@@ -72,7 +72,8 @@ REAL_WORLD = [
 
 @pytest.mark.parametrize(("numerai_ticker", "expected"), REAL_WORLD)
 def test_yahoo_candidates_on_real_world_listings(numerai_ticker, expected):
-    assert yahoo_candidates(numerai_ticker) == expected
+    # Today's numerai_ticker: ISO-2 codes (a lone GR/ID/IT/PL would also try Bloomberg's market).
+    assert yahoo_candidates(numerai_ticker, convention="iso") == expected
 
 
 def test_every_supported_country_has_a_real_world_example():
@@ -90,7 +91,7 @@ def test_resolve_universe_batch_equals_single_lookups_and_classifies():
     table = resolve_universe(tickers)
     assert table["numerai_ticker"].tolist() == tickers
     for row in table.itertuples():
-        assert row.candidates == yahoo_candidates(row.numerai_ticker)
+        assert row.candidates == yahoo_candidates(row.numerai_ticker, convention="iso")
     status = dict(zip(table["numerai_ticker"], table["status"], strict=True))
     assert status["AAPL US"] == "resolved"
     assert status["2330 TW"] == "ambiguous"
@@ -204,3 +205,27 @@ def test_crypto_overrides_file_wins_and_is_checked_by_line(tmp_path):
     path.write_text("symbol,yahoo_symbol\nUNI,\n")
     with pytest.raises(BadInputError, match=r"line 2: yahoo_symbol '' for UNI"):
         resolve_for_yahoo(["UNI"], "crypto", path)
+
+
+def test_report_and_overrides_template_for_a_bloomberg_coded_universe(tmp_path):
+    from numerflow.tasks.prices.tickers import resolution_lines, resolution_summary, write_overrides_template
+
+    resolution = resolve_universe(["VOD LN", "ERICB SS", "SAP GR", "RY CN", "ODD ZZ"])
+    report = resolution_report(resolution).set_index("country")
+    # Counted under the markets' ISO codes (Bloomberg's GR is Germany here, CN Canada).
+    assert {"GB", "SE", "DE", "CA", "ZZ"} <= set(report.index) and "LN" not in report.index
+    assert report.loc["DE", "total"] == 1 and "GR" not in report.index
+    summary = resolution_summary(resolution)
+    assert summary["country_codes"] == "bloomberg"
+    assert summary["unresolved"] == {"ODD ZZ": "no Yahoo suffix rule for country ZZ"}
+    assert any(line.startswith("country codes read as Bloomberg's") for line in resolution_lines(summary))
+    assert resolution_summary(resolve_universe(["VOD GB", "SAP DE"]))["country_codes"] == "iso"
+    assert not any("Bloomberg" in line for line in resolution_lines(resolution_summary(resolve_universe(["VOD GB"]))))
+    # The template keeps the universe's own ids; filled in, it loads and the override wins.
+    template = write_overrides_template(tmp_path / "overrides.csv", summary)
+    assert "ODD ZZ," in template.read_text()
+    template.write_text(template.read_text().replace("ODD ZZ,", "ODD ZZ,ODD.L") + "VOD LN,VOD.L\n")
+    overrides = load_overrides(template)
+    assert overrides == {"ODD ZZ": "ODD.L", "VOD LN": "VOD.L"}
+    forced = resolve_universe(["VOD LN", "ODD ZZ"], overrides=overrides).set_index("numerai_ticker")
+    assert forced.loc["ODD ZZ", "candidates"] == ["ODD.L"] and forced.loc["ODD ZZ", "status"] == "override"

@@ -31,7 +31,7 @@ from typing import Any
 import pandas as pd
 
 from numerflow.tasks.prices.sources.outcomes import OK, FetchRequest
-from numerflow.tasks.prices.tickers import COUNTRY_SUFFIXES, split_numerai_ticker
+from numerflow.tasks.prices.tickers import COUNTRY_SUFFIXES, split_numerai_ticker, ticker_markets, universe_convention
 
 #: Where Yahoo spells listings by exchange code: the rules' candidates are known to miss there.
 LOOKUP_COUNTRIES = frozenset({"MY", "SG", "IE"})
@@ -109,15 +109,17 @@ def lookup_ticker(
     verify: Callable[[str], bool],
     name: str | None = None,
     max_verify: int = 3,
+    convention: str = "unknown",
 ) -> LookupResult:
-    """Search by symbol, then by name; verify the exchange-matching hits with a price fetch."""
+    """Search by symbol, then by name; verify the hits on the exchanges of the ticker's market(s)
+    (``tasks.prices.tickers.ticker_markets`` in the universe's country-code ``convention``) with a price fetch."""
     parts = split_numerai_ticker(pd.Series([ticker]))
     symbol, country = parts["symbol"].iloc[0], parts["country"].iloc[0]
     result = LookupResult(ticker, name=name)
     if pd.isna(symbol) or pd.isna(country):
         result.reason = "lookup: not a 'SYMBOL CC' ticker"
         return result
-    suffixes = expected_suffixes(str(country))
+    suffixes = tuple(s for market in ticker_markets(ticker, convention) for s in expected_suffixes(market))
     if not suffixes:
         result.reason = f"lookup: no known Yahoo exchange for country {country}"
         return result
@@ -166,10 +168,13 @@ def lookup_tickers(
     verify: Callable[[str], bool],
     names: Mapping[str, str] | None = None,
     limit: int | None = None,
+    convention: str | None = None,
 ) -> dict[str, LookupResult]:
-    """``lookup_ticker`` for each ticker (at most ``limit``; the rest wait for the next round).
-    Once the search itself is rate-limited, the remaining tickers are not asked this round."""
+    """``lookup_ticker`` for each ticker (at most ``limit``; the rest wait for the next round), in the
+    universe's country-code ``convention`` (by default the one these tickers themselves use). Once the
+    search itself is rate-limited, the remaining tickers are not asked this round."""
     names = names or {}
+    convention = convention or universe_convention(tickers)
     results: dict[str, LookupResult] = {}
     todo = list(dict.fromkeys(tickers))
     cut = todo if limit is None else todo[:limit]
@@ -178,7 +183,7 @@ def lookup_tickers(
         if stopped:
             results[ticker] = LookupResult(ticker, reason=f"lookup: not asked this round ({stopped})", transient=True)
             continue
-        result = lookup_ticker(ticker, search=search, verify=verify, name=names.get(ticker))
+        result = lookup_ticker(ticker, search=search, verify=verify, name=names.get(ticker), convention=convention)
         results[ticker] = result
         if result.transient:
             stopped = "Yahoo's search is rate-limiting or failing: resume with `numerflow universe`"

@@ -6,7 +6,17 @@ for markets with more than one exchange, a remembered winner per ticker (the can
 that last returned prices, kept in the ingest catalog), and a user overrides CSV that always wins.
 
 ``numerai_ticker`` is ``"SYMBOL CC"`` with CC the ISO-2 country (``AAPL US``,
-``7203 JP``, ``VOD GB``). Rules (Yahoo's conventions):
+``7203 JP``, ``VOD GB``): Numerai's Signals example notebook builds it from a Bloomberg ticker by
+replacing Bloomberg's country code with the ISO one (``000640 KS`` → ``000640 KR``, ``ABBN SW`` →
+``ABBN CH``). Older universes, Numerai's old ticker map and ``bloomberg_ticker`` columns use Bloomberg's
+codes (``VOD LN``, ``ERICB SS``, ``SAP GR``, ``RY CN``); both are accepted (``BLOOMBERG_COUNTRIES``).
+Six codes mean one market in ISO and another in Bloomberg's convention (``CODE_COLLISIONS``): the symbol
+settles CN and CH (Chinese A-shares are all digits, Canadian and Swiss symbols are letters); GR, ID, IT
+and PL are read in the universe's own convention, told by its unambiguous codes (GB/SE/DE vs
+LN/SS/GY). Only when none decides (a lone ``SAP GR``) is the ISO market tried first and the other one
+second: a decided universe never tries the other market, whose same symbol is another company.
+
+Rules (Yahoo's conventions):
 
 - share classes ``/`` → ``-`` (``BRK/B US`` → ``BRK-B``, ``BT/A GB`` → ``BT-A.L``);
 - a trailing ``/`` or ``*`` is Bloomberg's marker, not Yahoo's (``BP/ GB`` → ``BP.L``,
@@ -15,6 +25,9 @@ that last returned prices, kept in the ingest catalog), and a user overrides CSV
   ``ERICB.ST`` (some plain names only look like a class: ``TELIA``, ``GMAB``); Sweden and Denmark,
   classes A/B/C and Swedish depositary receipts (``KINDSDB`` → ``KIND-SDB``);
 - Toronto units: ``-U`` → ``-UN`` (``BEP-U CA`` → ``BEP-UN.TO``);
+- Mexican series: Yahoo dashes some series numbers and not others (``SITESB1`` → ``SITESB-1.MX`` but
+  ``GCARSOA1.MX``; ``LIVEPOLC`` → ``LIVEPOLC-1.MX``): the Bloomberg spelling first, then the dashed
+  series (``-1`` when the symbol has no number);
 - Hong Kong codes zero-padded to 4 digits (``1 HK`` → ``0001.HK``, ``09988 HK`` → ``9988.HK``);
 - Korean and Chinese numeric codes zero-padded to 6 digits;
 - ambiguous markets give ordered candidates that the price ingest tries in turn:
@@ -97,6 +110,38 @@ COUNTRY_SUFFIXES: dict[str, tuple[str, ...]] = {
     "PH": (".PS",),
 }
 
+#: Bloomberg's country code (the composite, or the exchange where a country has none) → the ISO-2
+#: country of ``COUNTRY_SUFFIXES``. Codes the same in both conventions (``SAME_IN_BOTH``) are not
+#: listed. A code that is ISO for a country with no market here (SS South Sudan, SM San
+#: Marino, NA Namibia, MK North Macedonia, TT Trinidad and Tobago, ...) is read as Bloomberg's.
+BLOOMBERG_COUNTRIES: dict[str, str] = {
+    "AV": "AT", "BB": "BE", "BZ": "BR", "CN": "CA", "CP": "CZ", "DC": "DK", "EY": "EG", "FH": "FI",
+    "FP": "FR", "GA": "GR", "GR": "DE", "GY": "DE", "HB": "HU", "ID": "IE", "IJ": "ID", "IM": "IT",
+    "IT": "IL", "KS": "KR", "LN": "GB", "MF": "MX", "MK": "MY", "NA": "NL", "PL": "PT", "PM": "PH",
+    "PW": "PL", "QD": "QA", "SJ": "ZA", "SM": "ES", "SP": "SG", "SS": "SE", "SW": "CH", "TB": "TH",
+    "TI": "TR", "TT": "TW", "UQ": "US", "UN": "US", "CH": "CN", "CI": "CL", "AB": "SA", "KK": "KW",
+    "CB": "CO", "RM": "RU", "UH": "AE",
+}
+
+#: Codes the same in Bloomberg's convention and ISO's.
+SAME_IN_BOTH = frozenset({"US", "JP", "HK", "AU", "NZ", "NO", "IN", "CA", "AR", "PE"})
+
+#: Codes that are one market's ISO code here and another market's Bloomberg code:
+#: CN China/Canada, CH Switzerland/China, GR Greece/Germany, ID Indonesia/Ireland, IT Italy/Israel,
+#: PL Poland/Portugal.
+CODE_COLLISIONS = frozenset(c for c, iso in BLOOMBERG_COUNTRIES.items() if c in COUNTRY_SUFFIXES and iso != c)
+
+#: Collisions the symbol settles: code → (market of an all-digit symbol, market of any other symbol).
+#: Chinese A-shares are 6-digit codes; Canadian and Swiss symbols are letters.
+_BY_SYMBOL_SHAPE = {"CN": ("CN", "CA"), "CH": ("CN", "CH")}
+
+#: Codes that exist in one convention only: they tell which one a universe uses.
+_ISO_ONLY = frozenset(set(COUNTRY_SUFFIXES) - set(BLOOMBERG_COUNTRIES) - SAME_IN_BOTH)
+_BLOOMBERG_ONLY = frozenset(set(BLOOMBERG_COUNTRIES) - set(COUNTRY_SUFFIXES))
+
+#: Country-code conventions: a universe's, or ``unknown`` when none of its codes decides.
+CONVENTIONS = ("iso", "bloomberg", "unknown")
+
 #: Markets whose rules give more than one candidate: the ingest tries them in order.
 AMBIGUOUS_COUNTRIES = frozenset(c for c, s in COUNTRY_SUFFIXES.items() if len(s) > 1)
 
@@ -116,6 +161,52 @@ def split_numerai_ticker(tickers: pd.Series) -> pd.DataFrame:
     text = tickers.astype("string").str.strip()
     parts = text.str.extract(r"^(?P<symbol>\S+(?: \S+)*?) (?P<country>[A-Z]{2})$")
     return parts.astype("string")
+
+
+def code_convention(codes: pd.Series) -> str:
+    """``"iso"``, ``"bloomberg"`` or ``"unknown"``: the convention of a universe's country codes, by
+    majority of the codes that exist in only one of them (GB, SE, DE, KR... vs LN, SS, GY, KS...);
+    ``"unknown"`` when none does (only US, JP, HK... or a tie)."""
+    codes = pd.Series(codes, dtype="string")
+    bloomberg, iso = int(codes.isin(_BLOOMBERG_ONLY).sum()), int(codes.isin(_ISO_ONLY).sum())
+    return "bloomberg" if bloomberg > iso else "iso" if iso > bloomberg else "unknown"
+
+
+def universe_convention(tickers: Iterable[str] | pd.Series) -> str:
+    """``code_convention`` of a universe's ``"SYMBOL CC"`` tickers."""
+    return code_convention(split_numerai_ticker(pd.Series(list(tickers), dtype="string"))["country"])
+
+
+def market_countries(symbol: pd.Series, code: pd.Series, convention: str = "unknown") -> tuple[pd.Series, pd.Series]:
+    """The ISO-2 market of each ticker's country code, and a second market to try after it (<NA>
+    unless the convention is ``unknown`` and the code is GR/ID/IT/PL: then ISO's market, Bloomberg's
+    second). Bloomberg-only codes are translated, CN/CH are settled by the symbol's shape. A code of
+    no market stays as it is (no suffix rule: unresolved)."""
+    if convention not in CONVENTIONS:
+        raise ValueError(f"country-code convention {convention!r} is not one of {CONVENTIONS}")
+    code = pd.Series(code, dtype="string")
+    bloomberg = code.map(BLOOMBERG_COUNTRIES).astype("string")
+    primary = code.mask(code.isin(_BLOOMBERG_ONLY).fillna(False).astype(bool), bloomberg)
+    numeric = symbol.str.fullmatch(r"\d+").fillna(False).astype(bool)
+    for collision, (digits, letters) in _BY_SYMBOL_SHAPE.items():
+        at = (code == collision).fillna(False).astype(bool)
+        primary = primary.mask(at & numeric, digits).mask(at & ~numeric, letters)
+    fallback = pd.Series(pd.NA, index=code.index, dtype="string")
+    open_question = code.isin(CODE_COLLISIONS - set(_BY_SYMBOL_SHAPE)).fillna(False).astype(bool)
+    if convention == "bloomberg":
+        primary = primary.mask(open_question, bloomberg)
+    elif convention == "unknown":
+        fallback = fallback.mask(open_question, bloomberg)
+    return primary.astype("string"), fallback.astype("string")
+
+
+def ticker_markets(numerai_ticker: str, convention: str = "unknown") -> list[str]:
+    """The ISO-2 markets one ticker may trade on, in the order its candidates try them ([] if malformed)."""
+    parts = split_numerai_ticker(pd.Series([numerai_ticker]))
+    if parts.isna().any(axis=None):
+        return []
+    primary, fallback = market_countries(parts["symbol"], parts["country"], convention)
+    return [str(m.iloc[0]) for m in (primary, fallback) if not pd.isna(m.iloc[0])]
 
 
 #: Markets whose share classes Bloomberg glues to the symbol and Yahoo spells with a dash.
@@ -142,6 +233,12 @@ def _normalised_symbols(symbol: pd.Series, country: pd.Series) -> tuple[pd.Serie
     has_class = nordic & glued["base"].notna().to_numpy()
     alternative = out.where(has_class).astype("string")
     out = out.mask(has_class, glued["base"] + "-" + glued["cls"])
+    mexico = (country == "MX").fillna(False).astype(bool)
+    series = out.str.extract(r"^(?P<base>.*[A-Z&])(?P<number>\d)$")
+    numbered = mexico & series["base"].notna().to_numpy()
+    alternative = alternative.mask(numbered, series["base"] + "-" + series["number"])
+    alternative = alternative.mask(mexico & ~numbered & out.str.match(r".*[A-Z]$").fillna(False).astype(bool),
+                                   out + "-1")
     return out, alternative
 
 
@@ -158,25 +255,35 @@ def _suffix_pair(symbol: pd.Series, country: pd.Series) -> tuple[pd.Series, pd.S
     return first.mask(swap, second), second.mask(swap, first)
 
 
-def rule_candidates(tickers: pd.Series) -> pd.Series:
-    """Ordered Yahoo candidates from the country rules alone (empty list when none apply): the
+def _market_columns(raw_symbol: pd.Series, country: pd.Series) -> list[np.ndarray]:
+    """The candidates of one market per row, as up to four object columns (None where absent): the
     symbol then its alternative spelling on the first suffix, then both on the second."""
+    symbol, alternative = _normalised_symbols(raw_symbol, country)
+    first_suffix, second_suffix = _suffix_pair(symbol, country)
+    # One vectorised concatenation per (spelling, suffix) position, not per ticker.
+    return [(spelling + suffix).to_numpy(dtype=object, na_value=None)
+            for suffix in (first_suffix, second_suffix) for spelling in (symbol, alternative)]
+
+
+def rule_candidates(tickers: pd.Series, convention: str | None = None) -> pd.Series:
+    """Ordered Yahoo candidates from the country rules alone (empty list when none apply): the
+    market's candidates, then those of the second market a colliding code may mean.
+    ``convention`` (one of ``CONVENTIONS``) defaults to the one the tickers themselves use."""
     parts = split_numerai_ticker(pd.Series(tickers, dtype="string").reset_index(drop=True))
-    symbol, alternative = _normalised_symbols(parts["symbol"], parts["country"])
-    first_suffix, second_suffix = _suffix_pair(symbol, parts["country"])
-    # One vectorised concatenation per (spelling, suffix) position (at most four), not per ticker.
-    columns = [(spelling + suffix).to_numpy(dtype=object, na_value=None)
-               for suffix in (first_suffix, second_suffix) for spelling in (symbol, alternative)]
+    primary, fallback = market_countries(parts["symbol"], parts["country"],
+                                         convention or code_convention(parts["country"]))
+    columns = _market_columns(parts["symbol"], primary) + _market_columns(parts["symbol"], fallback)
     return pd.Series(
-        [[c for c in row if c is not None] for row in zip(*columns, strict=True)],
+        [list(dict.fromkeys(c for c in row if c is not None)) for row in zip(*columns, strict=True)],
         index=parts.index,
         dtype=object,
     )
 
 
-def yahoo_candidates(numerai_ticker: str) -> list[str]:
-    """Ordered Yahoo symbols to try for one ticker (rules only; [] if no rule applies)."""
-    return list(rule_candidates(pd.Series([numerai_ticker])).iloc[0])
+def yahoo_candidates(numerai_ticker: str, convention: str | None = None) -> list[str]:
+    """Ordered Yahoo symbols to try for one ticker (rules only; [] if no rule applies), in its
+    universe's ``convention`` (by default the one its own code tells, ``unknown`` for GR/ID/IT/PL)."""
+    return list(rule_candidates(pd.Series([numerai_ticker]), convention=convention).iloc[0])
 
 
 def resolve_universe(
@@ -197,7 +304,9 @@ def resolve_universe(
     series = pd.Series(list(tickers) if not isinstance(tickers, pd.Series) else tickers, dtype="string")
     series = series.dropna().drop_duplicates().reset_index(drop=True)
     parts = split_numerai_ticker(series)
-    candidates = rule_candidates(series)
+    convention = code_convention(parts["country"])
+    market, _ = market_countries(parts["symbol"], parts["country"], convention)
+    candidates = rule_candidates(series, convention)
     n_candidates = candidates.map(len).to_numpy()
     status = np.where(n_candidates == 0, "unresolved", np.where(n_candidates > 1, "ambiguous", "resolved")).astype(object)
 
@@ -230,7 +339,7 @@ def resolve_universe(
     return pd.DataFrame(
         {
             "numerai_ticker": series,
-            "country": parts["country"],
+            "country": market,
             "yahoo_symbol": first,
             "candidates": candidates,
             "status": pd.Series(status, dtype="string"),
@@ -333,7 +442,7 @@ def unresolved_reasons(resolution: pd.DataFrame, reasons: Mapping[str, str] | No
     rows = resolution[resolution["status"] == "unresolved"]
     out = {}
     for ticker, country in zip(rows["numerai_ticker"].astype(str), rows["country"], strict=True):
-        rule = ("not 'SYMBOL CC' (CC = ISO-2 country)" if pd.isna(country)
+        rule = ("not 'SYMBOL CC' (CC = ISO-2 or Bloomberg country code)" if pd.isna(country)
                 else f"no Yahoo suffix rule for country {country}")
         out[ticker] = f"{rule}; {reasons[ticker]}" if ticker in reasons else rule
     return out
@@ -342,8 +451,9 @@ def unresolved_reasons(resolution: pd.DataFrame, reasons: Mapping[str, str] | No
 def resolution_summary(resolution: pd.DataFrame, reasons: Mapping[str, str] | None = None,
                        needs_override: Mapping[str, Mapping[str, object]] | None = None) -> dict[str, object]:
     """The report ``numerflow universe`` prints: counts resolved by rule / candidate / lookup /
-    override, the unresolved with their reason, and ``needs_override`` (tickers failing round after
-    round, ``{ticker: {"runs": n, "reason": ...}}``) with the exact overrides-file line to add."""
+    override, the universe's ``country_codes`` convention (``iso``/``bloomberg``/``unknown``), the
+    unresolved with their reason, and ``needs_override`` (tickers failing round after round,
+    ``{ticker: {"runs": n, "reason": ...}}``) with the exact overrides-file line to add."""
     by = resolution["status"].astype(str).map(RESOLVED_BY).value_counts()
     needs = {str(t): {"runs": int(m.get("runs", 0) or 0), "reason": m.get("reason"),  # type: ignore[call-overload]
                       "line": f"{t},<yahoo symbol>"}
@@ -351,6 +461,7 @@ def resolution_summary(resolution: pd.DataFrame, reasons: Mapping[str, str] | No
     return {
         "by": {k: int(by.get(k, 0)) for k in ("rule", "candidate", "lookup", "override", "unresolved")},
         "total": int(len(resolution)),
+        "country_codes": universe_convention(resolution["numerai_ticker"]),
         "unresolved": unresolved_reasons(resolution, reasons),
         "needs_override": needs,
     }
@@ -364,6 +475,9 @@ def resolution_lines(summary: Mapping[str, object], limit: int = 20) -> list[str
     lines = [f"resolved by rule {by.get('rule', 0)}, by candidate {by.get('candidate', 0)}, by lookup "
              f"{by.get('lookup', 0)}, by override {by.get('override', 0)}; unresolved {by.get('unresolved', 0)} "
              f"of {summary.get('total', 0)}"]
+    if summary.get("country_codes") == "bloomberg":
+        lines.append("country codes read as Bloomberg's (LN, SS, GY, CN...), not ISO-2: GR, ID, IT, PL are "
+                     "Germany, Ireland, Israel, Portugal")
     lines += [f"unresolved {t}: {reason}" for t, reason in sorted(unresolved.items())[:limit]]
     if len(unresolved) > limit:
         lines.append(f"... and {len(unresolved) - limit} more unresolved")
@@ -442,7 +556,8 @@ def load_overrides(path: Path | str, id_column: str = "numerai_ticker") -> dict[
             problems.append(f"line {number}: empty {id_column}")
             continue
         if id_column == "numerai_ticker" and split_numerai_ticker(pd.Series([ticker])).isna().any(axis=None):
-            problems.append(f"line {number}: numerai_ticker {ticker!r} is not 'SYMBOL CC' (CC = ISO-2 country)")
+            problems.append(f"line {number}: numerai_ticker {ticker!r} is not 'SYMBOL CC' "
+                            "(CC = ISO-2 or Bloomberg country code)")
             continue
         if not symbol or any(ch.isspace() for ch in symbol):
             problems.append(f"line {number}: yahoo_symbol {symbol!r} for {ticker} is empty or contains spaces")
