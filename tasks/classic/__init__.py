@@ -1,0 +1,1 @@
+"""Numerai Classic: Numerai's own obfuscated features, the same chain as Signals."""
