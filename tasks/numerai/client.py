@@ -63,13 +63,15 @@ class TournamentSpec:
     dataset_prefix: str  # list_datasets names are "<prefix>/vX.Y/<file>"; Classic's have none ("vX.Y/<file>")
     live_files: tuple[str, ...]  # live-universe file names, preferred first
     api_class: type
+    signal_column: str = "signal"  # the submission's value column (Classic: ``prediction``)
 
 
 SIGNALS = TournamentSpec("signals", 11, "numerai_ticker", "signals", ("live.parquet",), numerapi.SignalsAPI)
 CRYPTO = TournamentSpec(
     "crypto", 12, "symbol", "crypto", ("live_universe.parquet", "live.parquet"), numerapi.CryptoAPI
 )
-CLASSIC = TournamentSpec("classic", 8, "id", "", ("live.parquet",), numerapi.NumerAPI)
+#: Classic: ``NumerAPI`` (tournament 8), datasets named ``v5.x/…`` (no prefix), ``id,prediction`` files.
+CLASSIC = TournamentSpec("classic", 8, "id", "", ("live.parquet",), numerapi.NumerAPI, signal_column="prediction")
 TOURNAMENTS: dict[str, TournamentSpec] = {"signals": SIGNALS, "crypto": CRYPTO, "classic": CLASSIC}
 #: Numerai's tournament ids, for naming the tournament a model belongs to.
 TOURNAMENT_NAMES = {8: "classic", 11: "signals", 12: "crypto"}
