@@ -79,11 +79,14 @@ def test_feature_metadata_refuses_other_shapes(tmp_path, content):
         load_feature_metadata(path)
 
 
-def test_read_frame_reads_only_the_asked_columns_as_int8(demo, monkeypatch):
-    monkeypatch.setattr(classic_data, "BATCH_ROWS", 777)  # many batches, the last one partial
+def test_read_frame_reads_only_the_asked_columns_as_int8(demo, monkeypatch, tmp_path):
+    monkeypatch.setattr(classic_data, "COLUMNS_PER_READ", 3)  # several slices, the last one partial
     meta = load_feature_metadata(demo.features_json)
-    features = meta.feature_set("small")
-    frame = read_classic_frame(demo.train, features, ["target", "target_ender_60"])
+    features = meta.feature_set("medium")
+    grouped = tmp_path / "train.parquet"  # several row groups, the last one partial
+    pq.write_table(pq.read_table(demo.train), grouped, row_group_size=1111)
+    assert pq.ParquetFile(grouped).num_row_groups == 6
+    frame = read_classic_frame(grouped, features, ["target", "target_ender_60"])
     assert list(frame.columns) == ["era", *features, "target", "target_ender_60"]
     assert frame.index.name == "id" and frame.index.is_unique
     assert all(frame[f].dtype == np.int8 for f in features)
