@@ -145,7 +145,9 @@ def main() -> None:
     try:
         if not path.exists():
             started = time.perf_counter()
-            write_train(path, rows, args.eras, args.medium, args.extra, args.row_group, args.seed)
+            partial = path.with_name(f".{path.name}.tmp")  # an interrupted write is never reused
+            write_train(partial, rows, args.eras, args.medium, args.extra, args.row_group, args.seed)
+            partial.replace(path)
             print(f"wrote {path} ({path.stat().st_size / 2**30:.2f} GiB) in {time.perf_counter() - started:.0f} s",
                   flush=True)
         modes = ["ours", "pandas"] + (["train"] if args.train else []) + (["train_pandas"] if args.train_pandas else [])
