@@ -134,7 +134,7 @@ def feature_matrix(frame: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
                             "trained on another feature set or data version: retrain", tag="invalid_data")
     columns = frame[list(features)]
     dtype = np.int8 if all(t == np.int8 for t in columns.dtypes) else np.float32
-    return np.ascontiguousarray(columns.to_numpy(dtype=dtype))
+    return columns.to_numpy(dtype=dtype)  # a view of read_classic_frame's int8 matrix, not a copy
 
 
 class _Float32Rows(lgb.Sequence):
@@ -238,11 +238,12 @@ def classic_lineage(settings: Settings, data_version: str, features: Sequence[st
     return lineage
 
 
-def check_targets(settings: ClassicSettings, available: Sequence[str]) -> list[float]:
-    """Every configured target has a horizon and exists in the data; returns the weights."""
+def check_targets(settings: ClassicSettings, available: Sequence[str] | None = None) -> list[float]:
+    """Every configured target has a horizon, appears once, and (given ``available``) exists in
+    the data; the weights fit them. Returns the weights."""
     for target in settings.targets:
         target_horizon_days(target)
-    missing = [t for t in settings.targets if t not in available]
+    missing = [t for t in settings.targets if available is not None and t not in available]
     if missing:
         raise BadInputError(f"targets {missing} are not in this dataset's features.json (it has e.g. "
                             f"{list(available)[:5]}); fix [classic] targets", tag="invalid_config")
@@ -273,9 +274,11 @@ def train_classic(store: Store, train: pd.DataFrame, validation: pd.DataFrame, f
 
     members: list[dict[str, Any]] = []
     predictions: list[np.ndarray] = []
+    splits: list[EraSplit] = []
     for target in targets:
         split = era_split(train["era"], train[target].notna().to_numpy(), valid_eras, target,
                           extra_embargo=settings.embargo_eras, era_step=era_step)
+        splits.append(split)
         booster = fit_classic(train, features, target, params, rounds, rows=np.flatnonzero(split.train),
                               matrix=train_matrix)
         predicted = predict_rows(booster, valid_matrix, num_threads)
@@ -307,14 +310,14 @@ def train_classic(store: Store, train: pd.DataFrame, validation: pd.DataFrame, f
         meta["validation_predictions"] = str(predictions_path)
         write_json(meta_path, meta)
         return TrainResult(members[0]["model_id"], str(model_dir), str(predictions_path), metrics)
-    first = members[0]
     model_id, model_dir = register_ensemble(store, [{k: m[k] for k in ("target", "weight", "model_id", "model_dir")}
                                                     for m in members], {
         "features": list(features),
         "params": params,
         "num_boost_round": rounds,
-        "data_range": {"validation_rows": int(valid_mask.sum()), "first_validation_era":
-                       int(era_numbers(valid_eras).min()), "member_of": first["model_id"]},
+        # The widest embargo among the members (each member's own is in its meta).
+        "data_range": {**max(splits, key=lambda s: s.embargo_eras).as_dict(), "validation_rows": int(valid_mask.sum()),
+                       "last_train_era": max(s.last_train_era for s in splits)},
         "lineage": lineage,
         "validation_metrics": _summary(metrics),
         "validation_predictions": str(predictions_path),
