@@ -17,11 +17,15 @@ Facts this module relies on (Numerai's example scripts and docs, numerapi 3.1.1)
 
 Store layout (under ``Settings.data_dir``; see tasks/core/schemas.py)::
 
-    numerai/classic/<version>/train.parquet          once per version
-    numerai/classic/<version>/validation.parquet     once per version
-    numerai/classic/<version>/features.json          once per version
-    numerai/classic/<version>/meta_model.parquet     once per version (when listed)
-    numerai/classic/<version>/round-<n>/live.parquet once per round
+    numerai/classic/<version>/train.parquet                       once per version
+    numerai/classic/<version>/validation.parquet                  once per version
+    numerai/classic/<version>/features.json                       once per version
+    numerai/classic/<version>/meta_model.parquet                  once per version (when listed)
+    numerai/classic/<version>/validation_example_preds.parquet    once per version (when listed)
+    numerai/classic/<version>/round-<n>/live.parquet              once per round
+    numerai/classic/<version>/round-<n>/live_example_preds.parquet once per round (when listed)
+
+(``round-latest`` instead of ``round-<n>`` when no round is open: downloaded again every time.)
 
 Reading (``read_classic_frame``) takes only the asked columns and fills preallocated int8 /
 float32 arrays batch by batch, so the full training set with the medium feature set costs about
@@ -42,7 +46,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.core.errors import BadInputError, TransientError
+from numerflow.tasks.core.store import Store, quarantine
+from numerflow.tasks.numerai.client import NumeraiClient, numerai_dir, pick_dataset_version
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +56,15 @@ log = logging.getLogger(__name__)
 MISSING_FEATURE_VALUE = 2
 #: Rows per batch when filling the feature matrix: bounds the transient Arrow memory.
 BATCH_ROWS = 65_536
+
+
+#: A version is usable when it lists all of these.
+REQUIRED_FILES = ("train.parquet", "validation.parquet", "live.parquet", "features.json")
+#: Downloaded once per data version (when listed; the first two of REQUIRED_FILES always are).
+VERSION_FILES = ("train.parquet", "validation.parquet", "features.json", "meta_model.parquet",
+                 "validation_example_preds.parquet")
+#: Downloaded once per round.
+ROUND_FILES = ("live.parquet", "live_example_preds.parquet")
 
 
 @dataclass(frozen=True)
@@ -63,6 +78,9 @@ class ClassicFiles:
     features_json: Path
     meta_model: Path | None  # Numerai's meta-model predictions on validation, when published
     round_number: int | None
+    # Numerai's example model's predictions (``id`` index, ``prediction``), when published.
+    validation_example_preds: Path | None = None
+    live_example_preds: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -167,3 +185,87 @@ def read_classic_frame(path: Path, features: list[str], targets: list[str], *,
     for name in extra_columns:
         frame[name] = small.column(name).to_pandas().to_numpy()
     return frame
+
+
+# --------------------------------------------------------------------------- downloads
+
+
+def classic_version_dir(store: Store, version: str) -> Path:
+    """``numerai/classic/<version>/``: the files downloaded once per data version."""
+    return numerai_dir(store, "classic") / version
+
+
+def classic_round_dir(store: Store, version: str, round_number: int | None) -> Path:
+    """``numerai/classic/<version>/round-<n>/``: the files downloaded once per round
+    (``round-latest`` when no round number is known: re-downloaded every time)."""
+    return classic_version_dir(store, version) / (f"round-{round_number}" if round_number is not None
+                                                  else "round-latest")
+
+
+def damage_of(path: Path) -> str | None:
+    """Why a downloaded Classic file cannot be used (None when it is intact): a Parquet file
+    must have a readable footer and rows, ``features.json`` the features.json shape. Reads only
+    the footer or the JSON, never the data."""
+    try:
+        if path.suffix == ".json":
+            load_feature_metadata(path)
+            return None
+        metadata = pq.read_metadata(path)
+    except BadInputError as exc:
+        return str(exc)
+    except (OSError, pa.ArrowInvalid) as exc:
+        return f"{path} is not a readable Parquet file ({type(exc).__name__}: {exc})"
+    if metadata.num_rows == 0:
+        return f"{path} holds no rows"
+    return None
+
+
+def _fetch(client: NumeraiClient, remote: str, dest: Path, round_number: int | None, *, reuse: bool) -> Path:
+    """``dest``, downloaded unless ``reuse`` and already there intact; a damaged local copy is
+    quarantined (kept for a post-mortem) and downloaded again; a damaged download is an error."""
+    if dest.exists():
+        damage = damage_of(dest)
+        if damage is None and reuse:
+            return dest
+        if damage is not None:
+            log.warning("%s; set aside as %s, downloading it again", damage, quarantine(dest, damage))
+    client.download(remote, dest, round_number)
+    damage = damage_of(dest)
+    if damage is not None:
+        moved = quarantine(dest, damage)
+        raise TransientError(f"the download of {remote} is damaged ({damage}); set aside as {moved}. Retry; "
+                             "if it persists, Numerai's file is damaged", tag="corrupt_download")
+    log.info("downloaded %s → %s", remote, dest)
+    return dest
+
+
+def fetch_classic_data(client: NumeraiClient, store: Store, round_number: int | None) -> ClassicFiles:
+    """The newest Classic data version (the highest ``vX.Y`` that lists train, validation, live and
+    features.json), downloaded into the store: train, validation, features.json, meta_model (and
+    the example model's validation predictions) once per version, live.parquet (and the live
+    example predictions) once per round. ``round_number`` None: the current round, if one is open.
+    Files already there intact are not downloaded again; damaged ones are quarantined and
+    downloaded again."""
+    if client.spec.name != "classic":
+        raise BadInputError(f"fetch_classic_data needs a Classic client, not {client.spec.name}",
+                            tag="wrong_tournament")
+    if round_number is None:
+        current = client.current_round()
+        round_number = current.number if current is not None else None
+    filenames = client.list_datasets()
+    version = pick_dataset_version(filenames, "classic", REQUIRED_FILES, all_required=True)
+    listed = {name.rpartition("/")[2] for name in filenames if name.startswith(f"{version}/")}
+    got: dict[str, Path] = {}
+    for name in VERSION_FILES:
+        if name in listed:
+            got[name] = _fetch(client, f"{version}/{name}", classic_version_dir(store, version) / name, None,
+                               reuse=True)
+    for name in ROUND_FILES:
+        if name in listed:
+            got[name] = _fetch(client, f"{version}/{name}", classic_round_dir(store, version, round_number) / name,
+                               round_number, reuse=round_number is not None)
+    return ClassicFiles(version=version, train=got["train.parquet"], validation=got["validation.parquet"],
+                        live=got["live.parquet"], features_json=got["features.json"],
+                        meta_model=got.get("meta_model.parquet"), round_number=round_number,
+                        validation_example_preds=got.get("validation_example_preds.parquet"),
+                        live_example_preds=got.get("live_example_preds.parquet"))

@@ -6,7 +6,8 @@ digits, unique per row), ``era`` zero-padded strings ("0001"…), ``data_type``,
 50%, 20%, 5%), ``target`` equal to the main target ``target_ender_20``, auxiliary ``_20`` and
 ``_60`` targets with some NaN (the main target never NaN), a ``features.json`` with
 ``feature_sets`` (small ⊂ medium ⊂ all) and ``targets``, a ``meta_model.parquet``
-(``numerai_meta_model`` on the validation rows) and a ``live.parquet`` of one era ``LIVE_ERA``.
+(``numerai_meta_model`` on the validation rows), a ``live.parquet`` of one era ``LIVE_ERA`` and the
+example model's ``{validation,live}_example_preds.parquet`` (``prediction``).
 
 The signal: the main target is a per-era ranked mix of ``signal`` × the mean of the first
 ``SIGNAL_FEATURES`` features and noise; with ``signal=0`` the targets are pure noise.
@@ -77,6 +78,12 @@ def _feature_bins(raw: np.ndarray, era_codes: np.ndarray) -> np.ndarray:
     return out
 
 
+def _noisy_ranks(rng: np.random.Generator, planted: np.ndarray, eras: pd.Series) -> np.ndarray:
+    """Per-era ranks in (0, 1) of the planted signal plus as much noise (a plausible model)."""
+    noisy = pd.Series(planted + rng.standard_normal(len(planted)))
+    return noisy.groupby(eras.to_numpy()).rank(pct=True).to_numpy(np.float64)
+
+
 def _ids(rng: np.random.Generator, n: int) -> np.ndarray:
     values = rng.choice(16 ** 8, size=n, replace=False)  # unique per row
     tails = rng.integers(0, 16 ** 7, size=n)
@@ -124,14 +131,16 @@ def write_demo_classic(directory: Path, *, seed: int = 42, train_eras: int, vali
     train, _ = _frame(rng, labels[:train_eras], ids_per_era, names, signal, "train", with_targets=True)
     validation, planted = _frame(rng, labels[train_eras:], ids_per_era, names, signal, "validation",
                                  with_targets=True)
-    live, _ = _frame(rng, [LIVE_ERA], ids_per_era, names, signal, "live", with_targets=False)
+    live, live_planted = _frame(rng, [LIVE_ERA], ids_per_era, names, signal, "live", with_targets=False)
     targets = [MAIN_TARGET, *(name for name, _ in AUX_TARGETS), "target"]
     for name in targets:  # live.parquet carries the target columns, empty
         live[name] = np.float32(np.nan)
     meta = validation[["id", "era", "data_type"]].copy()
     # Numerai's meta model is a per-era rank in (0, 1): here a noisy view of the planted signal.
-    meta["numerai_meta_model"] = (pd.Series(planted + rng.standard_normal(len(meta)))
-                                  .groupby(meta["era"].to_numpy()).rank(pct=True).to_numpy(np.float64))
+    meta["numerai_meta_model"] = _noisy_ranks(rng, planted, meta["era"])
+    # The example model's predictions (``id`` index, ``prediction``), like Numerai's example_preds files.
+    validation_preds = validation[["id"]].assign(prediction=_noisy_ranks(rng, planted, validation["era"]))
+    live_preds = live[["id"]].assign(prediction=_noisy_ranks(rng, live_planted, live["era"]))
 
     def write(frame: pd.DataFrame, name: str) -> Path:
         table = pa.Table.from_pandas(frame.set_index("id"), preserve_index=True)
@@ -144,4 +153,6 @@ def write_demo_classic(directory: Path, *, seed: int = 42, train_eras: int, vali
     return ClassicFiles(version=version, train=write(train, "train.parquet"),
                         validation=write(validation, "validation.parquet"), live=write(live, "live.parquet"),
                         features_json=features_json, meta_model=write(meta, "meta_model.parquet"),
-                        round_number=round_number)
+                        round_number=round_number,
+                        validation_example_preds=write(validation_preds, "validation_example_preds.parquet"),
+                        live_example_preds=write(live_preds, "live_example_preds.parquet"))
