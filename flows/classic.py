@@ -96,12 +96,15 @@ class ClassicRoundResult:
 
 
 def classic_settings(settings: Settings) -> Settings:
-    """The settings a Classic round runs with: tournament ``classic``, and ``classic.model_name``
-    (when set) as the Numerai model the shared submit path uploads to."""
+    """The settings a Classic round runs with: tournament ``classic``, ``classic.model_name`` (when
+    set) as the Numerai model the shared submit path uploads to, and no Signals ticker minimum
+    (``submission.min_tickers``): a Classic file must hold every live id, which its own check
+    and numerai-tools' ``validate_submission_numerai`` require."""
     numerai = settings.numerai
     if settings.classic.model_name:
         numerai = numerai.model_copy(update={"model_name": settings.classic.model_name})
-    return settings.model_copy(update={"tournament": TOURNAMENT, "numerai": numerai})
+    submission = settings.submission.model_copy(update={"min_tickers": 1})
+    return settings.model_copy(update={"tournament": TOURNAMENT, "numerai": numerai, "submission": submission})
 
 
 def check_classic_settings(settings: Settings) -> None:

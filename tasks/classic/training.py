@@ -246,7 +246,7 @@ def check_targets(settings: ClassicSettings, available: Sequence[str] | None = N
     missing = [t for t in settings.targets if available is not None and t not in available]
     if missing:
         raise BadInputError(f"targets {missing} are not in this dataset's features.json (it has e.g. "
-                            f"{list(available)[:5]}); fix [classic] targets", tag="invalid_config")
+                            f"{list(available or [])[:5]}); fix [classic] targets", tag="invalid_config")
     if len(set(settings.targets)) != len(settings.targets):
         raise BadInputError(f"[classic] targets {settings.targets} repeat a target", tag="invalid_config")
     return ensemble_weights(settings.targets, settings.weights)
