@@ -36,6 +36,7 @@ from numerflow.flows.round import (
     stage,
     upload_submission_task,
 )
+from numerflow.flows.scheduled import notify_round_failure
 from numerflow.tasks.classic.data import ClassicFiles
 from numerflow.tasks.core.config import Settings, TrainingSettings, load_settings, merge_overrides, settings_overrides
 from numerflow.tasks.core.errors import BadInputError
@@ -393,7 +394,10 @@ def render_classic_report(result: ClassicRoundResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-@flow(name="scheduled-classic", log_prints=True, retries=0, timeout_seconds=240 * 60)
+# No flow retries (the schedule's next firing retries; network tasks retry briefly); a failure or
+# crash posts to the configured webhook naming the stage, as the Signals round does.
+@flow(name="scheduled-classic", log_prints=True, retries=0, timeout_seconds=240 * 60,
+      on_failure=[notify_round_failure], on_crashed=[notify_round_failure])
 def scheduled_classic_flow(
     mode: Literal["live", "demo"] = "live",
     force: bool = False,

@@ -145,3 +145,31 @@ def test_signals_only_options_are_refused_for_classic(tmp_path):
 
     assert main(["run", "--demo", "--tournament", "classic", "--tickers", "200", "--data-dir", str(tmp_path)]) == 2
     assert not (tmp_path / "models").exists()
+
+
+def test_the_classic_deployment_runs_tuesday_to_saturday_with_the_guard_and_notifications():
+    import datetime as dt
+
+    from prefect.flows import load_flow_from_entrypoint
+
+    from numerflow.flows.deployments import build_deployments
+    from numerflow.flows.schedule import next_run_times
+    from numerflow.tasks.core.config import load_settings
+
+    assert "numerflow-classic" not in {d.name for d in build_deployments(load_settings())}  # opt-in
+    settings = load_settings(classic={"deploy": True})
+    deployment = {d.name: d for d in build_deployments(settings)}["numerflow-classic"]
+    assert deployment.parameters == {"mode": "live"} and deployment.concurrency_limit == 1
+    assert {s.schedule.timezone for s in deployment.schedules} == {"UTC"}
+    flow = load_flow_from_entrypoint(deployment.entrypoint)
+    assert flow.name == "scheduled-classic" and flow.retries in (0, None) and flow.on_failure_hooks
+    properties = deployment._parameter_openapi_schema.model_dump()["properties"]
+    assert all(p.get("description") for p in properties.values())
+    # A week of firings: after each 13:00 UTC open Tuesday-Saturday, none on Sunday.
+    monday = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
+    runs = next_run_times([s.schedule for s in deployment.schedules], monday, 12)
+    week = [r for r in runs if r < monday + dt.timedelta(days=7)]
+    assert {r.strftime("%a") for r in week if r.hour == 13 and r.minute == 10} == {"Tue", "Wed", "Thu", "Fri", "Sat"}
+    assert not [r for r in week if r.strftime("%a") == "Sun"]
+    with pytest.raises(BadInputError, match="classic.crons entry"):
+        build_deployments(load_settings(classic={"deploy": True, "crons": ["every day"]}))
