@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
+from numerflow.tasks.classic.training import feature_matrix
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.ranking import rank_by_group
 from numerflow.tasks.model.eras import era_summary
@@ -76,8 +77,9 @@ def classic_metrics(predictions: np.ndarray, validation: pd.DataFrame, target: s
     eras = validation["era"].astype(str).to_numpy()
     targets = validation[target].to_numpy(dtype=np.float64, na_value=np.nan)
     if with_fnc:
-        features_f32 = np.ascontiguousarray(validation[list(features)].to_numpy(dtype=np.float32))
-        scores = corr_and_fnc_by_date(predictions, targets, features_f32, eras)
+        # int8 as read (a view, no copy): the FNC blocks gather a few eras at a time as float64.
+        matrix = feature_matrix(validation, features)
+        scores = corr_and_fnc_by_date(predictions, targets, matrix, eras)
     else:
         scores = numerai_corr_by_date(predictions, targets, eras).to_frame()
     if meta_model is not None:
