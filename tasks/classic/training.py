@@ -43,7 +43,14 @@ from numerflow.tasks.core.config import ClassicSettings, Settings
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.store import Store, read_json, write_json, write_parquet
 from numerflow.tasks.model.ensemble import ensemble_weights, rank_average, register_ensemble
-from numerflow.tasks.model.training import META_FILE, TrainResult, new_model_id, package_versions, save_model
+from numerflow.tasks.model.training import (
+    CLASSIC_MODEL_PREFIX,
+    META_FILE,
+    TrainResult,
+    new_model_id,
+    package_versions,
+    save_model,
+)
 
 #: Trading days per weekly era.
 ERA_TRADING_DAYS = 5
@@ -215,7 +222,7 @@ def predict_rows(booster: lgb.Booster, matrix: np.ndarray, num_threads: int = 0,
 def classic_model_label(settings: Settings) -> str:
     """The registry's name for this Classic model (its lineage's ``model``): its own history,
     apart from Signals models."""
-    return f"classic:{settings.classic.model_name or settings.numerai.model_name or 'model'}"
+    return f"{CLASSIC_MODEL_PREFIX}{settings.classic.model_name or settings.numerai.model_name or 'model'}"
 
 
 def effective_feature_set(settings: ClassicSettings) -> str:
