@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tickers", type=_positive_int, help="demo: number of tickers (default 600)")
     run.add_argument("--years", type=_positive_float, help="demo: years of daily bars (default 6)")
     run.add_argument("--signal", type=_non_negative_float,
-                     help="demo: planted signal strength, 0 = pure noise (default 0.5)")
+                     help="demo: planted signal strength, 0 = pure noise (default 0.5; Classic: classic.demo_signal)")
     run.add_argument("--seed", type=int, help="demo: random seed (default 42)")
     run.add_argument("--features", type=_feature_groups,
                      help="feature groups, comma-separated: own (the price features) and feature source or plug-in "
@@ -356,18 +356,20 @@ def cmd_run_classic(args: argparse.Namespace) -> int:
     from numerflow.flows.round import echo_stages
     from numerflow.tasks.core.config import load_settings
 
-    signals_only = [f"--{name.replace('_', '-')}" for name in ("tickers", "years", "signal", "seed", "features",
-                                                               "news_signal") if getattr(args, name) is not None]
+    signals_only = [f"--{name.replace('_', '-')}" for name in ("tickers", "years", "seed", "features", "news_signal")
+                    if getattr(args, name) is not None]
     if signals_only:
         raise BadInputError(f"{', '.join(signals_only)} shape the Signals demo market; a Classic round does not use "
                             "them (its demo is sized by the [classic] demo_* settings)", tag="invalid_option")
     quick = True if args.quick else None
+    # --signal: the Classic demo's planted signal (classic.demo_signal).
+    extra = {"classic": {"demo_signal": args.signal}} if args.signal is not None else None
     # Fail fast, before Prefect starts.
-    settings = classic_settings(load_settings(**classic_overrides(args.data_dir, args.model, quick, None)))
+    settings = classic_settings(load_settings(**classic_overrides(args.data_dir, args.model, quick, extra)))
     check_classic_settings(settings)
     with echo_stages(sys.stderr):
         result = classic_round_flow(mode="demo" if args.demo else "live", model_name=args.model, force=args.force,
-                                    retrain=args.retrain, quick=quick, data_dir=args.data_dir)
+                                    retrain=args.retrain, quick=quick, data_dir=args.data_dir, overrides=extra)
     summary = classic_summary(result)
     print(json.dumps(summary, indent=2, default=str) if args.json else render_classic_summary(summary))
     return 0

@@ -140,6 +140,20 @@ def test_the_demo_classic_round_from_the_cli_then_the_scheduled_guard_skips(pref
     assert "forced re-submission" in forced.guard.reason
 
 
+@pytest.mark.slow
+def test_the_classic_demo_with_no_planted_signal_scores_within_three_standard_errors(prefect_harness, tmp_path, capsys,
+                                                                                     monkeypatch):
+    import math
+
+    from numerflow.flows.cli import main
+
+    monkeypatch.setenv("NUMERFLOW_CLASSIC__QUICK_NUM_BOOST_ROUND", "30")
+    assert main(["run", "--demo", "--tournament", "classic", "--quick", "--signal", "0", "--data-dir",
+                 str(tmp_path), "--json"]) == 0
+    v = json.loads(capsys.readouterr().out)["validation"]
+    assert v["n_eras"] == 40 and abs(v["mean"]) < 3 * v["std"] / math.sqrt(v["n_eras"])
+
+
 def test_signals_only_options_are_refused_for_classic(tmp_path):
     from numerflow.flows.cli import main
 
