@@ -36,7 +36,7 @@ from numerflow.flows.round import (
     stage,
     upload_submission_task,
 )
-from numerflow.flows.scheduled import notify_round_failure
+from numerflow.flows.scheduled import notify_missed_round, notify_round_failure
 from numerflow.tasks.classic.data import ClassicFiles
 from numerflow.tasks.core.config import Settings, TrainingSettings, load_settings, merge_overrides, settings_overrides
 from numerflow.tasks.core.errors import BadInputError
@@ -424,6 +424,7 @@ def scheduled_classic_flow(
     with stage("guard", unattended=True):
         decision = classic_guard(settings, mode, force)
     if not decision.proceed:
+        notify_missed_round(settings, decision, [None])  # once per round missed for time, as for Signals
         get_run_logger().info(decision.reason)
         return Completed(name="Skipped", message=decision.reason, data={"skipped": True, **decision.as_dict()})
     result = run_classic_round(settings, mode, force=force, retrain=retrain, unattended=True,

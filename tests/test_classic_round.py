@@ -154,6 +154,24 @@ def test_the_classic_demo_with_no_planted_signal_scores_within_three_standard_er
     assert v["n_eras"] == 40 and abs(v["mean"]) < 3 * v["std"] / math.sqrt(v["n_eras"])
 
 
+@pytest.mark.slow
+def test_a_scheduled_classic_round_too_close_to_its_close_is_skipped_and_notified_once(prefect_harness, classic_env,
+                                                                                        numerai, monkeypatch):
+    from fakes.webhook import Receiver
+
+    from numerflow.flows.classic import scheduled_classic_flow
+
+    numerai.set_round("classic", open_round(ROUND, hours_left=0.1))  # 6 minutes left, 20 needed
+    with Receiver() as hook:
+        monkeypatch.setenv("NUMERFLOW_ORCHESTRATION__NOTIFY_WEBHOOK_URL", hook.url)
+        for _ in range(2):
+            state = scheduled_classic_flow(mode="live", model_name="my_classic", return_state=True)
+            assert state.name == "Skipped" and "min left" in state.message
+    (notice,) = hook.messages  # the second firing of the same round stays quiet
+    assert f"round {ROUND} missed" in json.dumps(notice) and "my_classic" in json.dumps(notice)
+    assert numerai.state.uploads == [] and numerai.calls("dataset") == []
+
+
 def test_signals_only_options_are_refused_for_classic(tmp_path):
     from numerflow.flows.cli import main
 
