@@ -4,6 +4,7 @@ found), CORR/FNC/MMC equal to numerai-tools, lineage, the int8 → float32-batch
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
@@ -27,7 +28,7 @@ from numerflow.tasks.classic.training import (
 from numerflow.tasks.core.config import load_settings
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.store import Store
-from numerflow.tasks.model.training import needs_training
+from numerflow.tasks.model.training import latest_model, needs_training
 
 TARGETS = ["target", "target_alpha_20", "target_beta_60"]
 
@@ -164,6 +165,8 @@ def test_a_model_of_another_data_version_or_feature_set_is_not_reused(tmp_path):
         must, reason = needs_training(store, 7, features, lineage=other)
         assert must and "other settings" in reason
     assert needs_training(store, 7, features[:-1], lineage=same)[0]
+    # a Signals round (no model name) never sees the Classic model as its latest
+    assert latest_model(store) is None and latest_model(store, same["model"]) == Path(result.model_dir)
 
 
 # ------------------------------------------------------------------------ equal to numerai-tools

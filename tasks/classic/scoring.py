@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
+from numerflow.tasks.classic.training import feature_matrix
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.ranking import rank_by_group
 from numerflow.tasks.model.eras import era_summary
@@ -76,8 +77,9 @@ def classic_metrics(predictions: np.ndarray, validation: pd.DataFrame, target: s
     eras = validation["era"].astype(str).to_numpy()
     targets = validation[target].to_numpy(dtype=np.float64, na_value=np.nan)
     if with_fnc:
-        features_f32 = np.ascontiguousarray(validation[list(features)].to_numpy(dtype=np.float32))
-        scores = corr_and_fnc_by_date(predictions, targets, features_f32, eras)
+        # int8 as read (a view, no copy): the FNC blocks gather a few eras at a time as float64.
+        matrix = feature_matrix(validation, features)
+        scores = corr_and_fnc_by_date(predictions, targets, matrix, eras)
     else:
         scores = numerai_corr_by_date(predictions, targets, eras).to_frame()
     if meta_model is not None:
@@ -94,3 +96,57 @@ def _json(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     return value
+
+
+def render_classic_markdown(metrics: dict[str, Any], meta: dict[str, Any], chart_ref: str) -> str:
+    """The validation report of a Classic model (per-era summaries of CORR, FNC, MMC)."""
+    from numerflow.tasks.model.report import SCORE_LABELS
+
+    names = [n for n in SCORES if isinstance(metrics.get(n), dict)]
+    rng = meta.get("data_range") or {}
+    lineage = meta.get("lineage") or {}
+    lines = [
+        f"# numerflow Classic validation report — model `{meta['model_id']}`",
+        "",
+        f"Data `{lineage.get('data_version')}`, feature set `{lineage.get('feature_set')}` "
+        f"({len(meta.get('features') or [])} features), targets {', '.join(f'`{t}`' for t in lineage.get('targets', []))}; "
+        f"scored on `{metrics.get('scored_on')}` over {rng.get('validation_rows', '?')} validation rows.",
+        f"Training eras end at {rng.get('last_train_era', '—')}, first validation era {rng.get('first_validation_era')}"
+        f" (embargo {rng.get('embargo_eras', '—')} eras: the target's horizon"
+        f"{' + extra' if lineage.get('extra_embargo_eras') else ''}).",
+        "",
+        "| per era | " + " | ".join(SCORE_LABELS[n] for n in names) + " |",
+        "|" + "---|" * (len(names) + 1),
+    ]
+    for key in ("mean", "std", "sharpe", "max_drawdown", "positive_share", "n_eras"):
+        cells = [metrics[n].get(key) for n in names]
+        lines.append(f"| {key} | " + " | ".join("—" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
+                                                for v in cells) + " |")
+    members = metrics.get("members") or {}
+    if members:
+        lines += ["", f"Ensemble of {len(members)} models (one per target, rank-averaged per era). Each member against "
+                  "its own target:", "", "| member target | CORR mean | sharpe |", "|---|---|---|"]
+        lines += [f"| `{t}` | {_fmt(s.get('mean'))} | {_fmt(s.get('sharpe'))} |" for t, s in members.items()]
+    if "mmc" not in names:
+        lines += ["", "MMC not scored: no meta_model.parquet for these validation eras."]
+    lines += ["", f"![validation per era]({chart_ref})", ""]
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def write_classic_report(store: Any, run_id: str, metrics: dict[str, Any], meta: dict[str, Any]) -> dict[str, str]:
+    """report.json, report.md and era_scores.png under ``reports/<run>/`` (Signals' layout and
+    chart); returns their paths and the markdown (chart embedded as a data URI)."""
+    from numerflow.tasks.core.store import write_bytes, write_json, write_text
+    from numerflow.tasks.model.report import data_uri, era_chart_png
+
+    report_dir = store.report_dir(run_id)
+    png = era_chart_png(metrics["per_era"])
+    chart = write_bytes(report_dir / "era_scores.png", png)
+    markdown = render_classic_markdown(metrics, meta, data_uri(png))
+    json_path = write_json(report_dir / "report.json", {"model": meta, "metrics": metrics})
+    md_path = write_text(report_dir / "report.md", markdown)
+    return {"json": str(json_path), "markdown": str(md_path), "chart": str(chart), "markdown_text": markdown}

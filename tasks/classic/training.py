@@ -43,7 +43,14 @@ from numerflow.tasks.core.config import ClassicSettings, Settings
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.store import Store, read_json, write_json, write_parquet
 from numerflow.tasks.model.ensemble import ensemble_weights, rank_average, register_ensemble
-from numerflow.tasks.model.training import META_FILE, TrainResult, new_model_id, package_versions, save_model
+from numerflow.tasks.model.training import (
+    CLASSIC_MODEL_PREFIX,
+    META_FILE,
+    TrainResult,
+    new_model_id,
+    package_versions,
+    save_model,
+)
 
 #: Trading days per weekly era.
 ERA_TRADING_DAYS = 5
@@ -52,6 +59,8 @@ ERA_TRADING_DAYS = 5
 MAIN_TARGET_DAYS = 20
 #: Rows per float32 batch handed to LightGBM (64k rows x 700 features = 180 MB).
 BATCH_ROWS = 65536
+#: Rows LightGBM builds its feature bins from (its ``bin_construct_sample_cnt`` default).
+BIN_SAMPLE_ROWS = 200_000
 
 
 # --------------------------------------------------------------------------- horizons and eras
@@ -134,7 +143,7 @@ def feature_matrix(frame: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
                             "trained on another feature set or data version: retrain", tag="invalid_data")
     columns = frame[list(features)]
     dtype = np.int8 if all(t == np.int8 for t in columns.dtypes) else np.float32
-    return np.ascontiguousarray(columns.to_numpy(dtype=dtype))
+    return columns.to_numpy(dtype=dtype)  # a view of read_classic_frame's int8 matrix, not a copy
 
 
 class _Float32Rows(lgb.Sequence):
@@ -150,7 +159,7 @@ class _Float32Rows(lgb.Sequence):
         return int(self.rows.shape[0])
 
     def __getitem__(self, idx: Any) -> np.ndarray:
-        if isinstance(idx, (int, np.integer)):  # one row, for LightGBM's bin sampling: it wants float64
+        if isinstance(idx, (int, np.integer)):  # one row (LightGBM samples rows as float64)
             return self.matrix[self.rows[idx]].astype(np.float64)
         return self.matrix[self.rows[idx]].astype(np.float32)
 
@@ -184,8 +193,16 @@ def fit_classic(frame: pd.DataFrame, features: Sequence[str], target: str, param
     if positions.size < 2:
         raise BadInputError(f"no training rows have {target}", tag="not_enough_history")
     matrix = feature_matrix(frame, features) if matrix is None else matrix
+    # LightGBM's bins come from a row sample; reading that sample row by row through a Sequence
+    # costs ~30 us a row, so the bins are built from one gathered float32 sample (all rows when
+    # there are at most BIN_SAMPLE_ROWS, as LightGBM itself would), then every row is pushed in batches.
+    rng = np.random.default_rng(int(params.get("seed", 0)))
+    sample = positions if positions.size <= BIN_SAMPLE_ROWS else np.sort(
+        rng.choice(positions, BIN_SAMPLE_ROWS, replace=False))
+    bins = lgb.Dataset(matrix[sample].astype(np.float32), label=labels[sample], feature_name=list(features),
+                       params={"verbose": -1}, free_raw_data=True).construct()
     data = lgb.Dataset(_Float32Rows(matrix, positions), label=labels[positions], feature_name=list(features),
-                       params={"verbose": -1}, free_raw_data=True)
+                       reference=bins, params={"verbose": -1}, free_raw_data=True)
     return lgb.train(params, data, num_boost_round=num_boost_round)
 
 
@@ -205,7 +222,7 @@ def predict_rows(booster: lgb.Booster, matrix: np.ndarray, num_threads: int = 0,
 def classic_model_label(settings: Settings) -> str:
     """The registry's name for this Classic model (its lineage's ``model``): its own history,
     apart from Signals models."""
-    return f"classic:{settings.classic.model_name or settings.numerai.model_name or 'model'}"
+    return f"{CLASSIC_MODEL_PREFIX}{settings.classic.model_name or settings.numerai.model_name or 'model'}"
 
 
 def effective_feature_set(settings: ClassicSettings) -> str:
@@ -238,14 +255,15 @@ def classic_lineage(settings: Settings, data_version: str, features: Sequence[st
     return lineage
 
 
-def check_targets(settings: ClassicSettings, available: Sequence[str]) -> list[float]:
-    """Every configured target has a horizon and exists in the data; returns the weights."""
+def check_targets(settings: ClassicSettings, available: Sequence[str] | None = None) -> list[float]:
+    """Every configured target has a horizon, appears once, and (given ``available``) exists in
+    the data; the weights fit them. Returns the weights."""
     for target in settings.targets:
         target_horizon_days(target)
-    missing = [t for t in settings.targets if t not in available]
+    missing = [t for t in settings.targets if available is not None and t not in available]
     if missing:
         raise BadInputError(f"targets {missing} are not in this dataset's features.json (it has e.g. "
-                            f"{list(available)[:5]}); fix [classic] targets", tag="invalid_config")
+                            f"{list(available or [])[:5]}); fix [classic] targets", tag="invalid_config")
     if len(set(settings.targets)) != len(settings.targets):
         raise BadInputError(f"[classic] targets {settings.targets} repeat a target", tag="invalid_config")
     return ensemble_weights(settings.targets, settings.weights)
@@ -273,9 +291,11 @@ def train_classic(store: Store, train: pd.DataFrame, validation: pd.DataFrame, f
 
     members: list[dict[str, Any]] = []
     predictions: list[np.ndarray] = []
+    splits: list[EraSplit] = []
     for target in targets:
         split = era_split(train["era"], train[target].notna().to_numpy(), valid_eras, target,
                           extra_embargo=settings.embargo_eras, era_step=era_step)
+        splits.append(split)
         booster = fit_classic(train, features, target, params, rounds, rows=np.flatnonzero(split.train),
                               matrix=train_matrix)
         predicted = predict_rows(booster, valid_matrix, num_threads)
@@ -307,14 +327,14 @@ def train_classic(store: Store, train: pd.DataFrame, validation: pd.DataFrame, f
         meta["validation_predictions"] = str(predictions_path)
         write_json(meta_path, meta)
         return TrainResult(members[0]["model_id"], str(model_dir), str(predictions_path), metrics)
-    first = members[0]
     model_id, model_dir = register_ensemble(store, [{k: m[k] for k in ("target", "weight", "model_id", "model_dir")}
                                                     for m in members], {
         "features": list(features),
         "params": params,
         "num_boost_round": rounds,
-        "data_range": {"validation_rows": int(valid_mask.sum()), "first_validation_era":
-                       int(era_numbers(valid_eras).min()), "member_of": first["model_id"]},
+        # The widest embargo among the members (each member's own is in its meta).
+        "data_range": {**max(splits, key=lambda s: s.embargo_eras).as_dict(), "validation_rows": int(valid_mask.sum()),
+                       "last_train_era": max(s.last_train_era for s in splits)},
         "lineage": lineage,
         "validation_metrics": _summary(metrics),
         "validation_predictions": str(predictions_path),

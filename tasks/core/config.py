@@ -438,6 +438,16 @@ class ClassicSettings(Section):
         "(always dropped: 4 eras for 20-day targets, 12 for 60-day ones)")
     model_name: str | None = Field(
         None, description="Numerai Classic model to upload to; empty: numerai.model_name")
+    deploy: bool = Field(
+        False, description="serve a numerflow-classic deployment (the scheduled Classic round, with the round guard) "
+        "beside the Signals ones")
+    crons: list[str] = Field(
+        default_factory=lambda: ["10 13 * * 2-6", "35 13 * * 2-6", "0 9 * * 1", "0 13 * * 1"],
+        min_length=1,
+        description="cron strings (UTC) of the scheduled Classic round: shortly after each Tuesday-Saturday 13:00 "
+        "open, a retry before the Tuesday-Friday 14:00 close, and Monday retries before the Saturday round's Monday "
+        "14:00 close (numerai/docs, submissions); the real window is read from Numerai, and a run that finds the "
+        "round closed or already submitted finishes at once")
     demo_train_eras: int = Field(120, ge=20, le=2000, description="demo: training eras of the synthetic dataset")
     demo_validation_eras: int = Field(40, ge=10, le=1000, description="demo: validation eras")
     demo_ids_per_era: int = Field(300, ge=100, le=20000, description="demo: rows per era (and live rows)")
