@@ -14,7 +14,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from numerflow.tasks.core.errors import NumerflowError
+from numerflow.tasks.core.errors import BadInputError, NumerflowError
 
 if TYPE_CHECKING:
     from numerflow.flows.results import RoundResult
@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tickers", type=_positive_int, help="demo: number of tickers (default 600)")
     run.add_argument("--years", type=_positive_float, help="demo: years of daily bars (default 6)")
     run.add_argument("--signal", type=_non_negative_float,
-                     help="demo: planted signal strength, 0 = pure noise (default 0.5)")
+                     help="demo: planted signal strength, 0 = pure noise (default 0.5; Classic: classic.demo_signal)")
     run.add_argument("--seed", type=int, help="demo: random seed (default 42)")
     run.add_argument("--features", type=_feature_groups,
                      help="feature groups, comma-separated: own (the price features) and feature source or plug-in "
@@ -92,7 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     numerai = argparse.ArgumentParser(add_help=False)
     numerai.add_argument("--tournament", choices=["signals", "crypto"],
                          help="Numerai tournament (default: the configured one, signals)")
-    run.add_argument("--tournament", choices=["signals", "crypto"], help="live round: Numerai tournament")
+    run.add_argument("--tournament", choices=["signals", "crypto", "classic"],
+                     help="Numerai tournament (classic: Numerai's own features; with --demo, its synthetic dataset)")
+    run.add_argument("--quick", action="store_true",
+                     help="classic: the small feature set and fewer trees (trains in minutes; classic.quick)")
     run.add_argument("--force", action="store_true", help="live round: upload even if this round was already submitted")
     run.add_argument("--model", help="Numerai model name (default: numerai.model_name); with a [[models]] table: "
                      "run that model only")
@@ -312,6 +315,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from numerflow.flows.round import check_demo_settings, check_live_price_source, mode_overrides
     from numerflow.tasks.core.config import load_settings
 
+    if (args.tournament or _settings(args).tournament) == "classic":
+        return cmd_run_classic(args)
     demo = {"tickers": args.tickers, "years": args.years, "signal": args.signal, "seed": args.seed}
     # Fail fast, before Prefect starts; a demo round reads the offline demo market, never Yahoo.
     extra = _features_extra(args)
@@ -334,6 +339,39 @@ def cmd_run(args: argparse.Namespace) -> int:
                             overrides=extra, **demo)
     summary = run_summary(result)
     print(json.dumps(summary, indent=2, default=str) if args.json else render_summary(summary))
+    return 0
+
+
+def cmd_run_classic(args: argparse.Namespace) -> int:
+    """A whole Numerai Classic round (flows/classic.py): its synthetic dataset with --demo, else
+    this round's Numerai data and upload. The Signals-only options are refused, not ignored."""
+    from numerflow.flows.classic import (
+        check_classic_settings,
+        classic_overrides,
+        classic_round_flow,
+        classic_settings,
+        classic_summary,
+        render_classic_summary,
+    )
+    from numerflow.flows.round import echo_stages
+    from numerflow.tasks.core.config import load_settings
+
+    signals_only = [f"--{name.replace('_', '-')}" for name in ("tickers", "years", "seed", "features", "news_signal")
+                    if getattr(args, name) is not None]
+    if signals_only:
+        raise BadInputError(f"{', '.join(signals_only)} shape the Signals demo market; a Classic round does not use "
+                            "them (its demo is sized by the [classic] demo_* settings)", tag="invalid_option")
+    quick = True if args.quick else None
+    # --signal: the Classic demo's planted signal (classic.demo_signal).
+    extra = {"classic": {"demo_signal": args.signal}} if args.signal is not None else None
+    # Fail fast, before Prefect starts.
+    settings = classic_settings(load_settings(**classic_overrides(args.data_dir, args.model, quick, extra)))
+    check_classic_settings(settings)
+    with echo_stages(sys.stderr):
+        result = classic_round_flow(mode="demo" if args.demo else "live", model_name=args.model, force=args.force,
+                                    retrain=args.retrain, quick=quick, data_dir=args.data_dir, overrides=extra)
+    summary = classic_summary(result)
+    print(json.dumps(summary, indent=2, default=str) if args.json else render_classic_summary(summary))
     return 0
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from prefect.deployments.runner import EntrypointType
 
 from numerflow.flows.schedule import (
+    classic_schedules,
     prepare_schedules,
     round_schedules,
     scores_schedules,
@@ -25,6 +26,7 @@ from numerflow.tasks.core.config import Settings
 ROUND, TRAIN, BACKFILL = "round", "train", "ingest-backfill"
 PREPARE, SUBMIT = "prepare", "submit"  # the daily cadence's two stages
 SCORES = "scores"
+CLASSIC = "classic"  # the Numerai Classic round (classic.deploy)
 CONCURRENCY_LIMIT = 1
 
 
@@ -61,17 +63,24 @@ DAILY_SPECS = (
                    "prepared prices; skips when closed or submitted."),
 )
 
+#: Numerai Classic's round (classic.deploy = true): built only then.
+CLASSIC_SPECS = (
+    DeploymentSpec(CLASSIC, "scheduled_classic_flow", "numerflow.flows.classic.scheduled_classic_flow",
+                   "The Numerai Classic round (Tue-Sat, UTC): Numerai's data, train or reuse, predict, validate, "
+                   "upload once; skips when closed or already submitted."),
+)
+
 
 def deployment_parameters(settings: Settings) -> dict[str, dict[str, Any]]:
     """Default parameters per deployment (editable per run in the UI)."""
     mode = settings.schedule.round_mode
     return {ROUND: {"mode": mode}, TRAIN: {"retrain": True}, BACKFILL: {"backfill": True},
-            PREPARE: {"mode": mode}, SUBMIT: {"mode": mode}, SCORES: {}}
+            PREPARE: {"mode": mode}, SUBMIT: {"mode": mode}, SCORES: {}, CLASSIC: {"mode": mode}}
 
 
 def configured_flows(settings: Settings) -> dict[str, Any]:
     """The flows with the configured time bounds applied (no flow retries: the schedule retries)."""
-    from numerflow.flows import scheduled, scores
+    from numerflow.flows import classic, scheduled, scores
 
     o = settings.orchestration
     return {
@@ -81,18 +90,22 @@ def configured_flows(settings: Settings) -> dict[str, Any]:
         PREPARE: scheduled.scheduled_prepare_flow.with_options(timeout_seconds=o.round_timeout_minutes * 60),
         SUBMIT: scheduled.scheduled_submit_flow.with_options(timeout_seconds=o.round_timeout_minutes * 60),
         SCORES: scores.scores_flow,
+        CLASSIC: classic.scheduled_classic_flow.with_options(timeout_seconds=o.round_timeout_minutes * 60),
     }
 
 
 def build_deployments(settings: Settings) -> list[Any]:
     """The round (UTC crons; manual with the daily cadence), train (its cron, if any) and
-    ingest-backfill (manual) deployments, plus prepare and submit with the daily cadence."""
+    ingest-backfill (manual) deployments, plus prepare and submit with the daily cadence, and the
+    Classic round with ``classic.deploy``."""
     flows = configured_flows(settings)
     params = deployment_parameters(settings)
     schedules = {ROUND: round_schedules(settings.schedule), TRAIN: train_schedules(settings.schedule), BACKFILL: [],
                  PREPARE: prepare_schedules(settings.schedule), SUBMIT: submit_schedules(settings.schedule),
-                 SCORES: scores_schedules(settings.scores)}
-    specs = SPECS + (DAILY_SPECS if settings.schedule.cadence == "daily" else ())
+                 SCORES: scores_schedules(settings.scores),
+                 CLASSIC: classic_schedules(settings.classic)}
+    specs = (SPECS + (DAILY_SPECS if settings.schedule.cadence == "daily" else ())
+             + (CLASSIC_SPECS if settings.classic.deploy else ()))
     return [
         flows[spec.key].to_deployment(
             name=spec.name(settings),

@@ -16,7 +16,7 @@ from typing import Any
 
 from prefect.schedules import Cron, Schedule
 
-from numerflow.tasks.core.config import ScheduleSettings, ScoresSettings
+from numerflow.tasks.core.config import ClassicSettings, ScheduleSettings, ScoresSettings
 from numerflow.tasks.core.errors import BadInputError
 
 UTC = "UTC"
@@ -43,9 +43,9 @@ def cron_slug(prefix: str, expression: str) -> str:
 
 
 def _crons(crons: list[str], option: str, prefix: str, parameters: dict[str, Any] | None) -> list[Schedule]:
-    expressions = [validate_cron(c, f"schedule.{option} entry") for c in crons]
+    expressions = [validate_cron(c, f"{option} entry") for c in crons]
     if len(set(expressions)) != len(expressions):
-        raise BadInputError(f"schedule.{option} lists a time twice: {expressions}", tag="invalid_schedule")
+        raise BadInputError(f"{option} lists a time twice: {expressions}", tag="invalid_schedule")
     return [Cron(c, timezone=UTC, parameters=dict(parameters or {}), slug=cron_slug(prefix, c)) for c in expressions]
 
 
@@ -54,21 +54,28 @@ def round_schedules(schedule: ScheduleSettings, parameters: dict[str, Any] | Non
     prepare and submit flows run the rounds); ``parameters`` ride on each schedule."""
     if schedule.cadence == "daily":
         return []
-    return _crons(schedule.round_crons, "round_crons", "round", parameters)
+    return _crons(schedule.round_crons, "schedule.round_crons", "round", parameters)
 
 
 def prepare_schedules(schedule: ScheduleSettings, parameters: dict[str, Any] | None = None) -> list[Schedule]:
     """The daily prepare's UTC crons (none for the weekend cadence)."""
     if schedule.cadence != "daily":
         return []
-    return _crons(schedule.daily_prepare_crons, "daily_prepare_crons", "prepare", parameters)
+    return _crons(schedule.daily_prepare_crons, "schedule.daily_prepare_crons", "prepare", parameters)
 
 
 def submit_schedules(schedule: ScheduleSettings, parameters: dict[str, Any] | None = None) -> list[Schedule]:
     """The daily submit's UTC crons (none for the weekend cadence)."""
     if schedule.cadence != "daily":
         return []
-    return _crons(schedule.daily_submit_crons, "daily_submit_crons", "submit", parameters)
+    return _crons(schedule.daily_submit_crons, "schedule.daily_submit_crons", "submit", parameters)
+
+
+def classic_schedules(classic: ClassicSettings) -> list[Schedule]:
+    """The scheduled Classic round's UTC crons (none unless ``classic.deploy``)."""
+    if not classic.deploy:
+        return []
+    return _crons(classic.crons, "classic.crons", "classic", None)
 
 
 def train_schedules(schedule: ScheduleSettings, parameters: dict[str, Any] | None = None) -> list[Schedule]:

@@ -400,6 +400,61 @@ class EnvFileSource(DotEnvSettingsSource):
         return data
 
 
+class ClassicSettings(Section):
+    """Numerai Classic (``tournament = "classic"``): Numerai's own int8 features, LightGBM per target."""
+
+    feature_set: str = Field(
+        "medium", description="Numerai's feature set from the dataset's features.json (small, medium, all, ...); "
+        "quick mode uses small")
+    targets: list[str] = Field(
+        default_factory=lambda: ["target"], min_length=1,
+        description="targets to train on, one LightGBM model each, rank-averaged; the first is the one the "
+        "validation report scores (CORR, FNC, MMC). Each needs a horizon: `target` (20 days) or a name ending "
+        "in _20 / _60")
+    weights: list[float] = Field(
+        default_factory=list, description="ensemble weight per target (empty: equal weights)")
+    params: dict[str, Any] = Field(
+        default_factory=lambda: {
+            # Numerai's example model (example-scripts hello_numerai: LGBMRegressor(n_estimators=2000,
+            # learning_rate=0.01, max_depth=5, num_leaves=2**5-1, colsample_bytree=0.1)).
+            "objective": "regression",
+            "learning_rate": 0.01,
+            "max_depth": 5,
+            "num_leaves": 31,
+            "colsample_bytree": 0.1,
+            "verbose": -1,
+        },
+        description="LightGBM parameters, passed as is (default: Numerai's example model)")
+    num_boost_round: int = Field(2000, ge=1, description="boosting rounds (Numerai's example: n_estimators=2000)")
+    quick: bool = Field(
+        False, description="quick mode: the small feature set, quick_num_boost_round trees at "
+        "quick_learning_rate, every quick_era_step-th training era; trains in minutes on 2 cores")
+    quick_num_boost_round: int = Field(200, ge=1, description="quick mode: boosting rounds")
+    quick_learning_rate: float = Field(0.05, gt=0, description="quick mode: learning rate")
+    quick_era_step: int = Field(4, ge=1, description="quick mode: train on every n-th era (Numerai's notebooks "
+                                "downsample to every 4th era)")
+    embargo_eras: int = Field(
+        0, ge=0, description="extra eras dropped between training and validation, beyond the target's horizon "
+        "(always dropped: 4 eras for 20-day targets, 12 for 60-day ones)")
+    model_name: str | None = Field(
+        None, description="Numerai Classic model to upload to; empty: numerai.model_name")
+    deploy: bool = Field(
+        False, description="serve a numerflow-classic deployment (the scheduled Classic round, with the round guard) "
+        "beside the Signals ones")
+    crons: list[str] = Field(
+        default_factory=lambda: ["10 13 * * 2-6", "35 13 * * 2-6", "0 9 * * 1", "0 13 * * 1"],
+        min_length=1,
+        description="cron strings (UTC) of the scheduled Classic round: shortly after each Tuesday-Saturday 13:00 "
+        "open, a retry before the Tuesday-Friday 14:00 close, and Monday retries before the Saturday round's Monday "
+        "14:00 close (numerai/docs, submissions); the real window is read from Numerai, and a run that finds the "
+        "round closed or already submitted finishes at once")
+    demo_train_eras: int = Field(120, ge=20, le=2000, description="demo: training eras of the synthetic dataset")
+    demo_validation_eras: int = Field(40, ge=10, le=1000, description="demo: validation eras")
+    demo_ids_per_era: int = Field(300, ge=100, le=20000, description="demo: rows per era (and live rows)")
+    demo_features: int = Field(40, ge=4, le=3000, description="demo: number of int8 features")
+    demo_signal: float = Field(0.1, ge=0, le=1, description="demo: planted signal strength (0 = none)")
+
+
 class Settings(BaseSettings):
     """Everything numerflow can be told. Build with ``load_settings()``."""
 
@@ -411,7 +466,8 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(Path("data"), description="root of the Parquet data store")
-    tournament: Literal["signals", "crypto"] = Field("signals", description="which Numerai tournament")
+    tournament: Literal["signals", "crypto", "classic"] = Field(
+        "signals", description="which Numerai tournament (classic: Numerai's own features, the [classic] block)")
     price_source: Literal["demo", "yahoo", "files"] = Field(
         "yahoo", description="where daily bars come from for the live commands (`universe`, `ingest`, `run` without "
         "`--demo`); a demo round (`run --demo`, `schedule.round_mode = \"demo\"`) never uses Yahoo: it reads the "
@@ -427,6 +483,7 @@ class Settings(BaseSettings):
     orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
     features: FeaturesSettings = Field(default_factory=FeaturesSettings)
     scores: ScoresSettings = Field(default_factory=ScoresSettings)
+    classic: ClassicSettings = Field(default_factory=ClassicSettings)
     models: list[ModelSettings] = Field(
         default_factory=list, description="the account's models, one [[models]] table each (empty: the single "
         "numerai.model_name); every entry trains, validates and uploads on its own in each round")

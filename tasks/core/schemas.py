@@ -34,6 +34,22 @@ round, metric, day) as Numerai's ``submissionScores`` gives them: ``model`` stri
 string, ``round`` int64, ``metric`` string (Numerai's displayName, e.g. a CORR, MMC, ALPHA, MPC or
 payout score), ``value`` float64, ``percentile`` float64, ``day`` int64 (scoring day within the
 round), ``date`` timestamp (UTC), ``resolved`` bool, ``fetched_at`` timestamp (UTC).
+
+Numerai Classic's files, as Numerai publishes them (``tasks/classic/data.py`` downloads and reads
+them; ``tasks/classic/demo.py`` writes synthetic ones):
+
+- ``numerai/classic/<version>/train.parquet``, ``validation.parquet`` (once per version) and
+  ``numerai/classic/<version>/round-<n>/live.parquet`` (once per round): index ``id`` string (unique
+  per stock and era), ``era`` string (zero-padded week number "0001"…; ``X`` in live), ``data_type``
+  string (``train`` / ``validation`` / ``live``), ``feature_*`` int8 in 0..4 (5 equal bins; 2 when an
+  era has no data), ``target*`` float in {0, .25, .5, .75, 1} (some targets 7 bins; ``target`` is the
+  main target and never NaN, auxiliary ``target_<name>_20`` / ``_60`` can be NaN; NaN in live).
+- ``numerai/classic/<version>/features.json``: ``{"feature_sets": {name: [feature, …]}, "targets": [...]}``
+  (sets ``small`` ⊂ ``medium`` ⊂ ``all`` and others).
+- ``numerai/classic/<version>/meta_model.parquet``: index ``id``, ``era``, ``data_type``,
+  ``numerai_meta_model`` float in (0, 1) (Numerai's meta model on the validation eras).
+- ``validation_example_preds.parquet`` (per version), ``round-<n>/live_example_preds.parquet`` (per
+  round): index ``id``, ``prediction`` float (Numerai's example model).
 """
 
 from __future__ import annotations

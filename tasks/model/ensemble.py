@@ -106,28 +106,34 @@ def train_ensemble(store: Store, members: Sequence[tuple[str, Path]], weights: S
                "members": {target: r.metrics["corr"] for target, r in zip(targets, trained, strict=True)},
                "member_daily": {target: r.metrics["daily"]["corr"] for target, r in zip(targets, trained, strict=True)}}
 
-    model_id = new_model_id()
-    model_dir = store.model_dir(model_id)
     predictions_path = write_parquet(store.predictions_path(f"{run_id}-ensemble", "validation"), valid)
     first = member_metas[0]
-    meta = {
-        "model_id": model_id,
-        "kind": "ensemble",
-        "created_at": dt.datetime.now(dt.UTC).isoformat(),
+    members_meta = [{"target": t, "weight": w, "model_id": r.model_id, "model_dir": r.model_dir}
+                    for t, w, r in zip(targets, shares, trained, strict=True)]
+    model_id, model_dir = register_ensemble(store, members_meta, {
         "features": first["features"],
-        "members": [{"target": t, "weight": w, "model_id": r.model_id, "model_dir": r.model_dir}
-                    for t, w, r in zip(targets, shares, trained, strict=True)],
-        "scored_on": targets[0],
         "data_range": {**first["data_range"], "target_span_trading_days": span,
                        "validation_rows": int(len(valid))},
         "lineage": lineage,
         "validation_metrics": {k: v for k, v in metrics.items() if k not in ("per_date", "per_era")},
-        "versions": package_versions(),
         "validation_predictions": str(predictions_path),
-    }
-    # model.txt first (a copy of the first member's: the directory is a complete model for every
-    # registry reader), then ensemble.json, meta.json last (a directory without it is ignored).
-    write_with(model_dir / MODEL_FILE, lambda tmp: shutil.copyfile(Path(trained[0].model_dir) / MODEL_FILE, tmp))
-    write_json(model_dir / ENSEMBLE_FILE, {"members": meta["members"], "scored_on": targets[0]})
-    write_json(model_dir / META_FILE, meta)
+    })
     return TrainResult(model_id, str(model_dir), str(predictions_path), metrics)
+
+
+def register_ensemble(store: Store, members: list[dict], meta: dict) -> tuple[str, Path]:
+    """Register an ensemble of already registered members (``target``, ``weight``, ``model_id``,
+    ``model_dir`` each; the first is the target it is scored on) with ``meta`` (features, lineage,
+    metrics, ...). Returns its id and directory, the registry's latest model.
+
+    model.txt first (a copy of the first member's: the directory is a complete model for every
+    registry reader), then ensemble.json, meta.json last (a directory without it is ignored)."""
+    model_id = new_model_id()
+    model_dir = store.model_dir(model_id)
+    scored_on = members[0]["target"]
+    full = {"model_id": model_id, "kind": "ensemble", "created_at": dt.datetime.now(dt.UTC).isoformat(),
+            **meta, "members": members, "scored_on": scored_on, "versions": package_versions()}
+    write_with(model_dir / MODEL_FILE, lambda tmp: shutil.copyfile(Path(members[0]["model_dir"]) / MODEL_FILE, tmp))
+    write_json(model_dir / ENSEMBLE_FILE, {"members": members, "scored_on": scored_on})
+    write_json(model_dir / META_FILE, full)
+    return model_id, model_dir

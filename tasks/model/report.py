@@ -17,7 +17,8 @@ from numerflow.tasks.core.store import Store, write_bytes, write_json, write_tex
 from numerflow.tasks.model.scoring import overlap_adjusted_sem
 
 SCORE_LABELS = {"corr": "CORR", "fnc": "FNC (feature-neutral CORR)", "corr_target": "CORR vs Numerai's target",
-                "fnc_target": "FNC vs Numerai's target", "alpha": "ALPHA"}
+                "fnc_target": "FNC vs Numerai's target", "alpha": "ALPHA",
+                "mmc": "MMC (vs Numerai's meta model)"}
 
 
 def era_chart_png(per_era: dict) -> bytes:
@@ -27,12 +28,14 @@ def era_chart_png(per_era: dict) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    dates = pd.to_datetime(pd.Series(per_era["date"]))
     names = [n for n in SCORE_LABELS if n in per_era]
+    # Signals' per_era has dates; Numerai Classic's has numbered eras ("0001", one a week).
+    numbered = "era" in per_era
+    dates = pd.Series(per_era["era"]).astype(int) if numbered else pd.to_datetime(pd.Series(per_era["date"]))
     fig, (bars, lines) = plt.subplots(2, 1, figsize=(9, 5.5), dpi=90, sharex=True)
     colours = {"corr": "#2b6cb0", "fnc": "#38a169", "corr_target": "#805ad5", "fnc_target": "#319795",
-               "alpha": "#d69e2e"}
-    width = pd.Timedelta(days=5) / max(len(names), 1)
+               "alpha": "#d69e2e", "mmc": "#dd6b20"}
+    width = (0.8 if numbered else pd.Timedelta(days=5)) / max(len(names), 1)
     for i, name in enumerate(names):
         values = pd.Series(per_era[name], dtype="float64")
         bars.bar(dates + width * i, values.fillna(0.0).to_numpy(), width=width, color=colours[name],

@@ -99,7 +99,8 @@ def _as_float_vector(values: Any, name: str, n_rows: int | None = None) -> np.nd
 def _as_feature_matrix(
     features: np.ndarray | pd.DataFrame, n_rows: int, feature_names: Sequence[str] | None
 ) -> tuple[np.ndarray, list[str]]:
-    """2-d float matrix (float32 kept as is to save memory) and one name per column."""
+    """2-d float matrix (float32, and integer features such as Numerai Classic's int8, kept as they
+    are to save memory; blocks are gathered as float64) and one name per column."""
     if isinstance(features, pd.DataFrame):
         bad = [str(c) for c in features.columns if not pd.api.types.is_numeric_dtype(features[c].dtype)]
         if bad:
@@ -114,7 +115,7 @@ def _as_feature_matrix(
         if matrix.dtype.kind not in "fiub":
             raise BadInputError(f"features have non-numeric dtype {matrix.dtype}; encode or drop such columns",
                                 tag="scoring_bad_input")
-        if matrix.dtype != np.float32:
+        if matrix.dtype != np.float32 and matrix.dtype.kind != "i":  # int8 (Numerai Classic) kept as is
             matrix = matrix.astype(np.float64, copy=False)
         names = [f"feature_{j}" for j in range(matrix.shape[1])] if feature_names is None else list(feature_names)
     if matrix.ndim != 2:
@@ -127,7 +128,7 @@ def _as_feature_matrix(
     if len(names) != matrix.shape[1]:
         raise BadInputError(f"{len(names)} feature names for {matrix.shape[1]} feature columns; pass one name per column",
                             tag="scoring_bad_input")
-    n_inf = int(np.isinf(matrix).sum())
+    n_inf = 0 if matrix.dtype.kind == "i" else int(np.isinf(matrix).sum())
     if n_inf:
         raise BadInputError(f"features contain {n_inf} infinite values; replace them with finite values or NaN",
                             tag="scoring_bad_input")
@@ -247,6 +248,8 @@ def _fnc_rows(predictions: np.ndarray, targets: np.ndarray, features: np.ndarray
               n_groups: int) -> np.ndarray:
     """Rows FNC can use: prediction and target present, and every feature observed on the date."""
     keep = ~np.isnan(predictions) & ~np.isnan(targets)
+    if features.dtype.kind == "i":  # integer features have no missing values
+        return keep
     missing = np.isnan(features)
     if not missing.any():
         return keep

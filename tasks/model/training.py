@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.txt"
 META_FILE = "meta.json"
+#: The registry name (lineage ``model``) of every Numerai Classic model starts with this.
+CLASSIC_MODEL_PREFIX = "classic:"
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,9 @@ def latest_model(store: Store, model: str | None = None) -> Path | None:
     complete = sorted(p for p in root.iterdir() if (p / META_FILE).exists() and (p / MODEL_FILE).exists())
     if model is not None:
         complete = [p for p in complete if (read_json(p / META_FILE).get("lineage") or {}).get("model") == model]
+    else:  # Numerai Classic's models (their lineage names them "classic:<name>") are never a Signals round's
+        complete = [p for p in complete if not str((read_json(p / META_FILE).get("lineage") or {}).get("model")
+                                                   or "").startswith(CLASSIC_MODEL_PREFIX)]
     return complete[-1] if complete else None
 
 

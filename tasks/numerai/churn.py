@@ -46,8 +46,9 @@ _TIME_KEY = b"numerflow_submitted_at"
 
 
 def _signal_series(frame: pd.DataFrame) -> pd.Series:
-    """(id column, signal) frame → signal indexed by id (the first column)."""
-    return pd.Series(frame["signal"].to_numpy(dtype="float64"), index=frame.iloc[:, 0].astype(str).to_numpy())
+    """(id column, signal) frame → signal (the second column: ``signal``, Classic's ``prediction``)
+    indexed by id (the first column)."""
+    return pd.Series(frame.iloc[:, 1].to_numpy(dtype="float64"), index=frame.iloc[:, 0].astype(str).to_numpy())
 
 
 def _common(current: pd.Series, previous: pd.Series) -> tuple[pd.Series, pd.Series] | None:

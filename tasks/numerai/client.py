@@ -55,21 +55,24 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TournamentSpec:
-    """What differs between Numerai Signals and Numerai Crypto."""
+    """What differs between Numerai Signals, Crypto and Classic."""
 
     name: str
     id: int
-    ticker_column: str
-    dataset_prefix: str
+    ticker_column: str  # the id column of live files and submissions
+    dataset_prefix: str  # list_datasets names are "<prefix>/vX.Y/<file>"; Classic's have none ("vX.Y/<file>")
     live_files: tuple[str, ...]  # live-universe file names, preferred first
     api_class: type
+    signal_column: str = "signal"  # the submission's value column (Classic: ``prediction``)
 
 
 SIGNALS = TournamentSpec("signals", 11, "numerai_ticker", "signals", ("live.parquet",), numerapi.SignalsAPI)
 CRYPTO = TournamentSpec(
     "crypto", 12, "symbol", "crypto", ("live_universe.parquet", "live.parquet"), numerapi.CryptoAPI
 )
-TOURNAMENTS: dict[str, TournamentSpec] = {"signals": SIGNALS, "crypto": CRYPTO}
+#: Classic: ``NumerAPI`` (tournament 8), datasets named ``v5.x/…`` (no prefix), ``id,prediction`` files.
+CLASSIC = TournamentSpec("classic", 8, "id", "", ("live.parquet",), numerapi.NumerAPI, signal_column="prediction")
+TOURNAMENTS: dict[str, TournamentSpec] = {"signals": SIGNALS, "crypto": CRYPTO, "classic": CLASSIC}
 #: Numerai's tournament ids, for naming the tournament a model belongs to.
 TOURNAMENT_NAMES = {8: "classic", 11: "signals", 12: "crypto"}
 
@@ -294,7 +297,12 @@ class _CryptoAPI(_NumerflowTransport, numerapi.CryptoAPI):
     pass
 
 
-_API_CLASSES: dict[str, type[_SignalsAPI] | type[_CryptoAPI]] = {"signals": _SignalsAPI, "crypto": _CryptoAPI}
+class _ClassicAPI(_NumerflowTransport, numerapi.NumerAPI):
+    pass
+
+
+_API_CLASSES: dict[str, type[_SignalsAPI] | type[_CryptoAPI] | type[_ClassicAPI]] = {
+    "signals": _SignalsAPI, "crypto": _CryptoAPI, "classic": _ClassicAPI}
 
 
 class _CheckedRequests:
@@ -444,7 +452,7 @@ class NumeraiClient:
         if keys is None:
             api.token = None  # numerapi falls back to env keys by itself; "no keys" must mean none
         api._nf_configure(api_url.rstrip("/"), timeout, retries, sleep, (public_id or "", secret_key or ""))
-        self.api: _SignalsAPI | _CryptoAPI = api
+        self.api: _SignalsAPI | _CryptoAPI | _ClassicAPI = api
         self.timeout = timeout
 
     @classmethod
@@ -570,25 +578,28 @@ def client_for(settings: Settings, tournament: str | None = None, *, keys: Numer
 
 # --------------------------------------------------------------------------- datasets
 
-_VERSIONED = re.compile(r"^(?P<prefix>[a-z_]+)/v(?P<major>\d+)\.(?P<minor>\d+)/(?P<file>.+)$")
+_VERSIONED = re.compile(r"^(?:(?P<prefix>[a-z_]+)/)?v(?P<major>\d+)\.(?P<minor>\d+)/(?P<file>.+)$")
 
 
-def pick_dataset_version(filenames: list[str], tournament: str, required: tuple[str, ...] | None = None) -> str:
+def pick_dataset_version(filenames: list[str], tournament: str, required: tuple[str, ...] | None = None,
+                         *, all_required: bool = False) -> str:
     """The newest ``<prefix>/vX.Y`` directory holding one of ``required`` (default: a live
-    universe file), e.g. ``"signals/v2.1"``. Never hard-coded: read from list_datasets."""
+    universe file), or every one of them with ``all_required``: e.g. ``"signals/v2.1"``, or
+    ``"v5.2"`` for Classic (whose names have no prefix). Never hard-coded: read from list_datasets."""
     spec = tournament_spec(tournament)
     required = required or spec.live_files
-    versions: set[tuple[int, int]] = set()
+    held: dict[tuple[int, int], set[str]] = {}
     for name in filenames:
         match = _VERSIONED.match(name)
-        if match and match["prefix"] == spec.dataset_prefix and match["file"] in required:
-            versions.add((int(match["major"]), int(match["minor"])))
+        if match and (match["prefix"] or "") == spec.dataset_prefix and match["file"] in required:
+            held.setdefault((int(match["major"]), int(match["minor"])), set()).add(match["file"])
+    versions = [v for v, files in held.items() if not all_required or files == set(required)]
     if not versions:
         raise BadInputError(
-            f"Numerai lists no {spec.name} dataset with {list(required)} (found {sorted(filenames)[:20]}); "
-            "the dataset layout may have changed", tag="no_dataset")
+            f"Numerai lists no {spec.name} dataset with {'all of ' if all_required else ''}{list(required)} "
+            f"(found {sorted(filenames)[:20]}); the dataset layout may have changed", tag="no_dataset")
     major, minor = max(versions)
-    return f"{spec.dataset_prefix}/v{major}.{minor}"
+    return f"{spec.dataset_prefix}/v{major}.{minor}" if spec.dataset_prefix else f"v{major}.{minor}"
 
 
 def dataset_file(filenames: list[str], version: str, candidates: tuple[str, ...]) -> str:

@@ -39,10 +39,9 @@ def build_submission(predictions: pd.DataFrame, tournament: str = "signals") -> 
             "the model or its features produced invalid values: check the live features for those tickers",
             tag="invalid_predictions",
         )
-    id_column = tournament_spec(tournament).ticker_column
-    return pd.DataFrame(
-        {id_column: predictions["ticker"].astype(str).to_numpy(), "signal": to_signal(predictions["prediction"])}
-    )
+    spec = tournament_spec(tournament)
+    return pd.DataFrame({spec.ticker_column: predictions["ticker"].astype(str).to_numpy(),
+                         spec.signal_column: to_signal(predictions["prediction"])})
 
 
 def validate_submission(
@@ -80,10 +79,11 @@ def validate_submission(
 def check_submission_format(submission: pd.DataFrame, tournament: str = "signals") -> np.ndarray:
     """The rules that need no universe: the two columns, ids present and unique, signals numbers
     strictly inside (0, 1) that vary. Returns the signals."""
-    id_column = tournament_spec(tournament).ticker_column
-    if list(submission.columns) != [id_column, "signal"]:
+    spec = tournament_spec(tournament)
+    id_column, value_column = spec.ticker_column, spec.signal_column
+    if list(submission.columns) != [id_column, value_column]:
         raise BadInputError(
-            f"submission columns are {list(submission.columns)}, expected ['{id_column}', 'signal']",
+            f"submission columns are {list(submission.columns)}, expected ['{id_column}', '{value_column}']",
             tag="invalid_submission_headers",
         )
     ids = submission[id_column]
@@ -96,9 +96,9 @@ def check_submission_format(submission: pd.DataFrame, tournament: str = "signals
             tag="invalid_submission_ids",
         )
     try:
-        signal = submission["signal"].to_numpy(dtype="float64", na_value=np.nan)
+        signal = submission[value_column].to_numpy(dtype="float64", na_value=np.nan)
     except (TypeError, ValueError):
-        values = submission["signal"]
+        values = submission[value_column]
         bad = values[pd.to_numeric(values, errors="coerce").isna() & values.notna()].astype(str).unique().tolist()
         raise BadInputError(f"the signal column holds values that are not numbers, e.g. {bad[:3]}; "
                             "every signal must be a number strictly inside (0, 1)",
@@ -118,11 +118,14 @@ def check_submission_format(submission: pd.DataFrame, tournament: str = "signals
 def _numerai_tools_check(submission: pd.DataFrame, universe_ids: pd.Series, tournament: str, id_column: str) -> None:
     from numerai_tools import submissions as nt
 
-    universe = pd.DataFrame({id_column: universe_ids.astype(str).to_numpy()})
-    validator = nt.validate_submission_signals if tournament == "signals" else nt.validate_submission_crypto
+    ids = universe_ids.astype(str).reset_index(drop=True)
     try:
         # numerai-tools mutates its input and reports with assert: give it a copy, translate.
-        validator(universe, submission.copy())
+        if tournament == "classic":  # every live id, exactly once (its minimum is the whole live set)
+            nt.validate_submission_numerai(ids, submission.copy())
+        else:
+            validator = nt.validate_submission_signals if tournament == "signals" else nt.validate_submission_crypto
+            validator(pd.DataFrame({id_column: ids.to_numpy()}), submission.copy())
     except AssertionError as exc:
         raise BadInputError(f"numerai-tools rejected the submission: {exc}", tag="invalid_submission") from None
 

@@ -75,6 +75,9 @@ class FakeNumeraiState:
     ])
     # tournament id → {filename: bytes}
     datasets: dict[int, dict[str, bytes]] = field(default_factory=dict)
+    # (tournament id, round) → {filename: bytes}: what ``dataset(round: n)`` answers for that round
+    # instead (a live file that changes every round); a listed file absent here falls back to ``datasets``.
+    round_datasets: dict[tuple[int, int], dict[str, bytes]] = field(default_factory=dict)
     # tournament id → round dict (number, openTime, closeStakingTime) or None for "no open round"
     rounds: dict[int, dict | None] = field(default_factory=dict)
     # model id → its submissionScores rows (roundNumber, displayName, value, percentile, day, date, resolved…)
@@ -159,6 +162,12 @@ class FakeNumeraiServer:
     def add_dataset(self, tournament: str, filename: str, payload: bytes) -> None:
         self.state.datasets.setdefault(TOURNAMENT_IDS[tournament], {})[filename] = payload
 
+    def add_round_dataset(self, tournament: str, round_number: int, filename: str, payload: bytes) -> None:
+        """A file's content for one round (numerapi passes ``round`` to ``dataset``); also listed."""
+        tid = TOURNAMENT_IDS[tournament]
+        self.state.round_datasets.setdefault((tid, round_number), {})[filename] = payload
+        self.state.datasets.setdefault(tid, {}).setdefault(filename, payload)
+
     def set_round(self, tournament: str, round_dict: dict | None) -> None:
         self.state.rounds[TOURNAMENT_IDS[tournament]] = round_dict
 
@@ -225,7 +234,12 @@ class FakeNumeraiServer:
             name = variables["filename"]
             if name not in files:
                 raise _GraphQLError(f"File not found: {name}")
-            return f"{self.base}/files/{variables.get('tournament')}/{name}"
+            tid, round_number = variables.get("tournament"), variables.get("round")
+            if round_number is None and s.rounds.get(tid):  # numerapi's default: the current round
+                round_number = s.rounds[tid]["number"]
+            if name in s.round_datasets.get((tid, round_number), {}):
+                return f"{self.base}/rfiles/{tid}/{round_number}/{name}"
+            return f"{self.base}/files/{tid}/{name}"
         if operation == "submissionScores":
             rows = [r for r in s.scores.get(variables["modelId"], [])
                     if variables.get("tournament") in (None, r.get("tournament", variables.get("tournament")))]
@@ -317,9 +331,20 @@ def _make_handler(fake: FakeNumeraiServer) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:  # noqa: N802
             match = re.fullmatch(r"/files/(\d+)/(.+)", self.path)
+            per_round = re.fullmatch(r"/rfiles/(\d+)/(\d+)/(.+)", self.path)
             fault = fake._take_fault("GET")
             if fault is not None:
+                if fault.kind == "garbage":
+                    return self._send(200, b"<html>oops</html>", "text/html")
                 return self._json(fault.status, {"detail": fault.message})
+            if per_round:
+                key = (int(per_round[1]), int(per_round[2]))
+                payload = fake.state.round_datasets.get(key, {}).get(per_round[3])
+                if payload is None:
+                    return self._json(404, {"detail": "not found"})
+                with fake.lock:
+                    fake.state.downloads.append(per_round[3])
+                return self._send(200, payload, "application/octet-stream")
             if not match:
                 return self._json(404, {"detail": "not found"})
             payload = fake.state.datasets.get(int(match[1]), {}).get(match[2])

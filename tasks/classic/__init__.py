@@ -1,0 +1,1 @@
+"""Numerai Classic: Numerai's own obfuscated features per stock and era, ``id,prediction`` submissions."""
