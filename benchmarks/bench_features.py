@@ -203,22 +203,24 @@ def _run_side(side: str, data_path: Path, plugin_columns: int = 5, plugin_every:
         start = time.perf_counter()
         joined = add_source_features(features, [source], layout=layout)
         join_seconds = time.perf_counter() - start
-        if old_join:  # the previous join (tasks/model/plugins.py before the held-rows ranks), same input
+        if old_join:  # an earlier revision's join, same input, alternated with ours: old, ours, old, ours
             old = _load_old_plugins(old_join)
-            start = time.perf_counter()
-            before = old.add_source_features(features, [source])
-            old_join_seconds = time.perf_counter() - start
-            same = all(np.array_equal(before[n].to_numpy(), joined[n].to_numpy(), equal_nan=True)
-                       for n in source.feature_names)
-            del before
-            start = time.perf_counter()
-            joined = add_source_features(features, [source], layout=layout)
-            second_join_seconds = time.perf_counter() - start
+            old_times, our_times, same = [], [], True
+            for _ in range(2):
+                start = time.perf_counter()
+                before = old.add_source_features(features, [source])
+                old_times.append(time.perf_counter() - start)
+                same &= all(np.array_equal(before[n].to_numpy(), joined[n].to_numpy(), equal_nan=True)
+                            for n in source.feature_names)
+                del before
+                start = time.perf_counter()
+                joined = add_source_features(features, [source], layout=layout)
+                our_times.append(time.perf_counter() - start)
         coverage = float(joined[source.feature_names[0]].notna().mean())
         return {"seconds": feature_seconds + join_seconds, "feature_seconds": feature_seconds,
                 "join_seconds": join_seconds, "validate_seconds": validate_seconds, "source_rows": source_rows,
                 "plugin_columns": plugin_columns, "plugin_every": plugin_every, "coverage": coverage,
-                "rows": len(joined), **({"old_join_seconds": old_join_seconds, "second_join_seconds": second_join_seconds,
+                "rows": len(joined), **({"old_join_seconds": old_times, "our_join_seconds_again": our_times,
                                          "identical_to_old": same} if old_join else {}),
                 "peak_rss_mb": _peak_rss_mb(), "rss_after_input_mb": rss_input}
     if side == "ours":
@@ -317,9 +319,10 @@ def main() -> None:
               f"(+{100 * share:.0f}% of the features time; goal < 25%), validation {plug['validate_seconds']:.1f} s, "
               f"peak RSS {plug['peak_rss_mb']:,.0f} MB")
         if "old_join_seconds" in plug:
-            print(f"  join of {args.compare_join} on the same input, after ours: {plug['old_join_seconds']:.1f} s "
-                  f"(+{100 * plug['old_join_seconds'] / plug['feature_seconds']:.0f}%); ours again after it: "
-                  f"{plug['second_join_seconds']:.1f} s (+{100 * plug['second_join_seconds'] / plug['feature_seconds']:.0f}%); "
+            share = ", ".join(f"{o:.1f} s (+{100 * o / plug['feature_seconds']:.0f}%) / {n:.1f} s "
+                              f"(+{100 * n / plug['feature_seconds']:.0f}%)"
+                              for o, n in zip(plug["old_join_seconds"], plug["our_join_seconds_again"], strict=True))
+            print(f"  then, alternated on the same input, join of {args.compare_join} / ours: {share}; "
                   f"identical columns: {plug['identical_to_old']}")
     if "baseline" not in results:
         print(json.dumps({"benchmark": "features", "source": source, "tickers": args.tickers, "years": args.years,

@@ -87,7 +87,9 @@ def read_headlines(path: Path) -> pd.DataFrame:
     articles["date"] = dates
     if "sentiment" not in articles.columns:
         articles["sentiment"] = None
-    return articles
+    # Incremental API fetches overlap by a day: an article in two files counts once (same title, time, tickers).
+    key = articles["title"].astype(str) + "\x1f" + articles["date"].astype(str) + "\x1f" + articles["tickers"].astype(str)
+    return articles[~key.duplicated().to_numpy()].reset_index(drop=True)
 
 
 def to_numerai_ticker(symbols: pd.Series) -> pd.Series:

@@ -38,7 +38,7 @@ import pandas as pd
 
 from numerflow.tasks.core.config import FeatureSourceSettings, FeaturesSettings
 from numerflow.tasks.core.errors import BadInputError
-from numerflow.tasks.core.ranking import HeldRowRanks
+from numerflow.tasks.core.ranking import HeldRowRanks, rank_rows
 from numerflow.tasks.core.store import file_sha256
 from numerflow.tasks.model.features import DEFAULT_THREADS, FEATURE_NAMES, BarLayout, rank_by_date
 
@@ -509,12 +509,19 @@ def add_source_features(dataset: pd.DataFrame, sources: list[LoadedSource], bar_
                         state_of_date=state_of_date, frame=source.frame) -> None:
             values = np.take(frame[column].to_numpy(dtype="float64")[order], rows)
             values[none] = np.nan
-            ranker = HeldRowRanks(values)
+            # Values held over several dates: sort each distinct row once. Else (a source updated about daily)
+            # every date's row is sorted anyway: rank it directly.
+            ranker = HeldRowRanks(values) if 2 * len(values) <= n_dates else None
             scratch = np.empty((block_dates, n_tickers))
             for d0 in range(0, n_dates, block_dates):  # blocks of dates: their rows are contiguous
                 d1 = min(d0 + block_dates, n_dates)
-                ranked, columns = ranker.rank(state_of_date[d0:d1], present[d0:d1])
-                np.put_along_axis(scratch[: d1 - d0], columns, ranked, axis=1)
+                if ranker is not None:
+                    ranked, columns = ranker.rank(state_of_date[d0:d1], present[d0:d1])
+                    np.put_along_axis(scratch[: d1 - d0], columns, ranked, axis=1)
+                else:
+                    day_rows = values[state_of_date[d0:d1]]
+                    day_rows[~present[d0:d1]] = np.nan
+                    rank_rows(day_rows, out=scratch[: d1 - d0])
                 r0, r1 = date_rows[d0], date_rows[d1]
                 target[r0:r1] = scratch.ravel()[cell[r0:r1] - d0 * n_tickers]  # float64 ranks cast to float32
 
