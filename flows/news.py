@@ -1,6 +1,7 @@
 """The ``news`` stage: headlines from the news API into ``<data_dir>/news/api`` before the dataset is built,
 so the news_sentiment plug-in reads them (tasks/features/news_api.py). Runs only when ``api_fetch_wanted``
-(a key, the plug-in selected, no headlines file named) in a live Signals round."""
+(a key, the plug-in selected by the round or one of its ``[[models]]``, no headlines file named) in a live
+Signals round."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from prefect import get_run_logger
 
 from numerflow.flows.policies import network_task
 from numerflow.flows.results import UniverseRef
-from numerflow.tasks.core.config import Settings
+from numerflow.tasks.core.config import Settings, model_table, settings_for_model
 from numerflow.tasks.features.news_api import api_fetch_wanted, fetch_universe_news
 from numerflow.tasks.numerai.universe import load_universe_ids
 
@@ -26,7 +27,8 @@ def fetch_news_task(settings: Settings, universe_path: str, tournament: str) -> 
 def news_stage(settings: Settings, mode: str, universe: UniverseRef) -> dict[str, Any] | None:
     """Fetch the news when wanted. A failed fetch (after the network retries) is logged, not fatal: the
     dataset then uses the headlines fetched before (the plug-in fails clearly if there are none)."""
-    if mode == "demo" or universe.tournament != "signals" or not api_fetch_wanted(settings.features):
+    wanted = any(api_fetch_wanted(settings_for_model(settings, entry).features) for entry in model_table(settings))
+    if mode == "demo" or universe.tournament != "signals" or not wanted:
         return None
     state = fetch_news_task(settings, universe.path, universe.tournament, return_state=True)
     if state.is_completed():

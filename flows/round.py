@@ -366,7 +366,8 @@ def run_round(settings: Settings, overrides: dict[str, Any], kind: RoundKind, *,
         try:
             if isinstance(choice, str):
                 raise StageFailed(f"stage 'train {entry.name}' failed: {choice}")
-            runs.append(run_model(settings_for_model(settings, entry), kind, dataset, universe, entry, choice,
+            mine = settings_for_model(settings, entry)
+            runs.append(run_model(mine, kind, model_dataset(settings, mine, dataset), universe, entry, choice,
                                   force=force, unattended=unattended, run_id=run_id))
         except Exception as exc:  # noqa: BLE001 - one model never blocks the others; named below
             failures[entry.name] = f"{type(exc).__name__}: {exc}"
@@ -589,7 +590,8 @@ def choose_models(settings: Settings, overrides: dict[str, Any], kind: RoundKind
         plans: list[TrainPlan | str] = []
         for entry in table:
             try:
-                plans.append(plan_training(settings_for_model(settings, entry), kind, dataset, round_number,
+                mine = settings_for_model(settings, entry)
+                plans.append(plan_training(mine, kind, model_dataset(settings, mine, dataset), round_number,
                                            retrain, run_id, entry))
             except Exception as exc:  # noqa: BLE001 - named in the round's failures
                 if entry is None:
@@ -723,6 +725,15 @@ def resolve_tickers_task(settings: Settings, universe: UniverseRef) -> Resolutio
 
 
 # ---------------------------------------------------------------- tasks: data and model
+
+
+def model_dataset(settings: Settings, mine: Settings, shared: DatasetInfo) -> DatasetInfo:
+    """A model's dataset: the round's, or for a ``[[models]]`` entry with its own feature groups the dataset of
+    those. The snapshot id covers the feature sources, so each distinct configuration is built once: the
+    next model with the same groups (or this one at predict time) finds it stored."""
+    if mine.features == settings.features:
+        return shared
+    return build_dataset_task(mine, source_name(mine))
 
 
 @task(name="build-dataset", retries=0, timeout_seconds=3600)
