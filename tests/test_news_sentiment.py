@@ -270,3 +270,38 @@ def test_news_stage_fetches_before_the_dataset_when_an_api_is_configured(tmp_pat
                            "adj_close": 1.0})
     loaded = load_sources(settings.features, prices, tmp_path, "yahoo")
     assert len(loaded) == 1 and len(loaded[0].frame) == 1  # the fetched week, read by the plug-in
+
+
+def test_finbert_is_an_optional_extra_that_names_what_is_missing(tmp_path, monkeypatch):
+    """Without the extra: the install line. With it but no weights: the missing files, no download. With
+    (fake) weights and a (fake) transformers pipeline: P(positive) - P(negative) per distinct title."""
+    import importlib.util
+    import sys
+    import types
+
+    from numerflow.tasks.features.news_sentiment import score_titles
+
+    titles = pd.Series(["A great, record quarter", "Terrible losses and a lawsuit", "A great, record quarter"])
+    if importlib.util.find_spec("transformers") is None:
+        with pytest.raises(BadInputError, match=r"pip install 'numerflow\[finbert\]'"):
+            score_titles(titles, "finbert", tmp_path)
+    calls = []
+
+    def pipeline(task, model, tokenizer, top_k, local_files_only):
+        calls.append((task, model, local_files_only))
+        table = {"A great, record quarter": (0.9, 0.05), "Terrible losses and a lawsuit": (0.1, 0.7)}
+        return lambda texts, **kw: [[{"label": "positive", "score": table[t][0]}, {"label": "negative",
+                                     "score": table[t][1]}, {"label": "neutral", "score": 0.05}] for t in texts]
+
+    monkeypatch.setitem(sys.modules, "transformers", types.SimpleNamespace(pipeline=pipeline))
+    with pytest.raises(BadInputError, match="FinBERT weights missing: features.news.finbert_path"):
+        score_titles(titles, "finbert", None)
+    weights = tmp_path / "finbert"
+    weights.mkdir()
+    (weights / "config.json").write_text("{}")
+    with pytest.raises(BadInputError, match=r"lacks model.safetensors or pytorch_model.bin. numerflow never downloads"):
+        score_titles(titles, "finbert", weights)
+    (weights / "model.safetensors").write_bytes(b"")
+    np.testing.assert_allclose(score_titles(titles, "finbert", weights), [0.85, -0.6, 0.85])
+    assert calls == [("text-classification", str(weights), True)]  # the distinct titles in one call, local only
+    assert score_titles(titles)[0] > 0 > score_titles(titles)[1]  # vader stays the default

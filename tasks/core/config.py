@@ -349,6 +349,12 @@ class NewsSettings(Section):
         "<data_dir>/news/api, or the synthetic feed in a demo round")
     demo_signal: float = Field(0.2, ge=0, le=10, allow_inf_nan=False,
                                description="demo: planted strength of the synthetic news sentiment (0 = no information)")
+    sentiment_model: Literal["vader", "finbert"] = Field(
+        "vader", description="headline scorer: vader (lexicon, ships with the package) or finbert (the finbert extra: "
+        "pip install 'numerflow[finbert]', and its weights in finbert_path)")
+    finbert_path: Path | None = Field(
+        None, description="folder of FinBERT weights (ProsusAI/finbert: config.json, model.safetensors or "
+        "pytorch_model.bin, tokenizer files); numerflow never downloads them")
 
 
 class FeaturesSettings(Section):
