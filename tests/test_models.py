@@ -219,5 +219,5 @@ def test_models_with_their_own_feature_groups_get_their_own_dataset_built_once_p
     datasets = sorted(p for p in (tmp_path / "data" / "features").glob("*.parquet") if p.name.count(".") == 1)
     assert len(datasets) == 2, datasets  # one per distinct feature configuration
     assert {tuple(feature_columns_of(p)) for p in datasets} == {tuple(features["a"]), tuple(features["b"])}
-    with pytest.raises(ValueError, match="feature group"):
+    with pytest.raises(BadInputError, match="feature group"):
         load_settings(models=[{"name": "x", "features": ["Own"]}])
