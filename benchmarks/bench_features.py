@@ -150,17 +150,17 @@ def _peak_rss_mb() -> float:
 INPUT_COLUMNS = ["ticker", "date", "close", "adj_close", "volume"]
 
 
-def plugin_source(prices: pd.DataFrame, columns: int, seed: int):
+def plugin_source(prices: pd.DataFrame, columns: int, seed: int, every: str = "week"):
     """A plug-in's output at panel scale: one row per ticker and week (Fridays, 22:00 UTC: after the
-    New York close, so first used the next bar) with ``columns`` value columns, ~5% missing; validated
-    like any plug-in frame (the validation is timed apart from the join)."""
+    New York close, so first used the next bar) or weekday (``every="day"``) with ``columns`` value
+    columns, ~5% missing; validated like any plug-in frame (the validation is timed apart from the join)."""
     from numerflow.tasks.core.config import FeatureSourceSettings
     from numerflow.tasks.model.plugins import Availability, LoadedSource, validate_source
 
     rng = np.random.default_rng(seed)
     tickers = pd.unique(prices["ticker"].astype(str))
     dates = pd.to_datetime(prices["date"])
-    weeks = pd.date_range(dates.min(), dates.max(), freq="W-FRI") + pd.Timedelta(hours=22)
+    weeks = pd.date_range(dates.min(), dates.max(), freq="W-FRI" if every == "week" else "B") + pd.Timedelta(hours=22)
     frame = pd.DataFrame({"ticker": np.repeat(tickers, len(weeks)), "timestamp": np.tile(weeks, len(tickers))})
     names = [f"v{j}" for j in range(columns)]
     for name in names:
@@ -172,26 +172,56 @@ def plugin_source(prices: pd.DataFrame, columns: int, seed: int):
     return LoadedSource("bench", checked, 14.0, names), time.perf_counter() - start, len(frame)
 
 
-def _run_side(side: str, data_path: Path, plugin_columns: int = 5) -> dict:
+def _load_old_plugins(path: str):
+    """The join module of an earlier commit (``--compare-join``), imported from its file."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("old_plugins", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["old_plugins"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run_side(side: str, data_path: Path, plugin_columns: int = 5, plugin_every: str = "week",
+              old_join: str | None = None) -> dict:
     # Ours reads the ticker column as a categorical (Arrow dictionary: ~45 MB of codes instead of
     # ~300 MB of strings at 5,000 x 20 years); the baseline reads strings, as public code does.
     prices = read_parquet(data_path, columns=INPUT_COLUMNS, categorical=["ticker"] if side == "ours" else ())
     rss_input = _peak_rss_mb()
     if side == "plugins":  # the features, then the point-in-time join + per-date ranks of the plug-in columns
+        from numerflow.tasks.model.features import bar_layout
         from numerflow.tasks.model.plugins import add_source_features
 
         start = time.perf_counter()
-        features = compute_features(prices)
+        layout = bar_layout(prices)  # as tasks.model.dataset does: one layout for the features and the join
+        features = compute_features(prices, layout=layout)
         feature_seconds = time.perf_counter() - start
-        source, validate_seconds, source_rows = plugin_source(prices, plugin_columns, seed=1)
+        source, validate_seconds, source_rows = plugin_source(prices, plugin_columns, seed=1, every=plugin_every)
         del prices
         start = time.perf_counter()
-        joined = add_source_features(features, [source])
+        joined = add_source_features(features, [source], layout=layout)
         join_seconds = time.perf_counter() - start
+        if old_join:  # an earlier revision's join, same input, alternated with ours: old, ours, old, ours
+            old = _load_old_plugins(old_join)
+            old_times, our_times, same = [], [], True
+            for _ in range(2):
+                start = time.perf_counter()
+                before = old.add_source_features(features, [source])
+                old_times.append(time.perf_counter() - start)
+                same &= all(np.array_equal(before[n].to_numpy(), joined[n].to_numpy(), equal_nan=True)
+                            for n in source.feature_names)
+                del before
+                start = time.perf_counter()
+                joined = add_source_features(features, [source], layout=layout)
+                our_times.append(time.perf_counter() - start)
         coverage = float(joined[source.feature_names[0]].notna().mean())
         return {"seconds": feature_seconds + join_seconds, "feature_seconds": feature_seconds,
                 "join_seconds": join_seconds, "validate_seconds": validate_seconds, "source_rows": source_rows,
-                "plugin_columns": plugin_columns, "coverage": coverage, "rows": len(joined),
+                "plugin_columns": plugin_columns, "plugin_every": plugin_every, "coverage": coverage,
+                "rows": len(joined), **({"old_join_seconds": old_times, "our_join_seconds_again": our_times,
+                                         "identical_to_old": same} if old_join else {}),
                 "peak_rss_mb": _peak_rss_mb(), "rss_after_input_mb": rss_input}
     if side == "ours":
         start = time.perf_counter()
@@ -234,12 +264,17 @@ def main() -> None:
                         help="demo = tasks.sources.demo.DemoMarket (auto: when it exists)")
     parser.add_argument("--plugin-columns", type=int, default=5,
                         help="value columns of the plug-in case (features + point-in-time join); 0 skips it")
+    parser.add_argument("--plugin-every", choices=["week", "day"], default="week",
+                        help="the plug-in's rows: one per ticker and week (default) or weekday")
+    parser.add_argument("--compare-join", metavar="REV",
+                        help="also time the join of git revision REV on the same input (same subprocess)")
+    parser.add_argument("--old-join", help=argparse.SUPPRESS)
     parser.add_argument("--no-baseline", action="store_true", help="skip the (slow) pandas baseline")
     parser.add_argument("--side", choices=["ours", "baseline", "plugins"], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:  # child process: run one side, print its JSON
-        print(json.dumps(_run_side(args.side, args.data, args.plugin_columns)))
+        print(json.dumps(_run_side(args.side, args.data, args.plugin_columns, args.plugin_every, args.old_join)))
         return
 
     source = args.source
@@ -260,11 +295,18 @@ def main() -> None:
         data_path = Path(tmp) / "prices.parquet"
         write_parquet(data_path, prices)
         del prices
+        old_join = []
+        if args.compare_join:
+            old_path = Path(tmp) / "old_plugins.py"
+            old_path.write_text(subprocess.run(["git", "show", f"{args.compare_join}:tasks/model/plugins.py"], check=True,
+                                               capture_output=True, text=True, cwd=Path(__file__).parent).stdout)
+            old_join = ["--old-join", str(old_path)]
         results = {}
         sides = ["ours", *([] if args.no_baseline else ["baseline"]), *(["plugins"] if args.plugin_columns else [])]
         for side in sides:
             done = subprocess.run([sys.executable, __file__, "--side", side, "--data", str(data_path),
-                                   "--plugin-columns", str(args.plugin_columns)],
+                                   "--plugin-columns", str(args.plugin_columns), "--plugin-every", args.plugin_every,
+                                   *(old_join if side == "plugins" else [])],
                                   check=True, capture_output=True, text=True)
             results[side] = json.loads(done.stdout.strip().splitlines()[-1])
             print(f"{side:>8}: {results[side]['seconds']:7.1f} s, peak RSS {results[side]['peak_rss_mb']:,.0f} MB",
@@ -272,10 +314,16 @@ def main() -> None:
     plug = results.get("plugins")
     if plug:
         share = plug["join_seconds"] / plug["feature_seconds"]
-        print(f"plug-in case: {plug['plugin_columns']} columns, {plug['source_rows']:,} source rows (weekly); features "
+        print(f"plug-in case: {plug['plugin_columns']} columns, {plug['source_rows']:,} source rows (one per ticker and {plug['plugin_every']}); features "
               f"{plug['feature_seconds']:.1f} s, point-in-time join + ranks {plug['join_seconds']:.1f} s "
               f"(+{100 * share:.0f}% of the features time; goal < 25%), validation {plug['validate_seconds']:.1f} s, "
               f"peak RSS {plug['peak_rss_mb']:,.0f} MB")
+        if "old_join_seconds" in plug:
+            share = ", ".join(f"{o:.1f} s (+{100 * o / plug['feature_seconds']:.0f}%) / {n:.1f} s "
+                              f"(+{100 * n / plug['feature_seconds']:.0f}%)"
+                              for o, n in zip(plug["old_join_seconds"], plug["our_join_seconds_again"], strict=True))
+            print(f"  then, alternated on the same input, join of {args.compare_join} / ours: {share}; "
+                  f"identical columns: {plug['identical_to_old']}")
     if "baseline" not in results:
         print(json.dumps({"benchmark": "features", "source": source, "tickers": args.tickers, "years": args.years,
                           "rows": results["ours"]["rows"], "ours_seconds": round(results["ours"]["seconds"], 2),

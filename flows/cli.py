@@ -150,6 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
     scores.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
     scores.set_defaults(handler=cmd_scores)
 
+    news = commands.add_parser(
+        "news", parents=[common], help="the news API behind the news_sentiment plug-in",
+        description="news fetch: headlines since the last fetch (7 days the first time) for the US listings of the "
+        "latest universe snapshot (or --tickers) into <data_dir>/news/api, where the news_sentiment plug-in reads "
+        "them. Key: features.news.api_key (env NUMERFLOW_FEATURES__NEWS__API_KEY).")
+    news.add_argument("action", choices=["fetch"], help="fetch: incremental download")
+    news.add_argument("--tickers", type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
+                      help='Numerai tickers, comma-separated (e.g. "AAPL US,MSFT US"; default: the universe snapshot)')
+    news.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+    news.set_defaults(handler=cmd_news)
+
     setup = commands.add_parser(
         "setup", parents=[common], help="create the Prefect failure notification (webhook block + automation)",
         description="With PREFECT_API_URL set: store orchestration.notify_webhook_url in a webhook notification "
@@ -284,6 +295,27 @@ def cmd_setup(args: argparse.Namespace) -> int:
     created = setup_notifications(_settings(args))
     _print(args, created, f"numerflow setup: webhook block {created['block']!r}, automation {created['automation']!r} "
            f"({'updated' if created['replaced'] else 'created'}): failed or crashed rounds post to the webhook")
+    return 0
+
+
+def cmd_news(args: argparse.Namespace) -> int:
+    """``numerflow news fetch``: tasks/features/news_api.py, without Prefect."""
+    from numerflow.tasks.core.errors import BadInputError
+    from numerflow.tasks.core.store import Store
+    from numerflow.tasks.features.news_api import fetch_universe_news
+    from numerflow.tasks.numerai.universe import latest_universe_snapshot, load_universe_ids
+
+    settings = _settings(args)
+    tickers = args.tickers
+    if not tickers:
+        snapshot = latest_universe_snapshot(Store(settings.data_dir), "signals")
+        if snapshot is None:
+            raise BadInputError("no universe snapshot to take tickers from: run `numerflow universe` or pass --tickers",
+                                tag="missing_universe")
+        tickers = load_universe_ids(snapshot, "signals").astype(str).tolist()
+    summary = fetch_universe_news(settings.features.news, tickers, settings.data_dir)
+    _print(args, summary, f"numerflow news fetch: {summary['articles']} articles for {summary['symbols']} symbols "
+           f"({summary['requests']} requests)\n  written     {summary['path']}")
     return 0
 
 

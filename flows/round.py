@@ -25,6 +25,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from numerflow.flows.guard import DEMO_RECORD, demo_round_label
+from numerflow.flows.news import news_stage, news_wanted
 from numerflow.flows.policies import network_task
 from numerflow.flows.prices import (
     ProgressBar,
@@ -70,7 +71,7 @@ from numerflow.tasks.core.store import (
 )
 from numerflow.tasks.model.dataset import DatasetInfo, build_dataset, feature_columns_of
 from numerflow.tasks.model.ensemble import ensemble_weights, train_ensemble
-from numerflow.tasks.model.eras import with_score
+from numerflow.tasks.model.eras import feature_scores, with_score
 from numerflow.tasks.model.predict import LivePredictions, predict_live
 from numerflow.tasks.model.report import write_report
 from numerflow.tasks.model.targets import numerai_target_horizon
@@ -92,6 +93,7 @@ from numerflow.tasks.numerai.neutralizer import (
     NeutralizerFiles,
     fetch_neutralizer_files,
     validation_alpha,
+    validation_feature_alpha,
     write_neutralizer_files,
 )
 from numerflow.tasks.numerai.submission import (
@@ -365,7 +367,8 @@ def run_round(settings: Settings, overrides: dict[str, Any], kind: RoundKind, *,
         try:
             if isinstance(choice, str):
                 raise StageFailed(f"stage 'train {entry.name}' failed: {choice}")
-            runs.append(run_model(settings_for_model(settings, entry), kind, dataset, universe, entry, choice,
+            mine = settings_for_model(settings, entry)
+            runs.append(run_model(mine, kind, model_dataset(settings, mine, dataset), universe, entry, choice,
                                   force=force, unattended=unattended, run_id=run_id))
         except Exception as exc:  # noqa: BLE001 - one model never blocks the others; named below
             failures[entry.name] = f"{type(exc).__name__}: {exc}"
@@ -407,6 +410,9 @@ def shared_stages(settings: Settings, overrides: dict[str, Any], kind: RoundKind
     with stage("prices" if prepared else "ingest", unattended=unattended):
         prices = (prepared_prices(settings, kind, universe) if prepared
                   else ingest_stage(settings, overrides, kind, universe, resolution))
+    if news_wanted(settings, kind.mode, universe):  # headlines for the news_sentiment plug-in
+        with stage("news", unattended=unattended):
+            news_stage(settings, universe)
     with stage("dataset", unattended=unattended):
         dataset = build_dataset_task(settings, prices.source)
     return table, failures, universe, resolution, prices, dataset
@@ -601,7 +607,8 @@ def choose_models(settings: Settings, overrides: dict[str, Any], kind: RoundKind
         plans: list[TrainPlan | str] = []
         for entry in table:
             try:
-                plans.append(plan_training(settings_for_model(settings, entry), kind, dataset, round_number,
+                mine = settings_for_model(settings, entry)
+                plans.append(plan_training(mine, kind, model_dataset(settings, mine, dataset), round_number,
                                            retrain, run_id, entry))
             except Exception as exc:  # noqa: BLE001 - named in the round's failures
                 if entry is None:
@@ -737,6 +744,15 @@ def resolve_tickers_task(settings: Settings, universe: UniverseRef) -> Resolutio
 # ---------------------------------------------------------------- tasks: data and model
 
 
+def model_dataset(settings: Settings, mine: Settings, shared: DatasetInfo) -> DatasetInfo:
+    """A model's dataset: the round's, or for a ``[[models]]`` entry with its own feature groups the dataset of
+    those. The snapshot id covers the feature sources, so each distinct configuration is built once: the
+    next model with the same groups (or this one at predict time) finds it stored."""
+    if mine.features == settings.features:
+        return shared
+    return build_dataset_task(mine, source_name(mine))
+
+
 @task(name="build-dataset", retries=0, timeout_seconds=3600)
 def build_dataset_task(settings: Settings, source: str) -> DatasetInfo:
     return build_dataset(Store(settings.data_dir), source, settings.target, settings.features)
@@ -823,11 +839,26 @@ def validation_alpha_task(settings: Settings, trained: TrainResult, files: Neutr
     meta = read_json(meta_path)
     metrics = with_score(trained.metrics, "alpha", alpha, int(meta["data_range"].get("target_span_trading_days") or 0))
     metrics["alpha_scored_on"] = alpha.attrs.get("scored_on")
+    metrics = feature_alpha(metrics, trained, files, meta)
     meta["validation_metrics"] = {**meta["validation_metrics"], "alpha": metrics["alpha"], "daily": metrics["daily"]}
     write_json(meta_path, meta)
     logger.info("Validation ALPHA per weekly era: mean %.5f over %s eras", metrics["alpha"]["mean"] or float("nan"),
                 metrics["alpha"]["n_eras"])
     return metrics
+
+
+def feature_alpha(metrics: dict, trained: TrainResult, files: NeutralizerFiles, meta: dict) -> dict:
+    """``metrics`` plus each feature's own ALPHA on the validation dates (diagnostics: a failure is logged)."""
+    names = [n for n in (metrics.get("features") or {}) if "corr" in metrics["features"][n]]  # the numeric ones
+    if not names:
+        return metrics
+    try:
+        per_date = validation_feature_alpha(Path(trained.validation_predictions), Path(meta["dataset"]), names,
+                                            files.neutralizer_path, files.weights_path)
+    except (BadInputError, KeyError, ValueError, OSError) as exc:  # diagnostics: the round goes on
+        get_run_logger().warning("Per-feature ALPHA not scored: %s", exc)
+        return metrics
+    return feature_scores(metrics, per_date, int(meta["data_range"].get("target_span_trading_days") or 0), "alpha")
 
 
 @task(name="publish-report", retries=0, timeout_seconds=600)

@@ -200,6 +200,29 @@ def test_a_model_entry_carries_its_own_feature_set_target_and_ensemble():
     assert (plain.training.feature_set, plain.numerai.ensemble_targets) == (base.training.feature_set, [])
 
 
+def test_models_with_their_own_feature_groups_get_their_own_dataset_built_once_per_configuration(
+        prefect_harness, tmp_path, monkeypatch):
+    """[[models]] entries pick feature groups: "a" the price features only, "b" and "c" the same price + news
+    groups. Two datasets are built (one per distinct configuration), and each model trains on its own."""
+    from numerflow.flows.scheduled import scheduled_train_flow
+    from numerflow.tasks.model.dataset import feature_columns_of
+
+    monkeypatch.setenv("NUMERFLOW_TRAINING__NUM_BOOST_ROUND", "20")
+    monkeypatch.setenv("NUMERFLOW_TRAINING__NUM_THREADS", "1")
+    news = ["own", "news_sentiment"]
+    overrides = {"data_dir": str(tmp_path / "data"), "price_source": "demo", "demo": {"tickers": 120, "years": 2.5},
+                 "models": [{"name": "a"}, {"name": "b", "features": news}, {"name": "c", "features": news}]}
+    chosen = scheduled_train_flow(overrides=overrides)
+    features = {n: read_json(Path(c.model_dir) / "meta.json")["features"] for n, c in chosen.items()}
+    assert "feature_news_sentiment_sentiment" in features["b"] and features["b"] == features["c"]
+    assert not any("news" in f for f in features["a"]) and "feature_ret_60d" in features["a"]
+    datasets = sorted(p for p in (tmp_path / "data" / "features").glob("*.parquet") if p.name.count(".") == 1)
+    assert len(datasets) == 2, datasets  # one per distinct feature configuration
+    assert {tuple(feature_columns_of(p)) for p in datasets} == {tuple(features["a"]), tuple(features["b"])}
+    with pytest.raises(BadInputError, match="feature group"):
+        load_settings(models=[{"name": "x", "features": ["Own"]}])
+
+
 # ------------------------------------------------------------------ LightGBM parameters: each model judged once, as it runs
 
 

@@ -111,3 +111,37 @@ def test_scoring_from_a_file_larger_than_the_budget_stays_within_it(tmp_path):
     peak = python_peak + pool.max_memory()
     assert len(scores) == len(dates) and scores.notna().all()
     assert peak < budget, (peak, budget, whole_table_bytes)
+
+
+def test_feature_alpha_scores_each_feature_as_the_prediction_in_one_pass_over_the_files(tmp_path):
+    """validation_feature_alpha: the dataset's feature columns on the validation rows, each scored as
+    validation_alpha would score it as the prediction (Numerai's data dates, target_chili_60 when present)."""
+    from numerflow.tasks.core.store import write_parquet
+    from numerflow.tasks.numerai.neutralizer import validation_alpha, validation_feature_alpha
+
+    neutral, weights = neutralizer_frames(TICKERS, VALIDATION, 8)
+    neutral_path, weights_path = tmp_path / "n.parquet", tmp_path / "w.parquet"
+    neutral_path.write_bytes(parquet_bytes(neutral, row_group_size=len(TICKERS)))
+    weights_path.write_bytes(parquet_bytes(weights))
+    scored = _scored(neutral)
+    rng = np.random.default_rng(9)
+    # Our dates are the trading day before Numerai's data date; one feature has gaps.
+    ours_date = pd.to_datetime(scored["date"]) - pd.Timedelta(days=1)
+    dataset = pd.DataFrame({"ticker": scored["ticker"], "date": ours_date,
+                            "feature_a": rng.random(len(scored)), "feature_b": rng.random(len(scored))})
+    dataset.loc[rng.random(len(dataset)) < 0.1, "feature_b"] = np.nan
+    early = dataset.assign(date=dataset["date"] - pd.Timedelta(days=400))  # before validation: not read
+    write_parquet(tmp_path / "dataset.parquet", pd.concat([early, dataset], ignore_index=True))
+    predictions = pd.DataFrame({"ticker": scored["ticker"], "date": ours_date, "numerai_date": scored["date"],
+                                "target": scored["target"], "alpha_target": scored["target"] * 0.5 + 0.25,
+                                "prediction": scored["prediction"]})
+    write_parquet(tmp_path / "valid.parquet", predictions)
+    per_feature = validation_feature_alpha(tmp_path / "valid.parquet", tmp_path / "dataset.parquet",
+                                           ["feature_a", "feature_b"], neutral_path, weights_path, max_rows=200)
+    assert list(per_feature.columns) == ["feature_a", "feature_b"] and len(per_feature) == len(VALIDATION)
+    for name in ("feature_a", "feature_b"):
+        as_prediction = predictions.assign(prediction=dataset[name].to_numpy())
+        write_parquet(tmp_path / f"{name}.parquet", as_prediction)
+        expected = validation_alpha(tmp_path / f"{name}.parquet", neutral_path, weights_path)
+        np.testing.assert_allclose(per_feature[name].to_numpy(), expected.to_numpy(), rtol=0, atol=1e-12)
+    assert per_feature.notna().all().all() and (per_feature["feature_a"] != per_feature["feature_b"]).all()

@@ -164,13 +164,22 @@ def test_source_features_are_ranked_per_date_like_numerai_tools_in_grid_and_spar
     settings = FeatureSourceSettings(name="s", path=Path("s.parquet"))
     src = LoadedSource("s", validate_source(rows, "s.parquet", settings, Availability(max_age_days=3), "numerai_ticker"),
                        3, ["value"])
-    raw = asof_join(dataset, src)["feature_s_value"]
-    assert 0.3 < raw.notna().mean() < 0.95  # values held for up to 3 days, then stale
-    expected = pd.concat([tie_kept_rank(raw[dataset["date"] == d].to_frame()) for d in days])["feature_s_value"]
+    # Weekly values held for up to 9 days (the grid ranks each distinct held row once, HeldRowRanks).
+    weekly = rows[pd.to_datetime(rows["timestamp"]).dt.dayofweek == 4].copy()
+    weekly["other"] = np.round(rng.normal(size=len(weekly)), 1)
+    held = LoadedSource("w", validate_source(weekly, "w.parquet", settings.model_copy(update={"name": "w"}),
+                                             Availability(max_age_days=9), "numerai_ticker"), 9, ["value", "other"])
+    raw = pd.concat([asof_join(dataset, src), asof_join(dataset, held)], axis=1)
+    assert 0.3 < raw["feature_s_value"].notna().mean() < 0.95  # values held for up to 3 days, then stale
+    expected = pd.concat([tie_kept_rank(raw[dataset["date"] == d]) for d in days])
     for dense in (True, False):
         if not dense:  # the sorted rank_by_date path of sparse panels
             monkeypatch.setattr(plugins, "_MAX_GRID_CELLS_PER_ROW", 0)
             monkeypatch.setattr(plugins, "_GRID_ALWAYS_CELLS", 0)
-        out = plugins.add_source_features(dataset, [src])["feature_s_value"]
-        assert out.dtype == np.float32 and out.isna().equals(raw.isna())
-        np.testing.assert_allclose(out.to_numpy(float), expected.loc[out.index].to_numpy(float), rtol=0, atol=1e-6)
+        for threads in (1, 2):
+            joined = plugins.add_source_features(dataset, [src, held], threads=threads)
+            for name in raw.columns:
+                out = joined[name]
+                assert out.dtype == np.float32 and out.isna().equals(raw[name].isna()), name
+                np.testing.assert_allclose(out.to_numpy(float), expected.loc[out.index, name].to_numpy(float),
+                                           rtol=0, atol=1e-6)

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 from numerai_tools.scoring import tie_kept_rank
 
-from numerflow.tasks.core.ranking import group_codes, rank_by_group
+from numerflow.tasks.core.ranking import HeldRowRanks, group_codes, rank_by_group, rank_rows
 
 
 def test_rank_by_group_equals_numerai_tools_tie_kept_rank_per_group():
@@ -72,3 +72,21 @@ def test_rank_rows_equals_tie_kept_rank_per_row_across_blocks_and_in_place(monke
     ranking.rank_rows(matrix, out=matrix)
     np.testing.assert_allclose(matrix, expected, atol=1e-12, equal_nan=True)
     assert np.isnan(matrix[4]).all()
+
+
+def test_held_row_ranks_equal_rank_rows_bit_for_bit_with_ties_infinities_and_absent_cells():
+    """Ranking rows built from a few held state rows (sorted once each) gives rank_rows' exact float64 ranks."""
+    rng = np.random.default_rng(3)
+    for trial in range(40):
+        k, width, m = int(rng.integers(1, 8)), int(rng.integers(1, 40)), int(rng.integers(1, 60))
+        states = np.round(rng.normal(size=(k, width)), 1 if trial % 2 else 6)  # many ties / almost none
+        states[rng.random((k, width)) < 0.2] = np.nan
+        states[rng.random((k, width)) < (0.1 if trial % 3 == 0 else 0)] = np.inf
+        states[rng.random((k, width)) < (0.1 if trial % 4 == 0 else 0)] = -np.inf
+        state_of_row = rng.integers(0, k, m)
+        present = rng.random((m, width)) < 0.7
+        expected = rank_rows(np.where(present, states[state_of_row], np.nan))
+        ranked, columns = HeldRowRanks(states).rank(state_of_row, present)
+        got = np.full((m, width), -1.0)
+        np.put_along_axis(got, columns, ranked, axis=1)
+        assert np.array_equal(got, expected, equal_nan=True)

@@ -1,5 +1,6 @@
 import base64
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -56,3 +57,28 @@ def test_write_report_embeds_the_chart_so_the_prefect_artifact_renders_it(tmp_pa
     for text in (paths["markdown_text"], open(paths["markdown"]).read()):
         start = text.index(prefix) + len(prefix)
         assert base64.b64decode(text[start:text.index(")", start)]) == png
+
+
+def test_report_lists_each_features_own_corr_alpha_and_gain_share_and_writes_them_beside(tmp_path):
+    from numerflow.tasks.model.eras import feature_scores
+
+    metrics, meta = metrics_and_meta()
+    dates = pd.DatetimeIndex(pd.to_datetime(metrics["per_date"]["date"]))
+    rng = np.random.default_rng(1)
+    own = pd.DataFrame({"feature_ret_60d": 0.03 + 0.01 * rng.normal(size=len(dates)),
+                        "feature_noise": 0.01 * rng.normal(size=len(dates))}, index=dates)
+    metrics = feature_scores(metrics, own, 22, "corr", metrics["feature_importance"])
+    metrics = feature_scores(metrics, own.iloc[::5] / 2, 22, "alpha")  # ALPHA on fewer dates
+    entry = metrics["features"]["feature_ret_60d"]
+    assert entry["importance_gain_share"] == 0.7 and abs(entry["corr"]["mean"] - own["feature_ret_60d"].mean()) < 1e-12
+    assert entry["alpha"]["n_dates"] == len(dates[::5])
+    assert metrics["features"]["feature_country"] == {"importance_gain_share": 0.3}  # categorical: no own score
+    markdown = render_markdown(metrics, meta, "chart.png")
+    row = _row(markdown, "`feature_ret_60d`")  # feature, own CORR, t-stat, own ALPHA, t-stat, gain share
+    assert float(row[1]) == round(own["feature_ret_60d"].mean(), 4) and float(row[2]) > 5 and row[5] == "0.700"
+    assert abs(float(_row(markdown, "`feature_noise`")[2])) < 3
+    paths = write_report(Store(tmp_path), "run1", metrics, meta)
+    folder = Path(paths["json"]).parent
+    assert json.loads((folder / "feature_diagnostics.json").read_text())["feature_ret_60d"]["corr"]["n_dates"] == 300
+    scores = pd.read_parquet(folder / "feature_scores.parquet")
+    assert set(scores["score"]) == {"corr", "alpha"} and len(scores) == 2 * 300 + 2 * 60

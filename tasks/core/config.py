@@ -231,6 +231,14 @@ class ModelSettings(Section):
         "(default: numerai.ensemble_targets)")
     ensemble_weights: list[float] | None = Field(
         None, description="weights of ensemble_targets, in their order (default: numerai.ensemble_weights)")
+    features: list[str] | None = Field(
+        None, description="this model's feature groups: own and names of [features] sources or plug-ins "
+        "(default: features.use); models with the same groups share one dataset")
+
+    @field_validator("features")
+    @classmethod
+    def _feature_groups(cls, value: list[str] | None) -> list[str] | None:
+        return feature_group_names(value)
 
     @field_validator("name")
     @classmethod
@@ -341,6 +349,12 @@ class NewsSettings(Section):
         "<data_dir>/news/api, or the synthetic feed in a demo round")
     demo_signal: float = Field(0.2, ge=0, le=10, allow_inf_nan=False,
                                description="demo: planted strength of the synthetic news sentiment (0 = no information)")
+    sentiment_model: Literal["vader", "finbert"] = Field(
+        "vader", description="headline scorer: vader (lexicon, ships with the package) or finbert (the finbert extra: "
+        "pip install 'numerflow[finbert]', and its weights in finbert_path)")
+    finbert_path: Path | None = Field(
+        None, description="folder of FinBERT weights (ProsusAI/finbert: config.json, model.safetensors or "
+        "pytorch_model.bin, tokenizer files); numerflow never downloads them")
 
 
 class FeaturesSettings(Section):
@@ -360,14 +374,19 @@ class FeaturesSettings(Section):
     @field_validator("use")
     @classmethod
     def _names(cls, value: list[str] | None) -> list[str] | None:
-        import re
+        return feature_group_names(value)
 
-        bad = [name for name in value or [] if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", name)]
-        if bad:
-            raise ValueError(f"{bad} are not feature group names (own, or lower-case source/plug-in names)")
-        if value is not None and not value:
-            raise ValueError("select at least one feature group (own, or a source/plug-in name)")
-        return value
+
+def feature_group_names(value: list[str] | None) -> list[str] | None:
+    """Checked feature group names (``features.use``, a model's ``features``)."""
+    import re
+
+    bad = [name for name in value or [] if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", name)]
+    if bad:
+        raise ValueError(f"{bad} are not feature group names (own, or lower-case source/plug-in names)")
+    if value is not None and not value:
+        raise ValueError("select at least one feature group (own, or a source/plug-in name)")
+    return value
 
 
 class EnvFileSource(DotEnvSettingsSource):
@@ -605,7 +624,7 @@ def model_table(settings: Settings, only: str | None = None) -> list[ModelSettin
 
 def settings_for_model(settings: Settings, model: ModelSettings | None) -> Settings:
     """The settings one model runs with: its name, its LightGBM parameters over ``[training]``,
-    its target column, feature set and ensemble. ``None`` (the single configured model): the settings unchanged."""
+    its target column, feature set, ensemble and feature groups. ``None`` (the single configured model): the settings unchanged."""
     if model is None:
         return settings
     numerai: dict[str, Any] = {"model_name": model.name}
@@ -618,8 +637,11 @@ def settings_for_model(settings: Settings, model: ModelSettings | None) -> Setti
     training: dict[str, Any] = {"params": {**settings.training.params, **model.params}}
     if model.feature_set is not None:
         training["feature_set"] = model.feature_set
-    return settings.model_copy(update={"numerai": settings.numerai.model_copy(update=numerai),
-                                       "training": settings.training.model_copy(update=training)})
+    update = {"numerai": settings.numerai.model_copy(update=numerai),
+              "training": settings.training.model_copy(update=training)}
+    if model.features is not None:  # its own feature groups (the sources are declared once, in [features])
+        update["features"] = settings.features.model_copy(update={"use": model.features})
+    return settings.model_copy(update=update)
 
 
 def settings_overrides(

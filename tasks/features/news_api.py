@@ -9,7 +9,10 @@ input, not retried. The token goes only into the request's query: it is never in
 exception or a repr (error messages name the ticker and page, not the URL).
 
 ``fetch_news`` writes each run's articles to ``<data_dir>/news/api/<stamp>.json`` (what the plug-in
-reads) and asks for the days since the previous run only (incremental).
+reads) and asks for the days since the previous run only (incremental). ``fetch_universe_news`` does it
+for a universe's US listings (the CLI's ``numerflow news fetch`` and the round's ``news`` stage, which
+runs when ``api_fetch_wanted``: a key is configured, the news_sentiment plug-in is selected and no
+headlines file is named).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any
 
 import requests
 
-from numerflow.tasks.core.config import NewsSettings
+from numerflow.tasks.core.config import FeaturesSettings, NewsSettings
 from numerflow.tasks.core.errors import BadInputError, TransientError
 from numerflow.tasks.core.store import read_json, write_json
 from numerflow.tasks.prices.ratelimit import TokenBucket
@@ -133,6 +136,42 @@ def fetch_news(client: NewsClient, symbols: Sequence[str], data_dir: Path,
         last = dt.datetime.fromisoformat(read_json(state_path)["last_fetch"])
         days = max(1, min(30, (now - last).days + 1))
     articles = [a for symbol in symbols for a in client.fetch_ticker(symbol, days)]
-    path = write_json(folder / f"{now.strftime('%Y%m%dT%H%M%SZ')}.json", {"data": articles})
+    path = folder / f"{now.strftime('%Y%m%dT%H%M%SZ')}.json"
+    n = 1
+    while path.exists():  # two fetches in one second: keep both (the plug-in reads every file)
+        path, n = folder / f"{now.strftime('%Y%m%dT%H%M%SZ')}-{n}.json", n + 1
+    path = write_json(path, {"data": articles})
     write_json(state_path, {"last_fetch": now.isoformat(), "articles": len(articles)})
     return path
+
+
+def news_symbols(tickers: Sequence[str]) -> list[str]:
+    """The provider's symbols of the US listings among Numerai tickers ("AAPL US" → "AAPL", distinct, in
+    order); the news API covers US stocks, so other listings are not asked for."""
+    return list(dict.fromkeys(t[:-3] for t in map(str, tickers) if t.endswith(" US") and len(t) > 3))
+
+
+def api_fetch_wanted(features: FeaturesSettings) -> bool:
+    """Fetch from the news API before the dataset is built? When a key is configured, the news_sentiment
+    plug-in is among the selected sources, and no headlines file overrides the fetched ones."""
+    from numerflow.tasks.model.plugins import selected_sources
+
+    news = features.news
+    if news.api_key is None or news.headlines_path is not None:
+        return False
+    _, sources = selected_sources(features)
+    return any((s.plugin or "").split(":")[-1] == "news_sentiment" and "path" not in s.options for s in sources)
+
+
+def fetch_universe_news(settings: NewsSettings, tickers: Sequence[str], data_dir: Path,
+                        session: requests.Session | None = None) -> dict[str, Any]:
+    """``fetch_news`` for the US listings of ``tickers``: what was fetched (no key in it)."""
+    symbols = news_symbols(tickers)
+    if not symbols:
+        raise BadInputError("no US listings (\"AAPL US\") among the tickers: the news API has nothing to fetch",
+                            tag="invalid_config")
+    client = NewsClient(settings, session=session)
+    path = fetch_news(client, symbols, data_dir)
+    articles = len(read_json(path)["data"])
+    log.info("news: %d articles for %d symbols in %d requests → %s", articles, len(symbols), client.requests, path)
+    return {"path": str(path), "symbols": len(symbols), "articles": articles, "requests": client.requests}

@@ -14,6 +14,9 @@ Where the headlines come from (first that applies): the ``path`` option or
 ``features.news.headlines_path``; the news API cache ``<data_dir>/news/api`` (tasks/features/news_api.py
 fills it); in a demo round, a synthetic feed for the demo market (``synthetic_news``) whose sentiment
 carries a planted signal of strength ``features.news.demo_signal``.
+
+``features.news.sentiment_model = "finbert"`` scores titles with FinBERT instead (the ``finbert`` extra,
+weights from ``features.news.finbert_path``, never downloaded); VADER stays the default.
 """
 
 from __future__ import annotations
@@ -43,12 +46,52 @@ def _analyzer() -> Any:
     return SentimentIntensityAnalyzer()
 
 
-def score_titles(titles: pd.Series) -> np.ndarray:
-    """VADER compound score of each title; each distinct text is scored once."""
+def score_titles(titles: pd.Series, model: str = "vader", finbert_path: Path | None = None) -> np.ndarray:
+    """Sentiment of each title in [-1, 1]: VADER's compound score (default), or with ``model="finbert"``
+    FinBERT's P(positive) − P(negative). Each distinct text is scored once."""
     codes, unique = pd.factorize(titles.fillna("").astype(str))
+    if not len(unique):
+        return np.empty(0)
+    if model == "finbert":
+        return finbert_scores(list(unique), finbert_path)[codes]
     analyzer = _analyzer()
     scores = np.array([analyzer.polarity_scores(text)["compound"] for text in unique], dtype="float64")
-    return scores[codes] if len(unique) else np.empty(0)
+    return scores[codes]
+
+
+FINBERT_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+
+
+def finbert_scores(texts: list[str], path: Path | None, batch_size: int = 32) -> np.ndarray:
+    """FinBERT (the ``finbert`` extra) on ``texts``: P(positive) − P(negative) per text, from local weights
+    only. A clear error when transformers is not installed or the weights are not in ``path``."""
+    try:
+        import transformers
+    except ImportError:
+        raise BadInputError("features.news.sentiment_model = \"finbert\" needs the finbert extra: pip install "
+                            "'numerflow[finbert]' (transformers, torch); or use the default, vader",
+                            tag="invalid_config") from None
+    folder = Path(path) if path is not None else None
+    missing = [] if folder is not None and folder.is_dir() else ["the folder itself"]
+    if folder is not None and folder.is_dir():
+        if not (folder / "config.json").is_file():
+            missing.append("config.json")
+        if not any((folder / name).is_file() for name in FINBERT_WEIGHTS):
+            missing.append(" or ".join(FINBERT_WEIGHTS))
+    if missing:
+        where = str(folder) if folder is not None else "features.news.finbert_path (not set)"
+        raise BadInputError(f"FinBERT weights missing: {where} lacks {', '.join(missing)}. numerflow never downloads "
+                            "them: fetch ProsusAI/finbert from Hugging Face where there is network, copy the folder "
+                            "here and set features.news.finbert_path; or use sentiment_model = \"vader\"",
+                            tag="invalid_config")
+    assert folder is not None
+    classify = transformers.pipeline("text-classification", model=str(folder), tokenizer=str(folder), top_k=None,
+                                     local_files_only=True)
+    scores = np.empty(len(texts))
+    for i, labels in enumerate(classify(texts, batch_size=batch_size, truncation=True)):
+        probability = {item["label"].lower(): float(item["score"]) for item in labels}
+        scores[i] = probability.get("positive", 0.0) - probability.get("negative", 0.0)
+    return scores
 
 
 def headline_files(path: Path) -> list[Path]:
@@ -87,7 +130,9 @@ def read_headlines(path: Path) -> pd.DataFrame:
     articles["date"] = dates
     if "sentiment" not in articles.columns:
         articles["sentiment"] = None
-    return articles
+    # Incremental API fetches overlap by a day: an article in two files counts once (same title, time, tickers).
+    key = articles["title"].astype(str) + "\x1f" + articles["date"].astype(str) + "\x1f" + articles["tickers"].astype(str)
+    return articles[~key.duplicated().to_numpy()].reset_index(drop=True)
 
 
 def to_numerai_ticker(symbols: pd.Series) -> pd.Series:
@@ -96,11 +141,12 @@ def to_numerai_ticker(symbols: pd.Series) -> pd.Series:
     return symbols.where(symbols.str.contains(" ", regex=False), symbols + " US")
 
 
-def weekly_sentiment(articles: pd.DataFrame) -> pd.DataFrame:
-    """Neutral articles dropped, titles scored, one row per (ticker, article), weekly mean per ticker:
-    ``ticker, timestamp`` (the week's end, Saturday 00:00 UTC), ``sentiment``."""
+def weekly_sentiment(articles: pd.DataFrame, model: str = "vader", finbert_path: Path | None = None) -> pd.DataFrame:
+    """Neutral articles dropped, titles scored (``score_titles``), one row per (ticker, article), weekly mean
+    per ticker: ``ticker, timestamp`` (the week's end, Saturday 00:00 UTC), ``sentiment``."""
     kept = articles[articles["sentiment"].astype("string").str.lower().fillna("") != "neutral"]
-    kept = kept.assign(score=score_titles(kept["title"])).explode("tickers").dropna(subset=["tickers"])
+    kept = kept.assign(score=score_titles(kept["title"], model, finbert_path)).explode("tickers")
+    kept = kept.dropna(subset=["tickers"])
     day = kept["date"].dt.tz_convert("UTC").dt.tz_localize(None).dt.normalize()
     week_end = day + pd.to_timedelta((4 - day.dt.weekday) % 7 + 1, unit="D")  # the Saturday after Friday
     frame = pd.DataFrame({"ticker": to_numerai_ticker(kept["tickers"]).to_numpy(), "timestamp": week_end.to_numpy(),
@@ -195,15 +241,19 @@ def news_sentiment(context: PluginContext) -> PluginOutput:
             opts = {k: context.options[k] for k in ("seed", "horizon", "lag", "per_week", "coverage")
                     if k in context.options}
             write_json(path, synthetic_news(context.prices, context.settings.news.demo_signal, **opts))
-    frame = weekly_sentiment(read_headlines(path))
+    news = context.settings.news
+    frame = weekly_sentiment(read_headlines(path), news.sentiment_model, news.finbert_path)
     return PluginOutput(frame, AVAILABILITY)
 
 
 def _fingerprint(context: PluginContext) -> str:
+    news = context.settings.news
+    # The scorer is part of the values (vader: no prefix, so datasets built before the option stay valid).
+    scorer = "" if news.sentiment_model == "vader" else f"{news.sentiment_model}:{news.finbert_path};"
     path = _headlines_path(context)
     if path is None:
-        return f"demo:{_demo_key(context)}" if _is_demo(context) else "none"
-    return ";".join(f"{p.name}:{file_sha256(p)}" for p in headline_files(path))
+        return scorer + (f"demo:{_demo_key(context)}" if _is_demo(context) else "none")
+    return scorer + ";".join(f"{p.name}:{file_sha256(p)}" for p in headline_files(path))
 
 
 news_sentiment.fingerprint = _fingerprint  # type: ignore[attr-defined]

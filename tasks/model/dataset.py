@@ -75,7 +75,7 @@ def build_dataset_frame(prices: pd.DataFrame, target: TargetSettings, sources: l
         from numerflow.tasks.model.plugins import add_source_features, selected_sources
 
         chosen = feature_settings or FeaturesSettings()
-        dataset = add_source_features(dataset, sources or [], chosen.bar_close, chosen.bar_timezone)
+        dataset = add_source_features(dataset, sources or [], chosen.bar_close, chosen.bar_timezone, layout=layout)
         if not selected_sources(chosen)[0]:
             dataset = dataset.drop(columns=FEATURE_NAMES)
     return dataset

@@ -109,3 +109,23 @@ def with_score(metrics: dict, name: str, per_date: pd.Series, overlap: int) -> d
     out[f"per_date_{name}"] = {"date": [d.date().isoformat() for d in series.index],
                                name: [_json(float(v)) for v in series.to_numpy()]}
     return out
+
+
+def feature_scores(metrics: dict, own: pd.DataFrame, overlap: int, score: str = "corr",
+                   importance: dict[str, float] | None = None) -> dict:
+    """``metrics`` plus per-feature diagnostics, JSON-ready: ``features: {name: {<score>: daily summary of
+    the feature's own per-date score (mean, overlap-adjusted sem, t-stat), importance_gain_share}}`` and
+    ``per_date_features: {<score>: {"date": [...], name: [...]}}``. ``own``: per-date scores, one column per
+    feature (``tasks.model.scoring.feature_corr_by_date``, or ALPHA per feature); earlier scores are kept."""
+    out = dict(metrics)
+    features = {name: dict(entry) for name, entry in (metrics.get("features") or {}).items()}
+    for name, share in (importance or {}).items():
+        features.setdefault(name, {})["importance_gain_share"] = _json(float(share))
+    for name in own.columns:
+        features.setdefault(name, {})[score] = {k: _json(v) for k, v in daily_summary(own[name], overlap).items()}
+    dates = pd.DatetimeIndex(pd.to_datetime(own.index))
+    per_date = dict(metrics.get("per_date_features") or {})
+    per_date[score] = {"date": [d.date().isoformat() for d in dates],
+                       **{name: [_json(float(v)) for v in own[name].to_numpy()] for name in own.columns}}
+    out["features"], out["per_date_features"] = features, per_date
+    return out

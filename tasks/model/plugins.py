@@ -26,7 +26,9 @@ import json
 import logging
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -36,9 +38,9 @@ import pandas as pd
 
 from numerflow.tasks.core.config import FeatureSourceSettings, FeaturesSettings
 from numerflow.tasks.core.errors import BadInputError
-from numerflow.tasks.core.ranking import rank_rows
+from numerflow.tasks.core.ranking import HeldRowRanks, rank_rows
 from numerflow.tasks.core.store import file_sha256
-from numerflow.tasks.model.features import FEATURE_NAMES, rank_by_date
+from numerflow.tasks.model.features import DEFAULT_THREADS, FEATURE_NAMES, BarLayout, rank_by_date
 
 log = logging.getLogger(__name__)
 
@@ -351,6 +353,13 @@ def _ticker_codes(tickers: pd.Series) -> tuple[np.ndarray, pd.Index]:
     return codes.astype(np.int64), pd.Index(np.asarray(uniques).astype(str))
 
 
+def _codes_in(tickers: pd.Series, categories: pd.Index) -> np.ndarray:
+    """Position in ``categories`` of each ticker (-1: not there). The strings are hashed once each by
+    ``factorize`` and only the distinct ones are looked up (~5x faster than ``get_indexer`` on millions of rows)."""
+    codes, uniques = pd.factorize(tickers)
+    return categories.get_indexer(np.asarray(uniques).astype(str))[codes]
+
+
 def asof_join(keys: pd.DataFrame, source: LoadedSource, bar_close: str = "16:00",
               bar_timezone: str = "America/New_York", ticker_codes: tuple[np.ndarray, pd.Index] | None = None
               ) -> pd.DataFrame:
@@ -361,7 +370,7 @@ def asof_join(keys: pd.DataFrame, source: LoadedSource, bar_close: str = "16:00"
     stamps = bar_stamps(keys["date"], bar_close, bar_timezone)
     left_code, categories = ticker_codes if ticker_codes is not None else _ticker_codes(keys["ticker"])
     right = source.frame
-    right_code = categories.get_indexer(right["ticker"].to_numpy())
+    right_code = _codes_in(right["ticker"], categories)
     keep = right_code >= 0  # tickers without bars cannot reach the panel
     order = None if n < 2 or bool((stamps[1:] >= stamps[:-1]).all()) else np.argsort(stamps, kind="stable")
     left = pd.DataFrame({"code": left_code if order is None else left_code[order],
@@ -381,76 +390,154 @@ def asof_join(keys: pd.DataFrame, source: LoadedSource, bar_close: str = "16:00"
     return pd.DataFrame(values, columns=source.feature_names, index=keys.index)
 
 
-def _grid_join(source: LoadedSource, codes: tuple[np.ndarray, pd.Index], date_code: np.ndarray,
-               date_stamps: np.ndarray, cell: np.ndarray, n_tickers: int) -> np.ndarray:
-    """``asof_join`` through the dense ``date × ticker`` grid (same result, a few array passes; columns × rows
-    of ``cell``): each source row
+@dataclass
+class _PanelGrid:
+    """Where each dataset row lives in the dense ``date × ticker`` grid: ``date_code`` (dense, non-decreasing),
+    ``ticker_code`` (codes into ``tickers``), ``dates`` (the grid's row dates)."""
+
+    date_code: np.ndarray
+    ticker_code: np.ndarray
+    tickers: pd.Index
+    dates: pd.DatetimeIndex
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.dates), len(self.tickers)
+
+
+def _panel_grid(dataset: pd.DataFrame, layout: BarLayout | None) -> _PanelGrid:
+    """The dataset's grid coordinates. From the features' ``layout`` when given (its rows are the dataset's:
+    no hashing of 20M dates or tickers), else from the date-sorted rows and the tickers' codes."""
+    if layout is not None and layout.date_cell is not None and len(layout.rows) == len(dataset):
+        date_code = layout.date_code
+        ticker_code = layout.date_cell % layout.n_tickers
+        first = np.full(layout.n_tickers, -1, dtype=np.int64)
+        first[ticker_code[::-1]] = np.arange(len(ticker_code) - 1, -1, -1)  # first row of each ticker
+        names = np.full(layout.n_tickers, None, dtype=object)  # a ticker without a valid bar matches nothing
+        names[first >= 0] = np.asarray(dataset["ticker"].take(first[first >= 0])).astype(str)
+        tickers = pd.Index(names)
+    else:
+        dates = pd.to_datetime(dataset["date"]).to_numpy()
+        change = dates[1:] != dates[:-1]
+        if len(dates) > 1 and (dates[1:] < dates[:-1]).any():
+            raise ValueError("add_source_features needs the dataset sorted by date")
+        date_code = np.r_[0, np.cumsum(change)].astype(np.int64) if len(dates) else np.zeros(0, np.int64)
+        ticker_code, tickers = _ticker_codes(dataset["ticker"])
+    starts = np.flatnonzero(np.r_[True, date_code[1:] != date_code[:-1]]) if len(date_code) else np.zeros(0, int)
+    dates = pd.DatetimeIndex(pd.to_datetime(dataset["date"].take(starts)).to_numpy())
+    return _PanelGrid(np.asarray(date_code), np.asarray(ticker_code, dtype=np.int64), tickers, dates)
+
+
+def _grid_rows(source: LoadedSource, grid: _PanelGrid, date_stamps: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``asof_join`` through the dense ``date × ticker`` grid (same result, a few array passes). Each source row
     goes to the first date whose close is at or after its availability time; a running maximum of row numbers
-    (rows sorted by availability) along each ticker's column carries it to that ticker's next bars."""
+    (rows sorted by availability) along each ticker's column carries it to that ticker's next dates; a value
+    older than ``max_age_days`` gets -1 (none).
+
+    Returns (the source rows in availability order, the DISTINCT date rows of that grid of row numbers: a held
+    value repeats its row on the dates when no ticker's value changed, and the row number in them of each
+    date). Which tickers have a bar on a date is applied by the ranking (``HeldRowRanks``)."""
+    n_dates, n_tickers = grid.shape
     frame = source.frame
-    ticker = codes[1].get_indexer(frame["ticker"].to_numpy())
+    ticker = _codes_in(frame["ticker"], grid.tickers)
     available = frame["available_at"].to_numpy().astype("datetime64[ns]")
     first = np.searchsorted(date_stamps, available, side="left")  # first date stamped at or after
-    keep = (ticker >= 0) & (first < len(date_stamps))
+    keep = (ticker >= 0) & (first < n_dates)
     kept = np.flatnonzero(keep)
     # Availability order; ties by ticker, so the gathers below read each date's rows nearly in sequence.
     order = kept[np.lexsort((ticker[kept], available[kept]))]
-    n_dates = len(date_stamps)
     latest = np.empty(n_dates * n_tickers, dtype=np.int32 if len(order) < 2**31 - 1 else np.int64)
     latest.fill(-1)
     # Rows in availability order: where two land in one cell, the later assignment (the later-available
     # row) is the one kept, as tasks/model/features.py's grid layout relies on for its slots.
     latest[first[order] * n_tickers + ticker[order]] = np.arange(len(order), dtype=latest.dtype)
-    np.maximum.accumulate(latest.reshape(n_dates, n_tickers), axis=0, out=latest.reshape(n_dates, n_tickers))
-    row = latest[cell]
-    del latest
-    found = row >= 0
-    row = np.where(found, row, 0)
+    by_date: np.ndarray = latest.reshape(n_dates, n_tickers)
+    np.maximum.accumulate(by_date, axis=0, out=by_date)
     if source.max_age_days is not None:
-        age = date_stamps[date_code] - available[order][row]
-        found &= age <= np.timedelta64(int(source.max_age_days * 86_400e9), "ns")
-    out = np.empty((len(source.columns), len(cell)))
-    for j, column in enumerate(source.columns):
-        np.take(frame[column].to_numpy(dtype="float64")[order], row, out=out[j])
-        out[j][~found] = np.nan
-    return out
+        limit = np.timedelta64(int(source.max_age_days * 86_400e9), "ns")
+        held = available[order]
+        step = max(1, (1 << 20) // max(n_tickers, 1))
+        for start in range(0, n_dates, step):  # blocks of dates: small temporaries
+            part = by_date[start : start + step]
+            stale = (part >= 0) & (date_stamps[start : start + len(part), None] - held[np.maximum(part, 0)] > limit)
+            part[stale] = -1
+    changed = np.ones(n_dates, dtype=bool)
+    if n_dates > 1:
+        changed[1:] = (by_date[1:] != by_date[:-1]).any(axis=1)
+    return order, by_date[changed], (np.cumsum(changed) - 1).astype(np.int64)
 
 
 def add_source_features(dataset: pd.DataFrame, sources: list[LoadedSource], bar_close: str = "16:00",
-                        bar_timezone: str = "America/New_York") -> pd.DataFrame:
+                        bar_timezone: str = "America/New_York", layout: BarLayout | None = None,
+                        threads: int = DEFAULT_THREADS) -> pd.DataFrame:
     """``dataset`` (sorted by date, ticker) with every source's values joined point-in-time and ranked per
-    date like the built-in features (float32 in (0, 1), NaN kept). Dense panels go through the
-    ``date × ticker`` grid (``_grid_join``, then ``tasks.core.ranking.rank_rows`` per grid row); sparse ones
-    through ``asof_join`` and ``rank_by_date``."""
+    date like the built-in features (float32 in (0, 1), NaN kept). ``layout``: the built-in features' bar
+    layout of these same rows, if the caller has it (reuses its per-date grid coordinates).
+
+    Dense panels go through the ``date × ticker`` grid (``_grid_rows``; each distinct row of held values is
+    sorted once and each date ranked from it by ``tasks.core.ranking.HeldRowRanks``, on ``threads`` columns
+    at once, like the built-in features); sparse
+    ones through ``asof_join`` and ``rank_by_date``. The result does not depend on ``threads``."""
     if not sources:
         return dataset
-    date_code, unique_dates = pd.factorize(pd.to_datetime(dataset["date"]).to_numpy(), sort=True)
-    if len(date_code) > 1 and (np.diff(date_code) < 0).any():
-        raise ValueError("add_source_features needs the dataset sorted by date")
-    codes = _ticker_codes(dataset["ticker"])
-    n_tickers = len(codes[1])
-    n_cells = len(unique_dates) * n_tickers
-    dense = n_cells <= _MAX_GRID_CELLS_PER_ROW * len(dataset) + _GRID_ALWAYS_CELLS
-    date_stamps = bar_stamps(pd.Series(unique_dates), bar_close, bar_timezone)
-    added = {}
-    cell = date_code.astype(np.int64) * n_tickers + codes[0] if dense else None
+    grid = _panel_grid(dataset, layout)
+    n_dates, n_tickers = grid.shape
+    dense = n_dates * n_tickers <= _MAX_GRID_CELLS_PER_ROW * len(dataset) + _GRID_ALWAYS_CELLS
+    names = [name for source in sources for name in source.feature_names]
+    block = np.empty((len(names), len(dataset)), dtype=np.float32)  # the new columns' one float block
+    jobs: list[Callable[[], None]] = []
+    cell = grid.date_code.astype(np.int64) * n_tickers + grid.ticker_code if dense else None
+    date_stamps = bar_stamps(pd.Series(grid.dates), bar_close, bar_timezone)
+    if cell is not None:
+        present = np.zeros((n_dates, n_tickers), dtype=bool)  # the cells with a bar: they are ranked
+        present.ravel()[cell] = True
+        date_rows = np.searchsorted(grid.date_code, np.arange(n_dates + 1))  # first dataset row of each date
+        block_dates = max(1, (1 << 17) // max(n_tickers, 1))
     for source in sources:
         if cell is None:
-            raw = asof_join(dataset[["ticker", "date"]], source, bar_close, bar_timezone, ticker_codes=codes)
+            raw = asof_join(dataset[["ticker", "date"]], source, bar_close, bar_timezone,
+                            ticker_codes=(grid.ticker_code, grid.tickers))
             for name in source.feature_names:
-                added[name] = rank_by_date(raw[name].to_numpy(), date_code).astype("float32")
+                block[names.index(name)] = rank_by_date(raw[name].to_numpy(), grid.date_code)
             continue
-        values = _grid_join(source, codes, date_code, date_stamps, cell, n_tickers)
-        grid = np.empty(n_cells)
-        for j, name in enumerate(source.feature_names):
-            grid.fill(np.nan)
-            grid[cell] = values[j]
-            rank_rows(grid.reshape(len(unique_dates), n_tickers), out=grid.reshape(len(unique_dates), n_tickers))
-            added[name] = grid[cell].astype("float32")
+        order, states, state_of_date = _grid_rows(source, grid, date_stamps)
+        none = states < 0
+        rows = np.where(none, 0, states)
+
+        def rank_column(column: str, target: np.ndarray, order=order, rows=rows, none=none,
+                        state_of_date=state_of_date, frame=source.frame) -> None:
+            values = np.take(frame[column].to_numpy(dtype="float64")[order], rows)
+            values[none] = np.nan
+            # Values held over several dates: sort each distinct row once. Else (a source updated about daily)
+            # every date's row is sorted anyway: rank it directly.
+            ranker = HeldRowRanks(values) if 2 * len(values) <= n_dates else None
+            scratch = np.empty((block_dates, n_tickers))
+            for d0 in range(0, n_dates, block_dates):  # blocks of dates: their rows are contiguous
+                d1 = min(d0 + block_dates, n_dates)
+                if ranker is not None:
+                    ranked, columns = ranker.rank(state_of_date[d0:d1], present[d0:d1])
+                    np.put_along_axis(scratch[: d1 - d0], columns, ranked, axis=1)
+                else:
+                    day_rows = values[state_of_date[d0:d1]]
+                    day_rows[~present[d0:d1]] = np.nan
+                    rank_rows(day_rows, out=scratch[: d1 - d0])
+                r0, r1 = date_rows[d0], date_rows[d1]
+                target[r0:r1] = scratch.ravel()[cell[r0:r1] - d0 * n_tickers]  # float64 ranks cast to float32
+
+        for column, name in zip(source.columns, source.feature_names, strict=True):
+            jobs.append(partial(rank_column, column, block[names.index(name)]))
+    if threads <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            job()
+    else:
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="source-ranks") as pool:
+            for done in [pool.submit(job) for job in jobs]:
+                done.result()
     front = [c for c in dataset.columns if c.startswith("feature_")]
     rest = [c for c in dataset.columns if not c.startswith("feature_")]
-    base = dataset[rest[:2] + front]
-    return pd.concat([base, pd.DataFrame(added, index=dataset.index), dataset[rest[2:]]], axis=1)
+    added = pd.DataFrame(block.T, columns=names, index=dataset.index, copy=False)
+    return pd.concat([dataset[rest[:2] + front], added, dataset[rest[2:]]], axis=1)
 
 
 # ---------------------------------------------------------------- diagnostics

@@ -13,7 +13,7 @@ import io
 
 import pandas as pd
 
-from numerflow.tasks.core.store import Store, write_bytes, write_json, write_text
+from numerflow.tasks.core.store import Store, write_bytes, write_json, write_parquet, write_text
 from numerflow.tasks.model.scoring import overlap_adjusted_sem
 
 SCORE_LABELS = {"corr": "CORR", "fnc": "FNC (feature-neutral CORR)", "corr_target": "CORR vs Numerai's target",
@@ -53,6 +53,17 @@ def era_chart_png(per_era: dict) -> bytes:
     fig.savefig(buffer, format="png")
     plt.close(fig)
     return buffer.getvalue()
+
+
+def feature_scores_frame(per_date_features: dict) -> pd.DataFrame:
+    """Long per-date per-feature scores: ``date, feature, score, value`` (one row per date, feature and score)."""
+    parts = []
+    for score, table in per_date_features.items():
+        wide = pd.DataFrame({k: pd.Series(v, dtype="float64") for k, v in table.items() if k != "date"})
+        wide.insert(0, "date", pd.to_datetime(pd.Series(table["date"])))
+        long = wide.melt(id_vars="date", var_name="feature", value_name="value")
+        parts.append(long.assign(score=score)[["date", "feature", "score", "value"]])
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["date", "feature", "score", "value"])
 
 
 def data_uri(png: bytes) -> str:
@@ -130,7 +141,22 @@ def render_markdown(metrics: dict, model_meta: dict, chart_ref: str) -> str:
                          f"{_fmt(summary.get('sharpe'))} | {_fmt(summary.get('positive_share'))} | "
                          f"{_fmt((member_daily.get(target) or {}).get('t_stat'))} |")
     importance = metrics.get("feature_importance") or {}
-    if importance:
+    per_feature = metrics.get("features") or {}
+    if per_feature:
+        with_alpha = any("alpha" in entry for entry in per_feature.values())
+        ranked = sorted(per_feature.items(), key=lambda item: -((item[1].get("corr") or {}).get("mean") or -1.0))
+        lines += ["", "Per feature (each feature's own score on the validation dates, the feature used as the "
+                  "prediction; daily mean and t-stat on the overlap-adjusted SE), with its gain share in the model. "
+                  "All of them: `feature_diagnostics.json` and `feature_scores.parquet` beside this report.", "",
+                  "| feature | own CORR | t-stat | " + ("own ALPHA | t-stat | " if with_alpha else "") + "gain share |",
+                  "|---|---|---|" + ("---|---|" if with_alpha else "") + "---|"]
+        for name, entry in ranked[:20]:
+            corr, alpha = entry.get("corr") or {}, entry.get("alpha") or {}
+            cells = [_fmt(corr.get("mean")), _fmt(corr.get("t_stat"), ".2f")]
+            if with_alpha:
+                cells += [_fmt(alpha.get("mean")), _fmt(alpha.get("t_stat"), ".2f")]
+            lines.append(f"| `{name}` | " + " | ".join(cells) + f" | {_fmt(entry.get('importance_gain_share'), '.3f')} |")
+    if importance and not per_feature:
         lines += ["", "Feature importance (gain share of the held-out model, top 15):", "",
                   "| feature | gain share |", "|---|---|"]
         lines += [f"| `{name}` | {share:.3f} |" for name, share in list(importance.items())[:15]]
@@ -162,5 +188,8 @@ def write_report(store: Store, run_id: str, metrics: dict, model_meta: dict) -> 
     chart = write_bytes(report_dir / "era_scores.png", png)
     markdown = render_markdown(metrics, model_meta, data_uri(png))
     json_path = write_json(report_dir / "report.json", {"model": model_meta, "metrics": metrics})
+    if metrics.get("features"):  # per-feature diagnostics: the summary as JSON, the per-date scores as Parquet
+        write_json(report_dir / "feature_diagnostics.json", metrics["features"])
+        write_parquet(report_dir / "feature_scores.parquet", feature_scores_frame(metrics["per_date_features"]))
     md_path = write_text(report_dir / "report.md", markdown)
     return {"json": str(json_path), "markdown": str(md_path), "chart": str(chart), "markdown_text": markdown}

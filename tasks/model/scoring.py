@@ -427,6 +427,20 @@ def corr_and_fnc_by_date(
     return pd.DataFrame({"corr": corr, "fnc": fnc}, index=labels)
 
 
+def feature_corr_by_date(
+    features: np.ndarray | pd.DataFrame, targets: Any, dates: Any, feature_names: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Each feature's own Numerai CORR per date: the feature used as the prediction (numerai-tools
+    ``numerai_corr`` per date and feature). Rows = sorted dates, columns = feature names; rows where the
+    feature or the target is NaN are left out on their date. One whole-panel pass per feature column."""
+    codes, labels = _date_codes(dates)
+    targets = _as_float_vector(targets, "targets", codes.shape[0])
+    matrix, names = _as_feature_matrix(features, codes.shape[0], feature_names)
+    scores = {name: _corr_and_fnc_values(matrix[:, j].astype(np.float64), targets, None, codes, len(labels))[0]
+              for j, name in enumerate(names)}
+    return pd.DataFrame(scores, index=labels, columns=names)
+
+
 def feature_exposures_by_date(
     predictions: Any, features: np.ndarray | pd.DataFrame, dates: Any, feature_names: Sequence[str] | None = None
 ) -> pd.DataFrame:

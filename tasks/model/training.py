@@ -231,9 +231,9 @@ def train_and_register(
     """Fit on the purged training dates, score the held-out dates with Numerai's CORR,
     then (by default) refit on every labelled row for live use, and register the model."""
     from numerflow.tasks.model.dataset import feature_columns
-    from numerflow.tasks.model.eras import era_metrics
+    from numerflow.tasks.model.eras import era_metrics, feature_scores
     from numerflow.tasks.model.feature_sets import model_frame, numeric_features
-    from numerflow.tasks.model.scoring import corr_and_fnc_by_date, diagnostics
+    from numerflow.tasks.model.scoring import corr_and_fnc_by_date, diagnostics, feature_corr_by_date
 
     dataset = read_parquet(dataset_path)
     features = feature_columns(dataset)
@@ -249,10 +249,12 @@ def train_and_register(
     keys = ["ticker", "date", "target", *[c for c in ("numerai_date", "alpha_target") if c in dataset.columns]]
     valid = dataset.loc[split.validation, keys].reset_index(drop=True)
     valid["prediction"] = booster.predict(x[split.validation], num_threads=settings.num_threads)
+    valid_features = dataset.loc[split.validation, numeric_features(features)].to_numpy(dtype="float64",
+                                                                                        na_value=np.nan)
     metrics = diagnostics(
         valid["prediction"].to_numpy(),
         valid["target"].to_numpy(dtype="float64"),
-        dataset.loc[split.validation, numeric_features(features)].to_numpy(dtype="float64", na_value=np.nan),
+        valid_features,
         valid["date"].to_numpy(),
         numeric_features(features),
     )
@@ -277,6 +279,11 @@ def train_and_register(
     metrics["feature_importance"] = dict(sorted(((name, float(g) / total) for name, g in zip(features, gains,
                                                                                                 strict=True)),
                                                 key=lambda item: -item[1]))
+    # Each feature's own CORR per validation date (the feature as the prediction) beside its importance.
+    own_corr = feature_corr_by_date(valid_features, valid["target"].to_numpy(dtype="float64"),
+                                    valid["date"].to_numpy(), numeric_features(features))
+    del valid_features
+    metrics = feature_scores(metrics, own_corr, span, "corr", metrics["feature_importance"])
     if settings.refit_on_all:
         booster = fit_lightgbm(x[has_target], y[has_target], settings)
     model_id = new_model_id()
@@ -299,7 +306,8 @@ def train_and_register(
         },
         "refit_on_all": settings.refit_on_all,
         "lineage": lineage,
-        "validation_metrics": {k: v for k, v in metrics.items() if k not in ("per_date", "per_era")},
+        "validation_metrics": {k: v for k, v in metrics.items() if k not in ("per_date", "per_era",
+                                                                               "per_date_features")},
         "versions": package_versions(),
         "validation_predictions": str(predictions_path),
     }

@@ -134,18 +134,22 @@ def date_batches(dates: Sequence[Any], rows_per_date: int, max_rows: int) -> Ite
 
 
 def alpha_from_files(scored: pd.DataFrame, neutralizer_path: Path, weights_path: Path, *,
-                     max_rows: int = DEFAULT_MAX_ROWS) -> pd.Series:
+                     max_rows: int = DEFAULT_MAX_ROWS, prediction_columns: Sequence[str] | None = None
+                     ) -> pd.Series | pd.DataFrame:
     """Per-date ALPHA of ``scored`` (``ticker``, ``date``, ``prediction``, ``target``: Numerai's
     ids and data dates) against Numerai's neutralizers and sample weights.
 
     The files are read ``max_rows`` rows' worth of dates at a time; only the neutralizer rows of
     those dates are ever in memory. Rows without a neutralizer or weight row are not scored.
+    ``prediction_columns``: score each of these columns instead (one pass over the files for all
+    of them); the result is then a frame, one column each.
     """
+    wanted = list(prediction_columns) if prediction_columns is not None else ["prediction"]
     dates_of_rows = pd.to_datetime(scored["date"]).astype("datetime64[ns]")
     positions = pd.Series(np.arange(len(scored))).groupby(dates_of_rows.to_numpy()).indices  # date → rows
     dates = sorted(positions)
     if not dates:
-        return pd.Series(dtype="float64", name="alpha")
+        return pd.Series(dtype="float64", name="alpha") if prediction_columns is None else pd.DataFrame(columns=wanted)
     columns = neutralizer_columns(neutralizer_path)
     weight_column = _layout(Path(weights_path), "sample weights").value_columns[0]
     rows_per_date = int(np.ceil(len(scored) / len(dates)))
@@ -154,7 +158,7 @@ def alpha_from_files(scored: pd.DataFrame, neutralizer_path: Path, weights_path:
         take = np.concatenate([positions[d] for d in batch])  # only this batch's rows are copied
         rows = pd.DataFrame({"ticker": scored["ticker"].iloc[take].astype("string").to_numpy(),
                              "date": dates_of_rows.iloc[take].to_numpy(),
-                             "prediction": scored["prediction"].iloc[take].to_numpy(),
+                             **{f"_p{j}": scored[c].iloc[take].to_numpy() for j, c in enumerate(wanted)},
                              "target": scored["target"].iloc[take].to_numpy()})
         neutral = read_dates(neutralizer_path, batch, columns)
         weights = read_dates(weights_path, batch, [weight_column], what="sample weights")
@@ -163,13 +167,25 @@ def alpha_from_files(scored: pd.DataFrame, neutralizer_path: Path, weights_path:
         del neutral
         if merged.empty:
             continue
-        parts.append(alpha_by_date(merged["prediction"], merged["target"], merged[columns].to_numpy(),
-                                   merged[weight_column], merged["date"]))
+        matrix = merged[columns].to_numpy()
+        parts.append(pd.concat({c: alpha_by_date(merged[f"_p{j}"], merged["target"], matrix, merged[weight_column],
+                                                 merged["date"]) for j, c in enumerate(wanted)}, axis=1))
     if not parts:
         raise BadInputError("no scored row matched Numerai's neutralizer and sample-weight rows (ids and dates "
                             "must be numerai_ticker and Numerai's data dates)", tag="no_numerai_overlap")
-    return pd.concat(parts).sort_index().rename("alpha")
+    frame = pd.concat(parts).sort_index()
+    return frame if prediction_columns is not None else frame["prediction"].rename("alpha")
 
+
+
+def _scored_rows(predictions: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Validation rows keyed as Numerai's files are (``numerai_date`` when trained on Numerai's rows), with
+    ``target`` = Numerai's payout target ``target_chili_60`` when present (``alpha_target``); and which."""
+    if "numerai_date" in predictions.columns:
+        predictions = predictions.assign(date=predictions["numerai_date"])
+    if "alpha_target" in predictions.columns:
+        return predictions.assign(target=predictions["alpha_target"]), "target_chili_60"
+    return predictions, "the trained target"
 
 
 def validation_alpha(predictions_path: Path, neutralizer_path: Path, weights_path: Path, *,
@@ -181,17 +197,40 @@ def validation_alpha(predictions_path: Path, neutralizer_path: Path, weights_pat
     attribute ``scored_on`` says which."""
     from numerflow.tasks.core.store import read_parquet
 
-    predictions = read_parquet(Path(predictions_path))
-    if "numerai_date" in predictions.columns:
-        predictions = predictions.assign(date=predictions["numerai_date"])
-    scored_on = "the trained target"
-    if "alpha_target" in predictions.columns:
-        predictions = predictions.assign(target=predictions["alpha_target"])
-        scored_on = "target_chili_60"
+    predictions, scored_on = _scored_rows(read_parquet(Path(predictions_path)))
     alpha = alpha_from_files(predictions[["ticker", "date", "prediction", "target"]], neutralizer_path,
                              weights_path, max_rows=max_rows)
+    assert isinstance(alpha, pd.Series)
     alpha.attrs["scored_on"] = scored_on
     return alpha
+
+
+def validation_feature_alpha(predictions_path: Path, dataset_path: Path, feature_names: Sequence[str],
+                             neutralizer_path: Path, weights_path: Path, *, max_rows: int = DEFAULT_MAX_ROWS
+                             ) -> pd.DataFrame:
+    """Each feature's own per-date ALPHA on the validation rows (the feature used as the prediction), scored
+    like ``validation_alpha``: the features are read from the dataset for the validation dates only and
+    matched on (ticker, date); one pass over the neutralizer file for all of them. Dates × features."""
+    from numerflow.tasks.core.store import read_parquet
+
+    predictions = read_parquet(Path(predictions_path))
+    first = pd.Timestamp(pd.to_datetime(predictions["date"]).min())
+    columns = ["ticker", "date", *feature_names]
+    try:  # only the validation dates' rows
+        features = read_parquet(Path(dataset_path), columns=columns, filter_expr=ds.field("date") >= first.to_pydatetime())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, TypeError):  # a date column the filter cannot compare
+        features = read_parquet(Path(dataset_path), columns=columns)
+        features = features[pd.to_datetime(features["date"]) >= first]
+    keyed = predictions.assign(ticker=predictions["ticker"].astype("string"),
+                               date=pd.to_datetime(predictions["date"]).astype("datetime64[ns]"))
+    features = features.assign(ticker=features["ticker"].astype("string"),
+                               date=pd.to_datetime(features["date"]).astype("datetime64[ns]"))
+    rows = keyed.merge(features, on=["ticker", "date"], how="left", validate="one_to_one")
+    scored, _ = _scored_rows(rows)
+    frame = alpha_from_files(scored[["ticker", "date", "target", *feature_names]], neutralizer_path, weights_path,
+                             max_rows=max_rows, prediction_columns=list(feature_names))
+    assert isinstance(frame, pd.DataFrame)
+    return frame
 
 
 def write_neutralizer_files(folder: Path, neutral: pd.DataFrame, weights: pd.DataFrame) -> NeutralizerFiles:
