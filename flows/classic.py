@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
-import pyarrow.parquet as pq
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
@@ -37,10 +36,10 @@ from numerflow.flows.round import (
     upload_submission_task,
 )
 from numerflow.flows.scheduled import notify_missed_round, notify_round_failure
-from numerflow.tasks.classic.data import ClassicFiles
+from numerflow.tasks.classic.data import ClassicFiles, write_live_ids
 from numerflow.tasks.core.config import Settings, TrainingSettings, load_settings, merge_overrides, settings_overrides
 from numerflow.tasks.core.errors import BadInputError
-from numerflow.tasks.core.store import Store, new_run_id, read_json, remove_stale_temp_files, write_parquet
+from numerflow.tasks.core.store import Store, new_run_id, read_json, remove_stale_temp_files
 from numerflow.tasks.model.predict import LivePredictions
 from numerflow.tasks.model.training import (
     META_FILE,
@@ -163,21 +162,13 @@ def live_data_task(settings: Settings, round_number: int | None) -> ClassicFiles
     return fetch_classic_data(client_for(settings, TOURNAMENT), Store(settings.data_dir), round_number)
 
 
-def live_ids(files: ClassicFiles) -> pd.Series:
-    return pq.read_table(files.live, columns=["id"]).column("id").to_pandas().astype(str)
-
-
 @task(name="classic-live-ids", retries=0, timeout_seconds=600)
 def universe_task(settings: Settings, files: ClassicFiles, mode: Mode) -> UniverseRef:
     """This round's live ids as its universe snapshot (column ``id``): what the submission must
     hold, each exactly once."""
-    ids = live_ids(files)
-    if ids.empty or ids.duplicated().any():
-        raise BadInputError(f"{files.live} has {'no ids' if ids.empty else 'repeated ids'}; download it again",
-                            tag="invalid_classic_data")
     label = f"round-{files.round_number}" if mode == "live" else demo_label(settings)
-    path = write_parquet(Store(settings.data_dir).universe_path(TOURNAMENT, label), pd.DataFrame({"id": ids}))
-    return UniverseRef(TOURNAMENT, label, str(path), int(len(ids)), files.round_number if mode == "live" else None,
+    path, rows = write_live_ids(Store(settings.data_dir), files.live, label)
+    return UniverseRef(TOURNAMENT, label, str(path), rows, files.round_number if mode == "live" else None,
                        f"{files.version}/live.parquet")
 
 

@@ -90,8 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print a machine-readable JSON summary on stdout")
     # Live rounds (no --demo): Numerai's universe and upload, the configured price source.
     numerai = argparse.ArgumentParser(add_help=False)
-    numerai.add_argument("--tournament", choices=["signals", "crypto"],
-                         help="Numerai tournament (default: the configured one, signals)")
+    numerai.add_argument("--tournament", choices=["signals", "crypto", "classic"],
+                         help="Numerai tournament (default: the configured one, signals; classic: status and "
+                         "submit only)")
     run.add_argument("--tournament", choices=["signals", "crypto", "classic"],
                      help="Numerai tournament (classic: Numerai's own features; with --demo, its synthetic dataset)")
     run.add_argument("--quick", action="store_true",
@@ -187,6 +188,16 @@ def _print(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None
     print(json.dumps(payload, indent=2, default=str) if args.json else text)
 
 
+def _no_classic(settings: Any, command: str) -> None:
+    """Numerai Classic has no ticker universe, and its live scores are not read back yet."""
+    if settings.tournament == "classic":
+        from numerflow.tasks.core.errors import BadInputError
+
+        raise BadInputError(f"`numerflow {command}` is for Signals and Crypto; a Classic round needs no universe "
+                            "(its live ids come with its data): use `numerflow run --tournament classic`, "
+                            "`status` or `submit`", tag="unsupported_tournament")
+
+
 def cmd_universe(args: argparse.Namespace) -> int:
     from dataclasses import asdict
     from pathlib import Path
@@ -199,6 +210,7 @@ def cmd_universe(args: argparse.Namespace) -> int:
     from numerflow.tasks.prices.tickers import resolution_lines, write_overrides_template
 
     settings = _settings(args)
+    _no_classic(settings, "universe")
     client = client_for(settings, settings.tournament)
     store = Store(settings.data_dir)
     snap = fetch_universe(client, store)
@@ -234,6 +246,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from numerflow.tasks.numerai.submit import submit_file
 
     settings = _settings(args, model_name=args.model)
+    if settings.tournament == "classic":
+        from numerflow.tasks.classic.data import current_live_ids
+        from numerflow.tasks.core.store import Store
+        from numerflow.tasks.numerai.client import client_for, resolve_keys
+
+        if resolve_keys(settings.numerai) is not None:  # the file is checked against this round's live ids
+            current_live_ids(client_for(settings, "classic"), Store(settings.data_dir))
     outcome = submit_file(Path(args.file), settings, force=args.force,
                           diagnostics_path=Path(args.diagnostics) if args.diagnostics else None)
     text = f"numerflow submit: {outcome.message}"
@@ -267,6 +286,7 @@ def cmd_scores(args: argparse.Namespace) -> int:
     from numerflow.flows.scores import refresh_scores
 
     settings = _settings(args)
+    _no_classic(settings, "scores")
     report = refresh_scores(settings, fetch=not args.no_fetch)
     lines = [f"numerflow scores: Numerai {report.tournament}, history {report.history}"
              + (f" ({report.fetched_rows} scores fetched)" if not args.no_fetch else " (stored, not fetched)")]

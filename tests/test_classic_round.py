@@ -205,3 +205,37 @@ def test_the_classic_deployment_runs_tuesday_to_saturday_with_the_guard_and_noti
     assert not [r for r in week if r.strftime("%a") == "Sun"]
     with pytest.raises(BadInputError, match="classic.crons entry"):
         build_deployments(load_settings(classic={"deploy": True, "crons": ["every day"]}))
+
+
+def test_a_classic_file_made_by_hand_is_submitted_once_against_the_rounds_live_ids(classic_env, numerai, tmp_path,
+                                                                                  capsys):
+    """`numerflow submit --tournament classic`: only live.parquet is downloaded (never the training
+    data), the file is checked against exactly its ids, uploaded once, then skipped; `status` names
+    the round; `universe` refuses Classic clearly."""
+    from numerflow.flows.cli import main
+
+    live = pd.read_parquet(io.BytesIO(numerai.served["live.parquet"]))
+    ids = live.index.astype(str)
+    mine = tmp_path / "mine.csv"
+    pd.DataFrame({"id": ids, "prediction": (pd.Series(range(len(ids))) + 0.5) / len(ids)}).to_csv(mine, index=False)
+    short = tmp_path / "short.csv"
+    pd.read_csv(mine).iloc[1:].to_csv(short, index=False)
+
+    argv = ["submit", "--tournament", "classic", "--model", "my_classic"]
+    assert main([*argv, str(short)]) == 2  # one live id missing: refused before any upload
+    assert "id" in capsys.readouterr().err and not numerai.state.uploads
+    assert main([*argv, str(mine)]) == 0
+    assert "uploaded" in capsys.readouterr().out
+    (upload,) = numerai.state.uploads
+    assert upload["body"].startswith(b"id,prediction\n")
+    assert sorted(pd.read_csv(io.BytesIO(upload["body"]), dtype={"id": str})["id"]) == sorted(ids)
+    downloaded = {c["variables"]["filename"] for c in numerai.calls("dataset")}
+    assert downloaded == {"v5.2/live.parquet"}  # no training data for a file made by hand
+    assert main([*argv, str(mine)]) == 0 and "already submitted" in capsys.readouterr().out
+    assert len(numerai.state.uploads) == 1
+
+    assert main(["status", "--tournament", "classic"]) == 0
+    out = capsys.readouterr().out
+    assert f"classic round {ROUND}, OPEN" in out and "my_classic" in out
+    assert main(["universe", "--tournament", "classic"]) == 2
+    assert "unsupported_tournament" in capsys.readouterr().err

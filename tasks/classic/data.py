@@ -47,7 +47,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from numerflow.tasks.core.errors import BadInputError, TransientError
-from numerflow.tasks.core.store import Store, quarantine
+from numerflow.tasks.core.store import Store, quarantine, write_parquet
 from numerflow.tasks.numerai.client import NumeraiClient, numerai_dir, pick_dataset_version
 
 log = logging.getLogger(__name__)
@@ -245,6 +245,59 @@ def _fetch(client: NumeraiClient, remote: str, dest: Path, round_number: int | N
     return dest
 
 
+def _newest_version(client: NumeraiClient, round_number: int | None) -> tuple[str, set[str], int | None]:
+    """The newest complete Classic version, the file names it lists, and the round (``None``:
+    the current one, if one is open)."""
+    if client.spec.name != "classic":
+        raise BadInputError(f"Classic data needs a Classic client, not {client.spec.name}", tag="wrong_tournament")
+    if round_number is None:
+        current = client.current_round()
+        round_number = current.number if current is not None else None
+    filenames = client.list_datasets()
+    version = pick_dataset_version(filenames, "classic", REQUIRED_FILES, all_required=True)
+    return version, {name.rpartition("/")[2] for name in filenames if name.startswith(f"{version}/")}, round_number
+
+
+def fetch_classic_live(client: NumeraiClient, store: Store, round_number: int) -> tuple[str, Path]:
+    """Only this round's ``live.parquet`` of the newest version (what a submission must cover),
+    downloaded once per round: for a file submitted by hand, without the training data."""
+    version, _, _ = _newest_version(client, round_number)
+    return version, _fetch(client, f"{version}/live.parquet", classic_round_dir(store, version, round_number)
+                           / "live.parquet", round_number, reuse=True)
+
+
+def live_ids(live: Path) -> pd.Series:
+    """The live file's ids, refused when there are none or one repeats."""
+    ids = pq.read_table(live, columns=["id"]).column("id").to_pandas().astype(str)
+    if ids.empty or ids.duplicated().any():
+        raise BadInputError(f"{live} has {'no ids' if ids.empty else 'repeated ids'}; download it again",
+                            tag="invalid_classic_data")
+    return ids
+
+
+def write_live_ids(store: Store, live: Path, label: str) -> tuple[Path, int]:
+    """The live file's ids as the round's universe snapshot (column ``id``): what the shared
+    submission checks hold a Classic file to, each id exactly once."""
+    ids = live_ids(live)
+    return write_parquet(store.universe_path("classic", label), pd.DataFrame({"id": ids})), int(len(ids))
+
+
+def current_live_ids(client: NumeraiClient, store: Store) -> Path | None:
+    """The open round's live ids as its universe snapshot, for a Classic file submitted by hand:
+    kept when a round run (or an earlier submit) wrote them, else only ``live.parquet`` is
+    downloaded. ``None`` when no round is open (the upload then refuses, naming the window)."""
+    from numerflow.tasks.numerai.universe import universe_snapshot_path
+
+    current = client.current_round()
+    if current is None:
+        return None
+    path = universe_snapshot_path(store, "classic", current.number)
+    if path.exists():
+        return path
+    _, live = fetch_classic_live(client, store, current.number)
+    return write_live_ids(store, live, f"round-{current.number}")[0]
+
+
 def fetch_classic_data(client: NumeraiClient, store: Store, round_number: int | None) -> ClassicFiles:
     """The newest Classic data version (the highest ``vX.Y`` that lists train, validation, live and
     features.json), downloaded into the store: train, validation, features.json, meta_model (and
@@ -252,15 +305,7 @@ def fetch_classic_data(client: NumeraiClient, store: Store, round_number: int | 
     example predictions) once per round. ``round_number`` None: the current round, if one is open.
     Files already there intact are not downloaded again; damaged ones are quarantined and
     downloaded again."""
-    if client.spec.name != "classic":
-        raise BadInputError(f"fetch_classic_data needs a Classic client, not {client.spec.name}",
-                            tag="wrong_tournament")
-    if round_number is None:
-        current = client.current_round()
-        round_number = current.number if current is not None else None
-    filenames = client.list_datasets()
-    version = pick_dataset_version(filenames, "classic", REQUIRED_FILES, all_required=True)
-    listed = {name.rpartition("/")[2] for name in filenames if name.startswith(f"{version}/")}
+    version, listed, round_number = _newest_version(client, round_number)
     got: dict[str, Path] = {}
     for name in VERSION_FILES:
         if name in listed:
