@@ -27,7 +27,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from numerflow.flows.guard import GuardDecision, demo_round_guard, live_round_guard
 from numerflow.flows.policies import network_task
-from numerflow.flows.results import ModelChoice, ModelRun, ReportPaths, SubmissionFile, UniverseRef
+from numerflow.flows.results import ModelChoice, ModelRun, ReportPaths, RoundParts, SubmissionFile, UniverseRef
 from numerflow.flows.round import (
     Mode,
     record_demo_upload,
@@ -51,13 +51,12 @@ from numerflow.tasks.model.training import (
 from numerflow.tasks.numerai.client import client_for
 from numerflow.tasks.numerai.ledger import SubmissionLedger
 from numerflow.tasks.numerai.submission import write_submission
-from numerflow.tasks.numerai.submit import SubmitOutcome
 
 TOURNAMENT = "classic"
 
 
 @dataclass(frozen=True)
-class ClassicRoundResult:
+class ClassicRoundResult(RoundParts):
     """A whole Classic round: the data it used, the model run, the guard and Numerai's window."""
 
     mode: str
@@ -67,29 +66,6 @@ class ClassicRoundResult:
     failures: dict[str, str] = field(default_factory=dict)
     guard: GuardDecision | None = None
     window: dict[str, Any] | None = None
-
-    @property
-    def round_label(self) -> str:
-        return self.universe.round_label
-
-    @property
-    def model(self) -> ModelChoice:
-        return self.models[0].model
-
-    @property
-    def live(self) -> LivePredictions:
-        return self.models[0].live
-
-    @property
-    def submission(self) -> SubmissionFile:
-        return self.models[0].submission
-
-    @property
-    def upload(self) -> SubmitOutcome:
-        return self.models[0].upload
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # ---------------------------------------------------------------- settings

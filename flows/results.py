@@ -8,7 +8,7 @@ DataFrames stay in the store and are read by path.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from numerflow.flows.guard import GuardDecision
 from numerflow.tasks.model.dataset import DatasetInfo
@@ -136,21 +136,13 @@ class ModelRun:
     upload: SubmitOutcome
 
 
-@dataclass(frozen=True)
-class RoundResult:
-    """A whole round, stage by stage: shared stages once, then one ``ModelRun`` per model that
-    succeeded; ``failures`` names every model that did not, with why."""
+class RoundParts:
+    """What a round result shows of its label and of its first model (all a one-model round has),
+    for the Signals/Crypto and the Classic round results alike."""
 
-    mode: str  # "demo" or "live"
+    __dataclass_fields__: ClassVar[dict[str, Any]]  # the subclasses are dataclasses
     universe: UniverseRef
-    resolution: Resolution
-    prices: IngestSummary
-    dataset: DatasetInfo
     models: tuple[ModelRun, ...]
-    failures: dict[str, str] = field(default_factory=dict)  # model name → cause
-    guard: GuardDecision | None = None
-    window: dict[str, Any] | None = None  # Numerai's round window when it was asked (live)
-    scores: Any = None  # flows.scores.ScoresReport: live scores of the round's models, when fetched
 
     @property
     def round_label(self) -> str:
@@ -175,6 +167,23 @@ class RoundResult:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class RoundResult(RoundParts):
+    """A whole round, stage by stage: shared stages once, then one ``ModelRun`` per model that
+    succeeded; ``failures`` names every model that did not, with why."""
+
+    mode: str  # "demo" or "live"
+    universe: UniverseRef
+    resolution: Resolution
+    prices: IngestSummary
+    dataset: DatasetInfo
+    models: tuple[ModelRun, ...]
+    failures: dict[str, str] = field(default_factory=dict)  # model name → cause
+    guard: GuardDecision | None = None
+    window: dict[str, Any] | None = None  # Numerai's round window when it was asked (live)
+    scores: Any = None  # flows.scores.ScoresReport: live scores of the round's models, when fetched
 
 
 @dataclass(frozen=True)
