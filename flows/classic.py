@@ -30,6 +30,7 @@ from numerflow.flows.policies import network_task
 from numerflow.flows.results import ModelChoice, ModelRun, ReportPaths, RoundParts, SubmissionFile, UniverseRef
 from numerflow.flows.round import (
     Mode,
+    clear_interrupted_writes,
     record_demo_upload,
     round_window_task,
     stage,
@@ -39,7 +40,7 @@ from numerflow.flows.scheduled import notify_missed_round, notify_round_failure
 from numerflow.tasks.classic.data import ClassicFiles, write_live_ids
 from numerflow.tasks.core.config import Settings, TrainingSettings, load_settings, merge_overrides, settings_overrides
 from numerflow.tasks.core.errors import BadInputError
-from numerflow.tasks.core.store import Store, new_run_id, read_json, remove_stale_temp_files
+from numerflow.tasks.core.store import Store, new_run_id, read_json
 from numerflow.tasks.model.predict import LivePredictions
 from numerflow.tasks.model.training import (
     META_FILE,
@@ -96,9 +97,7 @@ def check_classic_settings(settings: Settings) -> None:
 def preflight(settings: Settings) -> None:
     """``check_classic_settings``, and the temp files that killed runs left behind cleared."""
     check_classic_settings(settings)
-    removed = remove_stale_temp_files(settings.data_dir)
-    if removed:
-        get_run_logger().info("removed %d temp files left by interrupted runs", len(removed))
+    clear_interrupted_writes(settings)
 
 
 def demo_parameters(settings: Settings) -> dict[str, Any]:

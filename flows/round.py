@@ -513,10 +513,15 @@ def preflight(settings: Settings, table: list[ModelSettings | None]) -> tuple[li
         raise BadInputError("every model of the [[models]] table is refused: " + "; ".join(
             f"{name}: {why}" for name, why in judged[1].items()) + "; fix their params in numerflow.toml",
             tag="invalid_config")
+    clear_interrupted_writes(settings)
+    return judged
+
+
+def clear_interrupted_writes(settings: Settings) -> None:
+    """The temp files that killed runs left behind, removed before a round writes anything."""
     removed = remove_stale_temp_files(settings.data_dir)
     if removed:
         get_run_logger().info("removed %d temp files left by interrupted runs", len(removed))
-    return judged
 
 
 def ingest_stage(settings: Settings, overrides: dict[str, Any], kind: RoundKind, universe: UniverseRef,
