@@ -64,8 +64,16 @@ def test_submit_without_keys_is_a_dry_run(cli_env, fake_numerai, capsys):
     assert main(["universe"]) == 0
     file = _submission(cli_env / "sub.csv", us_tickers(150))
     assert main(["submit", str(file)]) == 0
-    assert "DRY RUN — no Numerai API keys" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "DRY RUN — no Numerai API keys" in out and "format only" not in out  # checked against the universe
     assert fake_numerai.state.uploads == []
+
+
+def test_a_dry_run_with_no_universe_to_check_against_says_its_format_only_was_checked(cli_env, capsys):
+    file = _submission(cli_env / "sub.csv", us_tickers(150))
+    assert main(["submit", str(file)]) == 0
+    out = capsys.readouterr().out
+    assert "DRY RUN" in out and "its format only was checked: no signals universe snapshot" in out
 
 
 def test_submit_in_a_closed_round_exits_2_with_the_times(cli_env, fake_numerai, monkeypatch, capsys):

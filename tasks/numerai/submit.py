@@ -185,6 +185,9 @@ def submit_file(
             would_call=f"{spec.api_class.__name__}.upload_predictions", api_url=settings.numerai.api_url)
         message = (f"DRY RUN — no Numerai API keys: nothing was uploaded. Would upload {path} "
                    f"(sha256 {sha256[:12]}) for model {model_name or '<unset>'}; record: {record_path}")
+        if ids is None:  # say so: a file that passes the format check may still miss ids
+            message += (f" — its format only was checked: no {tournament} universe snapshot in the store to check "
+                        "its ids against (a live round writes one)")
         log.warning(message)
         return SubmitOutcome("dry_run", tournament, message, str(path), sha256, model_name=model_name,
                              record=str(record_path), validation=validation)
