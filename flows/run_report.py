@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from numerflow.flows.results import RoundResult
+from numerflow.flows.results import ModelRun, RoundResult
 
 
 def _fmt(value: Any, spec: str = "") -> str:
@@ -34,15 +34,19 @@ def coverage_line(coverage: dict[str, Any]) -> str:
 
 
 def render_round_report(result: RoundResult, *, flow_run_url: str | None = None) -> str:
-    prices, model, submission, upload = result.prices, result.model, result.submission, result.upload
-    corr = model.validation or {}
+    """The report of a round; a round where every model failed still has one (its Models table names
+    each failure), so the report stage never depends on a model having finished."""
+    prices = result.prices
+    first = result.models[0] if result.models else None
     coverage = coverage_line(prices.coverage or {})
     summary = prices.as_dict()
+    held = (f"; submission holds {first.submission.rows} tickers (live date {first.live.live_date})" if first
+            else "; no submission (every model failed)")
     lines = [
         f"# numerflow round {result.round_label} ({result.mode})",
         "",
         "## Universe coverage",
-        f"- {coverage}; submission holds {submission.rows} tickers (live date {result.live.live_date})",
+        f"- {coverage}{held}",
         "",
         "## Ingest ledger",
         "| source | tickers | ok | stale | failed | delisted | no data | unresolved | new bars | excluded | re-pulled |",
@@ -51,6 +55,37 @@ def render_round_report(result: RoundResult, *, flow_run_url: str | None = None)
                                                       "no_data", "unresolved", "rows", "excluded_rows", "repulled"))
         + " |",
         f"- ledger: `{prices.ledger_path}`; prices to {prices.last_date}",
+    ]
+    if first is not None:
+        lines += model_lines(first)
+    if len(result.models) > 1 or result.failures:
+        lines += ["", "## Models", "| model | model id | trained | validation CORR | upload | submission id |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {run.name} | `{run.model.model_id}` | {'yes' if run.model.trained else 'reused'} | "
+                  f"{_fmt((run.model.validation or {}).get('mean'), '.4f')} | {run.upload.status} | "
+                  f"{_fmt(run.upload.submission_id)} |" for run in result.models]
+        lines += [f"| {name} | — | — | — | **FAILED** | {cause.replace('|', '/')} |"
+                  for name, cause in result.failures.items()]
+    if result.scores is not None:
+        from numerflow.flows.scores import render_scores_table
+
+        lines += ["", "## Live scores", *render_scores_table(result.scores)]
+        lines += [f"- **alert**: {a['text']}" for a in result.scores.alerts]
+    lines += ["", "## Links"]
+    if first is not None:
+        report = first.model.report.markdown if first.model.report else None
+        lines.append(f"- validation report: `{report}`" if report
+                     else "- validation report: unchanged model (earlier run)")
+    if flow_run_url:
+        lines.append(f"- this run in the Prefect UI: {flow_run_url}")
+    return "\n".join(lines) + "\n"
+
+
+def model_lines(run: ModelRun) -> list[str]:
+    """The first model's validation diagnostics and submission (all a one-model round has)."""
+    model, submission, upload = run.model, run.submission, run.upload
+    corr = model.validation or {}
+    lines = [
         "",
         "## Model and validation diagnostics",
         f"- model `{model.model_id}` ({'trained this run' if model.trained else 'reused'}): {model.decision}",
@@ -70,22 +105,4 @@ def render_round_report(result: RoundResult, *, flow_run_url: str | None = None)
     ]
     if upload.submission_id:
         lines.append(f"- Numerai submission id `{upload.submission_id}`")
-    if len(result.models) > 1 or result.failures:
-        lines += ["", "## Models", "| model | model id | trained | validation CORR | upload | submission id |",
-                  "|---|---|---|---|---|---|"]
-        lines += [f"| {run.name} | `{run.model.model_id}` | {'yes' if run.model.trained else 'reused'} | "
-                  f"{_fmt((run.model.validation or {}).get('mean'), '.4f')} | {run.upload.status} | "
-                  f"{_fmt(run.upload.submission_id)} |" for run in result.models]
-        lines += [f"| {name} | — | — | — | **FAILED** | {cause.replace('|', '/')} |"
-                  for name, cause in result.failures.items()]
-    if result.scores is not None:
-        from numerflow.flows.scores import render_scores_table
-
-        lines += ["", "## Live scores", *render_scores_table(result.scores)]
-        lines += [f"- **alert**: {a['text']}" for a in result.scores.alerts]
-    lines += ["", "## Links"]
-    report = model.report.markdown if model.report else None
-    lines.append(f"- validation report: `{report}`" if report else "- validation report: unchanged model (earlier run)")
-    if flow_run_url:
-        lines.append(f"- this run in the Prefect UI: {flow_run_url}")
-    return "\n".join(lines) + "\n"
+    return lines

@@ -172,6 +172,33 @@ def test_scheduled_round_names_the_failed_model_in_state_report_and_webhook(
 
 
 @pytest.mark.slow
+def test_scheduled_round_where_every_model_fails_after_preflight_names_each_and_still_reports(
+        prefect_harness, receiver, tmp_path, monkeypatch):  # noqa: F811
+    """Every [[models]] entry passes preflight (LightGBM accepts their parameters) and fails in the
+    train stage (Numerai's features asked of the demo market): the round fails naming each model,
+    the webhook names each, and the round report is still published (it has no model to show)."""
+    from test_live_round import _assert_artifact
+
+    from numerflow.flows.scheduled import scheduled_round_flow
+
+    monkeypatch.setenv("NUMERFLOW_ORCHESTRATION__NOTIFY_WEBHOOK_URL", receiver.url)
+    models = [{"name": "first_model", "feature_set": "numerai"}, {"name": "second_model", "feature_set": "both"}]
+    state = scheduled_round_flow(mode="demo", data_dir=str(tmp_path / "data"), tickers=120, years=2.5,
+                                 overrides={"models": models}, return_state=True)
+    assert state.is_failed()
+    assert "stage 'models' failed" in state.message, state.message
+    assert "2 of 2 models failed" in state.message
+    assert "first_model:" in state.message and "second_model:" in state.message
+    (message,) = receiver.messages
+    assert message["stage"] == "models"
+    assert "first_model" in message["cause"] and "second_model" in message["cause"]
+    assert "invalid_config" in message["cause"]
+    _assert_artifact("round-report", "first_model")
+    _assert_artifact("round-report", "second_model")
+    assert not list((tmp_path / "data" / "submissions").rglob("submission.csv"))
+
+
+@pytest.mark.slow
 def test_scheduled_retrain_trains_every_model_of_the_table(prefect_harness, tmp_path, monkeypatch):
     from numerflow.flows.scheduled import scheduled_train_flow
 
