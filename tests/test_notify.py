@@ -9,9 +9,9 @@ import pytest
 import requests
 from fakes.webhook import SECRET, Receiver
 
-from numerflow.flows.alerts import REDACTED, failure_message, notify_failure, post_webhook
 from numerflow.tasks.core.config import load_settings
 from numerflow.tasks.core.errors import TransientError
+from numerflow.tasks.round.alerts import REDACTED, failure_message, notify_failure, post_webhook
 
 
 @pytest.fixture
