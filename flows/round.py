@@ -16,7 +16,6 @@ kept as a ``ModelFailure`` and never stops the others. ``round_flow`` is the ad-
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -183,11 +182,17 @@ def ingest_stage(run: RoundRun, universe: Any, candidates_path: str) -> IngestSu
     bar = (ProgressBar(ingest_dir(store, name) / "runs" / run_id, stream=STAGE_ECHO[0]) if STAGE_ECHO
            else contextlib.nullcontext())
     with bar:
-        summary = prices_flow.with_options(task_runner=task_runner_for(settings))(
-            overrides=run.overrides, candidates_path=candidates_path, run_id=run_id)
-    # A copy: the subflow's own result objects would make every later task's inputs "a flow run"
-    # (which Prefect's v1 UI cannot render); plain values are plain inputs.
-    return signals.ingested_prices(settings, run.kind, universe, json.loads(json.dumps(summary)))
+        summary = subflow_result(prices_flow.with_options(task_runner=task_runner_for(settings))(
+            overrides=run.overrides, candidates_path=candidates_path, run_id=run_id, return_state=True))
+    return signals.ingested_prices(settings, run.kind, universe, summary)
+
+
+def subflow_result(state: Any) -> Any:
+    """A subflow's result, taken from its final state (raising its error when it failed). Returned as a
+    value instead, Prefect would link it and everything in it (even interned strings such as its dict
+    keys) to the subflow run, and every later task input holding an equal-identity value would show as
+    "a flow run", an input Prefect's v1 UI cannot render (its Task Runs tab then shows no runs)."""
+    return state.result()
 
 
 def train_stage(run: RoundRun, models: list[RoundModel], *, dataset: DatasetInfo | None = None,
@@ -263,11 +268,11 @@ def train_together(run: RoundRun, plans: list[TrainPlan]) -> dict[str, TrainResu
     (and fails there, named). One model trains in the round's own flow."""
     if len(plans) < 2:
         return {}
-    outcomes = train_models_flow.with_options(task_runner=task_runner_for(run.settings))(
+    outcomes = subflow_result(train_models_flow.with_options(task_runner=task_runner_for(run.settings))(
         overrides=run.overrides, jobs=[{"model": p.model.label, "dataset_path": p.training_path, "run_id": p.run_id,
-                                        "lineage": p.lineage, "members": p.members} for p in plans])
-    # Copies: a subflow's result as a task input shows as "a flow run", which Prefect's v1 UI cannot render.
-    return {p.run_id: replace(o) for p, o in zip(plans, outcomes, strict=True) if isinstance(o, TrainResult)}
+                                        "lineage": p.lineage, "members": p.members} for p in plans],
+        return_state=True))
+    return {p.run_id: o for p, o in zip(plans, outcomes, strict=True) if isinstance(o, TrainResult)}
 
 
 @flow(name="train-models", log_prints=True)
