@@ -44,7 +44,7 @@ from numerflow.flows.round_tasks import (
     validation_alpha_task,
     write_submission_task,
 )
-from numerflow.flows.stages import STAGE_ECHO, current_stage, stage
+from numerflow.flows.stages import STAGE_ECHO, StageFailed, current_stage, stage
 from numerflow.tasks.classic.data import ClassicFiles
 from numerflow.tasks.core.config import Settings, settings_overrides
 from numerflow.tasks.core.errors import NumerflowError
@@ -244,11 +244,13 @@ def model_dataset(run: RoundRun, model: RoundModel, shared: DatasetInfo) -> Data
     return build_dataset_task(model.settings, source_name(model.settings))
 
 
-def finish_model(run: RoundRun, plan: TrainPlan, trained: TrainResult | None, files: ClassicFiles | None,
-                 round_number: int | None) -> ModelChoice:
+def finish_model(run: RoundRun, plan: TrainPlan, trained: TrainResult | ModelFailure | None,
+                 files: ClassicFiles | None, round_number: int | None) -> ModelChoice:
     """The model a plan ends with: the registry's (reuse), or the one trained, scored and reported."""
     if not plan.must_train:
         return reused_choice(plan)
+    if isinstance(trained, ModelFailure):  # its training in the train-models subflow failed
+        raise StageFailed(trained.message)
     settings = plan.model.settings
     if files is not None:
         trained = train_classic_task(settings, files, list(plan.features), plan.lineage, plan.run_id)
@@ -263,20 +265,20 @@ def finish_model(run: RoundRun, plan: TrainPlan, trained: TrainResult | None, fi
     return trained_choice(plan, trained, metrics, report)
 
 
-def train_together(run: RoundRun, plans: list[TrainPlan]) -> dict[str, TrainResult]:
-    """Several models at once in the ``train-models`` subflow; a failed one is trained again on its own
-    (and fails there, named). One model trains in the round's own flow."""
+def train_together(run: RoundRun, plans: list[TrainPlan]) -> dict[str, TrainResult | ModelFailure]:
+    """Several models at once in the ``train-models`` subflow: each one's result or failure. One model
+    trains in the round's own flow."""
     if len(plans) < 2:
         return {}
     outcomes = subflow_result(train_models_flow.with_options(task_runner=task_runner_for(run.settings))(
         overrides=run.overrides, jobs=[{"model": p.model.label, "dataset_path": p.training_path, "run_id": p.run_id,
                                         "lineage": p.lineage, "members": p.members} for p in plans],
         return_state=True))
-    return {p.run_id: o for p, o in zip(plans, outcomes, strict=True) if isinstance(o, TrainResult)}
+    return {p.run_id: o for p, o in zip(plans, outcomes, strict=True)}
 
 
 @flow(name="train-models", log_prints=True)
-def train_models_flow(overrides: dict[str, Any], jobs: list[dict[str, Any]]) -> list[TrainResult | str]:
+def train_models_flow(overrides: dict[str, Any], jobs: list[dict[str, Any]]) -> list[TrainResult | ModelFailure]:
     """Several models at once, each its own ``train-model`` task on the flow's task runner (threads,
     or a Dask cluster: one Dask task per model). Per job its result, or why it failed.
 
@@ -287,10 +289,11 @@ def train_models_flow(overrides: dict[str, Any], jobs: list[dict[str, Any]]) -> 
     models = {m.label: m for m in round_models(round_settings(overrides))}
     futures = [train_model_task.submit(models[job["model"]].settings, job["dataset_path"], job["run_id"],
                                        job["lineage"], job.get("members")) for job in jobs]
-    outcomes: list[TrainResult | str] = []
-    for future in futures:
+    outcomes: list[TrainResult | ModelFailure] = []
+    for job, future in zip(jobs, futures, strict=True):
         result = future.result(raise_on_failure=False)
-        outcomes.append(f"{type(result).__name__}: {result}" if isinstance(result, BaseException) else result)
+        outcomes.append(ModelFailure.of(job["model"], "train", result) if isinstance(result, BaseException)
+                        else result)
     return outcomes
 
 
