@@ -397,7 +397,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         options = {"tournament": args.tournament, "model_name": args.model, "overrides": extra, **demo}
     # Fail fast, before Prefect starts: the single model's parameter typo; a [[models]] entry's fails
     # that model alone, in the round's preflight.
-    judge_models(round_models(settings, args.model if settings.models or settings.classic.models else None))
+    judge_models(round_models(settings, args.model))
     with echo_stages(sys.stderr):  # one line per stage as it starts, and as it ends with its duration
         result = flow(mode=mode, force=args.force, retrain=args.retrain, data_dir=args.data_dir, **options)
     summary, text = summary_of(result)

@@ -94,7 +94,7 @@ class RoundRun:
 def new_round(overrides: dict[str, Any], kind: RoundKind, *, only: str | None = None, **options: Any) -> RoundRun:
     """A round of the settings ``overrides`` make (``only``: that [[models]] entry alone)."""
     settings = round_settings(overrides)
-    models = round_models(settings, only if settings.models or settings.classic.models else None)
+    models = round_models(settings, only)
     return RoundRun(settings, overrides, kind, models, run_id=new_run_id(), **options)
 
 

@@ -49,7 +49,8 @@ def model_entries(settings: Settings) -> list[ModelSettings]:
 
 def round_models(settings: Settings, only: str | None = None) -> list[RoundModel]:
     """The models a round runs: the table's entries (``only``: just that one; an unknown name is
-    refused here, before any work), or the single configured model."""
+    refused here, before any work), or the single configured model (``only`` then is its name,
+    already in its settings)."""
     entries = model_entries(settings)
     if not entries:
         return [RoundModel(settings.numerai.model_name, settings)]
