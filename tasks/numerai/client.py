@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numerapi
 import pandas as pd
@@ -46,6 +46,9 @@ from pydantic import SecretStr
 from numerflow.tasks.core.config import NumeraiSettings, Settings
 from numerflow.tasks.core.errors import BadInputError, NumerflowError, TransientError
 from numerflow.tasks.core.store import Store, atomic_path
+
+if TYPE_CHECKING:
+    from numerflow.tasks.numerai.payout import RoundPayout
 
 log = logging.getLogger(__name__)
 
@@ -521,6 +524,32 @@ class NumeraiClient:
         resolved), every scoring day of each round."""
         with _translated("submissionScores"):
             return list(self.api.submission_scores(model_id, last_n_rounds=last_n_rounds))
+
+    def round_payout(self, round_number: int | None = None) -> RoundPayout | None:
+        """A round's payout configuration (``list_rounds(number=)``'s ``roundScoreConfigs`` and
+        ``payoutFactor``): the given round, else the open one, else the newest listed; None when
+        Numerai lists none."""
+        from numerflow.tasks.numerai.payout import parse_round_payout
+
+        with _translated("rounds"):
+            if round_number is not None:
+                rounds = self.api.list_rounds(number=round_number)
+            else:
+                rounds = self.api.list_rounds(status="open") or self.api.list_rounds(limit=1)
+            if not rounds:
+                return None
+            newest = max(rounds, key=lambda r: int(r["number"]))
+            return parse_round_payout(newest, self.spec.name)
+
+    def diagnostics(self, model_id: str, diagnostics_id: str | None = None) -> dict:
+        """Numerai's answer for an uploaded diagnostics (numerapi's ``diagnostics``): ``status``
+        (pending until done), the summaries and ``perEraDiagnostics``."""
+        with _translated("diagnostics"):
+            answer = self.api.diagnostics(model_id, diagnostics_id)
+        if not isinstance(answer, dict):
+            raise NumerflowError(f"Numerai answered diagnostics with {type(answer).__name__}, not an object",
+                                 tag="numerai_unexpected_response")
+        return answer
 
     def recent_rounds(self, limit: int) -> list[RoundInfo]:
         """The latest ``limit`` rounds Numerai lists (numerapi's ``list_rounds``), newest first."""

@@ -262,7 +262,7 @@ def round_status(settings: Settings, tournament: str | None = None, *, client: N
     ledger = ledger or SubmissionLedger.for_settings(settings)
     now = now or dt.datetime.now(dt.UTC)
     current = client.current_round()
-    return {
+    status = {
         "tournament": tournament,
         "round": current.as_dict() if current else None,
         "open": bool(current and current.is_open(now)),
@@ -270,4 +270,14 @@ def round_status(settings: Settings, tournament: str | None = None, *, client: N
         "now": now.isoformat(),
         "keys": client.keys.source if client.keys else None,
         "last_submissions": ledger.last_per_model(tournament),
+        "payout": None,
     }
+    payout = client.round_payout(current.number if current else None)
+    if payout is not None:
+        from numerflow.tasks.numerai.payout import model_previews, payout_config_text
+
+        own = settings if tournament == settings.tournament else settings.model_copy(update={"tournament": tournament})
+        status["payout"] = {"round": payout.round_number, "payout_factor": payout.payout_factor,
+                            "scores": [asdict(s) for s in payout.scores], "text": payout_config_text(payout),
+                            "models": model_previews(own, payout)}
+    return status

@@ -37,10 +37,11 @@ OPERATIONS = (
     "dataset",
     "rounds",
     "account",
+    "diagnostics",
 )
 AUTHORISED = {
     "createSignalsSubmission", "create_submission", "createDiagnostics", "submissionUploadSignalsAuth",
-    "submission_upload_auth", "diagnosticsUploadAuth", "account",
+    "submission_upload_auth", "diagnosticsUploadAuth", "account", "diagnostics",
 }
 
 NOT_AUTHENTICATED = "You must be authenticated to perform this action"
@@ -91,6 +92,11 @@ class FakeNumeraiState:
     submissions: list[dict] = field(default_factory=list)  # {"id", "operation", "variables", "body"}
     diagnostics: list[dict] = field(default_factory=list)
     pending: dict[str, dict] = field(default_factory=dict)  # upload key → {"filename", "tournament", "modelId"}
+    # diagnostics: how many ``diagnostics`` queries answer "pending" before "done", and how the done
+    # answer is made from the uploaded file's bytes (default: fixed summaries, no eras)
+    diagnostics_pending_polls: int = 1
+    diagnostics_scorer: Any = None
+    diagnostics_polls: dict[str, int] = field(default_factory=dict)
 
 
 def iso(stamp: dt.datetime) -> str:
@@ -208,6 +214,24 @@ class FakeNumeraiServer:
                  "resolvedGeneral": False, "resolvedStaking": False, "payoutFactor": "1.0",
                  "stakeThreshold": None, "dataDatestamp": None, "roundScoreConfigs": [], **r} for r in rounds]
 
+    def diagnostics_answer(self, variables: dict) -> dict:
+        """``diagnostics(id, modelId)``: "pending" for the first polls, then "done" with the summary
+        and per-era fields numerapi 3.1.1 asks for (the scorer's, from the uploaded bytes)."""
+        s = self.state
+        item = next((d for d in reversed(s.diagnostics) if variables.get("id") in (None, d["id"])
+                     and d["variables"].get("modelId") == variables.get("modelId")), None)
+        if item is None:
+            raise _GraphQLError("Diagnostics not found")
+        polls = s.diagnostics_polls.get(item["id"], 0)
+        s.diagnostics_polls[item["id"]] = polls + 1
+        base = {"status": "pending", "message": None, "erasAcceptedCount": None, "trainedOnVal": False,
+                "updatedAt": iso(dt.datetime.now(dt.UTC)), "perEraDiagnostics": []}
+        if polls < s.diagnostics_pending_polls:
+            return base
+        scored = s.diagnostics_scorer(item["body"]) if s.diagnostics_scorer else {
+            "validationCorrMean": 0.01, "validationCorrSharpe": 0.5, "perEraDiagnostics": []}
+        return {**base, "status": "done", "erasAcceptedCount": len(scored.get("perEraDiagnostics", [])), **scored}
+
     def fail(self, operation: str, kind: str = "graphql_error", *, status: int = 500,
              message: str = "Internal server error", times: int = 1) -> None:
         self.state.faults.append(Fault(operation, kind, status, message, times))
@@ -273,6 +297,8 @@ class FakeNumeraiServer:
             (s.diagnostics if operation == "createDiagnostics" else s.submissions).append(item)
             return {"id": item["id"], "firstEffectiveDate": None} if operation != "createDiagnostics" else {
                 "id": item["id"]}
+        if operation == "diagnostics":
+            return self.diagnostics_answer(variables)
         raise _GraphQLError(f"unknown operation {operation}")
 
 
