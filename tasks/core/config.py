@@ -150,6 +150,11 @@ class SubmissionSettings(Section):
                                 "at or above which the gate acts")
     churn_lookback_days: float = Field(7.0, gt=0, description="recent submissions: those of the last this many days")
     churn_history: int = Field(5, ge=1, description="compare with at most this many recent submissions (newest first)")
+    queue_late: bool = Field(
+        False, description="when the round closes between prediction and upload: false (default) refuses the upload "
+        "(nothing sent, the round is missed and said so); true uploads it late with the closed round's data "
+        "datestamp, which Numerai queues for the next round: recorded as queued for that round, never as a "
+        "submission to the closed one")
 
 
 class NumeraiSettings(Section):

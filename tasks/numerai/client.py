@@ -368,6 +368,7 @@ class RoundInfo:
     number: int
     open_time: dt.datetime
     close_time: dt.datetime  # closeStakingTime: the submission deadline
+    data_datestamp: int | None = None  # the round's data date (YYYYMMDD), when Numerai's answer gives it
 
     def is_open(self, now: dt.datetime | None = None) -> bool:
         now = now or dt.datetime.now(dt.UTC)
@@ -378,7 +379,8 @@ class RoundInfo:
 
     def as_dict(self) -> dict:
         return {"tournament": self.tournament, "number": self.number,
-                "open_time": self.open_time.isoformat(), "close_time": self.close_time.isoformat()}
+                "open_time": self.open_time.isoformat(), "close_time": self.close_time.isoformat(),
+                "data_datestamp": self.data_datestamp}
 
 
 def _utc(value: Any, name: str) -> dt.datetime:
@@ -391,8 +393,10 @@ def _utc(value: Any, name: str) -> dt.datetime:
 
 
 def parse_round(raw: Mapping[str, Any], tournament: str) -> RoundInfo:
+    stamp = raw.get("dataDatestamp")
     return RoundInfo(tournament, int(raw["number"]), _utc(raw.get("openTime"), "openTime"),
-                     _utc(raw.get("closeStakingTime") or raw.get("closeTime"), "closeStakingTime"))
+                     _utc(raw.get("closeStakingTime") or raw.get("closeTime"), "closeStakingTime"),
+                     int(stamp) if stamp not in (None, "") else None)
 
 
 def require_open_window(round_info: RoundInfo | None, now: dt.datetime | None = None) -> None:
@@ -403,9 +407,11 @@ def require_open_window(round_info: RoundInfo | None, now: dt.datetime | None = 
                             "run `numerflow status` to see the next window", tag="round_closed")
     if not round_info.is_open(now):
         when = "has not opened yet" if now < round_info.open_time else "is closed"
+        hint = "" if now < round_info.open_time else (
+            " (submission.queue_late = true uploads a late file for Numerai to queue for the next round)")
         raise BadInputError(
             f"{round_info.tournament} round {round_info.number} {when}: it {round_info.window()}, "
-            f"now is {now:%Y-%m-%d %H:%M} UTC; nothing was uploaded",
+            f"now is {now:%Y-%m-%d %H:%M} UTC; nothing was uploaded{hint}",
             tag="round_closed",
         )
 
@@ -551,6 +557,12 @@ class NumeraiClient:
                                  tag="numerai_unexpected_response")
         return answer
 
+    def last_closed_round(self, now: dt.datetime | None = None) -> RoundInfo | None:
+        """The newest round whose submission window has closed (with its data datestamp), or None."""
+        now = now or dt.datetime.now(dt.UTC)
+        closed = [r for r in self.recent_rounds(5) if r.close_time <= now]
+        return closed[0] if closed else None
+
     def recent_rounds(self, limit: int) -> list[RoundInfo]:
         """The latest ``limit`` rounds Numerai lists (numerapi's ``list_rounds``), newest first."""
         with _translated("rounds"):
@@ -580,9 +592,11 @@ class NumeraiClient:
         )
 
     # uploads
-    def upload_predictions(self, path: Path, model_id: str) -> str:
+    def upload_predictions(self, path: Path, model_id: str, data_datestamp: int | None = None) -> str:
+        """Upload a submission file; ``data_datestamp`` (a closed round's data date) makes it a late
+        upload, which Numerai queues for the next round."""
         with _checked_put(self.timeout), _translated("createSubmission"):
-            submission_id = self.api.upload_predictions(str(path), model_id=model_id)
+            submission_id = self.api.upload_predictions(str(path), model_id=model_id, data_datestamp=data_datestamp)
         if not isinstance(submission_id, str) or not submission_id:
             raise NumerflowError(f"Numerai returned no submission id ({submission_id!r})",
                                  tag="numerai_unexpected_response")
