@@ -503,6 +503,31 @@ class NumeraiClient:
                 leftover.unlink(missing_ok=True)
         return dest
 
+    def remote_file_identity(self, filename: str, round_number: int | None = None) -> dict[str, Any]:
+        """What Numerai's copy of a dataset file is now, without downloading it: ``size``, ``etag``,
+        ``last_modified`` (None where not given). The file's URL comes from numerapi's ``dataset``
+        query; a one-byte ranged GET reads the headers (a presigned URL is signed for GET, so HEAD
+        would be refused)."""
+        query = """query ($filename: String! $round: Int $tournament: Int) {
+            dataset(filename: $filename round: $round tournament: $tournament) }"""
+        with _translated("dataset"):
+            url = self.api.raw_query(query, {"filename": filename, "round": round_number,
+                                             "tournament": self.spec.id})["data"]["dataset"]
+        try:
+            with requests.get(url, headers={"Range": "bytes=0-0"}, stream=True, timeout=self.timeout) as resp:
+                status, headers = resp.status_code, resp.headers
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise TransientError(f"asking Numerai's storage about {filename} failed: {type(exc).__name__}; retry",
+                                 tag="download_failed") from None
+        if status == 429 or status >= 500:
+            raise TransientError(f"Numerai's storage answered {filename} with HTTP {status}; retry",
+                                 tag="download_failed")
+        if status not in (200, 206):
+            raise BadInputError(f"Numerai's storage refused {filename} (HTTP {status})", tag="download_failed")
+        total = headers.get("Content-Range", "").rpartition("/")[2] if status == 206 else headers.get("Content-Length")
+        return {"size": int(total) if total and total.isdigit() else None, "etag": headers.get("ETag"),
+                "last_modified": headers.get("Last-Modified")}
+
     # rounds and models
     def current_round(self) -> RoundInfo | None:
         """The current round, or None when Numerai says no round is open."""

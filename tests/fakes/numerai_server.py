@@ -14,6 +14,7 @@ variables, whether it was authorised), every PUT body and every created submissi
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 import threading
@@ -88,6 +89,7 @@ class FakeNumeraiState:
     faults: list[Fault] = field(default_factory=list)
     graphql_calls: list[dict] = field(default_factory=list)
     downloads: list[str] = field(default_factory=list)
+    probes: list[str] = field(default_factory=list)  # ranged GETs: a file's size/ETag asked, not downloaded
     uploads: list[dict] = field(default_factory=list)  # {"key", "body", "headers"}
     submissions: list[dict] = field(default_factory=list)  # {"id", "operation", "variables", "body"}
     diagnostics: list[dict] = field(default_factory=list)
@@ -368,17 +370,36 @@ def _make_handler(fake: FakeNumeraiServer) -> type[BaseHTTPRequestHandler]:
                 payload = fake.state.round_datasets.get(key, {}).get(per_round[3])
                 if payload is None:
                     return self._json(404, {"detail": "not found"})
-                with fake.lock:
-                    fake.state.downloads.append(per_round[3])
-                return self._send(200, payload, "application/octet-stream")
+                return self._file(per_round[3], payload)
             if not match:
                 return self._json(404, {"detail": "not found"})
             payload = fake.state.datasets.get(int(match[1]), {}).get(match[2])
             if payload is None:
                 return self._json(404, {"detail": "not found"})
-            with fake.lock:
-                fake.state.downloads.append(match[2])
-            self._send(200, payload, "application/octet-stream")
+            self._file(match[2], payload)
+
+        def _file(self, name: str, payload: bytes) -> None:
+            """A stored file as S3 serves it: ETag (the content's md5) and Last-Modified on every
+            answer; ``Range: bytes=a-b`` answered 206 with Content-Range (a probe, not a download)."""
+            ranged = re.fullmatch(r"bytes=(\d+)-(\d+)", self.headers.get("Range") or "")
+            etag = '"' + hashlib.md5(payload).hexdigest() + '"'
+            self.send_response(206 if ranged else 200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("ETag", etag)
+            self.send_header("Last-Modified", "Sun, 06 Dec 2026 08:00:00 GMT")
+            if ranged:
+                start, end = int(ranged[1]), min(int(ranged[2]), len(payload) - 1)
+                body = payload[start:end + 1]
+                self.send_header("Content-Range", f"bytes {start}-{end}/{len(payload)}")
+                with fake.lock:
+                    fake.state.probes.append(name)
+            else:
+                body = payload
+                with fake.lock:
+                    fake.state.downloads.append(name)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
         def do_PUT(self) -> None:  # noqa: N802
             body = self._body()
