@@ -130,8 +130,8 @@ def demo_data_task(settings: Settings) -> ClassicFiles:
 
 @network_task(name="classic-data", timeout_seconds=3 * 3600)
 def live_data_task(settings: Settings, round_number: int | None) -> ClassicFiles:
-    """Numerai's Classic files: the version from list_datasets, train/validation/features/meta
-    model once per version, live.parquet once per round."""
+    """Numerai's Classic files: the version from list_datasets, train and features once per version,
+    validation and meta model again whenever Numerai's copy changed, live.parquet once per round."""
     from numerflow.tasks.classic.data import fetch_classic_data
 
     return fetch_classic_data(client_for(settings, TOURNAMENT), Store(settings.data_dir), round_number)
@@ -345,7 +345,9 @@ def render_classic_report(result: ClassicRoundResult) -> str:
         return "—" if value is None else format(value, spec)
 
     lines = [f"# numerflow Classic round {result.round_label} ({result.mode})", "",
-             f"- data {result.universe.dataset}: {result.universe.tickers} live rows",
+             f"- data {result.universe.dataset}: {result.universe.tickers} live rows"
+             + (f"; validation data to era {result.data['validation_last_era']}"
+                if result.data.get("validation_last_era") else ""),
              f"- model `{model.model_id}` ({'trained' if model.trained else 'reused'}: {model.decision})",
              f"- validation CORR per era: mean {fmt(v.get('mean'))}, sharpe {fmt(v.get('sharpe'), '.2f')}, "
              f"max drawdown {fmt(v.get('max_drawdown'))}, positive {fmt(v.get('positive_share'), '.0%')} "
@@ -434,7 +436,8 @@ def render_classic_summary(s: dict[str, Any]) -> str:
     upload = s["upload"]
     return "\n".join([
         f"numerflow Classic round {s['round']} ({s['mode']})",
-        f"  data        {s['data']['version']}: {s['live_rows']} live rows",
+        f"  data        {s['data']['version']}: {s['live_rows']} live rows"
+        + (f", validation to era {s['data']['validation_last_era']}" if s['data'].get('validation_last_era') else ""),
         f"  model       {s['model']['id']} ({s['model']['decision']})",
         f"  validation  CORR per era: mean {fmt(v.get('mean'), '.4f')}, sharpe {fmt(v.get('sharpe'), '.2f')}, "
         f"max drawdown {fmt(v.get('max_drawdown'), '.4f')}, positive {fmt(v.get('positive_share'), '.0%')} of "
