@@ -88,8 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     # Live rounds (no --demo): Numerai's universe and upload, the configured price source.
     numerai = argparse.ArgumentParser(add_help=False)
     numerai.add_argument("--tournament", choices=["signals", "crypto", "classic"],
-                         help="Numerai tournament (default: the configured one, signals; classic: status and "
-                         "submit only)")
+                         help="Numerai tournament (default: the configured one, signals; classic: status, "
+                         "submit, scores and diagnostics)")
     run.add_argument("--tournament", choices=["signals", "crypto", "classic"],
                      help="Numerai tournament (classic: Numerai's own features; with --demo, its synthetic dataset)")
     run.add_argument("--quick", action="store_true",
@@ -148,6 +148,21 @@ def build_parser() -> argparse.ArgumentParser:
     scores.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
     scores.set_defaults(handler=cmd_scores)
 
+    diagnostics = commands.add_parser(
+        "diagnostics", parents=[common, numerai], help="Numerai's diagnostics of a model's validation predictions",
+        description="Numerai's own verdict on a model's validation predictions: --upload sends the newest registered "
+        "model's validation predictions (Signals: numerai_ticker,date,signal on Friday eras; Classic: id,prediction) "
+        "and polls the result; without it, uploads still pending are polled once. Shows each model's latest result, "
+        "numerflow's figures beside Numerai's on the same eras (a difference above diagnostics.agreement_tolerance "
+        "is flagged) and the history (diagnostics/<tournament>/summary.parquet). Numerai rate-limits diagnostics and "
+        "warns that repeated use overfits.")
+    diagnostics.add_argument("--model", help="this model only (default: every configured model)")
+    diagnostics.add_argument("--upload", action="store_true",
+                             help="upload the newest registered model's validation predictions, then poll")
+    diagnostics.add_argument("--no-fetch", action="store_true", help="show the stored history only (no keys needed)")
+    diagnostics.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+    diagnostics.set_defaults(handler=cmd_diagnostics)
+
     news = commands.add_parser(
         "news", parents=[common], help="the news API behind the news_sentiment plug-in",
         description="news fetch: headlines since the last fetch (7 days the first time) for the US listings of the "
@@ -186,13 +201,13 @@ def _print(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None
 
 
 def _no_classic(settings: Any, command: str) -> None:
-    """Numerai Classic has no ticker universe, and its live scores are not read back yet."""
+    """Numerai Classic has no ticker universe."""
     if settings.tournament == "classic":
         from numerflow.tasks.core.errors import BadInputError
 
         raise BadInputError(f"`numerflow {command}` is for Signals and Crypto; a Classic round needs no universe "
                             "(its live ids come with its data): use `numerflow run --tournament classic`, "
-                            "`status` or `submit`", tag="unsupported_tournament")
+                            "`status`, `submit`, `scores` or `diagnostics`", tag="unsupported_tournament")
 
 
 def cmd_universe(args: argparse.Namespace) -> int:
@@ -274,7 +289,20 @@ def cmd_status(args: argparse.Namespace) -> int:
         lines.append(f"  {name:<12}round {entry['round']}, submission {entry['submission_id']} at {entry['uploaded_at']}")
     if not status["last_submissions"]:
         lines.append("  submissions none recorded")
+    if status.get("payout"):
+        lines.append(f"  payout      {status['payout']['text']}")
+        lines += [f"  {p['model']:<12}{p['text']}" for p in status["payout"]["models"]]
     _print(args, status, "\n".join(lines))
+    return 0
+
+
+def cmd_diagnostics(args: argparse.Namespace) -> int:
+    """Numerai's diagnostics read back (tasks/numerai/diagnostics.py)."""
+    from numerflow.tasks.numerai.diagnostics import diagnostics_report
+
+    settings = _settings(args)
+    report = diagnostics_report(settings, model=args.model, upload=args.upload, fetch=not args.no_fetch)
+    _print(args, report, "\n".join(report["lines"]))
     return 0
 
 
@@ -283,7 +311,6 @@ def cmd_scores(args: argparse.Namespace) -> int:
     from numerflow.tasks.numerai.live_scores import refresh_scores
 
     settings = _settings(args)
-    _no_classic(settings, "scores")
     report = refresh_scores(settings, fetch=not args.no_fetch)
     lines = [f"numerflow scores: Numerai {report.tournament}, history {report.history}"
              + (f" ({report.fetched_rows} scores fetched)" if not args.no_fetch else " (stored, not fetched)")]

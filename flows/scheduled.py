@@ -319,7 +319,7 @@ def scheduled_train_flow(retrain: bool = True, ingest_first: bool = True,
     chosen, failures = train_stage(run, run.models, dataset=dataset, round_number=latest_round_number(settings))
     if failures:
         raise ModelsFailed(failures_text(failures))
-    if not settings.models:  # the single configured model
+    if not run.models[0].in_table:  # the single configured model
         return chosen[0][1]
     return {model.label: choice for model, choice in chosen}
 

@@ -164,7 +164,8 @@ def test_open_window_guard_gives_the_times():
     with pytest.raises(BadInputError) as err:
         require_open_window(info, dt.datetime(2026, 11, 24, 13, 0, tzinfo=utc))
     assert str(err.value) == ("round_closed: signals round 7 is closed: it opens 2026-11-24 12:00 UTC, closes "
-                              "2026-11-24 13:00 UTC, now is 2026-11-24 13:00 UTC; nothing was uploaded")
+                              "2026-11-24 13:00 UTC, now is 2026-11-24 13:00 UTC; nothing was uploaded (submission.queue_late = "
+                              "true uploads a late file for Numerai to queue for the next round)")
     with pytest.raises(BadInputError, match="has not opened yet"):
         require_open_window(info, dt.datetime(2026, 11, 24, 11, 59, tzinfo=utc))
     with pytest.raises(BadInputError, match="round_closed: no Numerai round is open"):
@@ -246,6 +247,53 @@ def test_closed_round_refuses(fake_numerai, numerai_settings, make_client, prepa
         submit_file(prepared, numerai_settings, client=make_client())
     assert fake_numerai.state.uploads == []
     _assert_nothing_recorded(numerai_settings, fake_numerai)
+
+
+def _closing_round(fake, number: int, datestamp: int) -> dict:
+    """A round still open when the round was predicted, closed by the time of the upload."""
+    closed = {**closed_round(number), "dataDatestamp": datestamp}
+    fake.set_round("signals", closed)
+    fake.add_round("signals", closed)
+    return closed
+
+
+def test_a_round_closing_before_the_upload_is_refused_without_queue_late(fake_numerai, numerai_settings,
+                                                                          make_client, prepared):
+    _closing_round(fake_numerai, 1001, 20261204)
+    with pytest.raises(BadInputError, match="is closed.*nothing was uploaded.*queue_late"):
+        submit_file(prepared, numerai_settings, client=make_client())
+    assert fake_numerai.state.uploads == [] and _ledger(numerai_settings).entries() == []
+
+
+@pytest.mark.parametrize("round_query_answers", ["closed round", "no round"])
+def test_with_queue_late_a_late_upload_is_queued_for_the_next_round(fake_numerai, numerai_settings, make_client,
+                                                                    prepared, round_query_answers):
+    settings = numerai_settings.model_copy(update={"submission": numerai_settings.submission.model_copy(
+        update={"queue_late": True})})
+    _closing_round(fake_numerai, 1001, 20261204)
+    if round_query_answers == "no round":  # Numerai's current-round query: an error while no round is open
+        fake_numerai.set_round("signals", None)
+    outcome = submit_file(prepared, settings, client=make_client())
+    assert outcome.status == "queued" and "queues for round 1002" in outcome.message
+    assert "not a submission to round 1001" in outcome.message
+    (created,) = fake_numerai.state.submissions
+    assert created["variables"]["dataDatestamp"] == 20261204
+    ledger = _ledger(settings)
+    assert ledger.get("signals", 1001, "my_signals") is None  # never recorded for the closed round
+    entry = ledger.get("signals", 1002, "my_signals")
+    assert entry["queued"] is True and entry["predicted_for_round"] == 1001 and entry["data_datestamp"] == 20261204
+    # Exactly once: a retry of the same late upload skips.
+    again = submit_file(prepared, settings, client=make_client())
+    assert again.status == "skipped" and "already queued late" in again.message
+    assert len(fake_numerai.state.submissions) == 1
+    # Round 1002 opens: a fresh file replaces the queued one (recorded, the queued one kept as replaced).
+    fake_numerai.set_round("signals", open_round(1002))
+    store = Store(settings.data_dir)
+    fetch_universe(make_client(with_keys=False), store)
+    fresh = submit_file(prepared, settings, client=make_client())
+    assert fresh.status == "uploaded"
+    entry = ledger.get("signals", 1002, "my_signals")
+    assert "queued" not in entry and entry["replaced"][0]["queued"] is True
 
 
 def test_graphql_error_on_create_submission(fake_numerai, numerai_settings, make_client, prepared):

@@ -18,10 +18,11 @@ Facts this module relies on (Numerai's example scripts and docs, numerapi 3.1.1)
 Store layout (under ``Settings.data_dir``; see tasks/core/schemas.py)::
 
     numerai/classic/<version>/train.parquet                       once per version
-    numerai/classic/<version>/validation.parquet                  once per version
+    numerai/classic/<version>/validation.parquet                  again whenever Numerai's copy changed
     numerai/classic/<version>/features.json                       once per version
-    numerai/classic/<version>/meta_model.parquet                  once per version (when listed)
-    numerai/classic/<version>/validation_example_preds.parquet    once per version (when listed)
+    numerai/classic/<version>/meta_model.parquet                  (when listed) likewise
+    numerai/classic/<version>/validation_example_preds.parquet    (when listed) likewise
+    numerai/classic/<version>/<file>.remote.json                  size, ETag, Last-Modified of the copy
     numerai/classic/<version>/round-<n>/live.parquet              once per round
     numerai/classic/<version>/round-<n>/live_example_preds.parquet once per round (when listed)
 
@@ -67,6 +68,9 @@ VERSION_FILES = ("train.parquet", "validation.parquet", "features.json", "meta_m
                  "validation_example_preds.parquet")
 #: Downloaded once per round.
 ROUND_FILES = ("live.parquet", "live_example_preds.parquet")
+#: Version files Numerai appends eras to within a version: checked against Numerai's copy (size,
+#: ETag, Last-Modified) at every fetch and downloaded again when it changed.
+GROWING_FILES = ("validation.parquet", "meta_model.parquet", "validation_example_preds.parquet")
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,7 @@ class ClassicFiles:
     # Numerai's example model's predictions (``id`` index, ``prediction``), when published.
     validation_example_preds: Path | None = None
     live_example_preds: Path | None = None
+    validation_last_era: str | None = None  # the newest era of validation.parquet as used this round
 
 
 @dataclass(frozen=True)
@@ -309,14 +314,54 @@ def fetch_classic_data(client: NumeraiClient, store: Store, round_number: int | 
     got: dict[str, Path] = {}
     for name in VERSION_FILES:
         if name in listed:
-            got[name] = _fetch(client, f"{version}/{name}", classic_version_dir(store, version) / name, None,
-                               reuse=True)
+            dest = classic_version_dir(store, version) / name
+            if name in GROWING_FILES:
+                got[name] = _fetch_if_changed(client, f"{version}/{name}", dest)
+            else:
+                got[name] = _fetch(client, f"{version}/{name}", dest, None, reuse=True)
     for name in ROUND_FILES:
         if name in listed:
             got[name] = _fetch(client, f"{version}/{name}", classic_round_dir(store, version, round_number) / name,
                                round_number, reuse=round_number is not None)
+    last_era = last_era_of(got["validation.parquet"])
+    log.info("Classic %s validation data runs to era %s", version, last_era)
     return ClassicFiles(version=version, train=got["train.parquet"], validation=got["validation.parquet"],
                         live=got["live.parquet"], features_json=got["features.json"],
                         meta_model=got.get("meta_model.parquet"), round_number=round_number,
                         validation_example_preds=got.get("validation_example_preds.parquet"),
-                        live_example_preds=got.get("live_example_preds.parquet"))
+                        live_example_preds=got.get("live_example_preds.parquet"), validation_last_era=last_era)
+
+
+def _identity_path(dest: Path) -> Path:
+    return dest.with_name(f"{dest.name}.remote.json")
+
+
+def _fetch_if_changed(client: NumeraiClient, remote: str, dest: Path) -> Path:
+    """A growing version file: Numerai's copy is asked for its size, ETag and Last-Modified; the
+    local copy is reused only when it was downloaded from that same copy (a copy kept from before
+    this check is judged by its size), else downloaded again. Never a stale copy silently."""
+    from numerflow.tasks.core.store import read_json, write_json
+
+    remote_now = client.remote_file_identity(remote)
+    sidecar = _identity_path(dest)
+    if dest.exists() and damage_of(dest) is None:
+        kept = read_json(sidecar) if sidecar.exists() else {"size": dest.stat().st_size}
+        same = all(kept.get(k) == remote_now.get(k) for k in ("size", "etag", "last_modified")
+                   if kept.get(k) is not None and remote_now.get(k) is not None)
+        if same and (kept.get("size") is None or kept.get("size") == remote_now.get("size")
+                     or remote_now.get("size") is None):
+            return dest
+        log.warning("Numerai's %s changed within its version (%s → %s): downloading it again", remote,
+                    kept.get("size"), remote_now.get("size"))
+    path = _fetch(client, remote, dest, None, reuse=False)
+    write_json(sidecar, remote_now)
+    return path
+
+
+def last_era_of(path: Path) -> str | None:
+    """The newest era of a Classic file (its ``era`` column), or None when it has none."""
+    try:
+        eras = pq.read_table(path, columns=["era"]).column("era")
+    except (KeyError, pa.ArrowInvalid):
+        return None
+    return None if len(eras) == 0 else str(pc.max(eras.cast(pa.string())).as_py())

@@ -150,6 +150,11 @@ class SubmissionSettings(Section):
                                 "at or above which the gate acts")
     churn_lookback_days: float = Field(7.0, gt=0, description="recent submissions: those of the last this many days")
     churn_history: int = Field(5, ge=1, description="compare with at most this many recent submissions (newest first)")
+    queue_late: bool = Field(
+        False, description="when the round closes between prediction and upload: false (default) refuses the upload "
+        "(nothing sent, the round is missed and said so); true uploads it late with the closed round's data "
+        "datestamp, which Numerai queues for the next round: recorded as queued for that round, never as a "
+        "submission to the closed one")
 
 
 class NumeraiSettings(Section):
@@ -190,6 +195,10 @@ class NumeraiSettings(Section):
     upload_diagnostics: bool = Field(
         False, description="also upload validation predictions to Numerai's diagnostics"
     )
+    stake: float | None = Field(
+        None, ge=0, allow_inf_nan=False,
+        description="the model's stake in NMR, read-only (numerflow never changes stakes): the payout preview of "
+        "`numerflow status` is given in NMR for it (None: as a share of the stake)")
 
     @field_validator("api_url")
     @classmethod
@@ -234,6 +243,9 @@ class ModelSettings(Section):
     features: list[str] | None = Field(
         None, description="this model's feature groups: own and names of [features] sources or plug-ins "
         "(default: features.use); models with the same groups share one dataset")
+    stake: float | None = Field(
+        None, ge=0, allow_inf_nan=False,
+        description="this model's stake in NMR, read-only, for its payout preview (default: numerai.stake)")
 
     @field_validator("features")
     @classmethod
@@ -255,6 +267,29 @@ def unique_models(models: list[ModelSettings]) -> list[ModelSettings]:
     if twice:
         raise ValueError(f"model names must be unique, listed twice: {', '.join(twice)}")
     return models
+
+
+class DiagnosticsSettings(Section):
+    """Numerai's diagnostics read back (`numerflow diagnostics`): uploads of a model's validation
+    predictions, Numerai's answer polled, kept as history and compared with numerflow's own figures.
+    Numerai rate-limits diagnostics and warns that using them repeatedly overfits: nothing is uploaded
+    unless asked (`numerflow diagnostics --upload`)."""
+
+    poll_waits_seconds: list[float] = Field(
+        default_factory=lambda: [5.0, 10.0, 20.0, 40.0, 60.0, 90.0, 120.0, 120.0, 120.0],
+        description="seconds to wait before each poll of an upload's result (about 10 minutes in all); "
+        "still pending after the last: `numerflow diagnostics` polls again later")
+    agreement_tolerance: float = Field(
+        0.005, gt=0, allow_inf_nan=False,
+        description="numerflow's and Numerai's mean of a score on the same eras differing by more than this is "
+        "flagged: the local scoring and Numerai's have drifted apart, or the eras uploaded differ")
+
+    @field_validator("poll_waits_seconds")
+    @classmethod
+    def _bounded(cls, value: list[float]) -> list[float]:
+        if not value or any(not (0 <= w <= 3600) for w in value):
+            raise ValueError("poll_waits_seconds needs at least one wait, each between 0 and 3600 seconds")
+        return value
 
 
 class ScheduleSettings(Section):
@@ -482,8 +517,9 @@ class ClassicSettings(Section):
     demo_signal: float = Field(0.1, ge=0, le=1, description="demo: planted signal strength (0 = none)")
     models: list[ModelSettings] = Field(
         default_factory=list, description="the account's Classic models, one [[classic.models]] table each (empty: "
-        "the single classic.model_name): name, submit, params (over [classic] params), target or ensemble_targets "
-        "with ensemble_weights; every entry trains, validates and uploads on its own in each Classic round")
+        "the [[models]] table, else the single classic.model_name): name, submit, params (over [classic] params), "
+        "target or ensemble_targets with ensemble_weights; every entry trains, validates and uploads on its own in "
+        "each Classic round")
 
     @field_validator("models")
     @classmethod
@@ -519,6 +555,7 @@ class Settings(BaseSettings):
     orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
     features: FeaturesSettings = Field(default_factory=FeaturesSettings)
     scores: ScoresSettings = Field(default_factory=ScoresSettings)
+    diagnostics: DiagnosticsSettings = Field(default_factory=DiagnosticsSettings)
     classic: ClassicSettings = Field(default_factory=ClassicSettings)
     models: list[ModelSettings] = Field(
         default_factory=list, description="the account's models, one [[models]] table each (empty: the single "
@@ -630,6 +667,8 @@ def settings_for_model(settings: Settings, model: ModelSettings) -> Settings:
         numerai["ensemble_targets"] = model.ensemble_targets
     if model.ensemble_weights is not None:
         numerai["ensemble_weights"] = model.ensemble_weights
+    if model.stake is not None:
+        numerai["stake"] = model.stake
     training: dict[str, Any] = {"params": {**settings.training.params, **model.params}}
     if model.feature_set is not None:
         training["feature_set"] = model.feature_set

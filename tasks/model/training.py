@@ -166,6 +166,12 @@ def latest_model(store: Store, model: str | None = None) -> Path | None:
     return complete[-1] if complete else None
 
 
+def latest_model_of(store: Store, tournament: str, entry_name: str | None, classic_label: str) -> Path | None:
+    """The newest registered model of one model of the round: a Classic model by its registry label,
+    a Signals/Crypto ``[[models]]`` entry by its name (None: the single configured model)."""
+    return latest_model(store, classic_label if tournament == "classic" else entry_name)
+
+
 def model_age_days(meta: dict, now: dt.datetime | None = None) -> float:
     now = now or dt.datetime.now(dt.UTC)
     created = dt.datetime.fromisoformat(meta["created_at"])

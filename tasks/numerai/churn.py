@@ -92,6 +92,55 @@ def turnover(current: pd.Series, previous: pd.Series) -> float | None:
     return float(np.abs(pair[0].to_numpy() - pair[1].to_numpy()).sum() / 2)
 
 
+def _neutral_residual(signal: pd.Series, neutralizers: pd.DataFrame) -> pd.Series | None:
+    """numerai-tools' per-era step: keep the ids both have (None when under 80 % of either), tie-kept
+    rank, gaussianise, then subtract the least-squares fit on the neutralizers plus a constant."""
+    signal = signal.dropna()
+    neutralizers = neutralizers.dropna()
+    ids = signal.index.intersection(neutralizers.index).sort_values()
+    if not len(signal) or not len(neutralizers) or len(ids) / len(signal) < 1 - MAX_UNMATCHED_SHARE \
+            or len(ids) / len(neutralizers) < 1 - MAX_UNMATCHED_SHARE:
+        return None
+    gaussian = ndtri(_ranks(signal.loc[ids].to_numpy(dtype="float64")))
+    matrix = np.column_stack([neutralizers.loc[ids].to_numpy(dtype="float64"), np.ones(len(ids))])
+    fit = np.linalg.lstsq(matrix, gaussian, rcond=1e-6)[0]
+    return pd.Series(gaussian - matrix @ fit, index=ids)
+
+
+def neutral_churn(current: pd.Series, previous: pd.Series, neutralizers_current: pd.DataFrame,
+                  neutralizers_previous: pd.DataFrame) -> float | None:
+    """Churn of the two signals after each is neutralised against its own era's neutralizers
+    (numerai-tools 0.7.2 ``signals.neutral_churn``): what is left of a signal once the factors are
+    taken out is what Numerai pays for, so a change there is the churn that costs. None when too
+    few ids are common (to the neutralizers, or to the two residuals)."""
+    residuals = [_neutral_residual(s, n) for s, n in ((current, neutralizers_current),
+                                                      (previous, neutralizers_previous))]
+    if residuals[0] is None or residuals[1] is None:
+        return None
+    if residuals[0].std() == 0 or residuals[1].std() == 0:
+        raise BadInputError("a signal is fully explained by the neutralizers (nothing left after neutralising); "
+                            "neutral churn is undefined", tag="invalid_submission_values")
+    return churn(residuals[0], residuals[1])
+
+
+def neutral_churn_penalty(value: float, threshold: float = 0.1, scaling_factor: float = 10.0) -> float:
+    """The share of a positive payout kept at neutral churn ``value``: 1 up to ``threshold``, then
+    ``2 / (1 + exp(scaling_factor × (value − threshold)))`` (numerai-tools 0.7.2
+    ``signals.neutral_churn_penalty``, whose checks are asserts that ``python -O`` strips: they
+    are real checks here). A negative payout is not reduced further."""
+    for name, number, low, high in (("neutral churn", value, 0.0, 2.0), ("threshold", threshold, 0.0, 2.0)):
+        if not (math.isfinite(number) and low <= number <= high):
+            raise BadInputError(f"{name} must be a finite number in [{low:g}, {high:g}], got {number!r}",
+                                tag="invalid_neutral_churn")
+    if not (math.isfinite(scaling_factor) and scaling_factor > 0):
+        raise BadInputError(f"the scaling factor must be finite and positive, got {scaling_factor!r}",
+                            tag="invalid_neutral_churn")
+    if value <= threshold:
+        return 1.0
+    decay = math.exp(-scaling_factor * (value - threshold))  # this form cannot overflow
+    return 2 * decay / (1 + decay)
+
+
 # --------------------------------------------------------------------------------------------
 # History of the model's own submissions
 # --------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numerapi
 import pandas as pd
@@ -46,6 +46,9 @@ from pydantic import SecretStr
 from numerflow.tasks.core.config import NumeraiSettings, Settings
 from numerflow.tasks.core.errors import BadInputError, NumerflowError, TransientError
 from numerflow.tasks.core.store import Store, atomic_path
+
+if TYPE_CHECKING:
+    from numerflow.tasks.numerai.payout import RoundPayout
 
 log = logging.getLogger(__name__)
 
@@ -365,6 +368,7 @@ class RoundInfo:
     number: int
     open_time: dt.datetime
     close_time: dt.datetime  # closeStakingTime: the submission deadline
+    data_datestamp: int | None = None  # the round's data date (YYYYMMDD), when Numerai's answer gives it
 
     def is_open(self, now: dt.datetime | None = None) -> bool:
         now = now or dt.datetime.now(dt.UTC)
@@ -375,7 +379,8 @@ class RoundInfo:
 
     def as_dict(self) -> dict:
         return {"tournament": self.tournament, "number": self.number,
-                "open_time": self.open_time.isoformat(), "close_time": self.close_time.isoformat()}
+                "open_time": self.open_time.isoformat(), "close_time": self.close_time.isoformat(),
+                "data_datestamp": self.data_datestamp}
 
 
 def _utc(value: Any, name: str) -> dt.datetime:
@@ -388,8 +393,10 @@ def _utc(value: Any, name: str) -> dt.datetime:
 
 
 def parse_round(raw: Mapping[str, Any], tournament: str) -> RoundInfo:
+    stamp = raw.get("dataDatestamp")
     return RoundInfo(tournament, int(raw["number"]), _utc(raw.get("openTime"), "openTime"),
-                     _utc(raw.get("closeStakingTime") or raw.get("closeTime"), "closeStakingTime"))
+                     _utc(raw.get("closeStakingTime") or raw.get("closeTime"), "closeStakingTime"),
+                     int(stamp) if stamp not in (None, "") else None)
 
 
 def require_open_window(round_info: RoundInfo | None, now: dt.datetime | None = None) -> None:
@@ -400,9 +407,11 @@ def require_open_window(round_info: RoundInfo | None, now: dt.datetime | None = 
                             "run `numerflow status` to see the next window", tag="round_closed")
     if not round_info.is_open(now):
         when = "has not opened yet" if now < round_info.open_time else "is closed"
+        hint = "" if now < round_info.open_time else (
+            " (submission.queue_late = true uploads a late file for Numerai to queue for the next round)")
         raise BadInputError(
             f"{round_info.tournament} round {round_info.number} {when}: it {round_info.window()}, "
-            f"now is {now:%Y-%m-%d %H:%M} UTC; nothing was uploaded",
+            f"now is {now:%Y-%m-%d %H:%M} UTC; nothing was uploaded{hint}",
             tag="round_closed",
         )
 
@@ -494,6 +503,31 @@ class NumeraiClient:
                 leftover.unlink(missing_ok=True)
         return dest
 
+    def remote_file_identity(self, filename: str, round_number: int | None = None) -> dict[str, Any]:
+        """What Numerai's copy of a dataset file is now, without downloading it: ``size``, ``etag``,
+        ``last_modified`` (None where not given). The file's URL comes from numerapi's ``dataset``
+        query; a one-byte ranged GET reads the headers (a presigned URL is signed for GET, so HEAD
+        would be refused)."""
+        query = """query ($filename: String! $round: Int $tournament: Int) {
+            dataset(filename: $filename round: $round tournament: $tournament) }"""
+        with _translated("dataset"):
+            url = self.api.raw_query(query, {"filename": filename, "round": round_number,
+                                             "tournament": self.spec.id})["data"]["dataset"]
+        try:
+            with requests.get(url, headers={"Range": "bytes=0-0"}, stream=True, timeout=self.timeout) as resp:
+                status, headers = resp.status_code, resp.headers
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise TransientError(f"asking Numerai's storage about {filename} failed: {type(exc).__name__}; retry",
+                                 tag="download_failed") from None
+        if status == 429 or status >= 500:
+            raise TransientError(f"Numerai's storage answered {filename} with HTTP {status}; retry",
+                                 tag="download_failed")
+        if status not in (200, 206):
+            raise BadInputError(f"Numerai's storage refused {filename} (HTTP {status})", tag="download_failed")
+        total = headers.get("Content-Range", "").rpartition("/")[2] if status == 206 else headers.get("Content-Length")
+        return {"size": int(total) if total and total.isdigit() else None, "etag": headers.get("ETag"),
+                "last_modified": headers.get("Last-Modified")}
+
     # rounds and models
     def current_round(self) -> RoundInfo | None:
         """The current round, or None when Numerai says no round is open."""
@@ -521,6 +555,38 @@ class NumeraiClient:
         resolved), every scoring day of each round."""
         with _translated("submissionScores"):
             return list(self.api.submission_scores(model_id, last_n_rounds=last_n_rounds))
+
+    def round_payout(self, round_number: int | None = None) -> RoundPayout | None:
+        """A round's payout configuration (``list_rounds(number=)``'s ``roundScoreConfigs`` and
+        ``payoutFactor``): the given round, else the open one, else the newest listed; None when
+        Numerai lists none."""
+        from numerflow.tasks.numerai.payout import parse_round_payout
+
+        with _translated("rounds"):
+            if round_number is not None:
+                rounds = self.api.list_rounds(number=round_number)
+            else:
+                rounds = self.api.list_rounds(status="open") or self.api.list_rounds(limit=1)
+            if not rounds:
+                return None
+            newest = max(rounds, key=lambda r: int(r["number"]))
+            return parse_round_payout(newest, self.spec.name)
+
+    def diagnostics(self, model_id: str, diagnostics_id: str | None = None) -> dict:
+        """Numerai's answer for an uploaded diagnostics (numerapi's ``diagnostics``): ``status``
+        (pending until done), the summaries and ``perEraDiagnostics``."""
+        with _translated("diagnostics"):
+            answer = self.api.diagnostics(model_id, diagnostics_id)
+        if not isinstance(answer, dict):
+            raise NumerflowError(f"Numerai answered diagnostics with {type(answer).__name__}, not an object",
+                                 tag="numerai_unexpected_response")
+        return answer
+
+    def last_closed_round(self, now: dt.datetime | None = None) -> RoundInfo | None:
+        """The newest round whose submission window has closed (with its data datestamp), or None."""
+        now = now or dt.datetime.now(dt.UTC)
+        closed = [r for r in self.recent_rounds(5) if r.close_time <= now]
+        return closed[0] if closed else None
 
     def recent_rounds(self, limit: int) -> list[RoundInfo]:
         """The latest ``limit`` rounds Numerai lists (numerapi's ``list_rounds``), newest first."""
@@ -551,9 +617,11 @@ class NumeraiClient:
         )
 
     # uploads
-    def upload_predictions(self, path: Path, model_id: str) -> str:
+    def upload_predictions(self, path: Path, model_id: str, data_datestamp: int | None = None) -> str:
+        """Upload a submission file; ``data_datestamp`` (a closed round's data date) makes it a late
+        upload, which Numerai queues for the next round."""
         with _checked_put(self.timeout), _translated("createSubmission"):
-            submission_id = self.api.upload_predictions(str(path), model_id=model_id)
+            submission_id = self.api.upload_predictions(str(path), model_id=model_id, data_datestamp=data_datestamp)
         if not isinstance(submission_id, str) or not submission_id:
             raise NumerflowError(f"Numerai returned no submission id ({submission_id!r})",
                                  tag="numerai_unexpected_response")

@@ -22,6 +22,7 @@ from numerflow.tasks.numerai.churn import check_against_history, churn_message, 
 from numerflow.tasks.numerai.client import (
     NumeraiClient,
     NumeraiKeys,
+    RoundInfo,
     client_for,
     require_open_window,
     resolve_keys,
@@ -41,7 +42,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SubmitOutcome:
-    """What ``submit_file`` did: ``uploaded``, ``skipped`` (already in the ledger) or ``dry_run``."""
+    """What ``submit_file`` did: ``uploaded``, ``queued`` (the round closed first: uploaded late, queued
+    by Numerai for the next round), ``skipped`` (already in the ledger) or ``dry_run``."""
 
     status: str
     tournament: str
@@ -198,14 +200,19 @@ def submit_file(
     client = client or NumeraiClient.from_settings(settings, tournament, keys)
     ledger = ledger or SubmissionLedger.for_settings(settings)
     current = client.current_round()
-    if current is None:
-        require_open_window(current, now)  # raises: no round is open
+    at = now or dt.datetime.now(dt.UTC)
+    if current is None or not current.is_open(at):
+        closed = current is None or at >= current.close_time
+        if not (settings.submission.queue_late and closed):
+            require_open_window(current, now)  # raises: not open yet, or closed and late uploads not wanted
+        return _queue_late(path, settings, current, tournament=tournament, model_name=model_name, force=force,
+                           client=client, ledger=ledger, universe_ids=universe_ids, now=at)
     assert current is not None
     # The whole check-then-upload holds this (round, model): a concurrent submitter (another
     # process, or a second scheduled run) waits, then sees this upload in the ledger and skips.
     with ledger.exclusive(tournament, current.number, model_name):
         done = ledger.get(tournament, current.number, model_name)
-        if done is not None and not force:
+        if done is not None and not force and not done.get("queued"):  # a fresh file replaces a queued late one
             message = (f"{tournament} round {current.number} already submitted for model {model_name} at "
                        f"{done['uploaded_at']} (submission {done['submission_id']}, sha256 {done['sha256'][:12]}); "
                        "skipped — pass --force to upload again")
@@ -215,37 +222,21 @@ def submit_file(
                                  model_id=done.get("model_id"), round=current.as_dict(),
                                  submission_id=done["submission_id"])
         require_open_window(current, now)
-        ids = universe_ids if universe_ids is not None else universe_ids_for(store, tournament, current.number)
-        path, validation = check_submission(path, ids, tournament, settings,
-                                            store.submission_dir(tournament, f"round-{current.number}"))
-        # Churn/turnover of the file as it will be sent against this model's recent submissions;
-        # the gate may refuse here.
-        submission_frame = read_submission_file(path)
-        churn = check_against_history(store, settings.submission, tournament, model_name, f"round-{current.number}",
-                                      submission_frame, now)
-        validation = {**validation, "churn": churn}
-        model_id = client.resolve_model_id(model_name)
-        sha256 = file_sha256(path)  # of the exact bytes about to be sent
-        submission_id = client.upload_predictions(path, model_id)
-        record_submission(store, tournament, model_name, f"round-{current.number}", submission_frame, now)
-        entry = {
-            "tournament": tournament, "round": current.number, "model_name": model_name, "model_id": model_id,
-            "submission_id": submission_id, "sha256": sha256, "file": str(path), "rows": validation.get("rows"),
-            "uploaded_at": dt.datetime.now(dt.UTC).isoformat(), "forced": bool(force),
-        }
-        ledger.record(entry)
-    message = (f"uploaded {path} to Numerai {tournament} round {current.number} for model {model_name}: "
-               f"submission {submission_id}; {churn_message(churn)}")
+        sent = _check_and_upload(path, settings, client, ledger, tournament=tournament, model_name=model_name,
+                                 round_number=current.number, universe_round=current.number,
+                                 universe_ids=universe_ids, force=force, now=now)
+    message = (f"uploaded {sent.path} to Numerai {tournament} round {current.number} for model {model_name}: "
+               f"submission {sent.submission_id}; {churn_message(sent.churn)}")
     log.info(message)
-    if churn["warning"]:
-        message = f"{message}. {churn['warning']}"
-        log.warning(churn["warning"])
-    outcome = SubmitOutcome("uploaded", tournament, message, str(path), sha256, model_name=model_name,
-                            model_id=model_id, round=current.as_dict(), submission_id=submission_id,
-                            record=str(ledger.path), validation=validation)
+    if sent.churn["warning"]:
+        message = f"{message}. {sent.churn['warning']}"
+        log.warning(sent.churn["warning"])
+    outcome = SubmitOutcome("uploaded", tournament, message, str(sent.path), sent.sha256, model_name=model_name,
+                            model_id=sent.model_id, round=current.as_dict(), submission_id=sent.submission_id,
+                            record=str(ledger.path), validation=sent.validation)
     if diagnostics_path is not None:
         try:
-            outcome.diagnostics_id = client.upload_diagnostics(Path(diagnostics_path), model_id)
+            outcome.diagnostics_id = client.upload_diagnostics(Path(diagnostics_path), sent.model_id)
             ledger.update(tournament, current.number, model_name, diagnostics_id=outcome.diagnostics_id)
         except NumerflowError as exc:
             # The submission itself stands; the diagnostics failure is reported, not hidden.
@@ -262,7 +253,7 @@ def round_status(settings: Settings, tournament: str | None = None, *, client: N
     ledger = ledger or SubmissionLedger.for_settings(settings)
     now = now or dt.datetime.now(dt.UTC)
     current = client.current_round()
-    return {
+    status = {
         "tournament": tournament,
         "round": current.as_dict() if current else None,
         "open": bool(current and current.is_open(now)),
@@ -270,4 +261,91 @@ def round_status(settings: Settings, tournament: str | None = None, *, client: N
         "now": now.isoformat(),
         "keys": client.keys.source if client.keys else None,
         "last_submissions": ledger.last_per_model(tournament),
+        "payout": None,
     }
+    payout = client.round_payout(current.number if current else None)
+    if payout is not None:
+        from numerflow.tasks.numerai.payout import model_previews, payout_config_text
+
+        own = settings if tournament == settings.tournament else settings.model_copy(update={"tournament": tournament})
+        status["payout"] = {"round": payout.round_number, "payout_factor": payout.payout_factor,
+                            "scores": [asdict(s) for s in payout.scores], "text": payout_config_text(payout),
+                            "models": model_previews(own, payout)}
+    return status
+
+
+@dataclass(frozen=True)
+class _Sent:
+    path: Path
+    sha256: str
+    model_id: str
+    submission_id: str
+    validation: dict
+    churn: dict
+
+
+def _check_and_upload(path: Path, settings: Settings, client: NumeraiClient, ledger: SubmissionLedger, *,
+                      tournament: str, model_name: str, round_number: int, universe_round: int,
+                      universe_ids: pd.Series | None, force: bool, now: dt.datetime | None,
+                      data_datestamp: int | None = None, entry_fields: dict | None = None) -> _Sent:
+    """Numerai's rules on the file against ``universe_round``'s universe, the churn gate, the upload
+    (late with ``data_datestamp``), the model's history and the ledger entry for ``round_number``.
+    The caller holds the ledger's lock for (round, model)."""
+    store = Store(settings.data_dir)
+    ids = universe_ids if universe_ids is not None else universe_ids_for(store, tournament, universe_round)
+    path, validation = check_submission(path, ids, tournament, settings,
+                                        store.submission_dir(tournament, f"round-{universe_round}"))
+    # Churn/turnover of the file as it will be sent against this model's recent submissions;
+    # the gate may refuse here.
+    submission_frame = read_submission_file(path)
+    churn = check_against_history(store, settings.submission, tournament, model_name, f"round-{round_number}",
+                                  submission_frame, now)
+    validation = {**validation, "churn": churn}
+    model_id = client.resolve_model_id(model_name)
+    sha256 = file_sha256(path)  # of the exact bytes about to be sent
+    submission_id = client.upload_predictions(path, model_id, data_datestamp=data_datestamp)
+    record_submission(store, tournament, model_name, f"round-{round_number}", submission_frame, now)
+    ledger.record({
+        "tournament": tournament, "round": round_number, "model_name": model_name, "model_id": model_id,
+        "submission_id": submission_id, "sha256": sha256, "file": str(path), "rows": validation.get("rows"),
+        "uploaded_at": dt.datetime.now(dt.UTC).isoformat(), "forced": bool(force), **(entry_fields or {}),
+    })
+    return _Sent(path, sha256, model_id, submission_id, validation, churn)
+
+
+def _queue_late(path: Path, settings: Settings, current: RoundInfo | None, *, tournament: str, model_name: str,
+                force: bool, client: NumeraiClient, ledger: SubmissionLedger, universe_ids: pd.Series | None,
+                now: dt.datetime) -> SubmitOutcome:
+    """The round closed before the upload and ``submission.queue_late`` is on: upload with the
+    closed round's data datestamp, which Numerai queues for the next round, and record it as
+    queued for that round (never as a submission to the closed one). Once per (next round, model)."""
+    closed = current if current is not None else client.last_closed_round(now)
+    if closed is not None and closed.data_datestamp is None:  # the current-round query does not carry it
+        closed = next((r for r in client.recent_rounds(5) if r.number == closed.number), closed)
+    if closed is None or closed.data_datestamp is None:
+        raise BadInputError(f"no {tournament} round is open and Numerai gives no closed round with a data datestamp "
+                            "to queue a late upload for; nothing was uploaded", tag="round_closed")
+    queued_for = closed.number + 1
+    with ledger.exclusive(tournament, queued_for, model_name):
+        done = ledger.get(tournament, queued_for, model_name)
+        if done is not None and not force:
+            what = "queued late" if done.get("queued") else "submitted"
+            message = (f"{tournament} round {queued_for} already {what} for model {model_name} (submission "
+                       f"{done['submission_id']}); skipped — pass --force to upload again")
+            log.info(message)
+            return SubmitOutcome("skipped", tournament, message, str(path), file_sha256(path) if path.is_file() else "",
+                                 model_name=model_name, model_id=done.get("model_id"), round=closed.as_dict(),
+                                 submission_id=done["submission_id"])
+        sent = _check_and_upload(path, settings, client, ledger, tournament=tournament, model_name=model_name,
+                                 round_number=queued_for, universe_round=closed.number, universe_ids=universe_ids,
+                                 force=force, now=now, data_datestamp=closed.data_datestamp,
+                                 entry_fields={"queued": True, "predicted_for_round": closed.number,
+                                               "data_datestamp": closed.data_datestamp})
+    message = (f"{tournament} round {closed.number} closed at {closed.close_time:%Y-%m-%d %H:%M} UTC before the upload: "
+               f"uploaded {sent.path} late for model {model_name} with data datestamp {closed.data_datestamp}, which "
+               f"Numerai queues for round {queued_for} (submission {sent.submission_id}); it is not a submission to "
+               f"round {closed.number}")
+    log.warning(message)
+    return SubmitOutcome("queued", tournament, message, str(sent.path), sent.sha256, model_name=model_name,
+                         model_id=sent.model_id, round=closed.as_dict(), submission_id=sent.submission_id,
+                         record=str(ledger.path), validation=sent.validation)

@@ -92,8 +92,8 @@ def demo_data(settings: Settings) -> ClassicFiles:
 
 
 def live_data(settings: Settings, round_number: int | None) -> ClassicFiles:
-    """Numerai's Classic files: the version from list_datasets, train/validation/features/meta
-    model once per version, live.parquet once per round."""
+    """Numerai's Classic files: the version from list_datasets, train and features once per version,
+    validation and meta model again whenever Numerai's copy changed, live.parquet once per round."""
     from numerflow.tasks.classic.data import fetch_classic_data
 
     return fetch_classic_data(client_for(settings, TOURNAMENT), Store(settings.data_dir), round_number)

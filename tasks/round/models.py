@@ -43,8 +43,11 @@ class RoundModel:
 
 
 def model_entries(settings: Settings) -> list[ModelSettings]:
-    """The round's tournament's model table: ``classic.models`` for Classic, ``models`` otherwise."""
-    return list(settings.classic.models if settings.tournament == "classic" else settings.models)
+    """The round's model table: ``[[models]]``; for Classic ``[[classic.models]]`` when there is one (so one
+    numerflow.toml can hold both tournaments' models), else ``[[models]]`` too."""
+    if settings.tournament == "classic" and settings.classic.models:
+        return list(settings.classic.models)
+    return list(settings.models)
 
 
 def round_models(settings: Settings, only: str | None = None) -> list[RoundModel]:

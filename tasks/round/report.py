@@ -70,7 +70,9 @@ def data_lines(result: RoundResult, first: ModelRun | None) -> list[str]:
     held = (f"; submission holds {first.submission.rows} rows (live date {first.live.live_date})" if first
             else "; no submission (every model failed)")
     if result.prices is None:
-        return ["## Data", f"- {result.universe.dataset}: {result.universe.tickers} live rows{held}"]
+        era = result.data.validation_last_era if result.data is not None else None
+        validation = f"; validation data to era {era}" if era else ""
+        return ["## Data", f"- {result.universe.dataset}: {result.universe.tickers} live rows{validation}{held}"]
     prices = result.prices
     summary = prices.as_dict()
     return [

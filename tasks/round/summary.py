@@ -146,7 +146,8 @@ def render_classic_summary(s: dict[str, Any]) -> str:
     upload = s["upload"]
     return "\n".join([
         f"numerflow Classic round {s['round']} ({s['mode']})",
-        f"  data        {s['data']['version']}: {s['live_rows']} live rows",
+        f"  data        {s['data']['version']}: {s['live_rows']} live rows"
+        + (f", validation to era {s['data']['validation_last_era']}" if s['data'].get('validation_last_era') else ""),
         f"  model       {s['model']['id']} ({s['model']['decision']})",
         f"  validation  CORR per era: mean {fmt(v.get('mean'), '.4f')}, sharpe {fmt(v.get('sharpe'), '.2f')}, "
         f"max drawdown {fmt(v.get('max_drawdown'), '.4f')}, positive {fmt(v.get('positive_share'), '.0%')} of "

@@ -14,6 +14,7 @@ variables, whether it was authorised), every PUT body and every created submissi
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 import threading
@@ -37,10 +38,11 @@ OPERATIONS = (
     "dataset",
     "rounds",
     "account",
+    "diagnostics",
 )
 AUTHORISED = {
     "createSignalsSubmission", "create_submission", "createDiagnostics", "submissionUploadSignalsAuth",
-    "submission_upload_auth", "diagnosticsUploadAuth", "account",
+    "submission_upload_auth", "diagnosticsUploadAuth", "account", "diagnostics",
 }
 
 NOT_AUTHENTICATED = "You must be authenticated to perform this action"
@@ -87,10 +89,16 @@ class FakeNumeraiState:
     faults: list[Fault] = field(default_factory=list)
     graphql_calls: list[dict] = field(default_factory=list)
     downloads: list[str] = field(default_factory=list)
+    probes: list[str] = field(default_factory=list)  # ranged GETs: a file's size/ETag asked, not downloaded
     uploads: list[dict] = field(default_factory=list)  # {"key", "body", "headers"}
     submissions: list[dict] = field(default_factory=list)  # {"id", "operation", "variables", "body"}
     diagnostics: list[dict] = field(default_factory=list)
     pending: dict[str, dict] = field(default_factory=dict)  # upload key → {"filename", "tournament", "modelId"}
+    # diagnostics: how many ``diagnostics`` queries answer "pending" before "done", and how the done
+    # answer is made from the uploaded file's bytes (default: fixed summaries, no eras)
+    diagnostics_pending_polls: int = 1
+    diagnostics_scorer: Any = None
+    diagnostics_polls: dict[str, int] = field(default_factory=dict)
 
 
 def iso(stamp: dt.datetime) -> str:
@@ -208,6 +216,24 @@ class FakeNumeraiServer:
                  "resolvedGeneral": False, "resolvedStaking": False, "payoutFactor": "1.0",
                  "stakeThreshold": None, "dataDatestamp": None, "roundScoreConfigs": [], **r} for r in rounds]
 
+    def diagnostics_answer(self, variables: dict) -> dict:
+        """``diagnostics(id, modelId)``: "pending" for the first polls, then "done" with the summary
+        and per-era fields numerapi 3.1.1 asks for (the scorer's, from the uploaded bytes)."""
+        s = self.state
+        item = next((d for d in reversed(s.diagnostics) if variables.get("id") in (None, d["id"])
+                     and d["variables"].get("modelId") == variables.get("modelId")), None)
+        if item is None:
+            raise _GraphQLError("Diagnostics not found")
+        polls = s.diagnostics_polls.get(item["id"], 0)
+        s.diagnostics_polls[item["id"]] = polls + 1
+        base = {"status": "pending", "message": None, "erasAcceptedCount": None, "trainedOnVal": False,
+                "updatedAt": iso(dt.datetime.now(dt.UTC)), "perEraDiagnostics": []}
+        if polls < s.diagnostics_pending_polls:
+            return base
+        scored = s.diagnostics_scorer(item["body"]) if s.diagnostics_scorer else {
+            "validationCorrMean": 0.01, "validationCorrSharpe": 0.5, "perEraDiagnostics": []}
+        return {**base, "status": "done", "erasAcceptedCount": len(scored.get("perEraDiagnostics", [])), **scored}
+
     def fail(self, operation: str, kind: str = "graphql_error", *, status: int = 500,
              message: str = "Internal server error", times: int = 1) -> None:
         self.state.faults.append(Fault(operation, kind, status, message, times))
@@ -273,6 +299,8 @@ class FakeNumeraiServer:
             (s.diagnostics if operation == "createDiagnostics" else s.submissions).append(item)
             return {"id": item["id"], "firstEffectiveDate": None} if operation != "createDiagnostics" else {
                 "id": item["id"]}
+        if operation == "diagnostics":
+            return self.diagnostics_answer(variables)
         raise _GraphQLError(f"unknown operation {operation}")
 
 
@@ -342,17 +370,36 @@ def _make_handler(fake: FakeNumeraiServer) -> type[BaseHTTPRequestHandler]:
                 payload = fake.state.round_datasets.get(key, {}).get(per_round[3])
                 if payload is None:
                     return self._json(404, {"detail": "not found"})
-                with fake.lock:
-                    fake.state.downloads.append(per_round[3])
-                return self._send(200, payload, "application/octet-stream")
+                return self._file(per_round[3], payload)
             if not match:
                 return self._json(404, {"detail": "not found"})
             payload = fake.state.datasets.get(int(match[1]), {}).get(match[2])
             if payload is None:
                 return self._json(404, {"detail": "not found"})
-            with fake.lock:
-                fake.state.downloads.append(match[2])
-            self._send(200, payload, "application/octet-stream")
+            self._file(match[2], payload)
+
+        def _file(self, name: str, payload: bytes) -> None:
+            """A stored file as S3 serves it: ETag (the content's md5) and Last-Modified on every
+            answer; ``Range: bytes=a-b`` answered 206 with Content-Range (a probe, not a download)."""
+            ranged = re.fullmatch(r"bytes=(\d+)-(\d+)", self.headers.get("Range") or "")
+            etag = '"' + hashlib.md5(payload).hexdigest() + '"'
+            self.send_response(206 if ranged else 200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("ETag", etag)
+            self.send_header("Last-Modified", "Sun, 06 Dec 2026 08:00:00 GMT")
+            if ranged:
+                start, end = int(ranged[1]), min(int(ranged[2]), len(payload) - 1)
+                body = payload[start:end + 1]
+                self.send_header("Content-Range", f"bytes {start}-{end}/{len(payload)}")
+                with fake.lock:
+                    fake.state.probes.append(name)
+            else:
+                body = payload
+                with fake.lock:
+                    fake.state.downloads.append(name)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
         def do_PUT(self) -> None:  # noqa: N802
             body = self._body()
