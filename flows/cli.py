@@ -308,27 +308,12 @@ def cmd_diagnostics(args: argparse.Namespace) -> int:
 
 def cmd_scores(args: argparse.Namespace) -> int:
     """Live scores back (tasks/numerai/live_scores.py)."""
-    from numerflow.tasks.numerai.live_scores import refresh_scores
+    from numerflow.tasks.numerai.live_scores import refresh_scores, render_scores_text
 
     settings = _settings(args)
     report = refresh_scores(settings, fetch=not args.no_fetch)
-    lines = [f"numerflow scores: Numerai {report.tournament}, history {report.history}"
-             + (f" ({report.fetched_rows} scores fetched)" if not args.no_fetch else " (stored, not fetched)")]
-    for model in report.models:
-        metrics = sorted({k for r in model.rounds for k in r if k not in ("round", "resolved")})
-        lines.append(f"  {model.model}")
-        if not model.rounds:
-            lines.append("    no live scores yet")
-        else:
-            lines.append("    round     " + "".join(f"{m:>12}" for m in metrics) + "  resolved")
-            lines += [f"    {r['round']:<10}" + "".join("           —" if r.get(m) is None else f"{r[m]:>12.4f}"
-                                                    for m in metrics) + f"  {'yes' if r['resolved'] else 'no'}"
-                      for r in model.rounds]
-            lines.append("    mean      " + "".join(f"{model.rolling_mean.get(m, float('nan')):>12.4f}" for m in metrics)
-                         + f"  (last {settings.scores.alert_rounds} scored rounds)")
-        lines.append(f"    missed    {', '.join(map(str, model.missed)) or 'none'}")
-    lines += [f"  ALERT {a['text']}" for a in report.alerts]
-    _print(args, report.as_dict(), "\n".join(lines))
+    _print(args, report.as_dict(), render_scores_text(report, fetched=not args.no_fetch,
+                                                      rounds=settings.scores.alert_rounds))
     return 0
 
 

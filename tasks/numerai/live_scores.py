@@ -120,3 +120,24 @@ def render_scores_table(report: ScoresReport) -> list[str]:
                          + ", ".join(f"{m} {v:.4f}" for m, v in sorted(model.rolling_mean.items())))
         lines += [f"- missed rounds: {', '.join(map(str, model.missed)) or 'none'}", ""]
     return lines
+
+
+def render_scores_text(report: ScoresReport, *, fetched: bool, rounds: int) -> str:
+    """``numerflow scores``' screen: per model its last rounds (each metric), rolling mean, missed rounds, alerts."""
+    lines = [f"numerflow scores: Numerai {report.tournament}, history {report.history}"
+             + (f" ({report.fetched_rows} scores fetched)" if fetched else " (stored, not fetched)")]
+    for model in report.models:
+        metrics = sorted({k for r in model.rounds for k in r if k not in ("round", "resolved")})
+        lines.append(f"  {model.model}")
+        if not model.rounds:
+            lines.append("    no live scores yet")
+        else:
+            lines.append("    round     " + "".join(f"{m:>12}" for m in metrics) + "  resolved")
+            lines += [f"    {r['round']:<10}" + "".join("           —" if r.get(m) is None else f"{r[m]:>12.4f}"
+                                                    for m in metrics) + f"  {'yes' if r['resolved'] else 'no'}"
+                      for r in model.rounds]
+            lines.append("    mean      " + "".join(f"{model.rolling_mean.get(m, float('nan')):>12.4f}" for m in metrics)
+                         + f"  (last {rounds} scored rounds)")
+        lines.append(f"    missed    {', '.join(map(str, model.missed)) or 'none'}")
+    lines += [f"  ALERT {a['text']}" for a in report.alerts]
+    return "\n".join(lines)
