@@ -23,6 +23,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from numerflow.tasks.core.crons import crons_field
+
 
 class Section(BaseModel):
     """A settings section: an unknown key is an error (a typo must not be silently ignored)."""
@@ -212,6 +214,11 @@ class ScoresSettings(Section):
     cron: str | None = Field("0 8 * * *", description="cron string (UTC) of the scores flow (empty/None: manual "
                              "only); the daily 08:00 sees the previous day's scoring")
 
+    @field_validator("cron")
+    @classmethod
+    def _fires(cls, value: str | None) -> str | None:
+        return crons_field(value)  # type: ignore[return-value]
+
 
 class ModelSettings(Section):
     """One Numerai model of the account (a ``[[models]]`` entry in numerflow.toml). With no entries
@@ -283,6 +290,11 @@ class ScheduleSettings(Section):
     )
     deployment_prefix: str = Field("numerflow", min_length=1, description="prefix of every deployment's name")
 
+    @field_validator("daily_prepare_crons", "daily_submit_crons", "round_crons", "train_cron")
+    @classmethod
+    def _fire(cls, value: list[str] | str | None) -> list[str] | str | None:
+        return crons_field(value)
+
 
 class OrchestrationSettings(Section):
     """Time bounds, task runner and failure notifications of the unattended flows (a failed round is
@@ -321,6 +333,12 @@ class FeatureSourceSettings(Section):
         None, description="plug-in: a name registered under the numerflow.features entry-point group, or module:function")
     ticker_column: str = Field("numerai_ticker", description="table: ticker column (numerai_ticker, or symbol for Crypto)")
     timestamp_column: str = Field("timestamp", description="table: when each value was published (date or date-time)")
+    timestamp_format: str | None = Field(
+        None, description="strftime format of every timestamp (e.g. %d/%m/%Y %H:%M); None: ISO 8601 and forms that "
+        "name the month are read as they are, and numeric day/month dates (04/07/2025) need dayfirst")
+    dayfirst: bool | None = Field(
+        None, description="numeric dates such as 04/07/2025: true = day first (4 July), false = month first "
+        "(7 April); None: such a date is refused rather than guessed")
     value_columns: list[str] = Field(default_factory=list,
                                      description="table: the value columns (empty: every other column)")
     timezone: str = Field("UTC", description="time zone of timestamps that carry none (IANA name, e.g. America/New_York)")
@@ -473,6 +491,12 @@ class ClassicSettings(Section):
     demo_features: int = Field(40, ge=4, le=3000, description="demo: number of int8 features")
     demo_signal: float = Field(0.1, ge=0, le=1, description="demo: planted signal strength (0 = none)")
 
+    @field_validator("crons")
+    @classmethod
+    def _fire(cls, value: list[str]) -> list[str]:
+        return crons_field(value)  # type: ignore[return-value]
+
+
 
 class Settings(BaseSettings):
     """Everything numerflow can be told. Build with ``load_settings()``."""
@@ -580,7 +604,7 @@ def _problem(err: Any) -> str:
 
     where = ".".join(str(p) for p in err["loc"])
     if err["type"] != "extra_forbidden":
-        return f"{where}: {err['msg']}"
+        return f"{where}: {str(err['msg']).removeprefix('Value error, ')}"
     from typing import get_args
 
     model: Any = Settings
