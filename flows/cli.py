@@ -383,7 +383,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     # The single model's parameter typo fails before Prefect starts; a [[models]] entry's fails
     # that model alone, in the round's preflight.
-    judge_models(settings, model_table(settings, args.model))
+    judge_models(settings, model_table(settings, args.model), "demo" if args.demo else "live")
 
     with echo_stages(sys.stderr):  # one line per stage as it starts, and as it ends with its duration
         result = round_flow(mode="demo" if args.demo else "live", tournament=args.tournament,

@@ -70,7 +70,7 @@ from numerflow.tasks.core.store import (
     write_parquet,
 )
 from numerflow.tasks.model.dataset import DatasetInfo, build_dataset, feature_columns_of
-from numerflow.tasks.model.ensemble import ensemble_weights, train_ensemble
+from numerflow.tasks.model.ensemble import check_model_targets, ensemble_weights, train_ensemble
 from numerflow.tasks.model.eras import feature_scores, with_score
 from numerflow.tasks.model.predict import LivePredictions, predict_live
 from numerflow.tasks.model.report import write_report
@@ -376,17 +376,19 @@ def run_round(settings: Settings, overrides: dict[str, Any], kind: RoundKind, *,
     return RoundResult(kind.mode, universe, resolution, prices, dataset, tuple(runs), failures)
 
 
-def judge_models(settings: Settings, table: list[ModelSettings | None]) -> tuple[list[ModelSettings | None],
-                                                                                dict[str, str]]:
+def judge_models(settings: Settings, table: list[ModelSettings | None], mode: Mode
+                 ) -> tuple[list[ModelSettings | None], dict[str, str]]:
     """Before any data moves, each model's own LightGBM parameters (a ``[[models]]`` entry's over
-    ``[training]``; the single configured model's ``[training]``) judged by LightGBM, once. The
-    single model's refusal is the round's error; an entry's fails that entry alone. So a top-level
-    parameter that every entry overrides is never judged on its own. The entries that pass, and why
-    each other one fails."""
+    ``[training]``; the single configured model's ``[training]``) judged by LightGBM, once, and its
+    targets and ensemble weights (``check_model_targets``, in every mode). The single model's refusal
+    is the round's error; an entry's fails that entry alone. So a top-level parameter that every
+    entry overrides is never judged on its own. The entries that pass, and why each other one fails."""
     failures: dict[str, str] = {}
     for entry in table:
         try:
-            check_lightgbm_params(settings_for_model(settings, entry).training)
+            mine = settings_for_model(settings, entry)
+            check_lightgbm_params(mine.training)
+            check_model_targets(mine.numerai, own_targets_only=mode == "demo" or not mine.numerai.use_numerai_targets)
         except BadInputError as exc:
             if entry is None:
                 raise
@@ -402,7 +404,7 @@ def shared_stages(settings: Settings, overrides: dict[str, Any], kind: RoundKind
     run, and why the others cannot) → universe → resolution → ingest (``prepared``: the stored
     prices) → dataset."""
     with stage("preflight", unattended=unattended):
-        table, failures = preflight(settings, table)
+        table, failures = preflight(settings, table, kind.mode)
     with stage("universe", unattended=unattended):
         universe = kind.universe(settings)
     with stage("resolution", unattended=unattended):
@@ -503,15 +505,15 @@ def model_submission_dir(settings: Settings, round_label: str, name: str | None)
     return base / safe_id(name, "model name") if name else base
 
 
-def preflight(settings: Settings, table: list[ModelSettings | None]) -> tuple[list[ModelSettings | None],
-                                                                             dict[str, str]]:
+def preflight(settings: Settings, table: list[ModelSettings | None], mode: Mode
+              ) -> tuple[list[ModelSettings | None], dict[str, str]]:
     """What can be judged before any data moves: LightGBM accepts each model's parameters (a typo
     must not cost an ingest; ``judge_models``), and temp files that killed runs left behind are
     cleared. The models that can run, and why each other one cannot."""
-    judged = judge_models(settings, table)
+    judged = judge_models(settings, table, mode)
     if not judged[0]:  # every entry refused: nothing would use the ingest
         raise BadInputError("every model of the [[models]] table is refused: " + "; ".join(
-            f"{name}: {why}" for name, why in judged[1].items()) + "; fix their params in numerflow.toml",
+            f"{name}: {why}" for name, why in judged[1].items()) + "; fix them in numerflow.toml",
             tag="invalid_config")
     clear_interrupted_writes(settings)
     return judged

@@ -529,3 +529,240 @@ def test_a_demo_market_too_big_for_the_memory_left_is_refused_before_it_is_gener
     check_demo_fits(600, 6, available=2 * 10**9)  # the default (~0.9 M bars, ~0.6 GB) fits in 2 GB
     with pytest.raises(BadInputError, match=r"5000 tickers x 20 years is 26.1 M daily bars; .* about 15.7 GB .* 8.0 GB"):
         check_demo_fits(5000, 20, available=8 * 10**9)
+
+
+# ================================================================== second sweep (issue 24)
+# ------------------------------------------------------------------ dates in feature sources: never guessed
+
+
+def _source_csv(tmp_path, stamps, **options):
+    from numerflow.tasks.core.config import FeatureSourceSettings, FeaturesSettings
+
+    path = tmp_path / "mine.csv"
+    path.write_text("numerai_ticker,timestamp,value\n" + "".join(f"AAA US,{s},{i}\n" for i, s in enumerate(stamps)))
+    return path, FeaturesSettings(sources=[FeatureSourceSettings(name="mine", path=path, **options)])
+
+
+def _load(tmp_path, settings):
+    from numerflow.tasks.model.plugins import load_sources
+
+    return load_sources(settings, pd.DataFrame({"date": pd.bdate_range("2025-01-01", periods=5)}), tmp_path, "demo")
+
+
+def _available(tmp_path, stamps, **options):
+    _, settings = _source_csv(tmp_path, stamps, **options)
+    return [str(t.date()) for t in _load(tmp_path, settings)[0].frame["available_at"]]
+
+
+@pytest.mark.parametrize("stamps, options, message", [
+    (["04/07/2025", "05/07/2025"], {}, "line 2, column 'timestamp': '04/07/2025' is ambiguous"),
+    (["13/07/2025", "14/07/2025"], {}, "its rows read day first (e.g. '13/07/2025')"),
+    (["07/13/2025", "07/14/2025"], {}, "its rows read month first (e.g. '07/13/2025')"),
+    (["04/07/2025", "13/07/2025", "07/14/2025"], {}, "mixes date orders: line 3 has '13/07/2025' (day first) and "
+                                                     "line 4 has '07/14/2025' (month first)"),
+    (["04.07.2025 16:00", "2025-07-05"], {}, "'04.07.2025 16:00' is ambiguous"),
+    (["04/07/25"], {"dayfirst": True}, "two-digit year"),
+    (["04/07/2025", "07/14/2025"], {"dayfirst": True}, "line 3, column 'timestamp': '07/14/2025' cannot be day first"),
+    (["13/07/2025"], {"dayfirst": False}, "'13/07/2025' cannot be month first"),
+    (["2025-07-04"], {"timestamp_format": "%d/%m/%Y"}, "'2025-07-04' is not a date or date-time (1 such rows); "
+                                                      "match timestamp_format '%d/%m/%Y'"),
+])
+def test_an_ambiguous_or_contradicted_date_column_is_refused_naming_file_row_and_fix(tmp_path, stamps, options,
+                                                                                      message):
+    path, settings = _source_csv(tmp_path, stamps, **options)
+    with pytest.raises(BadInputError) as refused:
+        _load(tmp_path, settings)
+    text = str(refused.value)
+    assert str(path) in text and message in text, text
+    if "ambiguous" in message:
+        assert "set dayfirst = true (or false) or timestamp_format" in text and "ISO 8601" in text  # the fix
+
+
+@pytest.mark.parametrize("stamps, options, expected", [
+    (["2025-07-04", "2025-07-13T16:30:00-04:00"], {}, ["2025-07-04", "2025-07-13"]),  # ISO: as written
+    (["4 Jul 2025", "13 July 2025 16:00"], {}, ["2025-07-04", "2025-07-13"]),  # the month named: unambiguous
+    (["04/07/2025", "13/07/2025 09:30"], {"dayfirst": True}, ["2025-07-04", "2025-07-13"]),
+    (["04/07/2025", "07/13/2025"], {"dayfirst": False}, ["2025-04-07", "2025-07-13"]),
+    (["4.7.2025", "2025-07-05"], {"dayfirst": True}, ["2025-07-04", "2025-07-05"]),
+    (["04/07/2025 16:00"], {"timestamp_format": "%d/%m/%Y %H:%M"}, ["2025-07-04"]),
+    (["07/04/2025"], {"timestamp_format": "%m/%d/%Y"}, ["2025-07-04"]),
+])
+def test_iso_month_named_and_explicitly_ordered_dates_are_read_as_the_user_says(tmp_path, stamps, options, expected):
+    assert _available(tmp_path, stamps, **options) == expected
+
+
+# ------------------------------------------------------------------ plug-ins: rules, failures, results
+
+
+def _prices_panel(tickers=("AAA US", "BBB US", "CCC US"), n=40):
+    days = pd.bdate_range("2024-01-01", periods=n)
+    frame = pd.DataFrame({"ticker": [t for t in tickers for _ in days], "date": list(days) * len(tickers)})
+    frame["adj_close"] = 10.0 + pd.RangeIndex(len(frame)) % 7
+    for column in ("open", "high", "low", "close"):
+        frame[column] = frame["adj_close"]
+    frame["volume"], frame["currency"] = 1000.0, "USD"
+    return frame
+
+
+def _load_plugin(tmp_path, name):
+    from numerflow.tasks.core.config import FeatureSourceSettings, FeaturesSettings
+    from numerflow.tasks.model.plugins import load_sources
+
+    settings = FeaturesSettings(sources=[FeatureSourceSettings(name="mine", plugin=name)])
+    return load_sources(settings, _prices_panel(), tmp_path, "files")
+
+
+@pytest.mark.parametrize("plugin, message", [
+    ("fakes.plugins:early", "invalid_feature_source: Availability(lag_hours=-48) is not a lag"),
+    ("fakes.plugins:nan_lag", "Availability(lag_hours=nan) is not a lag"),
+])
+def test_a_plugins_availability_is_checked_like_a_tables(tmp_path, plugin, message):
+    with pytest.raises(BadInputError, match="feature_plugin_failed") as refused:
+        _load_plugin(tmp_path, plugin)
+    assert f"feature plug-in {plugin!r}" in str(refused.value) and message in str(refused.value)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"lag_hours": -1}, "features.sources.0.lag_hours"),
+    ({"max_age_days": 0}, "features.sources.0.max_age_days"),
+])
+def test_a_tables_availability_is_refused_when_settings_load(options, message):
+    from numerflow.tasks.core.config import load_settings
+
+    with pytest.raises(BadInputError, match="invalid_config") as refused:
+        load_settings(features={"sources": [{"name": "mine", "path": "x.csv", **options}]})
+    assert message in str(refused.value)
+
+
+@pytest.mark.parametrize("plugin, message", [
+    ("fakes.plugins:raises", "feature plug-in 'fakes.plugins:raises' raised KeyError: 'close_price'"),
+    ("fakes.plugins:divides", "raised ZeroDivisionError: division by zero"),
+    ("fakes.plugins:returns_none", "'fakes.plugins:returns_none' returned NoneType; return a DataFrame"),
+    ("fakes.plugins:returns_dict", "returned dict {'ticker'"),
+    ("fakes.plugins:returns_output_of_a_list", "returned a PluginOutput whose frame is list"),
+    ("fakes.plugins:returns_output_with_a_dict_rule", "returned availability {'lag_hours': 24}"),
+    ("fakes.plugin_broken_import:values", "failed while importing: RuntimeError: VENDOR_TOKEN is not set"),
+    ("fakes.plugins:not_a_function", "is a int, not a function"),
+    ("fakes.no_such_module:values", "cannot be loaded (ModuleNotFoundError: No module named 'fakes.no_such_module')"),
+])
+def test_a_plugin_that_fails_or_returns_the_wrong_thing_is_named_with_its_exception(tmp_path, plugin, message):
+    with pytest.raises(BadInputError) as refused:
+        _load_plugin(tmp_path, plugin)
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_a_plugins_failing_fingerprint_is_named(tmp_path):
+    from numerflow.tasks.core.config import FeatureSourceSettings, FeaturesSettings
+    from numerflow.tasks.model.plugins import sources_fingerprint
+
+    settings = FeaturesSettings(sources=[FeatureSourceSettings(name="mine", plugin="fakes.plugins:bad_fingerprint")])
+    with pytest.raises(BadInputError, match=r"'fakes.plugins:bad_fingerprint'.fingerprint raised OSError: cannot stat"):
+        sources_fingerprint(settings, tmp_path, "files")
+
+
+def _dataset_with(tmp_path, source):
+    from numerflow.tasks.core.config import FeaturesSettings, TargetSettings
+    from numerflow.tasks.model.dataset import build_dataset
+
+    store = Store(tmp_path / "data")
+    from numerflow.tasks.core.store import write_parquet
+
+    write_parquet(store.prices_dir("files") / "part-00000.parquet", _prices_panel())
+    return build_dataset(store, "files", TargetSettings(horizon=5, lag=1), FeaturesSettings(sources=[source]))
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("strangers", "120 have a ticker with no price bars (e.g. 'ZAAA US'"),
+    ("future", "become usable only after the last bar (2024-02-23"),
+    ("table_strangers", "2 have a ticker with no price bars (e.g. 'XYZ US'"),
+    ("table_future", "2 become usable only after the last bar"),
+])
+def test_a_feature_source_none_of_whose_rows_join_is_refused_saying_what_to_check(tmp_path, kind, message):
+    from numerflow.tasks.core.config import FeatureSourceSettings
+
+    if kind.startswith("table"):
+        path = tmp_path / "mine.csv"
+        rows = ["XYZ US,2024-01-05,1", "XYZ US,2024-01-08,2"] if kind == "table_strangers" else \
+            ["AAA US,2025-01-05,1", "BBB US,2025-01-08,2"]
+        path.write_text("numerai_ticker,timestamp,value\n" + "\n".join(rows) + "\n")
+        source = FeatureSourceSettings(name="mine", path=path)
+    else:
+        source = FeatureSourceSettings(name="mine", plugin=f"fakes.plugins:{kind}")
+    with pytest.raises(BadInputError, match="feature_source_unjoined: feature source 'mine'") as refused:
+        _dataset_with(tmp_path, source)
+    text = str(refused.value)
+    assert "none of its" in text and "joins the price panel" in text
+    assert message in text, text
+
+
+# ------------------------------------------------------------------ schedules that would never run
+
+
+@pytest.mark.parametrize("option, value", [
+    ("schedule", {"round_crons": ["0 0 31 2 *"]}),
+    ("schedule", {"daily_submit_crons": ["10 12 * * 2-6", "0 6 31 4 *"]}),
+    ("schedule", {"train_cron": "0 0 30 2 *"}),
+    ("scores", {"cron": "0 8 31 11 *"}),
+    ("classic", {"crons": ["0 0 31 6 *"]}),
+])
+def test_a_cron_with_no_next_run_is_refused_when_settings_load(option, value):
+    from numerflow.tasks.core.config import load_settings
+
+    with pytest.raises(BadInputError, match="invalid_config") as refused:
+        load_settings(**{option: value})
+    assert f"{option}.{next(iter(value))}" in str(refused.value) and "never runs" in str(refused.value)
+
+
+def test_a_cron_that_fires_rarely_is_kept():
+    from numerflow.tasks.core.config import load_settings
+
+    assert load_settings(schedule={"train_cron": "0 6 29 2 *"}).schedule.train_cron == "0 6 29 2 *"  # leap days
+
+
+def test_serve_check_refuses_an_impossible_cron(monkeypatch, capsys):
+    from numerflow.deployments.serve import main as serve_main
+
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # never reached: the settings fail first
+    monkeypatch.setenv("NUMERFLOW_SCHEDULE__ROUND_CRONS", '["0 0 31 2 *"]')
+    assert serve_main(["--check"]) == 1
+    err = capsys.readouterr().err
+    assert "schedule.round_crons" in err and "'0 0 31 2 *' never runs" in err
+
+
+# ------------------------------------------------------------------ each model's targets and weights, judged first
+
+
+@pytest.mark.parametrize("mode, entry, message", [
+    ("demo", {"target": "target_does_not_exist"}, "this round trains on its own target"),
+    ("demo", {"ensemble_targets": ["target", "target_chili_60"]}, "would be ignored"),
+    ("live", {"target": "target_does_not_exist"}, "cannot tell the horizon of target column 'target_does_not_exist'"),
+    ("live", {"ensemble_targets": ["target", "target_chili_60"], "ensemble_weights": [1.0]}, "do not fit the targets"),
+    ("live", {"ensemble_targets": ["target", "target_chili_60"], "ensemble_weights": [0, 0]}, "not all zero"),
+    ("live", {"ensemble_targets": ["target", "target"]}, "list a target twice"),
+    ("live", {"ensemble_weights": [1.0, 2.0]}, "do not fit the targets ['target']"),
+])
+def test_each_models_targets_and_weights_are_judged_in_preflight_in_every_mode(tmp_path, mode, entry, message):
+    from numerflow.flows.round import judge_models
+    from numerflow.tasks.core.config import load_settings, model_table
+
+    settings = load_settings(data_dir=str(tmp_path), models=[{"name": "good"}, {"name": "bad", **entry}])
+    table, failures = judge_models(settings, model_table(settings), mode)
+    assert [m.name for m in table] == ["good"] and list(failures) == ["bad"]
+    assert message in failures["bad"]
+
+
+def test_the_single_models_unknown_target_stops_a_demo_before_anything_moves(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NUMERFLOW_NUMERAI__TARGET_COLUMN", "target_does_not_exist")
+    assert main(["run", "--demo", "--data-dir", str(tmp_path / "data")]) == 2
+    assert "invalid_targets" in capsys.readouterr().err
+    assert not (tmp_path / "data" / "prices").exists()
+
+
+@pytest.mark.parametrize("where, value", [("numerai", {"ensemble_weights": [float("nan"), 1.0]}),
+                                          ("models", [{"name": "a", "ensemble_weights": [-1.0, 2.0]}]),
+                                          ("classic", {"weights": [float("inf")]})])
+def test_nan_negative_or_infinite_ensemble_weights_are_refused_when_settings_load(where, value):
+    from numerflow.tasks.core.config import load_settings
+
+    with pytest.raises(BadInputError, match="ensemble weights must be finite numbers >= 0"):
+        load_settings(**{where: value})

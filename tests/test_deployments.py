@@ -23,7 +23,7 @@ from numerflow.flows.deployments import (
     TRAIN,
     build_deployments,
 )
-from numerflow.flows.schedule import next_run_times, round_schedules, train_schedules
+from numerflow.flows.schedule import next_run_times, round_schedules
 from numerflow.tasks.core.config import load_settings
 from numerflow.tasks.core.errors import BadInputError
 

@@ -26,6 +26,17 @@ from pydantic_settings import (
 from numerflow.tasks.core.crons import crons_field
 
 
+def ensemble_weights_field(value: list[float] | None) -> list[float] | None:
+    """A settings validator's body: every ensemble weight is a finite number >= 0 (NaN would make
+    every live prediction NaN; a negative weight would invert a target)."""
+    import math
+
+    bad = [w for w in value or [] if not (math.isfinite(w) and w >= 0)]
+    if bad:
+        raise ValueError(f"ensemble weights must be finite numbers >= 0 (one per target, not all zero), got {bad}")
+    return value
+
+
 class Section(BaseModel):
     """A settings section: an unknown key is an error (a typo must not be silently ignored)."""
 
@@ -200,6 +211,11 @@ class NumeraiSettings(Section):
             raise ValueError(f"api_url must start with http:// or https://, got {value!r}")
         return value.rstrip("/")
 
+    @field_validator("ensemble_weights")
+    @classmethod
+    def _weights(cls, value: list[float]) -> list[float]:
+        return ensemble_weights_field(value) or []
+
 
 class ScoresSettings(Section):
     """Live scores fetched back from Numerai (``numerflow scores``, the run report, the scores flow)."""
@@ -246,6 +262,11 @@ class ModelSettings(Section):
     @classmethod
     def _feature_groups(cls, value: list[str] | None) -> list[str] | None:
         return feature_group_names(value)
+
+    @field_validator("ensemble_weights")
+    @classmethod
+    def _weights(cls, value: list[float] | None) -> list[float] | None:
+        return ensemble_weights_field(value)
 
     @field_validator("name")
     @classmethod
@@ -495,6 +516,11 @@ class ClassicSettings(Section):
     @classmethod
     def _fire(cls, value: list[str]) -> list[str]:
         return crons_field(value)  # type: ignore[return-value]
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, value: list[float]) -> list[float]:
+        return ensemble_weights_field(value) or []
 
 
 

@@ -17,6 +17,7 @@ to it.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from numerflow.tasks.core.config import TrainingSettings
+from numerflow.tasks.core.config import NumeraiSettings, TrainingSettings
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.ranking import group_codes, rank_by_group
 from numerflow.tasks.core.store import Store, read_json, read_parquet, write_json, write_parquet, write_with
@@ -43,15 +44,36 @@ ENSEMBLE_FILE = "ensemble.json"
 
 
 def ensemble_weights(targets: Sequence[str], weights: Sequence[float] | None) -> list[float]:
-    """Equal weights by default; else one non-negative weight per target, not all zero."""
+    """Equal weights by default; else one finite, non-negative weight per target, not all zero."""
     if not weights:
         return [1.0 / len(targets)] * len(targets)
-    if len(weights) != len(targets) or any(w < 0 for w in weights) or sum(weights) <= 0:
+    if (len(weights) != len(targets) or not all(math.isfinite(w) and w >= 0 for w in weights)
+            or sum(weights) <= 0):
         raise BadInputError(f"ensemble weights {list(weights)} do not fit the targets {list(targets)}: give one "
                             "non-negative weight per target (not all zero), or none for equal weights",
                             tag="invalid_config")
     total = float(sum(weights))
     return [float(w) / total for w in weights]
+
+
+def check_model_targets(numerai: NumeraiSettings, own_targets_only: bool) -> None:
+    """A model's targets and ensemble weights judged before any data moves. Each Numerai target name
+    must carry its horizon (``numerai_target_horizon``) and the weights must fit the targets. A round
+    on its own targets (the demo market, or ``use_numerai_targets = false``) has one target, its own
+    20D2L return: naming another would be silently ignored, so it is refused."""
+    from numerflow.tasks.model.targets import numerai_target_horizon
+
+    targets = numerai.ensemble_targets or [numerai.target_column]
+    if own_targets_only and (targets != ["target"] or numerai.ensemble_weights):
+        raise BadInputError(f"targets {targets} name Numerai's targets, but this round trains on its own target (the "
+                            "demo market, or numerai.use_numerai_targets = false), so they would be ignored: drop "
+                            "target / ensemble_targets / ensemble_weights from this model, or run it live on "
+                            "Numerai's targets", tag="invalid_targets")
+    for target in targets:
+        numerai_target_horizon(target)
+    if len(set(targets)) != len(targets):
+        raise BadInputError(f"ensemble targets {targets} list a target twice; list each once", tag="invalid_targets")
+    ensemble_weights(targets, numerai.ensemble_weights)
 
 
 def rank_average(predictions: Sequence[np.ndarray], weights: Sequence[float], dates: np.ndarray) -> np.ndarray:

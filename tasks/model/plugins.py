@@ -417,6 +417,7 @@ def _day_month_as_iso(text: pd.Series, where: str, column: str, dayfirst: bool |
                             "digits, or ISO 8601 (2025-07-04)", tag="invalid_feature_source")
     if day_first.any() and month_first.any():
         (line_d, value_d), (line_m, value_m) = row(day_first), row(month_first)
+        line_d, line_m = (line.removeprefix(f"{where} ") for line in (line_d, line_m))
         raise BadInputError(f"{where}: column {column!r} mixes date orders: {line_d} has {value_d!r} (day first) and "
                             f"{line_m} has {value_m!r} (month first); write one order (ISO 8601 is safest: "
                             "2025-07-04)", tag="invalid_feature_source")
