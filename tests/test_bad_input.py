@@ -766,3 +766,57 @@ def test_nan_negative_or_infinite_ensemble_weights_are_refused_when_settings_loa
 
     with pytest.raises(BadInputError, match="ensemble weights must be finite numbers >= 0"):
         load_settings(**{where: value})
+
+
+# ------------------------------------------------------------------ answers from Numerai that do not parse
+
+
+@pytest.mark.parametrize("field, value", [("date", "yesterday-ish"), ("roundResolveTime", "2026-13-45T99:00:00Z")])
+def test_live_scores_whose_dates_do_not_parse_are_a_one_line_error(field, value, tmp_path, monkeypatch, capsys):
+    from fakes.numerai_server import FakeNumeraiServer, open_round
+
+    with FakeNumeraiServer() as fake:
+        fake.set_round("signals", open_round(1006))
+        fake.add_round("signals", open_round(1006))
+        fake.add_score("model-signals-1", 1005, "CORR20", 0.01)
+        fake.state.scores["model-signals-1"][0][field] = value
+        monkeypatch.setenv("NUMERAI_PUBLIC_ID", fake.state.public_id)
+        monkeypatch.setenv("NUMERAI_SECRET_KEY", fake.state.secret_key)
+        monkeypatch.setenv("NUMERFLOW_NUMERAI_API_URL", fake.url)
+        monkeypatch.setenv("NUMERFLOW_MODELS", json.dumps([{"name": "my_signals"}]))
+        assert main(["scores", "--data-dir", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err
+    assert "numerai_unexpected_response: unexpected answer from Numerai to submissionScores" in err
+    assert value in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------ files that are not text
+
+
+@pytest.mark.parametrize("payload, line", [
+    (b"NUMERFLOW_DATA_DIR=data\nNUMERAI_SECRET_KEY=caf\xe9\n", 2),  # latin-1
+    (b"\xff\xfeN\x00U\x00M\x00", 1),  # UTF-16 with a byte-order mark
+])
+def test_an_env_file_that_is_not_utf8_is_named_with_its_line_and_no_value(payload, line, tmp_path, monkeypatch,
+                                                                           capsys):
+    env = tmp_path / ".env"
+    env.write_bytes(payload)
+    monkeypatch.setenv("NUMERFLOW_ENV_FILE", str(env))
+    assert main(["status", "--data-dir", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err
+    assert f"invalid_config: env file {env} is not UTF-8 text (line {line})" in err and "caf" not in err
+
+
+# ------------------------------------------------------------------ the Prefect server is not there
+
+
+@pytest.mark.parametrize("argv", [[], ["--check"]])
+def test_serve_without_a_reachable_prefect_api_names_the_url_and_how_to_start_it(argv, tmp_path, monkeypatch, capsys):
+    from numerflow.deployments.serve import main as serve_main
+
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # the discard port: nothing listens
+    monkeypatch.setenv("NUMERFLOW_DATA_DIR", str(tmp_path / "data"))
+    assert serve_main(argv) in (1, 2)
+    err = capsys.readouterr().err
+    assert "the Prefect API at http://127.0.0.1:9/api is unreachable (ConnectError" in err
+    assert "prefect server start" in err and "PREFECT_API_URL" in err and "Traceback" not in err

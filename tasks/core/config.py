@@ -600,6 +600,14 @@ def load_settings(**overrides: Any) -> Settings:
     if config and (not toml_path.exists() or toml_path.is_dir()):
         raise BadInputError(f"NUMERFLOW_CONFIG names {toml_path}, which is not a file; fix the path or unset "
                             "NUMERFLOW_CONFIG (then ./numerflow.toml is read when it exists)", tag="invalid_config")
+    env_file = Path(os.environ.get("NUMERFLOW_ENV_FILE", ".env"))
+    if env_file.is_file():
+        try:
+            env_file.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = exc.object[: exc.start].count(b"\n") + 1  # the line only: the value may be a secret
+            raise BadInputError(f"env file {env_file} is not UTF-8 text (line {line}); save it as UTF-8, or point "
+                                "NUMERFLOW_ENV_FILE at another file", tag="invalid_config") from None
     if toml_path.exists() and not toml_path.is_dir():
         try:
             tomllib.loads(toml_path.read_text(encoding="utf-8"))
