@@ -208,6 +208,20 @@ def plugin_output(spec: str, out: Any) -> PluginOutput:
     return out
 
 
+def check_sources(settings: FeaturesSettings) -> None:
+    """What can be judged of the selected sources before any data moves: the selection itself, each
+    table's files exist, each plug-in loads (BadInputError naming the first that does not)."""
+    _, sources = selected_sources(settings)
+    for source in sources:
+        if (source.path is None) == (source.plugin is None):
+            raise BadInputError(f"feature source {source.name!r}: set exactly one of path (a table) and plugin",
+                                tag="invalid_config")
+        if source.path is not None:
+            _table_files(source)
+        else:
+            resolve_plugin(source.plugin or "")
+
+
 # ---------------------------------------------------------------- fingerprints (the dataset snapshot id)
 
 
@@ -247,10 +261,8 @@ def load_sources(settings: FeaturesSettings, prices: pd.DataFrame, data_dir: Pat
     _, sources = selected_sources(settings)
     loaded = []
     dates = pd.DatetimeIndex(pd.to_datetime(prices["date"]).unique()).sort_values() if sources else None
+    check_sources(settings)
     for source in sources:
-        if (source.path is None) == (source.plugin is None):
-            raise BadInputError(f"feature source {source.name!r}: set exactly one of path (a table) and plugin",
-                                tag="invalid_config")
         rule = _source_rule(source)
         if source.path is not None:
             parts = [validate_source(read_table(path), str(path), source, rule, ticker_column)
