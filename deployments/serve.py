@@ -121,13 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"numerflow serve: {problem}", file=sys.stderr)
         return 2
+    import httpx
     from prefect import serve
 
     from numerflow.flows.deployments import build_deployments
     from numerflow.tasks.core.config import load_settings
     from numerflow.tasks.core.errors import NumerflowError
-
-    import httpx
 
     try:
         deployments = build_deployments(load_settings())

@@ -605,6 +605,17 @@ def report_failure(args: argparse.Namespace, exc: BaseException) -> None:
     print(f"numerflow: {line}", file=sys.stderr)
     if getattr(args, "json", False):
         print(json.dumps(failure_payload(exc, stage, log_path), indent=2, default=str))
+        return
+    result = getattr(exc, "result", None)
+    if result is not None and result.models:  # the models that did succeed keep their summary
+        print(f"numerflow round {result.round_label}: {len(result.models)} of "
+              f"{len(result.models) + len(result.failures)} models done")
+        for run in result.models:
+            corr = run.model.validation.get("mean")
+            print(f"  model {run.name:<12}{run.model.model_id} ({'trained' if run.model.trained else 'reused'}), "
+                  f"CORR {'—' if corr is None else format(corr, '.4f')}, {run.upload.status}"
+                  f"{f' (submission {run.upload.submission_id})' if run.upload.submission_id else ''}: "
+                  f"{run.submission.path}")
 
 
 def main(argv: list[str] | None = None) -> int:

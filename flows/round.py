@@ -71,7 +71,7 @@ from numerflow.tasks.core.store import (
     write_parquet,
 )
 from numerflow.tasks.model.dataset import DatasetInfo, build_dataset, feature_columns_of
-from numerflow.tasks.model.ensemble import check_model_targets, ensemble_weights, train_ensemble
+from numerflow.tasks.model.ensemble import check_model_targets, check_objective, ensemble_weights, train_ensemble
 from numerflow.tasks.model.eras import feature_scores, with_score
 from numerflow.tasks.model.plugins import check_sources
 from numerflow.tasks.model.predict import LivePredictions, predict_live
@@ -408,6 +408,7 @@ def judge_models(settings: Settings, table: list[ModelSettings | None], mode: Mo
         try:
             mine = settings_for_model(settings, entry)
             check_lightgbm_params(mine.training)
+            check_objective(mine.training.params)
             check_model_targets(mine.numerai, own_targets_only=mode == "demo" or not mine.numerai.use_numerai_targets)
             check_sources(mine.features)
         except BadInputError as exc:
@@ -634,7 +635,7 @@ def choose_models(settings: Settings, overrides: dict[str, Any], kind: RoundKind
     Per model its ``ModelChoice``, or for a ``[[models]]`` entry the reason it failed (the single
     configured model's failure is the round's)."""
     results: list[ModelChoice | str] = []
-    with stage("train", unattended=unattended) as outcome:
+    with stage("train", unattended=unattended) as train_echo:
         plans: list[TrainPlan | str] = []
         for entry in table:
             try:
@@ -677,7 +678,7 @@ def choose_models(settings: Settings, overrides: dict[str, Any], kind: RoundKind
         failed = [entry.name for entry, r in zip(table, results, strict=True) if entry is not None and isinstance(r, str)]
         if failed:  # the echo never says "train done" for models that did not train
             count = f"{len(failed)} of {len(results)} models failed: {', '.join(failed)}"
-            outcome.failed, outcome.note = (count, None) if len(failed) == len(results) else (None, count)
+            train_echo.failed, train_echo.note = (count, None) if len(failed) == len(results) else (None, count)
     return results
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import date
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -820,3 +821,144 @@ def test_serve_without_a_reachable_prefect_api_names_the_url_and_how_to_start_it
     err = capsys.readouterr().err
     assert "the Prefect API at http://127.0.0.1:9/api is unreachable (ConnectError" in err
     assert "prefect server start" in err and "PREFECT_API_URL" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ a failure inside a round reads in one line
+
+SMALL = ["--tickers", "130", "--years", "1.5"]
+
+
+def _numerflow_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("numerflow: ") and "…" not in line
+            and " done in " not in line and " FAILED after " not in line]
+
+
+@pytest.mark.slow
+def test_bad_input_inside_a_round_prints_its_stage_in_one_line_and_json_and_logs_the_traceback(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    monkeypatch.setenv("NUMERFLOW_FEATURES__SOURCES", json.dumps([{"name": "mine", "plugin": "fakes.plugins:raises"}]))
+    assert main(["run", "--demo", "--json", *SMALL, "--data-dir", str(tmp_path / "data")]) == 2
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and "| ERROR" not in captured.err
+    (line,) = _numerflow_lines(captured.err)
+    assert line.startswith("numerflow: dataset failed: feature_plugin_failed: feature plug-in "
+                           "'fakes.plugins:raises' raised KeyError: 'close_price'")
+    payload = json.loads(captured.out)
+    assert payload["ok"] is False and payload["error"] == {
+        "tag": "feature_plugin_failed", "stage": "dataset",
+        "message": "feature plug-in 'fakes.plugins:raises' raised KeyError: 'close_price'; fix the plug-in or drop "
+                   "it from features"}
+    log = Path(payload["log"])
+    assert f"(log: {log})" in line and "Traceback" in log.read_text() and "KeyError: 'close_price'" in log.read_text()
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_prefects_failure_reports_go_to_the_log_file_unless_verbose(verbose, tmp_path):
+    import argparse
+    import io
+    import logging
+
+    from numerflow.flows.cli import round_console
+
+    console = logging.StreamHandler(io.StringIO())
+    root = logging.getLogger()
+    root.addHandler(console)
+    args = argparse.Namespace(verbose=verbose)
+    try:
+        with round_console(args, tmp_path):
+            try:
+                raise KeyError("close_price")
+            except KeyError:
+                logging.getLogger("prefect.task_runs").error("Task run failed with exception", exc_info=True)
+            logging.getLogger("prefect.flow_runs").warning("No open round, and no keys: a dry run")
+    finally:
+        root.removeHandler(console)
+    shown = console.stream.getvalue()
+    assert "No open round" in shown  # warnings stay on the console
+    if verbose:
+        assert "Traceback" in shown and not (tmp_path / "logs").exists()
+    else:
+        assert "Traceback" not in shown and "Task run failed" not in shown
+        logged = args.log_path.read_text()
+        assert "Task run failed" in logged and "KeyError: 'close_price'" in logged and "No open round" in logged
+
+
+def test_an_unexpected_error_still_shows_its_traceback_and_json_names_it(tmp_path, monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk controller on fire")
+
+    monkeypatch.setattr("numerflow.flows.round.judge_models", broken)
+    with pytest.raises(RuntimeError, match="disk controller on fire"):  # Python prints it: exit 1 with traceback
+        main(["run", "--demo", "--json", "--data-dir", str(tmp_path / "data")])
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["error"]["tag"] == "RuntimeError" and "disk controller on fire" in payload["error"]["message"]
+
+
+@pytest.mark.slow
+def test_models_lightgbm_refuses_to_fit_fail_as_themselves_and_the_others_keep_their_summary(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NUMERFLOW_TRAINING__NUM_BOOST_ROUND", "20")
+    monkeypatch.setenv("NUMERFLOW_MODELS", json.dumps([
+        {"name": "good"}, {"name": "mono", "params": {"monotone_constraints": [1, 1]}},
+        {"name": "gam", "params": {"objective": "gamma"}}]))
+    assert main(["run", "--demo", *SMALL, "--data-dir", str(tmp_path / "data")]) == 2
+    captured = capsys.readouterr()
+    assert "numerflow: train done in" in captured.err and "(1 of 2 models failed: mono)" in captured.err
+    (line,) = _numerflow_lines(captured.err)
+    assert "StageFailed" not in line and "stage_failed" not in line and "hpp, line" not in line
+    assert ("mono: lightgbm_refused: LightGBM could not train this model: Check failed: "
+            "(static_cast<size_t>(train_data_->num_total_features())) == (config->monotone_constraints.size()); "
+            "give monotone_constraints one entry per feature") in line
+    assert "gam: invalid_config: objective 'gamma' needs targets above 0, and the targets include 0" in line
+    assert "numerflow round demo-" in captured.out and "2 of 3 models failed" not in captured.out
+    assert "1 of 3 models done" in captured.out and "  model good" in captured.out and "dry_run" in captured.out
+
+
+@pytest.mark.slow
+def test_a_train_stage_whose_models_all_failed_never_echoes_done(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NUMERFLOW_TRAINING__NUM_BOOST_ROUND", "20")
+    monkeypatch.setenv("NUMERFLOW_MODELS", json.dumps([
+        {"name": "mono", "params": {"monotone_constraints": [1, 1]}},
+        {"name": "mono2", "params": {"monotone_constraints": [1, -1]}}]))
+    assert main(["run", "--demo", "--json", *SMALL, "--data-dir", str(tmp_path / "data")]) == 2
+    captured = capsys.readouterr()
+    assert "numerflow: train done" not in captured.err
+    assert "numerflow: train FAILED after" in captured.err and "(2 of 2 models failed: mono, mono2)" in captured.err
+    payload = json.loads(captured.out)
+    assert payload["error"]["tag"] == "models_failed" and payload["models"] == []
+    assert all(why.startswith("lightgbm_refused: ") for why in payload["failures"].values())
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"objective": "multiclass", "num_class": 5}, "objective 'multiclass' predicts one score per class"),
+    ({"objective": "softmax", "num_class": 5}, "ranks, not classes"),
+    ({"objective": "lambdarank"}, "query groups"),
+    ({"objective": "binary"}, "needs 0/1 labels"),
+    ({"objective": "gamma"}, "needs targets above 0"),
+    ({"application": "multiclassova", "num_class": 5}, "'multiclassova'"),
+])
+def test_objectives_that_cannot_fit_the_targets_fail_their_model_in_preflight(tmp_path, params, message):
+    from numerflow.flows.round import judge_models
+    from numerflow.tasks.core.config import load_settings, model_table
+
+    settings = load_settings(data_dir=str(tmp_path), models=[{"name": "good"}, {"name": "bad", "params": params}])
+    table, failures = judge_models(settings, model_table(settings), "demo")
+    assert [m.name for m in table] == ["good"] and message in failures["bad"] and "regression" in failures["bad"]
+
+
+def test_lightgbm_failures_read_with_a_hint_for_each_known_reason():
+    from lightgbm.basic import LightGBMError
+
+    from numerflow.tasks.core.failures import describe_failure
+
+    for reason, hint in [
+        ("Check failed: (label) > (0) at /x/regression_metric.hpp, line 275 .\n", "needs positive targets"),
+        ("Check failed: (static_cast<size_t>(train_data_->num_total_features())) == "
+         "(config->monotone_constraints.size()) at /x/gbdt.cpp, line 65 .", "one entry per feature"),
+        ("Label must be in [0, 5), but found 0.25 in label", "not classes"),
+        ("Something new", "fix the LightGBM parameters"),
+    ]:
+        text = describe_failure(LightGBMError(reason))
+        assert text.startswith("lightgbm_refused: LightGBM could not train this model: ") and hint in text
+        assert "\n" not in text and ".cpp" not in text and ".hpp" not in text

@@ -76,6 +76,27 @@ def check_model_targets(numerai: NumeraiSettings, own_targets_only: bool) -> Non
     ensemble_weights(targets, numerai.ensemble_weights)
 
 
+# LightGBM objectives that cannot fit Numerai-style targets (ranks binned to 0, .25, .5, .75, 1), and why.
+_UNFIT_OBJECTIVES = {
+    **dict.fromkeys(("multiclass", "softmax", "multiclassova", "multiclass_ova", "ova", "ovr"),
+                    "predicts one score per class, and the targets are ranks, not classes"),
+    **dict.fromkeys(("lambdarank", "rank_xendcg", "xendcg", "xe_ndcg", "xe_ndcg_mart", "xendcg_mart"),
+                    "ranks within query groups, which the dataset does not have"),
+    "binary": "needs 0/1 labels, and the targets are ranks in [0, 1]",
+    "gamma": "needs targets above 0, and the targets include 0",
+}
+
+
+def check_objective(params: dict) -> None:
+    """A LightGBM objective that LightGBM accepts but that cannot fit these targets is refused before any
+    data moves (LightGBM would fail mid-fit, or predict a matrix where one score per row is needed)."""
+    objective = params.get("objective", params.get("objective_type", params.get("app", params.get("application"))))
+    why = _UNFIT_OBJECTIVES.get(str(objective).strip().lower()) if isinstance(objective, str) else None
+    if why:
+        raise BadInputError(f"objective {objective!r} {why}: use objective = \"regression\" (or huber, l1, "
+                            "cross_entropy)", tag="invalid_config")
+
+
 def rank_average(predictions: Sequence[np.ndarray], weights: Sequence[float], dates: np.ndarray) -> np.ndarray:
     """Weighted mean of each member's per-date tie-kept ranks (rows aligned across members)."""
     codes = group_codes(dates)
