@@ -962,3 +962,69 @@ def test_lightgbm_failures_read_with_a_hint_for_each_known_reason():
         text = describe_failure(LightGBMError(reason))
         assert text.startswith("lightgbm_refused: LightGBM could not train this model: ") and hint in text
         assert "\n" not in text and ".cpp" not in text and ".hpp" not in text
+
+
+# ------------------------------------------------------------------ Ctrl-C
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_round_prints_one_line_exits_130_and_the_rerun_resumes(tmp_path, monkeypatch, capsys):
+    from numerflow.flows import round as round_module
+
+    real = round_module.build_dataset_task
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(round_module, "build_dataset_task", interrupted)
+    argv = ["run", "--demo", *SMALL, "--data-dir", str(tmp_path / "data")]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "numerflow: interrupted during dataset; re-run to resume" in err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    prices = sorted((tmp_path / "data" / "prices").rglob("*.parquet"))
+    assert prices  # the ingest before the interruption is kept
+
+    monkeypatch.setattr(round_module, "build_dataset_task", real)
+    assert main([*argv, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["prices"]["rows"] == 0  # resumed: the stored bars are not fetched again
+    assert summary["upload"]["dry_run"] is True
+
+
+# ------------------------------------------------------------------ Classic submissions, in Classic's words
+
+LIVE = pd.Series([f"n{i:04d}" for i in range(150)])
+
+
+def _classic(ids, values=None):
+    ids = list(ids)
+    values = values if values is not None else [(i + 0.5) / len(ids) for i in range(len(ids))]
+    return pd.DataFrame({"id": ids, "prediction": values})
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: _classic(LIVE[3:]), "3 of the 150 live ids are missing (e.g. ['n0000', 'n0001', 'n0002'])"),
+    (lambda: _classic([*LIVE, "x1", "x2"]), "2 ids are not live (e.g. ['x1', 'x2'])"),
+    (lambda: _classic(LIVE, [0.0, 1.0] + [0.5 + i / 1000 for i in range(148)]),
+     "Classic predictions must be strictly inside (0, 1): 2 of 150 are exactly 0 or 1 (numerai-tools' checker lets "
+     "the ends through"),
+    (lambda: _classic(LIVE, [1.5] + [0.5] * 149), "predictions must be strictly inside (0, 1); got min 0.5, max 1.5"),
+    (lambda: _classic(LIVE, [0.5] * 150), "every prediction is the same value"),
+    (lambda: _classic([*LIVE[:-1], LIVE.iloc[0]]), "duplicate ids ['n0000']; each id must appear once"),
+    (lambda: _classic(LIVE).assign(prediction=["x"] * 150), "the prediction column holds values that are not numbers"),
+])
+def test_classic_submission_problems_are_said_in_classic_terms(make, message):
+    from numerflow.tasks.numerai.submission import validate_submission
+
+    with pytest.raises(BadInputError) as refused:
+        validate_submission(make(), LIVE, tournament="classic", min_tickers=100)
+    assert message in str(refused.value), str(refused.value)
+    assert "ticker" not in str(refused.value) and "signal" not in str(refused.value)
+
+
+def test_a_hand_made_classic_file_of_0_and_1_is_refused_in_a_dry_run(no_keys, capsys):
+    path = no_keys / "classic.csv"
+    _classic(LIVE, [0, 1] * 75).to_csv(path, index=False)
+    assert main(["submit", "--tournament", "classic", str(path)]) == 2
+    assert "Classic predictions must be strictly inside (0, 1): 150 of 150 are exactly 0 or 1" in capsys.readouterr().err
