@@ -487,12 +487,23 @@ def render_summary(s: dict[str, Any]) -> str:
                   f"CORR {m['validation_mean']:.4f}, {m['upload']}: {m['submission']}" for m in s["models"]]
     n = s.get("numerai")
     if n:
-        r = n["resolution"] or {}
         lines.append(f"  numerai     round {n['round']}, {n['universe']['tickers']} tickers ({n['universe']['dataset']}); "
-                     f"resolved {r.get('resolved')}, ambiguous {r.get('ambiguous')}, unresolved {r.get('unresolved')}")
+                     f"{_resolution_text(n['resolution'], s['prices'])}")
         if n["window"]:
             lines.append(f"  window      opens {n['window']['open_time']}, closes {n['window']['close_time']}")
     return "\n".join(lines)
+
+
+def _resolution_text(totals: dict[str, Any] | None, prices: dict[str, Any]) -> str:
+    """What the ids → price symbols step did: Yahoo's resolution counts, or for the user's own files
+    (keyed by Numerai's ids, nothing to resolve) how many universe ids the files have prices for."""
+    if totals:
+        return (f"resolved {totals.get('resolved')}, ambiguous {totals.get('ambiguous')}, "
+                f"unresolved {totals.get('unresolved')}")
+    coverage = prices.get("coverage") or {}
+    have = (f"prices for {coverage['covered']} of {coverage['universe']} universe ids" if coverage.get("universe")
+            else "prices")
+    return f"{have} from {prices.get('source')} (keyed by Numerai's ids: no Yahoo resolution)"
 
 
 def _validation_line(v: dict[str, Any]) -> str:

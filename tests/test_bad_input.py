@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from fakes.ingest_steps import ingest_like_the_flow
+from test_live_round import live_env, numerai, yahoo  # noqa: F401 - fixtures of a live round
 
 from numerflow.flows.cli import main
 from numerflow.tasks.core.config import NumeraiSettings
@@ -1028,3 +1029,62 @@ def test_a_hand_made_classic_file_of_0_and_1_is_refused_in_a_dry_run(no_keys, ca
     _classic(LIVE, [0, 1] * 75).to_csv(path, index=False)
     assert main(["submit", "--tournament", "classic", str(path)]) == 2
     assert "Classic predictions must be strictly inside (0, 1): 150 of 150 are exactly 0 or 1" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ one entry of a list, from the environment
+
+
+@pytest.mark.parametrize("name, value, option", [
+    ("NUMERFLOW_MODELS__0__PARAMS", '{"num_leaves": 7}', "models"),
+    ("NUMERFLOW_MODELS__1__NAME", "other", "models"),
+    ("NUMERFLOW_FEATURES__SOURCES__0__LAG_HOURS", "3", "features.sources"),
+    ("NUMERFLOW_SCHEDULE__ROUND_CRONS__0", "0 6 * * 1", "schedule.round_crons"),
+])
+def test_an_env_variable_for_one_list_entry_is_named_with_how_lists_are_set(name, value, option, tmp_path,
+                                                                              monkeypatch):
+    from numerflow.tasks.core.config import load_settings
+
+    config = tmp_path / "numerflow.toml"
+    config.write_text('[[models]]\nname = "a"\n\n[[models]]\nname = "b"\n')
+    monkeypatch.setenv("NUMERFLOW_CONFIG", str(config))
+    monkeypatch.setenv(name, value)
+    with pytest.raises(BadInputError, match="invalid_config") as refused:
+        load_settings()
+    text = str(refused.value)
+    assert text.startswith(f"invalid_config: {name} sets entry") and f"of the list {option}" in text
+    assert "a list is set as one JSON value" in text and "Input should be a valid list" not in text
+
+
+def test_a_list_entry_in_the_env_file_is_named_too(tmp_path, monkeypatch):
+    from numerflow.tasks.core.config import load_settings
+
+    env = tmp_path / ".env"
+    env.write_text("NUMERFLOW_MODELS__0__TARGET=target_chili_60\n")
+    monkeypatch.setenv("NUMERFLOW_ENV_FILE", str(env))
+    with pytest.raises(BadInputError, match="NUMERFLOW_MODELS__0__TARGET sets entry 0 of the list models"):
+        load_settings()
+
+
+# ------------------------------------------------------------------ a live round on price files says what applies
+
+
+def test_the_summary_of_a_files_round_says_what_applies_to_files():
+    from numerflow.flows.cli import _resolution_text
+
+    files = {"source": "files", "coverage": {"covered": 7, "universe": 8, "share": 7 / 8, "outside": 0}}
+    assert _resolution_text(None, files) == ("prices for 7 of 8 universe ids from files (keyed by Numerai's ids: "
+                                             "no Yahoo resolution)")
+    assert _resolution_text({"resolved": 5, "ambiguous": 1, "unresolved": 2}, {"source": "yahoo"}) == \
+        "resolved 5, ambiguous 1, unresolved 2"
+
+
+@pytest.mark.slow
+def test_a_live_round_on_price_files_prints_no_none(prefect_harness, live_env, tmp_path, monkeypatch, capsys):
+    from test_live_files import write_prices
+
+    write_prices(tmp_path / "prices.csv")
+    monkeypatch.setenv("NUMERFLOW_PRICE_SOURCE", "files")
+    monkeypatch.setenv("NUMERFLOW_FILES__PATH", str(tmp_path / "prices.csv"))
+    assert main(["run", "--model", "my_signals"]) == 0
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  numerai ")]
+    assert "None" not in line and "universe ids from files (keyed by Numerai's ids: no Yahoo resolution)" in line

@@ -608,6 +608,7 @@ def load_settings(**overrides: Any) -> Settings:
             line = exc.object[: exc.start].count(b"\n") + 1  # the line only: the value may be a secret
             raise BadInputError(f"env file {env_file} is not UTF-8 text (line {line}); save it as UTF-8, or point "
                                 "NUMERFLOW_ENV_FILE at another file", tag="invalid_config") from None
+    _refuse_list_items(env_file)
     if toml_path.exists() and not toml_path.is_dir():
         try:
             tomllib.loads(toml_path.read_text(encoding="utf-8"))
@@ -630,6 +631,30 @@ def load_settings(**overrides: Any) -> Settings:
 
     check_data_dir(settings.data_dir)  # a file, under a file or under /proc: refused before anything runs
     return settings
+
+
+def _refuse_list_items(env_file: Path) -> None:
+    """``NUMERFLOW_MODELS__0__PARAMS``: pydantic-settings cannot set one entry of a list (``[[models]]``,
+    ``features.sources``); name the variable and say how a list is set, instead of "not a valid list"."""
+    import re
+
+    from numerflow.tasks.core.errors import BadInputError
+
+    names = [n for n in os.environ if n.upper().startswith("NUMERFLOW_")]
+    if env_file.is_file():
+        from dotenv import dotenv_values
+
+        names += [n for n in dotenv_values(env_file) if n.upper().startswith("NUMERFLOW_")]
+    for name in names:
+        match = re.match(r"NUMERFLOW_((?:[A-Z0-9_]+?__)*?[A-Z0-9_]+?)__(\d+)(?:__|$)", name.upper())
+        if match:
+            option = match.group(1).replace("__", ".").lower()
+            example = {"models": '[{"name": "my_model", "params": {"num_leaves": 7}}]',
+                       "features.sources": '[{"name": "mine", "path": "mine.csv", "lag_hours": 3}]'}.get(option, "[...]")
+            raise BadInputError(
+                f"{name} sets entry {match.group(2)} of the list {option}, which an environment variable cannot do: a "
+                f"list is set as one JSON value, e.g. NUMERFLOW_{match.group(1)}='{example}' (it replaces the whole "
+                f"list of numerflow.toml), or edit that entry in numerflow.toml; unset {name}", tag="invalid_config")
 
 
 def _problem(err: Any) -> str:
