@@ -1088,3 +1088,22 @@ def test_a_live_round_on_price_files_prints_no_none(prefect_harness, live_env, t
     assert main(["run", "--model", "my_signals"]) == 0
     (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  numerai ")]
     assert "None" not in line and "universe ids from files (keyed by Numerai's ids: no Yahoo resolution)" in line
+
+
+@pytest.mark.slow
+def test_json_on_a_partial_failure_gives_the_uploaded_models_submission_id(prefect_harness, live_env, numerai,
+                                                                            monkeypatch, capsys):
+    monkeypatch.setenv("NUMERFLOW_MODELS", json.dumps([
+        {"name": "my_signals"}, {"name": "other_signals", "params": {"monotone_constraints": [1, -1]}},
+        {"name": "third", "target": "target_no_horizon"}]))
+    assert main(["run", "--json"]) == 2
+    captured = capsys.readouterr()
+    payload = json.loads(captured.out)
+    assert payload["ok"] is False and payload["error"]["tag"] == "models_failed"
+    (uploaded,) = payload["models"]
+    assert uploaded["name"] == "my_signals" and uploaded["upload"] == "uploaded"
+    assert uploaded["submission_id"] and uploaded["submission_id"] in json.dumps(numerai.state.submissions, default=str)
+    assert payload["failures"]["other_signals"].startswith("lightgbm_refused: LightGBM could not train this model")
+    assert "cannot tell the horizon of target column 'target_no_horizon'" in payload["failures"]["third"]
+    assert "(2 of 3 models failed: other_signals, third)" not in captured.err  # third never reached train
+    assert "(1 of 2 models failed: other_signals)" in captured.err
