@@ -1107,3 +1107,13 @@ def test_json_on_a_partial_failure_gives_the_uploaded_models_submission_id(prefe
     assert "cannot tell the horizon of target column 'target_no_horizon'" in payload["failures"]["third"]
     assert "(2 of 3 models failed: other_signals, third)" not in captured.err  # third never reached train
     assert "(1 of 2 models failed: other_signals)" in captured.err
+
+
+def test_a_plugin_with_no_rows_gives_an_empty_feature_not_a_crash(tmp_path):
+    from numerflow.tasks.core.config import FeatureSourceSettings
+
+    info = _dataset_with(tmp_path, FeatureSourceSettings(name="mine", plugin="fakes.plugins:empty"))
+    report = json.loads(Path(info.path).with_suffix(".coverage.json").read_text())
+    assert report["features"]["feature_mine_value"]["mean_coverage"] == 0
+    assert report["excluded"] == ["feature_mine_value"]  # reported and left out of the model
+    assert "feature_mine_value" not in pd.read_parquet(info.path).columns

@@ -677,6 +677,10 @@ def add_source_features(dataset: pd.DataFrame, sources: list[LoadedSource], bar_
                 block[names.index(name)] = rank_by_date(raw[name].to_numpy(), grid.date_code)
             continue
         order, states, state_of_date = _grid_rows(source, grid, date_stamps)
+        if not len(order):  # no values at all (an empty source): the feature is missing everywhere
+            for name in source.feature_names:
+                block[names.index(name)] = np.nan
+            continue
         none = states < 0
         rows = np.where(none, 0, states)
 

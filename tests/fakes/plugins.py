@@ -72,3 +72,9 @@ def _fingerprint(context):
 bad_fingerprint.fingerprint = _fingerprint  # type: ignore[attr-defined]
 
 not_a_function = 42
+
+
+def empty(context):
+    """No values at all (a vendor with nothing new): the feature is all NaN, never a crash."""
+    return pd.DataFrame({"ticker": pd.Series(dtype=str), "timestamp": pd.Series(dtype="datetime64[ns]"),
+                         "value": pd.Series(dtype=float)})
