@@ -1117,3 +1117,28 @@ def test_a_plugin_with_no_rows_gives_an_empty_feature_not_a_crash(tmp_path):
     assert report["features"]["feature_mine_value"]["mean_coverage"] == 0
     assert report["excluded"] == ["feature_mine_value"]  # reported and left out of the model
     assert "feature_mine_value" not in pd.read_parquet(info.path).columns
+
+
+@pytest.mark.parametrize("when, message", [
+    ("04/07/2025 10:30", "'04/07/2025 10:30' is ambiguous"),
+    ("13/07/2025", "its rows read day first"),
+])
+def test_headlines_with_numeric_day_month_dates_are_refused_not_guessed(tmp_path, when, message):
+    from numerflow.tasks.features.news_sentiment import read_headlines
+
+    path = tmp_path / "news.json"
+    path.write_text(json.dumps([{"title": "Shares soar", "date": when, "tickers": ["AAPL"]}]))
+    with pytest.raises(BadInputError, match="ambiguous_dates") as refused:
+        read_headlines(path)
+    assert message in str(refused.value) and "ISO 8601" in str(refused.value)
+    assert "[[features.sources]]" not in str(refused.value)
+
+
+def test_headlines_dated_as_the_news_api_does_or_in_iso_are_read(tmp_path):
+    from numerflow.tasks.features.news_sentiment import read_headlines
+
+    path = tmp_path / "news.json"
+    path.write_text(json.dumps([{"title": "Shares soar", "date": "Fri, 04 Jul 2025 10:30:00 -0400", "tickers": ["AAPL"]},
+                                {"title": "Shares sink", "date": "2025-07-04T14:31:00Z", "tickers": ["MSFT"]}]))
+    dates = read_headlines(path)["date"].dt.strftime("%Y-%m-%d %H:%M").tolist()
+    assert dates == ["2025-07-04 14:30", "2025-07-04 14:31"]

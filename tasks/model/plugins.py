@@ -380,7 +380,7 @@ def _timestamps(raw: pd.Series, where: str, column: str, timezone: str,
         if fmt:
             parsed = _formatted(text, fmt, where, column, timezone)
         else:
-            text = _day_month_as_iso(text, where, column, source.dayfirst if source is not None else None)
+            text = day_month_as_iso(text, where, column, source.dayfirst if source is not None else None)
             aware = text.str.contains(_OFFSET, na=False).to_numpy()
             parsed = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
             if aware.any():
@@ -405,10 +405,11 @@ def _timestamps(raw: pd.Series, where: str, column: str, timezone: str,
 _DAY_MONTH = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4}|\d{2})(?!\d)")
 
 
-def _day_month_as_iso(text: pd.Series, where: str, column: str, dayfirst: bool | None) -> pd.Series:
+def day_month_as_iso(text: pd.Series, where: str, column: str, dayfirst: bool | None, fix: str | None = None
+                     ) -> pd.Series:
     """``text`` with every numeric day/month date rewritten as ISO (yyyy-mm-dd, the rest of the value
     kept), in the order ``dayfirst`` says. Refused: such dates without ``dayfirst`` (naming which order
-    the column's own rows point to), two-digit years, and a column whose rows contradict the order."""
+    the column's own rows point to, and ``fix``), two-digit years, and a column whose rows contradict the order."""
     parts = text.str.extract(_DAY_MONTH)
     found = parts[0].notna().to_numpy()
     if not found.any():
@@ -438,9 +439,10 @@ def _day_month_as_iso(text: pd.Series, where: str, column: str, dayfirst: bool |
         seen = ("its rows read day first (e.g. " + repr(row(day_first)[1]) + ")" if day_first.any() else
                 "its rows read month first (e.g. " + repr(row(month_first)[1]) + ")" if month_first.any() else
                 "no row tells which")
+        fix = fix or ("set dayfirst = true (or false) or timestamp_format in this [[features.sources]] entry, "
+                      "or write ISO 8601 (2025-07-04)")
         raise BadInputError(f"{line}, column {column!r}: {value!r} is ambiguous (day/month or month/day; {seen}); "
-                            "set dayfirst = true (or false) or timestamp_format in this [[features.sources]] entry, "
-                            "or write ISO 8601 (2025-07-04)", tag="ambiguous_dates")
+                            f"{fix}", tag="ambiguous_dates")
     against = month_first if dayfirst else day_first
     if against.any():
         line, value = row(against)
