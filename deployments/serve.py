@@ -68,7 +68,8 @@ def _api_settings() -> Any:
 
 
 def api_url() -> str:
-    return str(_api_settings().url).rstrip("/")
+    """The Prefect API URL serve uses (as ``api_url_problem`` reads it: the environment first)."""
+    return str(os.environ.get("PREFECT_API_URL") or _api_settings().url).rstrip("/")
 
 
 def unreachable(exc: Exception) -> str:

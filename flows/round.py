@@ -407,8 +407,8 @@ def judge_models(settings: Settings, table: list[ModelSettings | None], mode: Mo
     for entry in table:
         try:
             mine = settings_for_model(settings, entry)
+            check_objective(mine.training.params)  # first: its reason is about these targets, LightGBM's is generic
             check_lightgbm_params(mine.training)
-            check_objective(mine.training.params)
             check_model_targets(mine.numerai, own_targets_only=mode == "demo" or not mine.numerai.use_numerai_targets)
             check_sources(mine.features)
         except BadInputError as exc:

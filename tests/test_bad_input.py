@@ -937,7 +937,7 @@ def test_a_train_stage_whose_models_all_failed_never_echoes_done(tmp_path, monke
     ({"objective": "lambdarank"}, "query groups"),
     ({"objective": "binary"}, "needs 0/1 labels"),
     ({"objective": "gamma"}, "needs targets above 0"),
-    ({"application": "multiclassova", "num_class": 5}, "'multiclassova'"),
+    ({"objective": "ova", "num_class": 5}, "objective 'ova' predicts one score per class"),
 ])
 def test_objectives_that_cannot_fit_the_targets_fail_their_model_in_preflight(tmp_path, params, message):
     from numerflow.flows.round import judge_models
