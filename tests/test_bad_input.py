@@ -534,7 +534,12 @@ def test_a_demo_market_too_big_for_the_memory_left_is_refused_before_it_is_gener
 
 
 # ================================================================== second sweep (issue 24)
-# ------------------------------------------------------------------ dates in feature sources: never guessed
+
+
+# ================================================================== WRONG RESULTS: each a refusal or a correct result
+
+
+# ------------------------------------------------------------------ dates in feature sources and headlines: never guessed
 
 
 def _source_csv(tmp_path, stamps, **options):
@@ -593,7 +598,32 @@ def test_iso_month_named_and_explicitly_ordered_dates_are_read_as_the_user_says(
     assert _available(tmp_path, stamps, **options) == expected
 
 
-# ------------------------------------------------------------------ plug-ins: rules, failures, results
+@pytest.mark.parametrize("when, message", [
+    ("04/07/2025 10:30", "'04/07/2025 10:30' is ambiguous"),
+    ("13/07/2025", "its rows read day first"),
+])
+def test_headlines_with_numeric_day_month_dates_are_refused_not_guessed(tmp_path, when, message):
+    from numerflow.tasks.features.news_sentiment import read_headlines
+
+    path = tmp_path / "news.json"
+    path.write_text(json.dumps([{"title": "Shares soar", "date": when, "tickers": ["AAPL"]}]))
+    with pytest.raises(BadInputError, match="ambiguous_dates") as refused:
+        read_headlines(path)
+    assert message in str(refused.value) and "ISO 8601" in str(refused.value)
+    assert "[[features.sources]]" not in str(refused.value)
+
+
+def test_headlines_dated_as_the_news_api_does_or_in_iso_are_read(tmp_path):
+    from numerflow.tasks.features.news_sentiment import read_headlines
+
+    path = tmp_path / "news.json"
+    path.write_text(json.dumps([{"title": "Shares soar", "date": "Fri, 04 Jul 2025 10:30:00 -0400", "tickers": ["AAPL"]},
+                                {"title": "Shares sink", "date": "2025-07-04T14:31:00Z", "tickers": ["MSFT"]}]))
+    dates = read_headlines(path)["date"].dt.strftime("%Y-%m-%d %H:%M").tolist()
+    assert dates == ["2025-07-04 14:30", "2025-07-04 14:31"]
+
+
+# ------------------------------------------------------------------ availability rules: checked whichever path they come from
 
 
 def _prices_panel(tickers=("AAA US", "BBB US", "CCC US"), n=40):
@@ -634,6 +664,102 @@ def test_a_tables_availability_is_refused_when_settings_load(options, message):
     with pytest.raises(BadInputError, match="invalid_config") as refused:
         load_settings(features={"sources": [{"name": "mine", "path": "x.csv", **options}]})
     assert message in str(refused.value)
+
+
+# ------------------------------------------------------------------ schedules that would never run
+
+
+@pytest.mark.parametrize("option, value", [
+    ("schedule", {"round_crons": ["0 0 31 2 *"]}),
+    ("schedule", {"daily_submit_crons": ["10 12 * * 2-6", "0 6 31 4 *"]}),
+    ("schedule", {"train_cron": "0 0 30 2 *"}),
+    ("scores", {"cron": "0 8 31 11 *"}),
+    ("classic", {"crons": ["0 0 31 6 *"]}),
+])
+def test_a_cron_with_no_next_run_is_refused_when_settings_load(option, value):
+    from numerflow.tasks.core.config import load_settings
+
+    with pytest.raises(BadInputError, match="invalid_config") as refused:
+        load_settings(**{option: value})
+    assert f"{option}.{next(iter(value))}" in str(refused.value) and "never runs" in str(refused.value)
+
+
+def test_a_cron_that_fires_rarely_is_kept():
+    from numerflow.tasks.core.config import load_settings
+
+    assert load_settings(schedule={"train_cron": "0 6 29 2 *"}).schedule.train_cron == "0 6 29 2 *"  # leap days
+
+
+def test_serve_check_refuses_an_impossible_cron(monkeypatch, capsys):
+    from numerflow.deployments.serve import main as serve_main
+
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # never reached: the settings fail first
+    monkeypatch.setenv("NUMERFLOW_SCHEDULE__ROUND_CRONS", '["0 0 31 2 *"]')
+    assert serve_main(["--check"]) == 1
+    err = capsys.readouterr().err
+    assert "schedule.round_crons" in err and "'0 0 31 2 *' never runs" in err
+
+
+# ------------------------------------------------------------------ each model's targets, weights and objective, judged in preflight in every mode
+
+
+@pytest.mark.parametrize("mode, entry, message", [
+    ("demo", {"target": "target_does_not_exist"}, "this round trains on its own target"),
+    ("demo", {"ensemble_targets": ["target", "target_chili_60"]}, "would be ignored"),
+    ("live", {"target": "target_does_not_exist"}, "cannot tell the horizon of target column 'target_does_not_exist'"),
+    ("live", {"ensemble_targets": ["target", "target_chili_60"], "ensemble_weights": [1.0]}, "do not fit the targets"),
+    ("live", {"ensemble_targets": ["target", "target_chili_60"], "ensemble_weights": [0, 0]}, "not all zero"),
+    ("live", {"ensemble_targets": ["target", "target"]}, "list a target twice"),
+    ("live", {"ensemble_weights": [1.0, 2.0]}, "do not fit the targets ['target']"),
+])
+def test_each_models_targets_and_weights_are_judged_in_preflight_in_every_mode(tmp_path, mode, entry, message):
+    from numerflow.flows.round import judge_models
+    from numerflow.tasks.core.config import load_settings, model_table
+
+    settings = load_settings(data_dir=str(tmp_path), models=[{"name": "good"}, {"name": "bad", **entry}])
+    table, failures = judge_models(settings, model_table(settings), mode)
+    assert [m.name for m in table] == ["good"] and list(failures) == ["bad"]
+    assert message in failures["bad"]
+
+
+def test_the_single_models_unknown_target_stops_a_demo_before_anything_moves(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NUMERFLOW_NUMERAI__TARGET_COLUMN", "target_does_not_exist")
+    assert main(["run", "--demo", "--data-dir", str(tmp_path / "data")]) == 2
+    assert "invalid_targets" in capsys.readouterr().err
+    assert not (tmp_path / "data" / "prices").exists()
+
+
+@pytest.mark.parametrize("where, value", [("numerai", {"ensemble_weights": [float("nan"), 1.0]}),
+                                          ("models", [{"name": "a", "ensemble_weights": [-1.0, 2.0]}]),
+                                          ("classic", {"weights": [float("inf")]})])
+def test_nan_negative_or_infinite_ensemble_weights_are_refused_when_settings_load(where, value):
+    from numerflow.tasks.core.config import load_settings
+
+    with pytest.raises(BadInputError, match="ensemble weights must be finite numbers >= 0"):
+        load_settings(**{where: value})
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"objective": "multiclass", "num_class": 5}, "objective 'multiclass' predicts one score per class"),
+    ({"objective": "softmax", "num_class": 5}, "ranks, not classes"),
+    ({"objective": "lambdarank"}, "query groups"),
+    ({"objective": "binary"}, "needs 0/1 labels"),
+    ({"objective": "gamma"}, "needs targets above 0"),
+    ({"objective": "ova", "num_class": 5}, "objective 'ova' predicts one score per class"),
+])
+def test_objectives_that_cannot_fit_the_targets_fail_their_model_in_preflight(tmp_path, params, message):
+    from numerflow.flows.round import judge_models
+    from numerflow.tasks.core.config import load_settings, model_table
+
+    settings = load_settings(data_dir=str(tmp_path), models=[{"name": "good"}, {"name": "bad", "params": params}])
+    table, failures = judge_models(settings, model_table(settings), "demo")
+    assert [m.name for m in table] == ["good"] and message in failures["bad"] and "regression" in failures["bad"]
+
+
+# ================================================================== RAW CRASHES: each a tagged one-line error with a non-zero exit
+
+
+# ------------------------------------------------------------------ plug-ins that fail, and sources that reach nothing
 
 
 @pytest.mark.parametrize("plugin, message", [
@@ -697,77 +823,14 @@ def test_a_feature_source_none_of_whose_rows_join_is_refused_saying_what_to_chec
     assert message in text, text
 
 
-# ------------------------------------------------------------------ schedules that would never run
+def test_a_plugin_with_no_rows_gives_an_empty_feature_not_a_crash(tmp_path):
+    from numerflow.tasks.core.config import FeatureSourceSettings
 
-
-@pytest.mark.parametrize("option, value", [
-    ("schedule", {"round_crons": ["0 0 31 2 *"]}),
-    ("schedule", {"daily_submit_crons": ["10 12 * * 2-6", "0 6 31 4 *"]}),
-    ("schedule", {"train_cron": "0 0 30 2 *"}),
-    ("scores", {"cron": "0 8 31 11 *"}),
-    ("classic", {"crons": ["0 0 31 6 *"]}),
-])
-def test_a_cron_with_no_next_run_is_refused_when_settings_load(option, value):
-    from numerflow.tasks.core.config import load_settings
-
-    with pytest.raises(BadInputError, match="invalid_config") as refused:
-        load_settings(**{option: value})
-    assert f"{option}.{next(iter(value))}" in str(refused.value) and "never runs" in str(refused.value)
-
-
-def test_a_cron_that_fires_rarely_is_kept():
-    from numerflow.tasks.core.config import load_settings
-
-    assert load_settings(schedule={"train_cron": "0 6 29 2 *"}).schedule.train_cron == "0 6 29 2 *"  # leap days
-
-
-def test_serve_check_refuses_an_impossible_cron(monkeypatch, capsys):
-    from numerflow.deployments.serve import main as serve_main
-
-    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # never reached: the settings fail first
-    monkeypatch.setenv("NUMERFLOW_SCHEDULE__ROUND_CRONS", '["0 0 31 2 *"]')
-    assert serve_main(["--check"]) == 1
-    err = capsys.readouterr().err
-    assert "schedule.round_crons" in err and "'0 0 31 2 *' never runs" in err
-
-
-# ------------------------------------------------------------------ each model's targets and weights, judged first
-
-
-@pytest.mark.parametrize("mode, entry, message", [
-    ("demo", {"target": "target_does_not_exist"}, "this round trains on its own target"),
-    ("demo", {"ensemble_targets": ["target", "target_chili_60"]}, "would be ignored"),
-    ("live", {"target": "target_does_not_exist"}, "cannot tell the horizon of target column 'target_does_not_exist'"),
-    ("live", {"ensemble_targets": ["target", "target_chili_60"], "ensemble_weights": [1.0]}, "do not fit the targets"),
-    ("live", {"ensemble_targets": ["target", "target_chili_60"], "ensemble_weights": [0, 0]}, "not all zero"),
-    ("live", {"ensemble_targets": ["target", "target"]}, "list a target twice"),
-    ("live", {"ensemble_weights": [1.0, 2.0]}, "do not fit the targets ['target']"),
-])
-def test_each_models_targets_and_weights_are_judged_in_preflight_in_every_mode(tmp_path, mode, entry, message):
-    from numerflow.flows.round import judge_models
-    from numerflow.tasks.core.config import load_settings, model_table
-
-    settings = load_settings(data_dir=str(tmp_path), models=[{"name": "good"}, {"name": "bad", **entry}])
-    table, failures = judge_models(settings, model_table(settings), mode)
-    assert [m.name for m in table] == ["good"] and list(failures) == ["bad"]
-    assert message in failures["bad"]
-
-
-def test_the_single_models_unknown_target_stops_a_demo_before_anything_moves(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("NUMERFLOW_NUMERAI__TARGET_COLUMN", "target_does_not_exist")
-    assert main(["run", "--demo", "--data-dir", str(tmp_path / "data")]) == 2
-    assert "invalid_targets" in capsys.readouterr().err
-    assert not (tmp_path / "data" / "prices").exists()
-
-
-@pytest.mark.parametrize("where, value", [("numerai", {"ensemble_weights": [float("nan"), 1.0]}),
-                                          ("models", [{"name": "a", "ensemble_weights": [-1.0, 2.0]}]),
-                                          ("classic", {"weights": [float("inf")]})])
-def test_nan_negative_or_infinite_ensemble_weights_are_refused_when_settings_load(where, value):
-    from numerflow.tasks.core.config import load_settings
-
-    with pytest.raises(BadInputError, match="ensemble weights must be finite numbers >= 0"):
-        load_settings(**{where: value})
+    info = _dataset_with(tmp_path, FeatureSourceSettings(name="mine", plugin="fakes.plugins:empty"))
+    report = json.loads(Path(info.path).with_suffix(".coverage.json").read_text())
+    assert report["features"]["feature_mine_value"]["mean_coverage"] == 0
+    assert report["excluded"] == ["feature_mine_value"]  # reported and left out of the model
+    assert "feature_mine_value" not in pd.read_parquet(info.path).columns
 
 
 # ------------------------------------------------------------------ answers from Numerai that do not parse
@@ -824,7 +887,11 @@ def test_serve_without_a_reachable_prefect_api_names_the_url_and_how_to_start_it
     assert "prefect server start" in err and "PREFECT_API_URL" in err and "Traceback" not in err
 
 
-# ------------------------------------------------------------------ a failure inside a round reads in one line
+# ================================================================== MESSAGES: the outcome was right, the words were not
+
+
+# ------------------------------------------------------------------ a failure inside a round reads in one line; --json says what failed and what succeeded
+
 
 SMALL = ["--tickers", "130", "--years", "1.5"]
 
@@ -897,6 +964,28 @@ def test_an_unexpected_error_still_shows_its_traceback_and_json_names_it(tmp_pat
 
 
 @pytest.mark.slow
+def test_json_on_a_partial_failure_gives_the_uploaded_models_submission_id(prefect_harness, live_env, numerai,
+                                                                            monkeypatch, capsys):
+    monkeypatch.setenv("NUMERFLOW_MODELS", json.dumps([
+        {"name": "my_signals"}, {"name": "other_signals", "params": {"monotone_constraints": [1, -1]}},
+        {"name": "third", "target": "target_no_horizon"}]))
+    assert main(["run", "--json"]) == 2
+    captured = capsys.readouterr()
+    payload = json.loads(captured.out)
+    assert payload["ok"] is False and payload["error"]["tag"] == "models_failed"
+    (uploaded,) = payload["models"]
+    assert uploaded["name"] == "my_signals" and uploaded["upload"] == "uploaded"
+    assert uploaded["submission_id"] and uploaded["submission_id"] in json.dumps(numerai.state.submissions, default=str)
+    assert payload["failures"]["other_signals"].startswith("lightgbm_refused: LightGBM could not train this model")
+    assert "cannot tell the horizon of target column 'target_no_horizon'" in payload["failures"]["third"]
+    assert "(2 of 3 models failed: other_signals, third)" not in captured.err  # third never reached train
+    assert "(1 of 2 models failed: other_signals)" in captured.err
+
+
+# ------------------------------------------------------------------ a model LightGBM refuses to fit fails as itself
+
+
+@pytest.mark.slow
 def test_models_lightgbm_refuses_to_fit_fail_as_themselves_and_the_others_keep_their_summary(
         tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("NUMERFLOW_TRAINING__NUM_BOOST_ROUND", "20")
@@ -931,23 +1020,6 @@ def test_a_train_stage_whose_models_all_failed_never_echoes_done(tmp_path, monke
     assert all(why.startswith("lightgbm_refused: ") for why in payload["failures"].values())
 
 
-@pytest.mark.parametrize("params, message", [
-    ({"objective": "multiclass", "num_class": 5}, "objective 'multiclass' predicts one score per class"),
-    ({"objective": "softmax", "num_class": 5}, "ranks, not classes"),
-    ({"objective": "lambdarank"}, "query groups"),
-    ({"objective": "binary"}, "needs 0/1 labels"),
-    ({"objective": "gamma"}, "needs targets above 0"),
-    ({"objective": "ova", "num_class": 5}, "objective 'ova' predicts one score per class"),
-])
-def test_objectives_that_cannot_fit_the_targets_fail_their_model_in_preflight(tmp_path, params, message):
-    from numerflow.flows.round import judge_models
-    from numerflow.tasks.core.config import load_settings, model_table
-
-    settings = load_settings(data_dir=str(tmp_path), models=[{"name": "good"}, {"name": "bad", "params": params}])
-    table, failures = judge_models(settings, model_table(settings), "demo")
-    assert [m.name for m in table] == ["good"] and message in failures["bad"] and "regression" in failures["bad"]
-
-
 def test_lightgbm_failures_read_with_a_hint_for_each_known_reason():
     from lightgbm.basic import LightGBMError
 
@@ -965,35 +1037,8 @@ def test_lightgbm_failures_read_with_a_hint_for_each_known_reason():
         assert "\n" not in text and ".cpp" not in text and ".hpp" not in text
 
 
-# ------------------------------------------------------------------ Ctrl-C
-
-
-@pytest.mark.slow
-def test_ctrl_c_during_a_round_prints_one_line_exits_130_and_the_rerun_resumes(tmp_path, monkeypatch, capsys):
-    from numerflow.flows import round as round_module
-
-    real = round_module.build_dataset_task
-
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(round_module, "build_dataset_task", interrupted)
-    argv = ["run", "--demo", *SMALL, "--data-dir", str(tmp_path / "data")]
-    assert main(argv) == 130
-    err = capsys.readouterr().err
-    assert "numerflow: interrupted during dataset; re-run to resume" in err
-    assert "Traceback" not in err and "KeyboardInterrupt" not in err
-    prices = sorted((tmp_path / "data" / "prices").rglob("*.parquet"))
-    assert prices  # the ingest before the interruption is kept
-
-    monkeypatch.setattr(round_module, "build_dataset_task", real)
-    assert main([*argv, "--json"]) == 0
-    summary = json.loads(capsys.readouterr().out)
-    assert summary["prices"]["rows"] == 0  # resumed: the stored bars are not fetched again
-    assert summary["upload"]["dry_run"] is True
-
-
 # ------------------------------------------------------------------ Classic submissions, in Classic's words
+
 
 LIVE = pd.Series([f"n{i:04d}" for i in range(150)])
 
@@ -1065,6 +1110,34 @@ def test_a_list_entry_in_the_env_file_is_named_too(tmp_path, monkeypatch):
         load_settings()
 
 
+# ------------------------------------------------------------------ Ctrl-C
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_round_prints_one_line_exits_130_and_the_rerun_resumes(tmp_path, monkeypatch, capsys):
+    from numerflow.flows import round as round_module
+
+    real = round_module.build_dataset_task
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(round_module, "build_dataset_task", interrupted)
+    argv = ["run", "--demo", *SMALL, "--data-dir", str(tmp_path / "data")]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "numerflow: interrupted during dataset; re-run to resume" in err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    prices = sorted((tmp_path / "data" / "prices").rglob("*.parquet"))
+    assert prices  # the ingest before the interruption is kept
+
+    monkeypatch.setattr(round_module, "build_dataset_task", real)
+    assert main([*argv, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["prices"]["rows"] == 0  # resumed: the stored bars are not fetched again
+    assert summary["upload"]["dry_run"] is True
+
+
 # ------------------------------------------------------------------ a live round on price files says what applies
 
 
@@ -1088,57 +1161,3 @@ def test_a_live_round_on_price_files_prints_no_none(prefect_harness, live_env, t
     assert main(["run", "--model", "my_signals"]) == 0
     (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  numerai ")]
     assert "None" not in line and "universe ids from files (keyed by Numerai's ids: no Yahoo resolution)" in line
-
-
-@pytest.mark.slow
-def test_json_on_a_partial_failure_gives_the_uploaded_models_submission_id(prefect_harness, live_env, numerai,
-                                                                            monkeypatch, capsys):
-    monkeypatch.setenv("NUMERFLOW_MODELS", json.dumps([
-        {"name": "my_signals"}, {"name": "other_signals", "params": {"monotone_constraints": [1, -1]}},
-        {"name": "third", "target": "target_no_horizon"}]))
-    assert main(["run", "--json"]) == 2
-    captured = capsys.readouterr()
-    payload = json.loads(captured.out)
-    assert payload["ok"] is False and payload["error"]["tag"] == "models_failed"
-    (uploaded,) = payload["models"]
-    assert uploaded["name"] == "my_signals" and uploaded["upload"] == "uploaded"
-    assert uploaded["submission_id"] and uploaded["submission_id"] in json.dumps(numerai.state.submissions, default=str)
-    assert payload["failures"]["other_signals"].startswith("lightgbm_refused: LightGBM could not train this model")
-    assert "cannot tell the horizon of target column 'target_no_horizon'" in payload["failures"]["third"]
-    assert "(2 of 3 models failed: other_signals, third)" not in captured.err  # third never reached train
-    assert "(1 of 2 models failed: other_signals)" in captured.err
-
-
-def test_a_plugin_with_no_rows_gives_an_empty_feature_not_a_crash(tmp_path):
-    from numerflow.tasks.core.config import FeatureSourceSettings
-
-    info = _dataset_with(tmp_path, FeatureSourceSettings(name="mine", plugin="fakes.plugins:empty"))
-    report = json.loads(Path(info.path).with_suffix(".coverage.json").read_text())
-    assert report["features"]["feature_mine_value"]["mean_coverage"] == 0
-    assert report["excluded"] == ["feature_mine_value"]  # reported and left out of the model
-    assert "feature_mine_value" not in pd.read_parquet(info.path).columns
-
-
-@pytest.mark.parametrize("when, message", [
-    ("04/07/2025 10:30", "'04/07/2025 10:30' is ambiguous"),
-    ("13/07/2025", "its rows read day first"),
-])
-def test_headlines_with_numeric_day_month_dates_are_refused_not_guessed(tmp_path, when, message):
-    from numerflow.tasks.features.news_sentiment import read_headlines
-
-    path = tmp_path / "news.json"
-    path.write_text(json.dumps([{"title": "Shares soar", "date": when, "tickers": ["AAPL"]}]))
-    with pytest.raises(BadInputError, match="ambiguous_dates") as refused:
-        read_headlines(path)
-    assert message in str(refused.value) and "ISO 8601" in str(refused.value)
-    assert "[[features.sources]]" not in str(refused.value)
-
-
-def test_headlines_dated_as_the_news_api_does_or_in_iso_are_read(tmp_path):
-    from numerflow.tasks.features.news_sentiment import read_headlines
-
-    path = tmp_path / "news.json"
-    path.write_text(json.dumps([{"title": "Shares soar", "date": "Fri, 04 Jul 2025 10:30:00 -0400", "tickers": ["AAPL"]},
-                                {"title": "Shares sink", "date": "2025-07-04T14:31:00Z", "tickers": ["MSFT"]}]))
-    dates = read_headlines(path)["date"].dt.strftime("%Y-%m-%d %H:%M").tolist()
-    assert dates == ["2025-07-04 14:30", "2025-07-04 14:31"]
