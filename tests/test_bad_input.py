@@ -893,7 +893,7 @@ def test_serve_without_a_reachable_prefect_api_names_the_url_and_how_to_start_it
 # ------------------------------------------------------------------ a failure inside a round reads in one line; --json says what failed and what succeeded
 
 
-SMALL = ["--tickers", "130", "--years", "1.5"]
+SMALL = ["--tickers", "130", "--years", "1.5"]  # a small demo market: a whole round in seconds
 
 
 def _numerflow_lines(err: str) -> list[str]:
@@ -903,7 +903,7 @@ def _numerflow_lines(err: str) -> list[str]:
 
 @pytest.mark.slow
 def test_bad_input_inside_a_round_prints_its_stage_in_one_line_and_json_and_logs_the_traceback(
-        tmp_path, monkeypatch, capsys):
+        prefect_harness, tmp_path, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     monkeypatch.setenv("NUMERFLOW_FEATURES__SOURCES", json.dumps([{"name": "mine", "plugin": "fakes.plugins:raises"}]))
     assert main(["run", "--demo", "--json", *SMALL, "--data-dir", str(tmp_path / "data")]) == 2
@@ -987,7 +987,7 @@ def test_json_on_a_partial_failure_gives_the_uploaded_models_submission_id(prefe
 
 @pytest.mark.slow
 def test_models_lightgbm_refuses_to_fit_fail_as_themselves_and_the_others_keep_their_summary(
-        tmp_path, monkeypatch, capsys):
+        prefect_harness, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("NUMERFLOW_TRAINING__NUM_BOOST_ROUND", "20")
     monkeypatch.setenv("NUMERFLOW_MODELS", json.dumps([
         {"name": "good"}, {"name": "mono", "params": {"monotone_constraints": [1, 1]}},
@@ -1006,7 +1006,7 @@ def test_models_lightgbm_refuses_to_fit_fail_as_themselves_and_the_others_keep_t
 
 
 @pytest.mark.slow
-def test_a_train_stage_whose_models_all_failed_never_echoes_done(tmp_path, monkeypatch, capsys):
+def test_a_train_stage_whose_models_all_failed_never_echoes_done(prefect_harness, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("NUMERFLOW_TRAINING__NUM_BOOST_ROUND", "20")
     monkeypatch.setenv("NUMERFLOW_MODELS", json.dumps([
         {"name": "mono", "params": {"monotone_constraints": [1, 1]}},
@@ -1114,7 +1114,7 @@ def test_a_list_entry_in_the_env_file_is_named_too(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_ctrl_c_during_a_round_prints_one_line_exits_130_and_the_rerun_resumes(tmp_path, monkeypatch, capsys):
+def test_ctrl_c_during_a_round_prints_one_line_exits_130_and_the_rerun_resumes(prefect_harness, tmp_path, monkeypatch, capsys):
     from numerflow.flows import round as round_module
 
     real = round_module.build_dataset_task
@@ -1123,6 +1123,7 @@ def test_ctrl_c_during_a_round_prints_one_line_exits_130_and_the_rerun_resumes(t
         raise KeyboardInterrupt
 
     monkeypatch.setattr(round_module, "build_dataset_task", interrupted)
+    monkeypatch.setenv("NUMERFLOW_TRAINING__NUM_BOOST_ROUND", "20")
     argv = ["run", "--demo", *SMALL, "--data-dir", str(tmp_path / "data")]
     assert main(argv) == 130
     err = capsys.readouterr().err
