@@ -8,13 +8,18 @@ with a message naming the problem, before anything is written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import math
 import os
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from numerflow.tasks.core.errors import BadInputError, NumerflowError
+from numerflow.tasks.core.failures import describe_failure, failure_stage
 
 if TYPE_CHECKING:
     from numerflow.flows.results import RoundResult
@@ -87,7 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--news-signal", type=_non_negative_float,
                      help="demo: planted strength of the synthetic news sentiment (default 0.2)")
     run.add_argument("--retrain", action="store_true", help="train a new model even if a fresh one exists")
-    run.add_argument("--json", action="store_true", help="print a machine-readable JSON summary on stdout")
+    run.add_argument("--json", action="store_true", help="print a machine-readable JSON summary on stdout (on "
+                     "failure: one JSON object with the error and what did succeed)")
+    run.add_argument("--verbose", action="store_true", help="show Prefect's log and tracebacks on stderr (by default a "
+                     "failure prints its stage and one line; the tracebacks go to <data_dir>/logs/)")
     # Live rounds (no --demo): Numerai's universe and upload, the configured price source.
     numerai = argparse.ArgumentParser(add_help=False)
     numerai.add_argument("--tournament", choices=["signals", "crypto", "classic"],
@@ -215,7 +223,6 @@ def _no_classic(settings: Any, command: str) -> None:
 
 def cmd_universe(args: argparse.Namespace) -> int:
     from dataclasses import asdict
-    from pathlib import Path
 
     from numerflow.flows.round import resolve_universe
     from numerflow.tasks.core.store import Store
@@ -256,7 +263,7 @@ def cmd_universe(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from pathlib import Path
+
 
     from numerflow.tasks.numerai.submit import submit_file
 
@@ -410,9 +417,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     # The single model's parameter typo fails before Prefect starts; a [[models]] entry's fails
     # that model alone, in the round's preflight.
-    judge_models(settings, model_table(settings, args.model))
+    judge_models(settings, model_table(settings, args.model), "demo" if args.demo else "live")
 
-    with echo_stages(sys.stderr):  # one line per stage as it starts, and as it ends with its duration
+    with echo_stages(sys.stderr), round_console(args, settings.data_dir):  # one line per stage, start and end
         result = round_flow(mode="demo" if args.demo else "live", tournament=args.tournament,
                             model_name=args.model, force=args.force, retrain=args.retrain, data_dir=args.data_dir,
                             overrides=extra, **demo)
@@ -446,7 +453,7 @@ def cmd_run_classic(args: argparse.Namespace) -> int:
     # Fail fast, before Prefect starts.
     settings = classic_settings(load_settings(**classic_overrides(args.data_dir, args.model, quick, extra)))
     check_classic_settings(settings)
-    with echo_stages(sys.stderr):
+    with echo_stages(sys.stderr), round_console(args, settings.data_dir):
         result = classic_round_flow(mode="demo" if args.demo else "live", model_name=args.model, force=args.force,
                                     retrain=args.retrain, quick=quick, data_dir=args.data_dir, overrides=extra)
     summary = classic_summary(result)
@@ -507,12 +514,23 @@ def render_summary(s: dict[str, Any]) -> str:
                   f"CORR {m['validation_mean']:.4f}, {m['upload']}: {m['submission']}" for m in s["models"]]
     n = s.get("numerai")
     if n:
-        r = n["resolution"] or {}
         lines.append(f"  numerai     round {n['round']}, {n['universe']['tickers']} tickers ({n['universe']['dataset']}); "
-                     f"resolved {r.get('resolved')}, ambiguous {r.get('ambiguous')}, unresolved {r.get('unresolved')}")
+                     f"{_resolution_text(n['resolution'], s['prices'])}")
         if n["window"]:
             lines.append(f"  window      opens {n['window']['open_time']}, closes {n['window']['close_time']}")
     return "\n".join(lines)
+
+
+def _resolution_text(totals: dict[str, Any] | None, prices: dict[str, Any]) -> str:
+    """What the ids → price symbols step did: Yahoo's resolution counts, or for the user's own files
+    (keyed by Numerai's ids, nothing to resolve) how many universe ids the files have prices for."""
+    if totals:
+        return (f"resolved {totals.get('resolved')}, ambiguous {totals.get('ambiguous')}, "
+                f"unresolved {totals.get('unresolved')}")
+    coverage = prices.get("coverage") or {}
+    have = (f"prices for {coverage['covered']} of {coverage['universe']} universe ids" if coverage.get("universe")
+            else "prices")
+    return f"{have} from {prices.get('source')} (keyed by Numerai's ids: no Yahoo resolution)"
 
 
 def _validation_line(v: dict[str, Any]) -> str:
@@ -550,6 +568,94 @@ def _upload_line(upload: dict[str, Any]) -> str:
     return f"{upload.get('status') or 'uploaded'} — {upload['reason']}" if upload.get("reason") else "uploaded"
 
 
+class _FailuresToLogFile(logging.Filter):
+    """On the console handlers during a round: the failures Prefect reports (ERROR and up from its run
+    loggers, or any record carrying a traceback) are left to the log file; the command line prints
+    the failure itself, in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        engine = record.name.startswith(("prefect.flow_runs", "prefect.task_runs"))
+        return not (record.levelno >= logging.ERROR and (engine or record.exc_info))
+
+
+@contextlib.contextmanager
+def round_console(args: argparse.Namespace, data_dir: Path) -> Iterator[None]:
+    """While a round runs (without ``--verbose``): Prefect's warnings and errors, tracebacks included,
+    go to ``<data_dir>/logs/run-<UTC time>.log`` (created only when something is logged), and its
+    failure reports leave the console (``_FailuresToLogFile``)."""
+    if getattr(args, "verbose", False):
+        yield
+        return
+    import datetime as dt
+
+    path = Path(data_dir) / "logs" / f"run-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{os.getpid()}.log"
+    args.log_path = path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    to_file = logging.FileHandler(path, delay=True, encoding="utf-8")
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    quiet = _FailuresToLogFile()
+    consoles = [h for h in root.handlers if isinstance(h, logging.StreamHandler)
+                and not isinstance(h, logging.FileHandler)]
+    root.addHandler(to_file)
+    for handler in consoles:
+        handler.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for handler in consoles:
+            handler.removeFilter(quiet)
+        root.removeHandler(to_file)
+        to_file.close()
+        with contextlib.suppress(OSError):  # an empty logs folder is not worth keeping
+            path.parent.rmdir()
+
+
+def failure_payload(exc: BaseException, stage: str | None, log_path: Path | None) -> dict[str, Any]:
+    """``--json`` on failure: the error (tag, message, stage) and what did succeed: with a [[models]]
+    table, each model that ran (its upload status and submission id) and why each other one failed."""
+    tag = getattr(exc, "tag", "interrupted" if isinstance(exc, KeyboardInterrupt) else type(exc).__name__)
+    message = str(exc).removeprefix(f"{tag}: ") if isinstance(exc, NumerflowError) else describe_failure(exc)
+    payload: dict[str, Any] = {"ok": False, "error": {"tag": tag, "message": message, "stage": stage}}
+    result = getattr(exc, "result", None)
+    if result is not None:
+        payload["round"] = result.round_label
+        payload["models"] = [{"name": run.name, "upload": run.upload.status, "submission_id": run.upload.submission_id,
+                              "submission": run.submission.path, "model_id": run.model.model_id}
+                             for run in result.models]
+        payload["failures"] = dict(result.failures)
+    if log_path is not None and log_path.exists():
+        payload["log"] = str(log_path)
+    return payload
+
+
+def report_failure(args: argparse.Namespace, exc: BaseException) -> None:
+    """One line on stderr naming the stage a failure left (and the log holding its traceback), and with
+    ``--json`` one JSON object on stdout."""
+    stage = failure_stage(exc)
+    log_path = getattr(args, "log_path", None)
+    if isinstance(exc, KeyboardInterrupt):
+        line = f"interrupted{f' during {stage}' if stage else ''}; re-run to resume"
+    else:
+        line = (f"{stage} failed: " if stage else "") + describe_failure(exc)
+        if log_path is not None and log_path.exists():
+            line += f" (log: {log_path})"
+    print(f"numerflow: {line}", file=sys.stderr)
+    if getattr(args, "json", False):
+        print(json.dumps(failure_payload(exc, stage, log_path), indent=2, default=str))
+        return
+    result = getattr(exc, "result", None)
+    if result is not None and result.models:  # the models that did succeed keep their summary
+        print(f"numerflow round {result.round_label}: {len(result.models)} of "
+              f"{len(result.models) + len(result.failures)} models done")
+        for run in result.models:
+            corr = run.model.validation.get("mean")
+            print(f"  model {run.name:<12}{run.model.model_id} ({'trained' if run.model.trained else 'reused'}), "
+                  f"CORR {'—' if corr is None else format(corr, '.4f')}, {run.upload.status}"
+                  f"{f' (submission {run.upload.submission_id})' if run.upload.submission_id else ''}: "
+                  f"{run.submission.path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     # Offline by default: Prefect's telemetry would try the network at every start.
@@ -558,9 +664,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
+    except KeyboardInterrupt as exc:  # Ctrl-C: one line, the shell's code for SIGINT
+        report_failure(args, exc)
+        return 130
     except NumerflowError as exc:
-        print(f"numerflow: {exc}", file=sys.stderr)
+        report_failure(args, exc)
         return 2
+    except Exception as exc:  # unexpected: its traceback is shown (Python's), after the JSON object
+        if getattr(args, "json", False):
+            print(json.dumps(failure_payload(exc, failure_stage(exc), getattr(args, "log_path", None)),
+                             indent=2, default=str))
+        raise
 
 
 if __name__ == "__main__":

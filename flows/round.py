@@ -59,6 +59,7 @@ from numerflow.tasks.core.config import (
     settings_overrides,
 )
 from numerflow.tasks.core.errors import BadInputError, NumerflowError
+from numerflow.tasks.core.failures import describe_failure, note_stage
 from numerflow.tasks.core.store import (
     Store,
     new_run_id,
@@ -70,8 +71,9 @@ from numerflow.tasks.core.store import (
     write_parquet,
 )
 from numerflow.tasks.model.dataset import DatasetInfo, build_dataset, feature_columns_of
-from numerflow.tasks.model.ensemble import ensemble_weights, train_ensemble
+from numerflow.tasks.model.ensemble import check_model_targets, check_objective, ensemble_weights, train_ensemble
 from numerflow.tasks.model.eras import feature_scores, with_score
+from numerflow.tasks.model.plugins import check_sources
 from numerflow.tasks.model.predict import LivePredictions, predict_live
 from numerflow.tasks.model.report import write_report
 from numerflow.tasks.model.targets import numerai_target_horizon
@@ -163,20 +165,35 @@ def _echo(line: str) -> None:
         stream.flush()
 
 
+@dataclass
+class StageOutcome:
+    """What a stage's closing line says besides its duration: ``failed`` when its work failed without
+    raising (every model of a train stage), else an optional ``note`` (1 of 3 models failed)."""
+
+    failed: str | None = None
+    note: str | None = None
+
+
 @contextlib.contextmanager
-def _timed(name: str) -> Iterator[None]:
+def _timed(name: str) -> Iterator[StageOutcome]:
     _echo(f"numerflow: {name} …")
     started = time.monotonic()
+    outcome = StageOutcome()
     try:
-        yield
-    except BaseException:
+        yield outcome
+    except BaseException as exc:
+        note_stage(exc, name)  # the command line names the stage a failure (or Ctrl-C) left
         _echo(f"numerflow: {name} FAILED after {time.monotonic() - started:.1f} s")
         raise
-    _echo(f"numerflow: {name} done in {time.monotonic() - started:.1f} s")
+    took = f"{time.monotonic() - started:.1f} s"
+    if outcome.failed:
+        _echo(f"numerflow: {name} FAILED after {took} ({outcome.failed})")
+    else:
+        _echo(f"numerflow: {name} done in {took}" + (f" ({outcome.note})" if outcome.note else ""))
 
 
 @contextlib.contextmanager
-def stage(name: str, *, unattended: bool = False) -> Iterator[None]:
+def stage(name: str, *, unattended: bool = False) -> Iterator[StageOutcome]:
     """Name the running stage (logged, kept for the failure hook, and printed with its duration).
 
     ``unattended`` (the scheduled round): a failure is re-raised as ``StageFailed`` naming the
@@ -185,12 +202,12 @@ def stage(name: str, *, unattended: bool = False) -> Iterator[None]:
     STAGES[_current_flow_run_id() or "local"] = name
     get_run_logger().info("stage %s", name)
     if not unattended:
-        with _timed(name):
-            yield
+        with _timed(name) as outcome:
+            yield outcome
         return
     try:
-        with _timed(name):
-            yield
+        with _timed(name) as outcome:
+            yield outcome
     except BadInputError as exc:
         raise StageFailed(f"stage '{name}' failed (bad input): {exc}") from exc
     except Exception as exc:
@@ -365,32 +382,39 @@ def run_round(settings: Settings, overrides: dict[str, Any], kind: RoundKind, *,
                                   unattended=unattended, run_id=run_id))
             continue
         try:
-            if isinstance(choice, str):
-                raise StageFailed(f"stage 'train {entry.name}' failed: {choice}")
+            if isinstance(choice, str):  # why it did not train, as it is (already one line)
+                failures[entry.name] = choice
+                get_run_logger().error("model %s failed: %s", entry.name, choice)
+                continue
             mine = settings_for_model(settings, entry)
             runs.append(run_model(mine, kind, model_dataset(settings, mine, dataset), universe, entry, choice,
                                   force=force, unattended=unattended, run_id=run_id))
         except Exception as exc:  # noqa: BLE001 - one model never blocks the others; named below
-            failures[entry.name] = f"{type(exc).__name__}: {exc}"
+            failures[entry.name] = describe_failure(exc)
             get_run_logger().error("model %s failed: %s", entry.name, failures[entry.name])
     return RoundResult(kind.mode, universe, resolution, prices, dataset, tuple(runs), failures)
 
 
-def judge_models(settings: Settings, table: list[ModelSettings | None]) -> tuple[list[ModelSettings | None],
-                                                                                dict[str, str]]:
+def judge_models(settings: Settings, table: list[ModelSettings | None], mode: Mode
+                 ) -> tuple[list[ModelSettings | None], dict[str, str]]:
     """Before any data moves, each model's own LightGBM parameters (a ``[[models]]`` entry's over
-    ``[training]``; the single configured model's ``[training]``) judged by LightGBM, once. The
-    single model's refusal is the round's error; an entry's fails that entry alone. So a top-level
-    parameter that every entry overrides is never judged on its own. The entries that pass, and why
-    each other one fails."""
+    ``[training]``; the single configured model's ``[training]``) judged by LightGBM, once, its
+    targets and ensemble weights (``check_model_targets``, in every mode) and its feature sources
+    (tables exist, plug-ins load: ``check_sources``). The single model's refusal
+    is the round's error; an entry's fails that entry alone. So a top-level parameter that every
+    entry overrides is never judged on its own. The entries that pass, and why each other one fails."""
     failures: dict[str, str] = {}
     for entry in table:
         try:
-            check_lightgbm_params(settings_for_model(settings, entry).training)
+            mine = settings_for_model(settings, entry)
+            check_objective(mine.training.params)  # first: its reason is about these targets, LightGBM's is generic
+            check_lightgbm_params(mine.training)
+            check_model_targets(mine.numerai, own_targets_only=mode == "demo" or not mine.numerai.use_numerai_targets)
+            check_sources(mine.features)
         except BadInputError as exc:
             if entry is None:
                 raise
-            failures[entry.name] = f"{type(exc).__name__}: {exc}"
+            failures[entry.name] = describe_failure(exc)
     return [m for m in table if m is None or m.name not in failures], failures
 
 
@@ -402,7 +426,7 @@ def shared_stages(settings: Settings, overrides: dict[str, Any], kind: RoundKind
     run, and why the others cannot) → universe → resolution → ingest (``prepared``: the stored
     prices) → dataset."""
     with stage("preflight", unattended=unattended):
-        table, failures = preflight(settings, table)
+        table, failures = preflight(settings, table, kind.mode)
     with stage("universe", unattended=unattended):
         universe = kind.universe(settings)
     with stage("resolution", unattended=unattended):
@@ -458,6 +482,7 @@ class ModelsFailed(NumerflowError):
     """Some models of the round failed (the others were submitted); the message names each."""
 
     tag = "models_failed"
+    result: RoundResult | None = None  # what did succeed (the command line's --json shows it)
 
 
 def failures_message(result: RoundResult) -> str:
@@ -470,7 +495,9 @@ def failures_message(result: RoundResult) -> str:
 def raise_failures(result: RoundResult) -> RoundResult:
     """The round's result, or ``ModelsFailed`` naming each failed model and why."""
     if result.failures:
-        raise ModelsFailed(failures_message(result))
+        error = ModelsFailed(failures_message(result))
+        error.result = result
+        raise error
     return result
 
 
@@ -503,15 +530,15 @@ def model_submission_dir(settings: Settings, round_label: str, name: str | None)
     return base / safe_id(name, "model name") if name else base
 
 
-def preflight(settings: Settings, table: list[ModelSettings | None]) -> tuple[list[ModelSettings | None],
-                                                                             dict[str, str]]:
+def preflight(settings: Settings, table: list[ModelSettings | None], mode: Mode
+              ) -> tuple[list[ModelSettings | None], dict[str, str]]:
     """What can be judged before any data moves: LightGBM accepts each model's parameters (a typo
     must not cost an ingest; ``judge_models``), and temp files that killed runs left behind are
     cleared. The models that can run, and why each other one cannot."""
-    judged = judge_models(settings, table)
+    judged = judge_models(settings, table, mode)
     if not judged[0]:  # every entry refused: nothing would use the ingest
         raise BadInputError("every model of the [[models]] table is refused: " + "; ".join(
-            f"{name}: {why}" for name, why in judged[1].items()) + "; fix their params in numerflow.toml",
+            f"{name}: {why}" for name, why in judged[1].items()) + "; fix them in numerflow.toml",
             tag="invalid_config")
     clear_interrupted_writes(settings)
     return judged
@@ -608,7 +635,7 @@ def choose_models(settings: Settings, overrides: dict[str, Any], kind: RoundKind
     Per model its ``ModelChoice``, or for a ``[[models]]`` entry the reason it failed (the single
     configured model's failure is the round's)."""
     results: list[ModelChoice | str] = []
-    with stage("train", unattended=unattended):
+    with stage("train", unattended=unattended) as train_echo:
         plans: list[TrainPlan | str] = []
         for entry in table:
             try:
@@ -618,7 +645,7 @@ def choose_models(settings: Settings, overrides: dict[str, Any], kind: RoundKind
             except Exception as exc:  # noqa: BLE001 - named in the round's failures
                 if entry is None:
                     raise
-                plans.append(f"{type(exc).__name__}: {exc}")
+                plans.append(describe_failure(exc))
         jobs = [p for p in plans if isinstance(p, TrainPlan) and p.must_train]
         if len(jobs) > 1:
             outcomes = train_models_flow.with_options(task_runner=task_runner_for(settings))(
@@ -639,12 +666,19 @@ def choose_models(settings: Settings, overrides: dict[str, Any], kind: RoundKind
                 outcome = trained.get(plan.run_id) or train_model_task(plan.settings, plan.training_path,
                                                                        plan.run_id, plan.lineage, plan.members)
                 if isinstance(outcome, str):
-                    raise StageFailed(outcome)
+                    if entry is None:
+                        raise StageFailed(outcome)
+                    results.append(outcome)  # why the model failed, already one line
+                    continue
                 results.append(finish_choice(plan, outcome))
             except Exception as exc:  # noqa: BLE001 - named in the round's failures
                 if entry is None:
                     raise
-                results.append(f"{type(exc).__name__}: {exc}")
+                results.append(describe_failure(exc))
+        failed = [entry.name for entry, r in zip(table, results, strict=True) if entry is not None and isinstance(r, str)]
+        if failed:  # the echo never says "train done" for models that did not train
+            count = f"{len(failed)} of {len(results)} models failed: {', '.join(failed)}"
+            train_echo.failed, train_echo.note = (count, None) if len(failed) == len(results) else (None, count)
     return results
 
 
@@ -664,7 +698,7 @@ def train_models_flow(overrides: dict[str, Any], jobs: list[dict[str, Any]]) -> 
     outcomes: list[TrainResult | str] = []
     for future in futures:
         result = future.result(raise_on_failure=False)
-        outcomes.append(f"{type(result).__name__}: {result}" if isinstance(result, BaseException) else result)
+        outcomes.append(describe_failure(result) if isinstance(result, BaseException) else result)
     return outcomes
 
 

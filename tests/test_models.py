@@ -231,7 +231,7 @@ def test_a_top_level_parameter_every_entry_overrides_is_not_judged_on_its_own(tm
 
     fixed = [{"name": "a", "params": {"objective": "regression"}}, {"name": "b", "params": {"objective": "huber"}}]
     settings = load_settings(data_dir=str(tmp_path), training={"params": {"objective": "regresion"}}, models=fixed)
-    table, failures = preflight(settings, model_table(settings))
+    table, failures = preflight(settings, model_table(settings), "live")
     assert [m.name for m in table] == ["a", "b"] and failures == {}
 
 
@@ -240,7 +240,7 @@ def test_the_single_models_refused_parameters_are_the_rounds_error(tmp_path):
 
     settings = load_settings(data_dir=str(tmp_path), training={"params": {"objective": "regresion"}})
     with pytest.raises(BadInputError, match="regresion"):
-        judge_models(settings, model_table(settings))
+        judge_models(settings, model_table(settings), "live")
 
 
 def test_when_every_entry_is_refused_the_round_stops_in_preflight(tmp_path):
@@ -248,5 +248,5 @@ def test_when_every_entry_is_refused_the_round_stops_in_preflight(tmp_path):
 
     settings = load_settings(data_dir=str(tmp_path), models=[BAD, {**BAD, "name": "third"}])
     with pytest.raises(BadInputError, match="every model of the") as refused:
-        preflight(settings, model_table(settings))
+        preflight(settings, model_table(settings), "live")
     assert "other_signals:" in str(refused.value) and "third:" in str(refused.value)
