@@ -148,9 +148,10 @@ class FilePriceSource:
 
     def fetch(self, tickers: Sequence[str], start: date | None = None, end: date | None = None) -> pd.DataFrame:
         data = self.data
+        # A fresh mask each step: pandas 3 hands out read-only arrays, so no in-place ``&=``.
         keep = data["ticker"].isin(list(tickers)).to_numpy()
         if start is not None:
-            keep &= data["date"].to_numpy() >= np.datetime64(start, "s")
+            keep = keep & (data["date"].to_numpy() >= np.datetime64(start, "s"))
         if end is not None:
-            keep &= data["date"].to_numpy() <= np.datetime64(end, "s")
+            keep = keep & (data["date"].to_numpy() <= np.datetime64(end, "s"))
         return data.loc[keep].reset_index(drop=True)
