@@ -58,7 +58,12 @@ from numerflow.tasks.core.store import (
     write_json,
     write_parquet,
 )
-from numerflow.tasks.prices.quality import exclude_bad_bars, normalise_currency_units, trading_days_behind
+from numerflow.tasks.prices.quality import (
+    all_excluded_error,
+    exclude_bad_bars,
+    normalise_currency_units,
+    trading_days_behind,
+)
 from numerflow.tasks.prices.sources import PriceSource
 from numerflow.tasks.prices.sources.outcomes import (
     ERROR,
@@ -71,6 +76,7 @@ from numerflow.tasks.prices.sources.outcomes import (
     FetchRequest,
     OutcomeSource,
     RemembersTimezones,
+    TracksFiles,
 )
 
 logger = logging.getLogger(__name__)
@@ -117,6 +123,9 @@ LEDGER_COLUMNS = [
     "currency",
     "timezone",
     "batch",
+    "deduplicated",
+    "excluded_reasons",
+    "cause",
 ]
 
 # Relative change of a stored close / adjusted close that means Yahoo rewrote history.
@@ -555,6 +564,8 @@ def run_batch(
     end = date.fromisoformat(plan.end) if plan.end else None
     starts = {t: (date.fromisoformat(s) if s else None) for t, s in batch["starts"].items()}
     requests = [FetchRequest(t, tuple(batch["candidates"][t]), starts[t]) for t in batch["tickers"]]
+    if isinstance(source, TracksFiles):  # your files: what each stored ticker's bars came from lives here
+        source.attach(ingest_dir(store, plan.source), plan.run_id)
     if isinstance(source, RemembersTimezones):
         # Exchange timezones Yahoo answered last time: the source need not ask for them again.
         winners = _load_catalog(store, plan.source)["symbols"]
@@ -574,9 +585,15 @@ def run_batch(
                                f"batches already stored are kept: resume with `numerflow ingest` (run {plan.run_id})")
 
     path = part_path(store, plan.source, batch["part"])
-    stored = _as_price_frame(read_parquet(path)) if path.exists() else _as_price_frame(_empty_prices())
     ok = {t: o for t, o in outcomes.items() if o.kind == OK and o.bars is not None}
     fetched = _fetched_frame(ok)
+    if fetched.empty and path.exists():
+        # Nothing new for any ticker of the batch (unchanged files): the part stays as it is,
+        # and only its keys are read for the ledger's extent.
+        return _finish_batch(plan, batch, outcomes, attempts, {}, options, source,
+                             _as_price_frame(read_parquet(path, columns=["ticker", "date"])),
+                             pd.Series(dtype="int64"), pd.DataFrame(columns=["ticker", "date", "reason"]))
+    stored = _as_price_frame(read_parquet(path)) if path.exists() else _as_price_frame(_empty_prices())
 
     # Split / dividend / revision since the last run → that ticker's whole history again.
     incremental = {t: start for t in ok if (start := starts[t]) is not None}
@@ -610,12 +627,19 @@ def run_batch(
     merged = merged.sort_values(["ticker", "date"], kind="stable").drop_duplicates(["ticker", "date"], keep="last")
     kept, excluded = exclude_bad_bars(merged, jump_factor=options.jump_factor)
     new_rows = kept[kept["_new"]].groupby("ticker").size()  # bars that are new or changed, not re-fetched copies
-    excluded_rows = excluded.groupby("ticker").size() if len(excluded) else pd.Series(dtype="int64")
     table = kept[PRICE_SCHEMA.names].reset_index(drop=True)
     if not (path.exists() and table.equals(stored[PRICE_SCHEMA.names].reset_index(drop=True))):
         # An unchanged part is not rewritten: its bytes, and the features snapshot keyed on them, stay.
         write_parquet(path, table, schema=PRICE_SCHEMA)
+    return _finish_batch(plan, batch, outcomes, attempts, repull, options, source, kept, new_rows, excluded)
 
+
+def _finish_batch(plan: IngestPlan, batch: dict[str, Any], outcomes: Mapping[str, FetchOutcome],
+                  attempts: Mapping[str, int], repull: Mapping[str, str], options: IngestOptions, source: Source,
+                  kept: pd.DataFrame, new_rows: pd.Series, excluded: pd.DataFrame) -> list[dict[str, Any]]:
+    """The batch's ledger rows from what is stored now (``kept``: at least ticker and date),
+    written as the batch's done-file; a files source then remembers what it stored."""
+    excluded_by = excluded.groupby(["ticker", "reason"]).size() if len(excluded) else pd.Series(dtype="int64")
     extent = kept.groupby("ticker")["date"].agg(["min", "max", "size"])
     as_of = date.fromisoformat(plan.as_of)
     behind = trading_days_behind(extent["max"], as_of) if len(extent) else pd.Series(dtype="float64")
@@ -626,6 +650,13 @@ def run_batch(
         status = {OK: STATUS_OK, NOT_FOUND: STATUS_DELISTED, NO_DATA: STATUS_NO_DATA}.get(outcome.kind, STATUS_FAILED)
         if not batch["candidates"][ticker]:
             status = STATUS_UNRESOLVED
+        reasons = dict(outcome.excluded)
+        if ticker in excluded_by.index.get_level_values(0):
+            for reason, n in excluded_by[ticker].items():
+                reasons[str(reason)] = reasons.get(str(reason), 0) + int(n)
+        error, cause = outcome.error, outcome.cause
+        if status == STATUS_OK and not has and reasons:  # bars came, none could be kept: not stale, failed
+            status, error, cause = STATUS_FAILED, all_excluded_error(reasons), "all_bars_excluded"
         if status == STATUS_OK and (not has or behind.get(ticker, np.inf) > options.stale_after_days):
             status = STATUS_STALE
         rows.append(
@@ -640,17 +671,33 @@ def run_batch(
                 "first_date": str(pd.Timestamp(extent["min"][ticker]).date()) if has else None,
                 "last_date": str(pd.Timestamp(extent["max"][ticker]).date()) if has else None,
                 "attempts": int(attempts.get(ticker, 0)),
-                "last_error": outcome.error,
+                "last_error": error,
                 "requested_start": batch["starts"][ticker],
                 "repull_reason": repull.get(ticker) if ticker in repull else ("backfill" if options.backfill else None),
-                "excluded_rows": int(excluded_rows.get(ticker, 0)),
+                "excluded_rows": sum(reasons.values()),
                 "currency": outcome.currency,
                 "timezone": outcome.timezone,
                 "batch": batch["part"],
+                "deduplicated": int(outcome.deduplicated),
+                "excluded_reasons": ", ".join(f"{r} {n}" for r, n in sorted(reasons.items())) or None,
+                "cause": failure_cause(status, cause, error),
             }
         )
-    write_json(done, rows)
+    write_json(plan.batch_path(batch["part"]), rows)
+    if isinstance(source, TracksFiles):
+        source.stored(batch["part"], [r["ticker"] for r in rows if r["status"] in (STATUS_OK, STATUS_STALE)])
     return rows
+
+
+def failure_cause(status: str, cause: str | None, error: str | None) -> str | None:
+    """A short name of why a ticker has no fresh bars, to group the ledger's failures by: the
+    source's own (``conflicting_close``), else the error's tag (``rate_limited: …`` → ``rate_limited``)."""
+    if status in (STATUS_OK, STATUS_STALE):
+        return None
+    if cause:
+        return cause
+    head = (error or status).split(":", 1)[0].strip()
+    return head if re.fullmatch(r"[a-z_]+", head) else status
 
 
 def same_bars(fetched: pd.DataFrame, stored: pd.DataFrame) -> np.ndarray:
@@ -722,9 +769,51 @@ def finish_ingest(plan: IngestPlan) -> IngestResult:
         "rows": int(ledger["rows"].sum()),
         "excluded_rows": int(ledger["excluded_rows"].sum()),
         "repulled": int(ledger["repull_reason"].isin(["split", "dividend", "revision"]).sum()),
+        "deduplicated": int(ledger["deduplicated"].sum()) if "deduplicated" in ledger else 0,
+        "excluded_reasons": excluded_totals(ledger),
+        "causes": failure_groups(ledger),
         "batches": len(plan.batches),
         "ledger": str(ledger_path),
     }
     write_json(plan.run_dir / "summary.json", summary)
     paths = [part_path(store, plan.source, b["part"]) for b in plan.batches]
     return IngestResult([p for p in paths if p.exists()], ledger_path, summary)
+
+
+def excluded_totals(ledger: pd.DataFrame) -> dict[str, int]:
+    """Bars excluded this run per reason, over the ledger's ``excluded_reasons`` ("weekend 2, …")."""
+    totals: dict[str, int] = {}
+    for text in ledger.get("excluded_reasons", pd.Series(dtype="string")).dropna():
+        for item in str(text).split(", "):
+            reason, _, n = item.rpartition(" ")
+            totals[reason] = totals.get(reason, 0) + int(n)
+    return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+
+def failure_groups(ledger: pd.DataFrame, examples: int = 3) -> list[dict[str, Any]]:
+    """Tickers without fresh bars grouped by cause, largest first: ``{cause, status, count,
+    message (one example's error), tickers (up to ``examples``)}``. Failed, delisted, no data and
+    unresolved tickers all appear; ok and stale ones do not."""
+    if "cause" not in ledger or ledger["cause"].isna().all():
+        return []
+    problems = ledger[ledger["cause"].notna()]
+    groups = []
+    for (cause, status), rows in problems.groupby(["cause", "status"], sort=False):
+        groups.append({"cause": str(cause), "status": str(status), "count": int(len(rows)),
+                       "message": None if pd.isna(rows["last_error"].iloc[0]) else str(rows["last_error"].iloc[0]),
+                       "tickers": rows["ticker"].astype(str).head(examples).tolist()})
+    return sorted(groups, key=lambda g: (g["status"] != STATUS_FAILED, -g["count"]))
+
+
+def ingest_verdict(summary: Mapping[str, Any], max_failed_share: float) -> str | None:
+    """Why an ingest must end with a non-zero exit, or None: no ticker has usable bars, or more
+    than ``max_failed_share`` of the tickers failed."""
+    tickers = int(summary.get("tickers", 0))
+    failed = int(summary.get(STATUS_FAILED, 0))
+    usable = int(summary.get(STATUS_OK, 0)) + int(summary.get(STATUS_STALE, 0))
+    if tickers and usable == 0:
+        return f"no ticker has usable bars ({failed} failed of {tickers})"
+    if tickers and failed / tickers > max_failed_share:
+        return (f"{failed} of {tickers} tickers failed ({failed / tickers:.0%}, more than the "
+                f"{max_failed_share:.0%} allowed by yahoo.max_failed_share)")
+    return None

@@ -94,6 +94,12 @@ def exclude_bad_bars(prices: pd.DataFrame, **kwargs) -> tuple[pd.DataFrame, pd.D
     return prices.loc[~bad].reset_index(drop=True), excluded.reset_index(drop=True)
 
 
+def all_excluded_error(reasons: dict[str, int]) -> str:
+    """The ledger error of a ticker whose every bar was excluded (it fails: nothing to store)."""
+    detail = ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])) or "none kept"
+    return f"all_bars_excluded: every bar of this ticker was excluded ({detail}); fix its prices at the source"
+
+
 def trading_days_behind(last_dates: pd.Series, as_of: date) -> pd.Series:
     """Weekdays after each last bar up to and including ``as_of`` (holidays not known: weekdays)."""
     last = pd.to_datetime(last_dates).to_numpy(dtype="datetime64[D]")
