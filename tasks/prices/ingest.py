@@ -565,7 +565,7 @@ def run_batch(
     starts = {t: (date.fromisoformat(s) if s else None) for t, s in batch["starts"].items()}
     requests = [FetchRequest(t, tuple(batch["candidates"][t]), starts[t]) for t in batch["tickers"]]
     if isinstance(source, TracksFiles):  # your files: what each stored ticker's bars came from lives here
-        source.attach(ingest_dir(store, plan.source), plan.run_id)
+        source.attach(ingest_dir(store, plan.source))
     if isinstance(source, RemembersTimezones):
         # Exchange timezones Yahoo answered last time: the source need not ask for them again.
         winners = _load_catalog(store, plan.source)["symbols"]
@@ -817,3 +817,16 @@ def ingest_verdict(summary: Mapping[str, Any], max_failed_share: float) -> str |
         return (f"{failed} of {tickers} tickers failed ({failed / tickers:.0%}, more than the "
                 f"{max_failed_share:.0%} allowed by yahoo.max_failed_share)")
     return None
+
+
+def render_failure_groups(groups: Sequence[Mapping[str, Any]], limit: int = 10) -> list[str]:
+    """Lines for a screen: count, status, cause, up to 3 tickers and one example message per group."""
+    lines = []
+    for g in list(groups)[:limit]:
+        lines.append(f"  {g['count']:>6} {g['status']:<10}{g['cause']}: {', '.join(g['tickers'])}"
+                     + (", …" if g["count"] > len(g["tickers"]) else ""))
+        if g.get("message"):
+            lines.append(f"         e.g. {g['message']}")
+    if len(groups) > limit:
+        lines.append(f"  … and {len(groups) - limit} more causes (see the ledger)")
+    return lines

@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from numerflow.tasks.core.config import FilesSettings
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.schemas import PRICE_COLUMNS
 from numerflow.tasks.core.store import read_json, write_json
@@ -96,6 +97,14 @@ class FileLayout:
     filename_pattern: str | None = None
     country: str | None = "US"
     trades_weekends: bool = False
+
+    @classmethod
+    def from_settings(cls, files: FilesSettings, tournament: str = "signals") -> FileLayout:
+        """The ``[files]`` settings' layout; crypto trades every day and has no countries."""
+        columns = {k: v for k, v in files.columns.model_dump().items() if v}
+        crypto = tournament == "crypto"
+        return cls(columns=columns, filename_pattern=files.filename_pattern, country=None if crypto else files.country,
+                   trades_weekends=crypto)
 
     def pattern(self) -> re.Pattern[str] | None:
         if not self.filename_pattern:
@@ -380,20 +389,20 @@ def prepare_bars(raw: pd.DataFrame, files: Sequence[str], layout: FileLayout, *,
     identical bars are kept once; bars with the same close and adjusted close but another
     volume (or open/high/low) keep the first row in file order; the same day with different
     closes fails that ticker, naming the file(s), the date and the values."""
-    file_errors = {files[i]: why for i, why in (file_errors or {}).items()}
+    unreadable = {files[i]: why for i, why in (file_errors or {}).items()}
     problems: dict[str, dict[str, Any]] = {}
 
     def problem(kind: str, rows: pd.DataFrame, text: str, detail: str | Iterable[str] = "") -> None:
         if len(rows):
             problems[kind] = {"count": int(len(rows)), "text": text, "examples": _examples(rows, files, detail)}
 
-    if file_errors:
+    if unreadable:
         problems["unreadable_file"] = {
-            "count": len(file_errors), "text": "files that cannot be read (their tickers fail)",
+            "count": len(unreadable), "text": "files that cannot be read (their tickers fail)",
             "examples": [{"file": f, "row": None, "ticker": None, "date": None, "detail": why}
-                         for f, why in list(file_errors.items())[:3]]}
+                         for f, why in list(unreadable.items())[:3]]}
     if raw.empty:
-        return PreparedBars(_empty_bars(), _ticker_table([]), problems, file_errors)
+        return PreparedBars(_empty_bars(), _ticker_table([]), problems, unreadable)
     frame = raw.reset_index(drop=True)
     frame["ticker"] = numerai_symbols(frame["ticker"], layout.country)
     code = np.zeros(len(frame), dtype=np.int8)  # 0 = kept, else 1 + EXCLUSIONS index
@@ -481,7 +490,8 @@ def prepare_bars(raw: pd.DataFrame, files: Sequence[str], layout: FileLayout, *,
     table["excluded_reasons"] = [reasons.get(t, {}) for t in table.index]
     table["excluded"] = [sum(r.values()) for r in table["excluded_reasons"]]
     messages = dict(zip(conflicts["ticker"], conflicts["message"], strict=True))
-    errors, causes = [], []
+    errors: list[str | None] = []
+    causes: list[str | None] = []
     for ticker, n_bars, why in zip(table.index, table["bars"], table["excluded_reasons"], strict=True):
         if ticker in messages:
             errors.append(f"conflicting_close: {messages[ticker]}")
@@ -495,7 +505,7 @@ def prepare_bars(raw: pd.DataFrame, files: Sequence[str], layout: FileLayout, *,
     table["error"] = errors
     table["cause"] = causes
     return PreparedBars(bars.sort_values(["ticker", "date"], kind="stable").reset_index(drop=True), table, problems,
-                        file_errors)
+                        unreadable)
 
 
 def _ticker_table(tickers: Sequence[str]) -> pd.DataFrame:
@@ -555,7 +565,7 @@ STORED_DIR = "files-stored"
 class FilePriceSource:
     """A price source over your own files (an ``OutcomeSource``; see the module docstring).
 
-    With a state folder (``attach``, done by the ingest for each batch) a ticker whose files are
+    With a state folder (``attach``, done by the ingest) a ticker whose files are
     unchanged since its bars were stored is answered with no bars (nothing to write) and nothing
     is parsed; a changed file's tickers get their whole history from the file (the file is the
     truth: an appended day and a revised past bar both reach the store)."""
@@ -570,7 +580,7 @@ class FilePriceSource:
         self.cache_rows = cache_rows
         self._lock = threading.RLock()
         self._state_dir: Path | None = None
-        self._run: str | None = None
+        self.files_read = 0  # files parsed by this object, all runs (tests and the benchmark read it)
         self._reset()
 
     def _reset(self) -> None:
@@ -580,7 +590,6 @@ class FilePriceSource:
         self._stored: dict[str, dict[str, str]] = {}
         self._served: dict[str, dict[str, str]] = {}
         self._cache: OrderedDict[str, pd.DataFrame] = OrderedDict()
-        self.files_read = 0  # files parsed this run (the benchmark and tests read it)
 
     def __repr__(self) -> str:
         return f"FilePriceSource({str(self.path)!r})"
@@ -591,18 +600,18 @@ class FilePriceSource:
         return {"kind": "files", "path": str(self.path.resolve())}
 
     # --- run lifecycle ---------------------------------------------------------------------------
-    def attach(self, state_dir: Path, run_id: str) -> None:
-        """Remember file state in ``state_dir`` (the ingest folder); a new run rescans the folder."""
+    def attach(self, state_dir: Path) -> None:
+        """Remember file state in ``state_dir`` (the store's ingest folder for this source)."""
         with self._lock:
-            if (self._state_dir, self._run) != (state_dir, run_id):
-                self._state_dir, self._run = state_dir, run_id
+            if self._state_dir != state_dir:
+                self._state_dir = state_dir
                 self._reset()
 
     def release(self) -> None:
-        """Drop what this run read (a long-lived process keeps the source between runs)."""
+        """End of a run: drop what it read; the next run scans the folder again (a long-lived
+        process such as ``numerflow serve`` keeps the source object between runs)."""
         with self._lock:
             self._reset()
-            self._run = None
 
     def _rel(self, path: Path) -> str:
         return str(path.relative_to(self.path)) if self.path.is_dir() else path.name
@@ -751,21 +760,22 @@ class FilePriceSource:
             holders = to_read[ticker]
             broken = [rel for rel in holders if isinstance(parsed[rel], str)]
             stats = prepared.tickers.loc[symbol] if symbol in prepared.tickers.index else None
-            extra = {"deduplicated": int(stats["deduplicated"]) if stats is not None else 0,
-                     "excluded": dict(stats["excluded_reasons"]) if stats is not None else {}}
+            deduplicated = int(stats["deduplicated"]) if stats is not None else 0
+            excluded = dict(stats["excluded_reasons"]) if stats is not None else {}
             if broken:
                 outcomes[ticker] = FetchOutcome(ticker, ERROR, symbol, error=f"unreadable_file: {broken[0]}: "
-                                                f"{parsed[broken[0]]}", cause="unreadable_file", **extra)
+                                                f"{parsed[broken[0]]}", cause="unreadable_file")
             elif stats is not None and pd.notna(stats["error"]):
                 outcomes[ticker] = FetchOutcome(ticker, ERROR, symbol, error=str(stats["error"]), cause=str(stats["cause"]),
-                                                **extra)
+                                                deduplicated=deduplicated, excluded=excluded)
             else:
                 lo, hi = slices.get(symbol, (0, 0))
                 frame = bars.iloc[lo:hi].reset_index(drop=True)
                 if symbol != ticker:
                     frame = frame.assign(ticker=pd.array([ticker] * len(frame), dtype="string"))
                 currency = frame["currency"].iloc[0] if len(frame) and pd.notna(frame["currency"].iloc[0]) else None
-                outcomes[ticker] = FetchOutcome(ticker, OK, symbol, frame, currency=currency, **extra)
+                outcomes[ticker] = FetchOutcome(ticker, OK, symbol, frame, currency=currency, deduplicated=deduplicated,
+                                                excluded=excluded)
                 self._served[ticker] = {rel: self._index[rel]["sha256"] for rel in holders}
         return outcomes
 
@@ -799,3 +809,71 @@ def _empty_raw() -> pd.DataFrame:
     return frame.assign(currency=pd.array([], dtype="string"), timezone=pd.array([], dtype="string"),
                         _issue=np.array([], dtype=object), _file=np.array([], dtype=np.int32),
                         _row=np.array([], dtype=np.int32))
+
+
+# ------------------------------------------------------------------------------------------- `numerflow prices check`
+
+
+def check_price_folder(path: Path | str, layout: FileLayout | None = None, *, universe: Sequence[str] | None = None,
+                       today: pd.Timestamp | None = None) -> dict[str, Any]:
+    """What an ingest of ``path`` would do, without storing anything: per-problem counts with up to
+    3 examples, what would be stored (tickers, bars, first and last date), tickers that would
+    fail and why, and the ``universe`` tickers that no file has. ``usable`` is False when no bar
+    could be stored (``numerflow prices check`` then exits non-zero)."""
+    layout = layout or FileLayout()
+    try:
+        checked = load_price_files(path, layout=layout, today=today)
+    except BadInputError as exc:
+        return {"path": str(path), "usable": False, "error": str(exc), "files": None, "problems": {}, "stored": None,
+                "failing": {}, "universe": None}
+    bars, table = checked.bars, checked.tickers
+    failing = table[table["error"].notna()]
+    report: dict[str, Any] = {
+        "path": str(path),
+        "usable": bool(len(bars)),
+        "error": None,
+        "files": {"read": len(_files(Path(path))) - len(checked.file_errors), "unreadable": len(checked.file_errors)},
+        "problems": checked.problems,
+        "stored": {"tickers": int(bars["ticker"].nunique()), "bars": int(len(bars)),
+                   "first_date": str(bars["date"].min().date()) if len(bars) else None,
+                   "last_date": str(bars["date"].max().date()) if len(bars) else None,
+                   "deduplicated": int(table["deduplicated"].sum()), "excluded": int(table["excluded"].sum())},
+        "failing": {str(t): str(e) for t, e in failing["error"].items()},
+        "universe": None,
+    }
+    if universe is not None:
+        ids = pd.Index(pd.Series(list(universe), dtype="string").dropna().unique())
+        without = ids[~ids.isin(bars["ticker"].unique())]
+        report["universe"] = {"tickers": int(len(ids)), "with_bars": int(len(ids) - len(without)),
+                              "without_file": [str(t) for t in without[:20]], "missing": int(len(without))}
+    return report
+
+
+def render_price_check(report: Mapping[str, Any]) -> str:
+    """``numerflow prices check``'s text: problems with examples, then what would be stored."""
+    lines = [f"numerflow prices check {report['path']}"]
+    if report["error"]:
+        return "\n".join([*lines, f"  NOT USABLE  {report['error']}"])
+    files = report["files"]
+    lines.append(f"  files       {files['read']} read" + (f", {files['unreadable']} unreadable" if files["unreadable"] else ""))
+    for kind, problem in report["problems"].items():
+        lines.append(f"  {kind:<24}{problem['count']:>8,}  {problem['text']}")
+        for e in problem["examples"]:
+            where = f"{e['file']}" + (f" row {e['row']}" if e["row"] is not None else "")
+            what = " ".join(str(x) for x in (e["ticker"], e["date"]) if x)
+            lines.append(f"      e.g. {where}" + (f": {what}" if what else "") + (f" — {e['detail']}" if e["detail"] else ""))
+    if not report["problems"]:
+        lines.append("  problems    none")
+    s = report["stored"]
+    lines.append(f"  would store {s['tickers']:,} tickers, {s['bars']:,} bars, {s['first_date']} → {s['last_date']} "
+                 f"({s['deduplicated']} duplicate bars kept once, {s['excluded']} excluded)")
+    if report["failing"]:
+        lines.append(f"  failing     {len(report['failing'])} tickers would fail:")
+        lines += [f"      {t}: {why}" for t, why in list(report["failing"].items())[:10]]
+    u = report["universe"]
+    if u is not None:
+        lines.append(f"  universe    {u['with_bars']} of {u['tickers']} tickers have bars; {u['missing']} have no file"
+                     + (f", e.g. {', '.join(u['without_file'][:10])}" if u["missing"] else ""))
+    if not report["usable"]:
+        lines.append("  NOT USABLE  no bar could be stored")
+    return "\n".join(lines)
