@@ -134,7 +134,10 @@ def numerai_symbols(symbols: pd.Series, country: str | None) -> pd.Series:
         base, dot, suffix = symbol.rpartition(".")
         # A Yahoo exchange suffix (VOD.L, 7203.T, 0005.HK); one-letter ones other than .L/.T are share classes (BRK.B).
         if dot and f".{suffix.upper()}" in _SUFFIX_COUNTRY and (len(suffix) > 1 or suffix.upper() in ("L", "T")):
-            return f"{base.replace('.', '/').replace('-', '/')} {_SUFFIX_COUNTRY['.' + suffix.upper()]}"
+            market = _SUFFIX_COUNTRY["." + suffix.upper()]
+            if market == "HK":  # Yahoo pads Hong Kong codes to 4 digits (0001.HK); Numerai does not (1 HK)
+                base = base.lstrip("0") or "0"
+            return f"{base.replace('.', '/').replace('-', '/')} {market}"
         return f"{symbol.replace('.', '/').replace('-', '/')} {country}"
 
     unique = pd.unique(symbols.dropna())
