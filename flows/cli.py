@@ -497,10 +497,14 @@ def run_summary(result: RoundResult) -> dict[str, Any]:
 
 
 def render_summary(s: dict[str, Any]) -> str:
+    from numerflow.tasks.prices.ingest import render_failure_groups
+
     v = s["validation"]
     lines = [
         f"numerflow round {s['round']}",
         f"  prices      {_prices_line(s['prices'])}",
+        *(["  problems    tickers without fresh bars, by cause:", *render_failure_groups(s["prices"]["causes"])]
+          if s["prices"].get("causes") else []),
         f"  dataset     {s['dataset']['rows']:,} rows, {s['dataset']['first_date']} → {s['dataset']['last_date']}",
         f"  model       {s['model']['id']} ({s['model']['decision']})",
         f"  validation  {_validation_line(v)}",
@@ -546,8 +550,11 @@ def _alpha_line(alpha: dict[str, Any] | None) -> str:
 def _prices_line(prices: dict[str, Any]) -> str:
     statuses = ", ".join(f"{prices[k]} {k}" for k in ("ok", "stale", "failed", "delisted", "unresolved")
                          if prices.get(k))
+    from numerflow.flows.run_report import coverage_line
+
     return (f"{prices['tickers']} tickers from {prices['source']} ({statuses}); {prices['rows']:,} bars written "
-            f"this run; data to {prices['last_date']}")
+            f"this run; data to {prices['last_date']}"
+            + (f"; {coverage_line(prices['coverage'])}" if prices.get("coverage") else ""))
 
 
 def _upload_line(upload: dict[str, Any]) -> str:

@@ -41,6 +41,7 @@ from numerflow.tasks.prices.ingest import (
     Source,
     finish_ingest,
     ingest_dir,
+    render_failure_groups,
     run_planned_batch,
     start_ingest,
 )
@@ -216,7 +217,9 @@ def publish_ledger_artifact(ledger_path: Path, summary: dict[str, Any]) -> None:
     create_markdown_artifact(
         key=f"ingest-summary-{source}",
         markdown=f"### Ingest {summary['run_id']} ({summary['source']})\n\n{summary['tickers']} tickers — {counts}; "
-        f"{summary['rows']} new rows, {summary['excluded_rows']} bars excluded, {summary['repulled']} re-pulled.",
+        f"{summary['rows']} new rows, {summary['excluded_rows']} bars excluded, {summary['repulled']} re-pulled."
+        + ("\n\n**Tickers without fresh bars, by cause**\n\n" + "\n".join(render_failure_groups(summary["causes"]))
+           if summary.get("causes") else ""),
     )
 
 

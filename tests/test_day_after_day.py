@@ -120,3 +120,21 @@ def test_day_after_day_through_the_cli(prefect_harness, live_env, numerai, yahoo
     code, round_two = _cli(capsys, "run", "--model", "my_signals")
     assert code == 0 and round_two["dataset"]["last_date"] == str(NEW_DAY)
     assert round_two["prices"]["last_date"] == str(NEW_DAY) and round_two["prices"]["failed"] == 0
+    assert round_two["prices"]["coverage"]["covered"] == 124
+    if source == "yahoo":
+        return
+
+    # A broken delivery: every file gets a second, different bar for the new day. Every ticker
+    # fails, on screen with its cause, and the exit is non-zero; the stored bars are kept.
+    for path in files:
+        with open(path, "a") as handle:
+            handle.write(f"{NEW_DAY},1,1,1,1,1,1\n")
+    assert main(["ingest"]) == 1
+    out = capsys.readouterr().out
+    assert "124 failed    conflicting_close:" in out and "has two different closes" in out
+    assert "FAILED      no ticker has usable bars (124 failed of 125)" in out
+    code, round_three = _cli(capsys, "run", "--model", "my_signals")
+    assert code == 0 and round_three["prices"]["failed"] == 124
+    assert round_three["prices"]["causes"][0]["cause"] == "conflicting_close"
+    assert round_three["prices"]["coverage"]["covered"] == 124  # the stored bars the round uses, not 0 %
+    assert round_three["dataset"]["last_date"] == str(NEW_DAY)

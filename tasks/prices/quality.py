@@ -183,17 +183,18 @@ def check_round_readiness(
     return report
 
 
-def universe_coverage(universe_ids: pd.Series | list[str], ledger: pd.DataFrame) -> dict:
-    """How many of the live universe's ids have prices after an ingest (ledger status ok or stale).
+def universe_coverage(universe_ids: pd.Series | list[str], stored_tickers: pd.Index | list[str]) -> dict:
+    """How many of the live universe's ids have stored bars: the bars the round uses, whatever
+    this run's ingest did to them (a ticker whose ingest failed today still has yesterday's).
 
-    Only universe ids count: an ingest also fetches tickers outside the live universe (delisted
+    Only universe ids count: the store also holds tickers outside the live universe (delisted
     history for survivorship-free training, stale snapshots), and counting those against the
-    universe gives shares above 100 %. ``ledger``: the run's ledger (``ticker``, ``status``).
+    universe gives shares above 100 %. ``stored_tickers``: tickers with bars in the store.
     Returns ``covered``, ``universe``, ``share`` (None for an empty universe) and ``outside``
     (tickers with prices that are not in the universe).
     """
     ids = pd.Index(pd.Series(list(universe_ids), dtype="string").dropna().unique())
-    with_prices = pd.Index(ledger.loc[ledger["status"].isin(["ok", "stale"]), "ticker"].astype("string").unique())
+    with_prices = pd.Index(pd.Series(list(stored_tickers), dtype="string").dropna().unique())
     covered = int(with_prices.isin(ids).sum())
     return {"covered": covered, "universe": int(len(ids)), "share": covered / len(ids) if len(ids) else None,
             "outside": int(len(with_prices) - covered)}

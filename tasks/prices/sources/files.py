@@ -756,8 +756,9 @@ class FilePriceSource:
         bars = prepared.bars
         if end is not None:
             bars = bars[bars["date"].to_numpy() <= np.datetime64(end, "s")]
-        starts = bars["ticker"].searchsorted(pd.unique(bars["ticker"]), side="left")
-        slices = dict(zip(pd.unique(bars["ticker"]), zip(starts, [*starts[1:], len(bars)], strict=True), strict=True))
+        names_in_bars = pd.unique(bars["ticker"])  # bars are sorted by ticker: one slice each
+        bounds = [*bars["ticker"].searchsorted(names_in_bars, side="left").tolist(), len(bars)]
+        slices = {t: (bounds[i], bounds[i + 1]) for i, t in enumerate(names_in_bars)}
         outcomes: dict[str, FetchOutcome] = {}
         for ticker, symbol in symbols.items():
             holders = to_read[ticker]
