@@ -38,9 +38,12 @@ def normalise_currency_units(prices: pd.DataFrame) -> pd.DataFrame:
         return prices.copy()
     out = prices.copy()
     currency = out["currency"].astype("string")
-    divisor = currency.map({k: v[1] for k, v in SUB_UNITS.items()}).astype("float64").fillna(1.0).to_numpy()
+    # Look up only the sub-unit rows: a per-row map over millions of currency strings is slow.
+    sub = currency.isin(list(SUB_UNITS)).to_numpy(dtype=bool, na_value=False)
+    divisor = np.ones(len(out))
+    divisor[sub] = currency[sub].map({k: v[1] for k, v in SUB_UNITS.items()}).astype("float64").to_numpy()
     columns = [c for c in [*PRICE_FIELDS, "dividends"] if c in out.columns]
-    if (divisor != 1.0).any():
+    if sub.any():
         out[columns] = out[columns].to_numpy(dtype="float64", na_value=np.nan) / divisor[:, None]
         out["currency"] = currency.replace({k: v[0] for k, v in SUB_UNITS.items()})
     return out
@@ -69,10 +72,12 @@ def flag_bad_bars(prices: pd.DataFrame, *, jump_factor: float = 50.0, window: in
 
     # Trailing median of each ticker's previous closes: lagged copies via groupby.shift
     # (vectorised), positive closes only, then a row-wise nanmedian.
-    order = np.lexsort((prices["date"].to_numpy(), prices["ticker"].to_numpy()))
+    # Integer ticker codes: sorting and grouping millions of string tickers is what costs here.
+    tickers = pd.factorize(prices["ticker"])[0]
+    order = np.lexsort((prices["date"].to_numpy(), tickers))
     ordered = prices.iloc[order]
     close = ordered["close"].astype("float64").where(ordered["close"].astype("float64") > 0)
-    grouped = close.groupby(ordered["ticker"].to_numpy(), sort=False)
+    grouped = close.groupby(tickers[order], sort=False)
     lagged = np.column_stack([grouped.shift(k).to_numpy(dtype="float64", na_value=np.nan) for k in range(1, window + 1)])
     # A ticker's first bar has no history: skip all-NaN rows (nanmedian would warn).
     reference = np.full(len(lagged), np.nan)

@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from pandas.api.types import union_categoricals
 
 from numerflow.tasks.core.config import FilesSettings
 from numerflow.tasks.core.errors import BadInputError
@@ -120,28 +121,33 @@ def _key(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", str(name).lower())
 
 
+def _spell(symbol: str, country: str | None) -> str:
+    symbol = symbol.strip()
+    if not country or " " in symbol or not symbol:
+        return symbol
+    base, dot, suffix = symbol.rpartition(".")
+    # A Yahoo exchange suffix (VOD.L, 7203.T, 0005.HK); one-letter ones other than .L/.T are share classes (BRK.B).
+    if dot and f".{suffix.upper()}" in _SUFFIX_COUNTRY and (len(suffix) > 1 or suffix.upper() in ("L", "T")):
+        market = _SUFFIX_COUNTRY["." + suffix.upper()]
+        if market == "HK":  # Yahoo pads Hong Kong codes to 4 digits (0001.HK); Numerai does not (1 HK)
+            base = base.lstrip("0") or "0"
+        return f"{base.replace('.', '/').replace('-', '/')} {market}"
+    return f"{symbol.replace('.', '/').replace('-', '/')} {country}"
+
+
 def numerai_symbols(symbols: pd.Series, country: str | None) -> pd.Series:
     """Vendor symbols as Numerai spells them: ``AAPL`` → ``AAPL US``, ``BRK.B``/``BRK-B`` →
-    ``BRK/B US``, yfinance's ``VOD.L`` → ``VOD GB``. Symbols with a space (already ``AAPL US``)
-    and every symbol when ``country`` is None stay as they are. One pass over the unique values."""
-    symbols = symbols.astype("string").str.strip()
-    if not country:
-        return symbols
+    ``BRK/B US``, yfinance's ``VOD.L`` → ``VOD GB`` (surrounding spaces removed). Symbols with a
+    space (already ``AAPL US``) and every symbol when ``country`` is None stay as they are.
 
-    def spell(symbol: str) -> str:
-        if " " in symbol or not symbol:
-            return symbol
-        base, dot, suffix = symbol.rpartition(".")
-        # A Yahoo exchange suffix (VOD.L, 7203.T, 0005.HK); one-letter ones other than .L/.T are share classes (BRK.B).
-        if dot and f".{suffix.upper()}" in _SUFFIX_COUNTRY and (len(suffix) > 1 or suffix.upper() in ("L", "T")):
-            market = _SUFFIX_COUNTRY["." + suffix.upper()]
-            if market == "HK":  # Yahoo pads Hong Kong codes to 4 digits (0001.HK); Numerai does not (1 HK)
-                base = base.lstrip("0") or "0"
-            return f"{base.replace('.', '/').replace('-', '/')} {market}"
-        return f"{symbol.replace('.', '/').replace('-', '/')} {country}"
-
-    unique = pd.unique(symbols.dropna())
-    return symbols.map({s: spell(s) for s in unique}).astype("string")
+    Spelled once per distinct symbol; the result is categorical with its categories in
+    lexical order (so sorting by the codes sorts by ticker)."""
+    codes, uniques = pd.factorize(symbols, use_na_sentinel=True)
+    spelled = np.array([_spell(str(u), country) for u in uniques], dtype=object)
+    categories, inverse = np.unique(spelled, return_inverse=True) if len(spelled) else (spelled, np.array([], int))
+    new_codes = np.where(codes >= 0, inverse[np.maximum(codes, 0)] if len(spelled) else -1, -1)
+    return pd.Series(pd.Categorical.from_codes(new_codes, categories=pd.Index(categories, dtype=object)),
+                     index=symbols.index, name=symbols.name)
 
 
 def _files(path: Path) -> list[Path]:
@@ -275,24 +281,29 @@ def _as_dates(column: pa.ChunkedArray) -> np.ndarray:
     return dates
 
 
+#: Problems found while reading a row, as small integers (a string per row costs too much at 25 M rows).
+_ISSUE_CODES = {"unparseable_date": 1, "not_a_number": 2}
+
+
 def _normalise(table: pa.Table, header: _Header, file_id: int) -> pd.DataFrame:
     """One file's rows in our columns: ``ticker`` (as written), ``date``, prices as float64,
-    ``_issue`` (an EXCLUSIONS reason found while reading, else ""), ``_file``, ``_row`` (1-based)."""
+    ``_issue`` (``_ISSUE_CODES`` of a problem found while reading, else 0), ``_file``, ``_row`` (1-based)."""
     n = table.num_rows
     cols = header.columns
     out: dict[str, Any] = {}
+    # Tickers as categoricals: a few distinct values over many rows (5,000 files × 5,000 bars).
     if header.ticker_from_name is not None:
-        out["ticker"] = pd.array([header.ticker_from_name] * n, dtype="string")
+        out["ticker"] = pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[header.ticker_from_name])
     else:
-        out["ticker"] = pd.array(table.column(cols["ticker"]).cast(pa.string()).to_pandas(), dtype="string")
+        out["ticker"] = pd.Categorical(table.column(cols["ticker"]).cast(pa.string()).dictionary_encode().to_pandas())
     dates = _as_dates(table.column(cols["date"]))
-    issue = np.where(np.isnat(dates), "unparseable_date", "")
+    issue = np.where(np.isnat(dates), _ISSUE_CODES["unparseable_date"], 0).astype(np.int8)
     out["date"] = dates
     for column in NUMERIC:
         if column in cols:
             values, not_number = _as_float(table.column(cols[column]))
             if column != "volume":
-                issue = np.where((issue == "") & not_number, "not_a_number", issue)
+                issue[(issue == 0) & not_number] = _ISSUE_CODES["not_a_number"]
         else:
             values = None
         out[column] = values
@@ -302,14 +313,25 @@ def _normalise(table: pa.Table, header: _Header, file_id: int) -> pd.DataFrame:
             out[column] = close
     if out["volume"] is None:
         out["volume"] = np.full(n, np.nan)
-    for column in ("currency", "timezone"):
-        out[column] = (pd.array(table.column(cols[column]).cast(pa.string()).to_pandas(), dtype="string")
-                       if column in cols else pd.array([pd.NA] * n, dtype="string"))
+    for column in ("currency", "timezone"):  # categoricals too: one or two values per file
+        out[column] = (pd.Categorical(table.column(cols[column]).cast(pa.string()).dictionary_encode().to_pandas())
+                       if column in cols else pd.Categorical.from_codes(np.full(n, -1, dtype=np.int8), categories=[]))
     frame = pd.DataFrame(out)
     frame["_issue"] = issue
     frame["_file"] = np.int32(file_id)
     frame["_row"] = np.arange(1, n + 1, dtype=np.int32)
     return frame
+
+
+def _concat_raw(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Normalised file frames as one, their categorical tickers unioned (not turned into strings)."""
+    if not frames:
+        return _empty_raw()
+    texts = ["ticker", "currency", "timezone"]
+    raw = pd.concat([f.drop(columns=texts) for f in frames], ignore_index=True)
+    for column in texts:
+        raw[column] = union_categoricals([f[column] for f in frames], ignore_order=True)
+    return raw
 
 
 def _read_files(paths: Sequence[Path], layout: FileLayout, first_id: int = 0) -> tuple[list[pd.DataFrame | None], dict[int, str]]:
@@ -370,6 +392,7 @@ def _today_limits(frame: pd.DataFrame, today: pd.Timestamp | None) -> tuple[np.n
     unknown = np.zeros(len(frame), dtype=bool)
     zones = frame["timezone"]
     if zones.notna().any():
+        zones = zones.astype(object)
         local: dict[str, np.datetime64 | None] = {}
         for zone in pd.unique(zones.dropna()):
             try:
@@ -413,10 +436,15 @@ def prepare_bars(raw: pd.DataFrame, files: Sequence[str], layout: FileLayout, *,
     def exclude(reason: str, mask: np.ndarray) -> None:
         code[(code == 0) & mask] = EXCLUSIONS.index(reason) + 1
 
-    exclude("no_ticker", (frame["ticker"].isna() | (frame["ticker"] == "")).to_numpy(dtype=bool, na_value=True))
+    # Integer ticker codes (categories in lexical order) for every sort, group and duplicate test.
+    names = np.asarray(frame["ticker"].cat.categories, dtype=object)
+    tcode = frame["ticker"].cat.codes.to_numpy().astype(np.int64)
+    blank = np.array([n == "" for n in names], dtype=bool)
+    exclude("no_ticker", (tcode < 0) | (blank[np.maximum(tcode, 0)] if len(names) else True))
+    frame["_t"] = tcode
     issue = frame["_issue"].to_numpy()
-    exclude("unparseable_date", issue == "unparseable_date")
-    exclude("not_a_number", issue == "not_a_number")
+    exclude("unparseable_date", issue == _ISSUE_CODES["unparseable_date"])
+    exclude("not_a_number", issue == _ISSUE_CODES["not_a_number"])
     limit, unknown_zone = _today_limits(frame, today)
     exclude("unknown_timezone", unknown_zone)
     dates = frame["date"].to_numpy(dtype="datetime64[s]")
@@ -429,16 +457,17 @@ def prepare_bars(raw: pd.DataFrame, files: Sequence[str], layout: FileLayout, *,
     with np.errstate(invalid="ignore"):
         exclude("non_positive_price", (prices <= 0).any(axis=1))
     for index, reason in enumerate(EXCLUSIONS, start=1):
-        rows = frame.loc[code == index]
-        problem(reason, rows, _EXCLUSION_TEXT[reason])
-    named = frame["ticker"].notna().to_numpy() & (code != EXCLUSIONS.index("no_ticker") + 1)
-    excluded = pd.DataFrame({"ticker": frame.loc[named & (code > 0), "ticker"],
-                             "reason": np.array(EXCLUSIONS, dtype=object)[code[named & (code > 0)] - 1]})
+        if (code == index).any():
+            problem(reason, frame.loc[code == index], _EXCLUSION_TEXT[reason])
+    dropped = (code > 0) & (code != EXCLUSIONS.index("no_ticker") + 1)
+    excluded = pd.DataFrame({"_t": tcode[dropped], "reason": np.array(EXCLUSIONS, dtype=object)[code[dropped] - 1]})
 
-    kept = frame.loc[code == 0].sort_values(["ticker", "date", "_file", "_row"], kind="stable")
-    key = ["ticker", "date"]
+    kept = frame.loc[code == 0]
+    if not _is_sorted(kept):
+        kept = kept.sort_values(["_t", "date", "_file", "_row"], kind="stable")
+    key = ["_t", "date"]
     twice = kept.duplicated(key, keep=False).to_numpy()
-    conflicts = pd.DataFrame(columns=["ticker", "message"])
+    messages: dict[int, str] = {}
     dedup = {"exact": pd.Series(dtype="int64"), "same_close": pd.Series(dtype="int64")}
     if twice.any():
         dups = kept.loc[twice]
@@ -454,50 +483,48 @@ def prepare_bars(raw: pd.DataFrame, files: Sequence[str], layout: FileLayout, *,
                 for d, f, r, c in zip(pairs["date"], pairs["file"], pairs["row"], pairs["close"], strict=True)]
             problems["conflicting_close"] = {
                 "count": int(len(pairs)), "text": "days with two different closes (that ticker fails)",
-                "examples": [{"file": files[f[0]], "row": int(r[0]), "ticker": str(t), "date": str(pd.Timestamp(d).date()),
-                              "detail": m} for t, d, f, r, m in pairs[["ticker", "date", "file", "row", "message"]]
-                             .head(3).itertuples(index=False)]}
-            conflicts = pairs.groupby("ticker", sort=False).agg(message=("message", "first"), days=("message", "size"))
-            conflicts = conflicts.reset_index()
-            conflicts["message"] = [m + (f" ({n} conflicting days)" if n > 1 else "")
-                                    for m, n in zip(conflicts["message"], conflicts["days"], strict=True)]
+                "examples": [{"file": files[f[0]], "row": int(r[0]), "ticker": str(names[t]),
+                              "date": str(pd.Timestamp(d).date()), "detail": m}
+                             for t, d, f, r, m in pairs[["_t", "date", "file", "row", "message"]].head(3)
+                             .itertuples(index=False)]}
+            days = pairs.groupby("_t").size()
+            for t, m in pairs.groupby("_t")["message"].first().items():
+                messages[int(t)] = m + (f" ({days[t]} conflicting days)" if days[t] > 1 else "")
         values = [c for c in (*PRICES, "volume", "currency") if c in kept.columns]
         exact = kept.duplicated([*key, *values], keep="first").to_numpy()
         problem("exact_duplicate", kept.loc[exact], "identical bars repeated: kept once")
         kept_once = kept.loc[~exact]
-        same = kept_once.duplicated(key, keep="first").to_numpy() & ~kept_once["ticker"].isin(conflicts["ticker"]).to_numpy()
+        same = kept_once.duplicated(key, keep="first").to_numpy() & ~kept_once["_t"].isin(list(messages)).to_numpy()
         problem("same_close_duplicate", kept_once.loc[same], "the same day twice with equal close and adjusted close "
                 "but another volume/open/high/low: kept the first row in file order")
-        dedup["exact"] = kept.loc[exact].groupby("ticker").size()
-        dedup["same_close"] = kept_once.loc[same].groupby("ticker").size()
+        dedup["exact"] = kept.loc[exact].groupby("_t").size()
+        dedup["same_close"] = kept_once.loc[same].groupby("_t").size()
         kept = kept_once.drop_duplicates(key, keep="first")
-    failed = set(conflicts["ticker"])
-    good = kept.loc[~kept["ticker"].isin(failed)] if failed else kept
+    good = kept.loc[~kept["_t"].isin(list(messages)).to_numpy()] if messages else kept
     bars = pd.DataFrame({
-        "ticker": good["ticker"].astype("string"), "date": good["date"].astype("datetime64[s]"),
+        "ticker": good["ticker"], "date": good["date"].astype("datetime64[s]"),
         **{c: good[c].astype("float64") for c in PRICE_COLUMNS}, "currency": good["currency"].astype("string"),
-    }).reset_index(drop=True)
+    }).reset_index(drop=True)  # sorted by ticker (lexical: the codes' order) and date
 
-    names = sorted(set(frame.loc[named, "ticker"].dropna().astype(str)))
-    table = _ticker_table(names)
-    extent = bars.groupby("ticker")["date"].agg(["size", "min", "max"])
-    table["bars"] = extent["size"].reindex(table.index).fillna(0).astype("int64")
-    table["first_date"] = extent["min"].reindex(table.index)
-    table["last_date"] = extent["max"].reindex(table.index)
-    table["deduplicated"] = (dedup["exact"].reindex(table.index).fillna(0)
-                             + dedup["same_close"].reindex(table.index).fillna(0)).astype("int64")
-    counts = excluded.groupby(["ticker", "reason"]).size()
-    reasons: dict[str, dict[str, int]] = {}
-    for (ticker, reason), n in counts.items():
-        reasons.setdefault(str(ticker), {})[str(reason)] = int(n)
-    table["excluded_reasons"] = [reasons.get(t, {}) for t in table.index]
+    present = np.unique(tcode[(tcode >= 0) & (code != EXCLUSIONS.index("no_ticker") + 1)])
+    table = _ticker_table([str(names[t]) for t in present]).assign(_t=present)
+    bar_codes = good["_t"].to_numpy()
+    table["bars"] = np.bincount(bar_codes, minlength=len(names))[present] if len(names) else 0
+    firsts = good.groupby("_t")["date"].agg(["min", "max"])
+    table["first_date"] = firsts["min"].reindex(present).to_numpy()
+    table["last_date"] = firsts["max"].reindex(present).to_numpy()
+    table["deduplicated"] = (dedup["exact"].reindex(present).fillna(0).to_numpy()
+                             + dedup["same_close"].reindex(present).fillna(0).to_numpy()).astype("int64")
+    reasons: dict[int, dict[str, int]] = {}
+    for (t, reason), n in excluded.groupby(["_t", "reason"]).size().items():
+        reasons.setdefault(int(t), {})[str(reason)] = int(n)
+    table["excluded_reasons"] = [reasons.get(int(t), {}) for t in present]
     table["excluded"] = [sum(r.values()) for r in table["excluded_reasons"]]
-    messages = dict(zip(conflicts["ticker"], conflicts["message"], strict=True))
     errors: list[str | None] = []
     causes: list[str | None] = []
-    for ticker, n_bars, why in zip(table.index, table["bars"], table["excluded_reasons"], strict=True):
-        if ticker in messages:
-            errors.append(f"conflicting_close: {messages[ticker]}")
+    for t, n_bars, why in zip(present, table["bars"], table["excluded_reasons"], strict=True):
+        if int(t) in messages:
+            errors.append(f"conflicting_close: {messages[int(t)]}")
             causes.append("conflicting_close")
         elif n_bars == 0:
             errors.append(all_excluded_error(why))
@@ -505,10 +532,23 @@ def prepare_bars(raw: pd.DataFrame, files: Sequence[str], layout: FileLayout, *,
         else:
             errors.append(None)
             causes.append(None)
-    table["error"] = errors
-    table["cause"] = causes
-    return PreparedBars(bars.sort_values(["ticker", "date"], kind="stable").reset_index(drop=True), table, problems,
-                        unreadable)
+    table["error"] = pd.Series(errors, index=table.index, dtype=object)
+    table["cause"] = pd.Series(causes, index=table.index, dtype=object)
+    return PreparedBars(bars, table.drop(columns="_t"), problems, unreadable)
+
+
+def _is_sorted(frame: pd.DataFrame) -> bool:
+    """Rows already in (ticker code, date, file, row) order: per-ticker files read in name order
+    usually are, and a sort of millions of rows is then skipped."""
+    t = frame["_t"].to_numpy()
+    d = frame["date"].to_numpy(dtype="datetime64[s]").view("int64")
+    f = frame["_file"].to_numpy().astype(np.int64)
+    r = frame["_row"].to_numpy().astype(np.int64)
+    if len(t) < 2:
+        return True
+    dt, dd, df, dr = np.diff(t), np.diff(d), np.diff(f), np.diff(r)
+    ordered = (dt > 0) | ((dt == 0) & ((dd > 0) | ((dd == 0) & ((df > 0) | ((df == 0) & (dr > 0))))))
+    return bool(ordered.all())
 
 
 def _ticker_table(tickers: Sequence[str]) -> pd.DataFrame:
@@ -518,7 +558,7 @@ def _ticker_table(tickers: Sequence[str]) -> pd.DataFrame:
 
 
 def _empty_bars() -> pd.DataFrame:
-    return pd.DataFrame({"ticker": pd.array([], dtype="string"), "date": np.array([], dtype="datetime64[s]"),
+    return pd.DataFrame({"ticker": pd.Categorical([]), "date": np.array([], dtype="datetime64[s]"),
                          **{c: np.array([], dtype="float64") for c in PRICE_COLUMNS},
                          "currency": pd.array([], dtype="string")})
 
@@ -534,7 +574,7 @@ def load_price_files(path: Path | str, *, layout: FileLayout | None = None,
     usable = [f for f in frames if f is not None]
     if not usable:
         raise no_usable_file_error(Path(path), {names[i]: why for i, why in errors.items()})
-    return prepare_bars(pd.concat(usable, ignore_index=True), names, layout, today=today, file_errors=errors)
+    return prepare_bars(_concat_raw(usable), names, layout, today=today, file_errors=errors)
 
 
 def no_usable_file_error(path: Path, errors: Mapping[str, str]) -> BadInputError:
@@ -750,15 +790,17 @@ class FilePriceSource:
             if isinstance(frame, pd.DataFrame):
                 wanted = frame["ticker"].isin(list(symbols.values())).to_numpy()
                 frames.append(frame.loc[wanted].assign(_file=np.int32(i)))
-        raw = pd.concat(frames, ignore_index=True) if frames else _empty_raw()
+        raw = _concat_raw(frames)
         prepared = prepare_bars(raw, [str(self.path / n) if self.path.is_dir() else str(self.path) for n in names],
                                 self.layout, today=self.today)
         bars = prepared.bars
         if end is not None:
             bars = bars[bars["date"].to_numpy() <= np.datetime64(end, "s")]
-        names_in_bars = pd.unique(bars["ticker"])  # bars are sorted by ticker: one slice each
-        bounds = [*bars["ticker"].searchsorted(names_in_bars, side="left").tolist(), len(bars)]
-        slices = {t: (bounds[i], bounds[i + 1]) for i, t in enumerate(names_in_bars)}
+        codes = bars["ticker"].cat.codes.to_numpy()  # bars are sorted by ticker: one slice each
+        present = np.unique(codes)
+        lows, highs = np.searchsorted(codes, present, "left"), np.searchsorted(codes, present, "right")
+        categories = bars["ticker"].cat.categories
+        slices = {str(categories[c]): (int(lo), int(hi)) for c, lo, hi in zip(present, lows, highs, strict=True)}
         outcomes: dict[str, FetchOutcome] = {}
         for ticker, symbol in symbols.items():
             holders = to_read[ticker]
@@ -810,9 +852,8 @@ class FilePriceSource:
 
 def _empty_raw() -> pd.DataFrame:
     frame = _empty_bars().drop(columns="currency")
-    return frame.assign(currency=pd.array([], dtype="string"), timezone=pd.array([], dtype="string"),
-                        _issue=np.array([], dtype=object), _file=np.array([], dtype=np.int32),
-                        _row=np.array([], dtype=np.int32))
+    return frame.assign(currency=pd.Categorical([]), timezone=pd.Categorical([]), _issue=np.array([], dtype=np.int8),
+                        _file=np.array([], dtype=np.int32), _row=np.array([], dtype=np.int32))
 
 
 # ------------------------------------------------------------------------------------------- `numerflow prices check`
