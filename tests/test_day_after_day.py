@@ -14,9 +14,18 @@ import pandas as pd
 import pytest
 from fakes.vendor_files import append_day, revise_bar, write_yf_csv
 from fakes.yahoo import FakeYahoo, make_bars, reset_yfinance
-from test_live_round import HISTORY_START, UNRESOLVABLE, live_env, numerai, signals_universe  # noqa: F401
+from test_live_round import (  # noqa: F401
+    HISTORY_START,
+    UNRESOLVABLE,
+    _assert_artifact,
+    live_env,
+    numerai,
+    signals_universe,
+)
 
-from numerflow.flows.cli import main
+from numerflow.flows.cli import main, render_summary, run_summary
+from numerflow.flows.round import round_flow
+from numerflow.flows.run_report import render_round_report
 from numerflow.tasks.core.store import read_parquet
 
 TODAY = dt.date.today()
@@ -133,8 +142,14 @@ def test_day_after_day_through_the_cli(prefect_harness, live_env, numerai, yahoo
     out = capsys.readouterr().out
     assert "124 failed    conflicting_close:" in out and "has two different closes" in out
     assert "FAILED      no ticker has usable bars (124 failed of 125)" in out
-    code, round_three = _cli(capsys, "run", "--model", "my_signals")
-    assert code == 0 and round_three["prices"]["failed"] == 124
-    assert round_three["prices"]["causes"][0]["cause"] == "conflicting_close"
-    assert round_three["prices"]["coverage"]["covered"] == 124  # the stored bars the round uses, not 0 %
-    assert round_three["dataset"]["last_date"] == str(NEW_DAY)
+    # The round says so in its summary, its run report and the ingest artifact, and its coverage
+    # counts the stored bars it uses (not 0 % next to a full dataset).
+    result = round_flow(mode="live", model_name="my_signals")
+    summary = run_summary(result)
+    assert summary["prices"]["failed"] == 124 and summary["prices"]["causes"][0]["cause"] == "conflicting_close"
+    assert summary["prices"]["coverage"]["covered"] == 124 and summary["dataset"]["last_date"] == str(NEW_DAY)
+    screen = render_summary(summary)
+    assert "124 failed    conflicting_close:" in screen and "124 of 125 universe tickers have prices" in screen
+    report = render_round_report(result)
+    assert "124 failed, conflicting_close:" in report and "124 of 125 universe tickers have prices" in report
+    _assert_artifact("ingest-summary-files", "conflicting_close")

@@ -167,3 +167,25 @@ def test_the_real_sample_reports_its_rewritten_year(tmp_path):
                                   options=IngestOptions(batch_size=50))
     assert result.summary["excluded_reasons"]["weekend"] == checked.problems["weekend"]["count"]
     assert result.summary["failed"] == 0
+
+
+def test_prices_check_reports_without_storing_and_exits_non_zero_when_nothing_is_usable(tmp_path, capsys):
+    from numerflow.flows.cli import main
+    from numerflow.tasks.prices.sources.files import check_price_folder
+
+    folder = quirky_folder(tmp_path / "quirky", "2024-01-01", "2024-03-29")
+    assert main(["prices", "check", str(folder), "--data-dir", str(tmp_path / "data")]) == 0
+    out = capsys.readouterr().out
+    assert "would store 11 tickers, 713 bars, 2024-01-01 → 2024-03-29" in out
+    assert "CONF.csv row 17: CONF US 2024-01-23" in out and "BROKEN.csv" in out
+    assert "weekend                        1" in out
+    assert not (tmp_path / "data" / "prices").exists()  # nothing stored
+    report = check_price_folder(folder, universe=["GOOD1 US", "MISSING US"])
+    assert report["universe"] == {"tickers": 2, "with_bars": 1, "without_file": ["MISSING US"], "missing": 1}
+    (tmp_path / "empty").mkdir()
+    assert main(["prices", "check", str(tmp_path / "empty"), "--json", "--data-dir", str(tmp_path / "data")]) == 1
+    assert "no .csv or .parquet files under" in capsys.readouterr().out
+    (tmp_path / "allbad").mkdir()
+    (tmp_path / "allbad" / "Z.csv").write_text("Date,Close\n2024-01-02,0\n")
+    assert main(["prices", "check", str(tmp_path / "allbad"), "--data-dir", str(tmp_path / "data")]) == 1
+    assert "NOT USABLE  no bar could be stored" in capsys.readouterr().out

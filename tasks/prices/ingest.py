@@ -224,18 +224,22 @@ def stored_extent(prices_dir: Path) -> pd.DataFrame:
     tables = [table for path in parts if (table := _read_part_keys(path)) is not None]
     if not tables:
         return pd.DataFrame(columns=["first_date", "last_date", "rows"]).rename_axis("ticker")
-    table = pa.concat_tables(tables, promote_options="default")
-    grouped = table.group_by("ticker").aggregate([("date", "min"), ("date", "max"), ("date", "count")])
-    frame = grouped.to_pandas(date_as_object=False)
-    frame = frame.rename(columns={"date_min": "first_date", "date_max": "last_date", "date_count": "rows"})
-    return frame.set_index("ticker")
+    # Per part (each ticker lives in one), tickers read as categoricals: materialising millions of
+    # ticker strings is what reading keys costs.
+    extents = []
+    for table in tables:
+        keys = table.to_pandas(date_as_object=False)
+        extents.append(keys.groupby("ticker", observed=True)["date"].agg(["min", "max", "size"]))
+    frame = pd.concat(extents)
+    frame.index = pd.Index(frame.index.astype(str), name="ticker")
+    return frame.rename(columns={"min": "first_date", "max": "last_date", "size": "rows"})
 
 
 def _read_part_keys(path: Path) -> pa.Table | None:
     """A part's (ticker, date) columns; None, with the part set aside, when it cannot be read as
     Parquet (truncated, overwritten)."""
     try:
-        return pq.read_table(path, columns=["ticker", "date"])
+        return pq.read_table(path, columns=["ticker", "date"], read_dictionary=["ticker"])
     except (pa.ArrowException, OSError) as exc:
         why = f"{path} cannot be read as Parquet ({type(exc).__name__}: {exc}); its tickers are re-pulled"
         logger.warning("%s; set aside as %s", why, quarantine(path, why))
@@ -368,10 +372,14 @@ def plan_ingest(
         start = None
         if not options.backfill and ticker in last.index and winner in candidates:
             start = (pd.Timestamp(last[ticker]).date() - timedelta(days=options.overlap_days)).isoformat()
-        batch = batches.setdefault(parts[ticker], {"part": parts[ticker], "tickers": [], "candidates": {}, "starts": {}})
+        batch = batches.setdefault(parts[ticker], {"part": parts[ticker], "tickers": [], "candidates": {}, "starts": {},
+                                                   "stored": {}})
         batch["tickers"].append(ticker)
         batch["candidates"][ticker] = candidates
         batch["starts"][ticker] = start
+        if ticker in extent.index:  # what is stored now: a batch with nothing new needs no read of its part
+            first, last_date, rows = extent.loc[ticker, ["first_date", "last_date", "rows"]]
+            batch["stored"][ticker] = [str(pd.Timestamp(first).date()), str(pd.Timestamp(last_date).date()), int(rows)]
     # The catalog first: a crash before the plan is written re-plans into the same parts.
     write_json(ingest_dir(store, source_name) / "catalog.json", {"parts": parts, "symbols": winners})
     ordered = [batches[p] for p in sorted(batches)]
@@ -588,10 +596,14 @@ def run_batch(
     ok = {t: o for t, o in outcomes.items() if o.kind == OK and o.bars is not None}
     fetched = _fetched_frame(ok)
     if fetched.empty and path.exists():
-        # Nothing new for any ticker of the batch (unchanged files): the part stays as it is,
-        # and only its keys are read for the ledger's extent.
-        return _finish_batch(plan, batch, outcomes, attempts, {}, options, source,
-                             _as_price_frame(read_parquet(path, columns=["ticker", "date"])),
+        # Nothing new for any ticker of the batch (unchanged files): the part stays as it is; the
+        # ledger's extent is the plan's (a plan from an older version: the part's keys).
+        if "stored" in batch:
+            extent = pd.DataFrame({t: {"min": pd.Timestamp(v[0]), "max": pd.Timestamp(v[1]), "size": v[2]}
+                                   for t, v in batch["stored"].items()}).T.rename_axis("ticker")
+        else:
+            extent = _extent(read_parquet(path, columns=["ticker", "date"]))
+        return _finish_batch(plan, batch, outcomes, attempts, {}, options, source, extent,
                              pd.Series(dtype="int64"), pd.DataFrame(columns=["ticker", "date", "reason"]))
     stored = _as_price_frame(read_parquet(path)) if path.exists() else _as_price_frame(_empty_prices())
 
@@ -631,16 +643,20 @@ def run_batch(
     if not (path.exists() and table.equals(stored[PRICE_SCHEMA.names].reset_index(drop=True))):
         # An unchanged part is not rewritten: its bytes, and the features snapshot keyed on them, stay.
         write_parquet(path, table, schema=PRICE_SCHEMA)
-    return _finish_batch(plan, batch, outcomes, attempts, repull, options, source, kept, new_rows, excluded)
+    return _finish_batch(plan, batch, outcomes, attempts, repull, options, source, _extent(kept), new_rows, excluded)
+
+
+def _extent(bars: pd.DataFrame) -> pd.DataFrame:
+    """Per ticker (index): ``min`` and ``max`` date and ``size`` (rows)."""
+    return bars.groupby("ticker", observed=True)["date"].agg(["min", "max", "size"])
 
 
 def _finish_batch(plan: IngestPlan, batch: dict[str, Any], outcomes: Mapping[str, FetchOutcome],
                   attempts: Mapping[str, int], repull: Mapping[str, str], options: IngestOptions, source: Source,
-                  kept: pd.DataFrame, new_rows: pd.Series, excluded: pd.DataFrame) -> list[dict[str, Any]]:
-    """The batch's ledger rows from what is stored now (``kept``: at least ticker and date),
+                  extent: pd.DataFrame, new_rows: pd.Series, excluded: pd.DataFrame) -> list[dict[str, Any]]:
+    """The batch's ledger rows from what is stored now (``extent``: ``_extent`` of the part),
     written as the batch's done-file; a files source then remembers what it stored."""
     excluded_by = excluded.groupby(["ticker", "reason"]).size() if len(excluded) else pd.Series(dtype="int64")
-    extent = kept.groupby("ticker")["date"].agg(["min", "max", "size"])
     as_of = date.fromisoformat(plan.as_of)
     behind = trading_days_behind(extent["max"], as_of) if len(extent) else pd.Series(dtype="float64")
     rows = []
@@ -721,9 +737,10 @@ def _fetched_frame(ok: Mapping[str, FetchOutcome]) -> pd.DataFrame:
     """The fetched bars as stored: price frame, sub-unit currencies (GBp, ZAc, ILA) in major units.
     Normalised *before* the overlap is compared with the stored (major-unit) bars: comparing raw
     pence with stored pounds would call every London, Johannesburg and Tel Aviv ticker revised."""
-    if not ok:
+    frames = [o.bars for o in ok.values() if o.bars is not None and len(o.bars)]  # "nothing new" answers add nothing
+    if not frames:
         return _as_price_frame(_empty_prices())
-    return normalise_currency_units(_as_price_frame(pd.concat([o.bars for o in ok.values()], ignore_index=True)))
+    return normalise_currency_units(_as_price_frame(pd.concat(frames, ignore_index=True)))
 
 
 def _empty_prices() -> pd.DataFrame:
