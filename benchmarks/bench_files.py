@@ -103,12 +103,17 @@ def _run_phase(name: str, folder: Path, store: Path) -> dict:
 
 
 def append_one_day(folder: Path) -> dict[Path, int]:
+    """A new trading day at the end of every file, continuing from its last close."""
     sizes = {}
-    line = f"{AS_OF.isoformat()},50.0,50.5,49.5,50.1,49.1,1000000\n"
     for path in sorted(folder.glob("*.csv")):
         sizes[path] = path.stat().st_size
+        with path.open("rb") as handle:
+            handle.seek(max(sizes[path] - 200, 0))
+            last = handle.read().decode().strip().splitlines()[-1].split(",")
+        close, adj = float(last[4]) * 1.001, float(last[5]) * 1.001
         with path.open("a") as handle:
-            handle.write(line)
+            handle.write(f"{AS_OF.isoformat()},{close:.4f},{close * 1.004:.4f},{close * 0.996:.4f},{close:.4f},"
+                         f"{adj:.4f},1000000\n")
     return sizes
 
 

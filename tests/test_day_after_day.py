@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fakes.vendor_files import append_day, revise_bar, write_yf_csv
-from fakes.yahoo import FakeYahoo, make_bars, reset_yfinance
+from fakes.yahoo import make_bars
 from test_live_round import (  # noqa: F401
     HISTORY_START,
     UNRESOLVABLE,
@@ -21,6 +21,7 @@ from test_live_round import (  # noqa: F401
     live_env,
     numerai,
     signals_universe,
+    signals_yahoo,
 )
 
 from numerflow.flows.cli import main, render_summary, run_summary
@@ -39,11 +40,7 @@ REVISED = 3  # index of the listing whose past bar the vendor revises
 @pytest.fixture
 def yahoo(tmp_path):
     """The fake Yahoo of tests/test_live_round.py, with history ending on FIRST_END."""
-    reset_yfinance(tmp_path / "yf-tz")
-    fake = FakeYahoo()
-    for n, (_, symbol, tz, currency) in enumerate(signals_universe()):
-        fake.add(symbol, make_bars(HISTORY_START, FIRST_END, price=20 + n, seed=n), timezone=tz, currency=currency)
-    return fake
+    return signals_yahoo(tmp_path / "yf-tz", FIRST_END)
 
 
 def _cli(capsys, *argv: str) -> tuple[int, dict]:

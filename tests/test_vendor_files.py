@@ -189,3 +189,15 @@ def test_prices_check_reports_without_storing_and_exits_non_zero_when_nothing_is
     (tmp_path / "allbad" / "Z.csv").write_text("Date,Close\n2024-01-02,0\n")
     assert main(["prices", "check", str(tmp_path / "allbad"), "--data-dir", str(tmp_path / "data")]) == 1
     assert "NOT USABLE  no bar could be stored" in capsys.readouterr().out
+
+
+def test_a_file_that_only_grew_is_told_apart_from_a_rewritten_one(tmp_path):
+    from numerflow.tasks.prices.sources.files import file_fingerprint
+
+    path = write_vendor_folder(tmp_path / "yf", ["A"], "2024-01-01", "2024-01-31") / "A.csv"
+    before = file_fingerprint(path)
+    append_day(path, date(2024, 2, 1))
+    grown = file_fingerprint(path, before)
+    assert grown["grew_from"] == before["sha256"] and grown["old_rows"] == 23 and grown["sha256"] != before["sha256"]
+    revise_bar(path, date(2024, 1, 10))
+    assert "grew_from" not in file_fingerprint(path, grown)

@@ -428,7 +428,8 @@ def prepare_bars(raw: pd.DataFrame, files: Sequence[str], layout: FileLayout, *,
             "examples": [{"file": f, "row": None, "ticker": None, "date": None, "detail": why}
                          for f, why in list(unreadable.items())[:3]]}
     if raw.empty:
-        return PreparedBars(_empty_bars(), _ticker_table([]), problems, unreadable)
+        empty = _empty_bars().assign(_file=np.array([], dtype=np.int32), _row=np.array([], dtype=np.int32))
+        return PreparedBars(empty, _ticker_table([]), problems, unreadable)
     frame = raw.reset_index(drop=True)
     frame["ticker"] = numerai_symbols(frame["ticker"], layout.country)
     code = np.zeros(len(frame), dtype=np.int8)  # 0 = kept, else 1 + EXCLUSIONS index
@@ -504,6 +505,7 @@ def prepare_bars(raw: pd.DataFrame, files: Sequence[str], layout: FileLayout, *,
     bars = pd.DataFrame({
         "ticker": good["ticker"], "date": good["date"].astype("datetime64[s]"),
         **{c: good[c].astype("float64") for c in PRICE_COLUMNS}, "currency": good["currency"].astype("string"),
+        "_file": good["_file"], "_row": good["_row"],  # where each bar came from (the source drops them)
     }).reset_index(drop=True)  # sorted by ticker (lexical: the codes' order) and date
 
     present = np.unique(tcode[(tcode >= 0) & (code != EXCLUSIONS.index("no_ticker") + 1)])
@@ -574,7 +576,9 @@ def load_price_files(path: Path | str, *, layout: FileLayout | None = None,
     usable = [f for f in frames if f is not None]
     if not usable:
         raise no_usable_file_error(Path(path), {names[i]: why for i, why in errors.items()})
-    return prepare_bars(_concat_raw(usable), names, layout, today=today, file_errors=errors)
+    prepared = prepare_bars(_concat_raw(usable), names, layout, today=today, file_errors=errors)
+    prepared.bars = prepared.bars.drop(columns=["_file", "_row"])
+    return prepared
 
 
 def no_usable_file_error(path: Path, errors: Mapping[str, str]) -> BadInputError:
@@ -589,15 +593,31 @@ def no_usable_file_error(path: Path, errors: Mapping[str, str]) -> BadInputError
 
 def file_fingerprint(path: Path, known: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``{size, mtime_ns, sha256}``; the content is hashed only when size or mtime differ from
-    ``known`` (a touched but unchanged file keeps its hash, so it is still unchanged)."""
+    ``known`` (a touched but unchanged file keeps its hash, so it is still unchanged). A file that
+    grew and still starts with ``known``'s exact bytes (rows appended, nothing else touched) also
+    gets ``grew_from`` (the old hash) and ``old_rows`` (the data rows it had then)."""
     stat = path.stat()
     if known and known.get("size") == stat.st_size and known.get("mtime_ns") == stat.st_mtime_ns:
         return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": known["sha256"]}
     digest = hashlib.sha256()
+    old_size = int(known["size"]) if known and int(known.get("size", 0)) < stat.st_size else 0
+    extra: dict[str, Any] = {}
     with path.open("rb") as handle:
+        if old_size and known:
+            lines = 0
+            left = old_size
+            while left:
+                block = handle.read(min(1 << 20, left))
+                if not block:
+                    break
+                digest.update(block)
+                lines += block.count(b"\n")
+                left -= len(block)
+            if digest.copy().hexdigest() == known.get("sha256"):
+                extra = {"grew_from": known["sha256"], "old_rows": max(lines - 1, 0)}  # minus the header line
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest.hexdigest()}
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest.hexdigest(), **extra}
 
 
 #: In the ingest folder: what each file held at its last hash, and per ticker the file hashes its stored bars came from.
@@ -759,6 +779,7 @@ class FilePriceSource:
             self._scan()
             outcomes: dict[str, FetchOutcome] = {}
             to_read: dict[str, list[str]] = {}
+            appended: dict[str, date] = {}  # tickers whose files only grew since stored: answered from `start`
             for request in requests:
                 ticker = request.ticker
                 symbol = request.candidates[0] if request.candidates else ticker
@@ -775,12 +796,25 @@ class FilePriceSource:
                     self._served[ticker] = hashes
                 else:
                     to_read[ticker] = holders
+                    if request.start is not None and self._only_appended(ticker, holders):
+                        appended[ticker] = request.start
             if to_read:
-                outcomes.update(self._outcomes_from_files(to_read, requests, end))
+                outcomes.update(self._outcomes_from_files(to_read, requests, end, appended))
             return [outcomes[r.ticker] for r in requests]
 
+    def _only_appended(self, ticker: str, holders: Sequence[str]) -> bool:
+        """Every file of the ticker is the one its stored bars came from, at most with rows appended."""
+        stored = self._stored.get(ticker)
+        if stored is None or set(stored) != set(holders):
+            return False
+        return all(stored[rel] in (self._index[rel]["sha256"], self._index[rel].get("grew_from")) for rel in holders)
+
     def _outcomes_from_files(self, to_read: Mapping[str, list[str]], requests: Sequence[FetchRequest],
-                             end: date | None) -> dict[str, FetchOutcome]:
+                             end: date | None, appended: Mapping[str, date]) -> dict[str, FetchOutcome]:
+        """Outcomes from the files (read whole: duplicates and conflicts are judged over the whole
+        history). A changed file's ticker gets its whole history (the file is the truth: a revised
+        past bar is seen); one whose files only grew gets the bars from its ``start`` on, and every
+        appended row whatever its date (the ingest's cheap incremental path)."""
         symbols = {r.ticker: (r.candidates[0] if r.candidates else r.ticker) for r in requests if r.ticker in to_read}
         rels = sorted({rel for holders in to_read.values() for rel in holders})
         parsed = self._parsed(rels)
@@ -795,6 +829,7 @@ class FilePriceSource:
         prepared = prepare_bars(raw, [str(self.path / n) if self.path.is_dir() else str(self.path) for n in names],
                                 self.layout, today=self.today)
         bars = prepared.bars
+        old_rows = np.array([int(self._index[rel].get("old_rows", 0) or 0) for rel in names], dtype=np.int64)
         if end is not None:
             bars = bars[bars["date"].to_numpy() <= np.datetime64(end, "s")]
         codes = bars["ticker"].cat.codes.to_numpy()  # bars are sorted by ticker: one slice each
@@ -817,7 +852,12 @@ class FilePriceSource:
                                                 deduplicated=deduplicated, excluded=excluded)
             else:
                 lo, hi = slices.get(symbol, (0, 0))
-                frame = bars.iloc[lo:hi].reset_index(drop=True)
+                frame = bars.iloc[lo:hi]
+                if ticker in appended:
+                    new = (frame["date"].to_numpy() >= np.datetime64(appended[ticker], "s")) | (
+                        frame["_row"].to_numpy() > old_rows[frame["_file"].to_numpy()])
+                    frame = frame.loc[new]
+                frame = frame.drop(columns=["_file", "_row"]).reset_index(drop=True)
                 if symbol != ticker:
                     frame = frame.assign(ticker=pd.array([ticker] * len(frame), dtype="string"))
                 currency = frame["currency"].iloc[0] if len(frame) and pd.notna(frame["currency"].iloc[0]) else None
