@@ -91,7 +91,8 @@ def phase_ingest(folder: Path, store_dir: Path) -> dict:
     s = result.summary
     return {"seconds": time.perf_counter() - start, "cpu_seconds": _cpu_seconds(), "tickers": s["tickers"], "ok": s["ok"],
             "failed": s["failed"],
-            "rows_written": s["rows"], "files_read": source.files_read, "peak_mb": _peak_mb()}
+            "rows_written": s["rows"], "files_read": source.files_read, "tails_read": source.tails_read,
+            "peak_mb": _peak_mb()}
 
 
 def _run_phase(name: str, folder: Path, store: Path) -> dict:

@@ -127,7 +127,8 @@ def test_only_changed_files_are_read_and_a_revision_reaches_the_store(tmp_path):
     append_day(folder / "S05.csv", date(2024, 3, 29))
     revise_bar(folder / "S07.csv", date(2024, 1, 10))
     source, ledger, summary = ingest()
-    assert source.files_read == 2 and summary["rows"] == 2 and summary["repulled"] == 1
+    assert source.files_read == 1 and source.tails_read == 1  # S07 read whole, only S05's appended row
+    assert summary["rows"] == 2 and summary["repulled"] == 1
     assert ledger.loc["S05 US", "rows"] == 1 and ledger.loc["S05 US", "last_date"] == "2024-03-29"
     assert ledger.loc["S07 US", "repull_reason"] == "revision" and ledger.loc["S07 US", "rows"] == 1
     bars = read_parquet(store.prices_dir("files"))
@@ -201,3 +202,25 @@ def test_a_file_that_only_grew_is_told_apart_from_a_rewritten_one(tmp_path):
     assert grown["grew_from"] == before["sha256"] and grown["old_rows"] == 23 and grown["sha256"] != before["sha256"]
     revise_bar(path, date(2024, 1, 10))
     assert "grew_from" not in file_fingerprint(path, grown)
+
+
+def test_appended_rows_are_judged_like_the_rest_of_the_file(tmp_path):
+    folder = write_vendor_folder(tmp_path / "yf", ["A", "B", "C"], "2024-01-01", "2024-03-28")
+    store = Store(tmp_path / "data")
+
+    def ingest() -> pd.DataFrame:
+        result = ingest_like_the_flow(FilePriceSource(folder, today=TODAY), store, ["A US", "B US", "C US"],
+                                      as_of=AS_OF)
+        return read_parquet(result.ledger_path).set_index("ticker")
+
+    ingest()
+    with open(folder / "A.csv", "a") as handle:  # a second, different bar for a stored day
+        handle.write("2024-01-10,1,1,1,1,1,1\n")
+    with open(folder / "B.csv", "a") as handle:  # only a Saturday: excluded, nothing new, not a failure
+        handle.write("2024-03-30,50,50,50,50,50,1\n")
+    append_day(folder / "C.csv", date(2024, 3, 29))
+    ledger = ingest()
+    assert ledger.loc["A US", "status"] == "failed" and ledger.loc["A US", "cause"] == "conflicting_close"
+    assert "A.csv: 2024-01-10 has two different closes" in ledger.loc["A US", "last_error"]
+    assert ledger.loc["B US", "status"] == "ok" and ledger.loc["B US", "excluded_reasons"] == "weekend 1"
+    assert ledger.loc["C US", "rows"] == 1 and ledger.loc["C US", "last_date"] == "2024-03-29"

@@ -21,6 +21,7 @@ with pyarrow's CSV reader on a thread pool (it releases the GIL).
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import threading
@@ -233,18 +234,25 @@ def _read_header(path: Path, layout: FileLayout) -> _Header:
     return _Header(columns, delimiter, decimal, ticker_from_name)
 
 
-def _read_table(path: Path, header: _Header) -> pa.Table:
-    """The file's mapped columns, raw: dates and tickers as text, numbers as the reader typed them."""
+def _read_table(path: Path, header: _Header, *, after: int = 0) -> pa.Table:
+    """The file's mapped columns, raw: dates and tickers as text, numbers as the reader typed them.
+    ``after``: read only the rows after this byte offset (appended rows; the header is kept)."""
     wanted = list(dict.fromkeys(header.columns.values()))
     if path.suffix.lower() != ".csv":
         return pq.read_table(path, columns=wanted)
     text_columns = {header.columns[c]: pa.string() for c in ("ticker", "date", "currency", "timezone") if c in header.columns}
+    source: Path | io.BytesIO = path
+    if after:
+        with path.open("rb") as handle:
+            head = handle.readline()
+            handle.seek(after)
+            source = io.BytesIO(head + handle.read())
     if header.delimiter == ";":
-        frame = pd.read_csv(path, sep=";", decimal=",", encoding="utf-8-sig", usecols=wanted,
+        frame = pd.read_csv(source, sep=";", decimal=",", encoding="utf-8-sig", usecols=wanted,
                             dtype={name: "string" for name in text_columns})
         return pa.Table.from_pandas(frame, preserve_index=False)
     return pacsv.read_csv(
-        path,
+        source,
         read_options=pacsv.ReadOptions(use_threads=False),  # files are read in parallel instead
         convert_options=pacsv.ConvertOptions(include_columns=wanted, column_types=text_columns,
                                              strings_can_be_null=True),
@@ -614,7 +622,7 @@ def file_fingerprint(path: Path, known: Mapping[str, Any] | None = None) -> dict
                 lines += block.count(b"\n")
                 left -= len(block)
             if digest.copy().hexdigest() == known.get("sha256"):
-                extra = {"grew_from": known["sha256"], "old_rows": max(lines - 1, 0)}  # minus the header line
+                extra = {"grew_from": known["sha256"], "old_size": old_size, "old_rows": max(lines - 1, 0)}  # minus the header
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest.hexdigest(), **extra}
@@ -643,7 +651,8 @@ class FilePriceSource:
         self.cache_rows = cache_rows
         self._lock = threading.RLock()
         self._state_dir: Path | None = None
-        self.files_read = 0  # files parsed by this object, all runs (tests and the benchmark read it)
+        self.files_read = 0  # files parsed whole by this object, all runs (tests and the benchmark read it)
+        self.tails_read = 0  # grown files of which only the appended rows were parsed
         self._nothing_new = _empty_bars()  # one shared empty answer (building 5,000 of them costs seconds)
         self._reset()
 
@@ -809,27 +818,54 @@ class FilePriceSource:
             return False
         return all(stored[rel] in (self._index[rel]["sha256"], self._index[rel].get("grew_from")) for rel in holders)
 
+    def _tails(self, rels: Sequence[str]) -> dict[str, pd.DataFrame | str]:
+        """The rows appended to these grown CSV files since their bars were stored (not cached)."""
+        paths = [self.path / r if self.path.is_dir() else self.path for r in rels]
+        self.tails_read += len(rels)
+
+        def one(item: tuple[str, Path]) -> pd.DataFrame | str:
+            rel, path = item
+            entry = self._index[rel]
+            try:
+                header = _read_header(path, self.layout)
+                frame = _normalise(_read_table(path, header, after=int(entry["old_size"])), header, 0)
+            except Exception as exc:  # the whole file is read next time it is needed; say why now
+                return str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+            frame["_row"] += np.int32(entry["old_rows"])
+            frame["ticker"] = numerai_symbols(frame["ticker"], self.layout.country)
+            return frame
+
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2, max(1, len(rels)))) as pool:
+            return dict(zip(rels, pool.map(one, zip(rels, paths, strict=True)), strict=True))
+
     def _outcomes_from_files(self, to_read: Mapping[str, list[str]], requests: Sequence[FetchRequest],
                              end: date | None, appended: Mapping[str, date]) -> dict[str, FetchOutcome]:
-        """Outcomes from the files (read whole: duplicates and conflicts are judged over the whole
-        history). A changed file's ticker gets its whole history (the file is the truth: a revised
-        past bar is seen); one whose files only grew gets the bars from its ``start`` on, and every
-        appended row whatever its date (the ingest's cheap incremental path)."""
+        """Outcomes from the files. A changed file is read whole (duplicates and conflicts are
+        judged over the whole history) and its tickers get their whole history: the file is the
+        truth, so a revised past bar is seen. A ticker whose files only grew (``appended``) gets
+        just the appended rows: the ingest's cheap incremental path; an appended row that
+        contradicts a stored bar is a revision there, and that re-pull reads the files whole."""
         symbols = {r.ticker: (r.candidates[0] if r.candidates else r.ticker) for r in requests if r.ticker in to_read}
-        rels = sorted({rel for holders in to_read.values() for rel in holders})
-        parsed = self._parsed(rels)
-        names = list(rels)
+        grown = sorted({rel for t in appended for rel in to_read[t] if self._index[rel].get("grew_from")
+                        and rel.lower().endswith(".csv")})
+        tails = self._tails(grown)
+        whole = sorted({rel for t, holders in to_read.items() if t not in appended or any(
+            isinstance(tails.get(r), str) or (r not in tails and self._index[r].get("grew_from")) for r in holders)
+            for rel in holders})
+        parsed: dict[str, pd.DataFrame | str] = {**self._parsed(whole)}
+        names = [*whole, *grown]
+        from_tails = {t for t in appended if not any(r in whole for r in to_read[t])}
         frames = []
-        for i, rel in enumerate(rels):
-            frame = parsed[rel]
-            if isinstance(frame, pd.DataFrame):
-                wanted = frame["ticker"].isin(list(symbols.values())).to_numpy()
+        for i, rel in enumerate(names):
+            frame = parsed[rel] if i < len(whole) else tails[rel]
+            wanted_symbols = [symbols[t] for t in symbols if (t in from_tails) == (i >= len(whole))]
+            if isinstance(frame, pd.DataFrame) and wanted_symbols:
+                wanted = frame["ticker"].isin(wanted_symbols).to_numpy()
                 frames.append(frame.loc[wanted].assign(_file=np.int32(i)))
         raw = _concat_raw(frames)
         prepared = prepare_bars(raw, [str(self.path / n) if self.path.is_dir() else str(self.path) for n in names],
                                 self.layout, today=self.today)
         bars = prepared.bars
-        old_rows = np.array([int(self._index[rel].get("old_rows", 0) or 0) for rel in names], dtype=np.int64)
         if end is not None:
             bars = bars[bars["date"].to_numpy() <= np.datetime64(end, "s")]
         codes = bars["ticker"].cat.codes.to_numpy()  # bars are sorted by ticker: one slice each
@@ -840,24 +876,20 @@ class FilePriceSource:
         outcomes: dict[str, FetchOutcome] = {}
         for ticker, symbol in symbols.items():
             holders = to_read[ticker]
-            broken = [rel for rel in holders if isinstance(parsed[rel], str)]
+            broken = [rel for rel in holders if isinstance(parsed.get(rel), str)]
             stats = prepared.tickers.loc[symbol] if symbol in prepared.tickers.index else None
             deduplicated = int(stats["deduplicated"]) if stats is not None else 0
             excluded = dict(stats["excluded_reasons"]) if stats is not None else {}
             if broken:
                 outcomes[ticker] = FetchOutcome(ticker, ERROR, symbol, error=f"unreadable_file: {broken[0]}: "
                                                 f"{parsed[broken[0]]}", cause="unreadable_file")
-            elif stats is not None and pd.notna(stats["error"]):
+            elif stats is not None and pd.notna(stats["error"]) and not (
+                    ticker in from_tails and stats["cause"] == "all_bars_excluded"):  # appended rows all excluded: nothing new
                 outcomes[ticker] = FetchOutcome(ticker, ERROR, symbol, error=str(stats["error"]), cause=str(stats["cause"]),
                                                 deduplicated=deduplicated, excluded=excluded)
             else:
                 lo, hi = slices.get(symbol, (0, 0))
-                frame = bars.iloc[lo:hi]
-                if ticker in appended:
-                    new = (frame["date"].to_numpy() >= np.datetime64(appended[ticker], "s")) | (
-                        frame["_row"].to_numpy() > old_rows[frame["_file"].to_numpy()])
-                    frame = frame.loc[new]
-                frame = frame.drop(columns=["_file", "_row"]).reset_index(drop=True)
+                frame = bars.iloc[lo:hi].drop(columns=["_file", "_row"]).reset_index(drop=True)
                 if symbol != ticker:
                     frame = frame.assign(ticker=pd.array([ticker] * len(frame), dtype="string"))
                 currency = frame["currency"].iloc[0] if len(frame) and pd.notna(frame["currency"].iloc[0]) else None
