@@ -161,6 +161,10 @@ def test_the_real_sample_reports_its_rewritten_year(tmp_path):
     assert checked.problems["weekend"]["count"] > 0
     assert all(e["date"].startswith("2021-") for e in checked.problems["weekend"]["examples"])
     assert (t["last_date"] >= pd.Timestamp("2021-01-01")).all()
+    # ... and the three-year jump to them is reported once per ticker (the bars are kept: a
+    # suspension is real too).
+    assert checked.problems["long_gap"]["count"] == 100
+    assert "days after the bar of 2017-12-29" in checked.problems["long_gap"]["examples"][0]["detail"]
     assert checked.bars["ticker"].str.endswith(" US").all()
     source = FilePriceSource(REAL, layout)
     store = Store(tmp_path / "data")

@@ -516,6 +516,7 @@ def prepare_bars(raw: pd.DataFrame, files: Sequence[str], layout: FileLayout, *,
         "_file": good["_file"], "_row": good["_row"],  # where each bar came from (the source drops them)
     }).reset_index(drop=True)  # sorted by ticker (lexical: the codes' order) and date
 
+    _report_long_gaps(bars, files, problems)
     present = np.unique(tcode[(tcode >= 0) & (code != EXCLUSIONS.index("no_ticker") + 1)])
     table = _ticker_table([str(names[t]) for t in present]).assign(_t=present)
     bar_codes = good["_t"].to_numpy()
@@ -545,6 +546,27 @@ def prepare_bars(raw: pd.DataFrame, files: Sequence[str], layout: FileLayout, *,
     table["error"] = pd.Series(errors, index=table.index, dtype=object)
     table["cause"] = pd.Series(causes, index=table.index, dtype=object)
     return PreparedBars(bars, table.drop(columns="_t"), problems, unreadable)
+
+
+#: Calendar days between two bars of a ticker beyond which the check reports a gap (bars kept).
+LONG_GAP_DAYS = 30
+
+
+def _report_long_gaps(bars: pd.DataFrame, files: Sequence[str], problems: dict[str, dict[str, Any]]) -> None:
+    """A gap of more than LONG_GAP_DAYS between two bars of a ticker is reported, not excluded: a
+    suspension is real, but so is a vendor's rewritten year (2018 bars dated 2021)."""
+    if len(bars) < 2:
+        return
+    codes = bars["ticker"].cat.codes.to_numpy()
+    days = bars["date"].to_numpy(dtype="datetime64[D]")
+    gap = np.diff(days).astype("int64")
+    at = np.flatnonzero((codes[1:] == codes[:-1]) & (gap > LONG_GAP_DAYS)) + 1
+    if not len(at):
+        return
+    examples = [{"file": files[int(bars["_file"].iat[i])], "row": int(bars["_row"].iat[i]), "ticker": str(bars["ticker"].iat[i]),
+                 "date": str(days[i]), "detail": f"{int(gap[i - 1])} days after the bar of {days[i - 1]}"} for i in at[:3]]
+    problems["long_gap"] = {"count": int(len(at)), "text": f"gaps of more than {LONG_GAP_DAYS} days between two bars "
+                            "of a ticker (bars kept: check the dates)", "examples": examples}
 
 
 def _is_sorted(frame: pd.DataFrame) -> bool:
