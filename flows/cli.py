@@ -121,6 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
     ingest.set_defaults(handler=cmd_ingest)
 
+    prices = commands.add_parser(
+        "prices", parents=[common], help="check a folder of your own price files without ingesting anything",
+        description="prices check PATH: read every CSV/Parquet file under PATH as `price_source = \"files\"` would "
+        "(the [files] column mapping applies) and report per-problem counts with examples, what would be stored, "
+        "tickers that would fail, and universe tickers with no file. Exits non-zero when nothing is usable.")
+    prices.add_argument("action", choices=["check"], help="check: validate the folder, store nothing")
+    prices.add_argument("path", type=Path, help="a price file or a folder of them")
+    prices.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+    prices.set_defaults(handler=cmd_prices)
+
     universe = commands.add_parser(
         "universe", parents=[common, numerai], help="download this round's Numerai universe and resolve its tickers",
         description="Find the current dataset version, download this round's live universe, write the snapshot "
@@ -377,7 +387,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     """Prices only, with a progress bar on stderr (flows/prices.py)."""
     from numerflow.tasks.core.config import load_settings
     from numerflow.tasks.core.store import Store
-    from numerflow.tasks.prices.ingest import ingest_dir, ingest_run_id
+    from numerflow.tasks.prices.ingest import ingest_dir, ingest_run_id, ingest_verdict, render_failure_groups
 
     overrides = _overrides(args, price_source=args.source)
     settings = load_settings(**overrides)  # fail fast on bad values, before Prefect starts
@@ -389,10 +399,34 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     with ProgressBar(ingest_dir(store, name) / "runs" / run_id):
         summary = prices_flow(overrides=overrides, backfill=args.backfill, run_id=run_id)
     counts = ", ".join(f"{k} {summary.get(k, 0)}" for k in ("ok", "stale", "failed", "delisted", "no_data", "unresolved"))
-    _print(args, summary, f"numerflow ingest {summary['run_id']} ({summary['source']}): {summary['tickers']} tickers — "
-           f"{counts}; {summary['rows']:,} new bars, {summary['excluded_rows']} excluded, {summary['repulled']} re-pulled\n"
-           f"  ledger      {summary['ledger_path']}")
-    return 0
+    verdict = ingest_verdict(summary, settings.yahoo.max_failed_share)
+    lines = [f"numerflow ingest {summary['run_id']} ({summary['source']}): {summary['tickers']} tickers — "
+             f"{counts}; {summary['rows']:,} new bars, {summary['excluded_rows']} excluded, {summary['repulled']} "
+             f"re-pulled, {summary.get('deduplicated', 0)} duplicate bars kept once"]
+    if summary.get("excluded_reasons"):
+        lines.append("  excluded    " + ", ".join(f"{r} {n}" for r, n in summary["excluded_reasons"].items()))
+    if summary.get("causes"):
+        lines += ["  problems    tickers without fresh bars, by cause:", *render_failure_groups(summary["causes"])]
+    lines.append(f"  ledger      {summary['ledger_path']}")
+    if verdict:
+        lines.append(f"  FAILED      {verdict}")
+    _print(args, {**summary, "verdict": verdict}, "\n".join(lines))
+    return 1 if verdict else 0
+
+
+def cmd_prices(args: argparse.Namespace) -> int:
+    """``numerflow prices check PATH``: tasks/prices/sources/files.py, nothing stored."""
+    from numerflow.tasks.core.store import Store
+    from numerflow.tasks.numerai.universe import latest_universe_snapshot, load_universe_ids
+    from numerflow.tasks.prices.sources.files import FileLayout, check_price_folder, render_price_check
+
+    settings = _settings(args)
+    snapshot = latest_universe_snapshot(Store(settings.data_dir), settings.tournament)
+    universe = load_universe_ids(snapshot, settings.tournament).astype(str).tolist() if snapshot else None
+    report = check_price_folder(args.path, FileLayout.from_settings(settings.files, settings.tournament),
+                                universe=universe)
+    _print(args, report, render_price_check(report))
+    return 0 if report["usable"] else 1
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -496,10 +530,14 @@ def run_summary(result: RoundResult) -> dict[str, Any]:
 
 
 def render_summary(s: dict[str, Any]) -> str:
+    from numerflow.tasks.prices.ingest import render_failure_groups
+
     v = s["validation"]
     lines = [
         f"numerflow round {s['round']}",
         f"  prices      {_prices_line(s['prices'])}",
+        *(["  problems    tickers without fresh bars, by cause:", *render_failure_groups(s["prices"]["causes"])]
+          if s["prices"].get("causes") else []),
         f"  dataset     {s['dataset']['rows']:,} rows, {s['dataset']['first_date']} → {s['dataset']['last_date']}",
         f"  model       {s['model']['id']} ({s['model']['decision']})",
         f"  validation  {_validation_line(v)}",
@@ -556,8 +594,11 @@ def _alpha_line(alpha: dict[str, Any] | None) -> str:
 def _prices_line(prices: dict[str, Any]) -> str:
     statuses = ", ".join(f"{prices[k]} {k}" for k in ("ok", "stale", "failed", "delisted", "unresolved")
                          if prices.get(k))
+    from numerflow.flows.run_report import coverage_line
+
     return (f"{prices['tickers']} tickers from {prices['source']} ({statuses}); {prices['rows']:,} bars written "
-            f"this run; data to {prices['last_date']}")
+            f"this run; data to {prices['last_date']}"
+            + (f"; {coverage_line(prices['coverage'])}" if prices.get("coverage") else ""))
 
 
 def _upload_line(upload: dict[str, Any]) -> str:

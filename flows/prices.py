@@ -41,9 +41,11 @@ from numerflow.tasks.prices.ingest import (
     Source,
     finish_ingest,
     ingest_dir,
+    render_failure_groups,
     run_planned_batch,
     start_ingest,
 )
+from numerflow.tasks.prices.sources.outcomes import TracksFiles
 
 if TYPE_CHECKING:
     from numerflow.tasks.prices.sources.demo import DemoMarket
@@ -102,7 +104,7 @@ def source_key(settings: Settings) -> tuple:
         y = settings.yahoo
         return ("yahoo", y.requests_per_second, y.burst, y.timeout_seconds, y.workers, y.pause_on_429_seconds)
     if kind == "files":
-        return ("files", str(settings.files.path))
+        return ("files", settings.files.model_dump_json(), settings.tournament)
     raise BadInputError(f"unknown price_source {kind!r}", tag="invalid_config")  # pragma: no cover - Literal
 
 
@@ -124,11 +126,11 @@ def _new_source(settings: Settings) -> Source:
             pause_on_429_seconds=y.pause_on_429_seconds,
             max_retry_after_seconds=y.max_retry_after_seconds,
         )
-    from numerflow.tasks.prices.sources.files import FilePriceSource
+    from numerflow.tasks.prices.sources.files import FileLayout, FilePriceSource
 
     if settings.files.path is None:
         raise BadInputError("price_source is 'files' but files.path is not set; see docs/prices.md", tag="invalid_config")
-    return FilePriceSource(settings.files.path)
+    return FilePriceSource(settings.files.path, FileLayout.from_settings(settings.files, settings.tournament))
 
 
 def configured_source(settings: Settings) -> Source:
@@ -215,7 +217,9 @@ def publish_ledger_artifact(ledger_path: Path, summary: dict[str, Any]) -> None:
     create_markdown_artifact(
         key=f"ingest-summary-{source}",
         markdown=f"### Ingest {summary['run_id']} ({summary['source']})\n\n{summary['tickers']} tickers — {counts}; "
-        f"{summary['rows']} new rows, {summary['excluded_rows']} bars excluded, {summary['repulled']} re-pulled.",
+        f"{summary['rows']} new rows, {summary['excluded_rows']} bars excluded, {summary['repulled']} re-pulled."
+        + ("\n\n**Tickers without fresh bars, by cause**\n\n" + "\n".join(render_failure_groups(summary["causes"]))
+           if summary.get("causes") else ""),
     )
 
 
@@ -261,6 +265,10 @@ def run_price_ingest(
     source = price_source(settings)
     store = Store(settings.data_dir)
     options = ingest_options(settings, backfill)
+    if isinstance(source, TracksFiles):  # your files: scanned afresh; no usable file is one clear error, before any batch
+        source.release()
+        source.attach(ingest_dir(store, source.name))
+        source.check_folder()
     # One ingest per store at a time (two rounds started at once, a manual ingest during a
     # round): the second waits, then plans against what the first stored.
     with exclusive_lock(ingest_dir(store, source.name) / ".ingest.lock"):
@@ -281,6 +289,8 @@ def run_price_ingest(
             raise RateLimitedError(f"{str(limited).split(': ', 1)[1]} ({stored} of {len(plan.batches)} batches "
                                    "stored)") from None
         result = finish_ingest(plan)
+    if isinstance(source, TracksFiles):  # a long-lived process (serve) keeps the source, not what it read
+        source.release()
     publish_ledger_artifact(result.ledger_path, result.summary)
     summary = result.summary
     logger.info(
@@ -322,16 +332,18 @@ def tickers_to_ingest(settings: Settings) -> dict[str, list[str]]:
     """What ``numerflow ingest`` fetches: the demo market's tickers, or the latest universe snapshot
     (resolved to Yahoo candidates for ``yahoo``; every ticker in your files if there is no snapshot)."""
     from numerflow.tasks.numerai.universe import latest_universe_snapshot, load_universe_ids
-    from numerflow.tasks.prices.sources.files import FilePriceSource
 
     if settings.price_source == "demo":
         return {t: [t] for t in demo_market(settings).all_tickers()}
     snapshot = latest_universe_snapshot(Store(settings.data_dir), settings.tournament)
     if snapshot is None:
         if settings.price_source == "files":
+            from numerflow.tasks.prices.sources.files import FilePriceSource
+
             files = configured_source(settings)
             assert isinstance(files, FilePriceSource)
-            return {t: [t] for t in files.data["ticker"].unique().tolist()}
+            files.attach(ingest_dir(Store(settings.data_dir), source_name(settings)))
+            return {t: [t] for t in files.tickers()}
         raise BadInputError(
             f"no universe snapshot under {Store(settings.data_dir).root / 'universe' / settings.tournament}; "
             "run `numerflow universe` first",

@@ -64,6 +64,9 @@ class IngestSummary:
     unresolved: int = 0
     readiness: dict[str, Any] | None = None  # live rounds: share of the universe with fresh prices
     coverage: dict[str, Any] | None = None  # universe ids with prices (tasks.prices.quality.universe_coverage)
+    deduplicated: int = 0  # duplicate vendor bars kept once
+    # tickers without fresh bars, grouped by cause (tasks.prices.ingest.failure_groups)
+    causes: list[dict[str, Any]] | None = None
 
     @classmethod
     def from_summary(cls, summary: dict[str, Any], *, prices_dir: str, last_date: str,
@@ -73,7 +76,8 @@ class IngestSummary:
         return cls(source=summary["source"], run_id=summary["run_id"], prices_dir=prices_dir,
                    ledger_path=summary.get("ledger_path") or summary["ledger"], last_date=last_date, tickers=summary["tickers"],
                    rows=summary["rows"], excluded_rows=summary["excluded_rows"], repulled=summary["repulled"],
-                   readiness=readiness, coverage=coverage, **{s: int(summary.get(s, 0)) for s in INGEST_STATUSES})
+                   readiness=readiness, coverage=coverage, deduplicated=int(summary.get("deduplicated", 0)),
+                   causes=summary.get("causes") or None, **{s: int(summary.get(s, 0)) for s in INGEST_STATUSES})
 
     def counts(self) -> dict[str, int]:
         return {s: getattr(self, s) for s in INGEST_STATUSES}

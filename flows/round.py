@@ -563,9 +563,9 @@ def ingest_stage(settings: Settings, overrides: dict[str, Any], kind: RoundKind,
         summary = prices_flow.with_options(task_runner=task_runner_for(settings))(
             overrides=overrides, candidates_path=resolution.candidates_path, run_id=run_id)
     ready = kind.check_prices(settings, universe, summary["source"])
-    last = read_parquet(Path(summary["prices_dir"]), columns=["date"])["date"].max()
-    coverage = universe_coverage(universe_ids(universe), read_parquet(Path(summary["ledger_path"]),
-                                                                      columns=["ticker", "status"]))
+    stored = read_parquet(Path(summary["prices_dir"]), columns=["ticker", "date"])
+    last = stored["date"].max()
+    coverage = universe_coverage(universe_ids(universe), list(stored["ticker"].unique()))
     return IngestSummary.from_summary(summary, prices_dir=summary["prices_dir"], last_date=str(last.date()),
                                       readiness=ready, coverage=coverage)
 

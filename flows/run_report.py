@@ -51,6 +51,9 @@ def render_round_report(result: RoundResult, *, flow_run_url: str | None = None)
                                                       "no_data", "unresolved", "rows", "excluded_rows", "repulled"))
         + " |",
         f"- ledger: `{prices.ledger_path}`; prices to {prices.last_date}",
+        *(["- tickers without fresh bars, by cause:", *(f"  - {g['count']} {g['status']}, {g['cause']}: "
+                                                        f"{', '.join(g['tickers'])} (e.g. {g['message']})"
+                                                        for g in prices.causes)] if prices.causes else []),
         "",
         "## Model and validation diagnostics",
         f"- model `{model.model_id}` ({'trained this run' if model.trained else 'reused'}): {model.decision}",

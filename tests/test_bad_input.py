@@ -397,30 +397,34 @@ def test_the_files_store_refuses_bars_from_another_folder(tmp_path):
 # ------------------------------------------------------------------ bring-your-own price files
 
 
-def test_a_future_dated_bar_is_refused_naming_the_file_and_row(tmp_path):
+def test_a_future_dated_bar_is_excluded_naming_the_file_and_row(tmp_path):
     from numerflow.tasks.prices.sources.files import load_price_files
 
     path = tmp_path / "bars.csv"
     path.write_text("ticker,date,close\nAAPL US,2024-03-14,10\nAAPL US,2024-03-15,10\nAAPL US,2024-03-18,11\n")
-    with pytest.raises(BadInputError, match=r"1 bars are dated after today.*bars.csv row 3: AAPL US 2024-03-18"):
-        load_price_files(path, today=pd.Timestamp("2024-03-15 12:00"))
-    assert len(load_price_files(path, today=pd.Timestamp("2024-03-18 12:00"))) == 3
+    checked = load_price_files(path, today=pd.Timestamp("2024-03-15 12:00"))
+    (example,) = checked.problems["future_date"]["examples"]
+    assert example["file"].endswith("bars.csv") and (example["row"], example["ticker"], example["date"]) == (
+        3, "AAPL US", "2024-03-18")
+    assert len(checked.bars) == 2 and checked.tickers.loc["AAPL US", "excluded_reasons"] == {"future_date": 1}
+    assert len(load_price_files(path, today=pd.Timestamp("2024-03-18 12:00")).bars) == 3
 
 
 def test_today_is_the_exchange_s_when_the_files_say_where_it_trades(tmp_path):
     from numerflow.tasks.prices.sources.files import load_price_files
 
-    # 15:30 UTC on March 15th is already March 16th in Tokyo, still March 15th in New York.
-    now = pd.Timestamp("2024-03-15 15:30")
+    # 15:30 UTC on Thursday March 14th is already Friday the 15th in Tokyo, still the 14th in New York.
+    now = pd.Timestamp("2024-03-14 15:30")
     path = tmp_path / "bars.csv"
-    path.write_text("ticker,date,close,timezone\n7203 JP,2024-03-16,10,Asia/Tokyo\n")
-    assert len(load_price_files(path, today=now)) == 1
-    path.write_text("ticker,date,close,timezone\nAAPL US,2024-03-16,10,America/New_York\n")
-    with pytest.raises(BadInputError, match="row 1: AAPL US 2024-03-16"):
-        load_price_files(path, today=now)
-    path.write_text("ticker,date,close,timezone\nAAPL US,2024-03-15,10,Mars/Olympus\n")
-    with pytest.raises(BadInputError, match="not an IANA time zone"):
-        load_price_files(path, today=now)
+    path.write_text("ticker,date,close,timezone\n7203 JP,2024-03-15,10,Asia/Tokyo\n")
+    assert len(load_price_files(path, today=now).bars) == 1
+    path.write_text("ticker,date,close,timezone\nAAPL US,2024-03-14,10,America/New_York\n"
+                    "AAPL US,2024-03-15,10,America/New_York\n")
+    checked = load_price_files(path, today=now)
+    assert len(checked.bars) == 1 and checked.problems["future_date"]["examples"][0]["row"] == 2
+    path.write_text("ticker,date,close,timezone\nAAPL US,2024-03-14,10,America/New_York\n"
+                    "AAPL US,2024-03-13,10,Mars/Olympus\n")
+    assert load_price_files(path, today=now).problems["unknown_timezone"]["count"] == 1
 
 
 @pytest.mark.parametrize("payload", [b"\x00\xff\x10\x80" * 64, b"\xff\xfenumerai_ticker,yahoo_symbol\n"])

@@ -83,12 +83,46 @@ class YahooSettings(Section):
     lookup_limit: int = Field(300, ge=0, description="most tickers searched per resolution (the rest wait a round)")
     needs_override_after: int = Field(
         3, ge=1, description="a ticker failing this many ingests in a row is reported as needing an override")
+    max_failed_share: float = Field(
+        0.5, ge=0, le=1, description="`numerflow ingest` exits non-zero when more of its tickers failed (or none has bars)")
+
+
+class FileColumns(Section):
+    """Your files' column names, where their headers are not recognised by themselves (numerflow's
+    own names, yfinance's ``Date, Open, High, Low, Close, Adj Close, Volume`` and ``Ticker``/
+    ``Symbol``/``Name`` are; case, spaces and underscores do not matter)."""
+
+    ticker: str | None = Field(None, description="column holding the ticker (else files.filename_pattern or the file name)")
+    date: str | None = Field(None, description="column holding the trading day (e.g. \"Date\")")
+    open: str | None = Field(None, description="opening price column")
+    high: str | None = Field(None, description="high price column")
+    low: str | None = Field(None, description="low price column")
+    close: str | None = Field(None, description="raw close column")
+    adj_close: str | None = Field(None, description="adjusted close column (e.g. \"Adj Close\")")
+    volume: str | None = Field(None, description="volume column")
+    currency: str | None = Field(None, description="currency column (ISO code; GBp/ZAc/ILA are 1/100 units)")
+    timezone: str | None = Field(None, description="the exchange's IANA time zone column")
 
 
 class FilesSettings(Section):
-    """Bring-your-own prices (``price_source = "files"``): CSV/Parquet in the schema of docs/prices.md."""
+    """Bring-your-own prices (``price_source = "files"``): a vendor's CSV/Parquet files (docs/prices.md)."""
 
     path: Path | None = Field(None, description="a CSV/Parquet file or a directory of them")
+    columns: FileColumns = Field(default_factory=FileColumns)
+    filename_pattern: str | None = Field(
+        None, description="take the ticker from the file name, e.g. \"{ticker}_data.csv\" (instead of a column)")
+    country: str | None = Field(
+        "US", description="country appended to bare symbols (AAPL -> AAPL US, BRK.B -> BRK/B US; yfinance suffixes such "
+        "as VOD.L -> VOD GB are read as theirs); empty keeps symbols as they are")
+
+    @field_validator("country")
+    @classmethod
+    def _country_code(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        if not (len(value.strip()) == 2 and value.strip().isalpha()):
+            raise ValueError(f"country must be a two-letter code such as US, got {value!r}")
+        return value.strip().upper()
 
 
 class TargetSettings(Section):
