@@ -228,3 +228,24 @@ def test_appended_rows_are_judged_like_the_rest_of_the_file(tmp_path):
     assert "A.csv: 2024-01-10 has two different closes" in ledger.loc["A US", "last_error"]
     assert ledger.loc["B US", "status"] == "ok" and ledger.loc["B US", "excluded_reasons"] == "weekend 1"
     assert ledger.loc["C US", "rows"] == 1 and ledger.loc["C US", "last_date"] == "2024-03-29"
+
+
+def test_day_first_dates_are_never_guessed(tmp_path):
+    # 02/01/2024 is 2 January or 1 February depending on the writer: guessed, bars move by months.
+    folder = tmp_path / "eu"
+    folder.mkdir()
+    days = pd.bdate_range("2024-01-01", periods=40)
+    for ticker, spelled in (("AAA", days.strftime("%d/%m/%Y")), ("BBB", days.strftime("%Y-%m-%d"))):
+        pd.DataFrame({"Date": spelled, "Close": range(10, 50), "Volume": 100}).to_csv(folder / f"{ticker}.csv",
+                                                                                     index=False)
+    checked = load_price_files(folder, today=TODAY)
+    (why,) = checked.file_errors.values()
+    assert "AAA.csv line 2" in why and "ambiguous" in why and "files.dayfirst" in why
+    assert sorted(checked.tickers.index[checked.tickers["error"].isna()]) == ["BBB US"]  # the ISO file is untouched
+    told = load_price_files(folder, layout=FileLayout(dayfirst=True), today=TODAY)
+    aaa = told.bars[told.bars["ticker"] == "AAA US"]
+    assert not told.file_errors and aaa["date"].min() == pd.Timestamp("2024-01-01")
+    assert aaa["date"].max() == days[-1]  # 26/02/2024 read as 26 February
+    # Told month first, a day-first file contradicts it: refused, naming the row.
+    wrong = load_price_files(folder, layout=FileLayout(dayfirst=False), today=TODAY)
+    assert "cannot be month first" in next(iter(wrong.file_errors.values()))

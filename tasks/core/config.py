@@ -114,6 +114,10 @@ class FilesSettings(Section):
     country: str | None = Field(
         "US", description="country appended to bare symbols (AAPL -> AAPL US, BRK.B -> BRK/B US; yfinance suffixes such "
         "as VOD.L -> VOD GB are read as theirs); empty keeps symbols as they are")
+    dayfirst: bool | None = Field(
+        None, description="numeric day/month dates in the files (04/07/2025): true = day first, false = month first; "
+        "unset: a file with such dates fails its tickers, since guessed the wrong way they move bars by months "
+        "(ISO 2025-07-04 and dates naming the month need nothing)")
 
     @field_validator("country")
     @classmethod

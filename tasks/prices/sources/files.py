@@ -99,6 +99,7 @@ class FileLayout:
     filename_pattern: str | None = None
     country: str | None = "US"
     trades_weekends: bool = False
+    dayfirst: bool | None = None  # the order of numeric day/month dates (04/07/2025); None: such dates refused
 
     @classmethod
     def from_settings(cls, files: FilesSettings, tournament: str = "signals") -> FileLayout:
@@ -106,7 +107,7 @@ class FileLayout:
         columns = {k: v for k, v in files.columns.model_dump().items() if v}
         crypto = tournament == "crypto"
         return cls(columns=columns, filename_pattern=files.filename_pattern, country=None if crypto else files.country,
-                   trades_weekends=crypto)
+                   trades_weekends=crypto, dayfirst=files.dayfirst)
 
     def pattern(self) -> re.Pattern[str] | None:
         if not self.filename_pattern:
@@ -178,6 +179,8 @@ class _Header:
     delimiter: str = ","
     decimal: str = "."
     ticker_from_name: str | None = None  # the ticker, when the file name gives it
+    dayfirst: bool | None = None  # FileLayout.dayfirst
+    name: str = ""  # the file's name, for messages
 
 
 def _read_header(path: Path, layout: FileLayout) -> _Header:
@@ -231,7 +234,7 @@ def _read_header(path: Path, layout: FileLayout) -> _Header:
     if missing:
         raise ValueError(f"no {' or '.join(missing)} column (columns: {names}); name them in [files] columns "
                          "(docs/prices.md)")
-    return _Header(columns, delimiter, decimal, ticker_from_name)
+    return _Header(columns, delimiter, decimal, ticker_from_name, layout.dayfirst, path.name)
 
 
 def _read_table(path: Path, header: _Header, *, after: int = 0) -> pa.Table:
@@ -270,9 +273,12 @@ def _as_float(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     return values, (np.isnan(values) & raw.notna().to_numpy() & (raw != "").fillna(False).to_numpy())
 
 
-def _as_dates(column: pa.ChunkedArray) -> np.ndarray:
+def _as_dates(column: pa.ChunkedArray, header: _Header) -> np.ndarray:
     """datetime64[s] at midnight (NaT where unreadable). ISO text keeps its own calendar day even
-    with a time and UTC offset after it (yfinance writes ``2024-01-02 00:00:00-05:00``)."""
+    with a time and UTC offset after it (yfinance writes ``2024-01-02 00:00:00-05:00``). A numeric
+    day/month date (02/08/2013) is never guessed: read in the order ``files.dayfirst`` gives, else
+    the file is refused (ValueError: its tickers fail with the reason), since read the wrong way it
+    moves bars by months."""
     if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
         if pa.types.is_timestamp(column.type) and column.type.tz is not None:
             column = pc.local_timestamp(column)
@@ -282,7 +288,15 @@ def _as_dates(column: pa.ChunkedArray) -> np.ndarray:
     dates = parsed.to_numpy(zero_copy_only=False).astype("datetime64[s]")
     retry = np.isnat(dates) & ~pc.is_null(text).to_numpy(zero_copy_only=False)
     if retry.any():  # other spellings (02/08/2013, 8 Feb 2013): pandas' parser, row by row
-        others = pd.to_datetime(pd.Series(text.to_numpy(zero_copy_only=False)[retry]), errors="coerce", format="mixed")
+        from numerflow.tasks.model.plugins import day_month_as_iso
+
+        column_text = pd.Series(text.to_numpy(zero_copy_only=False), dtype="string")  # whole column: true line numbers
+        try:
+            column_text = day_month_as_iso(column_text, header.name, "date", header.dayfirst,
+                                           fix="set files.dayfirst = true (or false), or write ISO 8601 (2025-07-04)")
+        except BadInputError as exc:
+            raise ValueError(str(exc).partition(": ")[2] or str(exc)) from None
+        others = pd.to_datetime(column_text[retry].reset_index(drop=True), errors="coerce", format="mixed")
         if others.dt.tz is not None:
             others = others.dt.tz_localize(None)
         dates[retry] = others.dt.normalize().to_numpy(dtype="datetime64[s]")
@@ -304,7 +318,7 @@ def _normalise(table: pa.Table, header: _Header, file_id: int) -> pd.DataFrame:
         out["ticker"] = pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[header.ticker_from_name])
     else:
         out["ticker"] = pd.Categorical(table.column(cols["ticker"]).cast(pa.string()).dictionary_encode().to_pandas())
-    dates = _as_dates(table.column(cols["date"]))
+    dates = _as_dates(table.column(cols["date"]), header)
     issue = np.where(np.isnat(dates), _ISSUE_CODES["unparseable_date"], 0).astype(np.int8)
     out["date"] = dates
     for column in NUMERIC:
