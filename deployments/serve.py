@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 # Library logs (yfinance, lightgbm, numerapi, ours) go to the Prefect UI; set before Prefect
 # configures logging, inherited by every flow-run process.
@@ -45,16 +46,45 @@ def api_url_problem(environ: dict[str, str] | None = None) -> str | None:
 ROUND_FLOW_NAME, ROUND_KEY = "scheduled-round", "round"
 
 
+def _api_get(path: str, timeout: float) -> Any:
+    """GET ``path`` of the configured Prefect API (``PREFECT_API_URL``; ``PREFECT_API_AUTH_STRING`` for a
+    server with basic auth). Raises httpx.HTTPError when the server cannot be reached."""
+    import base64
+
+    import httpx
+
+    api = _api_settings()
+    headers = {}
+    if api.auth_string is not None and api.auth_string.get_secret_value():
+        token = base64.b64encode(api.auth_string.get_secret_value().encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    return httpx.get(f"{api_url()}{path}", headers=headers, timeout=timeout)
+
+
+def _api_settings() -> Any:
+    from prefect.settings import get_current_settings
+
+    return get_current_settings().api
+
+
+def api_url() -> str:
+    """The Prefect API URL serve uses (as ``api_url_problem`` reads it: the environment first)."""
+    return str(os.environ.get("PREFECT_API_URL") or _api_settings().url).rstrip("/")
+
+
+def unreachable(exc: Exception) -> str:
+    """The one line a user reads when the Prefect API does not answer: the URL tried and the fix."""
+    return (f"the Prefect API at {api_url()} is unreachable ({type(exc).__name__}: {exc}); start it with "
+            "`prefect server start` (or `docker compose up -d server`), or point PREFECT_API_URL at a running server")
+
+
 def check(timeout: float = 5.0) -> tuple[bool, str]:
     """(healthy, why): the round deployment's status on the server is READY, i.e. polled recently.
 
     Uses the Prefect client settings (``PREFECT_API_URL``, ``PREFECT_API_AUTH_STRING`` for a server
     with basic auth); the deployment name comes from numerflow's settings, as serve builds it.
     """
-    import base64
-
     import httpx
-    from prefect.settings import get_current_settings
 
     from numerflow.tasks.core.config import load_settings
     from numerflow.tasks.core.errors import NumerflowError
@@ -62,20 +92,14 @@ def check(timeout: float = 5.0) -> tuple[bool, str]:
     problem = api_url_problem()
     if problem:
         return False, problem
-    api = get_current_settings().api
     try:
         name = f"{load_settings().schedule.deployment_prefix}-{ROUND_KEY}"
     except NumerflowError as exc:
         return False, str(exc)
-    headers = {}
-    if api.auth_string is not None and api.auth_string.get_secret_value():
-        token = base64.b64encode(api.auth_string.get_secret_value().encode()).decode()
-        headers["Authorization"] = f"Basic {token}"
-    url = f"{str(api.url).rstrip('/')}/deployments/name/{ROUND_FLOW_NAME}/{name}"
     try:
-        response = httpx.get(url, headers=headers, timeout=timeout)
+        response = _api_get(f"/deployments/name/{ROUND_FLOW_NAME}/{name}", timeout)
     except httpx.HTTPError as exc:
-        return False, f"Prefect API unreachable ({type(exc).__name__}: {exc})"
+        return False, unreachable(exc)
     if response.status_code != 200:
         return False, f"deployment {ROUND_FLOW_NAME}/{name}: HTTP {response.status_code} from the Prefect API"
     deployment = response.json()
@@ -98,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"numerflow serve: {problem}", file=sys.stderr)
         return 2
+    import httpx
     from prefect import serve
 
     from numerflow.flows.deployments import build_deployments
@@ -109,7 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     except NumerflowError as exc:
         print(f"numerflow serve: {exc}", file=sys.stderr)
         return 2
-    serve(*deployments, pause_on_shutdown=False)
+    try:
+        _api_get("/health", timeout=10.0)  # before serve: its own failure would be a raw traceback
+        serve(*deployments, pause_on_shutdown=False)
+    except httpx.HTTPError as exc:
+        print(f"numerflow serve: {unreachable(exc)}", file=sys.stderr)
+        return 2
     return 0
 
 

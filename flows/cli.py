@@ -12,6 +12,7 @@ import json
 import math
 import os
 import sys
+from pathlib import Path
 from typing import Any, Literal
 
 from numerflow.tasks.core.errors import BadInputError, NumerflowError
@@ -84,7 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--news-signal", type=_non_negative_float,
                      help="demo: planted strength of the synthetic news sentiment (default 0.2)")
     run.add_argument("--retrain", action="store_true", help="train a new model even if a fresh one exists")
-    run.add_argument("--json", action="store_true", help="print a machine-readable JSON summary on stdout")
+    run.add_argument("--json", action="store_true", help="print a machine-readable JSON summary on stdout (on "
+                     "failure: one JSON object with the error and what did succeed)")
+    run.add_argument("--verbose", action="store_true", help="show Prefect's log and tracebacks on stderr (by default a "
+                     "failure prints its stage and one line; the tracebacks go to <data_dir>/logs/)")
     # Live rounds (no --demo): Numerai's universe and upload, the configured price source.
     numerai = argparse.ArgumentParser(add_help=False)
     numerai.add_argument("--tournament", choices=["signals", "crypto", "classic"],
@@ -109,6 +113,16 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--run-id", help="resume this ingest run (default: the unfinished one, else a new run)")
     ingest.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
     ingest.set_defaults(handler=cmd_ingest)
+
+    prices = commands.add_parser(
+        "prices", parents=[common], help="check a folder of your own price files without ingesting anything",
+        description="prices check PATH: read every CSV/Parquet file under PATH as `price_source = \"files\"` would "
+        "(the [files] column mapping applies) and report per-problem counts with examples, what would be stored, "
+        "tickers that would fail, and universe tickers with no file. Exits non-zero when nothing is usable.")
+    prices.add_argument("action", choices=["check"], help="check: validate the folder, store nothing")
+    prices.add_argument("path", type=Path, help="a price file or a folder of them")
+    prices.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+    prices.set_defaults(handler=cmd_prices)
 
     universe = commands.add_parser(
         "universe", parents=[common, numerai], help="download this round's Numerai universe and resolve its tickers",
@@ -212,7 +226,6 @@ def _no_classic(settings: Any, command: str) -> None:
 
 def cmd_universe(args: argparse.Namespace) -> int:
     from dataclasses import asdict
-    from pathlib import Path
 
     from numerflow.tasks.core.store import Store
     from numerflow.tasks.numerai.client import client_for, tournament_spec
@@ -253,7 +266,7 @@ def cmd_universe(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from pathlib import Path
+
 
     from numerflow.tasks.numerai.submit import submit_file
 
@@ -352,7 +365,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     """Prices only, with a progress bar on stderr (flows/prices.py)."""
     from numerflow.tasks.core.config import load_settings
     from numerflow.tasks.core.store import Store
-    from numerflow.tasks.prices.ingest import ingest_dir, ingest_run_id
+    from numerflow.tasks.prices.ingest import ingest_dir, ingest_run_id, ingest_verdict, render_failure_groups
 
     overrides = _overrides(args, price_source=args.source)
     settings = load_settings(**overrides)  # fail fast on bad values, before Prefect starts
@@ -366,16 +379,41 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     with ProgressBar(ingest_dir(store, name) / "runs" / run_id):
         summary = prices_flow(overrides=overrides, backfill=args.backfill, run_id=run_id)
     counts = ", ".join(f"{k} {summary.get(k, 0)}" for k in ("ok", "stale", "failed", "delisted", "no_data", "unresolved"))
-    _print(args, summary, f"numerflow ingest {summary['run_id']} ({summary['source']}): {summary['tickers']} tickers — "
-           f"{counts}; {summary['rows']:,} new bars, {summary['excluded_rows']} excluded, {summary['repulled']} re-pulled\n"
-           f"  ledger      {summary['ledger_path']}")
-    return 0
+    verdict = ingest_verdict(summary, settings.yahoo.max_failed_share)
+    lines = [f"numerflow ingest {summary['run_id']} ({summary['source']}): {summary['tickers']} tickers — "
+             f"{counts}; {summary['rows']:,} new bars, {summary['excluded_rows']} excluded, {summary['repulled']} "
+             f"re-pulled, {summary.get('deduplicated', 0)} duplicate bars kept once"]
+    if summary.get("excluded_reasons"):
+        lines.append("  excluded    " + ", ".join(f"{r} {n}" for r, n in summary["excluded_reasons"].items()))
+    if summary.get("causes"):
+        lines += ["  problems    tickers without fresh bars, by cause:", *render_failure_groups(summary["causes"])]
+    lines.append(f"  ledger      {summary['ledger_path']}")
+    if verdict:
+        lines.append(f"  FAILED      {verdict}")
+    _print(args, {**summary, "verdict": verdict}, "\n".join(lines))
+    return 1 if verdict else 0
+
+
+def cmd_prices(args: argparse.Namespace) -> int:
+    """``numerflow prices check PATH``: tasks/prices/sources/files.py, nothing stored."""
+    from numerflow.tasks.core.store import Store
+    from numerflow.tasks.numerai.universe import latest_universe_snapshot, load_universe_ids
+    from numerflow.tasks.prices.sources.files import FileLayout, check_price_folder, render_price_check
+
+    settings = _settings(args)
+    snapshot = latest_universe_snapshot(Store(settings.data_dir), settings.tournament)
+    universe = load_universe_ids(snapshot, settings.tournament).astype(str).tolist() if snapshot else None
+    report = check_price_folder(args.path, FileLayout.from_settings(settings.files, settings.tournament),
+                                universe=universe)
+    _print(args, report, render_price_check(report))
+    return 0 if report["usable"] else 1
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """A whole round (flows/round.py): the demo market with --demo, else the live Numerai round
     with the configured price source; ``--tournament classic``: a Classic round (flows/classic.py)."""
     from numerflow.flows.stages import echo_stages
+    from numerflow.tasks.round.console import round_console
     from numerflow.tasks.round.models import round_models
     from numerflow.tasks.round.summary import summary_of
     from numerflow.tasks.round.tournaments import judge_models, round_settings
@@ -409,8 +447,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         options = {"tournament": args.tournament, "model_name": args.model, "overrides": extra, **demo}
     # Fail fast, before Prefect starts: the single model's parameter typo; a [[models]] entry's fails
     # that model alone, in the round's preflight.
-    judge_models(round_models(settings, args.model))
-    with echo_stages(sys.stderr):  # one line per stage as it starts, and as it ends with its duration
+    judge_models(round_models(settings, args.model), mode)
+    with echo_stages(sys.stderr), round_console(args, settings.data_dir):  # one line per stage, start and end
         result = flow(mode=mode, force=args.force, retrain=args.retrain, data_dir=args.data_dir, **options)
     summary, text = summary_of(result)
     print(json.dumps(summary, indent=2, default=str) if args.json else text)
@@ -421,13 +459,22 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     # Offline by default: Prefect's telemetry would try the network at every start.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from numerflow.tasks.round.console import failure_payload, report_failure
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
+    except KeyboardInterrupt as exc:  # Ctrl-C: one line, the shell's code for SIGINT
+        report_failure(args, exc)
+        return 130
     except NumerflowError as exc:
-        print(f"numerflow: {exc}", file=sys.stderr)
+        report_failure(args, exc)
         return 2
+    except Exception as exc:  # unexpected: its traceback is shown (Python's), after the JSON object
+        if getattr(args, "json", False):
+            print(json.dumps(failure_payload(exc, getattr(args, "log_path", None)), indent=2, default=str))
+        raise
 
 
 if __name__ == "__main__":

@@ -32,9 +32,11 @@ from numerflow.tasks.prices.ingest import (
     RateLimitedError,
     finish_ingest,
     ingest_dir,
+    render_failure_groups,
     run_planned_batch,
     start_ingest,
 )
+from numerflow.tasks.prices.sources.outcomes import TracksFiles
 
 
 def publish_ledger_artifact(ledger_path: Path, summary: dict[str, Any]) -> None:
@@ -51,7 +53,9 @@ def publish_ledger_artifact(ledger_path: Path, summary: dict[str, Any]) -> None:
     create_markdown_artifact(
         key=f"ingest-summary-{source}",
         markdown=f"### Ingest {summary['run_id']} ({summary['source']})\n\n{summary['tickers']} tickers — {counts}; "
-        f"{summary['rows']} new rows, {summary['excluded_rows']} bars excluded, {summary['repulled']} re-pulled.",
+        f"{summary['rows']} new rows, {summary['excluded_rows']} bars excluded, {summary['repulled']} re-pulled."
+        + ("\n\n**Tickers without fresh bars, by cause**\n\n" + "\n".join(render_failure_groups(summary["causes"]))
+           if summary.get("causes") else ""),
     )
 
 
@@ -97,6 +101,10 @@ def run_price_ingest(
     source = price_source(settings)
     store = Store(settings.data_dir)
     options = ingest_options(settings, backfill)
+    if isinstance(source, TracksFiles):  # your files: scanned afresh; no usable file is one clear error, before any batch
+        source.release()
+        source.attach(ingest_dir(store, source.name))
+        source.check_folder()
     # One ingest per store at a time (two rounds started at once, a manual ingest during a
     # round): the second waits, then plans against what the first stored.
     with exclusive_lock(ingest_dir(store, source.name) / ".ingest.lock"):
@@ -117,6 +125,8 @@ def run_price_ingest(
             raise RateLimitedError(f"{str(limited).split(': ', 1)[1]} ({stored} of {len(plan.batches)} batches "
                                    "stored)") from None
         result = finish_ingest(plan)
+    if isinstance(source, TracksFiles):  # a long-lived process (serve) keeps the source, not what it read
+        source.release()
     publish_ledger_artifact(result.ledger_path, result.summary)
     summary = result.summary
     logger.info(

@@ -135,7 +135,7 @@ def prepare_round(run: RoundRun) -> PreparedRound:
 
 def preflight_stage(run: RoundRun) -> tuple[list[RoundModel], list[ModelFailure]]:
     with stage("preflight", unattended=run.unattended):
-        return preflight(run.settings, run.models)
+        return preflight(run.settings, run.models, run.kind.mode)
 
 
 def shared_stages(run: RoundRun) -> RoundInputs:
@@ -213,15 +213,22 @@ def train_stage(run: RoundRun, models: list[RoundModel], *, dataset: DatasetInfo
                 raise
             failures.append(ModelFailure.of(model.label, "train", exc))
 
-    with stage("train", unattended=run.unattended):
+    with stage("train", unattended=run.unattended) as echo:
         plans: list[TrainPlan] = []
         for model in models:
             with alone(model):
                 plans.append(plan_model(run, model, dataset, files, round_number))
         trained = train_together(run, [p for p in plans if p.must_train and files is None])
         for plan in plans:
+            outcome = trained.get(plan.run_id)
+            if isinstance(outcome, ModelFailure) and plan.model.in_table:  # failed in the train-models subflow
+                failures.append(outcome)
+                continue
             with alone(plan.model):
-                chosen.append((plan.model, finish_model(run, plan, trained.get(plan.run_id), files, round_number)))
+                chosen.append((plan.model, finish_model(run, plan, outcome, files, round_number)))
+        if failures:  # the echo never says "train done" for models that did not train
+            count = f"{len(failures)} of {len(models)} models failed: {', '.join(f.name for f in failures)}"
+            echo.failed, echo.note = (count, None) if not chosen else (None, count)
     return chosen, failures
 
 
@@ -249,7 +256,7 @@ def finish_model(run: RoundRun, plan: TrainPlan, trained: TrainResult | ModelFai
     """The model a plan ends with: the registry's (reuse), or the one trained, scored and reported."""
     if not plan.must_train:
         return reused_choice(plan)
-    if isinstance(trained, ModelFailure):  # its training in the train-models subflow failed
+    if isinstance(trained, ModelFailure):  # the single model failed in the train-models subflow
         raise StageFailed(trained.message)
     settings = plan.model.settings
     if files is not None:
@@ -320,14 +327,17 @@ class ModelsFailed(NumerflowError):
     """Some models of the round failed (the others were submitted); the message names each."""
 
     tag = "models_failed"
+    result: RoundResult | None = None  # what did succeed (the command line's --json shows it)
 
 
 def raise_failures(result: RoundResult) -> RoundResult:
     """The round's result, or ``ModelsFailed`` naming each failed model and why."""
     if result.failures:
         done = ", ".join(f"{run.name} {run.upload.status}" for run in result.models) or "none"
-        raise ModelsFailed(f"{len(result.failures)} of {len(result.failures) + len(result.models)} models failed in "
-                           f"round {result.round_label} — {failures_text(result.failures)} (the others: {done})")
+        error = ModelsFailed(f"{len(result.failures)} of {len(result.failures) + len(result.models)} models failed "
+                             f"in round {result.round_label} — {failures_text(result.failures)} (the others: {done})")
+        error.result = result
+        raise error
     return result
 
 

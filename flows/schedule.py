@@ -17,6 +17,7 @@ from typing import Any
 from prefect.schedules import Cron, Schedule
 
 from numerflow.tasks.core.config import ClassicSettings, ScheduleSettings, ScoresSettings
+from numerflow.tasks.core.crons import checked_cron
 from numerflow.tasks.core.errors import BadInputError
 
 UTC = "UTC"
@@ -24,17 +25,8 @@ _SLUG = re.compile(r"[^a-z0-9]+")
 
 
 def validate_cron(expression: str, what: str) -> str:
-    """A five-field cron string, or BadInputError naming the option to fix."""
-    from prefect._vendor.croniter import croniter
-
-    text = " ".join(str(expression).split())
-    if len(text.split(" ")) != 5 or not croniter.is_valid(text):
-        raise BadInputError(
-            f"{what} {expression!r} is not a five-field cron string (minute hour day-of-month month day-of-week, "
-            "UTC), e.g. '30 18 * * 6' for Saturday 18:30 UTC; fix it in numerflow.toml or NUMERFLOW_SCHEDULE__*",
-            tag="invalid_schedule",
-        )
-    return text
+    """A five-field cron string that fires, or BadInputError naming the option to fix."""
+    return checked_cron(expression, what)
 
 
 def cron_slug(prefix: str, expression: str) -> str:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TextIO
 
 from prefect import get_run_logger
 
 from numerflow.tasks.core.errors import BadInputError, NumerflowError
+from numerflow.tasks.core.failures import note_stage
 
 # Which stage each running round is in, by flow run id: read by the failure hook (flows/scheduled.py).
 STAGES: dict[str, str] = {}
@@ -47,20 +49,35 @@ def _echo(line: str) -> None:
         stream.flush()
 
 
+@dataclass
+class StageOutcome:
+    """What a stage's closing line says besides its duration: ``failed`` when its work failed without
+    raising (every model of a train stage), else an optional ``note`` (1 of 3 models failed)."""
+
+    failed: str | None = None
+    note: str | None = None
+
+
 @contextlib.contextmanager
-def _timed(name: str) -> Iterator[None]:
+def _timed(name: str) -> Iterator[StageOutcome]:
     _echo(f"numerflow: {name} …")
     started = time.monotonic()
+    outcome = StageOutcome()
     try:
-        yield
-    except BaseException:
+        yield outcome
+    except BaseException as exc:
+        note_stage(exc, name)  # the command line names the stage a failure (or Ctrl-C) left
         _echo(f"numerflow: {name} FAILED after {time.monotonic() - started:.1f} s")
         raise
-    _echo(f"numerflow: {name} done in {time.monotonic() - started:.1f} s")
+    took = f"{time.monotonic() - started:.1f} s"
+    if outcome.failed:
+        _echo(f"numerflow: {name} FAILED after {took} ({outcome.failed})")
+    else:
+        _echo(f"numerflow: {name} done in {took}" + (f" ({outcome.note})" if outcome.note else ""))
 
 
 @contextlib.contextmanager
-def stage(name: str, *, unattended: bool = False) -> Iterator[None]:
+def stage(name: str, *, unattended: bool = False) -> Iterator[StageOutcome]:
     """Name the running stage (logged, kept for the failure hook, and printed with its duration).
 
     ``unattended`` (the scheduled round): a failure is re-raised as ``StageFailed`` naming the
@@ -69,12 +86,12 @@ def stage(name: str, *, unattended: bool = False) -> Iterator[None]:
     STAGES[_current_flow_run_id() or "local"] = name
     get_run_logger().info("stage %s", name)
     if not unattended:
-        with _timed(name):
-            yield
+        with _timed(name) as outcome:
+            yield outcome
         return
     try:
-        with _timed(name):
-            yield
+        with _timed(name) as outcome:
+            yield outcome
     except BadInputError as exc:
         raise StageFailed(f"stage '{name}' failed (bad input): {exc}") from exc
     except Exception as exc:

@@ -219,7 +219,7 @@ def test_the_live_submission_holds_every_live_id_exactly_once():
     assert good["prediction"].between(0, 1, inclusive="neither").all()
     assert good["prediction"].iloc[:10].nunique() == 1  # ties kept
     assert validate_classic_submission(good, ids)["live_ids"] == 150
-    with pytest.raises(BadInputError, match="1 live ids are missing"):
+    with pytest.raises(BadInputError, match="1 of the 150 live ids are missing"):
         validate_classic_submission(good.iloc[1:], ids)
     with pytest.raises(BadInputError, match="not live"):
         validate_classic_submission(good, ids.iloc[1:])

@@ -246,8 +246,8 @@ def test_the_classic_deployment_runs_tuesday_to_saturday_with_the_guard_and_noti
     week = [r for r in runs if r < monday + dt.timedelta(days=7)]
     assert {r.strftime("%a") for r in week if r.hour == 13 and r.minute == 10} == {"Tue", "Wed", "Thu", "Fri", "Sat"}
     assert not [r for r in week if r.strftime("%a") == "Sun"]
-    with pytest.raises(BadInputError, match="classic.crons entry"):
-        build_deployments(load_settings(classic={"deploy": True, "crons": ["every day"]}))
+    with pytest.raises(BadInputError, match="classic.crons: 'every day' is not a five-field cron"):
+        load_settings(classic={"deploy": True, "crons": ["every day"]})  # refused when the settings load
 
 
 def test_a_classic_file_made_by_hand_is_submitted_once_against_the_rounds_live_ids(classic_env, numerai, tmp_path,

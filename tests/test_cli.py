@@ -85,4 +85,6 @@ def test_run_prints_each_stage_as_it_starts_and_ends_with_its_duration(prefect_h
     monkeypatch.setenv("NUMERFLOW_FILES__PATH", str(tmp_path / "nowhere.csv"))
     assert main(["run", "--demo", "--tickers", "120", "--years", "1", "--data-dir", str(tmp_path / "f")]) == 2
     err = capsys.readouterr().err
-    assert re.search(r"numerflow: dataset FAILED after \d+\.\d s", err) and "numerflow: train" not in err
+    # (a missing price file stops the ingest itself, with the file's name, not a later stage)
+    assert re.search(r"numerflow: ingest FAILED after \d+\.\d s", err) and "numerflow: dataset" not in err
+    assert "nowhere.csv does not exist" in err

@@ -8,17 +8,12 @@ from numerflow.tasks.prices.quality import universe_coverage
 from numerflow.tasks.round.report import coverage_line
 
 
-def _ledger(ok: list[str], failed: list[str] = (), stale: list[str] = ()) -> pd.DataFrame:
-    rows = [(t, "ok") for t in ok] + [(t, "failed") for t in failed] + [(t, "stale") for t in stale]
-    return pd.DataFrame(rows, columns=["ticker", "status"])
-
-
 def test_tickers_outside_the_universe_are_not_counted_against_it():
     universe = [f"T{i} US" for i in range(132)]
-    # 150 with prices: 128 universe ok + 2 universe stale, 20 delisted/stale-snapshot tickers outside.
-    ledger = _ledger(universe[:128] + [f"OLD{i} US" for i in range(20)], failed=universe[130:], stale=universe[128:130])
+    # 150 with stored bars: 130 universe tickers, 20 delisted/stale-snapshot tickers outside.
+    stored = universe[:130] + [f"OLD{i} US" for i in range(20)]
 
-    coverage = universe_coverage(universe, ledger)
+    coverage = universe_coverage(universe, stored)
 
     assert coverage == {"covered": 130, "universe": 132, "share": 130 / 132, "outside": 20}
     line = coverage_line(coverage)
@@ -28,7 +23,8 @@ def test_tickers_outside_the_universe_are_not_counted_against_it():
 
 def test_full_coverage_is_100_percent_and_ids_are_any_tournament_column():
     symbols = ["BTC", "ETH", "SOL"]
-    coverage = universe_coverage(pd.Series(symbols), _ledger(symbols))
+    coverage = universe_coverage(pd.Series(symbols), symbols)
     assert coverage == {"covered": 3, "universe": 3, "share": 1.0, "outside": 0}
     assert coverage_line(coverage) == "3 of 3 universe tickers have prices (100.0%)"
     assert coverage_line({}) == "no universe tickers to cover"
+

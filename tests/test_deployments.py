@@ -23,7 +23,7 @@ from numerflow.flows.deployments import (
     TRAIN,
     build_deployments,
 )
-from numerflow.flows.schedule import next_run_times, round_schedules, train_schedules
+from numerflow.flows.schedule import next_run_times, round_schedules
 from numerflow.tasks.core.config import load_settings
 from numerflow.tasks.core.errors import BadInputError
 
@@ -96,16 +96,21 @@ def test_schedule_times_are_configurable():
                     dt.datetime(2026, 11, 26, 13, 0, tzinfo=UTC)]
 
 
-@pytest.mark.parametrize("crons", [["30 18 * *"], ["61 18 * * 6"], ["every saturday"], ["0 6 * * 0", "0  6 * * 0"]])
-def test_bad_cron_is_bad_input_naming_the_option(crons):
-    settings = load_settings(schedule={"round_crons": crons})
+@pytest.mark.parametrize("crons", [["30 18 * *"], ["61 18 * * 6"], ["every saturday"], ["0 0 31 2 *"]])
+def test_bad_cron_is_refused_when_settings_load_naming_the_option(crons):
+    with pytest.raises(BadInputError, match="invalid_config: .*schedule.round_crons"):
+        load_settings(schedule={"round_crons": crons})
+
+
+def test_a_time_listed_twice_is_bad_input_naming_the_option():
+    settings = load_settings(schedule={"round_crons": ["0 6 * * 0", "0  6 * * 0"]})
     with pytest.raises(BadInputError, match="invalid_schedule: .*round_crons"):
         round_schedules(settings.schedule)
 
 
 def test_bad_train_cron_names_the_option():
     with pytest.raises(BadInputError, match="schedule.train_cron"):
-        train_schedules(load_settings(schedule={"train_cron": "0 6 * * 8"}).schedule)
+        load_settings(schedule={"train_cron": "0 6 * * 8"})
 
 
 def test_time_bounds_come_from_settings_and_rounds_are_never_flow_retried():

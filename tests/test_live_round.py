@@ -83,12 +83,18 @@ def numerai_training_files(tickers: list[str]) -> tuple[bytes, bytes]:
     return _parquet(frame[frame["date"] < cut]), _parquet(frame[frame["date"] >= cut])
 
 
-@pytest.fixture
-def yahoo(tmp_path):
-    reset_yfinance(tmp_path / "yf-tz")
+def signals_yahoo(tz_cache_dir: Path, end: dt.date = TODAY) -> FakeYahoo:
+    """The fake Yahoo with every Signals listing's bars from HISTORY_START to ``end``."""
+    reset_yfinance(tz_cache_dir)
     fake = FakeYahoo()
     for n, (_, symbol, tz, currency) in enumerate(signals_universe()):
-        fake.add(symbol, make_bars(HISTORY_START, TODAY, price=20 + n, seed=n), timezone=tz, currency=currency)
+        fake.add(symbol, make_bars(HISTORY_START, end, price=20 + n, seed=n), timezone=tz, currency=currency)
+    return fake
+
+
+@pytest.fixture
+def yahoo(tmp_path):
+    fake = signals_yahoo(tmp_path / "yf-tz")
     for n, symbol in enumerate(CRYPTO_SYMBOLS):
         # Crypto trades every day, weekends included.
         days = pd.date_range(HISTORY_START, TODAY, freq="D")

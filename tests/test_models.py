@@ -262,18 +262,18 @@ def test_models_with_their_own_feature_groups_get_their_own_dataset_built_once_p
 def test_a_top_level_parameter_every_entry_overrides_is_not_judged_on_its_own(tmp_path):
     fixed = [{"name": "a", "params": {"objective": "regression"}}, {"name": "b", "params": {"objective": "huber"}}]
     settings = load_settings(data_dir=str(tmp_path), training={"params": {"objective": "regresion"}}, models=fixed)
-    models, failures = preflight(settings, round_models(settings))
+    models, failures = preflight(settings, round_models(settings), "live")
     assert [m.name for m in models] == ["a", "b"] and failures == []
 
 
 def test_the_single_models_refused_parameters_are_the_rounds_error(tmp_path):
     settings = load_settings(data_dir=str(tmp_path), training={"params": {"objective": "regresion"}})
     with pytest.raises(BadInputError, match="regresion"):
-        judge_models(round_models(settings))
+        judge_models(round_models(settings), "live")
 
 
 def test_when_every_entry_is_refused_the_round_stops_in_preflight(tmp_path):
     settings = load_settings(data_dir=str(tmp_path), models=[BAD, {**BAD, "name": "third"}])
     with pytest.raises(BadInputError, match="every model of the") as refused:
-        preflight(settings, round_models(settings))
+        preflight(settings, round_models(settings), "live")
     assert "other_signals:" in str(refused.value) and "third:" in str(refused.value)

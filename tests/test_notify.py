@@ -68,15 +68,15 @@ def test_failed_round_notifies_the_webhook_once_and_is_not_rerun(prefect_harness
     from numerflow.flows.scheduled import scheduled_round_flow
 
     monkeypatch.setenv("NUMERFLOW_ORCHESTRATION__NOTIFY_WEBHOOK_URL", receiver.url)
-    missing = tmp_path / "nowhere" / "prices.csv"  # every ticker fails to load: no bars to train on
+    missing = tmp_path / "nowhere" / "prices.csv"  # no price file at all: the ingest stops, naming it
     state = scheduled_round_flow(mode="demo", data_dir=str(tmp_path / "data"), tickers=110, years=1,
                                  overrides={"price_source": "files", "files": {"path": str(missing)}},
                                  return_state=True)
     assert state.is_failed()
-    assert "stage 'dataset' failed (bad input)" in state.message
+    assert "stage 'ingest' failed (bad input)" in state.message
     (message,) = receiver.messages
-    assert message["stage"] == "dataset" and message["flow"] == "scheduled-round" and message["state"] == "Failed"
-    assert "stage 'dataset'" in message["text"] and "empty_prices: price panel is empty" in message["cause"]
+    assert message["stage"] == "ingest" and message["flow"] == "scheduled-round" and message["state"] == "Failed"
+    assert "stage 'ingest'" in message["text"] and "prices.csv does not exist" in message["cause"]
     from prefect import get_client
 
     with get_client(sync_client=True) as client:

@@ -42,25 +42,26 @@ def test_minimal_csv_defaults_and_gbp_normalised_by_ingest(tmp_path):
 def test_directory_of_parquet_and_csv(tmp_path):
     pd.DataFrame({"ticker": ["A US"], "date": [pd.Timestamp("2024-01-02")], "close": [10.0], "volume": [5]}).to_parquet(tmp_path / "a.parquet")
     write_csv(tmp_path / "b.csv", "ticker,date,close\nB US,2024-01-02,20\n")
-    data = load_price_files(tmp_path)
+    data = load_price_files(tmp_path).bars
     assert data["ticker"].tolist() == ["A US", "B US"]
     assert np.isnan(data["volume"].iloc[1]) and data["volume"].iloc[0] == 5.0
 
 
 @pytest.mark.parametrize(
-    "text,needle",
+    "text,reason",
     [
-        ("ticker,close\nA,1\n", "missing columns ['date']"),
-        ("ticker,date,close\nA,not-a-date,1\n", "unparseable dates"),
-        ("ticker,date,close\nA,2024-01-02,abc\n", "non-numeric"),
-        ("ticker,date,close\nA,2024-01-02,1\nA,2024-01-02,2\n", "duplicate (ticker, date)"),
+        ("ticker,date,close\nA,2024-01-02,1\nA,not-a-date,1\n", "unparseable_date"),
+        ("ticker,date,close\nA,2024-01-02,1\nA,2024-01-03,abc\n", "not_a_number"),
+        ("ticker,date,close\nA,2024-01-02,1\n,2024-01-03,1\n", "no_ticker"),
     ],
 )
-def test_validation_errors_name_the_problem(tmp_path, text, needle):
+def test_a_bad_row_costs_its_bar_with_a_reason_not_the_file(tmp_path, text, reason):
     write_csv(tmp_path / "bad.csv", text)
-    with pytest.raises(BadInputError, match="invalid_price_files") as err:
-        load_price_files(tmp_path / "bad.csv")
-    assert needle in str(err.value)
+    checked = load_price_files(tmp_path / "bad.csv")
+    assert checked.bars["ticker"].tolist() == ["A US"]
+    assert checked.problems[reason]["count"] == 1
+    assert checked.problems[reason]["examples"][0]["file"].endswith("bad.csv")
+    assert checked.problems[reason]["examples"][0]["row"] == 2
 
 
 def test_missing_path_and_wrong_type(tmp_path):
@@ -69,3 +70,9 @@ def test_missing_path_and_wrong_type(tmp_path):
     (tmp_path / "x.txt").write_text("hi")
     with pytest.raises(BadInputError, match="unsupported file type"):
         load_price_files(tmp_path / "x.txt")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BadInputError, match="invalid_price_files: no .csv or .parquet files under"):
+        load_price_files(tmp_path / "empty")
+    write_csv(tmp_path / "cols.csv", "ticker,close\nA,1\n")
+    with pytest.raises(BadInputError, match="invalid_price_files: none of the 1 price files.*cols.csv: no date column"):
+        load_price_files(tmp_path / "cols.csv")

@@ -20,7 +20,7 @@ from numerflow.tasks.core.store import Store, read_json, write_parquet
 from numerflow.tasks.model.ensemble import ensemble_members, is_ensemble, rank_average
 from numerflow.tasks.model.predict import LivePredictions
 from numerflow.tasks.model.training import META_FILE, load_model
-from numerflow.tasks.numerai.submission import to_signal, validate_submission
+from numerflow.tasks.numerai.submission import check_classic_ids, to_signal, validate_submission
 
 TOURNAMENT = "classic"
 
@@ -70,12 +70,6 @@ def validate_classic_submission(submission: pd.DataFrame, live_ids: pd.Series | 
     if live.has_duplicates:
         raise BadInputError(f"live.parquet repeats ids (e.g. {live[live.duplicated()][:3].tolist()}): the live "
                             "file is damaged; download it again", tag="invalid_data")
-    ids = submission["id"].astype(str) if "id" in submission.columns else pd.Series(dtype=str)
-    missing = live.difference(pd.Index(ids))
-    extra = pd.Index(ids).difference(live)
-    if len(missing) or len(extra):
-        raise BadInputError(f"the submission must hold every live id exactly once: {len(missing)} live ids are "
-                            f"missing (e.g. {missing[:3].tolist()}), {len(extra)} ids are not live (e.g. "
-                            f"{extra[:3].tolist()}); predict this round's live.parquet", tag="invalid_submission_ids")
+    check_classic_ids(submission["id"] if "id" in submission.columns else pd.Series(dtype=str), live)
     summary = validate_submission(submission, pd.Series(live), tournament=TOURNAMENT, min_tickers=len(live))
     return {**summary, "live_ids": int(len(live))}

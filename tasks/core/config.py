@@ -23,6 +23,19 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from numerflow.tasks.core.crons import crons_field
+
+
+def ensemble_weights_field(value: list[float] | None) -> list[float] | None:
+    """A settings validator's body: every ensemble weight is a finite number >= 0 (NaN would make
+    every live prediction NaN; a negative weight would invert a target)."""
+    import math
+
+    bad = [w for w in value or [] if not (math.isfinite(w) and w >= 0)]
+    if bad:
+        raise ValueError(f"ensemble weights must be finite numbers >= 0 (one per target, not all zero), got {bad}")
+    return value
+
 
 class Section(BaseModel):
     """A settings section: an unknown key is an error (a typo must not be silently ignored)."""
@@ -70,12 +83,50 @@ class YahooSettings(Section):
     lookup_limit: int = Field(300, ge=0, description="most tickers searched per resolution (the rest wait a round)")
     needs_override_after: int = Field(
         3, ge=1, description="a ticker failing this many ingests in a row is reported as needing an override")
+    max_failed_share: float = Field(
+        0.5, ge=0, le=1, description="`numerflow ingest` exits non-zero when more of its tickers failed (or none has bars)")
+
+
+class FileColumns(Section):
+    """Your files' column names, where their headers are not recognised by themselves (numerflow's
+    own names, yfinance's ``Date, Open, High, Low, Close, Adj Close, Volume`` and ``Ticker``/
+    ``Symbol``/``Name`` are; case, spaces and underscores do not matter)."""
+
+    ticker: str | None = Field(None, description="column holding the ticker (else files.filename_pattern or the file name)")
+    date: str | None = Field(None, description="column holding the trading day (e.g. \"Date\")")
+    open: str | None = Field(None, description="opening price column")
+    high: str | None = Field(None, description="high price column")
+    low: str | None = Field(None, description="low price column")
+    close: str | None = Field(None, description="raw close column")
+    adj_close: str | None = Field(None, description="adjusted close column (e.g. \"Adj Close\")")
+    volume: str | None = Field(None, description="volume column")
+    currency: str | None = Field(None, description="currency column (ISO code; GBp/ZAc/ILA are 1/100 units)")
+    timezone: str | None = Field(None, description="the exchange's IANA time zone column")
 
 
 class FilesSettings(Section):
-    """Bring-your-own prices (``price_source = "files"``): CSV/Parquet in the schema of docs/prices.md."""
+    """Bring-your-own prices (``price_source = "files"``): a vendor's CSV/Parquet files (docs/prices.md)."""
 
     path: Path | None = Field(None, description="a CSV/Parquet file or a directory of them")
+    columns: FileColumns = Field(default_factory=FileColumns)
+    filename_pattern: str | None = Field(
+        None, description="take the ticker from the file name, e.g. \"{ticker}_data.csv\" (instead of a column)")
+    country: str | None = Field(
+        "US", description="country appended to bare symbols (AAPL -> AAPL US, BRK.B -> BRK/B US; yfinance suffixes such "
+        "as VOD.L -> VOD GB are read as theirs); empty keeps symbols as they are")
+    dayfirst: bool | None = Field(
+        None, description="numeric day/month dates in the files (04/07/2025): true = day first, false = month first; "
+        "unset: a file with such dates fails its tickers, since guessed the wrong way they move bars by months "
+        "(ISO 2025-07-04 and dates naming the month need nothing)")
+
+    @field_validator("country")
+    @classmethod
+    def _country_code(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        if not (len(value.strip()) == 2 and value.strip().isalpha()):
+            raise ValueError(f"country must be a two-letter code such as US, got {value!r}")
+        return value.strip().upper()
 
 
 class TargetSettings(Section):
@@ -207,6 +258,11 @@ class NumeraiSettings(Section):
             raise ValueError(f"api_url must start with http:// or https://, got {value!r}")
         return value.rstrip("/")
 
+    @field_validator("ensemble_weights")
+    @classmethod
+    def _weights(cls, value: list[float]) -> list[float]:
+        return ensemble_weights_field(value) or []
+
 
 class ScoresSettings(Section):
     """Live scores fetched back from Numerai (``numerflow scores``, the run report, the scores flow)."""
@@ -220,6 +276,11 @@ class ScoresSettings(Section):
                                 "over the latest alert_rounds scored rounds is below this (None: no floor)")
     cron: str | None = Field("0 8 * * *", description="cron string (UTC) of the scores flow (empty/None: manual "
                              "only); the daily 08:00 sees the previous day's scoring")
+
+    @field_validator("cron")
+    @classmethod
+    def _fires(cls, value: str | None) -> str | None:
+        return crons_field(value)  # type: ignore[return-value]
 
 
 class ModelSettings(Section):
@@ -251,6 +312,11 @@ class ModelSettings(Section):
     @classmethod
     def _feature_groups(cls, value: list[str] | None) -> list[str] | None:
         return feature_group_names(value)
+
+    @field_validator("ensemble_weights")
+    @classmethod
+    def _weights(cls, value: list[float] | None) -> list[float] | None:
+        return ensemble_weights_field(value)
 
     @field_validator("name")
     @classmethod
@@ -326,6 +392,11 @@ class ScheduleSettings(Section):
     )
     deployment_prefix: str = Field("numerflow", min_length=1, description="prefix of every deployment's name")
 
+    @field_validator("daily_prepare_crons", "daily_submit_crons", "round_crons", "train_cron")
+    @classmethod
+    def _fire(cls, value: list[str] | str | None) -> list[str] | str | None:
+        return crons_field(value)
+
 
 class OrchestrationSettings(Section):
     """Time bounds, task runner and failure notifications of the unattended flows (a failed round is
@@ -364,6 +435,12 @@ class FeatureSourceSettings(Section):
         None, description="plug-in: a name registered under the numerflow.features entry-point group, or module:function")
     ticker_column: str = Field("numerai_ticker", description="table: ticker column (numerai_ticker, or symbol for Crypto)")
     timestamp_column: str = Field("timestamp", description="table: when each value was published (date or date-time)")
+    timestamp_format: str | None = Field(
+        None, description="strftime format of every timestamp (e.g. %d/%m/%Y %H:%M); None: ISO 8601 and forms that "
+        "name the month are read as they are, and numeric day/month dates (04/07/2025) need dayfirst")
+    dayfirst: bool | None = Field(
+        None, description="numeric dates such as 04/07/2025: true = day first (4 July), false = month first "
+        "(7 April); None: such a date is refused rather than guessed")
     value_columns: list[str] = Field(default_factory=list,
                                      description="table: the value columns (empty: every other column)")
     timezone: str = Field("UTC", description="time zone of timestamps that carry none (IANA name, e.g. America/New_York)")
@@ -526,6 +603,17 @@ class ClassicSettings(Section):
     def _unique_models(cls, value: list[ModelSettings]) -> list[ModelSettings]:
         return unique_models(value)
 
+    @field_validator("crons")
+    @classmethod
+    def _fire(cls, value: list[str]) -> list[str]:
+        return crons_field(value)  # type: ignore[return-value]
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, value: list[float]) -> list[float]:
+        return ensemble_weights_field(value) or []
+
+
 
 class Settings(BaseSettings):
     """Everything numerflow can be told. Build with ``load_settings()``."""
@@ -600,6 +688,15 @@ def load_settings(**overrides: Any) -> Settings:
     if config and (not toml_path.exists() or toml_path.is_dir()):
         raise BadInputError(f"NUMERFLOW_CONFIG names {toml_path}, which is not a file; fix the path or unset "
                             "NUMERFLOW_CONFIG (then ./numerflow.toml is read when it exists)", tag="invalid_config")
+    env_file = Path(os.environ.get("NUMERFLOW_ENV_FILE", ".env"))
+    if env_file.is_file():
+        try:
+            env_file.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = exc.object[: exc.start].count(b"\n") + 1  # the line only: the value may be a secret
+            raise BadInputError(f"env file {env_file} is not UTF-8 text (line {line}); save it as UTF-8, or point "
+                                "NUMERFLOW_ENV_FILE at another file", tag="invalid_config") from None
+    _refuse_list_items(env_file)
     if toml_path.exists() and not toml_path.is_dir():
         try:
             tomllib.loads(toml_path.read_text(encoding="utf-8"))
@@ -624,13 +721,37 @@ def load_settings(**overrides: Any) -> Settings:
     return settings
 
 
+def _refuse_list_items(env_file: Path) -> None:
+    """``NUMERFLOW_MODELS__0__PARAMS``: pydantic-settings cannot set one entry of a list (``[[models]]``,
+    ``features.sources``); name the variable and say how a list is set, instead of "not a valid list"."""
+    import re
+
+    from numerflow.tasks.core.errors import BadInputError
+
+    names = [n for n in os.environ if n.upper().startswith("NUMERFLOW_")]
+    if env_file.is_file():
+        from dotenv import dotenv_values
+
+        names += [n for n in dotenv_values(env_file) if n.upper().startswith("NUMERFLOW_")]
+    for name in names:
+        match = re.match(r"NUMERFLOW_((?:[A-Z0-9_]+?__)*?[A-Z0-9_]+?)__(\d+)(?:__|$)", name.upper())
+        if match:
+            option = match.group(1).replace("__", ".").lower()
+            example = {"models": '[{"name": "my_model", "params": {"num_leaves": 7}}]',
+                       "features.sources": '[{"name": "mine", "path": "mine.csv", "lag_hours": 3}]'}.get(option, "[...]")
+            raise BadInputError(
+                f"{name} sets entry {match.group(2)} of the list {option}, which an environment variable cannot do: a "
+                f"list is set as one JSON value, e.g. NUMERFLOW_{match.group(1)}='{example}' (it replaces the whole "
+                f"list of numerflow.toml), or edit that entry in numerflow.toml; unset {name}", tag="invalid_config")
+
+
 def _problem(err: Any) -> str:
     """One validation error as 'where: what', with a 'did you mean' for a misspelt key."""
     import difflib
 
     where = ".".join(str(p) for p in err["loc"])
     if err["type"] != "extra_forbidden":
-        return f"{where}: {err['msg']}"
+        return f"{where}: {str(err['msg']).removeprefix('Value error, ')}"
     from typing import get_args
 
     model: Any = Settings

@@ -33,7 +33,7 @@ import pandas as pd
 
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.store import file_sha256, write_json
-from numerflow.tasks.model.plugins import Availability, PluginContext, PluginOutput
+from numerflow.tasks.model.plugins import Availability, PluginContext, PluginOutput, day_month_as_iso
 
 AVAILABILITY = Availability(timezone="UTC", lag_hours=0.0, max_age_days=14.0)
 FEED_VERSION = "1"
@@ -122,7 +122,12 @@ def read_headlines(path: Path) -> pd.DataFrame:
     if articles.empty:
         return pd.DataFrame({"title": [], "date": pd.Series([], dtype="datetime64[ns, UTC]"), "tickers": [],
                              "sentiment": []})
-    dates = pd.to_datetime(articles["date"], errors="coerce", utc=True, format="mixed")
+    # A numeric day/month date (04/07/2025) is refused, never guessed: read the wrong way it would date a
+    # headline months away from when it was published.
+    text = day_month_as_iso(articles["date"].astype("string").str.strip(), f"headlines at {path}", "date", None,
+                            fix="write each article's date in ISO 8601 (2025-07-04T14:30:00Z) or as the news API "
+                            "does (Fri, 04 Jul 2025 10:30:00 -0400)")
+    dates = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
     if dates.isna().any():
         i = int(np.flatnonzero(dates.isna().to_numpy())[0])
         raise BadInputError(f"headlines at {path}: article {i + 1} has date {articles['date'].iloc[i]!r}, not a date",

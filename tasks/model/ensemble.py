@@ -17,6 +17,7 @@ to it.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from numerflow.tasks.core.config import TrainingSettings
+from numerflow.tasks.core.config import NumeraiSettings, TrainingSettings
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.ranking import group_codes, rank_by_group
 from numerflow.tasks.core.store import Store, read_json, read_parquet, write_json, write_parquet, write_with
@@ -43,15 +44,57 @@ ENSEMBLE_FILE = "ensemble.json"
 
 
 def ensemble_weights(targets: Sequence[str], weights: Sequence[float] | None) -> list[float]:
-    """Equal weights by default; else one non-negative weight per target, not all zero."""
+    """Equal weights by default; else one finite, non-negative weight per target, not all zero."""
     if not weights:
         return [1.0 / len(targets)] * len(targets)
-    if len(weights) != len(targets) or any(w < 0 for w in weights) or sum(weights) <= 0:
+    if (len(weights) != len(targets) or not all(math.isfinite(w) and w >= 0 for w in weights)
+            or sum(weights) <= 0):
         raise BadInputError(f"ensemble weights {list(weights)} do not fit the targets {list(targets)}: give one "
                             "non-negative weight per target (not all zero), or none for equal weights",
                             tag="invalid_config")
     total = float(sum(weights))
     return [float(w) / total for w in weights]
+
+
+def check_model_targets(numerai: NumeraiSettings, own_targets_only: bool) -> None:
+    """A model's targets and ensemble weights judged before any data moves. Each Numerai target name
+    must carry its horizon (``numerai_target_horizon``) and the weights must fit the targets. A round
+    on its own targets (the demo market, or ``use_numerai_targets = false``) has one target, its own
+    20D2L return: naming another would be silently ignored, so it is refused."""
+    from numerflow.tasks.model.targets import numerai_target_horizon
+
+    targets = numerai.ensemble_targets or [numerai.target_column]
+    if own_targets_only and (targets != ["target"] or numerai.ensemble_weights):
+        raise BadInputError(f"targets {targets} name Numerai's targets, but this round trains on its own target (the "
+                            "demo market, or numerai.use_numerai_targets = false), so they would be ignored: drop "
+                            "target / ensemble_targets / ensemble_weights from this model, or run it live on "
+                            "Numerai's targets", tag="invalid_targets")
+    for target in targets:
+        numerai_target_horizon(target)
+    if len(set(targets)) != len(targets):
+        raise BadInputError(f"ensemble targets {targets} list a target twice; list each once", tag="invalid_targets")
+    ensemble_weights(targets, numerai.ensemble_weights)
+
+
+# LightGBM objectives that cannot fit Numerai-style targets (ranks binned to 0, .25, .5, .75, 1), and why.
+_UNFIT_OBJECTIVES = {
+    **dict.fromkeys(("multiclass", "softmax", "multiclassova", "multiclass_ova", "ova", "ovr"),
+                    "predicts one score per class, and the targets are ranks, not classes"),
+    **dict.fromkeys(("lambdarank", "rank_xendcg", "xendcg", "xe_ndcg", "xe_ndcg_mart", "xendcg_mart"),
+                    "ranks within query groups, which the dataset does not have"),
+    "binary": "needs 0/1 labels, and the targets are ranks in [0, 1]",
+    "gamma": "needs targets above 0, and the targets include 0",
+}
+
+
+def check_objective(params: dict) -> None:
+    """A LightGBM objective that LightGBM accepts but that cannot fit these targets is refused before any
+    data moves (LightGBM would fail mid-fit, or predict a matrix where one score per row is needed)."""
+    objective = params.get("objective", params.get("objective_type", params.get("app", params.get("application"))))
+    why = _UNFIT_OBJECTIVES.get(str(objective).strip().lower()) if isinstance(objective, str) else None
+    if why:
+        raise BadInputError(f"objective {objective!r} {why}: use objective = \"regression\" (or huber, l1, "
+                            "cross_entropy)", tag="invalid_config")
 
 
 def rank_average(predictions: Sequence[np.ndarray], weights: Sequence[float], dates: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ import importlib
 import inspect
 import json
 import logging
+import math
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -66,6 +67,18 @@ class Availability:
     timezone: str = "UTC"
     lag_hours: float = 0.0
     max_age_days: float | None = 14.0
+
+    def __post_init__(self) -> None:
+        # The one check of every rule, from the settings or from a plug-in: a negative lag would use
+        # values before they were published.
+        if not isinstance(self.lag_hours, (int, float)) or not math.isfinite(self.lag_hours) or self.lag_hours < 0:
+            raise BadInputError(f"Availability(lag_hours={self.lag_hours!r}) is not a lag: a value can be used at its "
+                                "timestamp at the earliest; give lag_hours >= 0 (0 = usable when published)",
+                                tag="invalid_feature_source")
+        if self.max_age_days is not None and not (isinstance(self.max_age_days, (int, float))
+                                                  and math.isfinite(self.max_age_days) and self.max_age_days > 0):
+            raise BadInputError(f"Availability(max_age_days={self.max_age_days!r}) must be a number of days > 0, or "
+                                "None to hold a value until the next one", tag="invalid_feature_source")
 
 
 @dataclass(frozen=True)
@@ -135,21 +148,78 @@ def selected_sources(settings: FeaturesSettings) -> tuple[bool, list[FeatureSour
 
 
 def resolve_plugin(spec: str) -> Callable[..., Any]:
-    """A plug-in callable: ``module:function``, or a name under the ``numerflow.features`` entry points."""
+    """A plug-in callable: ``module:function``, or a name under the ``numerflow.features`` entry points.
+    Any failure to load it (not only ImportError: its module may raise anything) is a BadInputError naming it."""
     if ":" in spec:
         module_name, _, attr = spec.partition(":")
         try:
-            return getattr(importlib.import_module(module_name), attr)
+            loaded = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as exc:
-            raise BadInputError(f"feature plug-in {spec!r} cannot be loaded ({exc}); check module:function",
-                                tag="invalid_config") from None
-    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == spec]
-    if not found:
-        names = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
-        raise BadInputError(f"no feature plug-in {spec!r} in the {ENTRY_POINT_GROUP} entry points (installed: "
-                            f"{names or 'none'}); install its package or name it as module:function",
-                            tag="invalid_config")
-    return found[0].load()
+            raise BadInputError(f"feature plug-in {spec!r} cannot be loaded ({type(exc).__name__}: {exc}); check "
+                                "module:function", tag="invalid_config") from None
+        except Exception as exc:  # noqa: BLE001 - the module's own code failed while importing
+            raise BadInputError(f"feature plug-in {spec!r} failed while importing: {type(exc).__name__}: {exc}; "
+                                "fix the plug-in's module or drop it from features", tag="feature_plugin_failed") from None
+    else:
+        found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == spec]
+        if not found:
+            names = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+            raise BadInputError(f"no feature plug-in {spec!r} in the {ENTRY_POINT_GROUP} entry points (installed: "
+                                f"{names or 'none'}); install its package or name it as module:function",
+                                tag="invalid_config")
+        try:
+            loaded = found[0].load()
+        except Exception as exc:  # noqa: BLE001 - any failure of the installed package's import
+            raise BadInputError(f"feature plug-in {spec!r} ({found[0].value}) failed while importing: "
+                                f"{type(exc).__name__}: {exc}; fix or reinstall its package, or drop it from "
+                                "features", tag="feature_plugin_failed") from None
+    if not callable(loaded):
+        raise BadInputError(f"feature plug-in {spec!r} is a {type(loaded).__name__}, not a function; name a "
+                            "function that takes a PluginContext", tag="invalid_config")
+    return loaded
+
+
+def call_plugin(spec: str, function: Callable[..., Any], context: PluginContext, *, what: str = "") -> Any:
+    """``function(context)``; anything it raises becomes a BadInputError naming the plug-in, the
+    exception and its message (a plug-in is the user's code: its failure is input to fix)."""
+    try:
+        return function(context)
+    except BadInputError as exc:
+        raise BadInputError(f"feature plug-in {spec!r}{what}: {exc}", tag="feature_plugin_failed") from exc
+    except Exception as exc:  # noqa: BLE001 - the user's code: name it, whatever it raised
+        raise BadInputError(f"feature plug-in {spec!r}{what} raised {type(exc).__name__}: {exc}; fix the plug-in "
+                            "or drop it from features", tag="feature_plugin_failed") from exc
+
+
+def plugin_output(spec: str, out: Any) -> PluginOutput:
+    """What a plug-in returned, checked: a DataFrame or a PluginOutput of one (with an Availability or None)."""
+    if isinstance(out, pd.DataFrame):
+        return PluginOutput(out)
+    hint = "return a DataFrame (ticker, timestamp, values…) or PluginOutput(frame, Availability(...))"
+    if not isinstance(out, PluginOutput):
+        raise BadInputError(f"feature plug-in {spec!r} returned {type(out).__name__}"
+                            f"{'' if out is None else ' ' + repr(out)[:60]}; {hint}", tag="feature_plugin_failed")
+    if not isinstance(out.frame, pd.DataFrame):
+        raise BadInputError(f"feature plug-in {spec!r} returned a PluginOutput whose frame is "
+                            f"{type(out.frame).__name__}; {hint}", tag="feature_plugin_failed")
+    if out.availability is not None and not isinstance(out.availability, Availability):
+        raise BadInputError(f"feature plug-in {spec!r} returned availability {out.availability!r}; {hint}",
+                            tag="feature_plugin_failed")
+    return out
+
+
+def check_sources(settings: FeaturesSettings) -> None:
+    """What can be judged of the selected sources before any data moves: the selection itself, each
+    table's files exist, each plug-in loads (BadInputError naming the first that does not)."""
+    _, sources = selected_sources(settings)
+    for source in sources:
+        if (source.path is None) == (source.plugin is None):
+            raise BadInputError(f"feature source {source.name!r}: set exactly one of path (a table) and plugin",
+                                tag="invalid_config")
+        if source.path is not None:
+            _table_files(source)
+        else:
+            resolve_plugin(source.plugin or "")
 
 
 # ---------------------------------------------------------------- fingerprints (the dataset snapshot id)
@@ -178,7 +248,7 @@ def sources_fingerprint(settings: FeaturesSettings, data_dir: Path, price_source
             fingerprint = getattr(plugin, "fingerprint", None)
             if callable(fingerprint):
                 context = PluginContext(None, None, dict(source.options), Path(data_dir), price_source, settings)
-                digest.update(str(fingerprint(context)).encode())
+                digest.update(str(call_plugin(source.plugin, fingerprint, context, what=".fingerprint")).encode())
     return digest.hexdigest()[:16]
 
 
@@ -191,11 +261,9 @@ def load_sources(settings: FeaturesSettings, prices: pd.DataFrame, data_dir: Pat
     _, sources = selected_sources(settings)
     loaded = []
     dates = pd.DatetimeIndex(pd.to_datetime(prices["date"]).unique()).sort_values() if sources else None
+    check_sources(settings)
     for source in sources:
-        if (source.path is None) == (source.plugin is None):
-            raise BadInputError(f"feature source {source.name!r}: set exactly one of path (a table) and plugin",
-                                tag="invalid_config")
-        rule = Availability(source.timezone, source.lag_hours, source.max_age_days)
+        rule = _source_rule(source)
         if source.path is not None:
             parts = [validate_source(read_table(path), str(path), source, rule, ticker_column)
                      for path in _table_files(source)]
@@ -204,9 +272,7 @@ def load_sources(settings: FeaturesSettings, prices: pd.DataFrame, data_dir: Pat
         else:
             plugin = resolve_plugin(source.plugin or "")
             context = PluginContext(prices, dates, dict(source.options), Path(data_dir), price_source, settings)
-            out = plugin(context)
-            if isinstance(out, pd.DataFrame):
-                out = PluginOutput(out)
+            out = plugin_output(source.plugin or "", call_plugin(source.plugin or "", plugin, context))
             rule = out.availability or rule
             frame = validate_source(out.frame, f"plug-in {source.plugin!r}", source, rule, ticker_column,
                                     ticker_in="ticker" if "ticker" in out.frame.columns else None)
@@ -217,6 +283,14 @@ def load_sources(settings: FeaturesSettings, prices: pd.DataFrame, data_dir: Pat
     if clash:
         raise BadInputError(f"feature names {clash} are given twice; rename the sources or columns", tag="invalid_config")
     return loaded
+
+
+def _source_rule(source: FeatureSourceSettings) -> Availability:
+    try:
+        return Availability(source.timezone, source.lag_hours, source.max_age_days)
+    except BadInputError as exc:
+        raise BadInputError(f"feature source {source.name!r}: {str(exc).partition(': ')[2]}",
+                            tag="invalid_config") from None
 
 
 def _table_files(source: FeatureSourceSettings) -> list[Path]:
@@ -272,7 +346,7 @@ def validate_source(frame: pd.DataFrame, where: str, source: FeatureSourceSettin
         raise BadInputError(f"{_line(where, i)}, column {tcol!r}: {tickers.iloc[i]!r} is not a ticker in Numerai's "
                             f"format ({'BTC' if tcol == 'symbol' else 'AAPL US: symbol, space, country code'}); "
                             f"{int(bad.sum())} rows are like this", tag="invalid_feature_source")
-    available = _timestamps(frame[tscol], where, tscol, rule.timezone) + pd.Timedelta(hours=rule.lag_hours)
+    available = _timestamps(frame[tscol], where, tscol, rule.timezone, source) + pd.Timedelta(hours=rule.lag_hours)
     out = pd.DataFrame({"ticker": tickers.astype(str).to_numpy(), "available_at": available})
     for column in values:
         raw = frame[column]
@@ -289,31 +363,108 @@ def validate_source(frame: pd.DataFrame, where: str, source: FeatureSourceSettin
     return out
 
 
-def _timestamps(raw: pd.Series, where: str, column: str, timezone: str) -> np.ndarray:
-    """UTC datetime64[ns] of each row; naive values are in ``timezone``. Unparseable → BadInputError."""
+def _timestamps(raw: pd.Series, where: str, column: str, timezone: str,
+                source: FeatureSourceSettings | None = None) -> np.ndarray:
+    """UTC datetime64[ns] of each row; naive values are in ``timezone``. Unparseable → BadInputError.
+
+    Text is never guessed: ISO 8601 and forms naming the month are read as they are; a numeric
+    day/month date (04/07/2025) needs the source's ``dayfirst`` (or a ``timestamp_format``), since
+    read either way it moves values by months, possibly before they were published."""
     if isinstance(raw.dtype, pd.DatetimeTZDtype):
         parsed = raw.dt.tz_convert("UTC")
     elif pd.api.types.is_datetime64_any_dtype(raw.dtype):
         parsed = _localize(raw, timezone, where)
     else:
         text = raw.astype("string").str.strip()
-        aware = text.str.contains(_OFFSET, na=False).to_numpy()
-        parsed = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
-        if aware.any():
-            parsed[aware] = pd.to_datetime(text[aware], errors="coerce", utc=True, format="mixed")
-        if (~aware).any():
-            naive = pd.to_datetime(text[~aware], errors="coerce", format="mixed")
-            parsed[~aware] = _localize(naive, timezone, where)
+        fmt = source.timestamp_format if source is not None else None
+        if fmt:
+            parsed = _formatted(text, fmt, where, column, timezone)
+        else:
+            text = day_month_as_iso(text, where, column, source.dayfirst if source is not None else None)
+            aware = text.str.contains(_OFFSET, na=False).to_numpy()
+            parsed = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
+            if aware.any():
+                parsed[aware] = pd.to_datetime(text[aware], errors="coerce", utc=True, format="mixed")
+            if (~aware).any():
+                naive = pd.to_datetime(text[~aware], errors="coerce", format="mixed")
+                parsed[~aware] = _localize(naive, timezone, where)
         missing = parsed.isna().to_numpy()
         if missing.any():
             i = int(np.flatnonzero(missing)[0])
+            fix = (f"match timestamp_format {fmt!r} or fix the source's timestamp_format" if fmt else
+                   "write ISO 8601 (2024-03-01 or 2024-03-01T16:30:00-05:00)")
             raise BadInputError(f"{_line(where, i)}, column {column!r}: {raw.iloc[i]!r} is not a date or date-time "
-                                f"({int(missing.sum())} such rows); write ISO 8601 (2024-03-01 or "
-                                "2024-03-01T16:30:00-05:00)", tag="invalid_feature_source")
+                                f"({int(missing.sum())} such rows); {fix}", tag="invalid_feature_source")
     if parsed.isna().any():
         i = int(np.flatnonzero(parsed.isna().to_numpy())[0])
         raise BadInputError(f"{_line(where, i)}, column {column!r}: no timestamp", tag="invalid_feature_source")
     return parsed.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[ns]")
+
+
+# A numeric date with the day and the month in an order only the writer knows: 04/07/2025, 4.7.2025, 04-07-25.
+_DAY_MONTH = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4}|\d{2})(?!\d)")
+
+
+def day_month_as_iso(text: pd.Series, where: str, column: str, dayfirst: bool | None, fix: str | None = None
+                     ) -> pd.Series:
+    """``text`` with every numeric day/month date rewritten as ISO (yyyy-mm-dd, the rest of the value
+    kept), in the order ``dayfirst`` says. Refused: such dates without ``dayfirst`` (naming which order
+    the column's own rows point to, and ``fix``), two-digit years, and a column whose rows contradict the order."""
+    parts = text.str.extract(_DAY_MONTH)
+    found = parts[0].notna().to_numpy()
+    if not found.any():
+        return text
+    first = pd.to_numeric(parts[0], errors="coerce").to_numpy()
+    second = pd.to_numeric(parts[1], errors="coerce").to_numpy()
+    day_first = found & (first > 12)  # only a day can be above 12
+    month_first = found & (second > 12)
+    short = found & (parts[2].str.len() == 2).to_numpy()
+
+    def row(mask: np.ndarray) -> tuple[str, Any]:
+        i = int(np.flatnonzero(mask)[0])
+        return _line(where, i), text.iloc[i]
+
+    if short.any():
+        line, value = row(short)
+        raise BadInputError(f"{line}, column {column!r}: {value!r} has a two-digit year; write the year in four "
+                            "digits, or ISO 8601 (2025-07-04)", tag="invalid_feature_source")
+    if day_first.any() and month_first.any():
+        (line_d, value_d), (line_m, value_m) = row(day_first), row(month_first)
+        line_d, line_m = (line.removeprefix(f"{where} ") for line in (line_d, line_m))
+        raise BadInputError(f"{where}: column {column!r} mixes date orders: {line_d} has {value_d!r} (day first) and "
+                            f"{line_m} has {value_m!r} (month first); write one order (ISO 8601 is safest: "
+                            "2025-07-04)", tag="invalid_feature_source")
+    if dayfirst is None:
+        line, value = row(found)
+        seen = ("its rows read day first (e.g. " + repr(row(day_first)[1]) + ")" if day_first.any() else
+                "its rows read month first (e.g. " + repr(row(month_first)[1]) + ")" if month_first.any() else
+                "no row tells which")
+        fix = fix or ("set dayfirst = true (or false) or timestamp_format in this [[features.sources]] entry, "
+                      "or write ISO 8601 (2025-07-04)")
+        raise BadInputError(f"{line}, column {column!r}: {value!r} is ambiguous (day/month or month/day; {seen}); "
+                            f"{fix}", tag="ambiguous_dates")
+    against = month_first if dayfirst else day_first
+    if against.any():
+        line, value = row(against)
+        raise BadInputError(f"{line}, column {column!r}: {value!r} cannot be {'day' if dayfirst else 'month'} first "
+                            f"as dayfirst = {str(dayfirst).lower()} says; fix the row or the setting",
+                            tag="invalid_feature_source")
+    day, month = (parts[0], parts[1]) if dayfirst else (parts[1], parts[0])
+    iso = parts[2] + "-" + month.str.zfill(2) + "-" + day.str.zfill(2)
+    rest = text.str.replace(_DAY_MONTH, "", regex=True)
+    return text.where(~found, iso + rest)
+
+
+def _formatted(text: pd.Series, fmt: str, where: str, column: str, timezone: str) -> pd.Series:
+    """``text`` parsed with the source's strftime ``timestamp_format`` (UTC)."""
+    try:
+        parsed = pd.to_datetime(text, errors="coerce", format=fmt)
+    except (ValueError, TypeError) as exc:  # a format pandas cannot use at all, or mixed offsets
+        raise BadInputError(f"{where}: timestamp_format {fmt!r} cannot read column {column!r} ({exc})",
+                            tag="invalid_config") from None
+    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        return parsed.dt.tz_convert("UTC")
+    return _localize(parsed, timezone, where)
 
 
 def _localize(naive: pd.Series, timezone: str, where: str) -> pd.Series:
@@ -454,7 +605,7 @@ def _grid_rows(source: LoadedSource, grid: _PanelGrid, date_stamps: np.ndarray
     latest[first[order] * n_tickers + ticker[order]] = np.arange(len(order), dtype=latest.dtype)
     by_date: np.ndarray = latest.reshape(n_dates, n_tickers)
     np.maximum.accumulate(by_date, axis=0, out=by_date)
-    if source.max_age_days is not None:
+    if source.max_age_days is not None and len(order):
         limit = np.timedelta64(int(source.max_age_days * 86_400e9), "ns")
         held = available[order]
         step = max(1, (1 << 20) // max(n_tickers, 1))
@@ -466,6 +617,30 @@ def _grid_rows(source: LoadedSource, grid: _PanelGrid, date_stamps: np.ndarray
     if n_dates > 1:
         changed[1:] = (by_date[1:] != by_date[:-1]).any(axis=1)
     return order, by_date[changed], (np.cumsum(changed) - 1).astype(np.int64)
+
+
+def check_joins(source: LoadedSource, tickers: pd.Index, dates: pd.DatetimeIndex, date_stamps: np.ndarray) -> None:
+    """BadInputError when no row of ``source`` can reach the panel (its tickers have no bars, or every
+    value becomes usable after the last bar): such a feature would be empty, so the source is wrong."""
+    frame = source.frame
+    if not len(frame) or not len(dates):
+        return
+    known = _codes_in(frame["ticker"], tickers) >= 0
+    in_time = frame["available_at"].to_numpy() <= date_stamps.max()
+    if (known & in_time).any():
+        return
+    where = frame.attrs.get("where", f"feature source {source.name!r}")
+    problems = []
+    if (~known).any():
+        example = frame["ticker"].to_numpy()[~known][0]
+        problems.append(f"{int((~known).sum())} have a ticker with no price bars (e.g. {example!r}: check the "
+                        "ticker column holds this universe's Numerai tickers)")
+    if (known & ~in_time).any():
+        first = pd.Timestamp(frame["available_at"].to_numpy()[known & ~in_time].min())
+        problems.append(f"{int((known & ~in_time).sum())} become usable only after the last bar ({dates[-1].date()}; "
+                        f"the earliest at {first} UTC: check the timestamps, their timezone and lag_hours)")
+    raise BadInputError(f"feature source {source.name!r} ({where}): none of its {len(frame)} rows joins the price "
+                        f"panel: {'; '.join(problems)}", tag="feature_source_unjoined")
 
 
 def add_source_features(dataset: pd.DataFrame, sources: list[LoadedSource], bar_close: str = "16:00",
@@ -489,6 +664,8 @@ def add_source_features(dataset: pd.DataFrame, sources: list[LoadedSource], bar_
     jobs: list[Callable[[], None]] = []
     cell = grid.date_code.astype(np.int64) * n_tickers + grid.ticker_code if dense else None
     date_stamps = bar_stamps(pd.Series(grid.dates), bar_close, bar_timezone)
+    for source in sources:
+        check_joins(source, grid.tickers, grid.dates, date_stamps)
     if cell is not None:
         present = np.zeros((n_dates, n_tickers), dtype=bool)  # the cells with a bar: they are ranked
         present.ravel()[cell] = True
@@ -502,6 +679,10 @@ def add_source_features(dataset: pd.DataFrame, sources: list[LoadedSource], bar_
                 block[names.index(name)] = rank_by_date(raw[name].to_numpy(), grid.date_code)
             continue
         order, states, state_of_date = _grid_rows(source, grid, date_stamps)
+        if not len(order):  # no values at all (an empty source): the feature is missing everywhere
+            for name in source.feature_names:
+                block[names.index(name)] = np.nan
+            continue
         none = states < 0
         rows = np.where(none, 0, states)
 

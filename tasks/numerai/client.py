@@ -432,10 +432,11 @@ _ROUND_QUERY = """
 
 @contextlib.contextmanager
 def _translated(operation: str) -> Iterator[None]:
-    """numerapi methods index answers directly: turn shape surprises into clear errors."""
+    """numerapi methods index answers directly and parse their dates (dateutil's ParserError is a
+    ValueError): turn shape and value surprises into clear errors."""
     try:
         yield
-    except (KeyError, IndexError, TypeError) as exc:
+    except (KeyError, IndexError, TypeError, ValueError, OverflowError) as exc:
         raise NumerflowError(f"unexpected answer from Numerai to {operation} ({type(exc).__name__}: {exc}); "
                              "the API may have changed", tag="numerai_unexpected_response") from None
 

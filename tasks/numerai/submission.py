@@ -57,6 +57,8 @@ def validate_submission(
     signal = check_submission_format(submission, tournament)
     ids = submission[id_column]
     live = set(universe_ids.astype(str))
+    if tournament == "classic":
+        check_classic_ids(ids, pd.Index(universe_ids.astype(str)))
     in_universe = int(ids.astype(str).isin(live).sum())
     if in_universe < min_tickers:
         raise BadInputError(
@@ -76,6 +78,20 @@ def validate_submission(
     }
 
 
+def check_classic_ids(ids: pd.Series, live: pd.Index) -> None:
+    """A Classic submission holds every live id of live.parquet once, and nothing else: how many are
+    missing or extra, with a few of each."""
+    submitted = pd.Index(ids.astype(str))
+    missing, extra = live.difference(submitted), submitted.difference(live)
+    if len(missing) or len(extra):
+        parts = ([f"{len(missing)} of the {len(live)} live ids are missing (e.g. {missing[:3].tolist()})"]
+                 if len(missing) else []) + ([f"{len(extra)} ids are not live (e.g. {extra[:3].tolist()})"]
+                                             if len(extra) else [])
+        raise BadInputError(f"a Classic submission holds a prediction for every live id of this round's "
+                            f"live.parquet, and only those: {'; '.join(parts)}; predict this round's live.parquet",
+                            tag="invalid_submission_ids")
+
+
 def check_submission_format(submission: pd.DataFrame, tournament: str = "signals") -> np.ndarray:
     """The rules that need no universe: the two columns, ids present and unique, signals numbers
     strictly inside (0, 1) that vary. Returns the signals."""
@@ -88,11 +104,13 @@ def check_submission_format(submission: pd.DataFrame, tournament: str = "signals
         )
     ids = submission[id_column]
     if ids.isna().any():
-        raise BadInputError("submission has empty ticker ids", tag="invalid_submission_ids")
+        raise BadInputError(f"submission has empty {'ids' if tournament == 'classic' else 'ticker ids'}",
+                            tag="invalid_submission_ids")
+    noun = "ids" if tournament == "classic" else "tickers"
     duplicates = ids[ids.duplicated()].astype(str).unique().tolist()
     if duplicates:
         raise BadInputError(
-            f"submission has duplicate tickers {duplicates[:5]}; each ticker must appear once",
+            f"submission has duplicate {noun} {duplicates[:5]}; each {noun[:-1]} must appear once",
             tag="invalid_submission_ids",
         )
     try:
@@ -100,18 +118,27 @@ def check_submission_format(submission: pd.DataFrame, tournament: str = "signals
     except (TypeError, ValueError):
         values = submission[value_column]
         bad = values[pd.to_numeric(values, errors="coerce").isna() & values.notna()].astype(str).unique().tolist()
-        raise BadInputError(f"the signal column holds values that are not numbers, e.g. {bad[:3]}; "
-                            "every signal must be a number strictly inside (0, 1)",
+        raise BadInputError(f"the {value_column} column holds values that are not numbers, e.g. {bad[:3]}; "
+                            f"every {value_column} must be a number strictly inside (0, 1)",
                             tag="invalid_submission_values") from None
+    what = "predictions" if tournament == "classic" else "signals"
     if not np.isfinite(signal).all():
-        raise BadInputError("submission has NaN or infinite signals", tag="invalid_submission_values")
+        raise BadInputError(f"submission has NaN or infinite {what}", tag="invalid_submission_values")
+    ends = (signal == 0) | (signal == 1)
+    if tournament == "classic" and ends.any() and ((signal >= 0) & (signal <= 1)).all():
+        raise BadInputError(
+            f"Classic predictions must be strictly inside (0, 1): {int(ends.sum())} of {len(signal)} are exactly 0 or 1 "
+            "(numerai-tools' checker lets the ends through; numerflow does not, as Numerai ranks predictions and an "
+            "end value is usually a clipped or 0/1 label): submit ranks, e.g. (rank - 0.5) / n",
+            tag="invalid_submission_values")
     if not ((signal > 0) & (signal < 1)).all():
         raise BadInputError(
-            f"signals must be strictly inside (0, 1); got min {float(signal.min())}, max {float(signal.max())}",
+            f"{what} must be strictly inside (0, 1); got min {float(signal.min())}, max {float(signal.max())}",
             tag="invalid_submission_values",
         )
     if len(signal) > 1 and np.isclose(signal.std(), 0):
-        raise BadInputError("every signal is the same value; Numerai requires variation", tag="invalid_submission_values")
+        raise BadInputError(f"every {what[:-1]} is the same value; Numerai requires variation",
+                            tag="invalid_submission_values")
     return signal
 
 

@@ -81,7 +81,7 @@ def source_key(settings: Settings) -> tuple:
         y = settings.yahoo
         return ("yahoo", y.requests_per_second, y.burst, y.timeout_seconds, y.workers, y.pause_on_429_seconds)
     if kind == "files":
-        return ("files", str(settings.files.path))
+        return ("files", settings.files.model_dump_json(), settings.tournament)
     raise BadInputError(f"unknown price_source {kind!r}", tag="invalid_config")  # pragma: no cover - Literal
 
 
@@ -103,11 +103,11 @@ def _new_source(settings: Settings) -> Source:
             pause_on_429_seconds=y.pause_on_429_seconds,
             max_retry_after_seconds=y.max_retry_after_seconds,
         )
-    from numerflow.tasks.prices.sources.files import FilePriceSource
+    from numerflow.tasks.prices.sources.files import FileLayout, FilePriceSource
 
     if settings.files.path is None:
         raise BadInputError("price_source is 'files' but files.path is not set; see docs/prices.md", tag="invalid_config")
-    return FilePriceSource(settings.files.path)
+    return FilePriceSource(settings.files.path, FileLayout.from_settings(settings.files, settings.tournament))
 
 
 def configured_source(settings: Settings) -> Source:
@@ -207,16 +207,19 @@ def tickers_to_ingest(settings: Settings) -> dict[str, list[str]]:
     """What ``numerflow ingest`` fetches: the demo market's tickers, or the latest universe snapshot
     (resolved to Yahoo candidates for ``yahoo``; every ticker in your files if there is no snapshot)."""
     from numerflow.tasks.numerai.universe import latest_universe_snapshot, load_universe_ids
-    from numerflow.tasks.prices.sources.files import FilePriceSource
 
     if settings.price_source == "demo":
         return {t: [t] for t in demo_market(settings).all_tickers()}
     snapshot = latest_universe_snapshot(Store(settings.data_dir), settings.tournament)
     if snapshot is None:
         if settings.price_source == "files":
+            from numerflow.tasks.prices.ingest import ingest_dir
+            from numerflow.tasks.prices.sources.files import FilePriceSource
+
             files = configured_source(settings)
             assert isinstance(files, FilePriceSource)
-            return {t: [t] for t in files.data["ticker"].unique().tolist()}
+            files.attach(ingest_dir(Store(settings.data_dir), source_name(settings)))
+            return {t: [t] for t in files.tickers()}
         raise BadInputError(
             f"no universe snapshot under {Store(settings.data_dir).root / 'universe' / settings.tournament}; "
             "run `numerflow universe` first",

@@ -58,7 +58,12 @@ from numerflow.tasks.core.store import (
     write_json,
     write_parquet,
 )
-from numerflow.tasks.prices.quality import exclude_bad_bars, normalise_currency_units, trading_days_behind
+from numerflow.tasks.prices.quality import (
+    all_excluded_error,
+    flag_bad_bars,
+    normalise_currency_units,
+    trading_days_behind,
+)
 from numerflow.tasks.prices.sources import PriceSource
 from numerflow.tasks.prices.sources.outcomes import (
     ERROR,
@@ -71,6 +76,7 @@ from numerflow.tasks.prices.sources.outcomes import (
     FetchRequest,
     OutcomeSource,
     RemembersTimezones,
+    TracksFiles,
 )
 
 logger = logging.getLogger(__name__)
@@ -117,6 +123,9 @@ LEDGER_COLUMNS = [
     "currency",
     "timezone",
     "batch",
+    "deduplicated",
+    "excluded_reasons",
+    "cause",
 ]
 
 # Relative change of a stored close / adjusted close that means Yahoo rewrote history.
@@ -215,18 +224,22 @@ def stored_extent(prices_dir: Path) -> pd.DataFrame:
     tables = [table for path in parts if (table := _read_part_keys(path)) is not None]
     if not tables:
         return pd.DataFrame(columns=["first_date", "last_date", "rows"]).rename_axis("ticker")
-    table = pa.concat_tables(tables, promote_options="default")
-    grouped = table.group_by("ticker").aggregate([("date", "min"), ("date", "max"), ("date", "count")])
-    frame = grouped.to_pandas(date_as_object=False)
-    frame = frame.rename(columns={"date_min": "first_date", "date_max": "last_date", "date_count": "rows"})
-    return frame.set_index("ticker")
+    # Per part (each ticker lives in one), tickers read as categoricals: materialising millions of
+    # ticker strings is what reading keys costs.
+    extents = []
+    for table in tables:
+        keys = table.to_pandas(date_as_object=False)
+        extents.append(keys.groupby("ticker", observed=True)["date"].agg(["min", "max", "size"]))
+    frame = pd.concat(extents)
+    frame.index = pd.Index(frame.index.astype(str), name="ticker")
+    return frame.rename(columns={"min": "first_date", "max": "last_date", "size": "rows"})
 
 
 def _read_part_keys(path: Path) -> pa.Table | None:
     """A part's (ticker, date) columns; None, with the part set aside, when it cannot be read as
     Parquet (truncated, overwritten)."""
     try:
-        return pq.read_table(path, columns=["ticker", "date"])
+        return pq.read_table(path, columns=["ticker", "date"], read_dictionary=["ticker"])
     except (pa.ArrowException, OSError) as exc:
         why = f"{path} cannot be read as Parquet ({type(exc).__name__}: {exc}); its tickers are re-pulled"
         logger.warning("%s; set aside as %s", why, quarantine(path, why))
@@ -359,10 +372,14 @@ def plan_ingest(
         start = None
         if not options.backfill and ticker in last.index and winner in candidates:
             start = (pd.Timestamp(last[ticker]).date() - timedelta(days=options.overlap_days)).isoformat()
-        batch = batches.setdefault(parts[ticker], {"part": parts[ticker], "tickers": [], "candidates": {}, "starts": {}})
+        batch = batches.setdefault(parts[ticker], {"part": parts[ticker], "tickers": [], "candidates": {}, "starts": {},
+                                                   "stored": {}})
         batch["tickers"].append(ticker)
         batch["candidates"][ticker] = candidates
         batch["starts"][ticker] = start
+        if ticker in extent.index:  # what is stored now: a batch with nothing new needs no read of its part
+            first, last_date, rows = extent.loc[ticker, ["first_date", "last_date", "rows"]]
+            batch["stored"][ticker] = [str(pd.Timestamp(first).date()), str(pd.Timestamp(last_date).date()), int(rows)]
     # The catalog first: a crash before the plan is written re-plans into the same parts.
     write_json(ingest_dir(store, source_name) / "catalog.json", {"parts": parts, "symbols": winners})
     ordered = [batches[p] for p in sorted(batches)]
@@ -555,6 +572,8 @@ def run_batch(
     end = date.fromisoformat(plan.end) if plan.end else None
     starts = {t: (date.fromisoformat(s) if s else None) for t, s in batch["starts"].items()}
     requests = [FetchRequest(t, tuple(batch["candidates"][t]), starts[t]) for t in batch["tickers"]]
+    if isinstance(source, TracksFiles):  # your files: what each stored ticker's bars came from lives here
+        source.attach(ingest_dir(store, plan.source))
     if isinstance(source, RemembersTimezones):
         # Exchange timezones Yahoo answered last time: the source need not ask for them again.
         winners = _load_catalog(store, plan.source)["symbols"]
@@ -574,9 +593,19 @@ def run_batch(
                                f"batches already stored are kept: resume with `numerflow ingest` (run {plan.run_id})")
 
     path = part_path(store, plan.source, batch["part"])
-    stored = _as_price_frame(read_parquet(path)) if path.exists() else _as_price_frame(_empty_prices())
     ok = {t: o for t, o in outcomes.items() if o.kind == OK and o.bars is not None}
     fetched = _fetched_frame(ok)
+    if fetched.empty and path.exists():
+        # Nothing new for any ticker of the batch (unchanged files): the part stays as it is; the
+        # ledger's extent is the plan's (a plan from an older version: the part's keys).
+        if "stored" in batch:
+            extent = pd.DataFrame({t: {"min": pd.Timestamp(v[0]), "max": pd.Timestamp(v[1]), "size": v[2]}
+                                   for t, v in batch["stored"].items()}).T.rename_axis("ticker")
+        else:
+            extent = _extent(read_parquet(path, columns=["ticker", "date"]))
+        return _finish_batch(plan, batch, outcomes, attempts, {}, options, source, extent,
+                             pd.Series(dtype="int64"), pd.DataFrame(columns=["ticker", "date", "reason"]))
+    stored = _as_price_frame(read_parquet(path)) if path.exists() else _as_price_frame(_empty_prices())
 
     # Split / dividend / revision since the last run → that ticker's whole history again.
     incremental = {t: start for t in ok if (start := starts[t]) is not None}
@@ -602,21 +631,54 @@ def run_batch(
         {t: (pd.Timestamp(first_fetched[t]) if starts[t] else pd.Timestamp.min) for t in first_fetched.index},
         dtype="datetime64[ns]",
     )
-    stored_cut = cutoff.reindex(stored["ticker"].to_numpy()).to_numpy(dtype="datetime64[ns]")
+    codes, names = pd.factorize(stored["ticker"])  # per distinct ticker, not per row (millions of rows)
+    stored_cut = cutoff.reindex(np.asarray(names, dtype=object)).to_numpy(dtype="datetime64[ns]")[codes] if len(
+        codes) else np.array([], dtype="datetime64[ns]")
     replaced = stored["ticker"].isin(fetched_tickers).to_numpy() & (stored["date"].to_numpy(dtype="datetime64[ns]") >= stored_cut)
     fetched = fetched.assign(_new=~same_bars(fetched, stored.loc[replaced]))
     merged = pd.concat([stored.loc[~replaced], fetched], ignore_index=True)
     merged["_new"] = merged["_new"].fillna(False).astype(bool)
     merged = merged.sort_values(["ticker", "date"], kind="stable").drop_duplicates(["ticker", "date"], keep="last")
-    kept, excluded = exclude_bad_bars(merged, jump_factor=options.jump_factor)
+    kept, excluded = _exclude_bad_new_bars(merged, options.jump_factor)
     new_rows = kept[kept["_new"]].groupby("ticker").size()  # bars that are new or changed, not re-fetched copies
-    excluded_rows = excluded.groupby("ticker").size() if len(excluded) else pd.Series(dtype="int64")
     table = kept[PRICE_SCHEMA.names].reset_index(drop=True)
     if not (path.exists() and table.equals(stored[PRICE_SCHEMA.names].reset_index(drop=True))):
         # An unchanged part is not rewritten: its bytes, and the features snapshot keyed on them, stay.
         write_parquet(path, table, schema=PRICE_SCHEMA)
+    return _finish_batch(plan, batch, outcomes, attempts, repull, options, source, _extent(kept), new_rows, excluded)
 
-    extent = kept.groupby("ticker")["date"].agg(["min", "max", "size"])
+
+def _exclude_bad_new_bars(merged: pd.DataFrame, jump_factor: float, window: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``exclude_bad_bars`` judging only the bars new or changed in this run (``_new``), each with
+    the ``window`` bars before its ticker's first new one as its history: stored bars were judged
+    when they were stored, and re-judging a whole 25 M-bar store for one new day costs minutes.
+    ``merged``: sorted by ticker and date. Returns (kept bars, excluded bars with a reason)."""
+    new = merged["_new"].to_numpy(dtype=bool)
+    if not new.any():
+        return merged.reset_index(drop=True), pd.DataFrame(columns=["ticker", "date", "reason"])
+    position = np.arange(len(merged))
+    tickers = pd.factorize(merged["ticker"])[0]
+    first_new = pd.Series(np.where(new, position, len(merged))).groupby(tickers).transform("min").to_numpy()
+    judged = position >= first_new - window  # rows are sorted: the window stays inside the ticker
+    reasons = flag_bad_bars(merged.loc[judged], jump_factor=jump_factor, window=window).to_numpy()
+    bad = np.zeros(len(merged), dtype=bool)
+    bad[np.flatnonzero(judged)[reasons != ""]] = True
+    bad &= new
+    excluded = merged.loc[bad, ["ticker", "date"]].assign(reason=reasons[bad[judged]]).reset_index(drop=True)
+    return merged.loc[~bad].reset_index(drop=True), excluded
+
+
+def _extent(bars: pd.DataFrame) -> pd.DataFrame:
+    """Per ticker (index): ``min`` and ``max`` date and ``size`` (rows)."""
+    return bars.groupby("ticker", observed=True)["date"].agg(["min", "max", "size"])
+
+
+def _finish_batch(plan: IngestPlan, batch: dict[str, Any], outcomes: Mapping[str, FetchOutcome],
+                  attempts: Mapping[str, int], repull: Mapping[str, str], options: IngestOptions, source: Source,
+                  extent: pd.DataFrame, new_rows: pd.Series, excluded: pd.DataFrame) -> list[dict[str, Any]]:
+    """The batch's ledger rows from what is stored now (``extent``: ``_extent`` of the part),
+    written as the batch's done-file; a files source then remembers what it stored."""
+    excluded_by = excluded.groupby(["ticker", "reason"]).size() if len(excluded) else pd.Series(dtype="int64")
     as_of = date.fromisoformat(plan.as_of)
     behind = trading_days_behind(extent["max"], as_of) if len(extent) else pd.Series(dtype="float64")
     rows = []
@@ -626,6 +688,13 @@ def run_batch(
         status = {OK: STATUS_OK, NOT_FOUND: STATUS_DELISTED, NO_DATA: STATUS_NO_DATA}.get(outcome.kind, STATUS_FAILED)
         if not batch["candidates"][ticker]:
             status = STATUS_UNRESOLVED
+        reasons = dict(outcome.excluded)
+        if ticker in excluded_by.index.get_level_values(0):
+            for reason, n in excluded_by[ticker].items():
+                reasons[str(reason)] = reasons.get(str(reason), 0) + int(n)
+        error, cause = outcome.error, outcome.cause
+        if status == STATUS_OK and not has and reasons:  # bars came, none could be kept: not stale, failed
+            status, error, cause = STATUS_FAILED, all_excluded_error(reasons), "all_bars_excluded"
         if status == STATUS_OK and (not has or behind.get(ticker, np.inf) > options.stale_after_days):
             status = STATUS_STALE
         rows.append(
@@ -640,17 +709,33 @@ def run_batch(
                 "first_date": str(pd.Timestamp(extent["min"][ticker]).date()) if has else None,
                 "last_date": str(pd.Timestamp(extent["max"][ticker]).date()) if has else None,
                 "attempts": int(attempts.get(ticker, 0)),
-                "last_error": outcome.error,
+                "last_error": error,
                 "requested_start": batch["starts"][ticker],
                 "repull_reason": repull.get(ticker) if ticker in repull else ("backfill" if options.backfill else None),
-                "excluded_rows": int(excluded_rows.get(ticker, 0)),
+                "excluded_rows": sum(reasons.values()),
                 "currency": outcome.currency,
                 "timezone": outcome.timezone,
                 "batch": batch["part"],
+                "deduplicated": int(outcome.deduplicated),
+                "excluded_reasons": ", ".join(f"{r} {n}" for r, n in sorted(reasons.items())) or None,
+                "cause": failure_cause(status, cause, error),
             }
         )
-    write_json(done, rows)
+    write_json(plan.batch_path(batch["part"]), rows)
+    if isinstance(source, TracksFiles):
+        source.stored(batch["part"], [r["ticker"] for r in rows if r["status"] in (STATUS_OK, STATUS_STALE)])
     return rows
+
+
+def failure_cause(status: str, cause: str | None, error: str | None) -> str | None:
+    """A short name of why a ticker has no fresh bars, to group the ledger's failures by: the
+    source's own (``conflicting_close``), else the error's tag (``rate_limited: …`` → ``rate_limited``)."""
+    if status in (STATUS_OK, STATUS_STALE):
+        return None
+    if cause:
+        return cause
+    head = (error or status).split(":", 1)[0].strip()
+    return head if re.fullmatch(r"[a-z_]+", head) else status
 
 
 def same_bars(fetched: pd.DataFrame, stored: pd.DataFrame) -> np.ndarray:
@@ -674,9 +759,10 @@ def _fetched_frame(ok: Mapping[str, FetchOutcome]) -> pd.DataFrame:
     """The fetched bars as stored: price frame, sub-unit currencies (GBp, ZAc, ILA) in major units.
     Normalised *before* the overlap is compared with the stored (major-unit) bars: comparing raw
     pence with stored pounds would call every London, Johannesburg and Tel Aviv ticker revised."""
-    if not ok:
+    frames = [o.bars for o in ok.values() if o.bars is not None and len(o.bars)]  # "nothing new" answers add nothing
+    if not frames:
         return _as_price_frame(_empty_prices())
-    return normalise_currency_units(_as_price_frame(pd.concat([o.bars for o in ok.values()], ignore_index=True)))
+    return normalise_currency_units(_as_price_frame(pd.concat(frames, ignore_index=True)))
 
 
 def _empty_prices() -> pd.DataFrame:
@@ -722,9 +808,64 @@ def finish_ingest(plan: IngestPlan) -> IngestResult:
         "rows": int(ledger["rows"].sum()),
         "excluded_rows": int(ledger["excluded_rows"].sum()),
         "repulled": int(ledger["repull_reason"].isin(["split", "dividend", "revision"]).sum()),
+        "deduplicated": int(ledger["deduplicated"].sum()) if "deduplicated" in ledger else 0,
+        "excluded_reasons": excluded_totals(ledger),
+        "causes": failure_groups(ledger),
         "batches": len(plan.batches),
         "ledger": str(ledger_path),
     }
     write_json(plan.run_dir / "summary.json", summary)
     paths = [part_path(store, plan.source, b["part"]) for b in plan.batches]
     return IngestResult([p for p in paths if p.exists()], ledger_path, summary)
+
+
+def excluded_totals(ledger: pd.DataFrame) -> dict[str, int]:
+    """Bars excluded this run per reason, over the ledger's ``excluded_reasons`` ("weekend 2, …")."""
+    totals: dict[str, int] = {}
+    for text in ledger.get("excluded_reasons", pd.Series(dtype="string")).dropna():
+        for item in str(text).split(", "):
+            reason, _, n = item.rpartition(" ")
+            totals[reason] = totals.get(reason, 0) + int(n)
+    return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+
+def failure_groups(ledger: pd.DataFrame, examples: int = 3) -> list[dict[str, Any]]:
+    """Tickers without fresh bars grouped by cause, largest first: ``{cause, status, count,
+    message (one example's error), tickers (up to ``examples``)}``. Failed, delisted, no data and
+    unresolved tickers all appear; ok and stale ones do not."""
+    if "cause" not in ledger or ledger["cause"].isna().all():
+        return []
+    problems = ledger[ledger["cause"].notna()]
+    groups = []
+    for (cause, status), rows in problems.groupby(["cause", "status"], sort=False):
+        groups.append({"cause": str(cause), "status": str(status), "count": int(len(rows)),
+                       "message": None if pd.isna(rows["last_error"].iloc[0]) else str(rows["last_error"].iloc[0]),
+                       "tickers": rows["ticker"].astype(str).head(examples).tolist()})
+    return sorted(groups, key=lambda g: (g["status"] != STATUS_FAILED, -g["count"]))
+
+
+def ingest_verdict(summary: Mapping[str, Any], max_failed_share: float) -> str | None:
+    """Why an ingest must end with a non-zero exit, or None: no ticker has usable bars, or more
+    than ``max_failed_share`` of the tickers failed."""
+    tickers = int(summary.get("tickers", 0))
+    failed = int(summary.get(STATUS_FAILED, 0))
+    usable = int(summary.get(STATUS_OK, 0)) + int(summary.get(STATUS_STALE, 0))
+    if tickers and usable == 0:
+        return f"no ticker has usable bars ({failed} failed of {tickers})"
+    if tickers and failed / tickers > max_failed_share:
+        return (f"{failed} of {tickers} tickers failed ({failed / tickers:.0%}, more than the "
+                f"{max_failed_share:.0%} allowed by yahoo.max_failed_share)")
+    return None
+
+
+def render_failure_groups(groups: Sequence[Mapping[str, Any]], limit: int = 10) -> list[str]:
+    """Lines for a screen: count, status, cause, up to 3 tickers and one example message per group."""
+    lines = []
+    for g in list(groups)[:limit]:
+        lines.append(f"  {g['count']:>6} {g['status']:<10}{g['cause']}: {', '.join(g['tickers'])}"
+                     + (", …" if g["count"] > len(g["tickers"]) else ""))
+        if g.get("message"):
+            lines.append(f"         e.g. {g['message']}")
+    if len(groups) > limit:
+        lines.append(f"  … and {len(groups) - limit} more causes (see the ledger)")
+    return lines

@@ -38,9 +38,12 @@ def normalise_currency_units(prices: pd.DataFrame) -> pd.DataFrame:
         return prices.copy()
     out = prices.copy()
     currency = out["currency"].astype("string")
-    divisor = currency.map({k: v[1] for k, v in SUB_UNITS.items()}).astype("float64").fillna(1.0).to_numpy()
+    # Look up only the sub-unit rows: a per-row map over millions of currency strings is slow.
+    sub = currency.isin(list(SUB_UNITS)).to_numpy(dtype=bool, na_value=False)
+    divisor = np.ones(len(out))
+    divisor[sub] = currency[sub].map({k: v[1] for k, v in SUB_UNITS.items()}).astype("float64").to_numpy()
     columns = [c for c in [*PRICE_FIELDS, "dividends"] if c in out.columns]
-    if (divisor != 1.0).any():
+    if sub.any():
         out[columns] = out[columns].to_numpy(dtype="float64", na_value=np.nan) / divisor[:, None]
         out["currency"] = currency.replace({k: v[0] for k, v in SUB_UNITS.items()})
     return out
@@ -69,10 +72,12 @@ def flag_bad_bars(prices: pd.DataFrame, *, jump_factor: float = 50.0, window: in
 
     # Trailing median of each ticker's previous closes: lagged copies via groupby.shift
     # (vectorised), positive closes only, then a row-wise nanmedian.
-    order = np.lexsort((prices["date"].to_numpy(), prices["ticker"].to_numpy()))
+    # Integer ticker codes: sorting and grouping millions of string tickers is what costs here.
+    tickers = pd.factorize(prices["ticker"])[0]
+    order = np.lexsort((prices["date"].to_numpy(), tickers))
     ordered = prices.iloc[order]
     close = ordered["close"].astype("float64").where(ordered["close"].astype("float64") > 0)
-    grouped = close.groupby(ordered["ticker"].to_numpy(), sort=False)
+    grouped = close.groupby(tickers[order], sort=False)
     lagged = np.column_stack([grouped.shift(k).to_numpy(dtype="float64", na_value=np.nan) for k in range(1, window + 1)])
     # A ticker's first bar has no history: skip all-NaN rows (nanmedian would warn).
     reference = np.full(len(lagged), np.nan)
@@ -92,6 +97,12 @@ def exclude_bad_bars(prices: pd.DataFrame, **kwargs) -> tuple[pd.DataFrame, pd.D
     bad = (reasons != "").to_numpy()
     excluded = prices.loc[bad, ["ticker", "date"]].assign(reason=reasons[bad].to_numpy())
     return prices.loc[~bad].reset_index(drop=True), excluded.reset_index(drop=True)
+
+
+def all_excluded_error(reasons: dict[str, int]) -> str:
+    """The ledger error of a ticker whose every bar was excluded (it fails: nothing to store)."""
+    detail = ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])) or "none kept"
+    return f"all_bars_excluded: every bar of this ticker was excluded ({detail}); fix its prices at the source"
 
 
 def trading_days_behind(last_dates: pd.Series, as_of: date) -> pd.Series:
@@ -177,17 +188,18 @@ def check_round_readiness(
     return report
 
 
-def universe_coverage(universe_ids: pd.Series | list[str], ledger: pd.DataFrame) -> dict:
-    """How many of the live universe's ids have prices after an ingest (ledger status ok or stale).
+def universe_coverage(universe_ids: pd.Series | list[str], stored_tickers: pd.Index | list[str]) -> dict:
+    """How many of the live universe's ids have stored bars: the bars the round uses, whatever
+    this run's ingest did to them (a ticker whose ingest failed today still has yesterday's).
 
-    Only universe ids count: an ingest also fetches tickers outside the live universe (delisted
+    Only universe ids count: the store also holds tickers outside the live universe (delisted
     history for survivorship-free training, stale snapshots), and counting those against the
-    universe gives shares above 100 %. ``ledger``: the run's ledger (``ticker``, ``status``).
+    universe gives shares above 100 %. ``stored_tickers``: tickers with bars in the store.
     Returns ``covered``, ``universe``, ``share`` (None for an empty universe) and ``outside``
     (tickers with prices that are not in the universe).
     """
     ids = pd.Index(pd.Series(list(universe_ids), dtype="string").dropna().unique())
-    with_prices = pd.Index(ledger.loc[ledger["status"].isin(["ok", "stale"]), "ticker"].astype("string").unique())
+    with_prices = pd.Index(pd.Series(list(stored_tickers), dtype="string").dropna().unique())
     covered = int(with_prices.isin(ids).sum())
     return {"covered": covered, "universe": int(len(ids)), "share": covered / len(ids) if len(ids) else None,
             "outside": int(len(with_prices) - covered)}

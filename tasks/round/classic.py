@@ -24,7 +24,7 @@ from numerflow.tasks.model.predict import LivePredictions
 from numerflow.tasks.model.training import META_FILE, TrainResult, check_lightgbm_params, needs_training
 from numerflow.tasks.numerai.client import client_for
 from numerflow.tasks.round.models import RoundModel
-from numerflow.tasks.round.results import RoundInputs, RoundKind, TrainPlan, UniverseRef
+from numerflow.tasks.round.results import Mode, RoundInputs, RoundKind, TrainPlan, UniverseRef
 
 TOURNAMENT = "classic"
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def check_classic_settings(settings: Settings) -> None:
     check_lightgbm_params(TrainingSettings(params=params, num_boost_round=rounds))
 
 
-def check_model(model: RoundModel) -> None:
+def check_model(model: RoundModel, mode: Mode) -> None:
     check_classic_settings(model.settings)
 
 

@@ -86,6 +86,9 @@ def data_lines(result: RoundResult, first: ModelRun | None) -> list[str]:
                                                       "no_data", "unresolved", "rows", "excluded_rows", "repulled"))
         + " |",
         f"- ledger: `{prices.ledger_path}`; prices to {prices.last_date}",
+        *(["- tickers without fresh bars, by cause:", *(f"  - {g['count']} {g['status']}, {g['cause']}: "
+                                                        f"{', '.join(g['tickers'])} (e.g. {g['message']})"
+                                                        for g in prices.causes)] if prices.causes else []),
     ]
 
 

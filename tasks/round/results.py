@@ -81,6 +81,9 @@ class IngestSummary:
     unresolved: int = 0
     readiness: dict[str, Any] | None = None  # live rounds: share of the universe with fresh prices
     coverage: dict[str, Any] | None = None  # universe ids with prices (tasks.prices.quality.universe_coverage)
+    deduplicated: int = 0  # duplicate vendor bars kept once
+    # tickers without fresh bars, grouped by cause (tasks.prices.ingest.failure_groups)
+    causes: list[dict[str, Any]] | None = None
 
     @classmethod
     def from_summary(cls, summary: dict[str, Any], *, prices_dir: str, last_date: str,
@@ -90,7 +93,8 @@ class IngestSummary:
         return cls(source=summary["source"], run_id=summary["run_id"], prices_dir=prices_dir,
                    ledger_path=summary.get("ledger_path") or summary["ledger"], last_date=last_date, tickers=summary["tickers"],
                    rows=summary["rows"], excluded_rows=summary["excluded_rows"], repulled=summary["repulled"],
-                   readiness=readiness, coverage=coverage, **{s: int(summary.get(s, 0)) for s in INGEST_STATUSES})
+                   readiness=readiness, coverage=coverage, deduplicated=int(summary.get("deduplicated", 0)),
+                   causes=summary.get("causes") or None, **{s: int(summary.get(s, 0)) for s in INGEST_STATUSES})
 
     def counts(self) -> dict[str, int]:
         return {s: getattr(self, s) for s in INGEST_STATUSES}
@@ -163,13 +167,15 @@ class ModelFailure:
     name: str
     stage: str
     tag: str
-    message: str  # "<ErrorType>: <tag>: <what is wrong; what to do>"
+    message: str  # one line: "<tag>: <what is wrong; what to do>" (tasks.core.failures.describe_failure)
 
     @classmethod
     def of(cls, name: str, stage: str, exc: BaseException) -> ModelFailure:
         """From the error: its tag is the cause's when a stage wrapped it (``stage_failed``)."""
+        from numerflow.tasks.core.failures import describe_failure
+
         root = exc.__cause__ if getattr(exc, "tag", None) == "stage_failed" and exc.__cause__ else exc
-        return cls(name, stage, str(getattr(root, "tag", type(root).__name__)), f"{type(exc).__name__}: {exc}")
+        return cls(name, stage, str(getattr(root, "tag", type(root).__name__)), describe_failure(exc))
 
     def line(self) -> str:
         return f"{self.name}: {self.message}"

@@ -135,9 +135,18 @@ def check_live_price_source(settings: Settings) -> None:
                             "at your CSV/Parquet prices (docs/prices.md)", tag="invalid_config")
 
 
-def check_model(model: RoundModel) -> None:
-    """What preflight judges of one model: LightGBM accepts its parameters (a typo must not cost an ingest)."""
-    check_lightgbm_params(model.settings.training)
+def check_model(model: RoundModel, mode: Mode) -> None:
+    """What preflight judges of one model (a typo must not cost an ingest): its objective fits Numerai's
+    targets, LightGBM accepts its parameters, its targets and ensemble weights (in every mode: a demo
+    round trains on its own target), and its feature sources (tables exist, plug-ins load)."""
+    from numerflow.tasks.model.ensemble import check_model_targets, check_objective
+    from numerflow.tasks.model.plugins import check_sources
+
+    mine = model.settings
+    check_objective(mine.training.params)  # first: its reason is about these targets, LightGBM's is generic
+    check_lightgbm_params(mine.training)
+    check_model_targets(mine.numerai, own_targets_only=mode == "demo" or not mine.numerai.use_numerai_targets)
+    check_sources(mine.features)
 
 
 # ---------------------------------------------------------------- universe and its ids
@@ -234,9 +243,9 @@ def ingested_prices(settings: Settings, kind: RoundKind, universe: UniverseRef,
                     summary: dict[str, Any]) -> IngestSummary:
     """The ingest's summary with the readiness check and the universe's coverage."""
     ready = check_prices(settings, kind, universe, summary["source"])
-    last = read_parquet(Path(summary["prices_dir"]), columns=["date"])["date"].max()
-    coverage = universe_coverage(universe_ids(universe), read_parquet(Path(summary["ledger_path"]),
-                                                                      columns=["ticker", "status"]))
+    stored = read_parquet(Path(summary["prices_dir"]), columns=["ticker", "date"])
+    last = stored["date"].max()
+    coverage = universe_coverage(universe_ids(universe), list(stored["ticker"].unique()))
     return IngestSummary.from_summary(summary, prices_dir=summary["prices_dir"], last_date=str(last.date()),
                                       readiness=ready, coverage=coverage)
 

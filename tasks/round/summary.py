@@ -55,10 +55,14 @@ def run_summary(result: RoundResult) -> dict[str, Any]:
 
 
 def render_summary(s: dict[str, Any]) -> str:
+    from numerflow.tasks.prices.ingest import render_failure_groups
+
     v = s["validation"]
     lines = [
         f"numerflow round {s['round']}",
         f"  prices      {_prices_line(s['prices'])}",
+        *(["  problems    tickers without fresh bars, by cause:", *render_failure_groups(s["prices"]["causes"])]
+          if s["prices"].get("causes") else []),
         f"  dataset     {s['dataset']['rows']:,} rows, {s['dataset']['first_date']} → {s['dataset']['last_date']}",
         f"  model       {s['model']['id']} ({s['model']['decision']})",
         f"  validation  {_validation_line(v)}",
@@ -73,12 +77,23 @@ def render_summary(s: dict[str, Any]) -> str:
                   f"CORR {m['validation_mean']:.4f}, {m['upload']}: {m['submission']}" for m in s["models"]]
     n = s.get("numerai")
     if n:
-        r = n["resolution"] or {}
         lines.append(f"  numerai     round {n['round']}, {n['universe']['tickers']} tickers ({n['universe']['dataset']}); "
-                     f"resolved {r.get('resolved')}, ambiguous {r.get('ambiguous')}, unresolved {r.get('unresolved')}")
+                     f"{_resolution_text(n['resolution'], s['prices'])}")
         if n["window"]:
             lines.append(f"  window      opens {n['window']['open_time']}, closes {n['window']['close_time']}")
     return "\n".join(lines)
+
+
+def _resolution_text(totals: dict[str, Any] | None, prices: dict[str, Any]) -> str:
+    """What the ids → price symbols step did: Yahoo's resolution counts, or for the user's own files
+    (keyed by Numerai's ids, nothing to resolve) how many universe ids the files have prices for."""
+    if totals:
+        return (f"resolved {totals.get('resolved')}, ambiguous {totals.get('ambiguous')}, "
+                f"unresolved {totals.get('unresolved')}")
+    coverage = prices.get("coverage") or {}
+    have = (f"prices for {coverage['covered']} of {coverage['universe']} universe ids" if coverage.get("universe")
+            else "prices")
+    return f"{have} from {prices.get('source')} (keyed by Numerai's ids: no Yahoo resolution)"
 
 
 def _validation_line(v: dict[str, Any]) -> str:
@@ -104,8 +119,11 @@ def _alpha_line(alpha: dict[str, Any] | None) -> str:
 def _prices_line(prices: dict[str, Any]) -> str:
     statuses = ", ".join(f"{prices[k]} {k}" for k in ("ok", "stale", "failed", "delisted", "unresolved")
                          if prices.get(k))
+    from numerflow.tasks.round.report import coverage_line
+
     return (f"{prices['tickers']} tickers from {prices['source']} ({statuses}); {prices['rows']:,} bars written "
-            f"this run; data to {prices['last_date']}")
+            f"this run; data to {prices['last_date']}"
+            + (f"; {coverage_line(prices['coverage'])}" if prices.get("coverage") else ""))
 
 
 def _upload_line(upload: dict[str, Any]) -> str:

@@ -19,7 +19,7 @@ from numerflow.tasks.core.store import remove_stale_temp_files
 from numerflow.tasks.model.predict import LivePredictions
 from numerflow.tasks.round import classic, signals
 from numerflow.tasks.round.models import RoundModel
-from numerflow.tasks.round.results import ModelFailure, RoundInputs, UniverseRef
+from numerflow.tasks.round.results import Mode, ModelFailure, RoundInputs, UniverseRef
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class Tournament:
     checks_churn: bool
     #: The submission file's columns.
     submission_columns: tuple[str, str]
-    check_model: Callable[[RoundModel], None]
+    check_model: Callable[[RoundModel, Mode], None]
     report: Callable[[Settings, str, dict, str], dict[str, Any]]
     predict: Callable[[Settings, RoundInputs, str, str], LivePredictions]
     checked_submission: Callable[[Settings, str, UniverseRef], tuple[pd.DataFrame, dict[str, Any]]]
@@ -54,16 +54,17 @@ def tournament_of(settings: Settings) -> Tournament:
     return TOURNAMENTS[settings.tournament]
 
 
-def judge_models(models: list[RoundModel]) -> tuple[list[RoundModel], list[ModelFailure]]:
+def judge_models(models: list[RoundModel], mode: Mode) -> tuple[list[RoundModel], list[ModelFailure]]:
     """Before any data moves, each model's own settings judged once by its tournament (LightGBM's view
-    of its parameters; Classic's targets and weights too). The single configured model's refusal is
+    of its parameters; its targets and ensemble weights, in every mode; Signals' feature sources, Classic's
+    targets). The single configured model's refusal is
     the round's error; a table entry's fails that entry alone (so a top-level parameter that every
     entry overrides is never judged on its own). The models that pass, and each other one's failure."""
     passed: list[RoundModel] = []
     failures: list[ModelFailure] = []
     for model in models:
         try:
-            tournament_of(model.settings).check_model(model)
+            tournament_of(model.settings).check_model(model, mode)
         except BadInputError as exc:
             if not model.in_table:
                 raise
@@ -73,14 +74,14 @@ def judge_models(models: list[RoundModel]) -> tuple[list[RoundModel], list[Model
     return passed, failures
 
 
-def preflight(settings: Settings, models: list[RoundModel]) -> tuple[list[RoundModel], list[ModelFailure]]:
+def preflight(settings: Settings, models: list[RoundModel], mode: Mode) -> tuple[list[RoundModel], list[ModelFailure]]:
     """What can be judged before any data moves (``judge_models``: a typo must not cost an ingest
     or a download), and the temp files that killed runs left behind cleared. The models that can
     run, and why each other one cannot; every entry refused stops the round here."""
-    passed, failures = judge_models(models)
+    passed, failures = judge_models(models, mode)
     if not passed:  # every entry refused: nothing would use the ingest
         raise BadInputError("every model of the [[models]] table is refused: " + "; ".join(
-            f"{f.name}: {f.message}" for f in failures) + "; fix their params in numerflow.toml", tag="invalid_config")
+            f"{f.name}: {f.message}" for f in failures) + "; fix them in numerflow.toml", tag="invalid_config")
     removed = remove_stale_temp_files(settings.data_dir)
     if removed:
         log.info("removed %d temp files left by interrupted runs", len(removed))

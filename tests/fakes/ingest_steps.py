@@ -39,4 +39,8 @@ def ingest_like_the_flow(
                         identity=getattr(source, "identity", None))
     for index in range(len(plan.batches)):
         run_planned_batch(source, store, plan.run_id, index, options=options, sleep=sleep, rng=rng)
-    return finish_ingest(plan)
+    result = finish_ingest(plan)
+    release = getattr(source, "release", None)
+    if release is not None:  # the flow's end of a files run: the next run scans the folder again
+        release()
+    return result

@@ -7,9 +7,10 @@ the ledger and storage from these outcomes, whatever the source.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import pandas as pd
@@ -49,6 +50,11 @@ class FetchOutcome:
     timezone: str | None = None
     http_requests: int = 0
     tried: list[str] = field(default_factory=list)
+    # What the source did to the bars before handing them over (vendor files): duplicate days
+    # kept once, and bars excluded per reason; ``cause`` is a short name of why it failed.
+    deduplicated: int = 0
+    excluded: dict[str, int] = field(default_factory=dict)
+    cause: str | None = None
 
 
 @runtime_checkable
@@ -60,6 +66,20 @@ class OutcomeSource(Protocol):
     def fetch_outcomes(self, requests: Sequence[FetchRequest], end: date | None = None) -> list[FetchOutcome]:
         """One outcome per request, in the same order; never raises for a single ticker's failure."""
         ...
+
+
+@runtime_checkable
+class TracksFiles(Protocol):
+    """A source over local files that remembers, in the ingest folder, which file contents each
+    stored ticker's bars came from, so unchanged files are not read again."""
+
+    def attach(self, state_dir: Path) -> None: ...
+
+    def check_folder(self) -> None: ...
+
+    def stored(self, part: int, tickers: Iterable[str]) -> None: ...
+
+    def release(self) -> None: ...
 
 
 @runtime_checkable
