@@ -130,10 +130,12 @@ def run_child(case: str, args: argparse.Namespace) -> dict[str, Any]:
     wall, cpu = time.monotonic() - started_wall, time.process_time() - started_cpu
     clock.stop.set()
     summary = json.loads(out.getvalue()[out.getvalue().index("{"):])
+    meta = json.loads((Path(args.data_dir) / "models" / summary["model"]["id"] / "meta.json").read_text())
     return {"case": case, "exit": code, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
             "peak_rss_gb": round(peak_rss_bytes() / 1e9, 2), "stages": clock.stages,
             "dataset": summary["dataset"], "model": summary["model"], "validation": summary["validation"],
-            "alpha": summary["alpha"]}
+            "alpha": summary["alpha"], "fit_seconds": meta.get("fit_seconds"),
+            "train_rows": meta["data_range"]["train_rows"], "live_rows": meta.get("live_rows")}
 
 
 def run_baseline(args: argparse.Namespace) -> dict[str, Any]:
@@ -227,7 +229,22 @@ def table(results: list[dict[str, Any]]) -> str:
                          f"{stage['peak_rss_gb']} |")
         lines.append(f"| **{result['case']}** | **whole** (load {result['load_before']} → {result['load_after']}) | "
                      f"**{result['wall_s']}** | **{result['cpu_s']}** | **{result['peak_rss_gb']}** |")
+    lines += ["", "| case | training rows | LightGBM fits s | era CORR mean ± SE | era ALPHA mean ± SE | eras |",
+              "|---|---|---|---|---|---|"]
+    for result in results:
+        corr, alpha = result.get("validation") or {}, result.get("alpha") or {}
+        fits = result.get("fit_seconds") or {}
+        lines.append(f"| {result['case']} | {result.get('train_rows', '—')} | "
+                     f"{' + '.join(str(v) for v in fits.values()) or '—'} | {mean_se(corr)} | {mean_se(alpha)} | "
+                     f"{corr.get('n_eras', '—')} |")
     return "\n".join(lines)
+
+
+def mean_se(summary: dict[str, Any]) -> str:
+    """``mean ± std/sqrt(eras)`` of an era summary (weekly eras do not overlap)."""
+    if not summary or summary.get("mean") is None or not summary.get("n_eras"):
+        return "—"
+    return f"{summary['mean']:.4f} ± {(summary.get('std') or 0) / summary['n_eras'] ** 0.5:.4f}"
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:

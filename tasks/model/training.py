@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -315,7 +316,9 @@ def train_and_register(
         def numeric_values(rows: np.ndarray) -> np.ndarray:
             return matrix[np.ix_(np.flatnonzero(rows), numeric_columns)].astype("float64")
 
+    started = time.monotonic()
     booster = fit(split.train)
+    fit_seconds = {"held_out": round(time.monotonic() - started, 1)}
     # numerai_date (Numerai's data date of each row, when training on its targets) is kept for ALPHA.
     keys = ["ticker", "date", "target", *[c for c in ("numerai_date", "alpha_target") if c in dataset.columns]]
     valid = dataset.loc[split.validation, keys].reset_index(drop=True)
@@ -356,7 +359,9 @@ def train_and_register(
     metrics = feature_scores(metrics, own_corr, span, "corr", metrics["feature_importance"])
     live_rows = has_target & sampled
     if settings.refit_on_all:  # the live model: the same sample, the validation dates included
+        started = time.monotonic()
         booster = fit(live_rows)
+        fit_seconds["live"] = round(time.monotonic() - started, 1)
     model_id = new_model_id()
     meta = {
         "model_id": model_id,
@@ -378,6 +383,7 @@ def train_and_register(
         },
         "refit_on_all": settings.refit_on_all,
         "live_rows": int(live_rows.sum()) if settings.refit_on_all else int(split.train.sum()),
+        "fit_seconds": fit_seconds,  # wall time of each LightGBM fit (the live one is the refit, if any)
         "lineage": lineage,
         "validation_metrics": {k: v for k, v in metrics.items() if k not in ("per_date", "per_era",
                                                                                "per_date_features")},
