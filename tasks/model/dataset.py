@@ -103,8 +103,9 @@ def build_dataset(store: Store, source: str, target: TargetSettings,
         prices = read_parquet(prices_dir)
         loaded = plugins.load_sources(features, prices, store.root, source)  # bad sources fail before any work
         dataset = build_dataset_frame(prices, target, loaded, features if extra is not None else None)
+        names = [n for s in loaded for n in s.feature_names]
+        del prices, loaded  # not held while the dataset is written (Arrow's copy of it is as big)
         if extra is not None:
-            names = [n for s in loaded for n in s.feature_names]
             per_date = plugins.coverage(dataset, feature_columns(dataset))
             write_parquet(path.with_suffix(".coverage.parquet"), per_date.reset_index())
             report = plugins.coverage_report(per_date, names, features.min_live_coverage)
