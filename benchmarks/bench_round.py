@@ -284,7 +284,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                     parser.error("the baseline reads the first round's dataset: list 'first' before it")
                 command += ["--dataset", dataset]
             before = load_average()
-            env = {**os.environ, "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING")}
+            # A busy machine can take more than Prefect's default 20 s to start its ephemeral server.
+            env = {"PREFECT_LOGGING_LEVEL": "WARNING", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
+                   **os.environ}
             done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
             lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
             if done.returncode != 0 or not lines:

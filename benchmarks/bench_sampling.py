@@ -67,8 +67,8 @@ def se(summary: dict[str, Any]) -> float:
     return float(std) / math.sqrt(n) if std is not None and n > 1 else math.nan
 
 
-def one_fit(folder: Path, dataset: Path, sample: str, market: DemoMarket | None) -> dict[str, Any]:
-    settings = TrainingSettings(sample=sample, refit_on_all=False)
+def one_fit(folder: Path, dataset: Path, sample: str, market: DemoMarket | None, threads: int) -> dict[str, Any]:
+    settings = TrainingSettings(sample=sample, refit_on_all=False, num_threads=threads)
     high = [rss_bytes()]
     stop = threading.Event()
 
@@ -95,12 +95,12 @@ def one_fit(folder: Path, dataset: Path, sample: str, market: DemoMarket | None)
     return out
 
 
-def compare(name: str, prices: pd.DataFrame, market: DemoMarket | None, work: Path) -> dict[str, Any]:
+def compare(name: str, prices: pd.DataFrame, market: DemoMarket | None, work: Path, threads: int) -> dict[str, Any]:
     folder = work / name
     folder.mkdir()
     dataset = write_parquet(folder / "dataset.parquet", build_dataset_frame(prices, TargetSettings()))
     del prices
-    fits = {sample: one_fit(folder, dataset, sample, market) for sample in ("daily", "weekly")}
+    fits = {sample: one_fit(folder, dataset, sample, market, threads) for sample in ("daily", "weekly")}
     daily, weekly = fits["daily"], fits["weekly"]
     row: dict[str, Any] = {"data": name, **{f"{s}_{k}": v for s, f in fits.items() for k, v in f.items()
                                             if k != "sample"}}
@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--signal", type=float, default=0.5)
     parser.add_argument("--seeds", default="1,2")
     parser.add_argument("--no-real", action="store_true", help="skip the real sample")
+    parser.add_argument("--threads", type=int, default=1, help="LightGBM threads (0 = all cores)")
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-sampling-") as tmp:
@@ -130,10 +131,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         cases.append((f"demo seed {cases[0][2]} signal 0", 0.0, cases[0][2]))
         for name, signal, seed in cases:
             market = DemoMarket(tickers=args.tickers, years=args.years, signal=signal, seed=seed, end=END)
-            rows.append(compare(name.replace(" ", "-"), market.fetch(market.all_tickers()), market, work))
+            rows.append(compare(name.replace(" ", "-"), market.fetch(market.all_tickers()), market, work,
+                                args.threads))
             print(json.dumps(rows[-1]), flush=True)
         if REAL_SAMPLE.is_dir() and not args.no_real:
-            rows.append(compare("real-sample", real_sample_prices(REAL_SAMPLE), None, work))
+            rows.append(compare("real-sample", real_sample_prices(REAL_SAMPLE), None, work, args.threads))
             print(json.dumps(rows[-1]), flush=True)
     print(f"\n{args.tickers} tickers x {args.years:g} years (demo)\n")
     print("| data | sample | train rows | fit s | peak RSS GB | CORR mean ± SE | ALPHA mean ± SE | eras |")
