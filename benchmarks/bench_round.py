@@ -240,6 +240,18 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def baseline_ratio(results: list[dict[str, Any]]) -> tuple[float, float] | None:
+    """(first round wall, baseline round wall): the baseline's round is the first round's stages up to
+    the dataset (the data a user also needs) plus the baseline's own read, fit and predict."""
+    by_case = {r["case"]: r for r in results}
+    if "first" not in by_case or "baseline" not in by_case:
+        return None
+    first = by_case["first"]
+    stages = [s["stage"] for s in first["stages"]]
+    data = sum(s["wall_s"] for s in first["stages"][:stages.index("dataset") + 1])
+    return first["wall_s"], data + by_case["baseline"]["wall_s"]
+
+
 def mean_se(summary: dict[str, Any]) -> str:
     """``mean ± std/sqrt(eras)`` of an era summary (weekly eras do not overlap)."""
     if not summary or summary.get("mean") is None or not summary.get("n_eras"):
@@ -305,6 +317,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                                                      default=str))
         print(f"\n{machine()}; {args.tickers} tickers x {args.years:g} years\n")
         print(table(results))
+        ratio = baseline_ratio(results)
+        if ratio is not None:
+            print(f"\nbaseline round (the first round's data stages + its read, fit, predict) / first round: "
+                  f"{ratio[1]:.1f} s / {ratio[0]:.1f} s = {ratio[1] / ratio[0]:.2f}x")
         return results
 
 
