@@ -131,9 +131,10 @@ class TrainingSettings(Section):
     refit_on_all: bool = Field(
         True,
         description="after validation, refit the live model on every labelled date of the sample (validation "
-        "included) with the same parameters; the reported metrics are the held-out model's. false: the live "
-        "model is the held-out one (one fit instead of two, ~45% less training time, but the most recent "
-        "validation_fraction of history is not learned from)",
+        "included) with the same parameters; the reported metrics are the held-out model's. The refit has "
+        "~1.35x the held-out fit's rows (weekly, 5,000 tickers x 20 years: 4.6 M vs 3.4 M), so false (the "
+        "live model is the held-out one) saves ~55-70% of the LightGBM time, but the live model then never "
+        "learns the most recent validation_fraction of history",
     )
 
 
