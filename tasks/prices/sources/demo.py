@@ -154,9 +154,8 @@ class _Market:
 
 #: Peak memory of a whole demo round per bar (market, prices, features, dataset, LightGBM),
 #: measured at Numerai's size (benchmarks/bench_round.py): 5,000 tickers x 20 years (26.1 M bars)
-#: peaked at 11.08 GB RSS, ~410 B per bar above the interpreter's own ~0.35 GB (the peak is in the
-#: data stages: RSS sampled during weekly-era training stayed under 5 GB); rounded
-#: up for headroom.
+#: peaked at 11.35 GB RSS, ~420 B per bar above the interpreter's own ~0.35 GB (in the ingest stage,
+#: the market's generation; the dataset stage 9.2 GB, training 6.8 GB); rounded up for headroom.
 ROUND_BYTES_PER_BAR = 500
 
 
