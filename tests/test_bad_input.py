@@ -532,8 +532,8 @@ def test_an_unchanged_re_ingest_writes_nothing_and_keeps_the_features_snapshot(t
 def test_a_demo_market_too_big_for_the_memory_left_is_refused_before_it_is_generated():
     from numerflow.tasks.prices.sources.demo import check_demo_fits
 
-    check_demo_fits(600, 6, available=2 * 10**9)  # the default (~0.9 M bars, ~0.6 GB) fits in 2 GB
-    with pytest.raises(BadInputError, match=r"5000 tickers x 20 years is 26.1 M daily bars; .* about 15.7 GB .* 8.0 GB"):
+    check_demo_fits(600, 6, available=2 * 10**9)  # the default (~0.9 M bars, ~0.5 GB) fits in 2 GB
+    with pytest.raises(BadInputError, match=r"5000 tickers x 20 years is 26.1 M daily bars; .* about 13.1 GB .* 8.0 GB"):
         check_demo_fits(5000, 20, available=8 * 10**9)
 
 

@@ -24,28 +24,32 @@ TARGET = TargetSettings()
 FAST = TrainingSettings(num_boost_round=120, validation_fraction=0.3, num_threads=1, refit_on_all=False)
 
 
-def validation_corr(tmp_path, *, signal: float, seed: int, tickers: int = 300, years: float = 4.0) -> pd.Series:
+def validation_corr(tmp_path, *, signal: float, seed: int, tickers: int = 300, years: float = 4.0,
+                    sample: str = "weekly") -> pd.Series:
     market = DemoMarket(tickers=tickers, years=years, signal=signal, seed=seed, end=END)
     dataset = build_dataset_frame(market.fetch(market.all_tickers()), TARGET)
     path = write_parquet(tmp_path / f"dataset-{seed}-{signal}.parquet", dataset)
-    result = train_and_register(Store(tmp_path / f"store-{seed}-{signal}"), path, FAST, run_id="t")
+    result = train_and_register(Store(tmp_path / f"store-{seed}-{signal}-{sample}"), path,
+                                FAST.model_copy(update={"sample": sample}), run_id="t")
     per_date = result.metrics["per_date"]
     return pd.Series(per_date["corr"], index=pd.to_datetime(per_date["date"]), dtype="float64").dropna()
 
 
 @pytest.mark.slow
-def test_pure_noise_market_scores_indistinguishable_from_zero(tmp_path):
+@pytest.mark.parametrize("sample", ["weekly", "daily"])
+def test_pure_noise_market_scores_indistinguishable_from_zero(tmp_path, sample):
     # A model can only score on noise by seeing the future: any leak shows up here.
     for seed in (11, 12, 13):
-        corr = validation_corr(tmp_path, signal=0.0, seed=seed)
+        corr = validation_corr(tmp_path, signal=0.0, seed=seed, sample=sample)
         sem = overlap_adjusted_sem(corr, overlap=TARGET.horizon + TARGET.lag)
         assert len(corr) > 200
         assert abs(corr.mean()) < 3 * sem, (seed, corr.mean(), sem)
 
 
 @pytest.mark.slow
-def test_planted_signal_is_found(tmp_path):
-    corr = validation_corr(tmp_path, signal=1.0, seed=11)
+@pytest.mark.parametrize("sample", ["weekly", "daily"])
+def test_planted_signal_is_found(tmp_path, sample):
+    corr = validation_corr(tmp_path, signal=1.0, seed=11, sample=sample)
     sem = overlap_adjusted_sem(corr, overlap=TARGET.horizon + TARGET.lag)
     assert corr.mean() > 0.03
     assert corr.mean() > 4 * sem

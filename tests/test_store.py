@@ -43,3 +43,20 @@ def test_write_json_is_readable_json(tmp_path):
     import json
 
     assert json.loads(path.read_text()) == {"a": [1, 2], "b": 1}
+
+
+def test_a_long_frame_is_written_in_slices_and_reads_back_whole(tmp_path, monkeypatch):
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from numerflow.tasks.core import store
+
+    monkeypatch.setattr(store, "WRITE_SLICE_ROWS", 1000)
+    frame = pd.DataFrame({"ticker": pd.array([f"T{i % 7}" for i in range(3500)], dtype="string"),
+                          "x": np.arange(3500, dtype="float32"),
+                          # empty in the first slice: still typed from the whole frame
+                          "note": pd.array([None] * 1200 + ["a"] * 2300, dtype="string")})
+    path = store.write_parquet(tmp_path / "long.parquet", frame)
+    assert pq.ParquetFile(path).metadata.num_row_groups == 4
+    pd.testing.assert_frame_equal(store.read_parquet(path), frame)
+    assert not list(tmp_path.glob(".*.tmp"))

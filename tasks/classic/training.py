@@ -17,7 +17,7 @@ Facts this module builds on (numerai/example-scripts, ``numerai/hello_numerai.ip
 
 Memory: features stay int8. LightGBM converts any non-float matrix to one float32 copy of the
 whole thing; here it reads the rows through a ``lightgbm.Sequence`` instead, one float32 batch
-at a time (``fit_classic``), and predictions are made in batches too.
+at a time (``fit_classic``, through ``tasks.model.lightgbm_rows``, Signals' training's too), and predictions are made in batches too.
 
 Registry: ``tasks.model.training``'s (``save_model``/``needs_training``/``latest_model``), a
 lineage that names the dataset version, the feature set (and a hash of its features), the
@@ -43,6 +43,7 @@ from numerflow.tasks.core.config import ClassicSettings, Settings
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.store import Store, read_json, write_json, write_parquet
 from numerflow.tasks.model.ensemble import ensemble_weights, rank_average, register_ensemble
+from numerflow.tasks.model.lightgbm_rows import fit_rows, predict_rows
 from numerflow.tasks.model.training import (
     CLASSIC_MODEL_PREFIX,
     META_FILE,
@@ -57,10 +58,6 @@ ERA_TRADING_DAYS = 5
 #: ``target`` is Numerai's main target, 20 trading days ahead (hello_numerai: "targets look 20 days
 #: (or 4 weeks/eras) into the future").
 MAIN_TARGET_DAYS = 20
-#: Rows per float32 batch handed to LightGBM (64k rows x 700 features = 180 MB).
-BATCH_ROWS = 65536
-#: Rows LightGBM builds its feature bins from (its ``bin_construct_sample_cnt`` default).
-BIN_SAMPLE_ROWS = 200_000
 
 
 # --------------------------------------------------------------------------- horizons and eras
@@ -146,24 +143,6 @@ def feature_matrix(frame: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
     return columns.to_numpy(dtype=dtype)  # a view of read_classic_frame's int8 matrix, not a copy
 
 
-class _Float32Rows(lgb.Sequence):
-    """Rows ``rows`` of an int8 (or float32) matrix, handed to LightGBM as float32 one batch at a
-    time: the Dataset is built without a float32 (let alone float64) copy of the whole matrix."""
-
-    def __init__(self, matrix: np.ndarray, rows: np.ndarray, batch_size: int = BATCH_ROWS) -> None:
-        self.matrix = matrix
-        self.rows = rows
-        self.batch_size = batch_size
-
-    def __len__(self) -> int:
-        return int(self.rows.shape[0])
-
-    def __getitem__(self, idx: Any) -> np.ndarray:
-        if isinstance(idx, (int, np.integer)):  # one row (LightGBM samples rows as float64)
-            return self.matrix[self.rows[idx]].astype(np.float64)
-        return self.matrix[self.rows[idx]].astype(np.float32)
-
-
 def lightgbm_setup(settings: ClassicSettings, num_threads: int = 0) -> tuple[dict[str, Any], int]:
     """LightGBM parameters and boosting rounds: ``[classic]``'s, or quick mode's fewer, faster trees."""
     params = dict(settings.params)
@@ -186,34 +165,12 @@ def fit_classic(frame: pd.DataFrame, features: Sequence[str], target: str, param
     ``frame``: ``tasks.classic.data.read_classic_frame``'s (era, int8 features, float32 targets).
     ``rows``: positions to train on (default: every row whose target is known; NaN targets are
     never used). ``matrix``: ``feature_matrix(frame, features)`` when the caller already holds it
-    (several targets share one). The rows reach LightGBM as float32 batches (``_Float32Rows``)."""
+    (several targets share one). The rows reach LightGBM as float32 batches
+    (``tasks.model.lightgbm_rows.fit_rows``)."""
     labels = frame[target].to_numpy(dtype=np.float32, na_value=np.nan)
     positions = np.flatnonzero(~np.isnan(labels)) if rows is None else np.asarray(rows, dtype=np.int64)
-    positions = positions[~np.isnan(labels[positions])]
-    if positions.size < 2:
-        raise BadInputError(f"no training rows have {target}", tag="not_enough_history")
     matrix = feature_matrix(frame, features) if matrix is None else matrix
-    # LightGBM's bins come from a row sample; reading that sample row by row through a Sequence
-    # costs ~30 us a row, so the bins are built from one gathered float32 sample (all rows when
-    # there are at most BIN_SAMPLE_ROWS, as LightGBM itself would), then every row is pushed in batches.
-    rng = np.random.default_rng(int(params.get("seed", 0)))
-    sample = positions if positions.size <= BIN_SAMPLE_ROWS else np.sort(
-        rng.choice(positions, BIN_SAMPLE_ROWS, replace=False))
-    bins = lgb.Dataset(matrix[sample].astype(np.float32), label=labels[sample], feature_name=list(features),
-                       params={"verbose": -1}, free_raw_data=True).construct()
-    data = lgb.Dataset(_Float32Rows(matrix, positions), label=labels[positions], feature_name=list(features),
-                       reference=bins, params={"verbose": -1}, free_raw_data=True)
-    return lgb.train(params, data, num_boost_round=num_boost_round)
-
-
-def predict_rows(booster: lgb.Booster, matrix: np.ndarray, num_threads: int = 0,
-                 batch_rows: int = BATCH_ROWS) -> np.ndarray:
-    """Predictions for every row of ``matrix``, converted to float32 one batch at a time."""
-    out = np.empty(matrix.shape[0], dtype=np.float64)
-    for start in range(0, matrix.shape[0], batch_rows):
-        stop = min(start + batch_rows, matrix.shape[0])
-        out[start:stop] = booster.predict(matrix[start:stop].astype(np.float32), num_threads=num_threads)
-    return out
+    return fit_rows(matrix, labels, positions, features, params, num_boost_round, target)
 
 
 # --------------------------------------------------------------------------- lineage and registry

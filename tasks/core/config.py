@@ -172,10 +172,20 @@ class TrainingSettings(Section):
         7.0, ge=0, description="a round retrains when the latest model is older than this"
     )
     num_threads: int = Field(0, ge=0, description="LightGBM threads (0 = all cores)")
+    sample: Literal["weekly", "daily"] = Field(
+        "weekly",
+        description="dates the model is fitted on: weekly (the last trading day of each week ending Friday, "
+        "as Numerai's eras; a 20-day target's consecutive daily rows share 19 of 20 days, so daily rows add "
+        "little but cost ~5x the time and memory) or daily (every date); validation is scored on every "
+        "held-out date either way",
+    )
     refit_on_all: bool = Field(
         True,
-        description="after validation, refit the live model on every labelled date (validation included) "
-        "with the same parameters; the reported metrics are the held-out model's",
+        description="after validation, refit the live model on every labelled date of the sample (validation "
+        "included) with the same parameters; the reported metrics are the held-out model's. The refit has "
+        "~1.35x the held-out fit's rows (weekly, 5,000 tickers x 20 years: 4.6 M vs 3.4 M), so false (the "
+        "live model is the held-out one) saves ~55-70% of the LightGBM time, but the live model then never "
+        "learns the most recent validation_fraction of history",
     )
 
 

@@ -159,13 +159,31 @@ def quarantine(path: Path, reason: str) -> Path:
     return target
 
 
+#: A DataFrame longer than this is converted to Arrow and written this many rows at a time, so a
+#: 20-million-row dataset is never held twice (pandas + one whole Arrow copy) while it is written.
+WRITE_SLICE_ROWS = 2_000_000
+
+
 def write_parquet(path: Path, data: pd.DataFrame | pa.Table, schema: pa.Schema | None = None) -> Path:
     """Atomically write a DataFrame or Arrow table as Parquet (zstd)."""
+    if isinstance(data, pd.DataFrame) and len(data) > WRITE_SLICE_ROWS:
+        return _write_frame_in_slices(path, data, schema)
     table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, schema=schema, preserve_index=False)
     if schema is not None and isinstance(data, pa.Table):
         table = table.cast(schema)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
+    return Path(path)
+
+
+def _write_frame_in_slices(path: Path, data: pd.DataFrame, schema: pa.Schema | None) -> Path:
+    """``write_parquet`` of a long DataFrame: one Arrow slice of WRITE_SLICE_ROWS rows at a time."""
+    # The whole frame's schema (a column empty in the first slice still gets its real type).
+    schema = schema or pa.Schema.from_pandas(data, preserve_index=False)
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        for start in range(0, len(data), WRITE_SLICE_ROWS):
+            writer.write_table(pa.Table.from_pandas(data.iloc[start:start + WRITE_SLICE_ROWS], schema=schema,
+                                                    preserve_index=False))
     return Path(path)
 
 

@@ -64,13 +64,12 @@ def build_dataset_frame(prices: pd.DataFrame, target: TargetSettings, sources: l
     layout = bar_layout(prices)  # validates the panel; computed once for features and targets
     features = compute_features(prices, layout=layout)
     targets = compute_targets(prices, horizon=target.horizon, lag=target.lag, bins=target.bins, layout=layout)
-    dataset = features.merge(
-        targets[["ticker", "date", "target", "target_raw", "target_end_date"]],
-        on=["ticker", "date"],
-        how="left",
-        validate="one_to_one",
-    )
-    dataset = dataset.sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)
+    # One layout, so features and targets have the same rows in the same (date, ticker) order: the
+    # target columns are added, not joined (a join and a sort would each copy the whole panel).
+    dataset = features
+    for column in ("target", "target_raw", "target_end_date"):
+        dataset[column] = targets[column].to_numpy()
+    del targets
     if sources or feature_settings is not None:
         from numerflow.tasks.model.plugins import add_source_features, selected_sources
 
@@ -104,8 +103,9 @@ def build_dataset(store: Store, source: str, target: TargetSettings,
         prices = read_parquet(prices_dir)
         loaded = plugins.load_sources(features, prices, store.root, source)  # bad sources fail before any work
         dataset = build_dataset_frame(prices, target, loaded, features if extra is not None else None)
+        names = [n for s in loaded for n in s.feature_names]
+        del prices, loaded  # not held while the dataset is written (Arrow's copy of it is as big)
         if extra is not None:
-            names = [n for s in loaded for n in s.feature_names]
             per_date = plugins.coverage(dataset, feature_columns(dataset))
             write_parquet(path.with_suffix(".coverage.parquet"), per_date.reset_index())
             report = plugins.coverage_report(per_date, names, features.min_live_coverage)

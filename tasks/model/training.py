@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -231,50 +232,122 @@ class TrainResult:
     metrics: dict
 
 
+def sampled_rows(dates: pd.Series, sample: str) -> np.ndarray:
+    """Rows on the dates a model is fitted on: every date (``daily``), or the last trading day of
+    each week among ``dates`` (``weekly``: weeks ending Friday, Numerai's eras)."""
+    if sample == "daily":
+        return np.ones(len(dates), dtype=bool)
+    from numerflow.tasks.model.eras import weekly_era_dates
+
+    return dates.isin(weekly_era_dates(dates)).to_numpy()
+
+
+def read_training_rows(path: Path, settings: TrainingSettings) -> tuple[pd.DataFrame, DateSplit, np.ndarray]:
+    """The dataset rows training needs, and nothing else: the split is made on every row's date and
+    target columns alone, then only the sampled dates (``training.sample``) and the validation dates
+    are read, filtered batch by batch as the file is scanned (tickers as categories). Returns those
+    rows, the split's masks over them, and which of them are on the sampled dates."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    light = read_parquet(path, columns=["date", "target", "target_end_date"])
+    has_target = light["target"].notna().to_numpy()
+    split = purged_date_split(light["date"], light["target_end_date"], has_target, settings.validation_fraction,
+                              settings.embargo_days)
+    sampled = sampled_rows(light["date"], settings.sample)
+    if settings.sample == "daily":
+        rows = read_parquet(path, categorical=["ticker"])
+    else:
+        date_type = ds.dataset(path).schema.field("date").type
+        wanted = pa.array(pd.DatetimeIndex(pd.unique(light.loc[sampled, "date"])).to_numpy()).cast(date_type)
+        chosen = ds.field("date").isin(wanted) | (ds.field("date") >= pa.scalar(split.validation_start, date_type))
+        rows = read_parquet(path, filter_expr=chosen, categorical=["ticker"])
+    del light
+    # The same split, on the rows read: the cutoff and validation start come from every row.
+    has_target = rows["target"].notna().to_numpy()
+    cutoff = split.validation_start - pd.Timedelta(days=settings.embargo_days)
+    validation = has_target & (rows["date"] >= split.validation_start).to_numpy()
+    # Before validation only the sampled dates were read; on the validation dates (all read), the
+    # last of each week is: so the sample of the rows read is the sample of the whole file's.
+    sampled = sampled_rows(rows["date"], settings.sample)
+    train = has_target & (rows["target_end_date"] < cutoff).to_numpy() & sampled
+    return rows, DateSplit(train, validation, split.validation_start, split.train_last_target_end), sampled
+
+
 def train_and_register(
     store: Store, dataset_path: Path, settings: TrainingSettings, run_id: str, lineage: dict | None = None
 ) -> TrainResult:
-    """Fit on the purged training dates, score the held-out dates with Numerai's CORR,
-    then (by default) refit on every labelled row for live use, and register the model."""
+    """Fit on the purged training dates (``training.sample``: weekly or daily), score every held-out
+    date with Numerai's CORR, then (by default) refit on every labelled sampled date for live use,
+    and register the model.
+
+    Memory: only the sampled and validation rows are read; numeric features become one float32
+    matrix that LightGBM reads in batches (``tasks.model.lightgbm_rows``): no float64 or pandas copy
+    of the training rows is held beside LightGBM's binned data. Numerai's categorical features
+    (country, exchange) go through a pandas frame instead (LightGBM maps their categories)."""
     from numerflow.tasks.model.dataset import feature_columns
     from numerflow.tasks.model.eras import era_metrics, feature_scores
-    from numerflow.tasks.model.feature_sets import model_frame, numeric_features
+    from numerflow.tasks.model.feature_sets import categorical_features, model_frame, numeric_features
+    from numerflow.tasks.model.lightgbm_rows import fit_rows, predict_rows
     from numerflow.tasks.model.scoring import corr_and_fnc_by_date, diagnostics, feature_corr_by_date
 
-    dataset = read_parquet(dataset_path)
+    dataset, split, sampled = read_training_rows(dataset_path, settings)
     features = feature_columns(dataset)
     has_target = dataset["target"].notna().to_numpy()
-    split = purged_date_split(
-        dataset["date"], dataset["target_end_date"], has_target, settings.validation_fraction, settings.embargo_days
-    )
-    x = model_frame(dataset, features)  # Numerai's country/exchange codes as LightGBM categoricals
-    y = dataset["target"].to_numpy(dtype="float64", na_value=np.nan)
-    booster = fit_lightgbm(x[split.train], y[split.train], settings)
+    y = dataset["target"].to_numpy(dtype="float32", na_value=np.nan)
+    numeric = numeric_features(features)
+    if categorical_features(features):
+        frame = model_frame(dataset, features)  # Numerai's country/exchange codes as LightGBM categoricals
 
+        def fit(rows: np.ndarray) -> lgb.Booster:
+            return fit_lightgbm(frame[rows], y[rows], settings)
+
+        def predict(booster: lgb.Booster, rows: np.ndarray) -> np.ndarray:
+            return np.asarray(booster.predict(frame[rows], num_threads=settings.num_threads))
+
+        def numeric_values(rows: np.ndarray) -> np.ndarray:
+            return dataset.loc[rows, numeric].to_numpy(dtype="float64", na_value=np.nan)
+    else:
+        matrix = dataset[features].to_numpy(dtype=np.float32, na_value=np.nan)
+        dataset = dataset.drop(columns=features)  # the matrix holds them now
+        params = lightgbm_params(settings)
+        numeric_columns = np.array([features.index(f) for f in numeric], dtype=np.int64)
+
+        def fit(rows: np.ndarray) -> lgb.Booster:
+            return fit_rows(matrix, y, np.flatnonzero(rows), features, params, settings.num_boost_round)
+
+        def predict(booster: lgb.Booster, rows: np.ndarray) -> np.ndarray:
+            return predict_rows(booster, matrix, settings.num_threads, rows=np.flatnonzero(rows))
+
+        def numeric_values(rows: np.ndarray) -> np.ndarray:
+            return matrix[np.ix_(np.flatnonzero(rows), numeric_columns)].astype("float64")
+
+    started = time.monotonic()
+    booster = fit(split.train)
+    fit_seconds = {"held_out": round(time.monotonic() - started, 1)}
     # numerai_date (Numerai's data date of each row, when training on its targets) is kept for ALPHA.
     keys = ["ticker", "date", "target", *[c for c in ("numerai_date", "alpha_target") if c in dataset.columns]]
     valid = dataset.loc[split.validation, keys].reset_index(drop=True)
-    valid["prediction"] = booster.predict(x[split.validation], num_threads=settings.num_threads)
-    valid_features = dataset.loc[split.validation, numeric_features(features)].to_numpy(dtype="float64",
-                                                                                        na_value=np.nan)
+    valid["ticker"] = valid["ticker"].astype("string")
+    valid["prediction"] = predict(booster, split.validation)
+    valid_features = numeric_values(split.validation)
     metrics = diagnostics(
         valid["prediction"].to_numpy(),
         valid["target"].to_numpy(dtype="float64"),
         valid_features,
         valid["date"].to_numpy(),
-        numeric_features(features),
+        numeric,
     )
     scored_names: tuple[str, ...] = ("corr", "fnc")
     if "score_target" in dataset.columns:  # trained on another target: also scored as Numerai shows CORR
         shown = corr_and_fnc_by_date(valid["prediction"].to_numpy(),
                                      dataset.loc[split.validation, "score_target"].to_numpy(dtype="float64",
                                                                                             na_value=np.nan),
-                                     dataset.loc[split.validation, numeric_features(features)].to_numpy(
-                                         dtype="float64", na_value=np.nan), valid["date"].to_numpy())
+                                     valid_features, valid["date"].to_numpy())
         metrics["per_date"]["corr_target"] = [None if np.isnan(v) else float(v) for v in shown["corr"].to_numpy()]
         metrics["per_date"]["fnc_target"] = [None if np.isnan(v) else float(v) for v in shown["fnc"].to_numpy()]
         scored_names = ("corr", "fnc", "corr_target", "fnc_target")
-    span = target_span_trading_days(dataset.loc[has_target])
+    span = target_span_trading_days(dataset.loc[has_target, ["date", "target_end_date"]])
     # Numerai-style figures: weekly eras (corr/fnc summaries), daily scores with overlap-adjusted SE.
     metrics.update(era_metrics(metrics["per_date"], span, scores=scored_names))
     predictions_path = write_parquet(store.predictions_path(run_id, "validation"), valid)
@@ -287,11 +360,14 @@ def train_and_register(
                                                 key=lambda item: -item[1]))
     # Each feature's own CORR per validation date (the feature as the prediction) beside its importance.
     own_corr = feature_corr_by_date(valid_features, valid["target"].to_numpy(dtype="float64"),
-                                    valid["date"].to_numpy(), numeric_features(features))
+                                    valid["date"].to_numpy(), numeric)
     del valid_features
     metrics = feature_scores(metrics, own_corr, span, "corr", metrics["feature_importance"])
-    if settings.refit_on_all:
-        booster = fit_lightgbm(x[has_target], y[has_target], settings)
+    live_rows = has_target & sampled
+    if settings.refit_on_all:  # the live model: the same sample, the validation dates included
+        started = time.monotonic()
+        booster = fit(live_rows)
+        fit_seconds["live"] = round(time.monotonic() - started, 1)
     model_id = new_model_id()
     meta = {
         "model_id": model_id,
@@ -303,6 +379,7 @@ def train_and_register(
         "data_range": {
             "first_date": str(dataset["date"].min().date()),
             "last_labelled_date": str(dataset.loc[has_target, "date"].max().date()),
+            "sample": settings.sample,
             "train_rows": int(split.train.sum()),
             "train_last_target_end": str(split.train_last_target_end.date()),
             "validation_start": str(split.validation_start.date()),
@@ -311,6 +388,8 @@ def train_and_register(
             "target_span_trading_days": span,
         },
         "refit_on_all": settings.refit_on_all,
+        "live_rows": int(live_rows.sum()) if settings.refit_on_all else int(split.train.sum()),
+        "fit_seconds": fit_seconds,  # wall time of each LightGBM fit (the live one is the refit, if any)
         "lineage": lineage,
         "validation_metrics": {k: v for k, v in metrics.items() if k not in ("per_date", "per_era",
                                                                                "per_date_features")},
@@ -325,7 +404,7 @@ def model_lineage(settings: Settings, source: str) -> dict:
     """What a model depends on besides its features: data source (and the demo market's
     parameters), target definition, and training settings that change the model."""
     training = settings.training.model_dump(include={"params", "num_boost_round", "validation_fraction",
-                                                     "embargo_days", "refit_on_all", "feature_set"})
+                                                     "embargo_days", "refit_on_all", "feature_set", "sample"})
     lineage = {"source": source, "target": settings.target.model_dump(), "training": training,
                "tournament": settings.tournament}
     if settings.price_source == "demo":

@@ -153,9 +153,10 @@ class _Market:
 
 
 #: Peak memory of a whole demo round per bar (market, prices, features, dataset, LightGBM),
-#: measured: 2,000 tickers x 6 years (3.1 M bars) peaked at 1.86 GB RSS, ~480 B per bar above
-#: the interpreter's own ~0.35 GB; rounded up for headroom.
-ROUND_BYTES_PER_BAR = 600
+#: measured at Numerai's size (benchmarks/bench_round.py): 5,000 tickers x 20 years (26.1 M bars)
+#: peaked at 11.35 GB RSS, ~420 B per bar above the interpreter's own ~0.35 GB (in the ingest stage,
+#: the market's generation; the dataset stage 9.2 GB, training 6.8 GB); rounded up for headroom.
+ROUND_BYTES_PER_BAR = 500
 
 
 def available_memory_bytes() -> int:
