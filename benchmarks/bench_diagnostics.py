@@ -1,4 +1,4 @@
-"""Benchmark: per-date Numerai CORR + FNC, numerai-tools per date (baseline) vs tasks.scoring.
+"""Benchmark: per-date Numerai CORR + FNC, numerai-tools per date (baseline) vs tasks.model.scoring.
 
     .venv/bin/python benchmarks/bench_diagnostics.py [--dates 500 --tickers 5000 --features 20]
 
@@ -8,7 +8,7 @@ Builds a random panel (targets binned to {0, .25, .5, .75, 1}, features = per-da
       way public pipelines score validation (a groupby over dates);
   (b) ours: corr_and_fnc_by_date over the whole panel (= numerai_corr_by_date and
       feature_neutral_corr_by_date, sharing one ranking);
-and, for information, (c) tasks.scoring.diagnostics (adds feature exposure and summaries).
+and, for information, (c) tasks.model.scoring.diagnostics (adds feature exposure and summaries).
 Prints both times, the speed-up, the max absolute difference between the two, peak RSS, and a
 final JSON line. Single process; wall-clock, so other load on the machine shows up in it.
 """

@@ -261,7 +261,7 @@ def main() -> None:
     parser.add_argument("--years", type=float, default=20)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--source", choices=["auto", "demo", "randomwalk"], default="auto",
-                        help="demo = tasks.sources.demo.DemoMarket (auto: when it exists)")
+                        help="demo = tasks.prices.sources.demo.DemoMarket (auto: when it exists)")
     parser.add_argument("--plugin-columns", type=int, default=5,
                         help="value columns of the plug-in case (features + point-in-time join); 0 skips it")
     parser.add_argument("--plugin-every", choices=["week", "day"], default="week",

@@ -113,7 +113,7 @@ def pin_demo_end(end: str) -> None:
 
 def run_child(case: str, args: argparse.Namespace) -> dict[str, Any]:
     """One numerflow case in this process: the CLI's ``run --demo``, stage lines timed."""
-    from numerflow.flows import round as round_module
+    from numerflow.flows import stages as round_module
     from numerflow.flows.cli import main
 
     pin_demo_end(args.end)
@@ -144,13 +144,13 @@ def run_baseline(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
     import pandas as pd
 
-    from numerflow.flows.round import demo_neutralizer_task
     from numerflow.tasks.core.config import load_settings
     from numerflow.tasks.core.store import write_parquet
     from numerflow.tasks.model.eras import era_metrics, with_score
     from numerflow.tasks.model.scoring import numerai_corr_by_date
     from numerflow.tasks.model.training import lightgbm_params, purged_date_split, target_span_trading_days
     from numerflow.tasks.numerai.neutralizer import validation_alpha
+    from numerflow.tasks.round.signals import demo_neutralizer
 
     pin_demo_end(args.end)
     settings = load_settings(price_source="demo", data_dir=args.data_dir,
@@ -196,7 +196,7 @@ def run_baseline(args: argparse.Namespace) -> dict[str, Any]:
         per_date = {"date": list(corr.index), "corr": corr.to_numpy().tolist()}
         metrics = era_metrics(per_date, span, scores=("corr",))
         path = write_parquet(Path(args.data_dir) / "bench-baseline-validation.parquet", valid)
-        files = demo_neutralizer_task.fn(settings, str(path))
+        files = demo_neutralizer(settings, str(path))
         alpha = validation_alpha(path, files.neutralizer_path, files.weights_path)
         metrics = with_score(metrics, "alpha", alpha, span)
     wall, cpu = time.monotonic() - started_wall, time.process_time() - started_cpu

@@ -8,21 +8,14 @@ with a message naming the problem, before anything is written.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import logging
 import math
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
 from numerflow.tasks.core.errors import BadInputError, NumerflowError
-from numerflow.tasks.core.failures import describe_failure, failure_stage
-
-if TYPE_CHECKING:
-    from numerflow.flows.results import RoundResult
 
 
 def _positive_int(text: str) -> int:
@@ -234,12 +227,12 @@ def _no_classic(settings: Any, command: str) -> None:
 def cmd_universe(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from numerflow.flows.round import resolve_universe
     from numerflow.tasks.core.store import Store
     from numerflow.tasks.numerai.client import client_for, tournament_spec
     from numerflow.tasks.numerai.data import fetch_training_data
     from numerflow.tasks.numerai.universe import fetch_universe
     from numerflow.tasks.prices.tickers import resolution_lines, write_overrides_template
+    from numerflow.tasks.round.signals import resolve_universe
 
     settings = _settings(args)
     _no_classic(settings, "universe")
@@ -327,28 +320,13 @@ def cmd_diagnostics(args: argparse.Namespace) -> int:
 
 
 def cmd_scores(args: argparse.Namespace) -> int:
-    """Live scores back (flows/scores.py)."""
-    from numerflow.flows.scores import refresh_scores
+    """Live scores back (tasks/numerai/live_scores.py)."""
+    from numerflow.tasks.numerai.live_scores import refresh_scores, render_scores_text
 
     settings = _settings(args)
     report = refresh_scores(settings, fetch=not args.no_fetch)
-    lines = [f"numerflow scores: Numerai {report.tournament}, history {report.history}"
-             + (f" ({report.fetched_rows} scores fetched)" if not args.no_fetch else " (stored, not fetched)")]
-    for model in report.models:
-        metrics = sorted({k for r in model.rounds for k in r if k not in ("round", "resolved")})
-        lines.append(f"  {model.model}")
-        if not model.rounds:
-            lines.append("    no live scores yet")
-        else:
-            lines.append("    round     " + "".join(f"{m:>12}" for m in metrics) + "  resolved")
-            lines += [f"    {r['round']:<10}" + "".join("           —" if r.get(m) is None else f"{r[m]:>12.4f}"
-                                                    for m in metrics) + f"  {'yes' if r['resolved'] else 'no'}"
-                      for r in model.rounds]
-            lines.append("    mean      " + "".join(f"{model.rolling_mean.get(m, float('nan')):>12.4f}" for m in metrics)
-                         + f"  (last {settings.scores.alert_rounds} scored rounds)")
-        lines.append(f"    missed    {', '.join(map(str, model.missed)) or 'none'}")
-    lines += [f"  ALERT {a['text']}" for a in report.alerts]
-    _print(args, report.as_dict(), "\n".join(lines))
+    _print(args, report.as_dict(), render_scores_text(report, fetched=not args.no_fetch,
+                                                      rounds=settings.scores.alert_rounds))
     return 0
 
 
@@ -392,7 +370,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     overrides = _overrides(args, price_source=args.source)
     settings = load_settings(**overrides)  # fail fast on bad values, before Prefect starts
     store = Store(settings.data_dir)
-    from numerflow.flows.prices import ProgressBar, prices_flow, source_name
+    from numerflow.flows.prices import prices_flow
+    from numerflow.tasks.prices.configured import source_name
+    from numerflow.tasks.prices.progress import ProgressBar
 
     name = source_name(settings)  # crypto bars have their own store (yahoo-crypto)
     run_id = ingest_run_id(store, name, args.run_id)
@@ -431,276 +411,56 @@ def cmd_prices(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """A whole round (flows/round.py): the demo market with --demo, else the live Numerai round
-    with the configured price source."""
-    from numerflow.flows.round import check_demo_settings, check_live_price_source, mode_overrides
-    from numerflow.tasks.core.config import load_settings
+    with the configured price source; ``--tournament classic``: a Classic round (flows/classic.py)."""
+    from numerflow.flows.stages import echo_stages
+    from numerflow.tasks.round.console import round_console
+    from numerflow.tasks.round.models import round_models
+    from numerflow.tasks.round.summary import summary_of
+    from numerflow.tasks.round.tournaments import judge_models, round_settings
 
+    mode: Literal["demo", "live"] = "demo" if args.demo else "live"
     if (args.tournament or _settings(args).tournament) == "classic":
-        return cmd_run_classic(args)
-    demo = {"tickers": args.tickers, "years": args.years, "signal": args.signal, "seed": args.seed}
-    # Fail fast, before Prefect starts; a demo round reads the offline demo market, never Yahoo.
-    extra = _features_extra(args)
-    settings = load_settings(**mode_overrides("demo" if args.demo else "live",
-                                              _overrides(args, model_name=args.model, extra=extra, **demo)))
-    if args.demo:
-        check_demo_settings(settings)
-    else:
-        check_live_price_source(settings)
-    from numerflow.flows.round import echo_stages, judge_models, round_flow
-    from numerflow.tasks.core.config import model_table
+        from numerflow.flows.classic import classic_round_flow
+        from numerflow.tasks.round.classic import classic_overrides
 
-    # The single model's parameter typo fails before Prefect starts; a [[models]] entry's fails
+        signals_only = [f"--{name.replace('_', '-')}" for name in ("tickers", "years", "seed", "features",
+                                                                   "news_signal") if getattr(args, name) is not None]
+        if signals_only:
+            raise BadInputError(f"{', '.join(signals_only)} shape the Signals demo market; a Classic round does not "
+                                "use them (its demo is sized by the [classic] demo_* settings)", tag="invalid_option")
+        quick = True if args.quick else None
+        # --signal: the Classic demo's planted signal (classic.demo_signal).
+        extra = {"classic": {"demo_signal": args.signal}} if args.signal is not None else None
+        settings = round_settings(classic_overrides(args.data_dir, args.model, quick, extra))
+        flow: Any = classic_round_flow
+        options = {"model_name": args.model, "quick": quick, "overrides": extra}
+    else:
+        from numerflow.flows.round import round_flow
+        from numerflow.tasks.round.signals import check_demo_settings, check_live_price_source, mode_overrides
+
+        demo = {"tickers": args.tickers, "years": args.years, "signal": args.signal, "seed": args.seed}
+        extra = _features_extra(args)
+        # A demo round reads the offline demo market, never Yahoo.
+        settings = round_settings(mode_overrides(mode, _overrides(args, model_name=args.model, extra=extra, **demo)))
+        check_demo_settings(settings) if args.demo else check_live_price_source(settings)
+        flow = round_flow
+        options = {"tournament": args.tournament, "model_name": args.model, "overrides": extra, **demo}
+    # Fail fast, before Prefect starts: the single model's parameter typo; a [[models]] entry's fails
     # that model alone, in the round's preflight.
-    judge_models(settings, model_table(settings, args.model), "demo" if args.demo else "live")
-
+    judge_models(round_models(settings, args.model), mode)
     with echo_stages(sys.stderr), round_console(args, settings.data_dir):  # one line per stage, start and end
-        result = round_flow(mode="demo" if args.demo else "live", tournament=args.tournament,
-                            model_name=args.model, force=args.force, retrain=args.retrain, data_dir=args.data_dir,
-                            overrides=extra, **demo)
-    summary = run_summary(result)
-    print(json.dumps(summary, indent=2, default=str) if args.json else render_summary(summary))
+        result = flow(mode=mode, force=args.force, retrain=args.retrain, data_dir=args.data_dir, **options)
+    summary, text = summary_of(result)
+    print(json.dumps(summary, indent=2, default=str) if args.json else text)
     return 0
-
-
-def cmd_run_classic(args: argparse.Namespace) -> int:
-    """A whole Numerai Classic round (flows/classic.py): its synthetic dataset with --demo, else
-    this round's Numerai data and upload. The Signals-only options are refused, not ignored."""
-    from numerflow.flows.classic import (
-        check_classic_settings,
-        classic_overrides,
-        classic_round_flow,
-        classic_settings,
-        classic_summary,
-        render_classic_summary,
-    )
-    from numerflow.flows.round import echo_stages
-    from numerflow.tasks.core.config import load_settings
-
-    signals_only = [f"--{name.replace('_', '-')}" for name in ("tickers", "years", "seed", "features", "news_signal")
-                    if getattr(args, name) is not None]
-    if signals_only:
-        raise BadInputError(f"{', '.join(signals_only)} shape the Signals demo market; a Classic round does not use "
-                            "them (its demo is sized by the [classic] demo_* settings)", tag="invalid_option")
-    quick = True if args.quick else None
-    # --signal: the Classic demo's planted signal (classic.demo_signal).
-    extra = {"classic": {"demo_signal": args.signal}} if args.signal is not None else None
-    # Fail fast, before Prefect starts.
-    settings = classic_settings(load_settings(**classic_overrides(args.data_dir, args.model, quick, extra)))
-    check_classic_settings(settings)
-    with echo_stages(sys.stderr), round_console(args, settings.data_dir):
-        result = classic_round_flow(mode="demo" if args.demo else "live", model_name=args.model, force=args.force,
-                                    retrain=args.retrain, quick=quick, data_dir=args.data_dir, overrides=extra)
-    summary = classic_summary(result)
-    print(json.dumps(summary, indent=2, default=str) if args.json else render_classic_summary(summary))
-    return 0
-
-
-def run_summary(result: RoundResult) -> dict[str, Any]:
-    dataset, model, upload = result.dataset, result.model, result.upload
-    summary: dict[str, Any] = {
-        "round": result.round_label,
-        "mode": result.mode,
-        "prices": result.prices.as_dict(),
-        "dataset": {"path": dataset.path, "rows": dataset.rows, "tickers": dataset.tickers,
-                    "first_date": dataset.first_date, "last_date": dataset.last_date},
-        "model": {"id": model.model_id, "trained": model.trained, "decision": model.decision},
-        # Weekly-era summaries (tasks.model.eras); a model trained before eras existed has n_dates instead.
-        "validation": {k: model.validation.get(k) for k in ("mean", "std", "sharpe", "max_drawdown", "positive_share",
-                                                             "n_eras", "n_dates")},
-        "alpha": {k: (model.alpha or {}).get(k) for k in ("mean", "std", "sharpe", "positive_share", "n_eras")}
-        if model.alpha else None,
-        "report": model.report.markdown if model.report else None,
-        "live_date": result.live.live_date,
-        "submission": {"path": result.submission.path, "rows": result.submission.rows,
-                       "sha256": result.submission.sha256, "churn": result.submission.checks.get("churn")},
-        "upload": {"dry_run": upload.dry_run, "reason": upload.message, "record": upload.record,
-                   "status": upload.status, "submission_id": upload.submission_id},
-    }
-    summary["models"] = [{"name": run.name, "model_id": run.model.model_id, "trained": run.model.trained,
-                          "validation_mean": run.model.validation.get("mean"), "submission": run.submission.path,
-                          "upload": run.upload.status, "submission_id": run.upload.submission_id}
-                         for run in result.models]
-    if result.mode == "live":
-        summary["numerai"] = {"tournament": result.universe.tournament, "round": result.universe.round_number,
-                              "window": result.window, "universe": {"tickers": result.universe.tickers,
-                                                                    "dataset": result.universe.dataset},
-                              "resolution": result.resolution.totals,
-                              "candidates_path": result.resolution.candidates_path}
-    return summary
-
-
-def render_summary(s: dict[str, Any]) -> str:
-    from numerflow.tasks.prices.ingest import render_failure_groups
-
-    v = s["validation"]
-    lines = [
-        f"numerflow round {s['round']}",
-        f"  prices      {_prices_line(s['prices'])}",
-        *(["  problems    tickers without fresh bars, by cause:", *render_failure_groups(s["prices"]["causes"])]
-          if s["prices"].get("causes") else []),
-        f"  dataset     {s['dataset']['rows']:,} rows, {s['dataset']['first_date']} → {s['dataset']['last_date']}",
-        f"  model       {s['model']['id']} ({s['model']['decision']})",
-        f"  validation  {_validation_line(v)}",
-        f"  alpha       {_alpha_line(s.get('alpha'))}",
-        f"  submission  {s['submission']['path']} ({s['submission']['rows']} rows, live date {s['live_date']})",
-        f"  churn       {s['submission'].get('churn') or 'not checked'}",
-        f"  upload      {_upload_line(s['upload'])}",
-        f"  report      {s['report'] or 'unchanged model: see its earlier report'}",
-    ]
-    if len(s["models"]) > 1:
-        lines += [f"  model {m['name']:<12}{m['model_id']} ({'trained' if m['trained'] else 'reused'}), "
-                  f"CORR {m['validation_mean']:.4f}, {m['upload']}: {m['submission']}" for m in s["models"]]
-    n = s.get("numerai")
-    if n:
-        lines.append(f"  numerai     round {n['round']}, {n['universe']['tickers']} tickers ({n['universe']['dataset']}); "
-                     f"{_resolution_text(n['resolution'], s['prices'])}")
-        if n["window"]:
-            lines.append(f"  window      opens {n['window']['open_time']}, closes {n['window']['close_time']}")
-    return "\n".join(lines)
-
-
-def _resolution_text(totals: dict[str, Any] | None, prices: dict[str, Any]) -> str:
-    """What the ids → price symbols step did: Yahoo's resolution counts, or for the user's own files
-    (keyed by Numerai's ids, nothing to resolve) how many universe ids the files have prices for."""
-    if totals:
-        return (f"resolved {totals.get('resolved')}, ambiguous {totals.get('ambiguous')}, "
-                f"unresolved {totals.get('unresolved')}")
-    coverage = prices.get("coverage") or {}
-    have = (f"prices for {coverage['covered']} of {coverage['universe']} universe ids" if coverage.get("universe")
-            else "prices")
-    return f"{have} from {prices.get('source')} (keyed by Numerai's ids: no Yahoo resolution)"
-
-
-def _validation_line(v: dict[str, Any]) -> str:
-    def fmt(value: Any, spec: str) -> str:
-        return "—" if value is None else format(value, spec)
-
-    if v.get("n_eras") is None:  # a model trained before era summaries
-        return f"CORR mean {fmt(v.get('mean'), '.4f')} over {v.get('n_dates')} daily dates (retrain for era figures)"
-    return (f"CORR per weekly era: mean {fmt(v.get('mean'), '.4f')}, sharpe {fmt(v.get('sharpe'), '.2f')}, "
-            f"max drawdown {fmt(v.get('max_drawdown'), '.4f')}, positive {fmt(v.get('positive_share'), '.0%')} "
-            f"of {v['n_eras']} eras")
-
-
-def _alpha_line(alpha: dict[str, Any] | None) -> str:
-    if not alpha or alpha.get("mean") is None:
-        return "not scored (no neutralizer for the validation dates); MPC cannot be computed locally"
-    sharpe = "—" if alpha.get("sharpe") is None else f"{alpha['sharpe']:.2f}"
-    return (f"ALPHA per weekly era: mean {alpha['mean']:.5f}, sharpe {sharpe}, positive "
-            f"{alpha['positive_share']:.0%} of {alpha['n_eras']} eras (after Numerai-style neutralisation; "
-            "MPC cannot be computed locally)")
-
-
-def _prices_line(prices: dict[str, Any]) -> str:
-    statuses = ", ".join(f"{prices[k]} {k}" for k in ("ok", "stale", "failed", "delisted", "unresolved")
-                         if prices.get(k))
-    from numerflow.flows.run_report import coverage_line
-
-    return (f"{prices['tickers']} tickers from {prices['source']} ({statuses}); {prices['rows']:,} bars written "
-            f"this run; data to {prices['last_date']}"
-            + (f"; {coverage_line(prices['coverage'])}" if prices.get("coverage") else ""))
-
-
-def _upload_line(upload: dict[str, Any]) -> str:
-    if upload.get("dry_run"):
-        reason = str(upload["reason"])
-        return reason if reason.startswith("DRY RUN") else f"DRY RUN — {reason}"
-    # Live rounds: "uploaded" or "skipped" (already in the ledger), with the reason.
-    return f"{upload.get('status') or 'uploaded'} — {upload['reason']}" if upload.get("reason") else "uploaded"
-
-
-class _FailuresToLogFile(logging.Filter):
-    """On the console handlers during a round: the failures Prefect reports (ERROR and up from its run
-    loggers, or any record carrying a traceback) are left to the log file; the command line prints
-    the failure itself, in one line."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        engine = record.name.startswith(("prefect.flow_runs", "prefect.task_runs"))
-        return not (record.levelno >= logging.ERROR and (engine or record.exc_info))
-
-
-@contextlib.contextmanager
-def round_console(args: argparse.Namespace, data_dir: Path) -> Iterator[None]:
-    """While a round runs (without ``--verbose``): Prefect's warnings and errors, tracebacks included,
-    go to ``<data_dir>/logs/run-<UTC time>.log`` (created only when something is logged), and its
-    failure reports leave the console (``_FailuresToLogFile``)."""
-    if getattr(args, "verbose", False):
-        yield
-        return
-    import datetime as dt
-
-    path = Path(data_dir) / "logs" / f"run-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{os.getpid()}.log"
-    args.log_path = path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    to_file = logging.FileHandler(path, delay=True, encoding="utf-8")
-    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    quiet = _FailuresToLogFile()
-    consoles = [h for h in root.handlers if isinstance(h, logging.StreamHandler)
-                and not isinstance(h, logging.FileHandler)]
-    root.addHandler(to_file)
-    for handler in consoles:
-        handler.addFilter(quiet)
-    try:
-        yield
-    finally:
-        for handler in consoles:
-            handler.removeFilter(quiet)
-        root.removeHandler(to_file)
-        to_file.close()
-        with contextlib.suppress(OSError):  # an empty logs folder is not worth keeping
-            path.parent.rmdir()
-
-
-def failure_payload(exc: BaseException, stage: str | None, log_path: Path | None) -> dict[str, Any]:
-    """``--json`` on failure: the error (tag, message, stage) and what did succeed: with a [[models]]
-    table, each model that ran (its upload status and submission id) and why each other one failed."""
-    tag = getattr(exc, "tag", "interrupted" if isinstance(exc, KeyboardInterrupt) else type(exc).__name__)
-    message = str(exc).removeprefix(f"{tag}: ") if isinstance(exc, NumerflowError) else describe_failure(exc)
-    payload: dict[str, Any] = {"ok": False, "error": {"tag": tag, "message": message, "stage": stage}}
-    result = getattr(exc, "result", None)
-    if result is not None:
-        payload["round"] = result.round_label
-        payload["models"] = [{"name": run.name, "upload": run.upload.status, "submission_id": run.upload.submission_id,
-                              "submission": run.submission.path, "model_id": run.model.model_id}
-                             for run in result.models]
-        payload["failures"] = dict(result.failures)
-    if log_path is not None and log_path.exists():
-        payload["log"] = str(log_path)
-    return payload
-
-
-def report_failure(args: argparse.Namespace, exc: BaseException) -> None:
-    """One line on stderr naming the stage a failure left (and the log holding its traceback), and with
-    ``--json`` one JSON object on stdout."""
-    stage = failure_stage(exc)
-    log_path = getattr(args, "log_path", None)
-    if isinstance(exc, KeyboardInterrupt):
-        line = f"interrupted{f' during {stage}' if stage else ''}; re-run to resume"
-    else:
-        line = (f"{stage} failed: " if stage else "") + describe_failure(exc)
-        if log_path is not None and log_path.exists():
-            line += f" (log: {log_path})"
-    print(f"numerflow: {line}", file=sys.stderr)
-    if getattr(args, "json", False):
-        print(json.dumps(failure_payload(exc, stage, log_path), indent=2, default=str))
-        return
-    result = getattr(exc, "result", None)
-    if result is not None and result.models:  # the models that did succeed keep their summary
-        print(f"numerflow round {result.round_label}: {len(result.models)} of "
-              f"{len(result.models) + len(result.failures)} models done")
-        for run in result.models:
-            corr = run.model.validation.get("mean")
-            print(f"  model {run.name:<12}{run.model.model_id} ({'trained' if run.model.trained else 'reused'}), "
-                  f"CORR {'—' if corr is None else format(corr, '.4f')}, {run.upload.status}"
-                  f"{f' (submission {run.upload.submission_id})' if run.upload.submission_id else ''}: "
-                  f"{run.submission.path}")
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     # Offline by default: Prefect's telemetry would try the network at every start.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from numerflow.tasks.round.console import failure_payload, report_failure
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -713,8 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exception as exc:  # unexpected: its traceback is shown (Python's), after the JSON object
         if getattr(args, "json", False):
-            print(json.dumps(failure_payload(exc, failure_stage(exc), getattr(args, "log_path", None)),
-                             indent=2, default=str))
+            print(json.dumps(failure_payload(exc, getattr(args, "log_path", None)), indent=2, default=str))
         raise
 
 

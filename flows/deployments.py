@@ -78,20 +78,23 @@ def deployment_parameters(settings: Settings) -> dict[str, dict[str, Any]]:
             PREPARE: {"mode": mode}, SUBMIT: {"mode": mode}, SCORES: {}, CLASSIC: {"mode": mode}}
 
 
+#: Each deployment's time bound: the orchestration setting (minutes) applied to its flow.
+TIMEOUT_OPTIONS = {ROUND: "round_timeout_minutes", TRAIN: "train_timeout_minutes", BACKFILL: "ingest_timeout_minutes",
+                   PREPARE: "round_timeout_minutes", SUBMIT: "round_timeout_minutes",
+                   CLASSIC: "round_timeout_minutes"}
+
+
 def configured_flows(settings: Settings) -> dict[str, Any]:
     """The flows with the configured time bounds applied (no flow retries: the schedule retries)."""
     from numerflow.flows import classic, scheduled, scores
 
-    o = settings.orchestration
-    return {
-        ROUND: scheduled.scheduled_round_flow.with_options(timeout_seconds=o.round_timeout_minutes * 60),
-        TRAIN: scheduled.scheduled_train_flow.with_options(timeout_seconds=o.train_timeout_minutes * 60),
-        BACKFILL: scheduled.ingest_backfill_flow.with_options(timeout_seconds=o.ingest_timeout_minutes * 60),
-        PREPARE: scheduled.scheduled_prepare_flow.with_options(timeout_seconds=o.round_timeout_minutes * 60),
-        SUBMIT: scheduled.scheduled_submit_flow.with_options(timeout_seconds=o.round_timeout_minutes * 60),
-        SCORES: scores.scores_flow,
-        CLASSIC: classic.scheduled_classic_flow.with_options(timeout_seconds=o.round_timeout_minutes * 60),
-    }
+    flows: dict[str, Any] = {ROUND: scheduled.scheduled_round_flow, TRAIN: scheduled.scheduled_train_flow,
+             BACKFILL: scheduled.ingest_backfill_flow, PREPARE: scheduled.scheduled_prepare_flow,
+             SUBMIT: scheduled.scheduled_submit_flow, SCORES: scores.scores_flow,
+             CLASSIC: classic.scheduled_classic_flow}
+    minutes = {key: getattr(settings.orchestration, option) for key, option in TIMEOUT_OPTIONS.items()}
+    return {key: f.with_options(timeout_seconds=minutes[key] * 60) if key in minutes else f
+            for key, f in flows.items()}
 
 
 def build_deployments(settings: Settings) -> list[Any]:
@@ -119,3 +122,77 @@ def build_deployments(settings: Settings) -> list[Any]:
         )
         for spec in specs
     ]
+
+
+# ---------------------------------------------------------------- deployments/prefect.yaml, generated
+
+
+YAML_HEADER = """\
+# numerflow's deployments for a process work pool (the worker way; deployments/serve.py is the
+# one-process way). GENERATED from flows/deployments.py with the default settings:
+#
+#   python -m numerflow.flows.deployments > deployments/prefect.yaml
+#
+# (tests/test_deployments.py fails when this file and the code differ). From the project root:
+#
+#   prefect work-pool create numerflow-process --type process
+#   NUMERFLOW_PROJECT_DIR=$PWD prefect deploy --prefect-file deployments/prefect.yaml --all
+#   NUMERFLOW_PROJECT_DIR=$PWD prefect worker start --pool numerflow-process
+#
+# Times are cron strings in UTC (Numerai's deadlines are UTC). The opt-in deployments (the daily
+# cadence's prepare and submit, schedule.cadence = "daily"; the Classic round, classic.deploy) are
+# declared with their schedules inactive: turn them on in the UI (or set active: true) when you use
+# them. Time bounds are the flows' decorator defaults (= OrchestrationSettings); serve.py applies
+# configured values instead.
+name: numerflow
+prefect-version: {prefect_version}
+
+build: null
+push: null
+pull:
+  - prefect.deployments.steps.set_working_directory:
+      directory: "{{{{ $NUMERFLOW_PROJECT_DIR }}}}"
+
+definitions:
+  work_pool: &process_pool
+    name: numerflow-process
+    work_queue_name: default
+    job_variables:
+      env:
+        PREFECT_LOGGING_EXTRA_LOGGERS: "{extra_loggers}"
+
+deployments:
+"""
+
+
+def prefect_yaml() -> str:
+    """deployments/prefect.yaml: every deployment ``build_deployments`` can make, with the default settings."""
+    import json
+
+    import prefect
+
+    from numerflow.deployments import EXTRA_LOGGERS
+    from numerflow.tasks.core.config import load_settings
+
+    every = load_settings(schedule={"cadence": "daily"}, classic={"deploy": True})
+    weekend = {d.name: d for d in build_deployments(load_settings())}
+    lines = [YAML_HEADER.format(prefect_version=prefect.__version__, extra_loggers=EXTRA_LOGGERS).rstrip("\n")]
+    for deployment in build_deployments(every):
+        active = deployment.name in weekend
+        chosen = weekend.get(deployment.name, deployment)
+        lines += [f"  - name: {chosen.name}", f"    entrypoint: {chosen.entrypoint}",
+                  f"    description: {json.dumps(chosen.description)}",
+                  f"    tags: [{', '.join(chosen.tags)}]",
+                  f"    parameters: {json.dumps(chosen.parameters) if chosen.parameters else '{}'}",
+                  f"    concurrency_limit: {CONCURRENCY_LIMIT}"]
+        lines += ["    schedules:" if chosen.schedules else "    schedules: []"]
+        for s in chosen.schedules:
+            lines += [f"      - cron: {json.dumps(s.schedule.cron)}", f"        timezone: {s.schedule.timezone}",
+                      f"        slug: {s.slug}"]
+            lines += [] if active else ["        active: false"]
+        lines += ["    work_pool: *process_pool", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+if __name__ == "__main__":
+    print(prefect_yaml(), end="")

@@ -11,10 +11,11 @@ from typing import Any
 from prefect import get_run_logger
 
 from numerflow.flows.policies import network_task
-from numerflow.flows.results import UniverseRef
-from numerflow.tasks.core.config import Settings, model_table, settings_for_model
+from numerflow.tasks.core.config import Settings
 from numerflow.tasks.features.news_api import api_fetch_wanted, fetch_universe_news
 from numerflow.tasks.numerai.universe import load_universe_ids
+from numerflow.tasks.round.models import round_models
+from numerflow.tasks.round.results import UniverseRef
 
 
 @network_task(name="fetch-news", timeout_seconds=3600)
@@ -27,7 +28,7 @@ def fetch_news_task(settings: Settings, universe_path: str, tournament: str) -> 
 def news_wanted(settings: Settings, mode: str, universe: UniverseRef) -> bool:
     """A live Signals round whose round or one of its models fetches headlines from the news API."""
     return mode != "demo" and universe.tournament == "signals" and any(
-        api_fetch_wanted(settings_for_model(settings, entry).features) for entry in model_table(settings))
+        api_fetch_wanted(model.settings.features) for model in round_models(settings))
 
 
 def news_stage(settings: Settings, universe: UniverseRef) -> dict[str, Any] | None:

@@ -4,7 +4,7 @@ Creates (or updates) a ``CustomWebhookNotificationBlock`` holding the webhook UR
 secret, and an automation that fires it when a ``scheduled-round`` flow run fails or crashes;
 the message carries the run's state message, which names the stage and the cause
 (flows/scheduled.py). Besides this, the round flow's own on_failure/on_crashed hook posts
-directly (tasks/notify.py), so a notification goes out even without the automation.
+directly (tasks/round/alerts.py), so a notification goes out even without the automation.
 """
 
 from __future__ import annotations

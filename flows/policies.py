@@ -34,3 +34,16 @@ def network_task(*, name: str, timeout_seconds: float) -> Any:
     The HTTP calls inside carry their own timeouts: Prefect cannot interrupt blocking I/O."""
     return task(name=name, retries=3, retry_delay_seconds=NETWORK_RETRY_DELAYS, retry_jitter_factor=RETRY_JITTER,
                 retry_condition_fn=retry_only_transient, timeout_seconds=timeout_seconds)
+
+
+def default_timeout_seconds(option: str) -> int:
+    """A flow's time bound in its decorator: the setting's default (``orchestration.<option>``, minutes),
+    so the settings are its one source; deployments apply the configured value (flows/deployments.py)."""
+    from numerflow.tasks.core.config import OrchestrationSettings
+
+    return int(OrchestrationSettings.model_fields[option].default) * 60
+
+
+ROUND_TIMEOUT_SECONDS = default_timeout_seconds("round_timeout_minutes")
+TRAIN_TIMEOUT_SECONDS = default_timeout_seconds("train_timeout_minutes")
+INGEST_TIMEOUT_SECONDS = default_timeout_seconds("ingest_timeout_minutes")

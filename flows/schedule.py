@@ -30,8 +30,9 @@ def validate_cron(expression: str, what: str) -> str:
 
 
 def cron_slug(prefix: str, expression: str) -> str:
-    """A stable slug per schedule (Prefect updates schedules in place by slug on re-deploy)."""
-    return f"{prefix}-{_SLUG.sub('-', expression.replace('*', 'x')).strip('-')}"
+    """A stable slug per schedule (Prefect updates schedules in place by slug on re-deploy), ending in
+    ``-utc``: the UI's schedule card shows the cron and the slug, not the zone."""
+    return f"{prefix}-{_SLUG.sub('-', expression.replace('*', 'x')).strip('-')}-utc"
 
 
 def _crons(crons: list[str], option: str, prefix: str, parameters: dict[str, Any] | None) -> list[Schedule]:

@@ -23,41 +23,28 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.client.schemas.objects import State
 from prefect.states import Completed
 
-from numerflow.flows.guard import (
-    GuardDecision,
-    demo_round_guard,
-    demo_round_label,
-    live_round_guard,
-    missed_round,
-)
-from numerflow.flows.prices import demo_market, prices_flow, source_name, task_runner_for
-from numerflow.flows.results import ModelChoice, RoundResult
+from numerflow.flows.policies import INGEST_TIMEOUT_SECONDS, ROUND_TIMEOUT_SECONDS, TRAIN_TIMEOUT_SECONDS
+from numerflow.flows.prices import prices_flow, task_runner_for
 from numerflow.flows.round import (
-    STAGES,
-    Mode,
     ModelsFailed,
+    RoundRun,
     build_dataset_task,
-    check_live_price_source,
-    choose_models,
-    mode_overrides,
-    model_submission_dir,
+    new_round,
     prepare_round,
     raise_failures,
-    round_kind,
     run_round,
-    stage,
+    train_stage,
 )
-from numerflow.tasks.core.config import (
-    ModelSettings,
-    Settings,
-    load_settings,
-    merge_overrides,
-    model_table,
-    settings_overrides,
-)
+from numerflow.flows.stages import STAGES, stage
+from numerflow.tasks.core.config import Settings, load_settings, merge_overrides, settings_overrides
 from numerflow.tasks.core.store import Store, new_run_id, write_json
 from numerflow.tasks.numerai.client import client_for
-from numerflow.tasks.numerai.ledger import SubmissionLedger
+from numerflow.tasks.prices.configured import source_name
+from numerflow.tasks.round.guard import GuardDecision, missed_round
+from numerflow.tasks.round.models import RoundModel, failures_text, round_models
+from numerflow.tasks.round.pending import models_to_run, unsubmitted
+from numerflow.tasks.round.results import Mode, ModelChoice, RoundKind, RoundResult
+from numerflow.tasks.round.signals import check_live_price_source, mode_overrides
 
 
 def round_overrides(params: dict[str, Any]) -> dict[str, Any]:
@@ -69,10 +56,10 @@ def round_overrides(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def notify_round_failure(flow, flow_run, state) -> None:
-    """on_failure / on_crashed hook: POST stage + cause to the webhook (flows/alerts.py). Never raises."""
+    """on_failure / on_crashed hook: POST stage + cause to the webhook (tasks/round/alerts.py). Never raises."""
     from prefect.settings import PREFECT_UI_URL
 
-    from numerflow.flows.alerts import notify_failure
+    from numerflow.tasks.round.alerts import notify_failure
 
     if _cancelled(flow_run):  # a run the user cancelled is not a failure to report
         return
@@ -99,55 +86,18 @@ def _cancelled(flow_run: Any) -> bool:
     return state is not None and state.type.value in ("CANCELLING", "CANCELLED")
 
 
-def round_guard(settings: Settings, mode: Mode, force: bool,
-                models: list[ModelSettings | None]) -> tuple[GuardDecision, list[ModelSettings | None]]:
-    """Should this firing run at all, and for which models? Demo: not for a model whose round was
-    recorded. Live: not if the round is closed or too little time is left before the close, and
-    not for a model already submitted. A ``submit = false`` model runs whenever another does."""
-    names = [m.name if m is not None else settings.numerai.model_name for m in models]
-    if mode == "demo":
-        label = demo_round_label(demo_market(settings).end)
-        decisions = [demo_round_guard(model_submission_dir(settings, label, m.name if m is not None else None),
-                                      label, force=force) for m in models]
-    else:
-        current = client_for(settings, settings.tournament).current_round()
-        ledger = SubmissionLedger.for_settings(settings)
-        now = dt.datetime.now(dt.UTC)
-        min_left = dt.timedelta(minutes=settings.schedule.min_minutes_before_deadline)
-        decisions = [live_round_guard(current, ledger.get(settings.tournament, current.number, name)
-                                      if current is not None and name else None,
-                                      now=now, force=force, min_time_left=min_left) for name in names]
-    submitting = [i for i, m in enumerate(models) if m is None or m.submit] or list(range(len(models)))
-    pending = [i for i in submitting if decisions[i].proceed]
-    if not pending:
-        return decisions[submitting[0]], []
-    if mode == "live":  # a round that will run: refuse a configuration it cannot run with, before any work
-        check_live_price_source(settings)
-    keep = [m for i, m in enumerate(models) if i in pending or (m is not None and not m.submit)]
-    decision = decisions[pending[0]]
-    if len(models) > 1:
-        decision = replace(decision, reason=f"{decision.reason}; models to run: "
-                           f"{', '.join(str(m.name) for m in keep if m is not None)}")
-    return decision, keep
-
-
-def notify_missed_round(settings: Settings, decision: GuardDecision, models: list[ModelSettings | None]) -> None:
+def notify_missed_round(settings: Settings, decision: GuardDecision, models: list[RoundModel]) -> None:
     """One notification per round that could not run before its close (``missed_round``): a marker
     in the store keeps the later firings of the same round quiet. Never raises."""
     from prefect.runtime import flow_run
 
-    from numerflow.flows.alerts import notify_failure
+    from numerflow.tasks.round.alerts import notify_failure
 
     try:
         if decision.round_number is None:
             return
-        ledger = SubmissionLedger.for_settings(settings)
-        names = [m.name if m is not None else settings.numerai.model_name for m in models
-                 if m is None or m.submit]
-        unsubmitted = [str(n) for n in names
-                       if not n or ledger.get(settings.tournament, decision.round_number, n) is None]
-        expected = flow_run.scheduled_start_time
-        why = missed_round(decision, expected_start=expected, unsubmitted=unsubmitted)
+        why = missed_round(decision, expected_start=flow_run.scheduled_start_time,
+                           unsubmitted=unsubmitted(settings, decision.round_number, models))
         marker = Store(settings.data_dir).root / "notify" / f"missed-{settings.tournament}-{decision.round_number}.json"
         if why is None or marker.exists():
             return
@@ -162,8 +112,8 @@ def notify_missed_round(settings: Settings, decision: GuardDecision, models: lis
 def round_scores(settings: Settings, mode: Mode) -> Any:
     """After a live round with keys: the models' live scores (fetched into the history, alerts sent),
     for the report. Best effort: a failure is logged and never fails the round."""
-    from numerflow.flows.scores import refresh_scores
     from numerflow.tasks.numerai.client import resolve_keys
+    from numerflow.tasks.numerai.live_scores import refresh_scores
 
     if mode != "live":
         return None
@@ -185,11 +135,10 @@ def publish_round_report(result: RoundResult) -> str:
     from prefect.runtime import flow_run
     from prefect.settings import PREFECT_UI_URL
 
-    from numerflow.flows.run_report import render_round_report
+    from numerflow.tasks.round.report import render_round_report
 
-    ui = PREFECT_UI_URL.value()
-    url = f"{ui.rstrip('/')}/runs/flow-run/{flow_run.id}" if ui and flow_run.id else None
-    markdown = render_round_report(result, flow_run_url=url)
+    ui = (PREFECT_UI_URL.value() or "").rstrip("/") or None
+    markdown = render_round_report(result, ui_url=ui, flow_run_id=flow_run.id)
     create_markdown_artifact(markdown, key="round-report", description=f"numerflow round {result.round_label}")
     return markdown
 
@@ -197,7 +146,7 @@ def publish_round_report(result: RoundResult) -> str:
 # No flow retries: a retry would sleep in this process holding the deployment's only concurrency
 # slot, and come back after a cancel. The schedule's later firings (and the short task retries of
 # network steps) are the retries.
-@flow(name="scheduled-round", log_prints=True, retries=0, timeout_seconds=240 * 60,
+@flow(name="scheduled-round", log_prints=True, retries=0, timeout_seconds=ROUND_TIMEOUT_SECONDS,
       on_failure=[notify_round_failure], on_crashed=[notify_round_failure])
 def scheduled_round_flow(
     mode: Literal["live", "demo"] = "live",
@@ -207,11 +156,13 @@ def scheduled_round_flow(
     model_name: str | None = None,
     tickers: int | None = None,
     years: float | None = None,
+    signal: float | None = None,
     seed: int | None = None,
     data_dir: str | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> Any:
     """A round that may run unattended: skips at once when the round is closed or already submitted.
+    Options left empty take the configured value.
 
     Args:
         mode: "live": this Numerai round (universe, prices, upload); "demo": the offline demo market
@@ -223,39 +174,40 @@ def scheduled_round_flow(
             model only.
         tickers: Demo only: number of tickers of the demo market (empty: demo.tickers).
         years: Demo only: years of daily bars of the demo market (empty: demo.years).
+        signal: Demo only: planted signal strength, 0 = pure noise (empty: demo.signal).
         seed: Demo only: random seed of the demo market (empty: demo.seed).
         data_dir: data store directory; empty: the configured data_dir.
         overrides: any settings as nested JSON, e.g. {"training": {"num_boost_round": 50}}; they win
             over numerflow.toml and the environment.
     """
     params = {"tournament": tournament, "model_name": model_name, "tickers": tickers, "years": years,
-              "seed": seed, "data_dir": data_dir, "overrides": overrides}
-    return guarded_round(params, mode, force=force, retrain=retrain)
+              "signal": signal, "seed": seed, "data_dir": data_dir, "overrides": overrides}
+    return guarded_round(round_overrides(params), mode, model_name=model_name, force=force, retrain=retrain)
 
 
-def guarded_round(params: dict[str, Any], mode: Mode, *, force: bool, retrain: bool, prepared: bool = False) -> Any:
+def guarded_round(overrides: dict[str, Any], mode: Mode, *, model_name: str | None, force: bool, retrain: bool,
+                  prepared: bool = False) -> Any:
     """settings → guard (skip, or the models still to submit) → the round (``prepared``: from the
     stored prices, no ingest) → report → fail naming each failed model. Call inside a flow."""
     with stage("settings", unattended=True):
-        overrides_all = mode_overrides(mode, round_overrides(params))
-        settings = load_settings(**overrides_all)
+        run = new_round(mode_overrides(mode, overrides), RoundKind(mode), only=model_name, force=force,
+                        retrain=retrain, unattended=True, prepared=prepared)
     with stage("guard", unattended=True):
-        model_name = params.get("model_name")
-        table = model_table(settings, model_name if settings.models else None)
-        decision, models = round_guard(settings, mode, force, table)
+        decision, models = models_to_run(run.settings, mode, force, run.models)
+        if models and mode == "live" and run.tournament.ingests_prices:  # refused before any work
+            check_live_price_source(run.settings)
     if not models:
-        notify_missed_round(settings, decision, table)
+        notify_missed_round(run.settings, decision, run.models)
         return _skipped(decision)
-    result = run_round(settings, overrides_all, round_kind(mode), force=force, retrain=retrain, unattended=True,
-                       models=models, prepared=prepared)
-    result = replace(result, guard=decision, scores=round_scores(settings, mode))
+    result = run_round(replace(run, models=models))
+    result = replace(result, guard=decision, scores=round_scores(run.settings, mode))
     with stage("report", unattended=True):
         publish_round_report(result)
     with stage("models", unattended=True):  # a failed model fails the round, naming each (the rest uploaded)
         return raise_failures(result)
 
 
-@flow(name="scheduled-prepare", log_prints=True, retries=0, timeout_seconds=240 * 60,
+@flow(name="scheduled-prepare", log_prints=True, retries=0, timeout_seconds=ROUND_TIMEOUT_SECONDS,
       on_failure=[notify_round_failure], on_crashed=[notify_round_failure])
 def scheduled_prepare_flow(
     mode: Literal["live", "demo"] = "live",
@@ -263,12 +215,14 @@ def scheduled_prepare_flow(
     tournament: Literal["signals", "crypto"] | None = None,
     tickers: int | None = None,
     years: float | None = None,
+    signal: float | None = None,
     seed: int | None = None,
     data_dir: str | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> Any:
     """The daily cadence's first stage, before the round opens: universe, prices, features, and
-    every model trained when due, so the submit after the open only predicts.
+    every model trained when due, so the submit after the open only predicts. Options left empty
+    take the configured value.
 
     Args:
         mode: "live": prepare Numerai's next round (its window read from Numerai); "demo": the
@@ -277,35 +231,34 @@ def scheduled_prepare_flow(
         tournament: Numerai tournament; empty: the configured one (signals).
         tickers: Demo only: number of tickers of the demo market (empty: demo.tickers).
         years: Demo only: years of daily bars of the demo market (empty: demo.years).
+        signal: Demo only: planted signal strength, 0 = pure noise (empty: demo.signal).
         seed: Demo only: random seed of the demo market (empty: demo.seed).
         data_dir: data store directory; empty: the configured data_dir.
         overrides: any settings as nested JSON, e.g. {"training": {"num_boost_round": 50}}.
     """
-    params = {"tournament": tournament, "tickers": tickers, "years": years, "seed": seed, "data_dir": data_dir,
-              "overrides": overrides}
+    params = {"tournament": tournament, "tickers": tickers, "years": years, "signal": signal, "seed": seed,
+              "data_dir": data_dir, "overrides": overrides}
     with stage("settings", unattended=True):
-        overrides_all = mode_overrides(mode, round_overrides(params))
-        settings = load_settings(**overrides_all)
-    round_number = None
+        run = new_round(mode_overrides(mode, round_overrides(params)), RoundKind(mode), retrain=retrain,
+                        unattended=True)
     if mode == "live":
         with stage("window", unattended=True):
-            check_live_price_source(settings)
-            client = client_for(settings, settings.tournament)
+            check_live_price_source(run.settings)
+            client = client_for(run.settings, run.settings.tournament)
             window = client.current_round() or client.upcoming_round()
         if window is None:
-            return _skipped(GuardDecision(False, f"skipped: Numerai lists no open or upcoming {settings.tournament} "
-                                          "round to prepare"))
-        get_run_logger().info("preparing %s round %d (%s)", settings.tournament, window.number, window.window())
-        round_number = window.number
-    prepared = prepare_round(settings, overrides_all, round_kind(mode, round_number), retrain=retrain,
-                             unattended=True)
+            return _skipped(GuardDecision(False, "skipped: Numerai lists no open or upcoming "
+                                          f"{run.settings.tournament} round to prepare"))
+        get_run_logger().info("preparing %s round %d (%s)", run.settings.tournament, window.number, window.window())
+        run = replace(run, kind=RoundKind(mode, window.number))
+    prepared = prepare_round(run)
     with stage("models", unattended=True):
         if prepared.failures:
-            raise ModelsFailed("; ".join(f"{name}: {cause}" for name, cause in prepared.failures.items()))
+            raise ModelsFailed(failures_text(prepared.failures))
     return prepared
 
 
-@flow(name="scheduled-submit", log_prints=True, retries=0, timeout_seconds=240 * 60,
+@flow(name="scheduled-submit", log_prints=True, retries=0, timeout_seconds=ROUND_TIMEOUT_SECONDS,
       on_failure=[notify_round_failure], on_crashed=[notify_round_failure])
 def scheduled_submit_flow(
     mode: Literal["live", "demo"] = "live",
@@ -314,13 +267,15 @@ def scheduled_submit_flow(
     model_name: str | None = None,
     tickers: int | None = None,
     years: float | None = None,
+    signal: float | None = None,
     seed: int | None = None,
     data_dir: str | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> Any:
     """The daily cadence's second stage, after the round opens: this round's universe, the prepared
     prices and features, then every model predicted, validated and uploaded once. Skips at once
-    when the round is closed or every model already submitted.
+    when the round is closed or every model already submitted. Options left empty take the
+    configured value.
 
     Args:
         mode: "live": this Numerai round; "demo": the offline demo market.
@@ -330,16 +285,18 @@ def scheduled_submit_flow(
             that model only.
         tickers: Demo only: number of tickers of the demo market (empty: demo.tickers).
         years: Demo only: years of daily bars of the demo market (empty: demo.years).
+        signal: Demo only: planted signal strength, 0 = pure noise (empty: demo.signal).
         seed: Demo only: random seed of the demo market (empty: demo.seed).
         data_dir: data store directory; empty: the configured data_dir.
         overrides: any settings as nested JSON, e.g. {"training": {"num_boost_round": 50}}.
     """
     params = {"tournament": tournament, "model_name": model_name, "tickers": tickers, "years": years,
-              "seed": seed, "data_dir": data_dir, "overrides": overrides}
-    return guarded_round(params, mode, force=force, retrain=False, prepared=True)
+              "signal": signal, "seed": seed, "data_dir": data_dir, "overrides": overrides}
+    return guarded_round(round_overrides(params), mode, model_name=model_name, force=force, retrain=False,
+                         prepared=True)
 
 
-@flow(name="scheduled-train", log_prints=True, timeout_seconds=360 * 60)
+@flow(name="scheduled-train", log_prints=True, timeout_seconds=TRAIN_TIMEOUT_SECONDS)
 def scheduled_train_flow(retrain: bool = True, ingest_first: bool = True,
                          overrides: dict[str, Any] | None = None) -> ModelChoice | dict[str, ModelChoice]:
     """Retrain on its own schedule: fresh prices first (incremental), then a new model (with a
@@ -356,17 +313,15 @@ def scheduled_train_flow(retrain: bool = True, ingest_first: bool = True,
     # The tournament's own price store (crypto bars live apart from stocks).
     dataset = build_dataset_task(settings, source_name(settings))
     # The same kind as the round's, so the model has the lineage the next round looks for.
-    kind = round_kind("demo" if settings.price_source == "demo" else "live")
-    table = model_table(settings)
-    choices = choose_models(settings, overrides or {}, kind, dataset, latest_round_number(settings), table,
-                            retrain=retrain, run_id=new_run_id(), unattended=False)
-    if table == [None]:
-        assert not isinstance(choices[0], str)  # the single model's failure was raised
-        return choices[0]
-    failed = {m.name: c for m, c in zip(table, choices, strict=True) if m is not None and isinstance(c, str)}
-    if failed:
-        raise ModelsFailed("; ".join(f"{name}: {cause}" for name, cause in failed.items()))
-    return {m.name: c for m, c in zip(table, choices, strict=True) if m is not None and not isinstance(c, str)}
+    mode: Mode = "demo" if settings.price_source == "demo" else "live"
+    run = RoundRun(settings, overrides or {}, RoundKind(mode), round_models(settings), retrain=retrain,
+                   run_id=new_run_id())
+    chosen, failures = train_stage(run, run.models, dataset=dataset, round_number=latest_round_number(settings))
+    if failures:
+        raise ModelsFailed(failures_text(failures))
+    if not run.models[0].in_table:  # the single configured model
+        return chosen[0][1]
+    return {model.label: choice for model, choice in chosen}
 
 
 def latest_round_number(settings: Settings) -> int | None:
@@ -379,7 +334,7 @@ def latest_round_number(settings: Settings) -> int | None:
     return int(path.stem.removeprefix("round-"))
 
 
-@flow(name="ingest-backfill", log_prints=True, timeout_seconds=720 * 60)
+@flow(name="ingest-backfill", log_prints=True, timeout_seconds=INGEST_TIMEOUT_SECONDS)
 def ingest_backfill_flow(backfill: bool = True, source: Literal["demo", "yahoo", "files"] | None = None,
                          overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Manual: re-pull every ticker's whole history from the configured or given source.

@@ -717,13 +717,14 @@ def test_serve_check_refuses_an_impossible_cron(monkeypatch, capsys):
     ("live", {"ensemble_weights": [1.0, 2.0]}, "do not fit the targets ['target']"),
 ])
 def test_each_models_targets_and_weights_are_judged_in_preflight_in_every_mode(tmp_path, mode, entry, message):
-    from numerflow.flows.round import judge_models
-    from numerflow.tasks.core.config import load_settings, model_table
+    from numerflow.tasks.core.config import load_settings
+    from numerflow.tasks.round.models import round_models
+    from numerflow.tasks.round.tournaments import judge_models
 
     settings = load_settings(data_dir=str(tmp_path), models=[{"name": "good"}, {"name": "bad", **entry}])
-    table, failures = judge_models(settings, model_table(settings), mode)
-    assert [m.name for m in table] == ["good"] and list(failures) == ["bad"]
-    assert message in failures["bad"]
+    models, failures = judge_models(round_models(settings), mode)
+    assert [m.name for m in models] == ["good"] and [f.name for f in failures] == ["bad"]
+    assert message in failures[0].message and failures[0].stage == "preflight"
 
 
 def test_the_single_models_unknown_target_stops_a_demo_before_anything_moves(tmp_path, monkeypatch, capsys):
@@ -752,12 +753,14 @@ def test_nan_negative_or_infinite_ensemble_weights_are_refused_when_settings_loa
     ({"objective": "ova", "num_class": 5}, "objective 'ova' predicts one score per class"),
 ])
 def test_objectives_that_cannot_fit_the_targets_fail_their_model_in_preflight(tmp_path, params, message):
-    from numerflow.flows.round import judge_models
-    from numerflow.tasks.core.config import load_settings, model_table
+    from numerflow.tasks.core.config import load_settings
+    from numerflow.tasks.round.models import round_models
+    from numerflow.tasks.round.tournaments import judge_models
 
     settings = load_settings(data_dir=str(tmp_path), models=[{"name": "good"}, {"name": "bad", "params": params}])
-    table, failures = judge_models(settings, model_table(settings), "demo")
-    assert [m.name for m in table] == ["good"] and message in failures["bad"] and "regression" in failures["bad"]
+    models, failures = judge_models(round_models(settings), "demo")
+    (bad,) = failures
+    assert [m.name for m in models] == ["good"] and message in bad.message and "regression" in bad.message
 
 
 # ================================================================== RAW CRASHES: each a tagged one-line error with a non-zero exit
@@ -931,7 +934,7 @@ def test_prefects_failure_reports_go_to_the_log_file_unless_verbose(verbose, tmp
     import io
     import logging
 
-    from numerflow.flows.cli import round_console
+    from numerflow.tasks.round.console import round_console
 
     console = logging.StreamHandler(io.StringIO())
     root = logging.getLogger()
@@ -960,7 +963,7 @@ def test_an_unexpected_error_still_shows_its_traceback_and_json_names_it(tmp_pat
     def broken(*args, **kwargs):
         raise RuntimeError("disk controller on fire")
 
-    monkeypatch.setattr("numerflow.flows.round.judge_models", broken)
+    monkeypatch.setattr("numerflow.tasks.round.tournaments.judge_models", broken)
     with pytest.raises(RuntimeError, match="disk controller on fire"):  # Python prints it: exit 1 with traceback
         main(["run", "--demo", "--json", "--data-dir", str(tmp_path / "data")])
     payload = json.loads(capsys.readouterr().out)
@@ -1147,7 +1150,7 @@ def test_ctrl_c_during_a_round_prints_one_line_exits_130_and_the_rerun_resumes(p
 
 
 def test_the_summary_of_a_files_round_says_what_applies_to_files():
-    from numerflow.flows.cli import _resolution_text
+    from numerflow.tasks.round.summary import _resolution_text
 
     files = {"source": "files", "coverage": {"covered": 7, "universe": 8, "share": 7 / 8, "outside": 0}}
     assert _resolution_text(None, files) == ("prices for 7 of 8 universe ids from files (keyed by Numerai's ids: "

@@ -76,7 +76,7 @@ def test_live_classic_round_uploads_the_file_once_then_skips(prefect_harness, cl
     assert (entry["tournament"], entry["round"], entry["model_name"]) == ("classic", ROUND, "my_classic")
     assert entry["sha256"] == result.submission.sha256
     # Trained on the newest complete version with the quick (small) feature set, scored with MMC.
-    assert result.data["version"] == "v5.2" and result.model.trained
+    assert result.data.version == "v5.2" and result.model.trained
     assert numerai.calls("dataset")  # downloaded through numerapi's dataset query
     report = json.loads(Path(result.model.report.json).read_text())
     assert report["model"]["lineage"]["data_version"] == "v5.2"
@@ -89,6 +89,49 @@ def test_live_classic_round_uploads_the_file_once_then_skips(prefect_harness, cl
     assert again.model.trained is False
     assert len(numerai.state.uploads) == 1 and len(numerai.state.submissions) == 1
     assert len(_ledger(classic_env)) == 1
+
+
+@pytest.mark.slow
+def test_a_two_model_classic_round_uploads_each_model_once_with_its_own_ledger_entry(prefect_harness, classic_env,
+                                                                                      numerai, monkeypatch):
+    """A [[classic.models]] table: the data is downloaded once; each model trains with its own
+    parameters and lineage, writes its own file in its own folder and is uploaded once."""
+    from numerflow.flows.classic import classic_round_flow
+
+    numerai.state.models.append({"id": "model-classic-2", "name": "other_classic", "tournament": 8})
+    models = [{"name": "my_classic"}, {"name": "other_classic", "params": {"num_leaves": 7}}]
+    result = classic_round_flow(mode="live", quick=True, overrides={"classic": {"models": models}})
+
+    assert [(run.name, run.upload.status) for run in result.models] == [("my_classic", "uploaded"),
+                                                                        ("other_classic", "uploaded")]
+    assert sorted(s["variables"]["modelId"] for s in numerai.state.submissions) == ["model-classic-1",
+                                                                                   "model-classic-2"]
+    ledger = _ledger(classic_env)
+    assert sorted(ledger) == [f"classic/{ROUND}/my_classic", f"classic/{ROUND}/other_classic"]
+    for run in result.models:
+        assert ledger[f"classic/{ROUND}/{run.name}"]["sha256"] == run.submission.sha256
+        assert Path(run.submission.path).parent.name == run.name
+    first, second = (json.loads((Path(run.model.model_dir) / "meta.json").read_text()) for run in result.models)
+    assert first["lineage"]["model"] != second["lineage"]["model"]
+    assert second["lineage"]["params"]["num_leaves"] == 7 and first["lineage"]["params"]["num_leaves"] == 31
+
+
+@pytest.mark.slow
+def test_a_two_model_classic_demo_writes_two_submissions_and_two_records(prefect_harness, tmp_path, monkeypatch):
+    from numerflow.flows.classic import classic_round_flow
+
+    monkeypatch.setenv("NUMERFLOW_CLASSIC__QUICK_NUM_BOOST_ROUND", "30")
+    models = [{"name": "first_classic"}, {"name": "second_classic", "target": "target_cyrusd_20"}]
+    result = classic_round_flow(mode="demo", quick=True, data_dir=str(tmp_path / "data"),
+                                overrides={"classic": {"models": models}})
+    assert [(run.name, run.upload.status) for run in result.models] == [("first_classic", "dry_run"),
+                                                                        ("second_classic", "dry_run")]
+    files = sorted((tmp_path / "data" / "submissions" / "classic").glob("demo-*/*/submission.csv"))
+    assert [f.parent.name for f in files] == ["first_classic", "second_classic"]
+    assert all((f.parent / "upload-record.json").exists() for f in files)
+    targets = [json.loads((Path(run.model.model_dir) / "meta.json").read_text())["lineage"]["targets"]
+               for run in result.models]
+    assert targets == [["target"], ["target_cyrusd_20"]]
 
 
 @pytest.mark.slow

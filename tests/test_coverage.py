@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from numerflow.flows.run_report import coverage_line
 from numerflow.tasks.prices.quality import universe_coverage
+from numerflow.tasks.round.report import coverage_line
 
 
 def test_tickers_outside_the_universe_are_not_counted_against_it():

@@ -24,10 +24,11 @@ from test_live_round import (  # noqa: F401
     signals_yahoo,
 )
 
-from numerflow.flows.cli import main, render_summary, run_summary
+from numerflow.flows.cli import main
 from numerflow.flows.round import round_flow
-from numerflow.flows.run_report import render_round_report
 from numerflow.tasks.core.store import read_parquet
+from numerflow.tasks.round.report import render_round_report
+from numerflow.tasks.round.summary import render_summary, run_summary
 
 TODAY = dt.date.today()
 # The new day: the last weekday before today; the first ingest's data ends one weekday earlier.

@@ -251,6 +251,7 @@ def test_the_flow_resumes_the_unfinished_run_and_publishes_its_ledger(prefect_ha
 
     from numerflow.flows import prices as prices_flow_module
     from numerflow.tasks.core.config import load_settings
+    from numerflow.tasks.prices import configured
 
     settings = load_settings(data_dir=str(tmp_path / "data"), price_source="yahoo", yahoo={"batch_size": 3})
     store = Store(settings.data_dir)
@@ -262,7 +263,7 @@ def test_the_flow_resumes_the_unfinished_run_and_publishes_its_ledger(prefect_ha
         run(fake, store, mapping, source=CrashingSource(make_source(fake), crash_on_call=2), run_id="resume-me")
     done_first = {r.symbol for r in fake.history_requests()}
     fake.log.clear()
-    monkeypatch.setitem(prices_flow_module._sources, prices_flow_module.source_key(settings), make_source(fake))
+    monkeypatch.setitem(configured._sources, configured.source_key(settings), make_source(fake))
 
     @flow(name="ingest-resume-test")
     def ingest_flow() -> dict:
@@ -340,7 +341,7 @@ def test_unresolved_tickers_are_in_the_ledger_without_a_request(fake, store):
 
 
 def test_ledger_table_lists_problems_first():
-    from numerflow.flows.prices import ledger_table
+    from numerflow.tasks.prices.configured import ledger_table
 
     ledger = pd.DataFrame(
         {
@@ -363,8 +364,8 @@ def test_ledger_table_lists_problems_first():
 def test_cli_progress_bar_reads_the_run_directory(tmp_path):
     import io
 
-    from numerflow.flows.prices import ProgressBar
     from numerflow.tasks.core.store import write_json
+    from numerflow.tasks.prices.progress import ProgressBar
 
     bar = ProgressBar(tmp_path, stream=io.StringIO())
     assert bar.render() == "ingest: planning..."
@@ -375,7 +376,7 @@ def test_cli_progress_bar_reads_the_run_directory(tmp_path):
 
 
 def test_with_unresolved_keeps_every_universe_ticker():
-    from numerflow.flows.prices import with_unresolved
+    from numerflow.tasks.prices.configured import with_unresolved
 
     mapping = with_unresolved(["A US", "B XX"], {"A US": ["A"]})
     assert mapping == {"A US": ["A"], "B XX": []}
@@ -456,6 +457,7 @@ def test_the_ingest_flow_stops_on_a_rate_limited_batch_with_a_resume_message(pre
 
     from numerflow.flows import prices as prices_flow_module
     from numerflow.tasks.core.config import load_settings
+    from numerflow.tasks.prices import configured
     from numerflow.tasks.prices.ingest import RateLimitedError
 
     symbols = [f"S{i}" for i in range(6)]
@@ -467,7 +469,7 @@ def test_the_ingest_flow_stops_on_a_rate_limited_batch_with_a_resume_message(pre
     overrides = {"data_dir": str(tmp_path / "data"), "price_source": "yahoo",
                  "yahoo": {"batch_size": 3, "backoff_base_seconds": 0, "backoff_cap_seconds": 0}}
     settings = load_settings(**overrides)
-    monkeypatch.setitem(prices_flow_module._sources, prices_flow_module.source_key(settings), make_source(fake))
+    monkeypatch.setitem(configured._sources, configured.source_key(settings), make_source(fake))
     with pytest.raises(RateLimitedError, match=r"stopping early.*resume with `numerflow ingest`.*\(0 of 2 batches stored\)"):
         prices_flow_module.prices_flow(overrides=overrides, candidates_path=str(candidates))
 
@@ -476,8 +478,8 @@ def test_the_progress_bar_writes_plain_lines_when_not_on_a_terminal(tmp_path):
     import io
     import time
 
-    from numerflow.flows.prices import ProgressBar
     from numerflow.tasks.core.store import write_json
+    from numerflow.tasks.prices.progress import ProgressBar
 
     stream = io.StringIO()  # not a tty: a log file, CI, a pipe
     write_json(tmp_path / "plan.json", {"batches": [{}, {}]})

@@ -42,8 +42,8 @@ def test_live_round_on_your_own_price_files(prefect_harness, live_env, numerai, 
 
 
 def test_live_files_round_needs_the_files_path(monkeypatch):
-    from numerflow.flows.round import check_live_price_source
     from numerflow.tasks.core.config import load_settings
+    from numerflow.tasks.round.signals import check_live_price_source
 
     with pytest.raises(BadInputError, match="files.path is not set"):
         check_live_price_source(load_settings(price_source="files"))

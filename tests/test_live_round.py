@@ -22,10 +22,10 @@ from fakes.numerai_fixtures import universe_parquet
 from fakes.numerai_server import FakeNumeraiServer, closed_round, open_round
 from fakes.yahoo import FakeYahoo, make_bars, reset_yfinance
 
-from numerflow.flows import prices as prices_flow_module
 from numerflow.tasks.core.config import load_settings
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.store import read_parquet
+from numerflow.tasks.prices import configured as prices_flow_module
 from numerflow.tasks.prices.ratelimit import TokenBucket
 from numerflow.tasks.prices.sources.yahoo import YahooSource
 
@@ -124,7 +124,7 @@ def numerai():
 @pytest.fixture
 def live_env(numerai, yahoo, monkeypatch, tmp_path):
     """Environment of `numerflow run`: keys, endpoint, Yahoo prices, fast training; the fake-backed
-    YahooSource seeded into flows.prices' source cache (the seam every ingest task reads)."""
+    YahooSource seeded into tasks.prices.configured's source cache (the seam every ingest task reads)."""
     env = {
         "NUMERAI_PUBLIC_ID": numerai.state.public_id,
         "NUMERAI_SECRET_KEY": numerai.state.secret_key,

@@ -54,7 +54,7 @@ def uncovered(requirements: list[Requirement], lock: dict[str, str]) -> list[str
 
 def test_lock_pins_every_pyproject_dependency_inside_its_range():
     assert uncovered(declared(), LOCK) == []
-    # The pins the project's comments and GUIDE §2 depend on.
+    # The pins the project's comments depend on (pyproject.toml says why each).
     assert LOCK["prefect"] == "3.8.8" and LOCK["numerapi"] == "3.1.1" and LOCK["prefect-dask"] == "0.3.7"
     assert LOCK["sqlalchemy"].startswith("2.0.") and int(LOCK["fastapi"].split(".")[1]) < 151
     assert "asyncpg" in LOCK  # the Prefect server's PostgreSQL driver, for the server image

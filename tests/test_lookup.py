@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from fakes.yahoo import FakeYahoo, make_bars, reset_yfinance
 
-from numerflow.flows import prices as prices_flow_module
 from numerflow.tasks.core.config import load_settings
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.store import Store, write_json, write_parquet
+from numerflow.tasks.prices import configured as prices_flow_module
 from numerflow.tasks.prices.ingest import ingest_dir, looked_up_symbols
 from numerflow.tasks.prices.lookup import YahooSearch, lookup_tickers, price_verifier
 from numerflow.tasks.prices.ratelimit import TokenBucket
@@ -130,7 +130,7 @@ def live_settings(fake, tmp_path, monkeypatch):
 
 
 def test_resolution_looks_up_remembers_and_reports(fake, live_settings, tmp_path):
-    from numerflow.flows.round import resolve_universe
+    from numerflow.tasks.round.signals import resolve_universe
 
     store = Store(live_settings.data_dir)
     # GONE US failed the last three ingests: needs an override (and is searched too).

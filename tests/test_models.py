@@ -15,9 +15,11 @@ import pytest
 from test_live_round import live_env, numerai, yahoo  # noqa: F401 - fixtures
 from test_notify import receiver  # noqa: F401 - fixture
 
-from numerflow.tasks.core.config import load_settings, model_table, settings_for_model
+from numerflow.tasks.core.config import load_settings
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.store import read_json
+from numerflow.tasks.round.models import round_models
+from numerflow.tasks.round.tournaments import judge_models, preflight
 
 TWO = [{"name": "my_signals", "params": {"num_leaves": 4}},
        {"name": "other_signals", "target": "target_raw_return_20", "params": {"learning_rate": 0.2}}]
@@ -34,19 +36,23 @@ def _ledger(settings) -> dict:
 
 def test_no_table_is_the_single_configured_model_unchanged():
     settings = load_settings(numerai={"model_name": "solo"})
-    assert model_table(settings) == [None]
-    assert settings_for_model(settings, None) is settings
+    (model,) = round_models(settings)
+    assert (model.name, model.in_table, model.submit, model.stage_suffix, model.folder) == ("solo", False, True, "",
+                                                                                          None)
+    assert model.settings is settings and model.run_id("r1") == "r1"
 
 
 def test_each_entry_gets_its_name_params_over_training_and_target():
     settings = load_settings(training={"params": {"objective": "regression", "num_leaves": 31}}, models=TWO)
-    first, second = (settings_for_model(settings, m) for m in model_table(settings))
+    first, second = (m.settings for m in round_models(settings))
     assert first.numerai.model_name == "my_signals" and second.numerai.model_name == "other_signals"
     assert first.training.params == {"objective": "regression", "num_leaves": 4}
     assert second.training.params == {"objective": "regression", "num_leaves": 31, "learning_rate": 0.2}
     assert first.numerai.target_column == "target" and second.numerai.target_column == "target_raw_return_20"
     assert settings.training.params["num_leaves"] == 31  # the shared settings are not changed
-    assert [m.name for m in model_table(settings, "other_signals")] == ["other_signals"]
+    assert [m.name for m in round_models(settings, "other_signals")] == ["other_signals"]
+    assert [(m.in_table, m.stage_suffix, m.run_id("r1")) for m in round_models(settings)] == [
+        (True, " my_signals", "r1-my_signals"), (True, " other_signals", "r1-other_signals")]
 
 
 def test_table_mistakes_are_named_before_any_work():
@@ -57,7 +63,7 @@ def test_table_mistakes_are_named_before_any_work():
     with pytest.raises(BadInputError, match=r"models.0.parms: unknown option \(did you mean params\?\)"):
         load_settings(models=[{"name": "a", "parms": {}}])
     with pytest.raises(BadInputError, match="unknown_model: model 'nope' is not in the"):
-        model_table(load_settings(models=TWO), "nope")
+        round_models(load_settings(models=TWO), "nope")
 
 
 def test_table_from_numerflow_toml(tmp_path, monkeypatch):
@@ -172,6 +178,33 @@ def test_scheduled_round_names_the_failed_model_in_state_report_and_webhook(
 
 
 @pytest.mark.slow
+def test_scheduled_round_where_every_model_fails_after_preflight_names_each_and_still_reports(
+        prefect_harness, receiver, tmp_path, monkeypatch):  # noqa: F811
+    """Every [[models]] entry passes preflight (LightGBM accepts their parameters) and fails in the
+    train stage (Numerai's features asked of the demo market): the round fails naming each model,
+    the webhook names each, and the round report is still published (it has no model to show)."""
+    from test_live_round import _assert_artifact
+
+    from numerflow.flows.scheduled import scheduled_round_flow
+
+    monkeypatch.setenv("NUMERFLOW_ORCHESTRATION__NOTIFY_WEBHOOK_URL", receiver.url)
+    models = [{"name": "first_model", "feature_set": "numerai"}, {"name": "second_model", "feature_set": "both"}]
+    state = scheduled_round_flow(mode="demo", data_dir=str(tmp_path / "data"), tickers=120, years=2.5,
+                                 overrides={"models": models}, return_state=True)
+    assert state.is_failed()
+    assert "stage 'models' failed" in state.message, state.message
+    assert "2 of 2 models failed" in state.message
+    assert "first_model:" in state.message and "second_model:" in state.message
+    (message,) = receiver.messages
+    assert message["stage"] == "models"
+    assert "first_model" in message["cause"] and "second_model" in message["cause"]
+    assert "invalid_config" in message["cause"]
+    _assert_artifact("round-report", "first_model")
+    _assert_artifact("round-report", "second_model")
+    assert not list((tmp_path / "data" / "submissions").rglob("submission.csv"))
+
+
+@pytest.mark.slow
 def test_scheduled_retrain_trains_every_model_of_the_table(prefect_harness, tmp_path, monkeypatch):
     from numerflow.flows.scheduled import scheduled_train_flow
 
@@ -227,26 +260,20 @@ def test_models_with_their_own_feature_groups_get_their_own_dataset_built_once_p
 
 
 def test_a_top_level_parameter_every_entry_overrides_is_not_judged_on_its_own(tmp_path):
-    from numerflow.flows.round import preflight
-
     fixed = [{"name": "a", "params": {"objective": "regression"}}, {"name": "b", "params": {"objective": "huber"}}]
     settings = load_settings(data_dir=str(tmp_path), training={"params": {"objective": "regresion"}}, models=fixed)
-    table, failures = preflight(settings, model_table(settings), "live")
-    assert [m.name for m in table] == ["a", "b"] and failures == {}
+    models, failures = preflight(settings, round_models(settings), "live")
+    assert [m.name for m in models] == ["a", "b"] and failures == []
 
 
 def test_the_single_models_refused_parameters_are_the_rounds_error(tmp_path):
-    from numerflow.flows.round import judge_models
-
     settings = load_settings(data_dir=str(tmp_path), training={"params": {"objective": "regresion"}})
     with pytest.raises(BadInputError, match="regresion"):
-        judge_models(settings, model_table(settings), "live")
+        judge_models(round_models(settings), "live")
 
 
 def test_when_every_entry_is_refused_the_round_stops_in_preflight(tmp_path):
-    from numerflow.flows.round import preflight
-
     settings = load_settings(data_dir=str(tmp_path), models=[BAD, {**BAD, "name": "third"}])
     with pytest.raises(BadInputError, match="every model of the") as refused:
-        preflight(settings, model_table(settings), "live")
+        preflight(settings, round_models(settings), "live")
     assert "other_signals:" in str(refused.value) and "third:" in str(refused.value)

@@ -240,11 +240,11 @@ def test_news_stage_fetches_before_the_dataset_when_an_api_is_configured(tmp_pat
 
     from numerflow.flows import news as news_flow
     from numerflow.flows.news import news_stage, news_wanted
-    from numerflow.flows.results import UniverseRef
     from numerflow.tasks.core.config import load_settings
     from numerflow.tasks.core.store import Store
     from numerflow.tasks.features.news_api import api_fetch_wanted
     from numerflow.tasks.numerai.universe import write_universe
+    from numerflow.tasks.round.results import UniverseRef
 
     path = write_universe(Store(tmp_path), "signals", "round-1", pd.DataFrame({"numerai_ticker": ["AAPL US"]}))
     universe = UniverseRef("signals", "round-1", str(path), 1)

@@ -9,9 +9,9 @@ import pytest
 import requests
 from fakes.webhook import SECRET, Receiver
 
-from numerflow.flows.alerts import REDACTED, failure_message, notify_failure, post_webhook
 from numerflow.tasks.core.config import load_settings
 from numerflow.tasks.core.errors import TransientError
+from numerflow.tasks.round.alerts import REDACTED, failure_message, notify_failure, post_webhook
 
 
 @pytest.fixture
@@ -86,6 +86,7 @@ def test_failed_round_notifies_the_webhook_once_and_is_not_rerun(prefect_harness
 
 def test_transient_failure_notifies_once_with_its_stage(prefect_harness, receiver, tmp_path, monkeypatch):
     import numerflow.flows.scheduled as scheduled
+    import numerflow.tasks.round.pending as pending
 
     calls: list[int] = []
 
@@ -93,7 +94,7 @@ def test_transient_failure_notifies_once_with_its_stage(prefect_harness, receive
         calls.append(1)
         raise TransientError(f"Numerai answered 503 to key {SECRET}", tag="numerai_unavailable")
 
-    monkeypatch.setattr(scheduled, "demo_round_guard", flaky_guard)
+    monkeypatch.setattr(pending, "demo_round_guard", flaky_guard)
     monkeypatch.setenv("NUMERAI_SECRET_KEY", SECRET)
     monkeypatch.setenv("NUMERFLOW_ORCHESTRATION__NOTIFY_WEBHOOK_URL", receiver.url)
     state = scheduled.scheduled_round_flow(mode="demo", data_dir=str(tmp_path / "data"), tickers=110, years=1,

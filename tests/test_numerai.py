@@ -487,8 +487,8 @@ def test_flow_upload_step_does_the_real_upload(prefect_harness, fake_numerai, nu
                                                monkeypatch):
     from prefect import flow
 
-    from numerflow.flows.results import SubmissionFile
-    from numerflow.flows.round import upload_submission_task
+    from numerflow.flows.round_tasks import upload_submission_task
+    from numerflow.tasks.round.results import SubmissionFile
 
     monkeypatch.setenv("NUMERAI_PUBLIC_ID", fake_numerai.state.public_id)
     monkeypatch.setenv("NUMERAI_SECRET_KEY", fake_numerai.state.secret_key)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from numerflow.flows.cli import _prices_line, main
-from numerflow.flows.prices import price_source
-from numerflow.flows.round import mode_overrides
+from numerflow.flows.cli import main
 from numerflow.tasks.core.config import load_settings
+from numerflow.tasks.prices.configured import price_source
 from numerflow.tasks.prices.sources.demo import DemoMarket
+from numerflow.tasks.round.signals import mode_overrides
+from numerflow.tasks.round.summary import _prices_line
 
 
 def test_live_commands_default_to_yahoo():

@@ -29,6 +29,20 @@ async def _artifact_keys(flow_run_id) -> set[str]:
     return {a.key for a in artifacts if a.key}
 
 
+async def _task_input_types(flow_run_id) -> set[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId
+
+    async with get_client() as client:
+        runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])))
+        ids = [flow_run_id, *(r.id for r in runs)]
+        tasks = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=200)
+    return {f"{getattr(i, 'input_type', type(i).__name__)}" for t in tasks for values in t.task_inputs.values()
+            for i in values} | {f"{t.name}.{k}" for t in tasks for k, values in t.task_inputs.items()
+                                if any(getattr(i, "input_type", "") == "flow_run" for i in values)}
+
+
 @pytest.mark.slow
 def test_whole_round_runs_as_a_prefect_flow_and_reuses_its_model(prefect_harness, fast_training, tmp_path):
     from numerflow.flows.round import round_flow
@@ -70,6 +84,11 @@ def test_whole_round_runs_as_a_prefect_flow_and_reuses_its_model(prefect_harness
 
     keys = asyncio.run(_artifact_keys(None))
     assert {"validation-report", "submission-checks"} <= keys
+    # Task inputs are plain (task results or values), never a subflow's result: Prefect's v1 UI
+    # cannot render a "flow_run" input and shows no task runs at all.
+    inputs = asyncio.run(_task_input_types(state.state_details.flow_run_id))
+    assert inputs and "flow_run" not in inputs, inputs
+    assert model.report.artifact_id  # the round report links the validation report's artifact
 
     # A second round on the same data reuses the fresh model instead of retraining.
     again = round_flow(**SMALL, data_dir=str(tmp_path))

@@ -17,12 +17,12 @@ from fakes.numerai_fixtures import (  # noqa: F401 - fixtures
 )
 from fakes.numerai_server import closed_round, open_round
 
-from numerflow.flows.guard import DEMO_RECORD, demo_round_guard, demo_round_label, live_round_guard
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.numerai.client import RoundInfo
 from numerflow.tasks.numerai.ledger import SubmissionLedger
 from numerflow.tasks.numerai.submit import submit_file
 from numerflow.tasks.numerai.universe import fetch_universe
+from numerflow.tasks.round.guard import DEMO_RECORD, demo_round_guard, demo_round_label, live_round_guard
 
 UTC = dt.UTC
 OPEN = dt.datetime(2026, 11, 21, 18, 0, tzinfo=UTC)
@@ -164,7 +164,7 @@ def test_demo_flow_skips_a_submitted_demo_round(prefect_harness, tmp_path):
 
 
 def test_missed_round_is_a_refusal_for_time_of_a_run_due_before_the_close():
-    from numerflow.flows.guard import missed_round
+    from numerflow.tasks.round.guard import missed_round
 
     late = live_round_guard(ROUND, None, now=at(23, 14, 15))  # 15 min left: refused for time
     closed = live_round_guard(ROUND, None, now=at(23, 16))

@@ -110,7 +110,7 @@ def test_stored_history_without_keys(env, numerai, monkeypatch, capsys):
 
 
 def test_run_report_has_a_live_scores_section(env, numerai):
-    from numerflow.flows.scores import refresh_scores, render_scores_table
+    from numerflow.tasks.numerai.live_scores import refresh_scores, render_scores_table
 
     report = refresh_scores(load_settings(), notify=False)
     markdown = "\n".join(render_scores_table(report))

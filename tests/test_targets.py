@@ -101,7 +101,7 @@ def test_invalid_options_raise_bad_input_error():
 
 
 def test_dataset_shares_one_layout_with_identical_results():
-    """tasks.dataset computes the bar layout once for features and targets: same output as alone."""
+    """tasks.model.dataset computes the bar layout once for features and targets: same output as alone."""
     import datetime as dt
 
     from numerflow.tasks.core.config import TargetSettings

@@ -337,6 +337,14 @@ class ModelSettings(Section):
         return value
 
 
+def unique_models(models: list[ModelSettings]) -> list[ModelSettings]:
+    names = [m.name for m in models]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"model names must be unique, listed twice: {', '.join(twice)}")
+    return models
+
+
 class DiagnosticsSettings(Section):
     """Numerai's diagnostics read back (`numerflow diagnostics`): uploads of a model's validation
     predictions, Numerai's answer polled, kept as history and compared with numerflow's own figures.
@@ -594,6 +602,16 @@ class ClassicSettings(Section):
     demo_ids_per_era: int = Field(300, ge=100, le=20000, description="demo: rows per era (and live rows)")
     demo_features: int = Field(40, ge=4, le=3000, description="demo: number of int8 features")
     demo_signal: float = Field(0.1, ge=0, le=1, description="demo: planted signal strength (0 = none)")
+    models: list[ModelSettings] = Field(
+        default_factory=list, description="the account's Classic models, one [[classic.models]] table each (empty: "
+        "the [[models]] table, else the single classic.model_name): name, submit, params (over [classic] params), "
+        "target or ensemble_targets with ensemble_weights; every entry trains, validates and uploads on its own in "
+        "each Classic round")
+
+    @field_validator("models")
+    @classmethod
+    def _unique_models(cls, value: list[ModelSettings]) -> list[ModelSettings]:
+        return unique_models(value)
 
     @field_validator("crons")
     @classmethod
@@ -644,11 +662,7 @@ class Settings(BaseSettings):
     @field_validator("models")
     @classmethod
     def _unique_models(cls, value: list[ModelSettings]) -> list[ModelSettings]:
-        names = [m.name for m in value]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise ValueError(f"model names must be unique, listed twice: {', '.join(twice)}")
-        return value
+        return unique_models(value)
 
     @field_validator("data_dir")
     @classmethod
@@ -773,27 +787,10 @@ def merge_overrides(base: dict[str, Any], extra: dict[str, Any] | None) -> dict[
     return out
 
 
-def model_table(settings: Settings, only: str | None = None) -> list[ModelSettings | None]:
-    """The models a round runs: the ``[[models]]`` entries (``only``: just that one), or ``[None]``
-    for the single configured model (``numerai.model_name``, ``[training]`` as it is)."""
-    from numerflow.tasks.core.errors import BadInputError
-
-    if not settings.models:
-        return [None]
-    if only is None:
-        return list(settings.models)
-    chosen: list[ModelSettings | None] = [m for m in settings.models if m.name == only]
-    if not chosen:
-        raise BadInputError(f"model {only!r} is not in the [[models]] table ({', '.join(m.name for m in settings.models)}); "
-                            "pick one of those or add it to numerflow.toml", tag="unknown_model")
-    return chosen
-
-
-def settings_for_model(settings: Settings, model: ModelSettings | None) -> Settings:
-    """The settings one model runs with: its name, its LightGBM parameters over ``[training]``,
-    its target column, feature set, ensemble and feature groups. ``None`` (the single configured model): the settings unchanged."""
-    if model is None:
-        return settings
+def settings_for_model(settings: Settings, model: ModelSettings) -> Settings:
+    """The settings one ``[[models]]`` entry runs with: its name, its LightGBM parameters over
+    ``[training]``, its target column, feature set, ensemble and feature groups
+    (``tasks.round.models.round_models`` makes a round's models from them)."""
     numerai: dict[str, Any] = {"model_name": model.name}
     if model.target is not None:
         numerai["target_column"] = model.target

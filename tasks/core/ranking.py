@@ -9,7 +9,7 @@ ranked on its own (``rank_rows``: ``np.argsort(axis=1)`` in cache-sized blocks o
 Sorting many short rows is cache-friendly and several times faster than one global
 ``lexsort`` of (group, value) over tens of millions of values. Tie runs get their average
 rank with vectorised run-start/run-end scans. ``rank_rows`` is public so callers that already
-hold a ``date × ticker`` matrix (tasks/features.py) rank it without a long round trip.
+hold a ``date × ticker`` matrix (tasks/model/features.py) rank it without a long round trip.
 """
 
 from __future__ import annotations

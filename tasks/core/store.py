@@ -1,6 +1,6 @@
 """The data store: a directory of Parquet (and a few JSON/CSV) files.
 
-Layout under ``Settings.data_dir`` (schemas in ``tasks/schemas.py`` and docs/architecture.md)::
+Layout under ``Settings.data_dir`` (schemas in ``tasks/core/schemas.py`` and docs/architecture.md)::
 
     prices/<source>/part-<batch>.parquet     daily bars, one file per ingest batch
     universe/<tournament>/<snapshot>.parquet  the live universe at a round

@@ -58,7 +58,7 @@ def price_snapshot_id(prices_dir: Path, target: TargetSettings) -> str:
 def build_dataset_frame(prices: pd.DataFrame, target: TargetSettings, sources: list | None = None,
                         feature_settings: FeaturesSettings | None = None) -> pd.DataFrame:
     """Pure: price panel → features + targets, sorted by (date, ticker). The feature layout
-    validates the panel (tasks.schemas.validate_price_panel + its own duplicate check).
+    validates the panel (tasks.core.schemas.validate_price_panel + its own duplicate check).
     ``sources`` (tasks.model.plugins.LoadedSource) are joined point-in-time and ranked per date;
     ``feature_settings.use`` without ``own`` drops the built-in price features."""
     layout = bar_layout(prices)  # validates the panel; computed once for features and targets

@@ -9,7 +9,7 @@ feature on date ``d`` reads only bars ``≤ k(d)`` of its own row, i.e. bars dat
 that ticker: no look-ahead.
 
 Per-date ranks: each feature is scattered from the ``ticker × bar`` matrix straight into a
-``date × ticker`` grid and every grid row (one date) is ranked (``tasks.ranking.rank_rows``),
+``date × ticker`` grid and every grid row (one date) is ranked (``tasks.core.ranking.rank_rows``),
 then gathered to the long panel once. Independent features run on a small thread pool: the
 heavy numpy/pandas kernels release the GIL, so the 2 cores both work.
 
@@ -117,7 +117,7 @@ class BarLayout:
         return wide.ravel()[self.bar_cell]
 
     def rank_by_date(self, wide: np.ndarray, dtype: str = "float64") -> np.ndarray:
-        """Per-date tie-kept ranks (``tasks.ranking``) of a ``ticker × bar`` float matrix, long, in ``rows`` order."""
+        """Per-date tie-kept ranks (``tasks.core.ranking``) of a ``ticker × bar`` float matrix, long, in ``rows`` order."""
         if self.date_cell is None:
             return rank_by_date(self.to_long(wide), self.date_code).astype(dtype, copy=False)
         grid = np.full((self.n_grid_dates, self.n_tickers), np.nan)
@@ -496,7 +496,7 @@ def _feature_block(
 
 
 def rank_by_date(values: np.ndarray, date_code: np.ndarray) -> np.ndarray:
-    """``tasks.ranking.rank_by_group`` over rows sorted by date (``date_code`` non-decreasing),
+    """``tasks.core.ranking.rank_by_group`` over rows sorted by date (``date_code`` non-decreasing),
     called on slices of whole dates (same result, ~2-3x faster on 25M rows). float64, NaN kept."""
     date_code = np.asarray(date_code)
     if len(date_code) > 1 and (np.diff(date_code) < 0).any():
@@ -547,7 +547,7 @@ def compute_features(
     sorted by (date, ticker).
 
     Each value is numerai-tools' tie_kept_rank of the raw feature among the tickers that have
-    a value on that date (``tasks.ranking``). ``threads``: features computed at once (same
+    a value on that date (``tasks.core.ranking``). ``threads``: features computed at once (same
     result for any value).
     """
     layout = layout if layout is not None else bar_layout(prices)  # a caller may share one layout

@@ -1,7 +1,7 @@
 """Numerai scoring diagnostics over a whole long panel (one row per (ticker, date)).
 
 Every per-date value equals numerai-tools 0.7.2 called on that date alone (tests check it to
-1e-9), but computed for all dates at once: per-date ranks with ``tasks.ranking.rank_rows``,
+1e-9), but computed for all dates at once: per-date ranks with ``tasks.core.ranking.rank_rows``,
 per-date sums over padded (dates x rows) blocks on two threads, and the feature-neutralisation
 least squares as batched normal equations over those blocks.
 
@@ -138,7 +138,7 @@ def _as_feature_matrix(
 def _date_codes(dates: Any) -> tuple[np.ndarray, pd.Index]:
     """Dense codes 0..k-1 in sorted date order, plus the sorted unique dates.
 
-    Same codes as ``tasks.ranking.group_codes``; factorised here because we also need the labels.
+    Same codes as ``tasks.core.ranking.group_codes``; factorised here because we also need the labels.
     """
     keys = dates.to_numpy() if isinstance(dates, (pd.Series, pd.Index)) else np.asarray(dates)
     if keys.ndim != 1:

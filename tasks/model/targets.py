@@ -6,7 +6,7 @@ For the bar ``i`` of a ticker (its i-th valid bar, NaN ``adj_close`` rows are ab
     target_end_date[i] = date[i + lag + horizon]
 
 with indices counted over THAT ticker's bars only (the wide ``bar × ticker`` layout of
-``tasks.features.bar_layout``): a return never spans two tickers, and it is NaN while the
+``tasks.model.features.bar_layout``): a return never spans two tickers, and it is NaN while the
 future bars do not exist yet. ``target`` is the per-date tie-kept rank of ``target_raw``
 binned into ``bins`` values 0, 1/(bins-1), …, 1 (see ``target_bin_edges``).
 """
@@ -105,7 +105,7 @@ def compute_targets(
             tag="invalid_targets",
         )
     target_bin_edges(bins)  # validates bins before the heavy work
-    layout = layout if layout is not None else bar_layout(prices)  # shared with features by tasks.dataset
+    layout = layout if layout is not None else bar_layout(prices)  # shared with features by tasks.model.dataset
     adj_close = prices["adj_close"].to_numpy(dtype="float64", na_value=np.nan)[layout.rows]
     wide_adj_close = layout.to_wide(adj_close)
     start_price = _shift_left(wide_adj_close, lag, np.nan)

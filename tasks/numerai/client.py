@@ -1,6 +1,6 @@
 """Numerai through the real ``numerapi`` client: keys, transport, rounds, models, datasets, upload.
 
-What this module adds around numerapi 3.1.1 (GUIDE §2), and why:
+What this module adds around numerapi 3.1.1 (the pinned version), and why:
 
 - **Endpoint per client, timeouts, classified errors.** numerapi posts every GraphQL
   request to the module constant ``numerapi.base_api.API_TOURNAMENT_URL`` with no

@@ -2,7 +2,7 @@
 
 ``train.parquet`` / ``validation.parquet`` (found with ``list_datasets``, never a
 hard-coded version) hold one row per (``numerai_ticker``, ``date``) with Numerai's targets
-(``target`` = ``target_factor_feat_neutral_20``, ``target_raw_return_20``, …, GUIDE §1).
+(``target`` = ``target_factor_feat_neutral_20``, ``target_raw_return_20``, …).
 A target at data date D is the return over 20 trading days starting 2 days after D
 ("20D2L"), so it belongs to features known at D.
 

@@ -389,16 +389,16 @@ def diagnostics_report(settings: Any, *, model: str | None = None, upload: bool 
     poll what is pending (needs keys), then per model the latest result, the agreement table and the
     history; ``lines`` is the screen text."""
     from numerflow.tasks.classic.training import classic_model_label
-    from numerflow.tasks.core.config import model_table, settings_for_model
     from numerflow.tasks.model.training import META_FILE, latest_model_of
     from numerflow.tasks.numerai.client import client_for
+    from numerflow.tasks.round.models import round_models
 
     tournament = settings.tournament
     store = Store(settings.data_dir)
     models = []
-    for entry in model_table(settings, only=model if settings.models else None):
-        own = settings_for_model(settings, entry)
-        name = model if (model and not settings.models) else own.numerai.model_name
+    for entry in round_models(settings, model):
+        own = entry.settings
+        name = model if (model and not entry.in_table) else own.numerai.model_name
         if not name:
             raise BadInputError("no model to show diagnostics for: set numerai.model_name, a [[models]] table or "
                                 "--model", tag="no_model")
@@ -414,7 +414,7 @@ def diagnostics_report(settings: Any, *, model: str | None = None, upload: bool 
     uploaded = []
     if upload:
         for name, own, entry in models:
-            latest = latest_model_of(store, tournament, entry.name if entry is not None else None,
+            latest = latest_model_of(store, tournament, entry.name if entry.in_table else None,
                                      classic_model_label(own))
             predictions = (read_json(latest / META_FILE).get("validation_predictions") if latest else None)
             if not predictions or not Path(predictions).exists():

@@ -242,16 +242,16 @@ def model_previews(settings: Any, payout: RoundPayout) -> list[dict[str, Any]]:
     """For each model of the round (the ``[[models]]`` table, or the configured model): its stake,
     its newest registered model and the payout preview from that model's validation figures."""
     from numerflow.tasks.classic.training import classic_model_label
-    from numerflow.tasks.core.config import model_table, settings_for_model
     from numerflow.tasks.core.store import Store, read_json
     from numerflow.tasks.model.training import META_FILE, latest_model_of
+    from numerflow.tasks.round.models import round_models
 
     store = Store(settings.data_dir)
     previews = []
-    for entry in model_table(settings):
-        own = settings_for_model(settings, entry)
+    for model in round_models(settings):
+        own = model.settings
         name = own.numerai.model_name or "model"
-        latest = latest_model_of(store, payout.tournament, entry.name if entry is not None else None,
+        latest = latest_model_of(store, payout.tournament, model.name if model.in_table else None,
                                  classic_model_label(own))
         metrics = read_json(latest / META_FILE).get("validation_metrics") or {} if latest else {}
         estimates, sources = local_estimates(metrics, payout.tournament)

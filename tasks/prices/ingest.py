@@ -391,7 +391,7 @@ def outcomes_via_fetch(source: PriceSource, requests: Sequence[FetchRequest], en
     """Outcomes from a plain PriceSource (``fetch(tickers, start, end)``), one call per start date.
 
     Tickers the source returned no bars for become ``no_data``; an exception fails the whole
-    call (transient or not, as ``tasks.errors.is_transient`` says).
+    call (transient or not, as ``tasks.core.errors.is_transient`` says).
     """
     outcomes: dict[str, FetchOutcome] = {}
     by_start: dict[date | None, list[FetchRequest]] = {}

@@ -394,7 +394,7 @@ def resolve_for_yahoo(
     """The tournament's universe ids resolved to Yahoo candidates: Signals by the country rules,
     Crypto as ``SYMBOL-USD``; the overrides file (``numerai_ticker,yahoo_symbol`` for Signals,
     ``symbol,yahoo_symbol`` for Crypto) always wins; ``remembered`` winners (the ingest
-    catalog's, ``tasks.ingest.remembered_symbols``) go first among a Signals ticker's candidates."""
+    catalog's, ``tasks.prices.ingest.remembered_symbols``) go first among a Signals ticker's candidates."""
     if tournament == "crypto":
         overrides = load_overrides(overrides_path, id_column="symbol") if overrides_path else None
         return resolve_crypto_universe(ids, overrides=overrides)

@@ -1,7 +1,7 @@
 """A local fake of Numerai's API for tests: GraphQL, dataset downloads, presigned PUT.
 
 The real ``numerapi`` client talks to it over 127.0.0.1 (port 0, a thread); wire
-formats follow GUIDE §2: POST ``/`` with ``{"query", "variables"}``, auth header
+formats are numerapi 3.1.1's: POST ``/`` with ``{"query", "variables"}``, auth header
 ``Token PUBLIC$SECRET``, answers ``{"data": …}`` or ``{"errors": [{"message"}]}``,
 timestamps with a timezone, dataset URLs answered by GET with Content-Length, upload
 auth answering ``{filename, url}`` with a URL the client PUTs the file to.

@@ -1,9 +1,9 @@
 """Price sources: anything that returns daily bars in the store's price schema.
 
-A source implements :class:`PriceSource`. The ingest stage (``tasks/ingest.py``) asks it
+A source implements :class:`PriceSource`. The ingest stage (``tasks/prices/ingest.py``) asks it
 for bars and writes them to ``prices/<source.name>/``. Implementations:
 
-- ``demo``: the built-in synthetic market (``tasks/sources/demo.py``).
+- ``demo``: the built-in synthetic market (``tasks/prices/sources/demo.py``).
 """
 
 from __future__ import annotations

@@ -290,7 +290,7 @@ class DemoMarket:
 
     def fetch(self, tickers: Sequence[str], start: date | None = None, end: date | None = None) -> pd.DataFrame:
         """Bars for ``tickers`` with ``start <= date <= end``, sorted by (ticker, date), in the
-        price schema (the same dtypes ``tasks.store.read_parquet`` returns)."""
+        price schema (the same dtypes ``tasks.core.store.read_parquet`` returns)."""
         if isinstance(tickers, str):
             raise BadInputError(
                 f"tickers must be a list of tickers, got the single string {tickers!r}; pass [{tickers!r}]",
@@ -676,7 +676,7 @@ def _bars_frame(market: _Market, rows: np.ndarray, day_lo: int, day_hi: int) -> 
     }
     del out
     table = pa.table([arrays.pop(name) for name in PRICE_SCHEMA.names], schema=PRICE_SCHEMA)
-    # Same conversion as tasks.store.read_parquet: a fetched frame equals a stored-and-read one.
+    # Same conversion as tasks.core.store.read_parquet: a fetched frame equals a stored-and-read one.
     return table.to_pandas(date_as_object=False, types_mapper=_string_mapper, split_blocks=True, self_destruct=True)
 
 

@@ -1,6 +1,6 @@
 """Per-ticker fetch requests and outcomes: the contract between sources and the ingest stage.
 
-A plain :class:`~tasks.sources.PriceSource` only returns bars; a source that can say *why*
+A plain :class:`~tasks.prices.sources.PriceSource` only returns bars; a source that can say *why*
 a ticker has no bars (Yahoo) implements ``fetch_outcomes``. The ingest stage drives retries,
 the ledger and storage from these outcomes, whatever the source.
 """

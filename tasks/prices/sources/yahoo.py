@@ -4,7 +4,7 @@ Why ``Ticker.history`` per symbol and not ``yf.download``: download hides failur
 and a delisted symbol both come back as NaN columns). Here every HTTP call goes through a
 session of ours (:class:`ThrottledRequestsSession` / :class:`ThrottledCurlSession`) that
 
-- draws a token from the process-wide shared limiter (``tasks.ratelimit``) before sending,
+- draws a token from the process-wide shared limiter (``tasks.prices.ratelimit``) before sending,
   and slows that limiter (every thread) for a while after a 429;
 - forces a timeout on every call (yfinance's own defaults are 10–30 s, some hard-coded);
 - records, per thread, the HTTP status or exception each chart request got;
@@ -30,7 +30,7 @@ independent of which exception yfinance chose to raise.
 Prices are requested with ``auto_adjust=False``: raw (split-adjusted, as Yahoo serves
 them) OHLC, ``adj_close`` and volume, plus dividends and splits so the ingest stage can
 decide when stored history must be re-pulled. Currency is the listing's as reported
-(``GBp`` etc.); ``tasks.quality.normalise_currency_units`` converts sub-units.
+(``GBp`` etc.); ``tasks.prices.quality.normalise_currency_units`` converts sub-units.
 
 Process-global yfinance settings touched: ``yf.config.debug.hide_exceptions = False``
 (errors raised, not only logged), and yfinance's one shared session is ours. yfinance's tz
@@ -84,7 +84,7 @@ _BROWSER_HEADERS = {  # what yfinance sends when it falls back to plain requests
     "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
     "Accept-Language": "en-US,en;q=0.5",
 }
-# Yahoo symbol suffix → the exchangeTimezoneName Yahoo reports (suffixes of tasks.tickers).
+# Yahoo symbol suffix → the exchangeTimezoneName Yahoo reports (suffixes of tasks.prices.tickers).
 SUFFIX_TIMEZONES: dict[str, str] = {
     "": "America/New_York",  # every US listing, whatever the exchange
     ".TO": "America/Toronto", ".V": "America/Toronto", ".CN": "America/Toronto", ".NE": "America/Toronto",

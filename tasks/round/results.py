@@ -1,6 +1,7 @@
 """What crosses a layer of a round, typed: each stage's result, and the round's as a whole.
 
-The flows pass these (small: paths, counts, ids) between tasks, the CLI prints them, the run
+The round's kind (demo or live), its shared inputs, each model's training plan, each model's
+run or typed failure, and the round's result. The flows pass these (small: paths, counts, ids) between tasks, the CLI prints them, the run
 report renders them and ``--json`` dumps them with ``as_dict``. Nothing big travels in them:
 DataFrames stay in the store and are read by path.
 """
@@ -8,12 +9,28 @@ DataFrames stay in the store and are read by path.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, Literal
 
-from numerflow.flows.guard import GuardDecision
+from numerflow.tasks.classic.data import ClassicFiles
 from numerflow.tasks.model.dataset import DatasetInfo
 from numerflow.tasks.model.predict import LivePredictions
 from numerflow.tasks.numerai.submit import SubmitOutcome
+from numerflow.tasks.round.guard import GuardDecision
+
+if TYPE_CHECKING:
+    from numerflow.tasks.round.models import RoundModel
+
+Mode = Literal["demo", "live"]
+
+
+@dataclass(frozen=True)
+class RoundKind:
+    """Demo or live, whatever the tournament: where the round's data comes from (the built-in demo
+    data offline, or Numerai's round) and how the submission leaves (a dry-run record, or
+    numerapi's upload once per round and model)."""
+
+    mode: Mode
+    round_number: int | None = None  # live: a round named ahead (the daily prepare); None: the open one
 
 #: Per-ticker ingest outcomes, in the order summaries show them.
 INGEST_STATUSES = ("ok", "stale", "failed", "delisted", "no_data", "unresolved")
@@ -99,9 +116,12 @@ class NumeraiTargets:
 
 @dataclass(frozen=True)
 class ReportPaths:
+    """A validation report's files, and its Prefect artifact (the round report links it)."""
+
     json: str
     markdown: str
     chart: str
+    artifact_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -140,13 +160,77 @@ class ModelRun:
     upload: SubmitOutcome
 
 
-class RoundParts:
-    """What a round result shows of its label and of its first model (all a one-model round has),
-    for the Signals/Crypto and the Classic round results alike."""
+@dataclass(frozen=True)
+class ModelFailure:
+    """A model of the round that did not finish: which, at which stage, the error's tag and message."""
 
-    __dataclass_fields__: ClassVar[dict[str, Any]]  # the subclasses are dataclasses
+    name: str
+    stage: str
+    tag: str
+    message: str  # one line: "<tag>: <what is wrong; what to do>" (tasks.core.failures.describe_failure)
+
+    @classmethod
+    def of(cls, name: str, stage: str, exc: BaseException) -> ModelFailure:
+        """From the error: its tag is the cause's when a stage wrapped it (``stage_failed``)."""
+        from numerflow.tasks.core.failures import describe_failure
+
+        root = exc.__cause__ if getattr(exc, "tag", None) == "stage_failed" and exc.__cause__ else exc
+        return cls(name, stage, str(getattr(root, "tag", type(root).__name__)), describe_failure(exc))
+
+    def line(self) -> str:
+        return f"{self.name}: {self.message}"
+
+
+@dataclass(frozen=True)
+class RoundInputs:
+    """What every model of a round shares, built once by the tournament's stages: the universe (a
+    Classic round's live ids), and for Signals/Crypto the resolution, the prices and the dataset;
+    for Classic, Numerai's files."""
+
+    universe: UniverseRef
+    resolution: Resolution | None = None
+    prices: IngestSummary | None = None
+    dataset: DatasetInfo | None = None
+    data: ClassicFiles | None = None
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """One model's training decision: what it trains on, its lineage, and whether it must train."""
+
+    model: RoundModel
+    lineage_source: str
+    lineage: dict[str, Any]
+    must_train: bool
+    reason: str
+    run_id: str
+    training_path: str = ""  # Signals/Crypto: the training file (ours, or joined with Numerai's targets)
+    numerai_targets: NumeraiTargets | None = None
+    features: tuple[str, ...] = ()  # Classic: the feature set's columns
+
+    @property
+    def members(self) -> list[tuple[str, str]] | None:
+        """An ensemble's (target, training file) per member, or None for one model."""
+        return self.numerai_targets.members if self.numerai_targets else None
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """A whole round, stage by stage: shared stages once, then one ``ModelRun`` per model that
+    succeeded; ``failures`` names every model that did not, with the stage and why."""
+
+    tournament: str
+    mode: str  # "demo" or "live"
     universe: UniverseRef
     models: tuple[ModelRun, ...]
+    failures: tuple[ModelFailure, ...] = ()
+    resolution: Resolution | None = None  # Signals/Crypto
+    prices: IngestSummary | None = None  # Signals/Crypto
+    dataset: DatasetInfo | None = None  # Signals/Crypto
+    data: ClassicFiles | None = None  # Classic: Numerai's files (or the synthetic ones)
+    guard: GuardDecision | None = None
+    window: dict[str, Any] | None = None  # Numerai's round window when it was asked (live)
+    scores: Any = None  # tasks.numerai.live_scores.ScoresReport: live scores of the round's models, when fetched
 
     @property
     def round_label(self) -> str:
@@ -174,32 +258,15 @@ class RoundParts:
 
 
 @dataclass(frozen=True)
-class RoundResult(RoundParts):
-    """A whole round, stage by stage: shared stages once, then one ``ModelRun`` per model that
-    succeeded; ``failures`` names every model that did not, with why."""
-
-    mode: str  # "demo" or "live"
-    universe: UniverseRef
-    resolution: Resolution
-    prices: IngestSummary
-    dataset: DatasetInfo
-    models: tuple[ModelRun, ...]
-    failures: dict[str, str] = field(default_factory=dict)  # model name → cause
-    guard: GuardDecision | None = None
-    window: dict[str, Any] | None = None  # Numerai's round window when it was asked (live)
-    scores: Any = None  # flows.scores.ScoresReport: live scores of the round's models, when fetched
-
-
-@dataclass(frozen=True)
 class PreparedRound:
     """The daily prepare: the shared stages' results and each model's trained or reused model."""
 
     mode: str
     universe: UniverseRef
-    prices: IngestSummary
-    dataset: DatasetInfo
+    prices: IngestSummary | None
+    dataset: DatasetInfo | None
     models: dict[str, ModelChoice]  # model name → choice
-    failures: dict[str, str] = field(default_factory=dict)
+    failures: tuple[ModelFailure, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
