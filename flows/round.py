@@ -246,7 +246,7 @@ def model_dataset(run: RoundRun, model: RoundModel, shared: DatasetInfo) -> Data
     """A model's dataset: the round's, or for a table entry with its own feature groups the dataset of
     those. The snapshot id covers the feature sources, so each distinct configuration is built once: the
     next model with the same groups (or this one at predict time) finds it stored."""
-    if model.settings.features == run.settings.features:
+    if signals.shared_dataset(run.settings, model):
         return shared
     return build_dataset_task(model.settings, source_name(model.settings))
 

@@ -276,22 +276,6 @@ def agreement_table(local_per_era: pd.DataFrame, result: DiagnosticsResult, *,
     return rows
 
 
-def render_agreement(rows: list[AgreementRow]) -> list[str]:
-    """Markdown table lines (empty when no score is on both sides)."""
-    if not rows:
-        return []
-
-    def fmt(value: float | None, spec: str = ".4f") -> str:
-        return "—" if value is None else format(value, spec)
-
-    lines = ["| score | eras | numerflow mean | Numerai mean | difference | numerflow sharpe | Numerai sharpe | |",
-             "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r.score} | {r.eras} | {fmt(r.local_mean)} | {fmt(r.numerai_mean)} | {fmt(r.difference, '+.4f')} | "
-              f"{fmt(r.local_sharpe, '.2f')} | {fmt(r.numerai_sharpe, '.2f')} | {'**check**' if r.flagged else 'ok'} |"
-              for r in rows]
-    return lines
-
-
 def era_key(era: Any) -> str:
     """An era as both sides can match it: a date as YYYY-MM-DD (Signals), a Classic era as its
     number without ``era`` or leading zeros (``era0575``, ``0575`` and 575 are the same era)."""

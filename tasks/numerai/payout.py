@@ -67,10 +67,6 @@ class RoundPayout:
     def paying(self) -> tuple[ScoreConfig, ...]:
         return tuple(s for s in self.scores if s.is_payout)
 
-    def display_names(self) -> dict[str, str]:
-        """score name → the name Numerai shows (for labelling live scores)."""
-        return {s.name: s.display_name for s in self.scores}
-
 
 def _number(value: Any) -> float | None:
     if value is None or value == "":

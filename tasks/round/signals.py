@@ -442,6 +442,6 @@ def checked_submission(settings: Settings, predictions_path: str,
                         "churn": churn_message(churn)}
 
 
-def shared_dataset(settings: Settings, model: RoundModel, dataset: DatasetInfo) -> bool:
+def shared_dataset(settings: Settings, model: RoundModel) -> bool:
     """Whether ``model`` uses the round's dataset (else its own feature groups need their own)."""
     return model.settings.features == settings.features
