@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -350,9 +350,11 @@ def diagnostics_file(store: Store, tournament: str, model: str, predictions_path
 
 def refresh_pending(store: Store, tournament: str, model_ids: Mapping[str, str],
                     fetch: Callable[[str, str], dict], *, waits: Sequence[float] = (0.0,),
+                    patient: Collection[str] | None = None,
                     sleep: Callable[[float], None] = time.sleep) -> list[DiagnosticsResult]:
     """Poll every kept upload of these models that is not done yet (``fetch(model_id, id)`` is one
-    ``diagnostics`` query) and keep each answer; returns the answers."""
+    ``diagnostics`` query) and keep each answer; returns the answers. ``patient``: only these ids
+    are polled on the whole ``waits`` schedule, the others once (None: every id on ``waits``)."""
     answers = []
     pending = history(store, tournament)
     pending = pending[(pending["status"] != "done") & pending["model"].isin(list(model_ids))]
@@ -360,11 +362,58 @@ def refresh_pending(store: Store, tournament: str, model_ids: Mapping[str, str],
         def one_query(m: str = str(model), d: str = str(diagnostics_id)) -> dict:
             return fetch(model_ids[m], d)
 
-        answer = poll_diagnostics(one_query, waits=waits, sleep=sleep)
+        schedule = waits if patient is None or diagnostics_id in patient else (0.0,)
+        answer = poll_diagnostics(one_query, waits=schedule, sleep=sleep)
         result = result_from_answer(tournament, model, diagnostics_id, answer)
         save_result(store, result)
         answers.append(result)
     return answers
+
+
+def upload_validation(store: Store, client: Any, model: str, predictions: Path, model_id: str, *,
+                      min_tickers: int) -> tuple[str, Path]:
+    """Upload a model's validation predictions to Numerai's diagnostics (the file built from them by
+    ``diagnostics_file``) and remember the upload at once as ``pending``: its id and the file sent."""
+    tournament = client.spec.name
+    path = diagnostics_file(store, tournament, model, predictions, ticker_column=client.spec.ticker_column,
+                            min_tickers=min_tickers)
+    diagnostics_id = client.upload_diagnostics(path, model_id)
+    record_upload(store, tournament, model, diagnostics_id, predictions_path=predictions)
+    return diagnostics_id, path
+
+
+def latest_verdict(store: Store, tournament: str, model: str, tolerance: float,
+                   kept: pd.DataFrame | None = None) -> tuple[DiagnosticsResult, list[AgreementRow]]:
+    """The model's newest kept diagnostics (``kept``: its history rows, oldest first; read when not
+    given) and, once done, the agreement table of numerflow's per-era figures beside Numerai's."""
+    mine = history(store, tournament, model) if kept is None else kept
+    if mine.empty:
+        raise BadInputError(f"no diagnostics kept for model {model!r}", tag="no_diagnostics")
+    result, predictions = load_result(store, tournament, model, str(mine.iloc[-1]["diagnostics_id"]))
+    agreement: list[AgreementRow] = []
+    if result.done and predictions is not None and predictions.exists():
+        agreement = agreement_table(local_per_era(read_parquet(predictions)), result, tolerance=tolerance)
+    return result, agreement
+
+
+def result_text(result: DiagnosticsResult) -> str:
+    """One line: the id, its status and Numerai's summary figures."""
+    means, sharpes = result.summary("mean"), result.summary("sharpe")
+    figures = ", ".join(f"{k} {means[k]:+.4f} (sharpe {sharpes[k]:.2f})" if sharpes[k] is not None
+                        else f"{k} {means[k]:+.4f}" for k in NUMERAI_FIELDS if means[k] is not None)
+    accepted = _float(result.raw.get("erasAcceptedCount"))
+    return (f"diagnostics {result.diagnostics_id} {result.status}" + (f", {figures}" if figures else "")
+            + (f", {int(accepted)} eras accepted" if accepted is not None else "")
+            + (f" ({result.raw.get('message')})" if result.raw.get("message") else ""))
+
+
+def agreement_lines(agreement: Sequence[AgreementRow]) -> list[str]:
+    """The agreement table as text, one line per score (a flagged one says CHECK)."""
+    return [f"{row.score:<6} numerflow {row.local_mean:+.4f}  Numerai {row.numerai_mean:+.4f}  "
+            f"difference {row.difference:+.4f} on {row.eras} eras  "
+            f"{'CHECK: local and Numerai scoring disagree' if row.flagged else 'ok'}"
+            if row.local_mean is not None and row.numerai_mean is not None and row.difference is not None
+            else f"{row.score:<6} no common eras  CHECK" for row in agreement]
 
 
 def diagnostics_report(settings: Any, *, model: str | None = None, upload: bool = False, fetch: bool = True,
@@ -404,10 +453,8 @@ def diagnostics_report(settings: Any, *, model: str | None = None, upload: bool 
             if not predictions or not Path(predictions).exists():
                 raise BadInputError(f"model {name!r} has no registered model with validation predictions in "
                                     f"{store.root}; run a round first (numerflow run)", tag="no_model")
-            path = diagnostics_file(store, tournament, name, Path(predictions), ticker_column=client.spec.ticker_column,
-                                    min_tickers=own.submission.min_tickers)
-            diagnostics_id = client.upload_diagnostics(path, ids[name])
-            record_upload(store, tournament, name, diagnostics_id, predictions_path=Path(predictions))
+            diagnostics_id, path = upload_validation(store, client, name, Path(predictions), ids[name],
+                                                     min_tickers=own.submission.min_tickers)
             uploaded.append({"model": name, "diagnostics_id": diagnostics_id, "file": str(path),
                              "registry_model": latest.name if latest else None})
             lines.append(f"  uploaded    {name}: {path.name} from model {latest.name if latest else '?'} "
@@ -423,25 +470,9 @@ def diagnostics_report(settings: Any, *, model: str | None = None, upload: bool 
             lines.append(f"  {name}: no diagnostics yet (numerflow diagnostics --upload)")
             shown.append({"model": name, "latest": None, "agreement": [], "history": []})
             continue
-        last = mine.iloc[-1]
-        result, predictions = load_result(store, tournament, name, str(last["diagnostics_id"]))
-        agreement: list[AgreementRow] = []
-        if result.done and predictions is not None and predictions.exists():
-            agreement = agreement_table(local_per_era(read_parquet(predictions)), result,
-                                        tolerance=settings.diagnostics.agreement_tolerance)
-        means, sharpes = result.summary("mean"), result.summary("sharpe")
-        figures = ", ".join(f"{k} {means[k]:+.4f} (sharpe {sharpes[k]:.2f})" if sharpes[k] is not None
-                            else f"{k} {means[k]:+.4f}" for k in NUMERAI_FIELDS if means[k] is not None)
-        lines.append(f"  {name}: diagnostics {result.diagnostics_id} {result.status}"
-                     + (f", {figures}" if figures else "")
-                     + (f", {int(last['eras_accepted'])} eras accepted" if pd.notna(last["eras_accepted"]) else "")
-                     + (f" ({result.raw.get('message')})" if result.raw.get("message") else ""))
-        for row in agreement:
-            lines.append(f"    {row.score:<6} numerflow {row.local_mean:+.4f}  Numerai {row.numerai_mean:+.4f}  "
-                         f"difference {row.difference:+.4f} on {row.eras} eras  "
-                         f"{'CHECK: local and Numerai scoring disagree' if row.flagged else 'ok'}"
-                         if row.local_mean is not None and row.numerai_mean is not None and row.difference is not None
-                         else f"    {row.score:<6} no common eras  CHECK")
+        result, agreement = latest_verdict(store, tournament, name, settings.diagnostics.agreement_tolerance, mine)
+        lines.append(f"  {name}: {result_text(result)}")
+        lines += [f"    {line}" for line in agreement_lines(agreement)]
         lines.append(f"    history   {len(mine)} upload(s), " + ", ".join(
             f"{r.diagnostics_id[:8]} {r.status}" for r in mine.tail(5).itertuples()))
         shown.append({"model": name, "latest": asdict(result), "agreement": [r.as_dict() for r in agreement],

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from numerflow.tasks.classic.data import ClassicFiles
 from numerflow.tasks.model.dataset import DatasetInfo
 from numerflow.tasks.model.predict import LivePredictions
+from numerflow.tasks.numerai.payout import RoundPayout
 from numerflow.tasks.numerai.submit import SubmitOutcome
 from numerflow.tasks.round.guard import GuardDecision
 
@@ -150,6 +151,26 @@ class SubmissionFile:
 
 
 @dataclass(frozen=True)
+class DiagnosticsOutcome:
+    """A model's diagnostics in a round (``numerai.upload_diagnostics``): ``done``, ``pending`` (polled
+    again by the next round or ``numerflow diagnostics``), ``failed`` (the round's upload stands) or
+    ``skipped`` (why in ``message``); the agreement table once done (tasks.numerai.diagnostics.AgreementRow)."""
+
+    model: str
+    status: str
+    message: str
+    diagnostics_id: str | None = None
+    uploaded: bool = False  # uploaded this round (its model was (re)trained)
+    numerai: dict[str, Any] | None = None  # Numerai's summary means: corr, alpha, fnc, mmc
+    agreement: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def flagged(self) -> bool:
+        """Some score differs from numerflow's by more than the tolerance, or Numerai scored other eras."""
+        return any(row.get("flagged") for row in self.agreement)
+
+
+@dataclass(frozen=True)
 class ModelRun:
     """One model of the round: its model, live predictions, validated file and upload."""
 
@@ -158,6 +179,7 @@ class ModelRun:
     live: LivePredictions
     submission: SubmissionFile
     upload: SubmitOutcome
+    diagnostics: DiagnosticsOutcome | None = None  # numerai.upload_diagnostics on (live rounds)
 
 
 @dataclass(frozen=True)
@@ -192,6 +214,7 @@ class RoundInputs:
     prices: IngestSummary | None = None
     dataset: DatasetInfo | None = None
     data: ClassicFiles | None = None
+    payout: RoundPayout | None = None  # live: what Numerai pays this round (roundScoreConfigs), when it answered
 
 
 @dataclass(frozen=True)

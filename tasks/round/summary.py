@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from numerflow.tasks.round.results import RoundResult
+from numerflow.tasks.round.results import ModelRun, RoundResult
 
 
 def summary_of(result: RoundResult) -> tuple[dict[str, Any], str]:
@@ -37,13 +37,16 @@ def run_summary(result: RoundResult) -> dict[str, Any]:
         "report": model.report.markdown if model.report else None,
         "live_date": result.live.live_date,
         "submission": {"path": result.submission.path, "rows": result.submission.rows,
-                       "sha256": result.submission.sha256, "churn": result.submission.checks.get("churn")},
+                       "sha256": result.submission.sha256, "churn": result.submission.checks.get("churn"),
+                       "neutral_churn": result.submission.checks.get("neutral_churn")},
         "upload": {"dry_run": upload.dry_run, "reason": upload.message, "record": upload.record,
                    "status": upload.status, "submission_id": upload.submission_id},
+        **verdict_summary(result.models[0]),
     }
     summary["models"] = [{"name": run.name, "model_id": run.model.model_id, "trained": run.model.trained,
                           "validation_mean": run.model.validation.get("mean"), "submission": run.submission.path,
-                          "upload": run.upload.status, "submission_id": run.upload.submission_id}
+                          "upload": run.upload.status, "submission_id": run.upload.submission_id,
+                          **verdict_summary(run)}
                          for run in result.models]
     if result.mode == "live":
         summary["numerai"] = {"tournament": result.universe.tournament, "round": result.universe.round_number,
@@ -52,6 +55,26 @@ def run_summary(result: RoundResult) -> dict[str, Any]:
                               "resolution": result.resolution.totals,
                               "candidates_path": result.resolution.candidates_path}
     return summary
+
+
+def verdict_summary(run: ModelRun) -> dict[str, Any]:
+    """Numerai's verdict on a model of the round: its payout preview and its diagnostics (when on)."""
+    from numerflow.tasks.round.verdict import diagnostics_line, verdict_numbers
+
+    diagnostics = run.diagnostics
+    return {"payout": verdict_numbers(run.submission.checks),
+            "diagnostics": None if diagnostics is None else {**asdict(diagnostics), "flagged": diagnostics.flagged,
+                                                             "line": diagnostics_line(diagnostics)}}
+
+
+def verdict_lines(s: dict[str, Any]) -> list[str]:
+    """The payout and diagnostics lines of a summary (or of one model's entry)."""
+    lines = []
+    if (s.get("payout") or {}).get("payout"):
+        lines.append(f"  payout      {s['payout']['payout']}")
+    if s.get("diagnostics"):
+        lines.append(f"  diagnostics {s['diagnostics']['line']}")
+    return lines
 
 
 def render_summary(s: dict[str, Any]) -> str:
@@ -69,12 +92,16 @@ def render_summary(s: dict[str, Any]) -> str:
         f"  alpha       {_alpha_line(s.get('alpha'))}",
         f"  submission  {s['submission']['path']} ({s['submission']['rows']} rows, live date {s['live_date']})",
         f"  churn       {s['submission'].get('churn') or 'not checked'}",
+        *([f"  neutral     {s['submission']['neutral_churn']}"] if s["submission"].get("neutral_churn") else []),
+        *verdict_lines(s),
         f"  upload      {_upload_line(s['upload'])}",
         f"  report      {s['report'] or 'unchanged model: see its earlier report'}",
     ]
     if len(s["models"]) > 1:
-        lines += [f"  model {m['name']:<12}{m['model_id']} ({'trained' if m['trained'] else 'reused'}), "
-                  f"CORR {m['validation_mean']:.4f}, {m['upload']}: {m['submission']}" for m in s["models"]]
+        for m in s["models"]:
+            lines.append(f"  model {m['name']:<12}{m['model_id']} ({'trained' if m['trained'] else 'reused'}), "
+                         f"CORR {m['validation_mean']:.4f}, {m['upload']}: {m['submission']}")
+            lines += [f"    {line.strip()}" for line in verdict_lines(m)]
     n = s.get("numerai")
     if n:
         lines.append(f"  numerai     round {n['round']}, {n['universe']['tickers']} tickers ({n['universe']['dataset']}); "
@@ -152,6 +179,7 @@ def classic_summary(result: RoundResult) -> dict[str, Any]:
         "upload": {"dry_run": upload.dry_run, "reason": upload.message, "record": upload.record,
                    "status": upload.status, "submission_id": upload.submission_id},
         "window": result.window,
+        **verdict_summary(result.models[0]),
     }
 
 
@@ -171,6 +199,7 @@ def render_classic_summary(s: dict[str, Any]) -> str:
         f"max drawdown {fmt(v.get('max_drawdown'), '.4f')}, positive {fmt(v.get('positive_share'), '.0%')} of "
         f"{v.get('n_eras')} eras",
         f"  submission  {s['submission']['path']} ({s['submission']['rows']} rows)",
+        *verdict_lines(s),
         f"  upload      {upload['reason'] if str(upload['reason']).startswith('DRY RUN') else upload['status'] + ' — ' + str(upload['reason'])}",
         f"  report      {s['report'] or 'unchanged model: see its earlier report'}",
     ])

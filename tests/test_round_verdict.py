@@ -1,0 +1,221 @@
+"""Numerai's own verdict inside a round (tasks/round/verdict.py, flows/round.py): diagnostics after each
+(re)training as tasks of their own, the payout preview of the round's configuration and neutral churn
+against numerflow's own live features, with the gate's floor on the penalty.
+
+Through the REAL numerapi against the fake Numerai (tests/fakes/numerai_server.py) and the real
+yfinance against the fake Yahoo, under Prefect (the session harness)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from fakes.numerai_server import open_round
+from numerai_tools import scoring as nt_scoring
+from test_live_round import _assert_artifact, live_env, numerai, yahoo  # noqa: F401 - fixtures of a live round
+from test_numerai_verdict import SIGNALS_CONFIGS
+
+from numerflow.tasks.core.config import load_settings
+from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.core.store import Store, write_parquet
+from numerflow.tasks.numerai import diagnostics as diag
+from numerflow.tasks.numerai.churn import churn, record_submission
+from numerflow.tasks.round.verdict import neutral_churn_check, submission_verdict
+
+# --------------------------------------------------------------------------- neutral churn in the round
+
+
+def _dataset(tmp_path: Path, tickers: list[str], days: list[pd.Timestamp], rng: np.random.Generator) -> Path:
+    """A dataset of numerflow's shape: ticker, date, three numeric features per day."""
+    rows = []
+    for day in days:
+        features = rng.normal(size=(len(tickers), 3))
+        rows.append(pd.DataFrame({"ticker": tickers, "date": day, "feature_a": features[:, 0],
+                                  "feature_b": features[:, 1], "feature_c": features[:, 2]}))
+    return write_parquet(tmp_path / "dataset.parquet", pd.concat(rows, ignore_index=True))
+
+
+def _submission(tickers: list[str], values: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({"numerai_ticker": tickers, "signal": pd.Series(values).rank(pct=True).to_numpy() * 0.98})
+
+
+def _verdict_settings(tmp_path: Path, monkeypatch, **submission: object):
+    monkeypatch.setenv("NUMERFLOW_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("NUMERFLOW_NUMERAI__MODEL_NAME", "my_signals")
+    for key, value in submission.items():
+        monkeypatch.setenv(f"NUMERFLOW_SUBMISSION__{key.upper()}", str(value))
+    return load_settings()
+
+
+def test_neutral_churn_sees_a_factor_move_as_no_churn_and_a_new_signal_as_a_penalty(tmp_path, monkeypatch):
+    """Last week's submission, then this week's: moved only along numerflow's features (plain churn
+    counts it, neutral churn does not), or a new idea (both count it; the penalty is below 1)."""
+    rng = np.random.default_rng(5)
+    tickers = [f"T{i:03d} US" for i in range(300)]
+    now = dt.datetime.now(dt.UTC)
+    last_week, today = pd.Timestamp((now - dt.timedelta(days=3)).date()), pd.Timestamp(now.date())
+    path = _dataset(tmp_path, tickers, [last_week, today], rng)
+    frame = pd.read_parquet(path)
+    then = frame[frame["date"] == last_week][["feature_a", "feature_b", "feature_c"]].to_numpy()
+    here = frame[frame["date"] == today][["feature_a", "feature_b", "feature_c"]].to_numpy()
+    idea = rng.normal(size=len(tickers))
+    settings = _verdict_settings(tmp_path, monkeypatch)
+    record_submission(Store(settings.data_dir), "signals", "my_signals", "round-1199",
+                      _submission(tickers, idea + 3 * then[:, 0]), now=now - dt.timedelta(days=3))
+
+    moved = neutral_churn_check(settings, _submission(tickers, idea + 3 * here[:, 0]), "round-1200", path,
+                                str(today.date()))
+    plain = churn(_submission(tickers, idea + 3 * here[:, 0]).set_index("numerai_ticker")["signal"],
+                  _submission(tickers, idea + 3 * then[:, 0]).set_index("numerai_ticker")["signal"])
+    assert plain > 0.5 and moved["max_neutral_churn"] < 0.1 and moved["neutral_churn_penalty"] == 1.0
+    assert [c["round"] for c in moved["compared_with"]] == ["round-1199"]
+    assert "numerflow's own 3 features (feature_a, feature_b, feature_c)" in moved["neutralizers"]
+    assert moved["warning"] is None
+
+    new_idea = neutral_churn_check(settings, _submission(tickers, rng.normal(size=len(tickers))), "round-1200",
+                                   path, str(today.date()))
+    assert new_idea["max_neutral_churn"] > 0.5 and new_idea["neutral_churn_penalty"] < 0.5
+    assert "submission.min_neutral_churn_penalty" in new_idea["warning"]  # warn (the default gate): uploaded
+
+
+def test_the_gate_refuses_a_penalty_below_the_floor_naming_the_setting(tmp_path, monkeypatch):
+    rng = np.random.default_rng(6)
+    tickers = [f"T{i:03d} US" for i in range(200)]
+    now = dt.datetime.now(dt.UTC)
+    today = pd.Timestamp(now.date())
+    path = _dataset(tmp_path, tickers, [today - pd.Timedelta(days=2), today], rng)
+    settings = _verdict_settings(tmp_path, monkeypatch, churn_gate="refuse", min_neutral_churn_penalty=0.9)
+    record_submission(Store(settings.data_dir), "signals", "my_signals", "round-1199",
+                      _submission(tickers, rng.normal(size=len(tickers))), now=now - dt.timedelta(days=2))
+    predictions = write_parquet(tmp_path / "live.parquet", pd.DataFrame({
+        "ticker": tickers, "date": today, "prediction": rng.normal(size=len(tickers))}))
+    with pytest.raises(BadInputError, match=r"neutral-churn penalty 0\.\d+ < floor 0\.900.*"
+                       r"submission\.min_neutral_churn_penalty") as refused:
+        submission_verdict(settings, str(predictions), "round-1200", model_dir=str(tmp_path), dataset_path=str(path),
+                           live_date=str(today.date()), payout=None)
+    assert refused.value.tag == "churn_gate"
+
+    # A floor of 0 never refuses; the figures stay in the checks.
+    monkeypatch.setenv("NUMERFLOW_SUBMISSION__MIN_NEUTRAL_CHURN_PENALTY", "0")
+    checks = submission_verdict(load_settings(), str(predictions), "round-1200", model_dir=str(tmp_path),
+                                dataset_path=str(path), live_date=str(today.date()), payout=None)
+    assert checks["neutral_churn_penalty"] < 0.9 and checks["neutral_churn"].startswith("neutral churn 1.")
+    assert checks["payout"] == "no payout preview: Numerai's payout configuration was not read this round"
+
+
+# --------------------------------------------------------------------------- a live round with the verdict
+
+
+def _numerai_scorer(numerai_data: pd.DataFrame):
+    """Numerai's diagnostics of an uploaded Signals file, with numerai-tools: CORR per era against
+    Numerai's own targets."""
+    table = numerai_data.set_index(["numerai_ticker", "date"])["target"]
+
+    def score(body: bytes) -> dict:
+        upload = pd.read_csv(io.BytesIO(body))
+        eras = []
+        for date, group in upload.groupby("date"):
+            preds = group.set_index("numerai_ticker")["signal"].sort_index()
+            target = table.xs(date, level="date").reindex(preds.index)
+            corr = nt_scoring.numerai_corr(preds.to_frame(), target).iloc[0]
+            eras.append({"era": date, "validationCorr": float(corr), "validationAlpha": None,
+                         "validationFncV4": None, "validationMmc": None})
+        values = np.array([e["validationCorr"] for e in eras])
+        return {"validationCorrMean": float(values.mean()), "perEraDiagnostics": eras}
+
+    return score
+
+
+@pytest.mark.slow
+def test_a_live_round_uploads_diagnostics_per_trained_model_beside_its_upload(prefect_harness, live_env, numerai,
+                                                                             yahoo, monkeypatch):
+    from numerflow.flows.round import round_flow
+    from numerflow.tasks.round.report import render_round_report
+    from numerflow.tasks.round.summary import summary_of
+
+    monkeypatch.setenv("NUMERFLOW_MODELS", json.dumps([{"name": "my_signals", "stake": 100},
+                                                       {"name": "other_signals", "upload_diagnostics": False}]))
+    monkeypatch.setenv("NUMERFLOW_NUMERAI__UPLOAD_DIAGNOSTICS", "true")
+    monkeypatch.setenv("NUMERFLOW_DIAGNOSTICS__POLL_WAITS_SECONDS", "[0, 0, 0]")
+    numerai.state.diagnostics_scorer = _numerai_scorer(pd.concat([  # numerflow's validation eras are Numerai's too
+        pd.read_parquet(io.BytesIO(numerai.state.datasets[11][f"signals/v2.1/{name}.parquet"]))
+        for name in ("train", "validation")]))
+    numerai.state.diagnostics_pending_polls = 10  # longer than the schedule: still pending at the round's end
+    numerai.add_round("signals", {**open_round(1200, hours_left=6), "payoutFactor": "0.5",
+                                  "roundScoreConfigs": SIGNALS_CONFIGS})
+
+    first = round_flow(mode="live")
+
+    # Both uploaded; one diagnostics upload, for the model that asks for it, made from its validation predictions.
+    runs = {run.name: run for run in first.models}
+    assert {name: run.upload.status for name, run in runs.items()} == {"my_signals": "uploaded",
+                                                                       "other_signals": "uploaded"}
+    (uploaded,) = numerai.state.diagnostics
+    assert uploaded["variables"]["modelId"] == "model-signals-1"
+    sent = pd.read_csv(io.BytesIO(uploaded["body"]))
+    assert list(sent.columns) == ["numerai_ticker", "date", "signal"]
+    assert (pd.to_datetime(sent["date"]).dt.dayofweek == 4).all()
+    assert len(numerai.calls("diagnostics")) == 3  # the bounded schedule, then left pending
+    mine = runs["my_signals"].diagnostics
+    assert (mine.status, mine.uploaded, mine.diagnostics_id) == ("pending", True, uploaded["id"])
+    assert runs["other_signals"].diagnostics is None  # upload_diagnostics = false for this entry
+    store = Store(load_settings().data_dir)
+    assert diag.history(store, "signals")["status"].tolist() == ["pending"]
+
+    # The payout preview of the round's configuration, for the model's stake, in checks, summary and report.
+    checks = runs["my_signals"].submission.checks
+    assert checks["payout"].startswith("payout: round 1200 pays 0.3×alpha") and "mpc unknown" in checks["payout"]
+    assert checks["payout_preview"]["stake"] == 100
+    summary, text = summary_of(first)
+    assert summary["models"][0]["payout"]["payout"] == checks["payout"]
+    assert "diagnostics pending" in text and "payout      payout: round 1200" in text
+    report = render_round_report(first)
+    assert "## Numerai's verdict" in report and "still pending" in report
+
+    # The next round: the models are reused, nothing is uploaded to diagnostics, the pending one is done.
+    numerai.state.diagnostics_pending_polls = 0
+    numerai.set_round("signals", open_round(1201, hours_left=6))
+    second = round_flow(mode="live")
+    runs = {run.name: run for run in second.models}
+    assert not any(run.model.trained for run in runs.values())
+    assert len(numerai.state.diagnostics) == 1
+    mine = runs["my_signals"].diagnostics
+    assert (mine.status, mine.uploaded, mine.diagnostics_id) == ("done", False, uploaded["id"])
+    (corr,) = mine.agreement
+    assert corr["score"] == "corr" and corr["eras"] == sent["date"].nunique() and not corr["flagged"]
+    assert abs(corr["difference"]) < 1e-9  # Numerai's figures equal numerflow's on the same eras
+    assert diag.history(store, "signals")["status"].tolist() == ["done"]
+    report = render_round_report(second)
+    assert "| corr |" in report and "| ok |" in report
+    _assert_artifact("diagnostics-agreement", "corr")
+
+    # Neutral churn against round 1200's submission, beside plain churn: same model, same features.
+    checks = runs["my_signals"].submission.checks
+    assert checks["max_neutral_churn"] == pytest.approx(0.0, abs=1e-6) and checks["neutral_churn_penalty"] == 1.0
+    assert "neutralised against numerflow's own" in checks["neutral_churn"]
+    assert "neutral churn" in summary_of(second)[1]
+
+
+@pytest.mark.slow
+def test_a_diagnostics_failure_never_costs_the_upload_and_is_shown(prefect_harness, live_env, numerai, yahoo,
+                                                                   monkeypatch):
+    from numerflow.flows.round import round_flow
+    from numerflow.tasks.round.summary import summary_of
+
+    monkeypatch.setenv("NUMERFLOW_NUMERAI__UPLOAD_DIAGNOSTICS", "true")
+    monkeypatch.setenv("NUMERFLOW_DIAGNOSTICS__POLL_WAITS_SECONDS", "[0]")
+    numerai.fail("createDiagnostics", message="Invalid diagnostics file: eras mismatch")
+
+    result = round_flow(mode="live", model_name="my_signals")
+
+    assert result.upload.status == "uploaded" and len(numerai.state.submissions) == 1
+    assert numerai.state.diagnostics == []
+    outcome = result.models[0].diagnostics
+    assert outcome.status == "failed" and "eras mismatch" in outcome.message
+    assert "the round's upload stands" in outcome.message
+    assert "diagnostics failed" in summary_of(result)[1]
