@@ -270,11 +270,10 @@ def neutral_churn_report(submission: pd.DataFrame, previous: list[PastSubmission
     payout penalty of the largest, the floor ``submission.min_neutral_churn_penalty`` and the verdict.
     ``used`` says which neutralizers these are (Numerai publishes no live neutralizer)."""
     current = _signal_series(submission)
-    comparisons = []
-    for past in previous:
-        value = neutral_churn(current, past.signal, neutralizers_now, neutralizers_at(past))
-        comparisons.append({"round": past.round_label, "neutral_churn": value})
-    values = [c["neutral_churn"] for c in comparisons if c["neutral_churn"] is not None]
+    pairs = [(past.round_label, neutral_churn(current, past.signal, neutralizers_now, neutralizers_at(past)))
+             for past in previous]
+    comparisons = [{"round": label, "neutral_churn": value} for label, value in pairs]
+    values = [value for _, value in pairs if value is not None]
     worst = max(values) if values else None
     penalty = neutral_churn_penalty(min(max(worst, 0.0), 2.0)) if worst is not None else None
     floor = settings.min_neutral_churn_penalty
