@@ -31,6 +31,8 @@ from numerflow.flows.round_tasks import (
     demo_neutralizer_task,
     demo_universe_task,
     diagnostics_task,
+    neutralize_live_task,
+    neutralize_validation_task,
     numerai_neutralizer_task,
     numerai_targets_task,
     numerai_universe_task,
@@ -60,6 +62,7 @@ from numerflow.tasks.prices.ingest import ingest_dir, ingest_run_id
 from numerflow.tasks.prices.progress import ProgressBar
 from numerflow.tasks.round import classic, signals, verdict
 from numerflow.tasks.round.models import RoundModel, failures_text, round_models
+from numerflow.tasks.round.neutralization import neutralizing
 from numerflow.tasks.round.results import (
     DiagnosticsOutcome,
     IngestSummary,
@@ -276,6 +279,8 @@ def finish_model(run: RoundRun, plan: TrainPlan, trained: TrainResult | ModelFai
     if files is None:  # Signals, Crypto: ALPHA against the demo market's or Numerai's neutralizer
         neutralizers = (demo_neutralizer_task(settings, trained.validation_predictions) if run.kind.mode == "demo"
                         else numerai_neutralizer_task(settings, round_number))
+        if neutralizing(settings):  # [neutralize]: the figures are of the neutralised predictions
+            trained = neutralize_validation_task(settings, trained, plan.own_dataset, neutralizers)
         metrics = validation_alpha_task(settings, trained, neutralizers)
     report = publish_report_task(settings, trained.model_dir, metrics, plan.run_id)
     return trained_choice(plan, trained, metrics, report)
@@ -320,6 +325,8 @@ def run_model(run: RoundRun, inputs: RoundInputs, model: RoundModel, choice: Mod
         inputs = replace(inputs, dataset=model_dataset(run, model, inputs.dataset))
     with stage(f"predict{suffix}", unattended=unattended):
         live = predict_live_task(settings, inputs, choice.model_dir, model.run_id(run.run_id))
+        if neutralizing(settings):  # as its validation predictions were
+            live = neutralize_live_task(settings, inputs, live, choice.model_dir)
     with stage(f"validate{suffix}", unattended=unattended):
         verdict_checks = submission_verdict_task(model, live, inputs, choice.model_dir)
         submission = write_submission_task(model, live.path, inputs.universe, verdict_checks)

@@ -24,7 +24,7 @@ from numerflow.tasks.numerai.neutralizer import NeutralizerFiles
 from numerflow.tasks.numerai.payout import RoundPayout
 from numerflow.tasks.numerai.submit import SubmitOutcome, submit_file
 from numerflow.tasks.prices.tickers import resolution_lines
-from numerflow.tasks.round import classic, signals, verdict
+from numerflow.tasks.round import classic, neutralization, signals, verdict
 from numerflow.tasks.round.models import RoundModel
 from numerflow.tasks.round.results import (
     DiagnosticsOutcome,
@@ -138,6 +138,13 @@ def validation_alpha_task(settings: Settings, trained: TrainResult, files: Neutr
     return signals.score_alpha(trained, files)
 
 
+@task(name="neutralize-validation", retries=0, timeout_seconds=1800)
+def neutralize_validation_task(settings: Settings, trained: TrainResult, own_dataset: str,
+                               files: NeutralizerFiles | None) -> TrainResult:
+    """[neutralize]: the validation predictions neutralised, CORR recomputed, the figures before kept."""
+    return neutralization.neutralize_validation(settings, trained, own_dataset, files)
+
+
 @task(name="publish-report", retries=0, timeout_seconds=600)
 def publish_report_task(settings: Settings, model_dir: str, metrics: dict, run_id: str) -> ReportPaths:
     """The tournament's validation report, written and published as the ``validation-report`` artifact."""
@@ -153,6 +160,13 @@ def publish_report_task(settings: Settings, model_dir: str, metrics: dict, run_i
 @task(name="predict-live", retries=0, timeout_seconds=1800)
 def predict_live_task(settings: Settings, inputs: RoundInputs, model_dir: str, run_id: str) -> LivePredictions:
     return tournament_of(settings).predict(settings, inputs, model_dir, run_id)
+
+
+@task(name="neutralize-live", retries=0, timeout_seconds=600)
+def neutralize_live_task(settings: Settings, inputs: RoundInputs, live: LivePredictions,
+                         model_dir: str) -> LivePredictions:
+    """[neutralize]: the live predictions neutralised as the model's validation ones were."""
+    return neutralization.neutralize_live(settings, inputs, live, model_dir)
 
 
 @task(name="write-submission", retries=0, timeout_seconds=600)

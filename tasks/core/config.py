@@ -303,6 +303,24 @@ class ScoresSettings(Section):
         return crons_field(value)  # type: ignore[return-value]
 
 
+class NeutralizeSettings(Section):
+    """Prediction neutralisation (Signals, Crypto): each date's predictions less ``proportion`` of their
+    least-squares fit on the ``against`` features plus a constant (numerai-tools' ``neutralize``), applied
+    identically to the validation predictions (so the reported CORR and ALPHA are of what is uploaded; the
+    summary shows them before and after) and to the live ones; part of the model's lineage (a change
+    retrains). A ``[[models]]`` entry's ``neutralize`` table wins over ``[neutralize]``."""
+
+    proportion: float = Field(
+        0.0, ge=0, le=1, allow_inf_nan=False,
+        description="share of the features' linear fit taken out of the predictions: 0 (default) leaves them "
+        "unchanged, 1 leaves no linear exposure to the features")
+    against: list[str] = Field(
+        default_factory=lambda: ["own"], min_length=1,
+        description="what to neutralise against: \"own\" (every numeric feature of numerflow's own dataset), "
+        "\"numerai\" (Numerai's numeric feature_* columns; needs training.feature_set numerai or both) and/or "
+        "feature names (looked up in numerflow's dataset, then Numerai's)")
+
+
 class ModelSettings(Section):
     """One Numerai model of the account (a ``[[models]]`` entry in numerflow.toml). With no entries
     the round submits the single ``numerai.model_name`` with ``[training]`` as it is."""
@@ -329,6 +347,9 @@ class ModelSettings(Section):
         description="this model's stake in NMR, read-only, for its payout preview (default: numerai.stake)")
     upload_diagnostics: bool | None = Field(
         None, description="this model's diagnostics after each (re)training (default: numerai.upload_diagnostics)")
+    neutralize: NeutralizeSettings | None = Field(
+        None, description="this model's prediction neutralisation, e.g. {proportion = 0.5, against = [\"own\"]} "
+        "(default: [neutralize])")
 
     @field_validator("features")
     @classmethod
@@ -668,6 +689,7 @@ class Settings(BaseSettings):
     features: FeaturesSettings = Field(default_factory=FeaturesSettings)
     scores: ScoresSettings = Field(default_factory=ScoresSettings)
     diagnostics: DiagnosticsSettings = Field(default_factory=DiagnosticsSettings)
+    neutralize: NeutralizeSettings = Field(default_factory=NeutralizeSettings)
     classic: ClassicSettings = Field(default_factory=ClassicSettings)
     models: list[ModelSettings] = Field(
         default_factory=list, description="the account's models, one [[models]] table each (empty: the single "
@@ -821,6 +843,8 @@ def settings_for_model(settings: Settings, model: ModelSettings) -> Settings:
         training["feature_set"] = model.feature_set
     update = {"numerai": settings.numerai.model_copy(update=numerai),
               "training": settings.training.model_copy(update=training)}
+    if model.neutralize is not None:
+        update["neutralize"] = model.neutralize
     if model.features is not None:  # its own feature groups (the sources are declared once, in [features])
         update["features"] = settings.features.model_copy(update={"use": model.features})
     return settings.model_copy(update=update)

@@ -119,6 +119,10 @@ def model_lines(run: ModelRun, *, alpha: bool) -> list[str]:
         f"{_fmt(corr.get('max_drawdown'), '.4f')}, positive {_fmt(corr.get('positive_share'), '.0%')} over "
         f"{_fmt(corr.get('n_eras', corr.get('n_dates')))} eras",
     ]
+    if model.neutralization:
+        from numerflow.tasks.round.summary import neutralization_line
+
+        lines.append(f"- neutralised: {neutralization_line(model.neutralization, model.alpha, corr)}")
     if alpha:
         lines.append("- validation ALPHA per weekly era: "
                      + (f"mean {_fmt(model.alpha.get('mean'), '.5f')}, sharpe {_fmt(model.alpha.get('sharpe'), '.2f')}, "

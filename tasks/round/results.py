@@ -138,6 +138,8 @@ class ModelChoice:
     report: ReportPaths | None = None  # only when trained this run
     numerai_targets: NumeraiTargets | None = None
     alpha: dict[str, Any] | None = None  # ALPHA summary on the held-out weekly eras, when a neutralizer was scored
+    # [neutralize]: proportion, against, features and the figures before it (validation and alpha are after)
+    neutralization: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,7 @@ class TrainPlan:
     training_path: str = ""  # Signals/Crypto: the training file (ours, or joined with Numerai's targets)
     numerai_targets: NumeraiTargets | None = None
     features: tuple[str, ...] = ()  # Classic: the feature set's columns
+    own_dataset: str = ""  # Signals/Crypto: numerflow's own dataset of the model (its features neutralise)
 
     @property
     def members(self) -> list[tuple[str, str]] | None:

@@ -35,6 +35,7 @@ def run_summary(result: RoundResult) -> dict[str, Any]:
         "alpha": {k: (model.alpha or {}).get(k) for k in ("mean", "std", "sharpe", "positive_share", "n_eras")}
         if model.alpha else None,
         "report": model.report.markdown if model.report else None,
+        "neutralization": model.neutralization,
         "live_date": result.live.live_date,
         "submission": {"path": result.submission.path, "rows": result.submission.rows,
                        "sha256": result.submission.sha256, "churn": result.submission.checks.get("churn"),
@@ -55,6 +56,19 @@ def run_summary(result: RoundResult) -> dict[str, Any]:
                               "resolution": result.resolution.totals,
                               "candidates_path": result.resolution.candidates_path}
     return summary
+
+
+def neutralization_line(block: dict[str, Any], alpha: dict[str, Any] | None, corr: dict[str, Any]) -> str:
+    """[neutralize]: how, and the validation CORR and ALPHA means before → after (what is uploaded)."""
+    def mean(summary: dict[str, Any] | None) -> str:
+        value = (summary or {}).get("mean")
+        return "—" if value is None else format(value, ".5f")
+
+    before = block.get("before") or {}
+    features = block.get("features") or []
+    return (f"proportion {block['proportion']:g} against {', '.join(block['against'])} ({len(features)} features): "
+            f"CORR mean {mean(before.get('corr'))} → {mean(corr)}, ALPHA mean {mean(before.get('alpha'))} → "
+            f"{mean(alpha)} (validation figures are of the neutralised predictions, as uploaded)")
 
 
 def verdict_summary(run: ModelRun) -> dict[str, Any]:
@@ -90,6 +104,8 @@ def render_summary(s: dict[str, Any]) -> str:
         f"  model       {s['model']['id']} ({s['model']['decision']})",
         f"  validation  {_validation_line(v)}",
         f"  alpha       {_alpha_line(s.get('alpha'))}",
+        *([f"  neutralized {neutralization_line(s['neutralization'], s.get('alpha'), v)}"]
+          if s.get("neutralization") else []),
         f"  submission  {s['submission']['path']} ({s['submission']['rows']} rows, live date {s['live_date']})",
         f"  churn       {s['submission'].get('churn') or 'not checked'}",
         *([f"  neutral     {s['submission']['neutral_churn']}"] if s["submission"].get("neutral_churn") else []),
