@@ -218,7 +218,8 @@ def submission_verdict_task(model: RoundModel, live: LivePredictions, inputs: Ro
     """Neutral churn (Signals; the churn gate may refuse here) and the payout preview of a submission."""
     return verdict.submission_verdict(model.settings, live.path, inputs.universe.round_label, model_dir=model_dir,
                                       dataset_path=inputs.dataset.path if inputs.dataset else None,
-                                      live_date=live.live_date, payout=inputs.payout)
+                                      live_date=live.live_date, payout=inputs.payout,
+                                      live=inputs.universe.round_number is not None)
 
 
 @network_task(name="numerai-diagnostics-upload", timeout_seconds=900)

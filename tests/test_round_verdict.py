@@ -97,13 +97,13 @@ def test_the_gate_refuses_a_penalty_below_the_floor_naming_the_setting(tmp_path,
     with pytest.raises(BadInputError, match=r"neutral-churn penalty 0\.\d+ < floor 0\.900.*"
                        r"submission\.min_neutral_churn_penalty") as refused:
         submission_verdict(settings, str(predictions), "round-1200", model_dir=str(tmp_path), dataset_path=str(path),
-                           live_date=str(today.date()), payout=None)
+                           live_date=str(today.date()), payout=None, live=True)
     assert refused.value.tag == "churn_gate"
 
     # A floor of 0 never refuses; the figures stay in the checks.
     monkeypatch.setenv("NUMERFLOW_SUBMISSION__MIN_NEUTRAL_CHURN_PENALTY", "0")
     checks = submission_verdict(load_settings(), str(predictions), "round-1200", model_dir=str(tmp_path),
-                                dataset_path=str(path), live_date=str(today.date()), payout=None)
+                                dataset_path=str(path), live_date=str(today.date()), payout=None, live=True)
     assert checks["neutral_churn_penalty"] < 0.9 and checks["neutral_churn"].startswith("neutral churn 1.")
     assert checks["payout"] == "no payout preview: Numerai's payout configuration was not read this round"
 

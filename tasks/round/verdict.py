@@ -144,19 +144,23 @@ def round_payout(settings: Settings, round_number: int | None) -> RoundPayout | 
     return client_for(settings, settings.tournament).round_payout(round_number)
 
 
-def features_as_of(dataset_path: Path, day: pd.Timestamp, tickers: pd.Index) -> pd.DataFrame:
-    """numerflow's own numeric features of ``tickers`` at ``day``: each ticker's last row at most
-    ``MAX_STALENESS_DAYS`` before it (as live predictions take them), a missing value as the day's
-    mean (neutral); indexed by ticker."""
-    start = (day - pd.Timedelta(days=MAX_STALENESS_DAYS)).to_pydatetime()
-    frame = read_parquet(dataset_path, filter_expr=(ds.field("date") >= start)
-                         & (ds.field("date") <= day.to_pydatetime()))
+def dataset_window(dataset_path: Path, first: pd.Timestamp, last: pd.Timestamp) -> pd.DataFrame:
+    """numerflow's own numeric features of the dataset's rows from ``MAX_STALENESS_DAYS`` before
+    ``first`` to ``last`` (one read for every date a neutral churn needs)."""
+    start = (first - pd.Timedelta(days=MAX_STALENESS_DAYS)).to_pydatetime()
+    frame = read_parquet(dataset_path, filter_expr=(ds.field("date") >= start) & (ds.field("date") <= last.to_pydatetime()))
     columns = [c for c in frame.columns if c.startswith("feature_") and pd.api.types.is_numeric_dtype(frame[c])]
-    frame = frame[frame["ticker"].astype(str).isin(tickers)]
-    latest = frame.sort_values(["ticker", "date"]).drop_duplicates("ticker", keep="last")
-    values = latest.set_index(latest["ticker"].astype(str))[columns].astype("float64")
-    values = values.loc[:, values.notna().any()]
-    return values.fillna(values.mean())
+    return frame[["ticker", "date", *columns]].assign(ticker=frame["ticker"].astype(str))
+
+
+def features_at(window: pd.DataFrame, day: pd.Timestamp, tickers: pd.Index) -> pd.DataFrame:
+    """The features of ``tickers`` at ``day``: each ticker's last row at most ``MAX_STALENESS_DAYS``
+    before it (as live predictions take them), a missing value as the day's mean (neutral); by ticker."""
+    rows = window[(window["date"] <= day) & (window["date"] >= day - pd.Timedelta(days=MAX_STALENESS_DAYS))
+                  & window["ticker"].isin(tickers)]
+    latest = rows.sort_values(["ticker", "date"]).drop_duplicates("ticker", keep="last")
+    values = latest.set_index("ticker").drop(columns=["date"]).astype("float64")
+    return values.fillna(values.mean()).fillna(0.0)
 
 
 def neutral_churn_check(settings: Settings, submission: pd.DataFrame, round_label: str, dataset_path: Path,
@@ -169,12 +173,13 @@ def neutral_churn_check(settings: Settings, submission: pd.DataFrame, round_labe
     previous = recent_submissions(Store(settings.data_dir), settings.tournament, settings.numerai.model_name,
                                   lookback_days=rules.churn_lookback_days, limit=rules.churn_history,
                                   exclude_round=round_label, now=now)
-    ids = pd.Index(submission.iloc[:, 0].astype(str))
-    current = features_as_of(dataset_path, pd.Timestamp(live_date), ids)
+    today = pd.Timestamp(live_date)
+    days = {past.round_label: pd.Timestamp(past.submitted_at.date()) for past in previous}
+    window = dataset_window(dataset_path, min([today, *days.values()]), max([today, *days.values()]))
+    current = features_at(window, today, pd.Index(submission.iloc[:, 0].astype(str)))
 
     def at(past: PastSubmission) -> pd.DataFrame:
-        day = pd.Timestamp(past.submitted_at.date())
-        return features_as_of(dataset_path, day, pd.Index(past.signal.index.astype(str)))[current.columns]
+        return features_at(window, days[past.round_label], pd.Index(past.signal.index.astype(str)))[current.columns]
 
     used = f"numerflow's own {len(current.columns)} features ({', '.join(current.columns[:6])}" + (
         ", …)" if len(current.columns) > 6 else ")") + " (Numerai publishes no live neutralizer)"
@@ -184,7 +189,8 @@ def neutral_churn_check(settings: Settings, submission: pd.DataFrame, round_labe
 
 
 def submission_verdict(settings: Settings, predictions_path: str, round_label: str, *, model_dir: str,
-                       dataset_path: str | None, live_date: str, payout: RoundPayout | None) -> dict[str, Any]:
+                       dataset_path: str | None, live_date: str, payout: RoundPayout | None,
+                       live: bool) -> dict[str, Any]:
     """A submission's extra checks before it is written: Signals' neutral churn (the gate may refuse
     here) and the payout preview of the round's configuration for the model's stake, from its
     validation figures with the neutral-churn penalty. Keys added to the submission's checks."""
@@ -200,8 +206,7 @@ def submission_verdict(settings: Settings, predictions_path: str, round_label: s
                       neutral_churn_penalty=penalty, neutral_churn_warning=report["warning"])
     if payout is None:
         checks["payout"] = "no payout preview: " + ("Numerai's payout configuration was not read this round"
-                                                    if round_label.startswith("round-")
-                                                    else "a demo round has no Numerai payout")
+                                                    if live else "a demo round has no Numerai payout")
         return checks
     metrics = read_json(Path(model_dir) / META_FILE).get("validation_metrics") or {}
     estimates, sources = local_estimates(metrics, settings.tournament)
