@@ -130,7 +130,8 @@ def run_round(run: RoundRun) -> RoundResult:
     outcomes = finish_diagnostics(diagnostics)
     runs = [replace(r, diagnostics=outcomes.get(r.name or "model")) for r in runs]
     return RoundResult(run.settings.tournament, run.kind.mode, inputs.universe, tuple(runs),
-                       tuple(failures + failed), inputs.resolution, inputs.prices, inputs.dataset, inputs.data)
+                       tuple(failures + failed), inputs.resolution, inputs.prices, inputs.dataset, inputs.data,
+                       payout=inputs.payout)
 
 
 def prepare_round(run: RoundRun) -> PreparedRound:

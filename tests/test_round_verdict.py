@@ -18,7 +18,7 @@ import pytest
 from fakes.numerai_server import open_round
 from numerai_tools import scoring as nt_scoring
 from test_live_round import _assert_artifact, live_env, numerai, yahoo  # noqa: F401 - fixtures of a live round
-from test_numerai_verdict import SIGNALS_CONFIGS
+from test_numerai_verdict import SIGNALS_CONFIGS, verdict_env  # noqa: F401 - fixture
 
 from numerflow.tasks.core.config import load_settings
 from numerflow.tasks.core.errors import BadInputError
@@ -174,8 +174,10 @@ def test_a_live_round_uploads_diagnostics_per_trained_model_beside_its_upload(pr
     summary, text = summary_of(first)
     assert summary["models"][0]["payout"]["payout"] == checks["payout"]
     assert "diagnostics pending" in text and "payout      payout: round 1200" in text
+    assert "pays        round 1200 pays 0.3×alpha + 0.8×mpc, clip ±0.017, payout factor 0.5" in text
     report = render_round_report(first)
     assert "## Numerai's verdict" in report and "still pending" in report
+    assert "- this round: round 1200 pays 0.3×alpha" in report
 
     # The next round: the models are reused, nothing is uploaded to diagnostics, the pending one is done.
     numerai.state.diagnostics_pending_polls = 0
@@ -219,3 +221,50 @@ def test_a_diagnostics_failure_never_costs_the_upload_and_is_shown(prefect_harne
     assert outcome.status == "failed" and "eras mismatch" in outcome.message
     assert "the round's upload stands" in outcome.message
     assert "diagnostics failed" in summary_of(result)[1]
+
+
+# --------------------------------------------------------------------------- ALPHA in the agreement table
+
+
+def test_the_agreement_table_puts_numerflows_alpha_beside_numerais(verdict_env):
+    """A model with ALPHA scored locally (per date, in its meta.json): Numerai's per-era ALPHA is
+    compared on the same eras; eras Numerai scored that numerflow did not are flagged."""
+    from test_numerai_verdict import _numerai_style_scorer, _register_model, _validation_predictions
+
+    from numerflow.tasks.core.store import read_json, write_json
+    from numerflow.tasks.round.verdict import model_diagnostics, upload_model_diagnostics
+
+    fake = verdict_env
+    rng = np.random.default_rng(21)
+    predictions = _validation_predictions(rng)
+    settings = load_settings().model_copy(update={"numerai": load_settings().numerai.model_copy(
+        update={"model_name": "my_signals"})})
+    _register_model(settings.data_dir, "my_signals", predictions)
+    model_dir = next(Store(settings.data_dir).models_dir().iterdir())
+    fridays = sorted(d for d in predictions["date"].unique() if pd.Timestamp(d).dayofweek == 4)
+    values = rng.normal(0.01, 0.02, len(fridays))
+    local_alpha = {pd.Timestamp(d).strftime("%Y-%m-%d"): float(v) for d, v in zip(fridays, values, strict=True)}
+    meta = read_json(model_dir / "meta.json")
+    meta["validation_metrics"]["per_date_alpha"] = {"date": list(local_alpha)[:-3],
+                                                    "alpha": list(local_alpha.values())[:-3]}
+    write_json(model_dir / "meta.json", meta)
+    corr_scorer = _numerai_style_scorer(predictions)
+
+    def scorer(body: bytes) -> dict:
+        scored = corr_scorer(body)
+        for era in scored["perEraDiagnostics"]:
+            era["validationAlpha"] = local_alpha[era["era"]]
+        return scored
+
+    fake.state.diagnostics_scorer = scorer
+    fake.state.diagnostics_pending_polls = 0
+    uploaded = upload_model_diagnostics(settings, str(model_dir))
+    outcome = model_diagnostics(settings, uploaded, sleep=lambda _: None)
+
+    assert outcome.status == "done" and outcome.uploaded
+    rows = {row["score"]: row for row in outcome.agreement}
+    assert rows["corr"]["eras"] == len(fridays) and not rows["corr"]["flagged"]
+    alpha = rows["alpha"]
+    assert alpha["eras"] == len(fridays) - 3 and abs(alpha["difference"]) < 1e-12
+    assert alpha["flagged"]  # Numerai scored 3 eras numerflow has no ALPHA for
+    assert outcome.flagged

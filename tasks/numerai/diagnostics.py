@@ -165,22 +165,25 @@ def record_path(store: Store, tournament: str, model: str, diagnostics_id: str) 
 
 
 def record_upload(store: Store, tournament: str, model: str, diagnostics_id: str, *,
-                  predictions_path: Path | None = None, now: dt.datetime | None = None) -> Path:
+                  predictions_path: Path | None = None, model_dir: Path | None = None,
+                  now: dt.datetime | None = None) -> Path:
     """Remember an upload at once (status ``pending``), so a later poll finds it even if this one
     dies; ``predictions_path``: the validation predictions it came from (for the agreement table)."""
     now = now or dt.datetime.now(dt.UTC)
     result = DiagnosticsResult(tournament, model, diagnostics_id, "pending", {}, now.isoformat())
-    return save_result(store, result, uploaded_at=now, predictions_path=predictions_path)
+    return save_result(store, result, uploaded_at=now, predictions_path=predictions_path, model_dir=model_dir)
 
 
 def save_result(store: Store, result: DiagnosticsResult, *, uploaded_at: dt.datetime | None = None,
-                predictions_path: Path | None = None) -> Path:
+                predictions_path: Path | None = None, model_dir: Path | None = None) -> Path:
     """Write the whole answer as JSON and its row in the summary (replacing the id's earlier row)."""
     path = record_path(store, result.tournament, result.model, result.diagnostics_id)
     earlier = read_json(path) if path.exists() else {}
     uploaded = (uploaded_at.isoformat() if uploaded_at else earlier.get("uploaded_at")) or result.fetched_at
     predictions = str(predictions_path) if predictions_path else earlier.get("predictions_path")
-    write_json(path, {**asdict(result), "uploaded_at": uploaded, "predictions_path": predictions})
+    registered = str(model_dir) if model_dir else earlier.get("model_dir")
+    write_json(path, {**asdict(result), "uploaded_at": uploaded, "predictions_path": predictions,
+                      "model_dir": registered})
     summary = history(store, result.tournament)
     means, sharpes = result.summary("mean"), result.summary("sharpe")
     row = {"model": result.model, "diagnostics_id": result.diagnostics_id, "status": result.status,
@@ -213,13 +216,15 @@ def history(store: Store, tournament: str, model: str | None = None) -> pd.DataF
     return frame[frame["model"] == model].reset_index(drop=True) if model else frame
 
 
-def load_result(store: Store, tournament: str, model: str, diagnostics_id: str) -> tuple[DiagnosticsResult,
-                                                                                           Path | None]:
-    """A kept answer and the validation predictions it was made from (None when unknown)."""
+def load_result(store: Store, tournament: str, model: str,
+                diagnostics_id: str) -> tuple[DiagnosticsResult, Path | None, Path | None]:
+    """A kept answer, the validation predictions it was made from and the registered model they
+    belong to (each None when unknown)."""
     data = read_json(record_path(store, tournament, model, diagnostics_id))
     result = DiagnosticsResult(data["tournament"], data["model"], data["diagnostics_id"], data["status"],
                                data.get("raw") or {}, data["fetched_at"])
-    return result, Path(data["predictions_path"]) if data.get("predictions_path") else None
+    return (result, Path(data["predictions_path"]) if data.get("predictions_path") else None,
+            Path(data["model_dir"]) if data.get("model_dir") else None)
 
 
 # ------------------------------------------------------------------------------------- agreement
@@ -318,6 +323,22 @@ def local_per_era(predictions: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"corr": corr.to_numpy()}, index=[era_key(d) for d in corr.index])
 
 
+def local_alpha_per_era(model_dir: Path) -> pd.Series | None:
+    """numerflow's own ALPHA per Friday era of a registered model (its meta.json's ``per_date_alpha``,
+    scored on Numerai's data dates when it trained on Numerai's rows), indexed by ``era_key``; None
+    when the model has no ALPHA (no neutralizer was scored)."""
+    from numerflow.tasks.model.training import META_FILE
+
+    meta_path = Path(model_dir) / META_FILE
+    block = (read_json(meta_path).get("validation_metrics") or {}).get("per_date_alpha") if meta_path.exists() else None
+    if not block or not block.get("date"):
+        return None
+    series = pd.Series(pd.to_numeric(pd.Series(block["alpha"]), errors="coerce").to_numpy(dtype="float64"),
+                       index=pd.to_datetime(pd.Series(block["date"])))
+    series = series[(series.index.dayofweek == ERA_WEEKDAY) & series.notna().to_numpy()]
+    return pd.Series(series.to_numpy(), index=pd.Index([era_key(d) for d in series.index]))
+
+
 def result_from_answer(tournament: str, model: str, diagnostics_id: str, answer: Mapping[str, Any],
                        now: dt.datetime | None = None) -> DiagnosticsResult:
     """A ``diagnostics`` answer → ``DiagnosticsResult`` (times as ISO strings, so the JSON is plain)."""
@@ -371,14 +392,14 @@ def refresh_pending(store: Store, tournament: str, model_ids: Mapping[str, str],
 
 
 def upload_validation(store: Store, client: Any, model: str, predictions: Path, model_id: str, *,
-                      min_tickers: int) -> tuple[str, Path]:
+                      min_tickers: int, model_dir: Path | None = None) -> tuple[str, Path]:
     """Upload a model's validation predictions to Numerai's diagnostics (the file built from them by
     ``diagnostics_file``) and remember the upload at once as ``pending``: its id and the file sent."""
     tournament = client.spec.name
     path = diagnostics_file(store, tournament, model, predictions, ticker_column=client.spec.ticker_column,
                             min_tickers=min_tickers)
     diagnostics_id = client.upload_diagnostics(path, model_id)
-    record_upload(store, tournament, model, diagnostics_id, predictions_path=predictions)
+    record_upload(store, tournament, model, diagnostics_id, predictions_path=predictions, model_dir=model_dir)
     return diagnostics_id, path
 
 
@@ -389,10 +410,14 @@ def latest_verdict(store: Store, tournament: str, model: str, tolerance: float,
     mine = history(store, tournament, model) if kept is None else kept
     if mine.empty:
         raise BadInputError(f"no diagnostics kept for model {model!r}", tag="no_diagnostics")
-    result, predictions = load_result(store, tournament, model, str(mine.iloc[-1]["diagnostics_id"]))
+    result, predictions, model_dir = load_result(store, tournament, model, str(mine.iloc[-1]["diagnostics_id"]))
     agreement: list[AgreementRow] = []
     if result.done and predictions is not None and predictions.exists():
-        agreement = agreement_table(local_per_era(read_parquet(predictions)), result, tolerance=tolerance)
+        local = local_per_era(read_parquet(predictions))
+        alpha = local_alpha_per_era(model_dir) if model_dir is not None else None
+        if alpha is not None:
+            local = local.join(alpha.rename("alpha"), how="outer")
+        agreement = agreement_table(local, result, tolerance=tolerance)
     return result, agreement
 
 
@@ -454,7 +479,7 @@ def diagnostics_report(settings: Any, *, model: str | None = None, upload: bool 
                 raise BadInputError(f"model {name!r} has no registered model with validation predictions in "
                                     f"{store.root}; run a round first (numerflow run)", tag="no_model")
             diagnostics_id, path = upload_validation(store, client, name, Path(predictions), ids[name],
-                                                     min_tickers=own.submission.min_tickers)
+                                                     min_tickers=own.submission.min_tickers, model_dir=latest)
             uploaded.append({"model": name, "diagnostics_id": diagnostics_id, "file": str(path),
                              "registry_model": latest.name if latest else None})
             lines.append(f"  uploaded    {name}: {path.name} from model {latest.name if latest else '?'} "

@@ -154,6 +154,10 @@ def verdict_section(result: RoundResult) -> list[str]:
     if not runs:
         return []
     lines = ["", "## Numerai's verdict"]
+    if result.payout is not None:
+        from numerflow.tasks.numerai.payout import payout_config_text
+
+        lines.append(f"- this round: {payout_config_text(result.payout)}")
     for run in runs:
         who = f"{run.name}: " if len(result.models) > 1 else ""
         if run.submission.checks.get("payout"):

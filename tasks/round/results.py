@@ -257,6 +257,7 @@ class RoundResult:
     guard: GuardDecision | None = None
     window: dict[str, Any] | None = None  # Numerai's round window when it was asked (live)
     scores: Any = None  # tasks.numerai.live_scores.ScoresReport: live scores of the round's models, when fetched
+    payout: RoundPayout | None = None  # live: what Numerai pays this round (its roundScoreConfigs)
 
     @property
     def round_label(self) -> str:

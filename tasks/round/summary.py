@@ -43,6 +43,7 @@ def run_summary(result: RoundResult) -> dict[str, Any]:
         "upload": {"dry_run": upload.dry_run, "reason": upload.message, "record": upload.record,
                    "status": upload.status, "submission_id": upload.submission_id},
         **verdict_summary(result.models[0]),
+        "payout_config": payout_config(result),
     }
     summary["models"] = [{"name": run.name, "model_id": run.model.model_id, "trained": run.model.trained,
                           "validation_mean": run.model.validation.get("mean"), "submission": run.submission.path,
@@ -81,9 +82,16 @@ def verdict_summary(run: ModelRun) -> dict[str, Any]:
                                                              "line": diagnostics_line(diagnostics)}}
 
 
+def payout_config(result: RoundResult) -> str | None:
+    """What Numerai pays this round, as configured (live rounds whose configuration was read)."""
+    from numerflow.tasks.numerai.payout import payout_config_text
+
+    return payout_config_text(result.payout) if result.payout is not None else None
+
+
 def verdict_lines(s: dict[str, Any]) -> list[str]:
     """The payout and diagnostics lines of a summary (or of one model's entry)."""
-    lines = []
+    lines = [f"  pays        {s['payout_config']}"] if s.get("payout_config") else []
     if (s.get("payout") or {}).get("payout"):
         lines.append(f"  payout      {s['payout']['payout']}")
     if s.get("diagnostics"):
@@ -196,6 +204,7 @@ def classic_summary(result: RoundResult) -> dict[str, Any]:
                    "status": upload.status, "submission_id": upload.submission_id},
         "window": result.window,
         **verdict_summary(result.models[0]),
+        "payout_config": payout_config(result),
     }
 
 

@@ -83,7 +83,8 @@ def upload_model_diagnostics(settings: Settings, model_dir: str) -> str:
     client = client_for(settings, settings.tournament)
     diagnostics_id, path = upload_validation(Store(settings.data_dir), client, name, Path(predictions),
                                              client.resolve_model_id(name),
-                                             min_tickers=settings.submission.min_tickers)
+                                             min_tickers=settings.submission.min_tickers,
+                                             model_dir=Path(model_dir))
     log.info("diagnostics of %s uploaded (%s): %s", name, path.name, diagnostics_id)
     return diagnostics_id
 
