@@ -16,9 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from fakes.numerai_server import open_round
-from numerai_tools import scoring as nt_scoring
 from test_live_round import _assert_artifact, live_env, numerai, yahoo  # noqa: F401 - fixtures of a live round
-from test_numerai_verdict import SIGNALS_CONFIGS, verdict_env  # noqa: F401 - fixture
+from test_numerai_verdict import SIGNALS_CONFIGS, _numerai_style_scorer, verdict_env  # noqa: F401 - fixture
 
 from numerflow.tasks.core.config import load_settings
 from numerflow.tasks.core.errors import BadInputError
@@ -111,26 +110,6 @@ def test_the_gate_refuses_a_penalty_below_the_floor_naming_the_setting(tmp_path,
 # --------------------------------------------------------------------------- a live round with the verdict
 
 
-def _numerai_scorer(numerai_data: pd.DataFrame):
-    """Numerai's diagnostics of an uploaded Signals file, with numerai-tools: CORR per era against
-    Numerai's own targets."""
-    table = numerai_data.set_index(["numerai_ticker", "date"])["target"]
-
-    def score(body: bytes) -> dict:
-        upload = pd.read_csv(io.BytesIO(body))
-        eras = []
-        for date, group in upload.groupby("date"):
-            preds = group.set_index("numerai_ticker")["signal"].sort_index()
-            target = table.xs(date, level="date").reindex(preds.index)
-            corr = nt_scoring.numerai_corr(preds.to_frame(), target).iloc[0]
-            eras.append({"era": date, "validationCorr": float(corr), "validationAlpha": None,
-                         "validationFncV4": None, "validationMmc": None})
-        values = np.array([e["validationCorr"] for e in eras])
-        return {"validationCorrMean": float(values.mean()), "perEraDiagnostics": eras}
-
-    return score
-
-
 @pytest.mark.slow
 def test_a_live_round_uploads_diagnostics_per_trained_model_beside_its_upload(prefect_harness, live_env, numerai,
                                                                              yahoo, monkeypatch):
@@ -142,9 +121,11 @@ def test_a_live_round_uploads_diagnostics_per_trained_model_beside_its_upload(pr
                                                        {"name": "other_signals", "upload_diagnostics": False}]))
     monkeypatch.setenv("NUMERFLOW_NUMERAI__UPLOAD_DIAGNOSTICS", "true")
     monkeypatch.setenv("NUMERFLOW_DIAGNOSTICS__POLL_WAITS_SECONDS", "[0, 0, 0]")
-    numerai.state.diagnostics_scorer = _numerai_scorer(pd.concat([  # numerflow's validation eras are Numerai's too
-        pd.read_parquet(io.BytesIO(numerai.state.datasets[11][f"signals/v2.1/{name}.parquet"]))
-        for name in ("train", "validation")]))
+    numerai_rows = pd.concat([pd.read_parquet(io.BytesIO(numerai.state.datasets[11][f"signals/v2.1/{name}.parquet"]))
+                              for name in ("train", "validation")])  # numerflow's validation eras are Numerai's too
+    numerai.state.diagnostics_scorer = _numerai_style_scorer(pd.DataFrame({
+        "ticker": numerai_rows["numerai_ticker"], "date": pd.to_datetime(numerai_rows["date"]),
+        "target": numerai_rows["target"]}))
     numerai.state.diagnostics_pending_polls = 10  # longer than the schedule: still pending at the round's end
     numerai.add_round("signals", {**open_round(1200, hours_left=6), "payoutFactor": "0.5",
                                   "roundScoreConfigs": SIGNALS_CONFIGS})
@@ -229,7 +210,7 @@ def test_a_diagnostics_failure_never_costs_the_upload_and_is_shown(prefect_harne
 def test_the_agreement_table_puts_numerflows_alpha_beside_numerais(verdict_env):
     """A model with ALPHA scored locally (per date, in its meta.json): Numerai's per-era ALPHA is
     compared on the same eras; eras Numerai scored that numerflow did not are flagged."""
-    from test_numerai_verdict import _numerai_style_scorer, _register_model, _validation_predictions
+    from test_numerai_verdict import _register_model, _validation_predictions
 
     from numerflow.tasks.core.store import read_json, write_json
     from numerflow.tasks.round.verdict import model_diagnostics, upload_model_diagnostics
