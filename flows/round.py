@@ -2,6 +2,9 @@
 
     preflight → the tournament's shared stages → train (or reuse) → per model: predict → validate → upload
 
+    live: the round's payout configuration (every model's payout preview); numerai.upload_diagnostics:
+    each (re)trained model's diagnostics uploaded beside the models' stages, polled at the end
+
     Signals, Crypto: universe → resolution → ingest (or the prepared prices) → news → dataset
     Classic:         data (Numerai's files) → live ids
 

@@ -3,9 +3,9 @@ and read back, and each submission's payout preview and neutral churn, before it
 
 - **Diagnostics** (``numerai.upload_diagnostics``, per ``[[models]]`` entry too): after a model is
   (re)trained in a live round, its validation predictions go to Numerai's diagnostics
-  (``upload_model_diagnostics``) and the answer is polled on ``[diagnostics] poll_waits_seconds``
-  (``model_diagnostics``), in tasks of their own that run beside the model's predict and upload: a
-  diagnostics failure never costs the upload, and is shown. A reused model uploads nothing; its
+  (``upload_model_diagnostics``, a task that runs beside the models' predict and upload) and the
+  answer is polled on ``[diagnostics] poll_waits_seconds`` once the models are done
+  (``model_diagnostics``): a diagnostics failure never costs an upload, and is shown. A reused model uploads nothing; its
   uploads still pending are polled once and its latest result shown. Numerai's figures are put
   beside numerflow's own on the same eras (the agreement table of ``tasks.numerai.diagnostics``).
 - **Payout preview** (live rounds): the round's ``roundScoreConfigs`` (read once per round) and
