@@ -125,7 +125,7 @@ def neutralize_live(settings: Settings, inputs: RoundInputs, live: LivePredictio
                             "round's live.parquet holds: run a live round", tag="feature_mismatch")
     exposures = np.hstack([feature_values(own, frame, mine, on=("ticker", "date")),
                            feature_values(Path(numerai_live), frame, theirs, on=("ticker",))
-                           if theirs and numerai_live is not None else np.empty((len(frame), 0))])
+                           if theirs and numerai_live is not None else np.empty((len(frame), 0), dtype="float32")])
     frame["prediction"] = neutralize(frame["prediction"].to_numpy(), exposures, np.zeros(len(frame)),
                                      float(block["proportion"]))
     path = write_parquet(Path(live.path).with_name(f"{Path(live.path).stem}-neutralized.parquet"), frame)
