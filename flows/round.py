@@ -401,8 +401,9 @@ def finish_diagnostics(started: dict[str, Any]) -> dict[str, DiagnosticsOutcome]
                                                 else RuntimeError(str(result)))
             get_run_logger().warning("model %s: %s", label, result.message)
         outcomes[label] = result
-    for label, outcome in outcomes.items():
-        get_run_logger().info("diagnostics of %s: %s", label, verdict.diagnostics_line(outcome))
+    for label, outcome in outcomes.items():  # a disagreement with Numerai's scoring is a warning
+        (get_run_logger().warning if outcome.flagged else get_run_logger().info)(
+            "diagnostics of %s: %s", label, verdict.diagnostics_line(outcome))
     return outcomes
 
 
