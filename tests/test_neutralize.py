@@ -123,6 +123,8 @@ def test_a_demo_round_neutralizes_validation_and_live_predictions_alike(prefect_
     before, after = model.neutralization["before"]["corr"]["mean"], model.validation["mean"]
     assert before is not None and after is not None and not math.isclose(before, after)
     assert meta["validation_metrics"]["corr"]["mean"] == after
+    fnc_before, fnc_after = model.neutralization["before"]["fnc"]["mean"], meta["validation_metrics"]["fnc"]["mean"]
+    assert fnc_before is not None and fnc_after is not None and not math.isclose(fnc_before, fnc_after)
 
     # Live: neutralised the same way on the live date; what is submitted is its rank.
     live = read_parquet(result.live.path)

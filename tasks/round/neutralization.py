@@ -1,6 +1,6 @@
 """A model's prediction neutralisation in a round (``[neutralize]``, or a ``[[models]]`` entry's
 ``neutralize``; the method in ``tasks.model.neutralize``): after training, its validation predictions
-are neutralised and its CORR (and ALPHA, scored next) recomputed on them, the figures before kept
+are neutralised and its CORR and FNC (and ALPHA, scored next) recomputed on them, the figures before kept
 beside; at predict time its live predictions are neutralised the same way, with the proportion and
 features the model recorded when it was trained (they are part of its lineage)."""
 
@@ -18,9 +18,10 @@ from numerflow.tasks.core.config import Settings
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.store import Store, read_json, read_parquet, write_json, write_parquet
 from numerflow.tasks.model.eras import era_metrics, with_score
+from numerflow.tasks.model.feature_sets import numeric_features
 from numerflow.tasks.model.neutralize import against_columns, feature_values, neutralize, numeric_columns
 from numerflow.tasks.model.predict import LivePredictions
-from numerflow.tasks.model.scoring import numerai_corr_by_date
+from numerflow.tasks.model.scoring import corr_and_fnc_by_date, numerai_corr_by_date
 from numerflow.tasks.model.training import META_FILE, TrainResult
 from numerflow.tasks.numerai.data import numerai_live_path
 from numerflow.tasks.numerai.neutralizer import NeutralizerFiles, validation_alpha
@@ -28,7 +29,7 @@ from numerflow.tasks.round.results import RoundInputs
 
 log = logging.getLogger(__name__)
 
-#: The metrics of the raw predictions that neutralisation makes stale (recomputed: CORR; the others dropped).
+#: The metrics of the raw predictions that neutralisation makes stale (recomputed: CORR, FNC; the others dropped).
 STALE_METRICS = ("corr", "fnc", "corr_target", "fnc_target", "feature_exposure", "rows", "daily", "per_date",
                  "per_era", "alpha", "alpha_scored_on", "per_date_alpha")
 
@@ -66,7 +67,7 @@ def _training_file(meta: dict) -> Path:
 def neutralize_validation(settings: Settings, trained: TrainResult, own_dataset: str,
                           files: NeutralizerFiles | None) -> TrainResult:
     """The model's validation predictions neutralised per date (written beside the raw ones, which its
-    meta.json keeps as ``validation_predictions_raw``), its CORR recomputed on them, and the figures
+    meta.json keeps as ``validation_predictions_raw``), its CORR and FNC recomputed on them, and the figures
     before (CORR, FNC, ALPHA when ``files`` score it) kept under ``neutralization.before``."""
     rules = settings.neutralize
     meta_path = Path(trained.model_dir) / META_FILE
@@ -90,14 +91,13 @@ def neutralize_validation(settings: Settings, trained: TrainResult, own_dataset:
                                          span)["alpha"]
         except BadInputError as exc:  # scoring is diagnostics: the round goes on
             log.warning("ALPHA before neutralisation not scored: %s", exc)
-    corr = numerai_corr_by_date(frame["prediction"].to_numpy(), frame["target"].to_numpy(dtype="float64"),
-                                frame["date"].to_numpy())
-    per_date = {"date": [pd.Timestamp(d).date().isoformat() for d in corr.index],
-                "corr": [None if np.isnan(v) else float(v) for v in corr.to_numpy()]}
+    scores = rescored(frame, training_file, meta["features"], fnc="fnc" in trained.metrics)
+    per_date = {"date": [pd.Timestamp(d).date().isoformat() for d in scores.index],
+                **{name: [None if np.isnan(v) else float(v) for v in scores[name].to_numpy()] for name in scores}}
     block: dict[str, Any] = {"proportion": rules.proportion, "against": list(rules.against), "features": [*mine, *theirs],
              "before": before}
     metrics = {**{k: v for k, v in trained.metrics.items() if k not in STALE_METRICS}, "per_date": per_date,
-               **era_metrics(per_date, span, scores=("corr",)), "neutralization": block}
+               **era_metrics(per_date, span, scores=tuple(scores.columns)), "neutralization": block}
     meta.update(validation_predictions=str(path), validation_predictions_raw=str(raw), neutralization=block,
                 validation_metrics={k: v for k, v in metrics.items() if k not in ("per_date", "per_era",
                                                                                    "per_date_features")})
@@ -105,6 +105,18 @@ def neutralize_validation(settings: Settings, trained: TrainResult, own_dataset:
     log.info("Validation predictions neutralised (%.2f against %d features): CORR %s → %.5f", rules.proportion,
              len(block["features"]), (before["corr"] or {}).get("mean"), metrics["corr"]["mean"] or float("nan"))
     return replace(trained, validation_predictions=str(path), metrics=metrics)
+
+
+def rescored(frame: pd.DataFrame, training_file: Path, features: list[str], *, fnc: bool) -> pd.DataFrame:
+    """CORR per date of the neutralised validation predictions and, when the model was scored on it
+    (not an ensemble), FNC against the model's numeric features (as training scored them)."""
+    predictions, targets = frame["prediction"].to_numpy(), frame["target"].to_numpy(dtype="float64")
+    dates = frame["date"].to_numpy()
+    if not fnc:
+        return numerai_corr_by_date(predictions, targets, dates).to_frame("corr")
+    numeric = [f for f in numeric_features(features) if f in set(numeric_columns(training_file))]
+    values = feature_values(training_file, frame, numeric, on=("ticker", "date")).astype("float64")
+    return corr_and_fnc_by_date(predictions, targets, values, dates)
 
 
 def neutralize_live(settings: Settings, inputs: RoundInputs, live: LivePredictions, model_dir: str) -> LivePredictions:
