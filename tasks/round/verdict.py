@@ -206,7 +206,8 @@ def submission_verdict(settings: Settings, predictions_path: str, round_label: s
         checks.update(neutral_churn=neutral_churn_message(report), max_neutral_churn=report["max_neutral_churn"],
                       neutral_churn_penalty=penalty, neutral_churn_warning=report["warning"])
     if payout is None:
-        checks["payout"] = "no payout preview: " + ("Numerai's payout configuration was not read this round"
+        checks["payout"] = "no payout preview: " + ("Numerai gave no payout configuration for this round (not "
+                                                    "listed yet, or not read: see the log)"
                                                     if live else "a demo round has no Numerai payout")
         return checks
     metrics = read_json(Path(model_dir) / META_FILE).get("validation_metrics") or {}
