@@ -137,8 +137,12 @@ def test_a_demo_round_neutralizes_validation_and_live_predictions_alike(prefect_
     submitted = pd.read_csv(result.submission.path).set_index("numerai_ticker")["signal"]
     assert submitted.corr(live.set_index("ticker")["prediction"], method="spearman") > 0.999
 
+    # ALPHA (the demo market's neutralizer) before and after: the after one is of the neutralised predictions.
+    alpha_before, alpha_after = model.neutralization["before"]["alpha"]["mean"], model.alpha["mean"]
+    assert alpha_before is not None and alpha_after is not None and not math.isclose(alpha_before, alpha_after)
     text = summary_of(result)[1]
     assert "neutralized proportion 1 against own" in text and f"{before:.5f} → {after:.5f}" in text
+    assert f"ALPHA mean {alpha_before:.5f} → {alpha_after:.5f}" in text
 
     # Reused next time: the same lineage; the live predictions neutralised again from the model's record.
     again = round_flow(**small, force=True)
