@@ -64,8 +64,8 @@ def test_neutral_churn_sees_a_factor_move_as_no_churn_and_a_new_signal_as_a_pena
     here = frame[frame["date"] == today][["feature_a", "feature_b", "feature_c"]].to_numpy()
     idea = rng.normal(size=len(tickers))
     settings = _verdict_settings(tmp_path, monkeypatch)
-    record_submission(Store(settings.data_dir), "signals", "my_signals", "round-1199",
-                      _submission(tickers, idea + 3 * then[:, 0]), now=now - dt.timedelta(days=3))
+    record_submission(Store(settings.data_dir), "signals", "my_signals", "round-1199",  # sent the day after
+                      _submission(tickers, idea + 3 * then[:, 0]), now=now - dt.timedelta(days=2))
 
     moved = neutral_churn_check(settings, _submission(tickers, idea + 3 * here[:, 0]), "round-1200", path,
                                 str(today.date()))
@@ -90,7 +90,7 @@ def test_the_gate_refuses_a_penalty_below_the_floor_naming_the_setting(tmp_path,
     path = _dataset(tmp_path, tickers, [today - pd.Timedelta(days=2), today], rng)
     settings = _verdict_settings(tmp_path, monkeypatch, churn_gate="refuse", min_neutral_churn_penalty=0.9)
     record_submission(Store(settings.data_dir), "signals", "my_signals", "round-1199",
-                      _submission(tickers, rng.normal(size=len(tickers))), now=now - dt.timedelta(days=2))
+                      _submission(tickers, rng.normal(size=len(tickers))), now=now - dt.timedelta(days=1))
     predictions = write_parquet(tmp_path / "live.parquet", pd.DataFrame({
         "ticker": tickers, "date": today, "prediction": rng.normal(size=len(tickers))}))
     with pytest.raises(BadInputError, match=r"neutral-churn penalty 0\.\d+ < floor 0\.900.*"

@@ -167,15 +167,17 @@ def features_at(window: pd.DataFrame, day: pd.Timestamp, tickers: pd.Index) -> p
 def neutral_churn_check(settings: Settings, submission: pd.DataFrame, round_label: str, dataset_path: Path,
                         live_date: str, now: dt.datetime | None = None) -> dict:
     """Neutral churn of a Signals submission against the model's recent ones, neutralised against
-    numerflow's own features of the round's dataset (at the live date, and at each past submission's
-    date), gated on ``submission.min_neutral_churn_penalty``: raises in ``refuse`` mode below the
+    numerflow's own features of the round's dataset (at the live date, and at the day before each past
+    submission was sent), gated on ``submission.min_neutral_churn_penalty``: raises in ``refuse`` mode below the
     floor; else the report carries the ``warning`` (or None)."""
     rules = settings.submission
     previous = recent_submissions(Store(settings.data_dir), settings.tournament, settings.numerai.model_name,
                                   lookback_days=rules.churn_lookback_days, limit=rules.churn_history,
                                   exclude_round=round_label, now=now)
     today = pd.Timestamp(live_date)
-    days = {past.round_label: pd.Timestamp(past.submitted_at.date()) for past in previous}
+    # A round's live data are the close before it opens: a past submission used the features of the day
+    # before it was sent (or the last trading day before that).
+    days = {past.round_label: pd.Timestamp(past.submitted_at.date()) - pd.Timedelta(days=1) for past in previous}
     window = dataset_window(dataset_path, min([today, *days.values()]), max([today, *days.values()]))
     current = features_at(window, today, pd.Index(submission.iloc[:, 0].astype(str)))
 
