@@ -2,6 +2,9 @@
 
     preflight → the tournament's shared stages → train (or reuse) → per model: predict → validate → upload
 
+    live: the round's payout configuration (every model's payout preview); numerai.upload_diagnostics:
+    each (re)trained model's diagnostics uploaded beside the models' stages, polled at the end
+
     Signals, Crypto: universe → resolution → ingest (or the prepared prices) → news → dataset
     Classic:         data (Numerai's files) → live ids
 
@@ -30,6 +33,9 @@ from numerflow.flows.round_tasks import (
     classic_live_ids_task,
     demo_neutralizer_task,
     demo_universe_task,
+    diagnostics_task,
+    neutralize_live_task,
+    neutralize_validation_task,
     numerai_neutralizer_task,
     numerai_targets_task,
     numerai_universe_task,
@@ -37,9 +43,12 @@ from numerflow.flows.round_tasks import (
     publish_report_task,
     record_demo_upload,
     resolve_tickers_task,
+    round_payout_task,
     round_window_task,
+    submission_verdict_task,
     train_classic_task,
     train_model_task,
+    upload_diagnostics_task,
     upload_submission_task,
     validation_alpha_task,
     write_submission_task,
@@ -54,9 +63,11 @@ from numerflow.tasks.model.training import TrainResult
 from numerflow.tasks.prices.configured import source_name
 from numerflow.tasks.prices.ingest import ingest_dir, ingest_run_id
 from numerflow.tasks.prices.progress import ProgressBar
-from numerflow.tasks.round import classic, signals
+from numerflow.tasks.round import classic, signals, verdict
 from numerflow.tasks.round.models import RoundModel, failures_text, round_models
+from numerflow.tasks.round.neutralization import neutralizing
 from numerflow.tasks.round.results import (
+    DiagnosticsOutcome,
     IngestSummary,
     ModelChoice,
     ModelFailure,
@@ -106,9 +117,10 @@ def run_round(run: RoundRun) -> RoundResult:
     then each model. The single configured model's failure is the round's error; a table entry's
     is kept in the result's ``failures`` (``raise_failures`` turns them into one error naming each)."""
     models, failures = preflight_stage(run)
-    inputs = shared_stages(run)
+    inputs = with_payout(run, shared_stages(run))
     chosen, failed = train_stage(run, models, dataset=inputs.dataset, files=inputs.data,
                                  round_number=inputs.universe.round_number)
+    diagnostics = start_diagnostics(run, chosen)  # beside the models' stages: never delays an upload
     runs: list[ModelRun] = []
     for model, choice in chosen:
         try:
@@ -118,8 +130,11 @@ def run_round(run: RoundRun) -> RoundResult:
                 raise
             failed.append(ModelFailure.of(model.label, current_stage(), exc))
             get_run_logger().error("model %s failed: %s", model.label, failed[-1].message)
+    outcomes = finish_diagnostics(diagnostics)
+    runs = [replace(r, diagnostics=outcomes.get(r.name or "model")) for r in runs]
     return RoundResult(run.settings.tournament, run.kind.mode, inputs.universe, tuple(runs),
-                       tuple(failures + failed), inputs.resolution, inputs.prices, inputs.dataset, inputs.data)
+                       tuple(failures + failed), inputs.resolution, inputs.prices, inputs.dataset, inputs.data,
+                       payout=inputs.payout)
 
 
 def prepare_round(run: RoundRun) -> PreparedRound:
@@ -129,6 +144,7 @@ def prepare_round(run: RoundRun) -> PreparedRound:
     inputs = shared_stages(run)
     chosen, failed = train_stage(run, models, dataset=inputs.dataset, files=inputs.data,
                                  round_number=inputs.universe.round_number)
+    finish_diagnostics(start_diagnostics(run, chosen))
     return PreparedRound(run.kind.mode, inputs.universe, inputs.prices, inputs.dataset,
                          {model.label: choice for model, choice in chosen}, tuple(failures + failed))
 
@@ -267,6 +283,8 @@ def finish_model(run: RoundRun, plan: TrainPlan, trained: TrainResult | ModelFai
     if files is None:  # Signals, Crypto: ALPHA against the demo market's or Numerai's neutralizer
         neutralizers = (demo_neutralizer_task(settings, trained.validation_predictions) if run.kind.mode == "demo"
                         else numerai_neutralizer_task(settings, round_number))
+        if neutralizing(settings):  # [neutralize]: the figures are of the neutralised predictions
+            trained = neutralize_validation_task(settings, trained, plan.own_dataset, neutralizers)
         metrics = validation_alpha_task(settings, trained, neutralizers)
     report = publish_report_task(settings, trained.model_dir, metrics, plan.run_id)
     return trained_choice(plan, trained, metrics, report)
@@ -311,8 +329,11 @@ def run_model(run: RoundRun, inputs: RoundInputs, model: RoundModel, choice: Mod
         inputs = replace(inputs, dataset=model_dataset(run, model, inputs.dataset))
     with stage(f"predict{suffix}", unattended=unattended):
         live = predict_live_task(settings, inputs, choice.model_dir, model.run_id(run.run_id))
+        if neutralizing(settings):  # as its validation predictions were
+            live = neutralize_live_task(settings, inputs, live, choice.model_dir)
     with stage(f"validate{suffix}", unattended=unattended):
-        submission = write_submission_task(model, live.path, inputs.universe)
+        verdict_checks = submission_verdict_task(model, live, inputs, choice.model_dir)
+        submission = write_submission_task(model, live.path, inputs.universe, verdict_checks)
     with stage(f"upload{suffix}", unattended=unattended):
         if not model.submit:
             upload = not_submitted(model, submission)
@@ -321,6 +342,69 @@ def run_model(run: RoundRun, inputs: RoundInputs, model: RoundModel, choice: Mod
         else:
             upload = upload_submission_task(settings, submission, run.force)
     return ModelRun(model.name, choice, live, submission, upload)
+
+
+# ---------------------------------------------------------------- Numerai's verdict (tasks/round/verdict.py)
+
+
+def with_payout(run: RoundRun, inputs: RoundInputs) -> RoundInputs:
+    """Live: what Numerai pays this round, read once for every model's payout preview (a failure
+    costs the preview only, and is logged)."""
+    if run.kind.mode != "live":
+        return inputs
+    try:
+        return replace(inputs, payout=round_payout_task(run.settings, inputs.universe.round_number))
+    except Exception as exc:  # noqa: BLE001 - the preview is extra; the round goes on
+        get_run_logger().warning("Numerai's payout configuration not read (no payout preview this round): %s", exc)
+        return inputs
+
+
+def start_diagnostics(run: RoundRun, chosen: list[tuple[RoundModel, ModelChoice]]) -> dict[str, Any]:
+    """Each model's diagnostics (``numerai.upload_diagnostics``) started: a (re)trained model's validation
+    predictions uploaded in a task that runs beside the models' own stages (a reused model uploads
+    nothing). Per model: its settings and upload's future (None: nothing to upload), or why it has no
+    diagnostics step."""
+    started: dict[str, Any] = {}
+    for model, choice in chosen:
+        if not model.settings.numerai.upload_diagnostics:
+            continue
+        skipped = verdict.diagnostics_skipped(model.settings, run.kind.mode)
+        if skipped:
+            started[model.label] = DiagnosticsOutcome(model.label, "skipped", skipped)
+            continue
+        started[model.label] = (model.settings, upload_diagnostics_task.submit(model.settings, choice.model_dir)
+                                if choice.trained else None)
+    return started
+
+
+def finish_diagnostics(started: dict[str, Any]) -> dict[str, DiagnosticsOutcome]:
+    """Each model's diagnostics outcome: its upload's end, then its polls (every model's at once: this
+    round's upload on the whole schedule, older pending ones once). A failure is the model's outcome
+    (logged), never raised: the round's uploads stand."""
+    outcomes: dict[str, DiagnosticsOutcome] = {}
+    polls = {}
+    for label, item in started.items():
+        if isinstance(item, DiagnosticsOutcome):
+            outcomes[label] = item
+            continue
+        settings, upload = item
+        uploaded = upload.result(raise_on_failure=False) if upload is not None else None
+        if isinstance(uploaded, BaseException):
+            outcomes[label] = verdict.failed_diagnostics(label, uploaded)
+            get_run_logger().warning("model %s: %s", label, outcomes[label].message)
+            continue
+        polls[label] = diagnostics_task.submit(settings, uploaded)
+    for label, poll in polls.items():
+        result = poll.result(raise_on_failure=False)
+        if not isinstance(result, DiagnosticsOutcome):
+            result = verdict.failed_diagnostics(label, result if isinstance(result, BaseException)
+                                                else RuntimeError(str(result)))
+            get_run_logger().warning("model %s: %s", label, result.message)
+        outcomes[label] = result
+    for label, outcome in outcomes.items():  # a disagreement with Numerai's scoring is a warning
+        (get_run_logger().warning if outcome.flagged else get_run_logger().info)(
+            "diagnostics of %s: %s", label, verdict.diagnostics_line(outcome))
+    return outcomes
 
 
 class ModelsFailed(NumerflowError):

@@ -21,11 +21,13 @@ from numerflow.tasks.model.predict import LivePredictions
 from numerflow.tasks.model.training import TrainResult
 from numerflow.tasks.numerai.client import client_for, require_open_window, tournament_spec
 from numerflow.tasks.numerai.neutralizer import NeutralizerFiles
+from numerflow.tasks.numerai.payout import RoundPayout
 from numerflow.tasks.numerai.submit import SubmitOutcome, submit_file
 from numerflow.tasks.prices.tickers import resolution_lines
-from numerflow.tasks.round import classic, signals
+from numerflow.tasks.round import classic, neutralization, signals, verdict
 from numerflow.tasks.round.models import RoundModel
 from numerflow.tasks.round.results import (
+    DiagnosticsOutcome,
     NumeraiTargets,
     ReportPaths,
     Resolution,
@@ -136,6 +138,13 @@ def validation_alpha_task(settings: Settings, trained: TrainResult, files: Neutr
     return signals.score_alpha(trained, files)
 
 
+@task(name="neutralize-validation", retries=0, timeout_seconds=1800)
+def neutralize_validation_task(settings: Settings, trained: TrainResult, own_dataset: str,
+                               files: NeutralizerFiles | None) -> TrainResult:
+    """[neutralize]: the validation predictions neutralised, CORR recomputed, the figures before kept."""
+    return neutralization.neutralize_validation(settings, trained, own_dataset, files)
+
+
 @task(name="publish-report", retries=0, timeout_seconds=600)
 def publish_report_task(settings: Settings, model_dir: str, metrics: dict, run_id: str) -> ReportPaths:
     """The tournament's validation report, written and published as the ``validation-report`` artifact."""
@@ -153,10 +162,20 @@ def predict_live_task(settings: Settings, inputs: RoundInputs, model_dir: str, r
     return tournament_of(settings).predict(settings, inputs, model_dir, run_id)
 
 
+@task(name="neutralize-live", retries=0, timeout_seconds=600)
+def neutralize_live_task(settings: Settings, inputs: RoundInputs, live: LivePredictions,
+                         model_dir: str) -> LivePredictions:
+    """[neutralize]: the live predictions neutralised as the model's validation ones were."""
+    return neutralization.neutralize_live(settings, inputs, live, model_dir)
+
+
 @task(name="write-submission", retries=0, timeout_seconds=600)
-def write_submission_task(model: RoundModel, predictions_path: str, universe: UniverseRef) -> SubmissionFile:
-    """The tournament's checks (the churn gate may refuse here), then the file, written only when all passed."""
+def write_submission_task(model: RoundModel, predictions_path: str, universe: UniverseRef,
+                          verdict_checks: dict[str, Any] | None = None) -> SubmissionFile:
+    """The tournament's checks (the churn gate may refuse here), then the file, written only when all
+    passed; ``verdict_checks`` (``submission_verdict_task``'s) are kept with them."""
     frame, checks = tournament_of(model.settings).checked_submission(model.settings, predictions_path, universe)
+    checks = {**checks, **(verdict_checks or {})}
     submission = write_checked(model, universe.round_label, frame, checks)
     create_table_artifact([checks], key="submission-checks",
                           description=f"Submission checks ({model.settings.tournament}), round {universe.round_label}"
@@ -181,4 +200,42 @@ def record_demo_upload(settings: Settings, submission: SubmissionFile, round_lab
     """The demo's upload: a dry-run record of exactly what would be sent."""
     outcome = demo_upload(settings, submission, round_label)
     get_run_logger().info(outcome.message)
+    return outcome
+
+
+# ---------------------------------------------------------------- Numerai's verdict (tasks/round/verdict.py)
+
+
+@network_task(name="numerai-payout", timeout_seconds=300)
+def round_payout_task(settings: Settings, round_number: int | None) -> RoundPayout | None:
+    """What Numerai pays this round (its roundScoreConfigs), once for every model's preview."""
+    return verdict.round_payout(settings, round_number)
+
+
+@task(name="submission-verdict", retries=0, timeout_seconds=600)
+def submission_verdict_task(model: RoundModel, live: LivePredictions, inputs: RoundInputs,
+                            model_dir: str) -> dict[str, Any]:
+    """Neutral churn (Signals; the churn gate may refuse here) and the payout preview of a submission."""
+    return verdict.submission_verdict(model.settings, live.path, inputs.universe.round_label, model_dir=model_dir,
+                                      dataset_path=inputs.dataset.path if inputs.dataset else None,
+                                      live_date=live.live_date, payout=inputs.payout,
+                                      live=inputs.universe.round_number is not None)
+
+
+@network_task(name="numerai-diagnostics-upload", timeout_seconds=900)
+def upload_diagnostics_task(settings: Settings, model_dir: str) -> str:
+    """A (re)trained model's validation predictions sent to Numerai's diagnostics: its id."""
+    return verdict.upload_model_diagnostics(settings, model_dir)
+
+
+# Bounded by the poll schedule ([diagnostics] poll_waits_seconds: at most an hour in all) plus the queries.
+@network_task(name="numerai-diagnostics", timeout_seconds=3600 + 900)
+def diagnostics_task(settings: Settings, uploaded: str | None) -> DiagnosticsOutcome:
+    """The model's diagnostics polled (``uploaded``: this round's, on the whole schedule) and its latest
+    result with the agreement table, published as the ``diagnostics-agreement`` artifact."""
+    outcome = verdict.model_diagnostics(settings, uploaded)
+    if outcome.agreement:
+        create_table_artifact(list(outcome.agreement), key="diagnostics-agreement",
+                              description=f"numerflow vs Numerai per-era figures, model {outcome.model}, "
+                              f"diagnostics {outcome.diagnostics_id} ({outcome.status})")
     return outcome

@@ -29,10 +29,12 @@ from numerflow.flows.round import (
     ModelsFailed,
     RoundRun,
     build_dataset_task,
+    finish_diagnostics,
     new_round,
     prepare_round,
     raise_failures,
     run_round,
+    start_diagnostics,
     train_stage,
 )
 from numerflow.flows.stages import STAGES, stage
@@ -317,6 +319,7 @@ def scheduled_train_flow(retrain: bool = True, ingest_first: bool = True,
     run = RoundRun(settings, overrides or {}, RoundKind(mode), round_models(settings), retrain=retrain,
                    run_id=new_run_id())
     chosen, failures = train_stage(run, run.models, dataset=dataset, round_number=latest_round_number(settings))
+    finish_diagnostics(start_diagnostics(run, chosen))  # numerai.upload_diagnostics: after each (re)training
     if failures:
         raise ModelsFailed(failures_text(failures))
     if not run.models[0].in_table:  # the single configured model

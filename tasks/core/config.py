@@ -211,6 +211,12 @@ class SubmissionSettings(Section):
                                 "at or above which the gate acts")
     churn_lookback_days: float = Field(7.0, gt=0, description="recent submissions: those of the last this many days")
     churn_history: int = Field(5, ge=1, description="compare with at most this many recent submissions (newest first)")
+    min_neutral_churn_penalty: float = Field(
+        0.5, ge=0, le=1, allow_inf_nan=False,
+        description="Signals: the neutral-churn payout penalty (the share of a positive payout kept, numerai-tools' "
+        "neutral_churn_penalty of the churn left once numerflow's own live features are neutralised out) below "
+        "which the churn gate acts like above max_churn (churn_gate: warn, or refuse the upload); 0: never. At "
+        "0.5 the neutral churn is about 0.21")
     queue_late: bool = Field(
         False, description="when the round closes between prediction and upload: false (default) refuses the upload "
         "(nothing sent, the round is missed and said so); true uploads it late with the closed round's data "
@@ -254,8 +260,12 @@ class NumeraiSettings(Section):
         True, description="train on Numerai's train/validation targets when they are available (else our own)"
     )
     upload_diagnostics: bool = Field(
-        False, description="also upload validation predictions to Numerai's diagnostics"
-    )
+        False, description="live rounds: after a model is (re)trained, upload its validation predictions to "
+        "Numerai's diagnostics and poll the result ([diagnostics] poll_waits_seconds) in its own task, beside the "
+        "upload (never delaying or failing it); the result and the agreement table with numerflow's own per-era "
+        "figures go in the round's summary and report, and a result still pending is polled by the next round or "
+        "`numerflow diagnostics`. Off by default: Numerai rate-limits diagnostics and warns that using them "
+        "repeatedly overfits. A [[models]] entry's upload_diagnostics wins")
     stake: float | None = Field(
         None, ge=0, allow_inf_nan=False,
         description="the model's stake in NMR, read-only (numerflow never changes stakes): the payout preview of "
@@ -293,6 +303,24 @@ class ScoresSettings(Section):
         return crons_field(value)  # type: ignore[return-value]
 
 
+class NeutralizeSettings(Section):
+    """Prediction neutralisation (Signals, Crypto): each date's predictions less ``proportion`` of their
+    least-squares fit on the ``against`` features plus a constant (numerai-tools' ``neutralize``), applied
+    identically to the validation predictions (so the reported CORR and ALPHA are of what is uploaded; the
+    summary shows them before and after) and to the live ones; part of the model's lineage (a change
+    retrains). A ``[[models]]`` entry's ``neutralize`` table wins over ``[neutralize]``."""
+
+    proportion: float = Field(
+        0.0, ge=0, le=1, allow_inf_nan=False,
+        description="share of the features' linear fit taken out of the predictions: 0 (default) leaves them "
+        "unchanged, 1 leaves no linear exposure to the features")
+    against: list[str] = Field(
+        default_factory=lambda: ["own"], min_length=1,
+        description="what to neutralise against: \"own\" (every numeric feature of numerflow's own dataset), "
+        "\"numerai\" (Numerai's numeric feature_* columns; needs training.feature_set numerai or both) and/or "
+        "feature names (looked up in numerflow's dataset, then Numerai's)")
+
+
 class ModelSettings(Section):
     """One Numerai model of the account (a ``[[models]]`` entry in numerflow.toml). With no entries
     the round submits the single ``numerai.model_name`` with ``[training]`` as it is."""
@@ -317,6 +345,11 @@ class ModelSettings(Section):
     stake: float | None = Field(
         None, ge=0, allow_inf_nan=False,
         description="this model's stake in NMR, read-only, for its payout preview (default: numerai.stake)")
+    upload_diagnostics: bool | None = Field(
+        None, description="this model's diagnostics after each (re)training (default: numerai.upload_diagnostics)")
+    neutralize: NeutralizeSettings | None = Field(
+        None, description="this model's prediction neutralisation, e.g. {proportion = 0.5, against = [\"own\"]} "
+        "(default: [neutralize])")
 
     @field_validator("features")
     @classmethod
@@ -349,7 +382,8 @@ class DiagnosticsSettings(Section):
     """Numerai's diagnostics read back (`numerflow diagnostics`): uploads of a model's validation
     predictions, Numerai's answer polled, kept as history and compared with numerflow's own figures.
     Numerai rate-limits diagnostics and warns that using them repeatedly overfits: nothing is uploaded
-    unless asked (`numerflow diagnostics --upload`)."""
+    unless asked (`numerflow diagnostics --upload`, or `numerai.upload_diagnostics` after each
+    (re)training in a live round)."""
 
     poll_waits_seconds: list[float] = Field(
         default_factory=lambda: [5.0, 10.0, 20.0, 40.0, 60.0, 90.0, 120.0, 120.0, 120.0],
@@ -363,8 +397,9 @@ class DiagnosticsSettings(Section):
     @field_validator("poll_waits_seconds")
     @classmethod
     def _bounded(cls, value: list[float]) -> list[float]:
-        if not value or any(not (0 <= w <= 3600) for w in value):
-            raise ValueError("poll_waits_seconds needs at least one wait, each between 0 and 3600 seconds")
+        if not value or any(not (0 <= w <= 3600) for w in value) or sum(value) > 3600:
+            raise ValueError("poll_waits_seconds needs at least one wait, each between 0 and 3600 seconds and "
+                             "at most 3600 seconds in all (a round's diagnostics task is bounded by it)")
         return value
 
 
@@ -654,6 +689,7 @@ class Settings(BaseSettings):
     features: FeaturesSettings = Field(default_factory=FeaturesSettings)
     scores: ScoresSettings = Field(default_factory=ScoresSettings)
     diagnostics: DiagnosticsSettings = Field(default_factory=DiagnosticsSettings)
+    neutralize: NeutralizeSettings = Field(default_factory=NeutralizeSettings)
     classic: ClassicSettings = Field(default_factory=ClassicSettings)
     models: list[ModelSettings] = Field(
         default_factory=list, description="the account's models, one [[models]] table each (empty: the single "
@@ -800,11 +836,15 @@ def settings_for_model(settings: Settings, model: ModelSettings) -> Settings:
         numerai["ensemble_weights"] = model.ensemble_weights
     if model.stake is not None:
         numerai["stake"] = model.stake
+    if model.upload_diagnostics is not None:
+        numerai["upload_diagnostics"] = model.upload_diagnostics
     training: dict[str, Any] = {"params": {**settings.training.params, **model.params}}
     if model.feature_set is not None:
         training["feature_set"] = model.feature_set
     update = {"numerai": settings.numerai.model_copy(update=numerai),
               "training": settings.training.model_copy(update=training)}
+    if model.neutralize is not None:
+        update["neutralize"] = model.neutralize
     if model.features is not None:  # its own feature groups (the sources are declared once, in [features])
         update["features"] = settings.features.model_copy(update={"use": model.features})
     return settings.model_copy(update=update)

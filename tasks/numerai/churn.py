@@ -255,3 +255,60 @@ def check_against_history(store: Store, settings: SubmissionSettings, tournament
     report = churn_report(submission, previous, settings)
     report["warning"] = gate(report)
     return report
+
+
+# --------------------------------------------------------------------------------------------
+# Neutral churn against the model's recent submissions (Signals)
+# --------------------------------------------------------------------------------------------
+
+
+def neutral_churn_report(submission: pd.DataFrame, previous: list[PastSubmission],
+                         neutralizers_now: pd.DataFrame, neutralizers_at: Any, settings: SubmissionSettings,
+                         used: str) -> dict:
+    """Neutral churn of ``submission`` against each of ``previous`` (each side neutralised against its
+    own date's neutralizers: ``neutralizers_now``, and ``neutralizers_at(past)`` for a past one), the
+    payout penalty of the largest, the floor ``submission.min_neutral_churn_penalty`` and the verdict.
+    ``used`` says which neutralizers these are (Numerai publishes no live neutralizer)."""
+    current = _signal_series(submission)
+    pairs = [(past.round_label, neutral_churn(current, past.signal, neutralizers_now, neutralizers_at(past)))
+             for past in previous]
+    comparisons = [{"round": label, "neutral_churn": value} for label, value in pairs]
+    values = [value for _, value in pairs if value is not None]
+    worst = max(values) if values else None
+    penalty = neutral_churn_penalty(min(max(worst, 0.0), 2.0)) if worst is not None else None
+    floor = settings.min_neutral_churn_penalty
+    problems = ([f"neutral-churn penalty {penalty:.3f} < floor {floor:.3f} (neutral churn {worst:.3f})"]
+                if penalty is not None and penalty < floor else [])
+    report: dict[str, Any] = {"max_neutral_churn": worst, "neutral_churn_penalty": penalty, "penalty_floor": floor,
+                              "gate": settings.churn_gate, "neutralizers": used, "compared_with": comparisons,
+                              "problems": problems}
+    if not comparisons:
+        report["note"] = "no submission of this model in the lookback window: nothing to compare"
+    elif not values:
+        report["note"] = "no recent submission shares 80 % of its tickers with this one and the neutralizers"
+    return report
+
+
+def neutral_churn_message(report: dict) -> str:
+    """One line: the neutral churn, its penalty, the floor and what it was neutralised against."""
+    worst, penalty = report["max_neutral_churn"], report["neutral_churn_penalty"]
+    line = (f"neutral churn {'—' if worst is None else format(worst, '.3f')}, payout penalty "
+            f"{'—' if penalty is None else format(penalty, '.3f')} (share of a positive payout kept; floor "
+            f"{report['penalty_floor']:.3f}) against {len(report['compared_with'])} recent submissions, neutralised "
+            f"against {report['neutralizers']}")
+    return line + (f"; {report['note']}" if report.get("note") else "")
+
+
+def neutral_churn_gate(report: dict) -> str | None:
+    """Like ``gate``, for the neutral-churn penalty below ``submission.min_neutral_churn_penalty``."""
+    if not report["problems"]:
+        return None
+    detail = "; ".join(report["problems"])
+    if report["gate"] == "refuse":
+        raise BadInputError(
+            f"not uploaded: {detail} against the model's recent submissions (submission.min_neutral_churn_penalty, "
+            "submission.churn_gate = refuse). Numerai keeps only this share of a positive payout; change the signal "
+            "less from one submission to the next, lower submission.min_neutral_churn_penalty, or set "
+            "submission.churn_gate = \"warn\" to upload anyway", tag="churn_gate")
+    return (f"churn gate warning: {detail} (submission.min_neutral_churn_penalty; uploaded anyway: "
+            "submission.churn_gate = warn)")

@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -165,22 +165,25 @@ def record_path(store: Store, tournament: str, model: str, diagnostics_id: str) 
 
 
 def record_upload(store: Store, tournament: str, model: str, diagnostics_id: str, *,
-                  predictions_path: Path | None = None, now: dt.datetime | None = None) -> Path:
+                  predictions_path: Path | None = None, model_dir: Path | None = None,
+                  now: dt.datetime | None = None) -> Path:
     """Remember an upload at once (status ``pending``), so a later poll finds it even if this one
     dies; ``predictions_path``: the validation predictions it came from (for the agreement table)."""
     now = now or dt.datetime.now(dt.UTC)
     result = DiagnosticsResult(tournament, model, diagnostics_id, "pending", {}, now.isoformat())
-    return save_result(store, result, uploaded_at=now, predictions_path=predictions_path)
+    return save_result(store, result, uploaded_at=now, predictions_path=predictions_path, model_dir=model_dir)
 
 
 def save_result(store: Store, result: DiagnosticsResult, *, uploaded_at: dt.datetime | None = None,
-                predictions_path: Path | None = None) -> Path:
+                predictions_path: Path | None = None, model_dir: Path | None = None) -> Path:
     """Write the whole answer as JSON and its row in the summary (replacing the id's earlier row)."""
     path = record_path(store, result.tournament, result.model, result.diagnostics_id)
     earlier = read_json(path) if path.exists() else {}
     uploaded = (uploaded_at.isoformat() if uploaded_at else earlier.get("uploaded_at")) or result.fetched_at
     predictions = str(predictions_path) if predictions_path else earlier.get("predictions_path")
-    write_json(path, {**asdict(result), "uploaded_at": uploaded, "predictions_path": predictions})
+    registered = str(model_dir) if model_dir else earlier.get("model_dir")
+    write_json(path, {**asdict(result), "uploaded_at": uploaded, "predictions_path": predictions,
+                      "model_dir": registered})
     summary = history(store, result.tournament)
     means, sharpes = result.summary("mean"), result.summary("sharpe")
     row = {"model": result.model, "diagnostics_id": result.diagnostics_id, "status": result.status,
@@ -213,13 +216,15 @@ def history(store: Store, tournament: str, model: str | None = None) -> pd.DataF
     return frame[frame["model"] == model].reset_index(drop=True) if model else frame
 
 
-def load_result(store: Store, tournament: str, model: str, diagnostics_id: str) -> tuple[DiagnosticsResult,
-                                                                                           Path | None]:
-    """A kept answer and the validation predictions it was made from (None when unknown)."""
+def load_result(store: Store, tournament: str, model: str,
+                diagnostics_id: str) -> tuple[DiagnosticsResult, Path | None, Path | None]:
+    """A kept answer, the validation predictions it was made from and the registered model they
+    belong to (each None when unknown)."""
     data = read_json(record_path(store, tournament, model, diagnostics_id))
     result = DiagnosticsResult(data["tournament"], data["model"], data["diagnostics_id"], data["status"],
                                data.get("raw") or {}, data["fetched_at"])
-    return result, Path(data["predictions_path"]) if data.get("predictions_path") else None
+    return (result, Path(data["predictions_path"]) if data.get("predictions_path") else None,
+            Path(data["model_dir"]) if data.get("model_dir") else None)
 
 
 # ------------------------------------------------------------------------------------- agreement
@@ -318,6 +323,22 @@ def local_per_era(predictions: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"corr": corr.to_numpy()}, index=[era_key(d) for d in corr.index])
 
 
+def local_alpha_per_era(model_dir: Path) -> pd.Series | None:
+    """numerflow's own ALPHA per Friday era of a registered model (its meta.json's ``per_date_alpha``,
+    scored on Numerai's data dates when it trained on Numerai's rows), indexed by ``era_key``; None
+    when the model has no ALPHA (no neutralizer was scored)."""
+    from numerflow.tasks.model.training import META_FILE
+
+    meta_path = Path(model_dir) / META_FILE
+    block = (read_json(meta_path).get("validation_metrics") or {}).get("per_date_alpha") if meta_path.exists() else None
+    if not block or not block.get("date"):
+        return None
+    series = pd.Series(pd.to_numeric(pd.Series(block["alpha"]), errors="coerce").to_numpy(dtype="float64"),
+                       index=pd.to_datetime(pd.Series(block["date"])))
+    series = series[(series.index.dayofweek == ERA_WEEKDAY) & series.notna().to_numpy()]
+    return pd.Series(series.to_numpy(), index=pd.Index([era_key(d) for d in series.index]))
+
+
 def result_from_answer(tournament: str, model: str, diagnostics_id: str, answer: Mapping[str, Any],
                        now: dt.datetime | None = None) -> DiagnosticsResult:
     """A ``diagnostics`` answer → ``DiagnosticsResult`` (times as ISO strings, so the JSON is plain)."""
@@ -350,9 +371,11 @@ def diagnostics_file(store: Store, tournament: str, model: str, predictions_path
 
 def refresh_pending(store: Store, tournament: str, model_ids: Mapping[str, str],
                     fetch: Callable[[str, str], dict], *, waits: Sequence[float] = (0.0,),
+                    patient: Collection[str] | None = None,
                     sleep: Callable[[float], None] = time.sleep) -> list[DiagnosticsResult]:
     """Poll every kept upload of these models that is not done yet (``fetch(model_id, id)`` is one
-    ``diagnostics`` query) and keep each answer; returns the answers."""
+    ``diagnostics`` query) and keep each answer; returns the answers. ``patient``: only these ids
+    are polled on the whole ``waits`` schedule, the others once (None: every id on ``waits``)."""
     answers = []
     pending = history(store, tournament)
     pending = pending[(pending["status"] != "done") & pending["model"].isin(list(model_ids))]
@@ -360,11 +383,62 @@ def refresh_pending(store: Store, tournament: str, model_ids: Mapping[str, str],
         def one_query(m: str = str(model), d: str = str(diagnostics_id)) -> dict:
             return fetch(model_ids[m], d)
 
-        answer = poll_diagnostics(one_query, waits=waits, sleep=sleep)
+        schedule = waits if patient is None or diagnostics_id in patient else (0.0,)
+        answer = poll_diagnostics(one_query, waits=schedule, sleep=sleep)
         result = result_from_answer(tournament, model, diagnostics_id, answer)
         save_result(store, result)
         answers.append(result)
     return answers
+
+
+def upload_validation(store: Store, client: Any, model: str, predictions: Path, model_id: str, *,
+                      min_tickers: int, model_dir: Path | None = None) -> tuple[str, Path]:
+    """Upload a model's validation predictions to Numerai's diagnostics (the file built from them by
+    ``diagnostics_file``) and remember the upload at once as ``pending``: its id and the file sent."""
+    tournament = client.spec.name
+    path = diagnostics_file(store, tournament, model, predictions, ticker_column=client.spec.ticker_column,
+                            min_tickers=min_tickers)
+    diagnostics_id = client.upload_diagnostics(path, model_id)
+    record_upload(store, tournament, model, diagnostics_id, predictions_path=predictions, model_dir=model_dir)
+    return diagnostics_id, path
+
+
+def latest_verdict(store: Store, tournament: str, model: str, tolerance: float,
+                   kept: pd.DataFrame | None = None) -> tuple[DiagnosticsResult, list[AgreementRow]]:
+    """The model's newest kept diagnostics (``kept``: its history rows, oldest first; read when not
+    given) and, once done, the agreement table of numerflow's per-era figures beside Numerai's."""
+    mine = history(store, tournament, model) if kept is None else kept
+    if mine.empty:
+        raise BadInputError(f"no diagnostics kept for model {model!r}", tag="no_diagnostics")
+    result, predictions, model_dir = load_result(store, tournament, model, str(mine.iloc[-1]["diagnostics_id"]))
+    agreement: list[AgreementRow] = []
+    if result.done and predictions is not None and predictions.exists():
+        local = local_per_era(read_parquet(predictions))
+        alpha = local_alpha_per_era(model_dir) if model_dir is not None else None
+        if alpha is not None:
+            local = local.join(alpha.rename("alpha"), how="outer")
+        agreement = agreement_table(local, result, tolerance=tolerance)
+    return result, agreement
+
+
+def result_text(result: DiagnosticsResult) -> str:
+    """One line: the id, its status and Numerai's summary figures."""
+    means, sharpes = result.summary("mean"), result.summary("sharpe")
+    figures = ", ".join(f"{k} {means[k]:+.4f} (sharpe {sharpes[k]:.2f})" if sharpes[k] is not None
+                        else f"{k} {means[k]:+.4f}" for k in NUMERAI_FIELDS if means[k] is not None)
+    accepted = _float(result.raw.get("erasAcceptedCount"))
+    return (f"diagnostics {result.diagnostics_id} {result.status}" + (f", {figures}" if figures else "")
+            + (f", {int(accepted)} eras accepted" if accepted is not None else "")
+            + (f" ({result.raw.get('message')})" if result.raw.get("message") else ""))
+
+
+def agreement_lines(agreement: Sequence[AgreementRow]) -> list[str]:
+    """The agreement table as text, one line per score (a flagged one says CHECK)."""
+    return [f"{row.score:<6} numerflow {row.local_mean:+.4f}  Numerai {row.numerai_mean:+.4f}  "
+            f"difference {row.difference:+.4f} on {row.eras} eras  "
+            f"{'CHECK: local and Numerai scoring disagree' if row.flagged else 'ok'}"
+            if row.local_mean is not None and row.numerai_mean is not None and row.difference is not None
+            else f"{row.score:<6} no common eras  CHECK" for row in agreement]
 
 
 def diagnostics_report(settings: Any, *, model: str | None = None, upload: bool = False, fetch: bool = True,
@@ -404,10 +478,8 @@ def diagnostics_report(settings: Any, *, model: str | None = None, upload: bool 
             if not predictions or not Path(predictions).exists():
                 raise BadInputError(f"model {name!r} has no registered model with validation predictions in "
                                     f"{store.root}; run a round first (numerflow run)", tag="no_model")
-            path = diagnostics_file(store, tournament, name, Path(predictions), ticker_column=client.spec.ticker_column,
-                                    min_tickers=own.submission.min_tickers)
-            diagnostics_id = client.upload_diagnostics(path, ids[name])
-            record_upload(store, tournament, name, diagnostics_id, predictions_path=Path(predictions))
+            diagnostics_id, path = upload_validation(store, client, name, Path(predictions), ids[name],
+                                                     min_tickers=own.submission.min_tickers, model_dir=latest)
             uploaded.append({"model": name, "diagnostics_id": diagnostics_id, "file": str(path),
                              "registry_model": latest.name if latest else None})
             lines.append(f"  uploaded    {name}: {path.name} from model {latest.name if latest else '?'} "
@@ -423,25 +495,9 @@ def diagnostics_report(settings: Any, *, model: str | None = None, upload: bool 
             lines.append(f"  {name}: no diagnostics yet (numerflow diagnostics --upload)")
             shown.append({"model": name, "latest": None, "agreement": [], "history": []})
             continue
-        last = mine.iloc[-1]
-        result, predictions = load_result(store, tournament, name, str(last["diagnostics_id"]))
-        agreement: list[AgreementRow] = []
-        if result.done and predictions is not None and predictions.exists():
-            agreement = agreement_table(local_per_era(read_parquet(predictions)), result,
-                                        tolerance=settings.diagnostics.agreement_tolerance)
-        means, sharpes = result.summary("mean"), result.summary("sharpe")
-        figures = ", ".join(f"{k} {means[k]:+.4f} (sharpe {sharpes[k]:.2f})" if sharpes[k] is not None
-                            else f"{k} {means[k]:+.4f}" for k in NUMERAI_FIELDS if means[k] is not None)
-        lines.append(f"  {name}: diagnostics {result.diagnostics_id} {result.status}"
-                     + (f", {figures}" if figures else "")
-                     + (f", {int(last['eras_accepted'])} eras accepted" if pd.notna(last["eras_accepted"]) else "")
-                     + (f" ({result.raw.get('message')})" if result.raw.get("message") else ""))
-        for row in agreement:
-            lines.append(f"    {row.score:<6} numerflow {row.local_mean:+.4f}  Numerai {row.numerai_mean:+.4f}  "
-                         f"difference {row.difference:+.4f} on {row.eras} eras  "
-                         f"{'CHECK: local and Numerai scoring disagree' if row.flagged else 'ok'}"
-                         if row.local_mean is not None and row.numerai_mean is not None and row.difference is not None
-                         else f"    {row.score:<6} no common eras  CHECK")
+        result, agreement = latest_verdict(store, tournament, name, settings.diagnostics.agreement_tolerance, mine)
+        lines.append(f"  {name}: {result_text(result)}")
+        lines += [f"    {line}" for line in agreement_lines(agreement)]
         lines.append(f"    history   {len(mine)} upload(s), " + ", ".join(
             f"{r.diagnostics_id[:8]} {r.status}" for r in mine.tail(5).itertuples()))
         shown.append({"model": name, "latest": asdict(result), "agreement": [r.as_dict() for r in agreement],

@@ -61,7 +61,10 @@ def check_classic_settings(settings: Settings) -> None:
 
 
 def check_model(model: RoundModel, mode: Mode) -> None:
+    from numerflow.tasks.round.neutralization import check_neutralize
+
     check_classic_settings(model.settings)
+    check_neutralize(model.settings)
 
 
 def demo_parameters(settings: Settings) -> dict[str, Any]:

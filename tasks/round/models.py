@@ -82,7 +82,8 @@ def own_settings(settings: Settings, entry: ModelSettings) -> Settings:
         classic["weights"] = list(entry.ensemble_weights or [])
     elif entry.target is not None:
         classic["targets"], classic["weights"] = [entry.target], []
-    numerai = settings.numerai.model_copy(update={"model_name": entry.name})
+    numerai = settings.numerai.model_copy(update={"model_name": entry.name, **{
+        k: getattr(entry, k) for k in ("stake", "upload_diagnostics") if getattr(entry, k) is not None}})
     return settings.model_copy(update={"classic": settings.classic.model_copy(update=classic), "numerai": numerai})
 
 

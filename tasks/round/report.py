@@ -53,6 +53,7 @@ def render_round_report(result: RoundResult, *, ui_url: str | None = None, flow_
                   f"{_fmt(run.upload.submission_id)} |" for run in result.models]
         lines += [f"| {f.name} | — | — | — | **FAILED** at {f.stage} | {f.message.replace('|', '/')} |"
                   for f in result.failures]
+    lines += verdict_section(result)
     if result.scores is not None:
         from numerflow.tasks.numerai.live_scores import render_scores_table
 
@@ -118,6 +119,10 @@ def model_lines(run: ModelRun, *, alpha: bool) -> list[str]:
         f"{_fmt(corr.get('max_drawdown'), '.4f')}, positive {_fmt(corr.get('positive_share'), '.0%')} over "
         f"{_fmt(corr.get('n_eras', corr.get('n_dates')))} eras",
     ]
+    if model.neutralization:
+        from numerflow.tasks.round.summary import neutralization_line
+
+        lines.append(f"- neutralised: {neutralization_line(model.neutralization, model.alpha, corr)}")
     if alpha:
         lines.append("- validation ALPHA per weekly era: "
                      + (f"mean {_fmt(model.alpha.get('mean'), '.5f')}, sharpe {_fmt(model.alpha.get('sharpe'), '.2f')}, "
@@ -131,7 +136,42 @@ def model_lines(run: ModelRun, *, alpha: bool) -> list[str]:
         f"- status: **{upload.status}** — {upload.message}",
         f"- file `{submission.path}` ({submission.rows} rows, sha256 `{submission.sha256[:16]}`)",
         f"- {submission.checks.get('churn') or 'churn not checked'}",
+        *([f"- {submission.checks['neutral_churn']}"] if submission.checks.get("neutral_churn") else []),
+        *([f"- **{submission.checks['neutral_churn_warning']}**"] if submission.checks.get("neutral_churn_warning")
+          else []),
     ]
     if upload.submission_id:
         lines.append(f"- Numerai submission id `{upload.submission_id}`")
+    return lines
+
+
+def verdict_section(result: RoundResult) -> list[str]:
+    """Numerai's verdict per model: the payout preview of the round's configuration, and (when
+    ``numerai.upload_diagnostics`` is on) the diagnostics with the local-vs-Numerai agreement table."""
+    from numerflow.tasks.round.verdict import diagnostics_line
+
+    runs = [run for run in result.models if run.submission.checks.get("payout") or run.diagnostics is not None]
+    if not runs:
+        return []
+    lines = ["", "## Numerai's verdict"]
+    if result.payout is not None:
+        from numerflow.tasks.numerai.payout import payout_config_text
+
+        lines.append(f"- this round: {payout_config_text(result.payout)}")
+    for run in runs:
+        who = f"{run.name}: " if len(result.models) > 1 else ""
+        if run.submission.checks.get("payout"):
+            lines.append(f"- {who}{run.submission.checks['payout']}")
+        if run.diagnostics is None:
+            continue
+        lines.append(f"- {who}diagnostics {diagnostics_line(run.diagnostics)}")
+        if run.diagnostics.agreement:
+            lines += ["", "| score | eras | numerflow mean | Numerai mean | difference | numerflow sharpe | "
+                      "Numerai sharpe | agreement |", "|---|---|---|---|---|---|---|---|"]
+            lines += [f"| {row['score']} | {row['eras']} | {_fmt(row['local_mean'], '+.4f')} | "
+                      f"{_fmt(row['numerai_mean'], '+.4f')} | {_fmt(row['difference'], '+.4f')} | "
+                      f"{_fmt(row['local_sharpe'], '.2f')} | {_fmt(row['numerai_sharpe'], '.2f')} | "
+                      f"{'**CHECK**: local and Numerai scoring disagree' if row['flagged'] else 'ok'} |"
+                      for row in run.diagnostics.agreement]
+            lines.append("")
     return lines

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from numerflow.tasks.classic.data import ClassicFiles
 from numerflow.tasks.model.dataset import DatasetInfo
 from numerflow.tasks.model.predict import LivePredictions
+from numerflow.tasks.numerai.payout import RoundPayout
 from numerflow.tasks.numerai.submit import SubmitOutcome
 from numerflow.tasks.round.guard import GuardDecision
 
@@ -137,6 +138,8 @@ class ModelChoice:
     report: ReportPaths | None = None  # only when trained this run
     numerai_targets: NumeraiTargets | None = None
     alpha: dict[str, Any] | None = None  # ALPHA summary on the held-out weekly eras, when a neutralizer was scored
+    # [neutralize]: proportion, against, features and the figures before it (validation and alpha are after)
+    neutralization: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,26 @@ class SubmissionFile:
 
 
 @dataclass(frozen=True)
+class DiagnosticsOutcome:
+    """A model's diagnostics in a round (``numerai.upload_diagnostics``): ``done``, ``pending`` (polled
+    again by the next round or ``numerflow diagnostics``), ``failed`` (the round's upload stands) or
+    ``skipped`` (why in ``message``); the agreement table once done (tasks.numerai.diagnostics.AgreementRow)."""
+
+    model: str
+    status: str
+    message: str
+    diagnostics_id: str | None = None
+    uploaded: bool = False  # uploaded this round (its model was (re)trained)
+    numerai: dict[str, Any] | None = None  # Numerai's summary means: corr, alpha, fnc, mmc
+    agreement: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def flagged(self) -> bool:
+        """Some score differs from numerflow's by more than the tolerance, or Numerai scored other eras."""
+        return any(row.get("flagged") for row in self.agreement)
+
+
+@dataclass(frozen=True)
 class ModelRun:
     """One model of the round: its model, live predictions, validated file and upload."""
 
@@ -158,6 +181,7 @@ class ModelRun:
     live: LivePredictions
     submission: SubmissionFile
     upload: SubmitOutcome
+    diagnostics: DiagnosticsOutcome | None = None  # numerai.upload_diagnostics on (live rounds)
 
 
 @dataclass(frozen=True)
@@ -192,6 +216,7 @@ class RoundInputs:
     prices: IngestSummary | None = None
     dataset: DatasetInfo | None = None
     data: ClassicFiles | None = None
+    payout: RoundPayout | None = None  # live: what Numerai pays this round (roundScoreConfigs), when it answered
 
 
 @dataclass(frozen=True)
@@ -207,6 +232,7 @@ class TrainPlan:
     training_path: str = ""  # Signals/Crypto: the training file (ours, or joined with Numerai's targets)
     numerai_targets: NumeraiTargets | None = None
     features: tuple[str, ...] = ()  # Classic: the feature set's columns
+    own_dataset: str = ""  # Signals/Crypto: numerflow's own dataset of the model (its features neutralise)
 
     @property
     def members(self) -> list[tuple[str, str]] | None:
@@ -231,6 +257,7 @@ class RoundResult:
     guard: GuardDecision | None = None
     window: dict[str, Any] | None = None  # Numerai's round window when it was asked (live)
     scores: Any = None  # tasks.numerai.live_scores.ScoresReport: live scores of the round's models, when fetched
+    payout: RoundPayout | None = None  # live: what Numerai pays this round (its roundScoreConfigs)
 
     @property
     def round_label(self) -> str:

@@ -72,6 +72,7 @@ from numerflow.tasks.prices.tickers import (
 )
 from numerflow.tasks.round.guard import demo_round_label
 from numerflow.tasks.round.models import RoundModel
+from numerflow.tasks.round.neutralization import check_neutralize, lineage_entry
 from numerflow.tasks.round.results import (
     IngestSummary,
     Mode,
@@ -147,6 +148,7 @@ def check_model(model: RoundModel, mode: Mode) -> None:
     check_lightgbm_params(mine.training)
     check_model_targets(mine.numerai, own_targets_only=mode == "demo" or not mine.numerai.use_numerai_targets)
     check_sources(mine.features)
+    check_neutralize(mine)
 
 
 # ---------------------------------------------------------------- universe and its ids
@@ -326,12 +328,14 @@ def plan_training(model: RoundModel, dataset: DatasetInfo, targets: NumeraiTarge
     lineage = model_lineage(settings, lineage_source)
     if model.in_table:
         lineage["model"] = model.name
+    if lineage_entry(settings):
+        lineage["neutralize"] = lineage_entry(settings)
     features = feature_columns_of(Path(training_path))  # ours, Numerai's or both
     must_train, reason = needs_training(Store(settings.data_dir), settings.training.model_max_age_days,
                                         features, force=retrain, lineage=lineage)
     log.info("Training decision%s: %s", f" ({model.name})" if model.in_table else "", reason)
     return TrainPlan(model, lineage_source, lineage, must_train, reason, model.run_id(run_id),
-                     training_path=training_path, numerai_targets=targets)
+                     training_path=training_path, numerai_targets=targets, own_dataset=dataset.path)
 
 
 def train(settings: Settings, training_path: str, run_id: str, lineage: dict[str, Any],

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from numerflow.tasks.round.results import RoundResult
+from numerflow.tasks.round.results import ModelRun, RoundResult
 
 
 def summary_of(result: RoundResult) -> tuple[dict[str, Any], str]:
@@ -35,15 +35,20 @@ def run_summary(result: RoundResult) -> dict[str, Any]:
         "alpha": {k: (model.alpha or {}).get(k) for k in ("mean", "std", "sharpe", "positive_share", "n_eras")}
         if model.alpha else None,
         "report": model.report.markdown if model.report else None,
+        "neutralization": model.neutralization,
         "live_date": result.live.live_date,
         "submission": {"path": result.submission.path, "rows": result.submission.rows,
-                       "sha256": result.submission.sha256, "churn": result.submission.checks.get("churn")},
+                       "sha256": result.submission.sha256, "churn": result.submission.checks.get("churn"),
+                       "neutral_churn": result.submission.checks.get("neutral_churn")},
         "upload": {"dry_run": upload.dry_run, "reason": upload.message, "record": upload.record,
                    "status": upload.status, "submission_id": upload.submission_id},
+        **verdict_summary(result.models[0]),
+        "payout_config": payout_config(result),
     }
     summary["models"] = [{"name": run.name, "model_id": run.model.model_id, "trained": run.model.trained,
                           "validation_mean": run.model.validation.get("mean"), "submission": run.submission.path,
-                          "upload": run.upload.status, "submission_id": run.upload.submission_id}
+                          "upload": run.upload.status, "submission_id": run.upload.submission_id,
+                          **verdict_summary(run)}
                          for run in result.models]
     if result.mode == "live":
         summary["numerai"] = {"tournament": result.universe.tournament, "round": result.universe.round_number,
@@ -52,6 +57,46 @@ def run_summary(result: RoundResult) -> dict[str, Any]:
                               "resolution": result.resolution.totals,
                               "candidates_path": result.resolution.candidates_path}
     return summary
+
+
+def neutralization_line(block: dict[str, Any], alpha: dict[str, Any] | None, corr: dict[str, Any]) -> str:
+    """[neutralize]: how, and the validation CORR and ALPHA means before → after (what is uploaded)."""
+    def mean(summary: dict[str, Any] | None) -> str:
+        value = (summary or {}).get("mean")
+        return "—" if value is None else format(value, ".5f")
+
+    before = block.get("before") or {}
+    features = block.get("features") or []
+    return (f"proportion {block['proportion']:g} against {', '.join(block['against'])} ({len(features)} features): "
+            f"CORR mean {mean(before.get('corr'))} → {mean(corr)}, ALPHA mean {mean(before.get('alpha'))} → "
+            f"{mean(alpha)} (validation figures are of the neutralised predictions, as uploaded)")
+
+
+def verdict_summary(run: ModelRun) -> dict[str, Any]:
+    """Numerai's verdict on a model of the round: its payout preview and its diagnostics (when on)."""
+    from numerflow.tasks.round.verdict import diagnostics_line, verdict_numbers
+
+    diagnostics = run.diagnostics
+    return {"payout": verdict_numbers(run.submission.checks),
+            "diagnostics": None if diagnostics is None else {**asdict(diagnostics), "flagged": diagnostics.flagged,
+                                                             "line": diagnostics_line(diagnostics)}}
+
+
+def payout_config(result: RoundResult) -> str | None:
+    """What Numerai pays this round, as configured (live rounds whose configuration was read)."""
+    from numerflow.tasks.numerai.payout import payout_config_text
+
+    return payout_config_text(result.payout) if result.payout is not None else None
+
+
+def verdict_lines(s: dict[str, Any]) -> list[str]:
+    """The payout and diagnostics lines of a summary (or of one model's entry)."""
+    lines = [f"  pays        {s['payout_config']}"] if s.get("payout_config") else []
+    if (s.get("payout") or {}).get("payout"):
+        lines.append(f"  payout      {s['payout']['payout']}")
+    if s.get("diagnostics"):
+        lines.append(f"  diagnostics {s['diagnostics']['line']}")
+    return lines
 
 
 def render_summary(s: dict[str, Any]) -> str:
@@ -67,14 +112,20 @@ def render_summary(s: dict[str, Any]) -> str:
         f"  model       {s['model']['id']} ({s['model']['decision']})",
         f"  validation  {_validation_line(v)}",
         f"  alpha       {_alpha_line(s.get('alpha'))}",
+        *([f"  neutralized {neutralization_line(s['neutralization'], s.get('alpha'), v)}"]
+          if s.get("neutralization") else []),
         f"  submission  {s['submission']['path']} ({s['submission']['rows']} rows, live date {s['live_date']})",
         f"  churn       {s['submission'].get('churn') or 'not checked'}",
+        *([f"  neutral     {s['submission']['neutral_churn']}"] if s["submission"].get("neutral_churn") else []),
+        *verdict_lines(s),
         f"  upload      {_upload_line(s['upload'])}",
         f"  report      {s['report'] or 'unchanged model: see its earlier report'}",
     ]
     if len(s["models"]) > 1:
-        lines += [f"  model {m['name']:<12}{m['model_id']} ({'trained' if m['trained'] else 'reused'}), "
-                  f"CORR {m['validation_mean']:.4f}, {m['upload']}: {m['submission']}" for m in s["models"]]
+        for m in s["models"]:
+            lines.append(f"  model {m['name']:<12}{m['model_id']} ({'trained' if m['trained'] else 'reused'}), "
+                         f"CORR {m['validation_mean']:.4f}, {m['upload']}: {m['submission']}")
+            lines += [f"    {line.strip()}" for line in verdict_lines(m)]
     n = s.get("numerai")
     if n:
         lines.append(f"  numerai     round {n['round']}, {n['universe']['tickers']} tickers ({n['universe']['dataset']}); "
@@ -152,6 +203,8 @@ def classic_summary(result: RoundResult) -> dict[str, Any]:
         "upload": {"dry_run": upload.dry_run, "reason": upload.message, "record": upload.record,
                    "status": upload.status, "submission_id": upload.submission_id},
         "window": result.window,
+        **verdict_summary(result.models[0]),
+        "payout_config": payout_config(result),
     }
 
 
@@ -171,6 +224,7 @@ def render_classic_summary(s: dict[str, Any]) -> str:
         f"max drawdown {fmt(v.get('max_drawdown'), '.4f')}, positive {fmt(v.get('positive_share'), '.0%')} of "
         f"{v.get('n_eras')} eras",
         f"  submission  {s['submission']['path']} ({s['submission']['rows']} rows)",
+        *verdict_lines(s),
         f"  upload      {upload['reason'] if str(upload['reason']).startswith('DRY RUN') else upload['status'] + ' — ' + str(upload['reason'])}",
         f"  report      {s['report'] or 'unchanged model: see its earlier report'}",
     ])
