@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.schemas import UNIVERSE_SCHEMA, ticker_country
-from numerflow.tasks.core.store import Store, read_parquet, write_parquet
+from numerflow.tasks.core.store import Store, read_columns, read_parquet, write_parquet
 from numerflow.tasks.numerai.client import (
     NumeraiClient,
     dataset_file,
@@ -82,7 +82,7 @@ def read_universe(path: Path, tournament: str = "signals") -> pd.DataFrame:
         raise BadInputError(f"universe file {path} has no {column!r} column (columns: {names}); "
                             f"a Numerai {spec.name} universe must have one", tag="invalid_universe")
     wanted = [c for c in (column, "composite_figi") if c in names]
-    frame = read_parquet(path, columns=wanted)
+    frame = read_columns(path, wanted)  # Crypto v2's live.parquet keeps ``symbol`` as its index
     frame = frame[frame[column].notna() & (frame[column].astype("string").str.strip() != "")]
     if frame.empty:
         raise BadInputError(f"universe file {path} lists no tickers; Numerai's live universe is never empty: "

@@ -19,6 +19,7 @@ import pandas as pd
 from numerflow.tasks.core.config import Settings, load_settings, merge_overrides
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.store import Store, read_json, read_parquet, write_json, write_parquet
+from numerflow.tasks.crypto.data import crypto_target_columns, inspect_crypto_file
 from numerflow.tasks.model.dataset import DatasetInfo, feature_columns_of
 from numerflow.tasks.model.ensemble import ensemble_weights, train_ensemble
 from numerflow.tasks.model.eras import feature_scores, with_score
@@ -280,7 +281,7 @@ def numerai_targets(settings: Settings, dataset_path: str, round_number: int | N
         return None
     targets = settings.numerai.ensemble_targets or [settings.numerai.target_column]
     for column in targets:
-        numerai_target_horizon(column)  # an unknown horizon is refused before downloads
+        numerai_target_horizon(column, crypto=tournament == "crypto")  # an unknown horizon: refused before downloads
     ensemble_weights(targets, settings.numerai.ensemble_weights)  # bad weights refused before the work
     store = Store(settings.data_dir)
     client = client_for(settings, tournament)
@@ -290,6 +291,8 @@ def numerai_targets(settings: Settings, dataset_path: str, round_number: int | N
         check_own_features(settings)
         return None
     files = fetch_training_data(client, store, round_number)
+    if tournament == "crypto":  # v1 or v2 layout: the target columns found by inspection
+        targets = crypto_target_columns(inspect_crypto_file(files.train_path), targets)
     feature_set = settings.training.feature_set
     ours = read_parquet(Path(dataset_path))
     members = []
