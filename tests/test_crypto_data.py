@@ -120,3 +120,18 @@ def test_v2_frames_have_numerai_layout():
     assert train.index.name == live.index.name == "symbol"
     assert set(np.unique(train[V2_FEATURES].to_numpy())) <= {0.0, 0.25, 0.5, 0.75, 1.0}
     assert list(live.columns) == ["date", *V2_FEATURES]
+
+
+def test_a_damaged_copy_is_quarantined_and_downloaded_again(fake_numerai, make_client, tmp_path):
+    train_v2, live_v2 = crypto_v2_files(SYMBOLS, START, END, LIVE)
+    fake_numerai.add_dataset("crypto", "crypto/v2.0/train.parquet", train_v2)
+    client, store = make_client("crypto", with_keys=False), Store(tmp_path)
+    first = fetch_training_data(client, store, 501).train_path
+    first.write_bytes(b"PAR1 cut off by a killed download")
+    again = fetch_training_data(client, store, 501).train_path
+    assert again == first and again.read_bytes() == train_v2  # once per version, unless damaged
+    (kept,) = (first.parent / "_quarantine").glob("train.parquet.*[0-9]Z")
+    assert kept.read_bytes().startswith(b"PAR1 cut off")
+    downloads = len(fake_numerai.calls("dataset"))
+    fetch_training_data(client, store, 501)
+    assert len(fake_numerai.calls("dataset")) == downloads  # intact: not downloaded again

@@ -34,6 +34,7 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
+from numerflow.tasks.classic.data import fetch_intact
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.store import Store, read_columns
 from numerflow.tasks.model.targets import numerai_target_end, numerai_target_horizon
@@ -69,23 +70,22 @@ class NumeraiTrainingFiles:
 
 def fetch_training_data(client: NumeraiClient, store: Store, round_number: int | None = None) -> NumeraiTrainingFiles:
     """Download Numerai's train (once per data version) and validation (once per round:
-    it grows as targets resolve) files."""
+    it grows as targets resolve) files; a damaged local copy is quarantined and downloaded again
+    (Classic's ``fetch_intact``)."""
     tournament = client.spec.name
     filenames = client.list_datasets()
     version = pick_dataset_version(filenames, tournament, required=TRAIN_FILES[tournament])
     train_remote = dataset_file(filenames, version, TRAIN_FILES[tournament])
     train_path = numerai_dir(store, tournament) / version.rpartition("/")[2] / train_remote.rpartition("/")[2]
-    if not train_path.exists():
-        client.download(train_remote, train_path)
+    fetch_intact(client, train_remote, train_path, None, reuse=True)  # a damaged copy: quarantined, fetched again
     validation_path = None
     if any(f"{version}/{name}" in filenames for name in VALIDATION_FILES[tournament]):
         if round_number is None:
             current = client.current_round()
             round_number = current.number if current is not None else 0
         remote = dataset_file(filenames, version, VALIDATION_FILES[tournament])
-        validation_path = round_download_path(store, tournament, remote, round_number)
-        if not validation_path.exists():
-            client.download(remote, validation_path)
+        validation_path = fetch_intact(client, remote, round_download_path(store, tournament, remote, round_number),
+                                       None, reuse=True)
     return NumeraiTrainingFiles(tournament, version, train_path, validation_path)
 
 
