@@ -101,7 +101,8 @@ def classic_live_ids_task(settings: Settings, files: ClassicFiles, kind: RoundKi
 
 @task(name="build-dataset", retries=0, timeout_seconds=3600)
 def build_dataset_task(settings: Settings, source: str) -> DatasetInfo:
-    return build_dataset(Store(settings.data_dir), source, settings.target, settings.features)
+    return build_dataset(Store(settings.data_dir), source, settings.target, settings.features,
+                         calendar_days=settings.tournament == "crypto")  # tokens trade every day
 
 
 @network_task(name="numerai-targets", timeout_seconds=3 * 3600)

@@ -70,7 +70,8 @@ class YahooSettings(Section):
     backoff_cap_seconds: float = Field(60.0, ge=0, description="longest retry delay")
     pause_on_429_seconds: float = Field(5.0, ge=0, description="every thread waits this long after a 429")
     overlap_days: int = Field(5, ge=0, description="calendar days re-fetched before each ticker's last stored bar")
-    stale_after_days: int = Field(3, ge=0, description="a ticker whose last bar is more trading days old is stale")
+    stale_after_days: int = Field(3, ge=0, description="a ticker whose last bar is more trading days old is stale "
+                                  "(calendar days for Crypto: tokens trade every day)")
     max_stale_share: float = Field(
         0.1, ge=0, le=1, description="the round refuses to predict when more of the universe is stale or missing"
     )
