@@ -42,6 +42,7 @@ from numerflow.flows.round_tasks import (
     train_model_task,
     upload_submission_task,
     validation_alpha_task,
+    validation_mmc_task,
     write_submission_task,
 )
 from numerflow.flows.stages import STAGE_ECHO, StageFailed, current_stage, stage
@@ -264,7 +265,9 @@ def finish_model(run: RoundRun, plan: TrainPlan, trained: TrainResult | ModelFai
     elif trained is None:
         trained = train_model_task(settings, plan.training_path, plan.run_id, plan.lineage, plan.members)
     metrics = trained.metrics
-    if files is None:  # Signals, Crypto: ALPHA against the demo market's or Numerai's neutralizer
+    if files is None and settings.tournament == "crypto":  # Crypto scores MMC; it has no neutralizer, no ALPHA
+        metrics = validation_mmc_task(settings, trained, run.kind.mode)
+    elif files is None:  # Signals: ALPHA against the demo market's or Numerai's neutralizer
         neutralizers = (demo_neutralizer_task(settings, trained.validation_predictions) if run.kind.mode == "demo"
                         else numerai_neutralizer_task(settings, round_number))
         metrics = validation_alpha_task(settings, trained, neutralizers)

@@ -16,6 +16,7 @@ from numerflow.flows.policies import network_task
 from numerflow.tasks.classic.data import ClassicFiles
 from numerflow.tasks.core.config import Settings
 from numerflow.tasks.core.store import Store
+from numerflow.tasks.crypto.scoring import score_mmc
 from numerflow.tasks.model.dataset import DatasetInfo, build_dataset
 from numerflow.tasks.model.predict import LivePredictions
 from numerflow.tasks.model.training import TrainResult
@@ -26,6 +27,7 @@ from numerflow.tasks.prices.tickers import resolution_lines
 from numerflow.tasks.round import classic, signals
 from numerflow.tasks.round.models import RoundModel
 from numerflow.tasks.round.results import (
+    Mode,
     NumeraiTargets,
     ReportPaths,
     Resolution,
@@ -135,6 +137,12 @@ def numerai_neutralizer_task(settings: Settings, round_number: int | None) -> Ne
 @task(name="validation-alpha", retries=0, timeout_seconds=3600)
 def validation_alpha_task(settings: Settings, trained: TrainResult, files: NeutralizerFiles | None) -> dict:
     return signals.score_alpha(trained, files)
+
+
+@task(name="validation-mmc", retries=0, timeout_seconds=3600)
+def validation_mmc_task(settings: Settings, trained: TrainResult, mode: Mode) -> dict:
+    """Crypto: MMC against the meta model (the demo's synthetic one; none published for live rounds)."""
+    return score_mmc(settings, trained, mode)
 
 
 @task(name="publish-report", retries=0, timeout_seconds=600)

@@ -48,8 +48,10 @@ class DemoSettings(Section):
 
     # The upper bounds keep a typo from allocating more than this machine class has: 20,000 tickers
     # x 50 years is ~250 M bars (~40 GB of features); Numerai's universe is ~5,000 tickers.
-    tickers: int = Field(600, ge=1, le=20_000, description="number of demo tickers (at most 20,000)")
-    years: float = Field(6.0, gt=0, le=50, allow_inf_nan=False, description="years of daily bars (at most 50)")
+    tickers: int = Field(600, ge=1, le=20_000, description="number of demo tickers (at most 20,000); the Crypto "
+                         "demo has 300 tokens unless this is set")
+    years: float = Field(6.0, gt=0, le=50, allow_inf_nan=False, description="years of daily bars (at most 50); "
+                         "the Crypto demo has 3 years of bars every day unless this is set")
     signal: float = Field(0.5, ge=0, le=10, allow_inf_nan=False,
                           description="planted predictive signal strength (0 = pure noise, at most 10)")
     seed: int = Field(42, description="random seed; same seed, same market")

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -38,11 +38,14 @@ from scipy.signal import lfilter
 from numerflow.tasks.core.ranking import rank_by_group
 from numerflow.tasks.core.store import write_parquet
 from numerflow.tasks.model.targets import bin_ranks
-from numerflow.tasks.prices.sources.demo import COUNTRY_CODES, N_STYLES, DemoMarket, _Market
+from numerflow.tasks.prices.sources.demo import COUNTRY_CODES, N_STYLES, DemoMarket, _Market, demo_store_name
+
+if TYPE_CHECKING:
+    from numerflow.tasks.core.config import DemoSettings
 
 DAYS_PER_YEAR = 365
 DRIFT_HALF_LIFE = 30  # days
-DRIFT_SCALE = 0.004  # stationary daily std of the drift at signal=1 (against 2.5-6 % daily noise)
+DRIFT_SCALE = 0.008  # stationary daily std of the drift at signal=1 (against 2.5-6 % daily noise)
 META_NOISE = 1.5  # the meta model's noise, in units of the drift's std
 MISSING_BAR_RATE = 0.003
 LATE_LISTING_RATE = 0.25
@@ -76,8 +79,13 @@ class CryptoDemoMarket(DemoMarket):
                  end: date | None = None) -> None:
         super().__init__(tickers=tickers, years=years, signal=signal, seed=seed, end=end)
         self.end = end if end is not None else default_crypto_end()
-        self.name = self.name.replace("demo-", "demo-crypto-", 1)
+        self.name = crypto_store_name(self.tickers, self.years, self.signal, self.seed)
         self._drift: np.ndarray | None = None
+
+    @classmethod
+    def from_settings(cls, settings: DemoSettings, end: date | None = None) -> CryptoDemoMarket:
+        tokens, years = crypto_demo_size(settings)
+        return cls(tickers=tokens, years=years, signal=settings.signal, seed=settings.seed, end=end)
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -177,6 +185,25 @@ class CryptoDemoMarket(DemoMarket):
         # ``symbol`` as the pandas index, as in Numerai's files.
         return (write_parquet(folder / "train.parquet", pa.Table.from_pandas(train.set_index("symbol"))),
                 write_parquet(folder / "live.parquet", pa.Table.from_pandas(live.set_index("symbol"))))
+
+
+#: The Crypto demo's size unless ``demo.tickers`` / ``demo.years`` are set: a few hundred tokens (Numerai's
+#: universe is ~500) and three years of daily bars, so the whole round runs in well under a minute.
+CRYPTO_DEMO_TOKENS = 300
+CRYPTO_DEMO_YEARS = 3.0
+
+
+def crypto_demo_size(demo: DemoSettings) -> tuple[int, float]:
+    """(tokens, years) of the Crypto demo market: the ``[demo]`` settings that are set, else
+    ``CRYPTO_DEMO_TOKENS`` and ``CRYPTO_DEMO_YEARS`` (the Signals demo's 600 × 6 is ~4x the bars)."""
+    chosen = demo.model_fields_set
+    return (demo.tickers if "tickers" in chosen else CRYPTO_DEMO_TOKENS,
+            demo.years if "years" in chosen else CRYPTO_DEMO_YEARS)
+
+
+def crypto_store_name(tickers: int, years: float, signal: float, seed: int) -> str:
+    """The crypto demo market's price store (``prices/<name>``): never the Signals demo's."""
+    return demo_store_name(tickers, years, signal, seed).replace("demo-", "demo-crypto-", 1)
 
 
 def default_crypto_end() -> date:

@@ -137,6 +137,7 @@ class ModelChoice:
     report: ReportPaths | None = None  # only when trained this run
     numerai_targets: NumeraiTargets | None = None
     alpha: dict[str, Any] | None = None  # ALPHA summary on the held-out weekly eras, when a neutralizer was scored
+    mmc: dict[str, Any] | None = None  # Crypto: MMC summary on the held-out weekly eras, when a meta model was scored
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,12 @@ from numerflow.tasks.numerai.neutralizer import (
     write_neutralizer_files,
 )
 from numerflow.tasks.numerai.submission import build_submission, validate_submission
-from numerflow.tasks.numerai.universe import fetch_universe, load_universe_ids, write_universe
+from numerflow.tasks.numerai.universe import (
+    fetch_universe,
+    load_universe_ids,
+    universe_snapshot_frame,
+    write_universe,
+)
 from numerflow.tasks.prices.configured import (
     demo_market,
     lookup_with_yahoo,
@@ -92,18 +97,23 @@ log = logging.getLogger(__name__)
 def check_demo_settings(settings: Settings) -> None:
     """A demo round that cannot succeed is refused before anything is generated: another
     tournament, fewer tickers than a submission needs, or a market too big for this machine."""
-    from numerflow.tasks.prices.sources.demo import check_demo_fits
+    from numerflow.tasks.prices.sources.demo import BUSINESS_DAYS_PER_YEAR, check_demo_fits
 
-    if settings.tournament != "signals":
+    if settings.tournament not in ("signals", "crypto"):
         raise BadInputError(
-            f"the demo market is a Signals market (stocks with numerai_ticker ids); it cannot run a "
-            f"{settings.tournament} round: drop --tournament {settings.tournament} (or run it live without --demo)",
-            tag="invalid_config")
-    if settings.demo.tickers < settings.submission.min_tickers:
-        raise BadInputError(f"--tickers {settings.demo.tickers} is below Numerai's minimum of "
+            f"the demo market is a Signals or Crypto market; a {settings.tournament} round has its own demo "
+            f"(numerflow run --demo --tournament {settings.tournament} runs it)", tag="invalid_config")
+    tickers, years = settings.demo.tickers, settings.demo.years
+    if settings.tournament == "crypto":
+        from numerflow.tasks.crypto.demo import DAYS_PER_YEAR, crypto_demo_size
+
+        tickers, years = crypto_demo_size(settings.demo)
+        years *= DAYS_PER_YEAR / BUSINESS_DAYS_PER_YEAR  # a bar every day: 365 a year, not 261
+    if tickers < settings.submission.min_tickers:
+        raise BadInputError(f"--tickers {tickers} is below Numerai's minimum of "
                             f"{settings.submission.min_tickers} tickers per submission "
                             "(submission.min_tickers): use --tickers 100 or more", tag="invalid_option")
-    check_demo_fits(settings.demo.tickers, settings.demo.years)
+    check_demo_fits(tickers, years)
 
 
 def mode_overrides(mode: Mode, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -163,7 +173,9 @@ def demo_universe(settings: Settings) -> UniverseRef:
     market = demo_market(settings)
     label = demo_round_label(market.end)
     universe = market.universe()
-    path = write_universe(Store(settings.data_dir), settings.tournament, label, universe)
+    store = Store(settings.data_dir)
+    path = (write_parquet(store.universe_path("crypto", label), universe_snapshot_frame(universe, "crypto"))
+            if settings.tournament == "crypto" else write_universe(store, settings.tournament, label, universe))
     return UniverseRef(settings.tournament, label, str(path), int(len(universe)))
 
 

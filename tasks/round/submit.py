@@ -25,7 +25,8 @@ from numerflow.tasks.round.results import ModelChoice, ReportPaths, SubmissionFi
 def trained_choice(plan: TrainPlan, trained: TrainResult, metrics: dict[str, Any],
                    report: ReportPaths | None) -> ModelChoice:
     return ModelChoice(trained.model_id, trained.model_dir, True, plan.reason, trained.metrics["corr"],
-                       plan.lineage_source, report, plan.numerai_targets, alpha=metrics.get("alpha"))
+                       plan.lineage_source, report, plan.numerai_targets, alpha=metrics.get("alpha"),
+                       mmc=metrics.get("mmc"))
 
 
 def reused_choice(plan: TrainPlan) -> ModelChoice:
@@ -36,7 +37,8 @@ def reused_choice(plan: TrainPlan) -> ModelChoice:
         raise BadInputError("the model registry is empty; run with --retrain", tag="no_model")
     meta = read_json(model_dir / META_FILE)
     return ModelChoice(meta["model_id"], str(model_dir), False, plan.reason, meta["validation_metrics"]["corr"],
-                       plan.lineage_source, None, plan.numerai_targets, alpha=meta["validation_metrics"].get("alpha"))
+                       plan.lineage_source, None, plan.numerai_targets, alpha=meta["validation_metrics"].get("alpha"),
+                       mmc=meta["validation_metrics"].get("mmc"))
 
 
 def model_submission_dir(settings: Settings, round_label: str, folder: str | None) -> Path:
