@@ -29,6 +29,7 @@ from numerflow.flows.round_tasks import (
     classic_demo_data_task,
     classic_live_ids_task,
     demo_neutralizer_task,
+    demo_numerai_targets_task,
     demo_universe_task,
     numerai_neutralizer_task,
     numerai_targets_task,
@@ -239,7 +240,8 @@ def plan_model(run: RoundRun, model: RoundModel, dataset: DatasetInfo | None, fi
         return classic.plan_training(model, files, run.kind, retrain=run.retrain, run_id=run.run_id)
     assert dataset is not None
     mine = model_dataset(run, model, dataset)
-    targets = numerai_targets_task(model.settings, mine.path, round_number) if run.kind.mode == "live" else None
+    targets = (numerai_targets_task(model.settings, mine.path, round_number) if run.kind.mode == "live"
+               else demo_numerai_targets_task(model.settings, mine.path))
     return signals.plan_training(model, mine, targets, retrain=run.retrain, run_id=run.run_id)
 
 

@@ -112,6 +112,11 @@ def numerai_targets_task(settings: Settings, dataset_path: str, round_number: in
     return signals.numerai_targets(settings, dataset_path, round_number)
 
 
+@task(name="demo-numerai-targets", retries=0, timeout_seconds=3600)
+def demo_numerai_targets_task(settings: Settings, dataset_path: str) -> NumeraiTargets | None:
+    return signals.demo_numerai_targets(settings, dataset_path)
+
+
 @task(name="train-model", retries=0, timeout_seconds=3 * 3600)
 def train_model_task(settings: Settings, dataset_path: str, run_id: str, lineage: dict[str, Any],
                      members: list[tuple[str, str]] | None = None) -> TrainResult:

@@ -36,12 +36,12 @@ import pyarrow as pa
 from scipy.signal import lfilter
 
 from numerflow.tasks.core.ranking import rank_by_group
-from numerflow.tasks.core.store import write_parquet
+from numerflow.tasks.core.store import Store, write_parquet
 from numerflow.tasks.model.targets import bin_ranks
 from numerflow.tasks.prices.sources.demo import COUNTRY_CODES, N_STYLES, DemoMarket, _Market, demo_store_name
 
 if TYPE_CHECKING:
-    from numerflow.tasks.core.config import DemoSettings
+    from numerflow.tasks.core.config import DemoSettings, Settings
 
 DAYS_PER_YEAR = 365
 DRIFT_HALF_LIFE = 30  # days
@@ -270,3 +270,17 @@ def _generate(n: int, dates: pd.DatetimeIndex, signal: float, seed: int) -> tupl
         div_offset=np.zeros(n, dtype=np.int64), div_yield=np.zeros(n), present=present, adj_close=adj_close,
         adj_open=adj_open, adj_high=adj_high, adj_low=adj_low, volume=volume)
     return market, drift
+
+
+def demo_numerai_files(settings: Settings) -> tuple[Path, Path]:
+    """The Crypto demo market's Numerai-shaped v2.0 ``train.parquet`` and ``live.parquet`` (live date: the
+    market's last day), written once per market under ``numerai/crypto/demo/<market>-<end>/``."""
+    from numerflow.tasks.prices.configured import demo_market
+
+    market = demo_market(settings)
+    assert isinstance(market, CryptoDemoMarket)  # a Crypto demo round's market
+    folder = Store(settings.data_dir).root / "numerai" / "crypto" / "demo" / f"{market.name}-{market.end.isoformat()}"
+    train, live = folder / "train.parquet", folder / "live.parquet"
+    if train.exists() and live.exists():
+        return train, live
+    return market.numerai_files(folder, market.end)

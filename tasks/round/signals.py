@@ -318,6 +318,22 @@ def numerai_targets(settings: Settings, dataset_path: str, round_number: int | N
                           members if settings.numerai.ensemble_targets else None)
 
 
+def demo_numerai_targets(settings: Settings, dataset_path: str) -> NumeraiTargets | None:
+    """A demo round's Numerai data: the Crypto demo's Numerai-shaped v2.0 files when the feature set
+    wants Numerai's features (``numerai``, ``both``); otherwise (and for Signals) our own targets."""
+    if settings.tournament != "crypto" or settings.training.feature_set == "own":
+        check_own_features(settings)
+        return None
+    from numerflow.tasks.crypto.demo import NUMERAI_TARGET, demo_numerai_files
+
+    train, _ = demo_numerai_files(settings)
+    feature_set = settings.training.feature_set
+    joined = numerai_training_frame(read_parquet(Path(dataset_path)), [train], "crypto", NUMERAI_TARGET, feature_set)
+    path = write_parquet(Path(dataset_path).with_name(
+        f"{Path(dataset_path).stem}-demo-numerai-{NUMERAI_TARGET}-{feature_set}.parquet"), joined)
+    return NumeraiTargets(str(path), int(len(joined)), "demo", NUMERAI_TARGET)
+
+
 def training_data(settings: Settings, dataset: DatasetInfo, targets: NumeraiTargets | None) -> tuple[str, str]:
     """The file a model trains on and its lineage's source: our dataset (the demo market, or no
     Numerai training data), or ours joined with Numerai's targets (named with their weights)."""
@@ -434,6 +450,10 @@ def predict(settings: Settings, inputs: RoundInputs, model_dir: str, run_id: str
     assert inputs.dataset is not None  # a Signals round always builds its dataset
     universe = inputs.universe
     numerai_live = numerai_live_path(Store(settings.data_dir), universe)
+    if universe.round_number is None and settings.tournament == "crypto" and settings.training.feature_set != "own":
+        from numerflow.tasks.crypto.demo import demo_numerai_files
+
+        numerai_live = str(demo_numerai_files(settings)[1])  # the Crypto demo's live.parquet
     return predict_live(
         Store(settings.data_dir), Path(inputs.dataset.path), Path(model_dir),
         load_universe_ids(Path(universe.path), settings.tournament), run_id,
