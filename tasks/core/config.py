@@ -628,6 +628,28 @@ class ClassicSettings(Section):
 
 
 
+class CryptoSettings(Section):
+    """Numerai Crypto (``tournament = "crypto"``, tournament 12): its scheduled round."""
+
+    deploy: bool = Field(
+        False, description="serve a numerflow-crypto deployment (the scheduled Crypto round, with the round guard, "
+        "the run report and notifications) beside the Signals ones")
+    crons: list[str] = Field(
+        default_factory=list, description="cron strings (UTC) of the scheduled Crypto round; empty: read from "
+        "Numerai when the deployments are served (its recent Crypto rounds' open times, list_rounds for tournament "
+        "12: a run minutes_after_open after each weekday's open)")
+    minutes_after_open: int = Field(
+        30, ge=0, le=720, description="with crypto.crons empty: how long after each round's open the scheduled "
+        "Crypto round runs")
+    model_name: str | None = Field(
+        None, description="Numerai Crypto model the scheduled Crypto round uploads to; empty: numerai.model_name")
+
+    @field_validator("crons")
+    @classmethod
+    def _fire(cls, value: list[str]) -> list[str]:
+        return crons_field(value)  # type: ignore[return-value]
+
+
 class Settings(BaseSettings):
     """Everything numerflow can be told. Build with ``load_settings()``."""
 
@@ -658,6 +680,7 @@ class Settings(BaseSettings):
     scores: ScoresSettings = Field(default_factory=ScoresSettings)
     diagnostics: DiagnosticsSettings = Field(default_factory=DiagnosticsSettings)
     classic: ClassicSettings = Field(default_factory=ClassicSettings)
+    crypto: CryptoSettings = Field(default_factory=CryptoSettings)
     models: list[ModelSettings] = Field(
         default_factory=list, description="the account's models, one [[models]] table each (empty: the single "
         "numerai.model_name); every entry trains, validates and uploads on its own in each round")
