@@ -9,6 +9,7 @@ import datetime as dt
 import pytest
 from fakes.numerai_fixtures import fake_numerai, keys, make_client, sleeps  # noqa: F401 - fixtures
 from fakes.numerai_server import closed_round, iso
+from test_round_guard import live_params, run_round
 
 from numerflow.tasks.core.config import load_settings
 from numerflow.tasks.core.errors import BadInputError
@@ -62,19 +63,12 @@ def test_the_crypto_deployment_uses_the_crons_read_from_numerai(fake_numerai, mo
 
 
 def _crypto_params(fake, data_dir) -> dict:
-    return {"mode": "live", "tournament": "crypto", "data_dir": str(data_dir), "model_name": "my_crypto",
-            "overrides": {"numerai": {"api_url": fake.url, "timeout_seconds": 5, "retries": 1}}}
-
-
-def _run(**params):
-    from numerflow.flows.scheduled import scheduled_round_flow
-
-    return scheduled_round_flow.with_options(retries=0)(**params, return_state=True)
+    return {**live_params(fake, data_dir), "tournament": "crypto", "model_name": "my_crypto"}
 
 
 def test_scheduled_crypto_round_skips_a_closed_round(prefect_harness, fake_numerai, tmp_path):
     fake_numerai.set_round("crypto", closed_round(501))
-    state = _run(**_crypto_params(fake_numerai, tmp_path / "data"))
+    state = run_round(**_crypto_params(fake_numerai, tmp_path / "data"))
     assert state.is_completed() and state.name == "Skipped"
     assert state.message.startswith("round closed: round 501 closed at")
     assert fake_numerai.calls("listDatasets") == []  # finished before any round work
@@ -85,6 +79,6 @@ def test_scheduled_crypto_round_skips_an_already_submitted_round(prefect_harness
     SubmissionLedger.for_settings(load_settings(data_dir=data_dir)).record(
         {"tournament": "crypto", "round": 501, "model_name": "my_crypto", "submission_id": "sub-7",
          "uploaded_at": "2026-11-21T18:40:00+00:00", "sha256": "0" * 64})
-    state = _run(**_crypto_params(fake_numerai, data_dir))
+    state = run_round(**_crypto_params(fake_numerai, data_dir))
     assert state.name == "Skipped" and state.message.startswith("skipped: already submitted for round 501")
     assert fake_numerai.calls("listDatasets") == []

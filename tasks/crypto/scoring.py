@@ -42,7 +42,7 @@ def score_mmc(settings: Settings, trained: TrainResult, mode: Mode) -> dict:
     """The validation metrics plus MMC per date and per weekly era (also written into the model's
     meta.json); unchanged, with the reason logged, when there is no meta model to score against."""
     if mode != "demo":
-        log.info("MMC not scored: Numerai publishes no Crypto meta model for the validation dates")
+        log.info("MMC not scored: Numerai's Crypto datasets hold no meta model for the validation dates")
         return trained.metrics
     from numerflow.tasks.crypto.demo import CryptoDemoMarket
     from numerflow.tasks.prices.configured import demo_market
