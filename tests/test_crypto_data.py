@@ -74,8 +74,7 @@ def test_v2_rows_read_with_symbol_as_index_and_purged_on_calendar_days(v2):
     assert set(rows["ticker"]) == set(SYMBOLS[:5]) and rows["date"].dt.dayofweek.max() == 4  # weekday dates
     frame = numerai_training_frame(pd.DataFrame(), [v2], "crypto", "target_binned_return_20", "numerai")
     span = (frame["target_end_date"] - frame["date"]).dt.days
-    # 20D2L in calendar days: 22 days of window, plus the 25% margin → 28 (a weekday reading's 22
-    # weekdays also end within 28 calendar days).
+    # 20D2L in calendar days: 22 days of window, plus the 25% margin → 28.
     assert (span == 28).all()
     sixty = numerai_training_frame(pd.DataFrame(), [v2], "crypto", "target_binned_return_60", "numerai")
     assert ((sixty["target_end_date"] - sixty["date"]).dt.days == 78).all()

@@ -135,8 +135,9 @@ class FilesSettings(Section):
 class TargetSettings(Section):
     """Numerai-style forward-return target ("20D2L")."""
 
-    horizon: int = Field(20, ge=1, description="trading days of forward return")
-    lag: int = Field(2, ge=0, description="trading days between the data date and the start of the return")
+    horizon: int = Field(20, ge=1, description="trading days of forward return (calendar days for Crypto)")
+    lag: int = Field(2, ge=0, description="trading days between the data date and the start of the return "
+                     "(calendar days for Crypto)")
     bins: int = Field(5, ge=2, description="number of target bins (Numerai uses 5: 0, .25, .5, .75, 1)")
 
 

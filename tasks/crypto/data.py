@@ -14,8 +14,12 @@ What Numerai publishes (checked December 2026):
   ``target_binned_return_20`` and ``target_binned_return_60`` (the latter NaN on the latest dates,
   whose 60-day window has not resolved yet). ``live.parquet`` holds the same features for the round.
 
-Numerai's scoring definitions call the Crypto target "20D2L": a token trades every day, so the
-days are calendar days (``tasks.model.targets.numerai_target_end`` with ``calendar_days``).
+Calendar days: Numerai's scoring definitions call the Crypto target "20D2L" (20 days of returns, 2
+days' lag), its data page defines a day by its 23:59 UTC market close and the target as the token's
+return "after 30 days"; neither says "trading days", and a token trades every day. numerflow counts the
+target's days as calendar days and purges on that span plus a margin
+(``tasks.model.targets.numerai_target_end`` with ``calendar_days``); the data dates themselves are
+weekdays (the day before each Tuesday-Saturday round).
 
 Neither layout is assumed: ``inspect_crypto_file`` finds the id column (``symbol``, as a column or
 as the index), the date column, the ``feature_*`` columns and every numeric ``target*`` column;

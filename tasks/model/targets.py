@@ -42,8 +42,8 @@ def numerai_target_end(dates: np.ndarray, column: str, *, calendar_days: bool = 
 
     Signals counts trading days (weekdays here). ``calendar_days`` (Numerai Crypto: a token trades
     every day, its daily close is 23:59 UTC, so "20D2L" is 20 calendar days of return starting 2
-    calendar days after the data date) counts every day; the margin then also covers a reading of
-    the horizon as weekdays for the 20-day targets (22 days × 1.25 → 28 calendar days)."""
+    calendar days after the data date) counts every day: 22 days plus the margin, 28 calendar days
+    for a 20-day target."""
     span = NUMERAI_TARGET_LAG + numerai_target_horizon(column, crypto=calendar_days)
     steps = span + int(np.ceil(span * NUMERAI_PURGE_MARGIN))
     days = np.asarray(dates).astype("datetime64[D]")
