@@ -316,6 +316,8 @@ def test_scheduled_crypto_round_submits_reports_and_completes(prefect_harness, l
     assert result.prices.coverage == {"covered": 110, "universe": 110, "share": 1.0, "outside": 0}
     _assert_artifact("round-report", "110 of 110 universe tickers have prices (100.0%)")
     _assert_artifact("round-report", "yahoo-crypto")
+    # Crypto's run report: MMC (no Crypto meta model for a live round's validation dates), never ALPHA.
+    _assert_artifact("round-report", "validation MMC per weekly era: not scored")
 
 
 def test_crypto_prices_get_their_own_store_and_usd_candidates(tmp_path, monkeypatch):
