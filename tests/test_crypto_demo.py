@@ -118,3 +118,13 @@ def test_demo_crypto_round_with_numerais_features_trains_on_the_v2_files(prefect
     assert set(NUMERAI_FEATURES) <= set(meta["features"]) and "feature_ret_20d" in meta["features"]
     assert "demo-numerai-target_binned_return_20-both" in meta["dataset"]
     assert summary["mmc"]["mean"] is not None and len(pd.read_csv(summary["submission"]["path"])) >= 100
+
+
+def test_the_meta_model_refuses_pairs_outside_the_market():
+    from numerflow.tasks.core.errors import BadInputError
+
+    market = CryptoDemoMarket(tickers=120, years=0.5, signal=0.5, seed=9, end=END)
+    with pytest.raises(BadInputError, match="unknown_tickers: 1 .* not in the crypto demo market, e.g. \\['ZZZZ'\\]"):
+        market.meta_model(["BTC", "ZZZZ"], [END, END])
+    ranks = market.meta_model(["BTC", "ETH"], [END, END])
+    assert sorted(ranks.tolist()) == [0.25, 0.75]  # tie-kept ranks within the date

@@ -35,6 +35,7 @@ import pandas as pd
 import pyarrow as pa
 from scipy.signal import lfilter
 
+from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.ranking import rank_by_group
 from numerflow.tasks.core.store import Store, write_parquet
 from numerflow.tasks.model.targets import bin_ranks
@@ -128,11 +129,16 @@ class CryptoDemoMarket(DemoMarket):
             "string")
 
     def _cells(self, tickers: Any, dates: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Row and day of each (ticker, date) in the market's matrices; an unknown one is refused."""
         market = self._market
-        rows = np.searchsorted(market.tickers, np.asarray(tickers, dtype=object))
-        days = market.dates.searchsorted(pd.DatetimeIndex(pd.to_datetime(dates)).as_unit("ms"))
-        if (rows >= len(market.tickers)).any() or (days >= len(market.dates)).any():
-            raise ValueError("tickers or dates outside the crypto demo market")
+        wanted = np.asarray([str(t) for t in tickers], dtype=object)
+        stamps = pd.DatetimeIndex(pd.to_datetime(dates)).as_unit("ms")
+        rows = np.minimum(np.searchsorted(market.tickers, wanted), len(market.tickers) - 1)
+        days = np.minimum(market.dates.searchsorted(stamps), len(market.dates) - 1)
+        unknown = (market.tickers[rows] != wanted) | (market.dates[days] != stamps)
+        if unknown.any():
+            raise BadInputError(f"{int(unknown.sum())} (ticker, date) pairs are not in the crypto demo market, e.g. "
+                                f"{wanted[unknown][:3].tolist()}", tag="unknown_tickers")
         return rows, days
 
     def meta_model(self, tickers: Any, dates: Any) -> np.ndarray:
