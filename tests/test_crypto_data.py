@@ -71,7 +71,7 @@ def test_a_file_with_no_target_is_refused_naming_the_columns_found(tmp_path):
 def test_v2_rows_read_with_symbol_as_index_and_purged_on_calendar_days(v2):
     rows = read_numerai_targets([v2], "crypto", "target_binned_return_20", V2_FEATURES[:2])
     assert list(rows.columns) == ["ticker", "date", "target", *V2_FEATURES[:2]]
-    assert set(rows["ticker"]) == set(SYMBOLS[:5]) and rows["date"].dt.dayofweek.max() == 4  # weekday dates
+    assert set(rows["ticker"]) == set(SYMBOLS[:5]) and rows["date"].dt.day_of_week.max() == 4  # weekday dates
     frame = numerai_training_frame(pd.DataFrame(), [v2], "crypto", "target_binned_return_20", "numerai")
     span = (frame["target_end_date"] - frame["date"]).dt.days
     # 20D2L in calendar days: 22 days of window, plus the 25% margin → 28.

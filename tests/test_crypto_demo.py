@@ -77,7 +77,7 @@ def test_numerai_shaped_files_have_v2_layout(tmp_path):
     assert pq.read_schema(train).pandas_metadata["index_columns"] == ["symbol"]
     rows = pd.read_parquet(train)
     assert list(rows.columns) == ["date", *NUMERAI_FEATURES, NUMERAI_TARGET]
-    assert pd.to_datetime(rows["date"]).dt.dayofweek.max() == 4  # weekday data dates
+    assert pd.to_datetime(rows["date"]).dt.day_of_week.max() == 4  # weekday data dates
     # No target whose 22 calendar days pass the live date.
     assert pd.to_datetime(rows["date"]).max() <= pd.Timestamp(END) - pd.Timedelta(days=22)
     assert set(rows[NUMERAI_TARGET].unique()) <= {0.0, 0.25, 0.5, 0.75, 1.0}

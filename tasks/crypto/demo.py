@@ -174,7 +174,7 @@ class CryptoDemoMarket(DemoMarket):
         forward = np.full_like(log_price, np.nan)
         forward[:, :-22] = log_price[:, 22:] - log_price[:, 2:-20]
         live_day = int(market.dates.searchsorted(pd.Timestamp(live_date)))
-        weekday = np.asarray(market.dates.dayofweek < 5)
+        weekday = np.asarray(market.dates.day_of_week < 5)
         # History on weekdays (Numerai's data dates); the live rows on ``live_date`` whatever its day.
         rows, cols = np.nonzero(alive & (weekday | (days == live_day))[None, :] & (days <= live_day)[None, :])
         frame = pd.DataFrame({"symbol": market.tickers[rows], "day": cols})

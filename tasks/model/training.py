@@ -85,7 +85,7 @@ def target_span_trading_days(rows: pd.DataFrame) -> int:
         return 0
     days = rows["date"].to_numpy().astype("datetime64[D]")
     ends = rows["target_end_date"].to_numpy().astype("datetime64[D]")
-    every_day = bool((pd.DatetimeIndex(rows["date"]).dayofweek >= 5).any())
+    every_day = bool((pd.DatetimeIndex(rows["date"]).day_of_week >= 5).any())
     spans = (ends - days).astype(np.int64) if every_day else np.busday_count(days, ends)
     values, counts = np.unique(spans, return_counts=True)
     return int(values[np.argmax(counts)])
