@@ -15,6 +15,7 @@ from prefect.deployments.runner import EntrypointType
 
 from numerflow.flows.schedule import (
     classic_schedules,
+    crypto_schedules,
     prepare_schedules,
     round_schedules,
     scores_schedules,
@@ -27,6 +28,7 @@ ROUND, TRAIN, BACKFILL = "round", "train", "ingest-backfill"
 PREPARE, SUBMIT = "prepare", "submit"  # the daily cadence's two stages
 SCORES = "scores"
 CLASSIC = "classic"  # the Numerai Classic round (classic.deploy)
+CRYPTO = "crypto"  # the Numerai Crypto round (crypto.deploy)
 CONCURRENCY_LIMIT = 1
 
 
@@ -71,17 +73,28 @@ CLASSIC_SPECS = (
 )
 
 
+#: Numerai Crypto's round (crypto.deploy = true): the same scheduled round flow, on Crypto.
+CRYPTO_SPECS = (
+    DeploymentSpec(CRYPTO, "scheduled_round_flow", "numerflow.flows.scheduled.scheduled_round_flow",
+                   "The Numerai Crypto round at the times Numerai opens its rounds (read from list_rounds, UTC): "
+                   "universe, prices, train or reuse, predict, upload symbol,signal once; skips when closed or "
+                   "already submitted."),
+)
+
+
 def deployment_parameters(settings: Settings) -> dict[str, dict[str, Any]]:
     """Default parameters per deployment (editable per run in the UI)."""
     mode = settings.schedule.round_mode
+    crypto = {"mode": mode, "tournament": "crypto",
+              **({"model_name": settings.crypto.model_name} if settings.crypto.model_name else {})}
     return {ROUND: {"mode": mode}, TRAIN: {"retrain": True}, BACKFILL: {"backfill": True},
-            PREPARE: {"mode": mode}, SUBMIT: {"mode": mode}, SCORES: {}, CLASSIC: {"mode": mode}}
+            PREPARE: {"mode": mode}, SUBMIT: {"mode": mode}, SCORES: {}, CLASSIC: {"mode": mode}, CRYPTO: crypto}
 
 
 #: Each deployment's time bound: the orchestration setting (minutes) applied to its flow.
 TIMEOUT_OPTIONS = {ROUND: "round_timeout_minutes", TRAIN: "train_timeout_minutes", BACKFILL: "ingest_timeout_minutes",
                    PREPARE: "round_timeout_minutes", SUBMIT: "round_timeout_minutes",
-                   CLASSIC: "round_timeout_minutes"}
+                   CLASSIC: "round_timeout_minutes", CRYPTO: "round_timeout_minutes"}
 
 
 def configured_flows(settings: Settings) -> dict[str, Any]:
@@ -91,24 +104,30 @@ def configured_flows(settings: Settings) -> dict[str, Any]:
     flows: dict[str, Any] = {ROUND: scheduled.scheduled_round_flow, TRAIN: scheduled.scheduled_train_flow,
              BACKFILL: scheduled.ingest_backfill_flow, PREPARE: scheduled.scheduled_prepare_flow,
              SUBMIT: scheduled.scheduled_submit_flow, SCORES: scores.scores_flow,
-             CLASSIC: classic.scheduled_classic_flow}
+             CLASSIC: classic.scheduled_classic_flow, CRYPTO: scheduled.scheduled_round_flow}
     minutes = {key: getattr(settings.orchestration, option) for key, option in TIMEOUT_OPTIONS.items()}
     return {key: f.with_options(timeout_seconds=minutes[key] * 60) if key in minutes else f
             for key, f in flows.items()}
 
 
-def build_deployments(settings: Settings) -> list[Any]:
+def build_deployments(settings: Settings, *, read_crypto_crons: bool = True) -> list[Any]:
     """The round (UTC crons; manual with the daily cadence), train (its cron, if any) and
-    ingest-backfill (manual) deployments, plus prepare and submit with the daily cadence, and the
-    Classic round with ``classic.deploy``."""
+    ingest-backfill (manual) deployments, plus prepare and submit with the daily cadence, the
+    Classic round with ``classic.deploy`` and the Crypto round with ``crypto.deploy`` (its crons
+    configured, or read from Numerai unless ``read_crypto_crons`` is false: then none)."""
     flows = configured_flows(settings)
+    crypto_crons: list[str] = list(settings.crypto.crons)
+    if settings.crypto.deploy and not crypto_crons and read_crypto_crons:
+        from numerflow.tasks.crypto.schedule import crypto_crons as read_crons
+
+        crypto_crons = read_crons(settings)
     params = deployment_parameters(settings)
     schedules = {ROUND: round_schedules(settings.schedule), TRAIN: train_schedules(settings.schedule), BACKFILL: [],
                  PREPARE: prepare_schedules(settings.schedule), SUBMIT: submit_schedules(settings.schedule),
                  SCORES: scores_schedules(settings.scores),
-                 CLASSIC: classic_schedules(settings.classic)}
+                 CLASSIC: classic_schedules(settings.classic), CRYPTO: crypto_schedules(crypto_crons)}
     specs = (SPECS + (DAILY_SPECS if settings.schedule.cadence == "daily" else ())
-             + (CLASSIC_SPECS if settings.classic.deploy else ()))
+             + (CLASSIC_SPECS if settings.classic.deploy else ()) + (CRYPTO_SPECS if settings.crypto.deploy else ()))
     return [
         flows[spec.key].to_deployment(
             name=spec.name(settings),
@@ -142,8 +161,9 @@ YAML_HEADER = """\
 # Times are cron strings in UTC (Numerai's deadlines are UTC). The opt-in deployments (the daily
 # cadence's prepare and submit, schedule.cadence = "daily"; the Classic round, classic.deploy) are
 # declared with their schedules inactive: turn them on in the UI (or set active: true) when you use
-# them. Time bounds are the flows' decorator defaults (= OrchestrationSettings); serve.py applies
-# configured values instead.
+# them. The Crypto round (crypto.deploy) has no schedule here: serve.py reads its times from
+# Numerai's recent Crypto rounds; for a work pool, add crypto.crons' times below. Time bounds are
+# the flows' decorator defaults (= OrchestrationSettings); serve.py applies configured values instead.
 name: numerflow
 prefect-version: {prefect_version}
 
@@ -174,10 +194,10 @@ def prefect_yaml() -> str:
     from numerflow.deployments import EXTRA_LOGGERS
     from numerflow.tasks.core.config import load_settings
 
-    every = load_settings(schedule={"cadence": "daily"}, classic={"deploy": True})
+    every = load_settings(schedule={"cadence": "daily"}, classic={"deploy": True}, crypto={"deploy": True})
     weekend = {d.name: d for d in build_deployments(load_settings())}
     lines = [YAML_HEADER.format(prefect_version=prefect.__version__, extra_loggers=EXTRA_LOGGERS).rstrip("\n")]
-    for deployment in build_deployments(every):
+    for deployment in build_deployments(every, read_crypto_crons=False):
         active = deployment.name in weekend
         chosen = weekend.get(deployment.name, deployment)
         lines += [f"  - name: {chosen.name}", f"    entrypoint: {chosen.entrypoint}",

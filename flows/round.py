@@ -32,6 +32,7 @@ from numerflow.flows.round_tasks import (
     classic_demo_data_task,
     classic_live_ids_task,
     demo_neutralizer_task,
+    demo_numerai_targets_task,
     demo_universe_task,
     diagnostics_task,
     neutralize_live_task,
@@ -51,6 +52,7 @@ from numerflow.flows.round_tasks import (
     upload_diagnostics_task,
     upload_submission_task,
     validation_alpha_task,
+    validation_mmc_task,
     write_submission_task,
 )
 from numerflow.flows.stages import STAGE_ECHO, StageFailed, current_stage, stage
@@ -254,7 +256,8 @@ def plan_model(run: RoundRun, model: RoundModel, dataset: DatasetInfo | None, fi
         return classic.plan_training(model, files, run.kind, retrain=run.retrain, run_id=run.run_id)
     assert dataset is not None
     mine = model_dataset(run, model, dataset)
-    targets = numerai_targets_task(model.settings, mine.path, round_number) if run.kind.mode == "live" else None
+    targets = (numerai_targets_task(model.settings, mine.path, round_number) if run.kind.mode == "live"
+               else demo_numerai_targets_task(model.settings, mine.path))
     return signals.plan_training(model, mine, targets, retrain=run.retrain, run_id=run.run_id)
 
 
@@ -280,12 +283,14 @@ def finish_model(run: RoundRun, plan: TrainPlan, trained: TrainResult | ModelFai
     elif trained is None:
         trained = train_model_task(settings, plan.training_path, plan.run_id, plan.lineage, plan.members)
     metrics = trained.metrics
-    if files is None:  # Signals, Crypto: ALPHA against the demo market's or Numerai's neutralizer
-        neutralizers = (demo_neutralizer_task(settings, trained.validation_predictions) if run.kind.mode == "demo"
-                        else numerai_neutralizer_task(settings, round_number))
+    if files is None:
+        crypto = settings.tournament == "crypto"  # Crypto scores MMC: it has no neutralizer, no ALPHA
+        neutralizers = (None if crypto else demo_neutralizer_task(settings, trained.validation_predictions)
+                        if run.kind.mode == "demo" else numerai_neutralizer_task(settings, round_number))
         if neutralizing(settings):  # [neutralize]: the figures are of the neutralised predictions
             trained = neutralize_validation_task(settings, trained, plan.own_dataset, neutralizers)
-        metrics = validation_alpha_task(settings, trained, neutralizers)
+        metrics = (validation_mmc_task(settings, trained, run.kind.mode) if crypto
+                   else validation_alpha_task(settings, trained, neutralizers))
     report = publish_report_task(settings, trained.model_dir, metrics, plan.run_id)
     return trained_choice(plan, trained, metrics, report)
 

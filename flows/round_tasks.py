@@ -16,6 +16,7 @@ from numerflow.flows.policies import network_task
 from numerflow.tasks.classic.data import ClassicFiles
 from numerflow.tasks.core.config import Settings
 from numerflow.tasks.core.store import Store
+from numerflow.tasks.crypto.scoring import score_mmc
 from numerflow.tasks.model.dataset import DatasetInfo, build_dataset
 from numerflow.tasks.model.predict import LivePredictions
 from numerflow.tasks.model.training import TrainResult
@@ -28,6 +29,7 @@ from numerflow.tasks.round import classic, neutralization, signals, verdict
 from numerflow.tasks.round.models import RoundModel
 from numerflow.tasks.round.results import (
     DiagnosticsOutcome,
+    Mode,
     NumeraiTargets,
     ReportPaths,
     Resolution,
@@ -103,12 +105,18 @@ def classic_live_ids_task(settings: Settings, files: ClassicFiles, kind: RoundKi
 
 @task(name="build-dataset", retries=0, timeout_seconds=3600)
 def build_dataset_task(settings: Settings, source: str) -> DatasetInfo:
-    return build_dataset(Store(settings.data_dir), source, settings.target, settings.features)
+    return build_dataset(Store(settings.data_dir), source, settings.target, settings.features,
+                         calendar_days=settings.tournament == "crypto")  # tokens trade every day
 
 
 @network_task(name="numerai-targets", timeout_seconds=3 * 3600)
 def numerai_targets_task(settings: Settings, dataset_path: str, round_number: int | None) -> NumeraiTargets | None:
     return signals.numerai_targets(settings, dataset_path, round_number)
+
+
+@task(name="demo-numerai-targets", retries=0, timeout_seconds=3600)
+def demo_numerai_targets_task(settings: Settings, dataset_path: str) -> NumeraiTargets | None:
+    return signals.demo_numerai_targets(settings, dataset_path)
 
 
 @task(name="train-model", retries=0, timeout_seconds=3 * 3600)
@@ -143,6 +151,12 @@ def neutralize_validation_task(settings: Settings, trained: TrainResult, own_dat
                                files: NeutralizerFiles | None) -> TrainResult:
     """[neutralize]: the validation predictions neutralised, CORR recomputed, the figures before kept."""
     return neutralization.neutralize_validation(settings, trained, own_dataset, files)
+
+
+@task(name="validation-mmc", retries=0, timeout_seconds=3600)
+def validation_mmc_task(settings: Settings, trained: TrainResult, mode: Mode) -> dict:
+    """Crypto: MMC against the meta model (the demo's synthetic one; none published for live rounds)."""
+    return score_mmc(settings, trained, mode)
 
 
 @task(name="publish-report", retries=0, timeout_seconds=600)

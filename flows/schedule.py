@@ -71,6 +71,12 @@ def classic_schedules(classic: ClassicSettings) -> list[Schedule]:
     return _crons(classic.crons, "classic.crons", "classic", None)
 
 
+def crypto_schedules(crons: list[str]) -> list[Schedule]:
+    """The scheduled Crypto round's UTC crons (``tasks.crypto.schedule.crypto_crons``: configured, or read
+    from Numerai's recent Crypto rounds)."""
+    return _crons(crons, "crypto.crons", "crypto", None)
+
+
 def train_schedules(schedule: ScheduleSettings, parameters: dict[str, Any] | None = None) -> list[Schedule]:
     """The retrain schedule (none when ``train_cron`` is empty: manual runs only)."""
     if not schedule.train_cron or not schedule.train_cron.strip():

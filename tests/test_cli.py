@@ -49,7 +49,7 @@ def test_invalid_configuration_file_is_reported_before_the_round_starts(capsys, 
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["run", "--demo", "--tournament", "crypto"], "the demo market is a Signals market"),
+        (["run", "--demo", "--tournament", "crypto", "--tickers", "50"], "--tickers 50 is below Numerai's minimum"),
         # A live round needs Yahoo for Numerai's tickers: refused before Prefect starts or Numerai is asked.
         (["run", "--model", "m"], "live rounds ingest Numerai tickers through Yahoo or your own files"),
     ],

@@ -249,6 +249,59 @@ def test_live_crypto_round_uploads_symbol_signal(prefect_harness, live_env, nume
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("layout", ["v1", "v2", "v2-ensemble"])
+def test_live_crypto_round_trains_on_numerais_target_in_either_layout(prefect_harness, live_env, numerai, yahoo,
+                                                                      monkeypatch, layout):
+    """Numerai's Crypto data in the docs' layout (v1 columns: train_targets.parquet + live_universe.parquet)
+    and in the example notebook's (v2: train.parquet + live.parquet, ``symbol`` as the index, feature_*,
+    target_binned_return_20/60): the round trains on Numerai's target and submits ``symbol,signal``
+    through the real CryptoAPI. With v2 the ``numerai`` feature set predicts from live.parquet; an ensemble
+    of both v2 targets (each purged on its own calendar span) with the ``both`` feature set."""
+    from fakes.numerai_crypto import crypto_v1_files, crypto_v2_files
+
+    from numerflow.flows.round import round_flow
+
+    start, end = HISTORY_START + dt.timedelta(days=90), TODAY - dt.timedelta(days=40)
+    if layout == "v1":
+        train, _ = crypto_v1_files(CRYPTO_SYMBOLS, start, end)
+        numerai.add_dataset("crypto", "crypto/v2.0/train_targets.parquet", train)
+    else:
+        train, live = crypto_v2_files(CRYPTO_SYMBOLS, start, end, TODAY - dt.timedelta(days=1))
+        numerai.add_dataset("crypto", "crypto/v2.0/train.parquet", train)
+        numerai.add_dataset("crypto", "crypto/v2.0/live.parquet", live)
+        monkeypatch.setenv("NUMERFLOW_TRAINING__FEATURE_SET", "numerai" if layout == "v2" else "both")
+    if layout == "v2-ensemble":
+        monkeypatch.setenv("NUMERFLOW_NUMERAI__ENSEMBLE_TARGETS",
+                           json.dumps(["target_binned_return_20", "target_binned_return_60"]))
+
+    result = round_flow(mode="live", tournament="crypto", model_name="my_crypto")
+
+    targets = result.model.numerai_targets
+    assert targets is not None and targets.version == "crypto/v2.0"
+    assert targets.target_column == ("target" if layout == "v1" else "target_binned_return_20")
+    assert result.universe.dataset.endswith("live_universe.parquet" if layout == "v1" else "live.parquet")
+    trained_on = read_parquet(Path(targets.path))
+    span = (trained_on["target_end_date"] - trained_on["numerai_date"]).dt.days
+    assert (span == (40 if layout == "v1" else 28)).all()  # calendar days: 30 or 20, lag 2, margin
+    if layout == "v2-ensemble":
+        (_, sixty), = [m for m in targets.members if m[0] == "target_binned_return_60"]
+        rows = read_parquet(Path(sixty))
+        assert ((rows["target_end_date"] - rows["numerai_date"]).dt.days == 78).all()
+    features = json.loads((Path(result.model.model_dir) / "meta.json").read_text())["features"]
+    if layout == "v1":
+        assert "feature_ret_20d" in features and not any(f.startswith("feature_bollinger") for f in features)
+    elif layout == "v2":
+        assert features[0].startswith("feature_bollinger") and "feature_ret_20d" not in features
+    (upload,) = numerai.state.uploads
+    assert upload["body"].split(b"\n", 1)[0] == b"symbol,signal"
+    (created,) = numerai.state.submissions
+    assert created["operation"] == "create_submission" and created["variables"]["tournament"] == 12
+    submitted = pd.read_csv(Path(result.submission.path))
+    assert sorted(submitted["symbol"]) == CRYPTO_SYMBOLS
+    assert submitted["signal"].between(0, 1, inclusive="neither").all()
+
+
+@pytest.mark.slow
 def test_scheduled_crypto_round_submits_reports_and_completes(prefect_harness, live_env, numerai, yahoo):
     """The unattended Crypto round: universe ids in ``symbol`` all the way to the run report, which
     comes after the upload, so a report that cannot read them fails a round that already submitted."""
@@ -263,6 +316,8 @@ def test_scheduled_crypto_round_submits_reports_and_completes(prefect_harness, l
     assert result.prices.coverage == {"covered": 110, "universe": 110, "share": 1.0, "outside": 0}
     _assert_artifact("round-report", "110 of 110 universe tickers have prices (100.0%)")
     _assert_artifact("round-report", "yahoo-crypto")
+    # Crypto's run report: MMC (no Crypto meta model for a live round's validation dates), never ALPHA.
+    _assert_artifact("round-report", "validation MMC per weekly era: not scored")
 
 
 def test_crypto_prices_get_their_own_store_and_usd_candidates(tmp_path, monkeypatch):

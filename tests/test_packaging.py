@@ -69,5 +69,6 @@ def test_wheel_has_one_top_level_name(tmp_path):
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
     assert tops == {"numerflow"}
     for module in ("numerflow/flows/cli.py", "numerflow/tasks/core/config.py", "numerflow/deployments/serve.py",
-                   "numerflow/tasks/prices/sources/yahoo.py"):
+                   "numerflow/tasks/prices/sources/yahoo.py", "numerflow/tasks/round/signals.py",
+                   "numerflow/tasks/crypto/data.py"):
         assert module in names

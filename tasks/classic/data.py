@@ -214,7 +214,7 @@ def classic_round_dir(store: Store, version: str, round_number: int | None) -> P
 
 
 def damage_of(path: Path) -> str | None:
-    """Why a downloaded Classic file cannot be used (None when it is intact): a Parquet file
+    """Why a downloaded Numerai file cannot be used (None when it is intact): a Parquet file
     must have a readable footer and rows, ``features.json`` the features.json shape. Reads only
     the footer or the JSON, never the data."""
     try:
@@ -231,7 +231,7 @@ def damage_of(path: Path) -> str | None:
     return None
 
 
-def _fetch(client: NumeraiClient, remote: str, dest: Path, round_number: int | None, *, reuse: bool) -> Path:
+def fetch_intact(client: NumeraiClient, remote: str, dest: Path, round_number: int | None, *, reuse: bool) -> Path:
     """``dest``, downloaded unless ``reuse`` and already there intact; a damaged local copy is
     quarantined (kept for a post-mortem) and downloaded again; a damaged download is an error."""
     if dest.exists():
@@ -267,7 +267,7 @@ def fetch_classic_live(client: NumeraiClient, store: Store, round_number: int) -
     """Only this round's ``live.parquet`` of the newest version (what a submission must cover),
     downloaded once per round: for a file submitted by hand, without the training data."""
     version, _, _ = _newest_version(client, round_number)
-    return version, _fetch(client, f"{version}/live.parquet", classic_round_dir(store, version, round_number)
+    return version, fetch_intact(client, f"{version}/live.parquet", classic_round_dir(store, version, round_number)
                            / "live.parquet", round_number, reuse=True)
 
 
@@ -318,10 +318,11 @@ def fetch_classic_data(client: NumeraiClient, store: Store, round_number: int | 
             if name in GROWING_FILES:
                 got[name] = _fetch_if_changed(client, f"{version}/{name}", dest)
             else:
-                got[name] = _fetch(client, f"{version}/{name}", dest, None, reuse=True)
+                got[name] = fetch_intact(client, f"{version}/{name}", dest, None, reuse=True)
     for name in ROUND_FILES:
         if name in listed:
-            got[name] = _fetch(client, f"{version}/{name}", classic_round_dir(store, version, round_number) / name,
+            got[name] = fetch_intact(client, f"{version}/{name}",
+                                     classic_round_dir(store, version, round_number) / name,
                                round_number, reuse=round_number is not None)
     last_era = last_era_of(got["validation.parquet"])
     log.info("Classic %s validation data runs to era %s", version, last_era)
@@ -353,7 +354,7 @@ def _fetch_if_changed(client: NumeraiClient, remote: str, dest: Path) -> Path:
             return dest
         log.warning("Numerai's %s changed within its version (%s → %s): downloading it again", remote,
                     kept.get("size"), remote_now.get("size"))
-    path = _fetch(client, remote, dest, None, reuse=False)
+    path = fetch_intact(client, remote, dest, None, reuse=False)
     write_json(sidecar, remote_now)
     return path
 

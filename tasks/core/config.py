@@ -48,8 +48,10 @@ class DemoSettings(Section):
 
     # The upper bounds keep a typo from allocating more than this machine class has: 20,000 tickers
     # x 50 years is ~250 M bars (~40 GB of features); Numerai's universe is ~5,000 tickers.
-    tickers: int = Field(600, ge=1, le=20_000, description="number of demo tickers (at most 20,000)")
-    years: float = Field(6.0, gt=0, le=50, allow_inf_nan=False, description="years of daily bars (at most 50)")
+    tickers: int = Field(600, ge=1, le=20_000, description="number of demo tickers (at most 20,000); the Crypto "
+                         "demo has 300 tokens unless this is set")
+    years: float = Field(6.0, gt=0, le=50, allow_inf_nan=False, description="years of daily bars (at most 50); "
+                         "the Crypto demo has 3 years of bars every day unless this is set")
     signal: float = Field(0.5, ge=0, le=10, allow_inf_nan=False,
                           description="planted predictive signal strength (0 = pure noise, at most 10)")
     seed: int = Field(42, description="random seed; same seed, same market")
@@ -70,7 +72,8 @@ class YahooSettings(Section):
     backoff_cap_seconds: float = Field(60.0, ge=0, description="longest retry delay")
     pause_on_429_seconds: float = Field(5.0, ge=0, description="every thread waits this long after a 429")
     overlap_days: int = Field(5, ge=0, description="calendar days re-fetched before each ticker's last stored bar")
-    stale_after_days: int = Field(3, ge=0, description="a ticker whose last bar is more trading days old is stale")
+    stale_after_days: int = Field(3, ge=0, description="a ticker whose last bar is more trading days old is stale "
+                                  "(calendar days for Crypto: tokens trade every day)")
     max_stale_share: float = Field(
         0.1, ge=0, le=1, description="the round refuses to predict when more of the universe is stale or missing"
     )
@@ -132,8 +135,9 @@ class FilesSettings(Section):
 class TargetSettings(Section):
     """Numerai-style forward-return target ("20D2L")."""
 
-    horizon: int = Field(20, ge=1, description="trading days of forward return")
-    lag: int = Field(2, ge=0, description="trading days between the data date and the start of the return")
+    horizon: int = Field(20, ge=1, description="trading days of forward return (calendar days for Crypto)")
+    lag: int = Field(2, ge=0, description="trading days between the data date and the start of the return "
+                     "(calendar days for Crypto)")
     bins: int = Field(5, ge=2, description="number of target bins (Numerai uses 5: 0, .25, .5, .75, 1)")
 
 
@@ -660,6 +664,28 @@ class ClassicSettings(Section):
 
 
 
+class CryptoSettings(Section):
+    """Numerai Crypto (``tournament = "crypto"``, tournament 12): its scheduled round."""
+
+    deploy: bool = Field(
+        False, description="serve a numerflow-crypto deployment (the scheduled Crypto round, with the round guard, "
+        "the run report and notifications) beside the Signals ones")
+    crons: list[str] = Field(
+        default_factory=list, description="cron strings (UTC) of the scheduled Crypto round; empty: read from "
+        "Numerai when the deployments are served (its recent Crypto rounds' open times, list_rounds for tournament "
+        "12: a run minutes_after_open after each weekday's open)")
+    minutes_after_open: int = Field(
+        30, ge=0, le=720, description="with crypto.crons empty: how long after each round's open the scheduled "
+        "Crypto round runs")
+    model_name: str | None = Field(
+        None, description="Numerai Crypto model the scheduled Crypto round uploads to; empty: numerai.model_name")
+
+    @field_validator("crons")
+    @classmethod
+    def _fire(cls, value: list[str]) -> list[str]:
+        return crons_field(value)  # type: ignore[return-value]
+
+
 class Settings(BaseSettings):
     """Everything numerflow can be told. Build with ``load_settings()``."""
 
@@ -691,6 +717,7 @@ class Settings(BaseSettings):
     diagnostics: DiagnosticsSettings = Field(default_factory=DiagnosticsSettings)
     neutralize: NeutralizeSettings = Field(default_factory=NeutralizeSettings)
     classic: ClassicSettings = Field(default_factory=ClassicSettings)
+    crypto: CryptoSettings = Field(default_factory=CryptoSettings)
     models: list[ModelSettings] = Field(
         default_factory=list, description="the account's models, one [[models]] table each (empty: the single "
         "numerai.model_name); every entry trains, validates and uploads on its own in each round")

@@ -297,3 +297,13 @@ class Store:
 
     def report_dir(self, run_id: str) -> Path:
         return self.root / "reports" / run_id
+
+
+def read_columns(path: Path, columns: Sequence[str]) -> pd.DataFrame:
+    """``read_parquet`` of ``columns`` as plain columns, in that order, even where one of them is the
+    file's pandas index (Numerai Crypto v2.0 keeps ``symbol`` as the index of train/live.parquet;
+    read as it is, it would come back as the frame's index, not as a column)."""
+    frame = read_parquet(path, columns=columns)
+    if any(name is not None for name in frame.index.names):
+        frame = frame.reset_index()
+    return frame[list(columns)]

@@ -56,11 +56,17 @@ def price_snapshot_id(prices_dir: Path, target: TargetSettings) -> str:
 
 
 def build_dataset_frame(prices: pd.DataFrame, target: TargetSettings, sources: list | None = None,
-                        feature_settings: FeaturesSettings | None = None) -> pd.DataFrame:
+                        feature_settings: FeaturesSettings | None = None, *, calendar_days: bool = False
+                        ) -> pd.DataFrame:
     """Pure: price panel → features + targets, sorted by (date, ticker). The feature layout
     validates the panel (tasks.core.schemas.validate_price_panel + its own duplicate check).
     ``sources`` (tasks.model.plugins.LoadedSource) are joined point-in-time and ranked per date;
-    ``feature_settings.use`` without ``own`` drops the built-in price features."""
+    ``feature_settings.use`` without ``own`` drops the built-in price features. ``calendar_days``
+    (Crypto): windows and targets count calendar days (``tasks.crypto.calendar``)."""
+    if calendar_days:
+        from numerflow.tasks.crypto.calendar import on_daily_calendar
+
+        prices = on_daily_calendar(prices)
     layout = bar_layout(prices)  # validates the panel; computed once for features and targets
     features = compute_features(prices, layout=layout)
     targets = compute_targets(prices, horizon=target.horizon, lag=target.lag, bins=target.bins, layout=layout)
@@ -77,15 +83,20 @@ def build_dataset_frame(prices: pd.DataFrame, target: TargetSettings, sources: l
         dataset = add_source_features(dataset, sources or [], chosen.bar_close, chosen.bar_timezone, layout=layout)
         if not selected_sources(chosen)[0]:
             dataset = dataset.drop(columns=FEATURE_NAMES)
+    if calendar_days:  # the days the calendar carried are not bars: no training or live row of their own
+        from numerflow.tasks.crypto.calendar import CARRIED
+
+        dataset = dataset.loc[~prices[CARRIED].to_numpy(dtype=bool)[layout.rows]].reset_index(drop=True)
     return dataset
 
 
 def build_dataset(store: Store, source: str, target: TargetSettings,
-                  features: FeaturesSettings | None = None) -> DatasetInfo:
+                  features: FeaturesSettings | None = None, *, calendar_days: bool = False) -> DatasetInfo:
     """Read ``prices/<source>``, build the dataset unless this snapshot exists, return its info.
     With feature sources (``features``), the snapshot id includes their content and settings, and
     ``features/<snapshot>.coverage.json`` gets each feature's mean and live-date coverage (and which are left
-    out), ``features/<snapshot>.coverage.parquet`` its coverage per date (tasks.model.plugins)."""
+    out), ``features/<snapshot>.coverage.parquet`` its coverage per date (tasks.model.plugins).
+    ``calendar_days``: Crypto's calendar (``build_dataset_frame``), part of the snapshot id."""
     from numerflow.tasks.model import plugins
 
     features = features or FeaturesSettings()
@@ -94,6 +105,8 @@ def build_dataset(store: Store, source: str, target: TargetSettings,
     extra = plugins.sources_fingerprint(features, store.root, source)
     if extra is not None:
         snapshot = hashlib.sha256(f"{snapshot}:{extra}".encode()).hexdigest()[:16]
+    if calendar_days:
+        snapshot = hashlib.sha256(f"{snapshot}:calendar-days".encode()).hexdigest()[:16]
     path = store.features_path(snapshot)
     if path.exists():
         dataset = read_parquet(path, columns=["ticker", "date", "target"])
@@ -102,7 +115,8 @@ def build_dataset(store: Store, source: str, target: TargetSettings,
     else:
         prices = read_parquet(prices_dir)
         loaded = plugins.load_sources(features, prices, store.root, source)  # bad sources fail before any work
-        dataset = build_dataset_frame(prices, target, loaded, features if extra is not None else None)
+        dataset = build_dataset_frame(prices, target, loaded, features if extra is not None else None,
+                                      calendar_days=calendar_days)
         names = [n for s in loaded for n in s.feature_names]
         del prices, loaded  # not held while the dataset is written (Arrow's copy of it is as big)
         if extra is not None:

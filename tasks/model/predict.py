@@ -11,7 +11,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from numerflow.tasks.core.errors import BadInputError
-from numerflow.tasks.core.store import Store, read_json, read_parquet, write_parquet
+from numerflow.tasks.core.store import Store, read_columns, read_json, read_parquet, write_parquet
 from numerflow.tasks.model.dataset import live_rows
 from numerflow.tasks.model.feature_sets import model_frame
 from numerflow.tasks.model.training import META_FILE, load_model
@@ -130,7 +130,7 @@ def _numerai_live_rows(path: Path, features: list[str], universe_ids: pd.Series)
     """The live universe's rows of Numerai's live.parquet at its (latest) date: ticker, date, features."""
     names = pq.read_schema(path).names
     id_column = "numerai_ticker" if "numerai_ticker" in names else "symbol"
-    frame = read_parquet(path, columns=[id_column, "date", *features]).rename(columns={id_column: "ticker"})
+    frame = read_columns(path, [id_column, "date", *features]).rename(columns={id_column: "ticker"})
     frame["date"] = pd.to_datetime(frame["date"]).astype("datetime64[ns]")
     live_date = frame["date"].max()
     frame = frame[(frame["date"] == live_date) & frame["ticker"].astype(str).isin(universe_ids.astype(str))]

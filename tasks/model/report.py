@@ -164,18 +164,24 @@ def render_markdown(metrics: dict, model_meta: dict, chart_ref: str) -> str:
     if lineage:
         training = lineage.get("training") or {}
         lines += ["", f"Lineage: data `{lineage.get('source')}`, feature set `{training.get('feature_set', 'own')}`, "
-                  f"target span {overlap or '?'} trading days (lag + horizon), tournament `{lineage.get('tournament')}`."]
+                  f"target span {overlap or '?'} {'calendar' if lineage.get('tournament') == 'crypto' else 'trading'} "
+                  f"days (lag + horizon), tournament `{lineage.get('tournament')}`."]
     exposure = metrics.get("feature_exposure") or {}
     if exposure:
         lines += ["", f"Max feature exposure (mean over dates): {_fmt(exposure.get('mean'))}"
                   f" — most exposed feature `{exposure.get('worst_feature')}`."]
-    if "alpha" in names and metrics.get("alpha_scored_on"):
-        lines += ["", f"ALPHA is scored against {metrics['alpha_scored_on']} (Numerai pays ALPHA on target_chili_60)."]
-    if "alpha" not in names:
-        lines += ["", "ALPHA needs Numerai's neutralizer and sample-weight files for the validation dates; "
-                  "none were scored for this model."]
-    lines += ["", "MPC (0.8 of the payout) needs every staked user's predictions: it cannot be computed locally.",
-              "", f"![validation per era]({chart_ref})", ""]
+    if lineage.get("tournament") == "crypto":  # Crypto pays on MMC; it has no neutralizer (no ALPHA, no MPC)
+        lines += ["", f"MMC is scored against {metrics['mmc_scored_on']}." if "mmc" in names else
+                  "MMC needs a Crypto meta model for the validation dates; Numerai publishes none: not scored.",
+                  "", "Numerai Crypto pays stake × clip(payout_factor × MMC, ±0.05)."]
+    else:
+        if "alpha" in names and metrics.get("alpha_scored_on"):
+            lines += ["", f"ALPHA is scored against {metrics['alpha_scored_on']} (Numerai pays ALPHA on target_chili_60)."]
+        if "alpha" not in names:
+            lines += ["", "ALPHA needs Numerai's neutralizer and sample-weight files for the validation dates; "
+                      "none were scored for this model."]
+        lines += ["", "MPC (0.8 of the payout) needs every staked user's predictions: it cannot be computed locally."]
+    lines += ["", f"![validation per era]({chart_ref})", ""]
     return "\n".join(lines)
 
 

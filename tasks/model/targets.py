@@ -30,26 +30,40 @@ NUMERAI_TARGET_LAG = 2
 NUMERAI_PURGE_MARGIN = 0.25
 #: Numerai's ``target`` is ``target_factor_feat_neutral_20``: its name carries no horizon.
 _NUMERAI_DEFAULT_HORIZON = {"target": 20}
+#: Numerai Crypto's v1 ``target`` carries no horizon either, and Numerai's pages disagree: the data
+#: page says "returns after 30 days", the scoring definitions "20D2L". The longer one is purged.
+CRYPTO_DEFAULT_HORIZON = 30
 
 
-def numerai_target_end(dates: np.ndarray, column: str) -> np.ndarray:
+def numerai_target_end(dates: np.ndarray, column: str, *, calendar_days: bool = False) -> np.ndarray:
     """A conservative last day of the return window of Numerai's ``column`` at data ``dates``:
-    lag + horizon trading days later, counted as weekdays plus ``NUMERAI_PURGE_MARGIN``
-    (datetime64[ns]). Purging on it keeps every training label out of validation."""
-    span = NUMERAI_TARGET_LAG + numerai_target_horizon(column)
-    weekdays = span + int(np.ceil(span * NUMERAI_PURGE_MARGIN))
+    lag + horizon days later plus ``NUMERAI_PURGE_MARGIN`` (datetime64[ns]). Purging on it keeps
+    every training label out of validation.
+
+    Signals counts trading days (weekdays here). ``calendar_days`` (Numerai Crypto: a token trades
+    every day, its daily close is 23:59 UTC, so "20D2L" is 20 calendar days of return starting 2
+    calendar days after the data date) counts every day: 22 days plus the margin, 28 calendar days
+    for a 20-day target."""
+    span = NUMERAI_TARGET_LAG + numerai_target_horizon(column, crypto=calendar_days)
+    steps = span + int(np.ceil(span * NUMERAI_PURGE_MARGIN))
     days = np.asarray(dates).astype("datetime64[D]")
-    return np.busday_offset(days, weekdays, roll="forward").astype("datetime64[ns]")
+    if calendar_days:
+        return (days + np.timedelta64(steps, "D")).astype("datetime64[ns]")
+    return np.busday_offset(days, steps, roll="forward").astype("datetime64[ns]")
 
 
-def numerai_target_horizon(column: str) -> int:
-    """Trading days of return a Numerai target spans: the number ending its name.
+def numerai_target_horizon(column: str, *, crypto: bool = False) -> int:
+    """Days of return a Numerai target spans: the number ending its name (trading days for
+    Signals, calendar days for Crypto).
 
     ``target_chili_60`` and ``target_factor_neutral_60`` span 60 trading days (starting
     ``NUMERAI_TARGET_LAG`` days after the data date), ``target_raw_return_20`` 20, and
-    ``target`` (= ``target_factor_feat_neutral_20``) 20. A name without a horizon is refused:
+    ``target`` (= ``target_factor_feat_neutral_20``) 20; Crypto's ``target_binned_return_20`` 20
+    calendar days and its v1 ``target`` ``CRYPTO_DEFAULT_HORIZON``. A name without a horizon is refused:
     guessing one would purge too little and leak labels into validation.
     """
+    if column == "target" and crypto:
+        return CRYPTO_DEFAULT_HORIZON
     if column in _NUMERAI_DEFAULT_HORIZON:
         return _NUMERAI_DEFAULT_HORIZON[column]
     head, _, tail = column.rpartition("_")

@@ -79,11 +79,14 @@ def purged_date_split(
 
 def target_span_trading_days(rows: pd.DataFrame) -> int:
     """Trading days (weekdays) from a row's date to its target's end, the most common over the
-    rows: how many consecutive dates' targets overlap (lag + horizon), whatever the target."""
+    rows: how many consecutive dates' targets overlap (lag + horizon), whatever the target. Dates on
+    weekends mean an every-day calendar (Crypto): then every calendar day is a date."""
     if rows.empty:
         return 0
-    spans = np.busday_count(rows["date"].to_numpy().astype("datetime64[D]"),
-                            rows["target_end_date"].to_numpy().astype("datetime64[D]"))
+    days = rows["date"].to_numpy().astype("datetime64[D]")
+    ends = rows["target_end_date"].to_numpy().astype("datetime64[D]")
+    every_day = bool((pd.DatetimeIndex(rows["date"]).day_of_week >= 5).any())
+    spans = (ends - days).astype(np.int64) if every_day else np.busday_count(days, ends)
     values, counts = np.unique(spans, return_counts=True)
     return int(values[np.argmax(counts)])
 

@@ -70,8 +70,9 @@ class TournamentSpec:
 
 
 SIGNALS = TournamentSpec("signals", 11, "numerai_ticker", "signals", ("live.parquet",), numerapi.SignalsAPI)
+#: Crypto: v2's live.parquet (the universe with Numerai's live features) before the v1 layout's live_universe.parquet.
 CRYPTO = TournamentSpec(
-    "crypto", 12, "symbol", "crypto", ("live_universe.parquet", "live.parquet"), numerapi.CryptoAPI
+    "crypto", 12, "symbol", "crypto", ("live.parquet", "live_universe.parquet"), numerapi.CryptoAPI
 )
 #: Classic: ``NumerAPI`` (tournament 8), datasets named ``v5.x/…`` (no prefix), ``id,prediction`` files.
 CLASSIC = TournamentSpec("classic", 8, "id", "", ("live.parquet",), numerapi.NumerAPI, signal_column="prediction")

@@ -34,8 +34,9 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
+from numerflow.tasks.classic.data import fetch_intact
 from numerflow.tasks.core.errors import BadInputError
-from numerflow.tasks.core.store import Store, read_parquet
+from numerflow.tasks.core.store import Store, read_columns
 from numerflow.tasks.model.targets import numerai_target_end, numerai_target_horizon
 from numerflow.tasks.numerai.client import (
     NumeraiClient,
@@ -48,7 +49,8 @@ from numerflow.tasks.numerai.client import (
 
 log = logging.getLogger(__name__)
 
-TRAIN_FILES = {"signals": ("train.parquet",), "crypto": ("train_targets.parquet", "train.parquet")}
+#: Crypto: v2's train.parquet (features and targets) preferred to the v1 layout's train_targets.parquet.
+TRAIN_FILES = {"signals": ("train.parquet",), "crypto": ("train.parquet", "train_targets.parquet")}
 VALIDATION_FILES = {"signals": ("validation.parquet",), "crypto": ()}
 #: The target Numerai pays ALPHA on (Signals, rounds from 2025-09).
 PAYOUT_TARGET = "target_chili_60"
@@ -68,23 +70,22 @@ class NumeraiTrainingFiles:
 
 def fetch_training_data(client: NumeraiClient, store: Store, round_number: int | None = None) -> NumeraiTrainingFiles:
     """Download Numerai's train (once per data version) and validation (once per round:
-    it grows as targets resolve) files."""
+    it grows as targets resolve) files; a damaged local copy is quarantined and downloaded again
+    (Classic's ``fetch_intact``)."""
     tournament = client.spec.name
     filenames = client.list_datasets()
     version = pick_dataset_version(filenames, tournament, required=TRAIN_FILES[tournament])
     train_remote = dataset_file(filenames, version, TRAIN_FILES[tournament])
     train_path = numerai_dir(store, tournament) / version.rpartition("/")[2] / train_remote.rpartition("/")[2]
-    if not train_path.exists():
-        client.download(train_remote, train_path)
+    fetch_intact(client, train_remote, train_path, None, reuse=True)  # a damaged copy: quarantined, fetched again
     validation_path = None
     if any(f"{version}/{name}" in filenames for name in VALIDATION_FILES[tournament]):
         if round_number is None:
             current = client.current_round()
             round_number = current.number if current is not None else 0
         remote = dataset_file(filenames, version, VALIDATION_FILES[tournament])
-        validation_path = round_download_path(store, tournament, remote, round_number)
-        if not validation_path.exists():
-            client.download(remote, validation_path)
+        validation_path = fetch_intact(client, remote, round_download_path(store, tournament, remote, round_number),
+                                       None, reuse=True)
     return NumeraiTrainingFiles(tournament, version, train_path, validation_path)
 
 
@@ -116,7 +117,7 @@ def read_numerai_targets(
         if absent:
             raise BadInputError(f"Numerai data file {path} lacks the feature columns {absent}",
                                 tag="invalid_numerai_data")
-        frame = read_parquet(path, columns=[ticker, "date", target_column, *feature_columns])
+        frame = read_columns(path, [ticker, "date", target_column, *feature_columns])  # Crypto v2: index
         frames.append(frame)
     if not frames:
         raise BadInputError("no Numerai data files given", tag="invalid_numerai_data")
@@ -146,6 +147,8 @@ def join_numerai_targets(
     target_column: str = "target",
     max_gap_days: int = 5,
     numerai_features: Sequence[str] = (),
+    *,
+    calendar_days: bool = False,
 ) -> pd.DataFrame:
     """Our features with Numerai's targets (see the module docstring for the alignment).
 
@@ -154,10 +157,10 @@ def join_numerai_targets(
     columns of the same row D, for the ``both`` feature set), ``target`` (Numerai's),
     ``numerai_date`` (D), ``target_end_date``
     (``numerai_target_end``: D + 2 + the horizon of ``target_column`` trading days, with a
-    holiday margin; the purge must see a 60-day target's whole window), sorted by (date, ticker). Our own ``target`` and
-    ``target_raw`` are dropped.
+    holiday margin; the purge must see a 60-day target's whole window; ``calendar_days``: Crypto's
+    calendar days), sorted by (date, ticker). Our own ``target`` and ``target_raw`` are dropped.
     """
-    numerai_target_horizon(target_column)  # validates the name before the join
+    numerai_target_horizon(target_column, crypto=calendar_days)  # validates the name before the join
     ours = dataset.drop(columns=[c for c in ("target", "target_raw", "target_end_date") if c in dataset.columns])
     ours = ours.assign(date=pd.to_datetime(ours["date"]).astype("datetime64[ns]"),
                        ticker=ours["ticker"].astype("string"))
@@ -174,7 +177,7 @@ def join_numerai_targets(
     # Two Numerai dates can fall back onto one feature row (a long holiday): keep the nearest.
     joined = joined.sort_values(["ticker", "_feature_date", "numerai_date"], kind="stable")
     joined = joined.drop_duplicates(["ticker", "_feature_date"], keep="first")
-    end = numerai_target_end(joined["numerai_date"].to_numpy(), target_column)
+    end = numerai_target_end(joined["numerai_date"].to_numpy(), target_column, calendar_days=calendar_days)
     joined = joined.assign(date=joined["_feature_date"], target_end_date=end)
     feature_cols = [c for c in ours.columns if c.startswith("feature_")]
     clash = sorted(set(feature_cols) & set(numerai_features))
@@ -192,12 +195,14 @@ def join_numerai_targets(
     return result
 
 
-def numerai_feature_rows(numerai: pd.DataFrame, target_column: str = "target") -> pd.DataFrame:
+def numerai_feature_rows(numerai: pd.DataFrame, target_column: str = "target", *,
+                         calendar_days: bool = False) -> pd.DataFrame:
     """The ``numerai`` feature set's training rows: Numerai's own rows as they are (its features
     at D belong to D), with ``numerai_date`` = ``date`` and the purge's ``target_end_date``."""
-    numerai_target_horizon(target_column)
+    numerai_target_horizon(target_column, crypto=calendar_days)
     out = numerai.assign(numerai_date=numerai["date"],
-                         target_end_date=numerai_target_end(numerai["date"].to_numpy(), target_column))
+                         target_end_date=numerai_target_end(numerai["date"].to_numpy(), target_column,
+                                                            calendar_days=calendar_days))
     return out.sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)
 
 
@@ -221,9 +226,10 @@ def numerai_training_frame(dataset: pd.DataFrame, paths: list[Path], tournament:
         if column != target_column and column in available:
             extra = read_numerai_targets(paths, tournament, column).rename(columns={"target": name})
             numerai = numerai.merge(extra, on=["ticker", "date"], how="left", validate="one_to_one")
+    calendar_days = tournament == "crypto"  # a token trades every day: its targets count calendar days
     if feature_set == "numerai":
-        return numerai_feature_rows(numerai, target_column)
-    return join_numerai_targets(dataset, numerai, target_column, numerai_features=names)
+        return numerai_feature_rows(numerai, target_column, calendar_days=calendar_days)
+    return join_numerai_targets(dataset, numerai, target_column, numerai_features=names, calendar_days=calendar_days)
 
 
 def numerai_live_path(store: Store, universe: Any) -> str | None:
@@ -238,7 +244,7 @@ def numerai_live_path(store: Store, universe: Any) -> str | None:
 def historical_universe(paths: list[Path], tournament: str = "signals") -> pd.DataFrame:
     """Every ticker in Numerai's train/validation: ``ticker``, ``first_date``, ``last_date``, ``rows``."""
     ticker = tournament_spec(tournament).ticker_column
-    data = pd.concat([read_parquet(p, columns=[ticker, "date"]) for p in paths], ignore_index=True)
+    data = pd.concat([read_columns(p, [ticker, "date"]) for p in paths], ignore_index=True)
     data["date"] = pd.to_datetime(data["date"])
     grouped = data.groupby(ticker, observed=True)["date"].agg(["min", "max", "size"])
     return (grouped.rename(columns={"min": "first_date", "max": "last_date", "size": "rows"})

@@ -205,8 +205,8 @@ def local_estimates(validation_metrics: Mapping[str, Any], tournament: str) -> t
                                                                                      dict[str, str]]:
     """The local figures a model's validation gives for the scores Numerai pays, and where each
     comes from (the mean per weekly era of the validation dates): Signals ALPHA (MPC needs other
-    users' stakes: unknown), Classic CORR and MMC, Crypto MMC (numerflow has no Crypto meta model:
-    unknown)."""
+    users' stakes: unknown), Classic CORR and MMC, Crypto MMC when one was scored (the demo's
+    synthetic meta model; Numerai publishes no Crypto meta model: unknown for a live model)."""
     def era_mean(name: str) -> float | None:
         block = validation_metrics.get(name)
         value = block.get("mean") if isinstance(block, Mapping) else None
@@ -220,10 +220,11 @@ def local_estimates(validation_metrics: Mapping[str, Any], tournament: str) -> t
     estimates: dict[str, float | None] = {}
     sources: dict[str, str] = {}
     wanted = {"signals": (("alpha", "ALPHA"),), "classic": (("corr", "CORR"), ("mmc", "MMC")),
-              "crypto": ()}.get(tournament, ())
+              "crypto": (("mmc", "MMC"),)}.get(tournament, ())
     for name, label in wanted:
         estimates[name] = era_mean(name)
         sources[name] = described(name, label) if estimates[name] is not None else \
+            "needs Numerai's meta model: not computable locally" if tournament == "crypto" else \
             f"no validation {label} (not scored for this model)"
     if tournament == "signals":
         estimates["mpc"] = None

@@ -16,9 +16,10 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
+from numerflow.tasks.classic.data import fetch_intact
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.schemas import UNIVERSE_SCHEMA, ticker_country
-from numerflow.tasks.core.store import Store, read_parquet, write_parquet
+from numerflow.tasks.core.store import Store, read_columns, read_parquet, write_parquet
 from numerflow.tasks.numerai.client import (
     NumeraiClient,
     dataset_file,
@@ -82,7 +83,7 @@ def read_universe(path: Path, tournament: str = "signals") -> pd.DataFrame:
         raise BadInputError(f"universe file {path} has no {column!r} column (columns: {names}); "
                             f"a Numerai {spec.name} universe must have one", tag="invalid_universe")
     wanted = [c for c in (column, "composite_figi") if c in names]
-    frame = read_parquet(path, columns=wanted)
+    frame = read_columns(path, wanted)  # Crypto v2's live.parquet keeps ``symbol`` as its index
     frame = frame[frame[column].notna() & (frame[column].astype("string").str.strip() != "")]
     if frame.empty:
         raise BadInputError(f"universe file {path} lists no tickers; Numerai's live universe is never empty: "
@@ -159,9 +160,9 @@ def fetch_universe(client: NumeraiClient, store: Store, round_number: int | None
     filenames = client.list_datasets()
     version = pick_dataset_version(filenames, tournament)
     remote = dataset_file(filenames, version, client.spec.live_files)
-    raw_path = round_download_path(store, tournament, remote, round_number)
-    if not raw_path.exists():
-        client.download(remote, raw_path)
+    # Once per round; a damaged copy is quarantined and downloaded again (Classic's ``fetch_intact``).
+    raw_path = fetch_intact(client, remote, round_download_path(store, tournament, remote, round_number), None,
+                            reuse=True)
     universe = read_universe(raw_path, tournament)
     snapshot = universe_snapshot_frame(universe, tournament)
     schema = UNIVERSE_SCHEMA if tournament == "signals" else None

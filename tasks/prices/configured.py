@@ -75,7 +75,11 @@ def source_key(settings: Settings) -> tuple:
         from numerflow.tasks.prices.sources.demo import default_end
 
         # The market ends on the last weekday before today: a process that runs for days (serve)
-        # gets the new day's market, not yesterday's.
+        # gets the new day's market, not yesterday's. Crypto's token market ends yesterday.
+        if settings.tournament == "crypto":
+            from numerflow.tasks.crypto.demo import crypto_demo_size, default_crypto_end
+
+            return ("demo-crypto", *crypto_demo_size(d), d.signal, d.seed, default_crypto_end())
         return ("demo", d.tickers, d.years, d.signal, d.seed, default_end())
     if kind == "yahoo":
         y = settings.yahoo
@@ -90,6 +94,10 @@ def _new_source(settings: Settings) -> Source:
     if kind == "demo":
         from numerflow.tasks.prices.sources.demo import DemoMarket
 
+        if settings.tournament == "crypto":  # tokens with symbol ids on the every-day calendar
+            from numerflow.tasks.crypto.demo import CryptoDemoMarket
+
+            return CryptoDemoMarket.from_settings(settings.demo)
         return DemoMarket.from_settings(settings.demo)
     if kind == "yahoo":
         from numerflow.tasks.prices.sources.yahoo import YahooSource
@@ -163,6 +171,10 @@ def source_name(settings: Settings) -> str:
         from numerflow.tasks.prices.sources.demo import demo_store_name
 
         d = settings.demo
+        if settings.tournament == "crypto":
+            from numerflow.tasks.crypto.demo import crypto_demo_size, crypto_store_name
+
+            return crypto_store_name(*crypto_demo_size(d), d.signal, d.seed)
         return demo_store_name(d.tickers, d.years, d.signal, d.seed)
     if settings.tournament != "signals":
         return f"{settings.price_source}-{settings.tournament}"

@@ -115,12 +115,21 @@ def trading_days_behind(last_dates: pd.Series, as_of: date) -> pd.Series:
     return pd.Series(np.maximum(behind, 0), index=last_dates.index, dtype="float64")
 
 
-def staleness(last_dates: pd.Series, as_of: date, stale_after_days: int) -> pd.DataFrame:
-    """Per ticker: last bar date, trading days behind ``as_of``, ``stale`` (missing counts as stale).
+def calendar_days_behind(last_dates: pd.Series, as_of: date) -> pd.Series:
+    """Days after each last bar up to and including ``as_of``: a market that trades every day (Crypto)."""
+    last = pd.to_datetime(last_dates)
+    behind = (pd.Timestamp(as_of) - last).dt.days.astype("float64")
+    return behind.clip(lower=0)
+
+
+def staleness(last_dates: pd.Series, as_of: date, stale_after_days: int, *, calendar_days: bool = False
+              ) -> pd.DataFrame:
+    """Per ticker: last bar date, days behind ``as_of`` (trading days; ``calendar_days``: every day,
+    Crypto's calendar), ``stale`` (missing counts as stale).
 
     ``last_dates``: indexed by ticker, NaT for tickers with no stored bars.
     """
-    behind = trading_days_behind(last_dates, as_of)
+    behind = (calendar_days_behind if calendar_days else trading_days_behind)(last_dates, as_of)
     missing = behind.isna()
     return pd.DataFrame(
         {
@@ -144,7 +153,7 @@ def check_round_readiness(
 ) -> dict:
     """Refuse (BadInputError ``prices_not_ready``) when too much of the universe is stale or missing.
 
-    ``universe``: the round's ids (``numerai_ticker``, or crypto ``symbol``); ``last_dates``:
+    ``universe``: the round's ids (``numerai_ticker``, or crypto ``symbol``: counted in calendar days); ``last_dates``:
     last stored bar per ticker (index = ticker; tickers absent count as missing). Markets are
     the tickers' countries for Signals and one ``CRYPTO`` market for Crypto. Returns a report
     dict (counts, share, markets behind) when the round may go ahead.
@@ -153,10 +162,9 @@ def check_round_readiness(
     if len(tickers) == 0:
         raise BadInputError("the universe is empty: nothing to check prices against", tag="empty_universe")
     aligned = pd.to_datetime(last_dates.reindex(tickers))
-    table = staleness(aligned, as_of, stale_after_days)
-    table["country"] = (
-        "CRYPTO" if tournament == "crypto" else ticker_country(pd.Series(tickers, index=tickers)).to_numpy()
-    )
+    crypto = tournament == "crypto"  # tokens trade every day: a coin 3 days without a bar is 3 days behind
+    table = staleness(aligned, as_of, stale_after_days, calendar_days=crypto)
+    table["country"] = "CRYPTO" if crypto else ticker_country(pd.Series(tickers, index=tickers)).to_numpy()
     by_country = (
         table.groupby("country", dropna=False)
         .agg(tickers=("stale", "size"), stale=("stale", "sum"), missing=("missing", "sum"))
@@ -180,7 +188,8 @@ def check_round_readiness(
         )
         raise BadInputError(
             f"{n_bad} of {len(table)} universe tickers ({share:.1%}) have no bar within {stale_after_days} "
-            f"trading days of {as_of} (limit {max_stale_share:.0%}); markets behind: {detail}. "
+            f"{'calendar' if crypto else 'trading'} days of {as_of} (limit {max_stale_share:.0%}); markets behind: "
+            f"{detail}. "
             "Run `numerflow ingest` again (see the ingest ledger for per-ticker errors) or raise "
             "yahoo.max_stale_share if these markets were closed",
             tag="prices_not_ready",

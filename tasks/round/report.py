@@ -44,7 +44,7 @@ def render_round_report(result: RoundResult, *, ui_url: str | None = None, flow_
         lines += [f"- guard: {result.guard.reason}", ""]
     lines += data_lines(result, first)
     if first is not None:
-        lines += model_lines(first, alpha=result.tournament != "classic")
+        lines += model_lines(first, alpha=result.tournament == "signals", mmc=result.tournament == "crypto")
     if len(result.models) > 1 or result.failures:
         lines += ["", "## Models", "| model | model id | trained | validation CORR | upload | submission id |",
                   "|---|---|---|---|---|---|"]
@@ -106,8 +106,9 @@ def validation_report_line(run: ModelRun, ui_url: str | None, *, several: bool) 
     return f"- validation report{who}: `{report.markdown}`"
 
 
-def model_lines(run: ModelRun, *, alpha: bool) -> list[str]:
-    """The first model's validation diagnostics (``alpha``: Signals' ALPHA line) and submission."""
+def model_lines(run: ModelRun, *, alpha: bool, mmc: bool = False) -> list[str]:
+    """The first model's validation diagnostics (``alpha``: Signals' ALPHA line; ``mmc``: Crypto's MMC
+    line, Crypto has no ALPHA) and submission."""
     model, submission, upload = run.model, run.submission, run.upload
     corr = model.validation or {}
     lines = [
@@ -130,6 +131,12 @@ def model_lines(run: ModelRun, *, alpha: bool) -> list[str]:
                         f"{_fmt(model.alpha.get('n_eras'))} eras" if model.alpha
                         else "not scored (no neutralizer for the validation dates)")
                      + "; MPC cannot be computed locally")
+    if mmc:
+        lines.append("- validation MMC per weekly era: "
+                     + (f"mean {_fmt(model.mmc.get('mean'), '.5f')}, sharpe {_fmt(model.mmc.get('sharpe'), '.2f')}, "
+                        f"positive {_fmt(model.mmc.get('positive_share'), '.0%')} over "
+                        f"{_fmt(model.mmc.get('n_eras'))} eras" if model.mmc
+                        else "not scored (no Crypto meta model for the validation dates)"))
     lines += [
         "",
         "## Submission",

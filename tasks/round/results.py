@@ -140,6 +140,7 @@ class ModelChoice:
     alpha: dict[str, Any] | None = None  # ALPHA summary on the held-out weekly eras, when a neutralizer was scored
     # [neutralize]: proportion, against, features and the figures before it (validation and alpha are after)
     neutralization: dict[str, Any] | None = None
+    mmc: dict[str, Any] | None = None  # Crypto: MMC summary on the held-out weekly eras, when a meta model was scored
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import pandas as pd
 from numerflow.tasks.core.config import Settings, load_settings, merge_overrides
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.store import Store, read_json, read_parquet, write_json, write_parquet
+from numerflow.tasks.crypto.data import crypto_target_columns, inspect_crypto_file
 from numerflow.tasks.model.dataset import DatasetInfo, feature_columns_of
 from numerflow.tasks.model.ensemble import ensemble_weights, train_ensemble
 from numerflow.tasks.model.eras import feature_scores, with_score
@@ -46,7 +47,12 @@ from numerflow.tasks.numerai.neutralizer import (
     write_neutralizer_files,
 )
 from numerflow.tasks.numerai.submission import build_submission, validate_submission
-from numerflow.tasks.numerai.universe import fetch_universe, load_universe_ids, write_universe
+from numerflow.tasks.numerai.universe import (
+    fetch_universe,
+    load_universe_ids,
+    universe_snapshot_frame,
+    write_universe,
+)
 from numerflow.tasks.prices.configured import (
     demo_market,
     lookup_with_yahoo,
@@ -92,18 +98,23 @@ log = logging.getLogger(__name__)
 def check_demo_settings(settings: Settings) -> None:
     """A demo round that cannot succeed is refused before anything is generated: another
     tournament, fewer tickers than a submission needs, or a market too big for this machine."""
-    from numerflow.tasks.prices.sources.demo import check_demo_fits
+    from numerflow.tasks.prices.sources.demo import BUSINESS_DAYS_PER_YEAR, check_demo_fits
 
-    if settings.tournament != "signals":
+    if settings.tournament not in ("signals", "crypto"):
         raise BadInputError(
-            f"the demo market is a Signals market (stocks with numerai_ticker ids); it cannot run a "
-            f"{settings.tournament} round: drop --tournament {settings.tournament} (or run it live without --demo)",
-            tag="invalid_config")
-    if settings.demo.tickers < settings.submission.min_tickers:
-        raise BadInputError(f"--tickers {settings.demo.tickers} is below Numerai's minimum of "
+            f"the demo market is a Signals or Crypto market; a {settings.tournament} round has its own demo "
+            f"(numerflow run --demo --tournament {settings.tournament} runs it)", tag="invalid_config")
+    tickers, years = settings.demo.tickers, settings.demo.years
+    if settings.tournament == "crypto":
+        from numerflow.tasks.crypto.demo import DAYS_PER_YEAR, crypto_demo_size
+
+        tickers, years = crypto_demo_size(settings.demo)
+        years *= DAYS_PER_YEAR / BUSINESS_DAYS_PER_YEAR  # a bar every day: 365 a year, not 261
+    if tickers < settings.submission.min_tickers:
+        raise BadInputError(f"--tickers {tickers} is below Numerai's minimum of "
                             f"{settings.submission.min_tickers} tickers per submission "
                             "(submission.min_tickers): use --tickers 100 or more", tag="invalid_option")
-    check_demo_fits(settings.demo.tickers, settings.demo.years)
+    check_demo_fits(tickers, years)
 
 
 def mode_overrides(mode: Mode, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -164,7 +175,9 @@ def demo_universe(settings: Settings) -> UniverseRef:
     market = demo_market(settings)
     label = demo_round_label(market.end)
     universe = market.universe()
-    path = write_universe(Store(settings.data_dir), settings.tournament, label, universe)
+    store = Store(settings.data_dir)
+    path = (write_parquet(store.universe_path("crypto", label), universe_snapshot_frame(universe, "crypto"))
+            if settings.tournament == "crypto" else write_universe(store, settings.tournament, label, universe))
     return UniverseRef(settings.tournament, label, str(path), int(len(universe)))
 
 
@@ -282,7 +295,7 @@ def numerai_targets(settings: Settings, dataset_path: str, round_number: int | N
         return None
     targets = settings.numerai.ensemble_targets or [settings.numerai.target_column]
     for column in targets:
-        numerai_target_horizon(column)  # an unknown horizon is refused before downloads
+        numerai_target_horizon(column, crypto=tournament == "crypto")  # an unknown horizon: refused before downloads
     ensemble_weights(targets, settings.numerai.ensemble_weights)  # bad weights refused before the work
     store = Store(settings.data_dir)
     client = client_for(settings, tournament)
@@ -292,6 +305,8 @@ def numerai_targets(settings: Settings, dataset_path: str, round_number: int | N
         check_own_features(settings)
         return None
     files = fetch_training_data(client, store, round_number)
+    if tournament == "crypto":  # v1 or v2 layout: the target columns found by inspection
+        targets = crypto_target_columns(inspect_crypto_file(files.train_path), targets)
     feature_set = settings.training.feature_set
     ours = read_parquet(Path(dataset_path))
     members = []
@@ -303,6 +318,22 @@ def numerai_targets(settings: Settings, dataset_path: str, round_number: int | N
         members.append((column, str(path)))
     return NumeraiTargets(members[0][1], int(len(joined)), files.version, targets[0],
                           members if settings.numerai.ensemble_targets else None)
+
+
+def demo_numerai_targets(settings: Settings, dataset_path: str) -> NumeraiTargets | None:
+    """A demo round's Numerai data: the Crypto demo's Numerai-shaped v2.0 files when the feature set
+    wants Numerai's features (``numerai``, ``both``); otherwise (and for Signals) our own targets."""
+    if settings.tournament != "crypto" or settings.training.feature_set == "own":
+        check_own_features(settings)
+        return None
+    from numerflow.tasks.crypto.demo import NUMERAI_TARGET, demo_numerai_files
+
+    train, _ = demo_numerai_files(settings)
+    feature_set = settings.training.feature_set
+    joined = numerai_training_frame(read_parquet(Path(dataset_path)), [train], "crypto", NUMERAI_TARGET, feature_set)
+    path = write_parquet(Path(dataset_path).with_name(
+        f"{Path(dataset_path).stem}-demo-numerai-{NUMERAI_TARGET}-{feature_set}.parquet"), joined)
+    return NumeraiTargets(str(path), int(len(joined)), "demo", NUMERAI_TARGET)
 
 
 def training_data(settings: Settings, dataset: DatasetInfo, targets: NumeraiTargets | None) -> tuple[str, str]:
@@ -423,6 +454,10 @@ def predict(settings: Settings, inputs: RoundInputs, model_dir: str, run_id: str
     assert inputs.dataset is not None  # a Signals round always builds its dataset
     universe = inputs.universe
     numerai_live = numerai_live_path(Store(settings.data_dir), universe)
+    if universe.round_number is None and settings.tournament == "crypto" and settings.training.feature_set != "own":
+        from numerflow.tasks.crypto.demo import demo_numerai_files
+
+        numerai_live = str(demo_numerai_files(settings)[1])  # the Crypto demo's live.parquet
     return predict_live(
         Store(settings.data_dir), Path(inputs.dataset.path), Path(model_dir),
         load_universe_ids(Path(universe.path), settings.tournament), run_id,

@@ -26,7 +26,8 @@ def trained_choice(plan: TrainPlan, trained: TrainResult, metrics: dict[str, Any
                    report: ReportPaths | None) -> ModelChoice:
     return ModelChoice(trained.model_id, trained.model_dir, True, plan.reason, trained.metrics["corr"],
                        plan.lineage_source, report, plan.numerai_targets, alpha=metrics.get("alpha"),
-                       neutralization=metrics.get("neutralization"))
+                       neutralization=metrics.get("neutralization"),
+                       mmc=metrics.get("mmc"))
 
 
 def reused_choice(plan: TrainPlan) -> ModelChoice:
@@ -38,7 +39,8 @@ def reused_choice(plan: TrainPlan) -> ModelChoice:
     meta = read_json(model_dir / META_FILE)
     return ModelChoice(meta["model_id"], str(model_dir), False, plan.reason, meta["validation_metrics"]["corr"],
                        plan.lineage_source, None, plan.numerai_targets, alpha=meta["validation_metrics"].get("alpha"),
-                       neutralization=meta.get("neutralization"))
+                       neutralization=meta.get("neutralization"),
+                       mmc=meta["validation_metrics"].get("mmc"))
 
 
 def model_submission_dir(settings: Settings, round_label: str, folder: str | None) -> Path:

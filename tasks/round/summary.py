@@ -1,5 +1,5 @@
 """What ``numerflow run`` prints: a round's summary as a dict (``--json``) and as text, for a
-Signals/Crypto round (prices, dataset, validation CORR and ALPHA, churn, upload, each model) and
+Signals/Crypto round (prices, dataset, validation CORR and ALPHA or, for Crypto, MMC, churn, upload, each model) and
 for a Classic round (Numerai's data version, per-era CORR, the upload)."""
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ def run_summary(result: RoundResult) -> dict[str, Any]:
     assert dataset is not None and result.prices is not None and result.resolution is not None  # Signals, Crypto
     summary: dict[str, Any] = {
         "round": result.round_label,
+        "tournament": result.tournament,
         "mode": result.mode,
         "prices": result.prices.as_dict(),
         "dataset": {"path": dataset.path, "rows": dataset.rows, "tickers": dataset.tickers,
@@ -34,6 +35,8 @@ def run_summary(result: RoundResult) -> dict[str, Any]:
                                                              "n_eras", "n_dates")},
         "alpha": {k: (model.alpha or {}).get(k) for k in ("mean", "std", "sharpe", "positive_share", "n_eras")}
         if model.alpha else None,
+        "mmc": {k: (model.mmc or {}).get(k) for k in ("mean", "std", "sharpe", "positive_share", "n_eras")}
+        if model.mmc else None,
         "report": model.report.markdown if model.report else None,
         "neutralization": model.neutralization,
         "live_date": result.live.live_date,
@@ -111,6 +114,8 @@ def render_summary(s: dict[str, Any]) -> str:
         f"  dataset     {s['dataset']['rows']:,} rows, {s['dataset']['first_date']} → {s['dataset']['last_date']}",
         f"  model       {s['model']['id']} ({s['model']['decision']})",
         f"  validation  {_validation_line(v)}",
+        # Crypto pays on MMC and has no neutralizer: no ALPHA line.
+        f"  mmc         {_mmc_line(s.get('mmc'))}" if s.get("tournament") == "crypto" else
         f"  alpha       {_alpha_line(s.get('alpha'))}",
         *([f"  neutralized {neutralization_line(s['neutralization'], s.get('alpha'), v)}"]
           if s.get("neutralization") else []),
@@ -165,6 +170,14 @@ def _alpha_line(alpha: dict[str, Any] | None) -> str:
     return (f"ALPHA per weekly era: mean {alpha['mean']:.5f}, sharpe {sharpe}, positive "
             f"{alpha['positive_share']:.0%} of {alpha['n_eras']} eras (after Numerai-style neutralisation; "
             "MPC cannot be computed locally)")
+
+
+def _mmc_line(mmc: dict[str, Any] | None) -> str:
+    if not mmc or mmc.get("mean") is None:
+        return "not scored (Numerai publishes no Crypto meta model for the validation dates)"
+    sharpe = "—" if mmc.get("sharpe") is None else f"{mmc['sharpe']:.2f}"
+    return (f"MMC per weekly era: mean {mmc['mean']:.5f}, sharpe {sharpe}, positive {mmc['positive_share']:.0%} "
+            f"of {mmc['n_eras']} eras (against the meta model; Crypto pays clip(payout_factor × MMC, ±0.05))")
 
 
 def _prices_line(prices: dict[str, Any]) -> str:
