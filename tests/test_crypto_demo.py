@@ -90,10 +90,12 @@ def test_numerflow_run_demo_crypto_submits_symbol_signal_with_corr_and_mmc(prefe
                                                                            monkeypatch):
     """The whole offline round, with the ``both`` feature set: the demo's v2.0-shaped train.parquet (its
     feature_* and target_binned_return_20) next to our price features, its live.parquet for the live rows;
-    CORR and MMC in the summary and the report, no ALPHA, a ``symbol,signal`` file."""
+    CORR and MMC in the summary and the report, no ALPHA, a ``symbol,signal`` file. Neutralised at
+    proportion 1 against our features: validation (so its MMC) and live predictions alike."""
     from numerflow.flows.cli import main
 
     monkeypatch.setenv("NUMERFLOW_TRAINING__FEATURE_SET", "both")
+    monkeypatch.setenv("NUMERFLOW_NEUTRALIZE__PROPORTION", "1")
     assert main(["run", "--demo", "--tournament", "crypto", "--json", "--tickers", "150", "--years", "2",
                  "--data-dir", str(tmp_path / "data")]) == 0
     summary = json.loads(capsys.readouterr().out)
@@ -108,6 +110,8 @@ def test_numerflow_run_demo_crypto_submits_symbol_signal_with_corr_and_mmc(prefe
     meta = json.loads((tmp_path / "data" / "models" / summary["model"]["id"] / "meta.json").read_text())
     assert set(NUMERAI_FEATURES) <= set(meta["features"]) and "feature_ret_20d" in meta["features"]
     assert "demo-numerai-target_binned_return_20-both" in meta["dataset"]
+    assert meta["neutralization"]["proportion"] == 1 and "-neutralized" in meta["validation_predictions"]
+    assert summary["neutralization"]["before"]["alpha"] is None
 
 
 def test_the_meta_model_refuses_pairs_outside_the_market():

@@ -70,9 +70,12 @@ def neutralization_line(block: dict[str, Any], alpha: dict[str, Any] | None, cor
 
     before = block.get("before") or {}
     features = block.get("features") or []
+    # ALPHA only where it was scored (Signals); Crypto's MMC line is of the neutralised predictions already
+    alpha_part = (f", ALPHA mean {mean(before.get('alpha'))} → {mean(alpha)}"
+                  if before.get("alpha") is not None or alpha is not None else "")
     return (f"proportion {block['proportion']:g} against {', '.join(block['against'])} ({len(features)} features): "
-            f"CORR mean {mean(before.get('corr'))} → {mean(corr)}, ALPHA mean {mean(before.get('alpha'))} → "
-            f"{mean(alpha)} (validation figures are of the neutralised predictions, as uploaded)")
+            f"CORR mean {mean(before.get('corr'))} → {mean(corr)}{alpha_part} (validation figures are of the "
+            "neutralised predictions, as uploaded)")
 
 
 def verdict_summary(run: ModelRun) -> dict[str, Any]:
