@@ -74,7 +74,7 @@ def test_against_resolves_own_numerai_and_names_and_refuses_what_it_cannot_find(
         against_columns(["numerai"], own, [])
 
 
-def test_a_model_entry_neutralizes_and_a_classic_one_is_refused(monkeypatch, tmp_path):
+def test_a_model_entry_neutralizes_and_classic_refuses_numerai(monkeypatch, tmp_path):
     from numerflow.tasks.round.models import round_models
     from numerflow.tasks.round.neutralization import check_neutralize
 
@@ -85,8 +85,8 @@ def test_a_model_entry_neutralizes_and_a_classic_one_is_refused(monkeypatch, tmp
     a, b = round_models(load_settings())
     assert (a.settings.neutralize.proportion, a.settings.neutralize.against) == (0.25, ["own"])
     assert (b.settings.neutralize.proportion, b.settings.neutralize.against) == (1.0, ["feature_ret_20d"])
-    with pytest.raises(BadInputError, match="Classic model is not neutralised"):
-        check_neutralize(load_settings(tournament="classic"))
+    with pytest.raises(BadInputError, match="Classic model is neutralised against"):
+        check_neutralize(load_settings(tournament="classic", neutralize={"proportion": 1, "against": ["numerai"]}))
 
 
 # --------------------------------------------------------------------------- in a round, live and validation alike
