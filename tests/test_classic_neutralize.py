@@ -147,3 +147,15 @@ def test_a_classic_demo_round_neutralizes_validation_and_live_alike_and_uploads_
     (second,) = again.models
     assert second.model.trained is False and second.model.neutralization["features"] == features
     assert second.live.path.endswith("-neutralized.parquet")
+
+
+def test_classic_lineage_names_the_neutralisation_only_when_it_is_on(tmp_path, monkeypatch):
+    from numerflow.tasks.classic.training import classic_lineage
+
+    monkeypatch.setenv("NUMERFLOW_DATA_DIR", str(tmp_path))
+    off = classic_lineage(load_settings(tournament="classic"), "v5.2", ["feature_a"])
+    on = classic_lineage(load_settings(tournament="classic", neutralize={"proportion": 0.5, "against": ["own"]}),
+                         "v5.2", ["feature_a"])
+    assert "neutralize" not in off
+    assert on["neutralize"] == {"proportion": 0.5, "against": ["own"]}
+    assert {k: v for k, v in on.items() if k != "neutralize"} == off

@@ -36,13 +36,19 @@ log = logging.getLogger(__name__)
 RESCORED = ("corr", "fnc", "mmc")
 
 
-def classic_against(against: list[str], model_features: list[str], data_file: Path) -> list[str]:
-    """``against`` resolved to feature columns: ``own`` → the model's features; a name → that ``feature_*``
-    column of ``data_file`` (Numerai's Classic file). ``numerai`` and unknown names are refused."""
+def refuse_numerai(against: list[str]) -> None:
+    """``numerai`` means Numerai's features beside numerflow's own (Signals, Crypto); every Classic feature is
+    Numerai's, so for Classic it is refused rather than read as all 2,000+ of them."""
     if "numerai" in against:
         raise BadInputError("neutralize.against = [\"numerai\"] is for Signals and Crypto: a Classic model is "
                             "neutralised against \"own\" (the Classic features it trains on) and/or named "
                             "feature_* columns of Numerai's Classic data", tag="invalid_config")
+
+
+def classic_against(against: list[str], model_features: list[str], data_file: Path) -> list[str]:
+    """``against`` resolved to feature columns: ``own`` → the model's features; a name → that ``feature_*``
+    column of ``data_file`` (Numerai's Classic file). ``numerai`` and unknown names are refused."""
+    refuse_numerai(against)
     others = [c for c in numeric_columns(data_file) if c not in set(model_features)]
     mine, theirs = against_columns(against, model_features, others)
     return [*mine, *theirs]

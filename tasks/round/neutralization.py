@@ -45,10 +45,9 @@ def check_neutralize(settings: Settings) -> None:
     if not neutralizing(settings):
         return
     if settings.tournament == "classic":
-        if "numerai" in settings.neutralize.against:
-            raise BadInputError("neutralize.against = [\"numerai\"] is for Signals and Crypto: a Classic model is "
-                                "neutralised against \"own\" (the Classic features it trains on) and/or named "
-                                "feature_* columns of Numerai's Classic data", tag="invalid_config")
+        from numerflow.tasks.classic.neutralize import refuse_numerai
+
+        refuse_numerai(list(settings.neutralize.against))
         return
     if "numerai" in settings.neutralize.against and settings.training.feature_set == "own":
         raise BadInputError("neutralize.against = [\"numerai\"] needs Numerai's features, and training.feature_set "
