@@ -1,8 +1,7 @@
 """A model's prediction neutralisation in a round (``[neutralize]``, or a ``[[models]]`` entry's
-``neutralize``; the method in ``tasks.model.neutralize``, Classic's per era in ``tasks.classic.neutralize``):
-after training, its validation predictions
+``neutralize``; the method in ``tasks.model.neutralize``): after training, its validation predictions
 are neutralised and its CORR and FNC (and ALPHA, scored next) recomputed on them, the figures before kept
-beside; at predict time its live predictions are neutralised the same way, with the proportion and
+beside (Classic: per era, CORR, FNC and MMC, in ``tasks.classic.neutralize``); at predict time its live predictions are neutralised the same way, with the proportion and
 features the model recorded when it was trained (they are part of its lineage)."""
 
 from __future__ import annotations
