@@ -35,6 +35,7 @@ from numerflow.flows.round_tasks import (
     demo_numerai_targets_task,
     demo_universe_task,
     diagnostics_task,
+    neutralize_classic_validation_task,
     neutralize_live_task,
     neutralize_validation_task,
     numerai_neutralizer_task,
@@ -280,6 +281,8 @@ def finish_model(run: RoundRun, plan: TrainPlan, trained: TrainResult | ModelFai
     settings = plan.model.settings
     if files is not None:
         trained = train_classic_task(settings, files, list(plan.features), plan.lineage, plan.run_id)
+        if neutralizing(settings):  # [neutralize]: the figures are of the neutralised predictions
+            trained = neutralize_classic_validation_task(settings, trained, files)
     elif trained is None:
         trained = train_model_task(settings, plan.training_path, plan.run_id, plan.lineage, plan.members)
     metrics = trained.metrics

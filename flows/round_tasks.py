@@ -159,6 +159,12 @@ def validation_mmc_task(settings: Settings, trained: TrainResult, mode: Mode) ->
     return score_mmc(settings, trained, mode)
 
 
+@task(name="neutralize-classic-validation", retries=0, timeout_seconds=3600)
+def neutralize_classic_validation_task(settings: Settings, trained: TrainResult, files: ClassicFiles) -> TrainResult:
+    """[neutralize], Classic: the validation predictions neutralised per era, CORR/FNC/MMC recomputed."""
+    return classic.neutralize_validation(settings, trained, files)
+
+
 @task(name="publish-report", retries=0, timeout_seconds=600)
 def publish_report_task(settings: Settings, model_dir: str, metrics: dict, run_id: str) -> ReportPaths:
     """The tournament's validation report, written and published as the ``validation-report`` artifact."""

@@ -49,6 +49,28 @@ def test_each_date_equals_numerai_tools_neutralize(proportion):
         assert np.allclose(ours[rows], theirs["p"].to_numpy(), atol=1e-9)
 
 
+@pytest.mark.parametrize("case", ["collinear", "constant", "few_rows", "int8_many"])
+def test_ill_conditioned_constant_and_int8_features_still_equal_numerai_tools(case):
+    """The Gram fast path and lstsq's fallback (collinear features, a feature constant on a date, fewer
+    rows than features) both give numerai-tools' fit; int8 bins as Classic holds them too."""
+    rng = np.random.default_rng(4)
+    values, exposures, groups = _panel(rng, dates=3, tickers=60 if case == "few_rows" else 400, k=3)
+    if case == "collinear":
+        exposures = np.column_stack([exposures, exposures[:, 0] + exposures[:, 1]])
+    elif case == "constant":
+        exposures = np.column_stack([exposures, np.full(len(values), 2.0)])
+    elif case == "few_rows":
+        exposures = np.column_stack([exposures, rng.normal(size=(len(values), 80))])
+    else:
+        exposures = rng.integers(0, 5, size=(len(values), 120), dtype=np.int8)
+    ours = neutralize(values, exposures, groups, 1.0)
+    for g in np.unique(groups):
+        rows = groups == g
+        theirs = nt_scoring.neutralize(pd.DataFrame({"p": values[rows]}),
+                                       pd.DataFrame(exposures[rows].astype("float64")), 1.0)
+        assert np.allclose(ours[rows], theirs["p"].to_numpy(), atol=1e-9), (case, g)
+
+
 def test_a_missing_feature_value_is_the_dates_mean_and_a_bad_proportion_is_refused():
     values, exposures, groups = _panel(np.random.default_rng(2), dates=2)
     holes = exposures.copy()
@@ -74,7 +96,7 @@ def test_against_resolves_own_numerai_and_names_and_refuses_what_it_cannot_find(
         against_columns(["numerai"], own, [])
 
 
-def test_a_model_entry_neutralizes_and_a_classic_one_is_refused(monkeypatch, tmp_path):
+def test_a_model_entry_neutralizes_and_classic_refuses_numerai(monkeypatch, tmp_path):
     from numerflow.tasks.round.models import round_models
     from numerflow.tasks.round.neutralization import check_neutralize
 
@@ -85,8 +107,8 @@ def test_a_model_entry_neutralizes_and_a_classic_one_is_refused(monkeypatch, tmp
     a, b = round_models(load_settings())
     assert (a.settings.neutralize.proportion, a.settings.neutralize.against) == (0.25, ["own"])
     assert (b.settings.neutralize.proportion, b.settings.neutralize.against) == (1.0, ["feature_ret_20d"])
-    with pytest.raises(BadInputError, match="Classic model is not neutralised"):
-        check_neutralize(load_settings(tournament="classic"))
+    with pytest.raises(BadInputError, match="Classic model is neutralised against"):
+        check_neutralize(load_settings(tournament="classic", neutralize={"proportion": 1, "against": ["numerai"]}))
 
 
 # --------------------------------------------------------------------------- in a round, live and validation alike

@@ -127,6 +127,10 @@ def render_classic_markdown(metrics: dict[str, Any], meta: dict[str, Any], chart
         lines += ["", f"Ensemble of {len(members)} models (one per target, rank-averaged per era). Each member against "
                   "its own target:", "", "| member target | CORR mean | sharpe |", "|---|---|---|"]
         lines += [f"| `{t}` | {_fmt(s.get('mean'))} | {_fmt(s.get('sharpe'))} |" for t, s in members.items()]
+    if metrics.get("neutralization"):
+        from numerflow.tasks.round.summary import neutralization_line
+
+        lines += ["", f"Neutralised per era, {neutralization_line(metrics['neutralization'], None, metrics['corr'])}."]
     if "mmc" not in names:
         lines += ["", "MMC not scored: no meta_model.parquet for these validation eras."]
     lines += ["", f"![validation per era]({chart_ref})", ""]

@@ -190,6 +190,8 @@ def classic_lineage(settings: Settings, data_version: str, features: Sequence[st
                     demo: dict[str, Any] | None = None) -> dict[str, Any]:
     """What a Classic model depends on: the dataset version, the feature set (and a hash of its
     features), targets and weights, and the settings that change the fit."""
+    from numerflow.tasks.round.neutralization import lineage_entry
+
     classic = settings.classic
     params, rounds = lightgbm_setup(classic)
     params.pop("num_threads", None)
@@ -207,6 +209,8 @@ def classic_lineage(settings: Settings, data_version: str, features: Sequence[st
         "era_step": classic.quick_era_step if classic.quick else 1,
         "extra_embargo_eras": classic.embargo_eras,
     }
+    if lineage_entry(settings):  # a change of neutralisation retrains (the validation figures are of it)
+        lineage["neutralize"] = lineage_entry(settings)
     if demo is not None:
         lineage["demo"] = demo
     return lineage

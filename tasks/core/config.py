@@ -308,8 +308,9 @@ class ScoresSettings(Section):
 
 
 class NeutralizeSettings(Section):
-    """Prediction neutralisation (Signals, Crypto): each date's predictions less ``proportion`` of their
-    least-squares fit on the ``against`` features plus a constant (numerai-tools' ``neutralize``), applied
+    """Prediction neutralisation (Signals, Crypto, Classic): each date's (Classic: each era's) predictions less
+    ``proportion`` of their least-squares fit on the ``against`` features plus a constant (numerai-tools'
+    ``neutralize``), applied
     identically to the validation predictions (so the reported CORR and ALPHA are of what is uploaded; the
     summary shows them before and after) and to the live ones; part of the model's lineage (a change
     retrains). A ``[[models]]`` entry's ``neutralize`` table wins over ``[neutralize]``."""
@@ -320,9 +321,11 @@ class NeutralizeSettings(Section):
         "unchanged, 1 leaves no linear exposure to the features")
     against: list[str] = Field(
         default_factory=lambda: ["own"], min_length=1,
-        description="what to neutralise against: \"own\" (every numeric feature of numerflow's own dataset), "
-        "\"numerai\" (Numerai's numeric feature_* columns; needs training.feature_set numerai or both) and/or "
-        "feature names (looked up in numerflow's dataset, then Numerai's)")
+        description="what to neutralise against: \"own\" (Signals/Crypto: every numeric feature of numerflow's "
+        "own dataset; Classic: the Classic features the model trains on), \"numerai\" (Signals/Crypto only: "
+        "Numerai's numeric feature_* columns; needs training.feature_set numerai or both) and/or feature names "
+        "(Signals/Crypto: looked up in numerflow's dataset, then Numerai's; Classic: any feature_* column of "
+        "Numerai's Classic files)")
 
 
 class ModelSettings(Section):
@@ -644,7 +647,7 @@ class ClassicSettings(Section):
     models: list[ModelSettings] = Field(
         default_factory=list, description="the account's Classic models, one [[classic.models]] table each (empty: "
         "the [[models]] table, else the single classic.model_name): name, submit, params (over [classic] params), "
-        "target or ensemble_targets with ensemble_weights; every entry trains, validates and uploads on its own in "
+        "target or ensemble_targets with ensemble_weights, neutralize; every entry trains, validates and uploads on its own in "
         "each Classic round")
 
     @field_validator("models")

@@ -44,14 +44,37 @@ def neutralize(values: np.ndarray, exposures: np.ndarray, groups: np.ndarray, pr
     bounds = np.flatnonzero(np.diff(codes[order])) + 1
     for rows in np.split(order, bounds):
         block = np.asarray(exposures[rows], dtype="float64")
-        with warnings.catch_warnings():  # an all-NaN column's mean is NaN: it becomes 0 (no exposure)
-            warnings.simplefilter("ignore", RuntimeWarning)
-            means = np.nanmean(block, axis=0)
-        block = np.where(np.isnan(block), np.nan_to_num(means), block)
-        matrix = np.column_stack([block, np.ones(len(rows))])
-        fit = np.linalg.lstsq(matrix, values[rows], rcond=1e-6)[0]
-        out[rows] = values[rows] - proportion * (matrix @ fit)
+        if not np.issubdtype(exposures.dtype, np.integer):  # Classic's int8 bins have no NaN
+            with warnings.catch_warnings():  # an all-NaN column's mean is NaN: it becomes 0 (no exposure)
+                warnings.simplefilter("ignore", RuntimeWarning)
+                means = np.nanmean(block, axis=0)
+            block = np.where(np.isnan(block), np.nan_to_num(means), block)
+        out[rows] = values[rows] - proportion * fitted(block, values[rows])
     return out
+
+
+#: Largest λmax/λmin of the centred features' Gram matrix (their κ²) solved through it: its fitted values
+#: then differ from lstsq's by about machine epsilon × κ² ≤ 1e-10 relative.
+GRAM_CONDITION_LIMIT = 1e6
+
+
+def fitted(block: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The least-squares fit of ``values`` on ``block`` plus a constant, as numerai-tools computes it
+    (``lstsq(..., rcond=1e-6)``). Through the eigendecomposition of the centred features' Gram matrix when
+    that is well conditioned: one matrix product instead of an SVD of every row, ~4× faster at Classic's 700
+    features × 5,000 rows; no singular value is then near lstsq's cut-off, so the fit is the same (the
+    constant takes the mean; a feature constant on the date adds nothing to it). lstsq itself otherwise
+    (collinear features, fewer rows than features)."""
+    means = block.mean(axis=0)
+    centred = block - means
+    varying = np.any(centred != 0, axis=0)
+    if not varying.all():
+        centred = centred[:, varying]
+    eigenvalues, vectors = np.linalg.eigh(centred.T @ centred)
+    if eigenvalues.size and eigenvalues[-1] > 0 and eigenvalues[0] * GRAM_CONDITION_LIMIT > eigenvalues[-1]:
+        return values.mean() + centred @ (vectors @ ((vectors.T @ (centred.T @ values)) / eigenvalues))
+    matrix = np.column_stack([block, np.ones(len(values))])
+    return matrix @ np.linalg.lstsq(matrix, values, rcond=1e-6)[0]
 
 
 def numeric_columns(path: Path) -> list[str]:

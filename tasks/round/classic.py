@@ -157,6 +157,13 @@ def train(settings: Settings, files: ClassicFiles, features: list[str], lineage:
                          num_threads=settings.training.num_threads)
 
 
+def neutralize_validation(settings: Settings, trained: TrainResult, files: ClassicFiles) -> TrainResult:
+    """The model's validation predictions neutralised per era, CORR, FNC and MMC recomputed, before kept."""
+    from numerflow.tasks.classic.neutralize import neutralize_classic_validation
+
+    return neutralize_classic_validation(settings.neutralize, trained, files)
+
+
 def report(settings: Settings, model_dir: str, metrics: dict, run_id: str) -> dict[str, Any]:
     """The Classic validation report (per-era CORR, FNC, MMC) of a model trained this round."""
     from numerflow.tasks.classic.scoring import write_classic_report

@@ -84,7 +84,10 @@ def own_settings(settings: Settings, entry: ModelSettings) -> Settings:
         classic["targets"], classic["weights"] = [entry.target], []
     numerai = settings.numerai.model_copy(update={"model_name": entry.name, **{
         k: getattr(entry, k) for k in ("stake", "upload_diagnostics") if getattr(entry, k) is not None}})
-    return settings.model_copy(update={"classic": settings.classic.model_copy(update=classic), "numerai": numerai})
+    update = {"classic": settings.classic.model_copy(update=classic), "numerai": numerai}
+    if entry.neutralize is not None:
+        update["neutralize"] = entry.neutralize
+    return settings.model_copy(update=update)
 
 
 def failures_text(failures: list[ModelFailure] | tuple[ModelFailure, ...]) -> str:

@@ -1,7 +1,7 @@
 """A model's prediction neutralisation in a round (``[neutralize]``, or a ``[[models]]`` entry's
 ``neutralize``; the method in ``tasks.model.neutralize``): after training, its validation predictions
 are neutralised and its CORR and FNC (and ALPHA, scored next) recomputed on them, the figures before kept
-beside; at predict time its live predictions are neutralised the same way, with the proportion and
+beside (Classic: per era, CORR, FNC and MMC, in ``tasks.classic.neutralize``); at predict time its live predictions are neutralised the same way, with the proportion and
 features the model recorded when it was trained (they are part of its lineage)."""
 
 from __future__ import annotations
@@ -39,12 +39,15 @@ def neutralizing(settings: Settings) -> bool:
 
 
 def check_neutralize(settings: Settings) -> None:
-    """What preflight can judge: Classic is not neutralised here, and ``numerai`` needs Numerai's features."""
+    """What preflight can judge: ``numerai`` needs Numerai's features (Signals, Crypto), and means nothing
+    more than ``own`` or feature names for Classic (whose features are all Numerai's)."""
     if not neutralizing(settings):
         return
     if settings.tournament == "classic":
-        raise BadInputError("neutralize is for Signals and Crypto models: a Classic model is not neutralised by "
-                            "numerflow; set its proportion to 0", tag="invalid_config")
+        from numerflow.tasks.classic.neutralize import refuse_numerai
+
+        refuse_numerai(list(settings.neutralize.against))
+        return
     if "numerai" in settings.neutralize.against and settings.training.feature_set == "own":
         raise BadInputError("neutralize.against = [\"numerai\"] needs Numerai's features, and training.feature_set "
                             "is \"own\": set it to \"numerai\" or \"both\", or neutralise against \"own\"",
@@ -126,6 +129,13 @@ def neutralize_live(settings: Settings, inputs: RoundInputs, live: LivePredictio
     if not block:
         raise BadInputError(f"the model in {model_dir} was trained without neutralisation, which the settings ask "
                             "for: retrain it (--retrain)", tag="no_model")
+    if settings.tournament == "classic":
+        from numerflow.tasks.classic.neutralize import neutralize_classic_live
+
+        assert inputs.data is not None  # a Classic round always has Numerai's files
+        frame = neutralize_classic_live(block, Path(inputs.data.live), read_parquet(Path(live.path)))
+        path = write_parquet(Path(live.path).with_name(f"{Path(live.path).stem}-neutralized.parquet"), frame)
+        return replace(live, path=str(path))
     assert inputs.dataset is not None  # a Signals/Crypto round always builds its dataset
     frame = read_parquet(Path(live.path))
     own = Path(inputs.dataset.path)

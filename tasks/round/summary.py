@@ -69,13 +69,13 @@ def neutralization_line(block: dict[str, Any], alpha: dict[str, Any] | None, cor
         return "—" if value is None else format(value, ".5f")
 
     before = block.get("before") or {}
+    # Classic's block keeps its CORR, FNC, MMC after; Signals shows CORR and ALPHA; Crypto (no ALPHA) CORR
+    scored_alpha = before.get("alpha") is not None or alpha is not None
+    after = block.get("after") or {"corr": corr, **({"alpha": alpha} if scored_alpha else {})}
     features = block.get("features") or []
-    # ALPHA only where it was scored (Signals); Crypto's MMC line is of the neutralised predictions already
-    alpha_part = (f", ALPHA mean {mean(before.get('alpha'))} → {mean(alpha)}"
-                  if before.get("alpha") is not None or alpha is not None else "")
+    figures = ", ".join(f"{name.upper()} mean {mean(before.get(name))} → {mean(after.get(name))}" for name in after)
     return (f"proportion {block['proportion']:g} against {', '.join(block['against'])} ({len(features)} features): "
-            f"CORR mean {mean(before.get('corr'))} → {mean(corr)}{alpha_part} (validation figures are of the "
-            "neutralised predictions, as uploaded)")
+            f"{figures} (validation figures are of the neutralised predictions, as uploaded)")
 
 
 def verdict_summary(run: ModelRun) -> dict[str, Any]:
@@ -213,6 +213,7 @@ def classic_summary(result: RoundResult) -> dict[str, Any]:
         "model": {"id": model.model_id, "trained": model.trained, "decision": model.decision},
         "validation": {k: model.validation.get(k) for k in ("mean", "std", "sharpe", "max_drawdown",
                                                              "positive_share", "n_eras")},
+        "neutralization": model.neutralization,
         "report": model.report.markdown if model.report else None,
         "submission": {"path": result.submission.path, "rows": result.submission.rows,
                        "sha256": result.submission.sha256},
@@ -239,6 +240,7 @@ def render_classic_summary(s: dict[str, Any]) -> str:
         f"  validation  CORR per era: mean {fmt(v.get('mean'), '.4f')}, sharpe {fmt(v.get('sharpe'), '.2f')}, "
         f"max drawdown {fmt(v.get('max_drawdown'), '.4f')}, positive {fmt(v.get('positive_share'), '.0%')} of "
         f"{v.get('n_eras')} eras",
+        *([f"  neutralized {neutralization_line(s['neutralization'], None, v)}"] if s.get("neutralization") else []),
         f"  submission  {s['submission']['path']} ({s['submission']['rows']} rows)",
         *verdict_lines(s),
         f"  upload      {upload['reason'] if str(upload['reason']).startswith('DRY RUN') else upload['status'] + ' — ' + str(upload['reason'])}",
