@@ -375,7 +375,9 @@ def plan_ingest(
     parts: dict[str, int] = catalog["parts"]
     winners: dict[str, dict] = catalog["symbols"]
     extent = stored_extent(store.prices_dir(source_name))
-    last = extent["last_date"] if len(extent) else pd.Series(dtype="datetime64[s]")
+    # Plain dicts: a .loc per ticker costs seconds over 5,000 tickers.
+    recorded = {str(t): [str(pd.Timestamp(f).date()), str(pd.Timestamp(la).date()), int(n)]
+                for t, f, la, n in zip(extent.index, extent["first_date"], extent["last_date"], extent["rows"], strict=True)}
 
     new_tickers = sorted(t for t in mapping if t not in parts)
     next_part = max(parts.values(), default=-1) + 1
@@ -392,16 +394,15 @@ def plan_ingest(
             candidates.remove(winner)
             candidates.insert(0, winner)
         start = None
-        if not options.backfill and ticker in last.index and winner in candidates:
-            start = (pd.Timestamp(last[ticker]).date() - timedelta(days=options.overlap_days)).isoformat()
+        if not options.backfill and ticker in recorded and winner in candidates:
+            start = (date.fromisoformat(recorded[ticker][1]) - timedelta(days=options.overlap_days)).isoformat()
         batch = batches.setdefault(parts[ticker], {"part": parts[ticker], "tickers": [], "candidates": {}, "starts": {},
                                                    "stored": {}})
         batch["tickers"].append(ticker)
         batch["candidates"][ticker] = candidates
         batch["starts"][ticker] = start
-        if ticker in extent.index:  # what is stored now: a batch with nothing new needs no read of its part
-            first, last_date, rows = extent.loc[ticker, ["first_date", "last_date", "rows"]]
-            batch["stored"][ticker] = [str(pd.Timestamp(first).date()), str(pd.Timestamp(last_date).date()), int(rows)]
+        if ticker in recorded:  # what is stored now: a batch with nothing new needs no read of its part
+            batch["stored"][ticker] = recorded[ticker]
     # The catalog first: a crash before the plan is written re-plans into the same parts.
     write_json(ingest_dir(store, source_name) / "catalog.json", {"parts": parts, "symbols": winners})
     ordered = [batches[p] for p in sorted(batches)]
@@ -673,15 +674,18 @@ def run_batch(
         write_table(files.base or prices_dir / f"part-{batch['part']:05d}.parquet", _price_table(table))
         extent = _extent(kept)
     else:
-        changed = _changed_tails(table, stored[PRICE_SCHEMA.names].reset_index(drop=True))
+        stored = stored[PRICE_SCHEMA.names].reset_index(drop=True)
+        changed = _changed_tails(table, stored)
+        extent = planned
         if changed:  # an unchanged part gets no file: its bytes, and the features snapshot keyed on them, stay
             delta = table[_rows_from(table, changed)]
             write_delta(prices_dir, batch["part"], _price_table(delta), changed)
             files = part_files(prices_dir, batch["part"])
+            extent = _extent_after(files, planned, stored, delta, changed)
             if should_compact(files, options.compact_after_deltas):
                 compact_part(prices_dir, batch["part"])
-                files = part_files(prices_dir, batch["part"])
-        extent = _extent_of(files, planned, sorted(changed))
+        elif extent is None:
+            extent = _extent_of(files, None)
     return _finish_batch(plan, batch, outcomes, attempts, repull, options, source, extent, new_rows, excluded)
 
 
@@ -702,15 +706,24 @@ def _planned_extent(batch: Mapping[str, Any]) -> pd.DataFrame | None:
                         index=pd.Index(list(stored), name="ticker", dtype=object))
 
 
-def _read_rows(files: PartFiles, tickers: Sequence[str], since: date | None) -> pd.DataFrame:
-    """The part's stored rows of ``tickers`` (from ``since`` on, or all), as a price frame."""
+def _read_rows(files: PartFiles, tickers: Sequence[str], since: date | None,
+               columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The part's stored rows of ``tickers`` (from ``since`` on, or all), as a price frame; with
+    ``columns``, the other price columns are left empty (NaN)."""
     if not len(tickers):
         return _as_price_frame(_empty_prices())
     where = pc.field("ticker").isin(pa.array(list(tickers), pa.string()))
     if since is not None:
         where = where & (pc.field("date") >= pa.scalar(since, pa.date32()))
-    table = read_part(files, filter_expr=where)
-    return _as_price_frame(table.to_pandas(date_as_object=False, types_mapper=_string_type))
+    frame = read_part(files, columns, filter_expr=where).to_pandas(date_as_object=False, types_mapper=_string_type)
+    for column in PRICE_SCHEMA.names:
+        if column not in frame.columns and column != "currency":
+            frame[column] = np.nan
+    return _as_price_frame(frame)
+
+
+#: What a batch that only appends bars reads of the stored ones (the bad-bar check's inputs).
+LIGHT_COLUMNS = ["ticker", "date", "close", "adj_close"]
 
 
 def _string_type(arrow_type: pa.DataType) -> Any:
@@ -728,17 +741,21 @@ def _stored_rows(prices_dir: Path, files: PartFiles, fetched: pd.DataFrame, star
     tails = [t for t in tickers if starts.get(t) is not None]
     whole = [t for t in tickers if starts.get(t) is None]
     since = min(starts[t] for t in tails) - TAIL_LOOKBACK if tails else None  # type: ignore[operator]
-    stored = _read_rows(files, tails, since)
+    first_fetched = fetched.groupby("ticker")["date"].min()
+    # Only bars after each ticker's last stored one (appended rows): no stored row can be replaced
+    # or compared, so only what the bad-bar check looks at is read (the rest left empty).
+    columns = LIGHT_COLUMNS if planned is not None and not whole and tails and bool(
+        (first_fetched.reindex(tails).to_numpy() > planned["max"].reindex(tails).to_numpy()).all()) else None
+    stored = _read_rows(files, tails, since, columns)
     if tails and planned is not None:
-        first = fetched.groupby("ticker")["date"].min()
-        before = stored.assign(first=stored["ticker"].map(first)).query("date < first").groupby("ticker").size()
+        before = stored.assign(first=stored["ticker"].map(first_fetched)).query("date < first").groupby("ticker").size()
         older = planned["min"].reindex(tails) < pd.Timestamp(since)
         short = [t for t in tails if before.get(t, 0) < window and bool(older.get(t, False))]
         if short:
             whole += short
             stored = stored[~stored["ticker"].isin(short).to_numpy()]
     if whole:
-        stored = pd.concat([stored, _read_rows(files, whole, None)], ignore_index=True)
+        stored = pd.concat([stored, _read_rows(files, whole, None, columns)], ignore_index=True)
         stored = stored.sort_values(["ticker", "date"], kind="stable", ignore_index=True)
     return stored
 
@@ -765,6 +782,35 @@ def _rows_from(table: pd.DataFrame, since: Mapping[str, date | None]) -> np.ndar
 
 def _price_table(frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(frame[PRICE_SCHEMA.names], schema=PRICE_SCHEMA, preserve_index=False)
+
+
+def _extent_after(files: PartFiles, planned: pd.DataFrame | None, stored: pd.DataFrame, delta: pd.DataFrame,
+                  changed: Mapping[str, date | None]) -> pd.DataFrame:
+    """``_extent_of`` after a delta, from what the batch holds: per changed ticker, the plan's rows
+    minus the stored rows the delta replaced, plus the delta's. (A ticker whose last row is
+    neither in the delta nor in the rows read is read from the part.)"""
+    if planned is None:
+        return _extent_of(files, None)
+    tickers = pd.Index(sorted(changed), dtype=object)
+    since = pd.Series({t: (pd.Timestamp(d) if d is not None else pd.Timestamp.min) for t, d in changed.items()},
+                      dtype="datetime64[ns]")
+    s_ticker = stored["ticker"].astype(str)
+    s_cut = s_ticker.map(since)
+    replaced = s_cut.notna() & (stored["date"] >= s_cut)
+    removed = s_ticker[replaced].value_counts().reindex(tickers, fill_value=0)
+    below = stored.loc[s_cut.notna() & ~replaced].groupby(s_ticker[s_cut.notna() & ~replaced])["date"].max()
+    added = delta.groupby(delta["ticker"].astype(str))["date"].agg(["min", "max", "size"]).reindex(tickers)
+    before = planned.reindex(tickers)
+    remaining = before["size"].fillna(0).astype("int64") - removed
+    size = remaining + added["size"].fillna(0).astype("int64")
+    first = before["min"].where(remaining > 0, added["min"])
+    last = added["max"].where(added["size"].fillna(0) > 0, below.reindex(tickers))
+    now = pd.DataFrame({"min": first.astype("datetime64[s]"), "max": last.astype("datetime64[s]"), "size": size},
+                       index=tickers)
+    unknown = [t for t in tickers if size[t] > 0 and pd.isna(now.at[t, "max"])]
+    now = now[(now["size"] > 0).to_numpy()].drop(index=unknown)
+    out = pd.concat([planned.drop(index=[t for t in tickers if t in planned.index]), now])
+    return _extent_of(files, out, unknown) if unknown else out
 
 
 def _extent_of(files: PartFiles, planned: pd.DataFrame | None, tickers: Sequence[str] | None = None) -> pd.DataFrame:
