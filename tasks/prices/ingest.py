@@ -34,7 +34,8 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -63,6 +64,7 @@ from numerflow.tasks.core.schemas import PRICE_SCHEMA
 from numerflow.tasks.core.store import (
     CorruptFileError,
     Store,
+    exclusive_lock,
     new_run_id,
     quarantine,
     read_json,
@@ -185,6 +187,15 @@ class IngestPlan:
 
 def ingest_dir(store: Store, source: str) -> Path:
     return store.root / "ingest" / source
+
+
+@contextmanager
+def ingest_lock(store: Store, source: str) -> Iterator[None]:
+    """One ingest of a store at a time, across processes (two rounds started at once, a manual
+    ingest during a round): its plan, batches (and their compactions) and finish. Readers never
+    wait: every file of the store is written whole and renamed into place."""
+    with exclusive_lock(ingest_dir(store, source) / ".ingest.lock"):
+        yield
 
 
 def unfinished_run_id(store: Store, source: str) -> str | None:
