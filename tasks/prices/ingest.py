@@ -60,7 +60,7 @@ from numerflow.tasks.core.price_parts import (
     write_delta,
     write_table,
 )
-from numerflow.tasks.core.schemas import PRICE_SCHEMA
+from numerflow.tasks.core.schemas import PRICE_SCHEMA, as_strings
 from numerflow.tasks.core.store import (
     CorruptFileError,
     Store,
@@ -538,7 +538,7 @@ def _repull_reasons(fetched: pd.DataFrame, stored: pd.DataFrame, starts: dict[st
 def _as_price_frame(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     out["date"] = pd.to_datetime(out["date"]).astype("datetime64[s]")
-    out["ticker"] = out["ticker"].astype("string")
+    out["ticker"] = as_strings(out["ticker"])
     if "currency" not in out.columns:
         out["currency"] = pd.array([None] * len(out), dtype="string")
     for column in EVENT_COLUMNS:
@@ -677,7 +677,8 @@ def run_batch(
     fetched = fetched.assign(_new=~same_bars(fetched, stored.loc[replaced]))
     merged = pd.concat([stored.loc[~replaced], fetched], ignore_index=True)
     merged["_new"] = merged["_new"].fillna(False).astype(bool)
-    merged = merged.sort_values(["ticker", "date"], kind="stable").drop_duplicates(["ticker", "date"], keep="last")
+    if not _sorted_unique(merged):  # a first ingest's bars come sorted: no sort of 500 k string keys
+        merged = merged.sort_values(["ticker", "date"], kind="stable").drop_duplicates(["ticker", "date"], keep="last")
     kept, excluded = _exclude_bad_new_bars(merged, options.jump_factor)
     new_rows = kept[kept["_new"]].groupby("ticker").size()  # bars that are new or changed, not re-fetched copies
     table = kept[PRICE_SCHEMA.names].reset_index(drop=True)
@@ -837,6 +838,18 @@ def _extent_of(files: PartFiles, planned: pd.DataFrame | None, tickers: Sequence
     return pd.concat([planned.drop(index=[t for t in tickers if t in planned.index]), now])
 
 
+def _sorted_unique(frame: pd.DataFrame) -> bool:
+    """Rows already in (ticker, date) order with no (ticker, date) twice."""
+    if len(frame) < 2:
+        return True
+    codes, names = pd.factorize(frame["ticker"])
+    names = np.asarray(names, dtype=object)
+    if (codes < 0).any() or not (names[1:] > names[:-1]).all():
+        return False
+    step_t, step_d = np.diff(codes), np.diff(frame["date"].to_numpy(dtype="datetime64[s]").view("int64"))
+    return bool(((step_t > 0) | ((step_t == 0) & (step_d > 0))).all())
+
+
 def _exclude_bad_new_bars(merged: pd.DataFrame, jump_factor: float, window: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``exclude_bad_bars`` judging only the bars new or changed in this run (``_new``), each with
     the ``window`` bars before its ticker's first new one as its history: stored bars were judged
@@ -849,7 +862,8 @@ def _exclude_bad_new_bars(merged: pd.DataFrame, jump_factor: float, window: int 
     tickers = pd.factorize(merged["ticker"])[0]
     first_new = pd.Series(np.where(new, position, len(merged))).groupby(tickers).transform("min").to_numpy()
     judged = position >= first_new - window  # rows are sorted: the window stays inside the ticker
-    reasons = flag_bad_bars(merged.loc[judged], jump_factor=jump_factor, window=window).to_numpy()
+    reasons = flag_bad_bars(merged.loc[judged], jump_factor=jump_factor, window=window,
+                            ticker_codes=tickers[judged]).to_numpy()
     bad = np.zeros(len(merged), dtype=bool)
     bad[np.flatnonzero(judged)[reasons != ""]] = True
     bad &= new

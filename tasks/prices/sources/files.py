@@ -43,7 +43,7 @@ from pandas.api.types import union_categoricals
 
 from numerflow.tasks.core.config import FilesSettings
 from numerflow.tasks.core.errors import BadInputError
-from numerflow.tasks.core.schemas import PRICE_COLUMNS
+from numerflow.tasks.core.schemas import PRICE_COLUMNS, as_strings
 from numerflow.tasks.core.store import read_json, write_json
 from numerflow.tasks.prices.quality import all_excluded_error
 from numerflow.tasks.prices.sources.outcomes import ERROR, NO_DATA, OK, FetchOutcome, FetchRequest
@@ -655,7 +655,7 @@ def prepare_bars(raw: pd.DataFrame, files: Sequence[str], layout: FileLayout, *,
     good = kept.loc[~kept["_t"].isin(list(messages)).to_numpy()] if messages else kept
     bars = pd.DataFrame({
         "ticker": good["ticker"], "date": good["date"].astype("datetime64[s]"),
-        **{c: good[c].astype("float64") for c in PRICE_COLUMNS}, "currency": good["currency"].astype("string"),
+        **{c: good[c].astype("float64") for c in PRICE_COLUMNS}, "currency": as_strings(good["currency"]),
         "_file": good["_file"], "_row": good["_row"],  # where each bar came from (the source drops them)
     }).reset_index(drop=True)  # sorted by ticker (lexical: the codes' order) and date
 
