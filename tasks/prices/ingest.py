@@ -406,7 +406,7 @@ def plan_ingest(
             candidates.insert(0, winner)
         start = None
         if not options.backfill and ticker in recorded and winner in candidates:
-            start = (date.fromisoformat(recorded[ticker][1]) - timedelta(days=options.overlap_days)).isoformat()
+            start = (date.fromisoformat(str(recorded[ticker][1])) - timedelta(days=options.overlap_days)).isoformat()
         batch = batches.setdefault(parts[ticker], {"part": parts[ticker], "tickers": [], "candidates": {}, "starts": {},
                                                    "stored": {}})
         batch["tickers"].append(ticker)
@@ -752,7 +752,7 @@ def _stored_rows(prices_dir: Path, files: PartFiles, fetched: pd.DataFrame, star
         tickers = [t for t in tickers if t in planned.index]
     tails = [t for t in tickers if starts.get(t) is not None]
     whole = [t for t in tickers if starts.get(t) is None]
-    since = min(starts[t] for t in tails) - TAIL_LOOKBACK if tails else None  # type: ignore[operator]
+    since = min(d for t in tails if (d := starts[t]) is not None) - TAIL_LOOKBACK if tails else None
     first_fetched = fetched.groupby("ticker")["date"].min()
     # Only bars after each ticker's last stored one (appended rows): no stored row can be replaced
     # or compared, so only what the bad-bar check looks at is read (the rest left empty).

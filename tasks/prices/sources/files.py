@@ -295,12 +295,13 @@ def _read_tails(paths: Sequence[Path], layout: FileLayout, after: Sequence[int])
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2, max(1, len(paths)))) as pool:
         raws = list(pool.map(raw, range(len(paths))))
     results: list[tuple[_Header, pa.Table] | str | None] = [None] * len(paths)
+    read: dict[int, tuple[_Header, bytes, bytes]] = {}
     groups: dict[tuple, list[int]] = {}
     for i, item in enumerate(raws):
         if isinstance(item, str):
             results[i] = item
             continue
-        header, head, tail = item
+        header, head, tail = read[i] = item
         # Lines that parse the same alone and together: no quotes, blank lines or CRs, a final newline.
         plain = (paths[i].suffix.lower() == ".csv" and header.delimiter == "," and tail.endswith(b"\n")
                  and not tail.startswith(b"\n") and b"\n\n" not in tail and b'"' not in tail and b"\r" not in tail)
@@ -309,9 +310,9 @@ def _read_tails(paths: Sequence[Path], layout: FileLayout, after: Sequence[int])
         else:
             results[i] = alone(i)
     for (head, _, _), members in groups.items():
-        counts = [raws[i][2].count(b"\n") for i in members]  # type: ignore[union-attr]
+        counts = [read[i][2].count(b"\n") for i in members]
         try:
-            table = _read_csv(io.BytesIO(head + b"".join(raws[i][2] for i in members)), raws[members[0]][0])  # type: ignore[index,misc]
+            table = _read_csv(io.BytesIO(head + b"".join(read[i][2] for i in members)), read[members[0]][0])
             if table.num_rows != sum(counts):
                 raise ValueError("row count")
         except Exception:  # one bad tail: each file on its own, so the error names its file
@@ -320,7 +321,7 @@ def _read_tails(paths: Sequence[Path], layout: FileLayout, after: Sequence[int])
             continue
         start = 0
         for i, n in zip(members, counts, strict=True):
-            results[i] = (raws[i][0], table.slice(start, n))  # type: ignore[index]
+            results[i] = (read[i][0], table.slice(start, n))
             start += n
     return results  # type: ignore[return-value]
 
@@ -457,14 +458,15 @@ def _read_files(paths: Sequence[Path], layout: FileLayout, first_id: int = 0, *,
                    header.ticker_from_name is None, table.schema)
             groups.setdefault(key, []).append(i)
     offsets = np.asarray(rows_before if rows_before is not None else np.zeros(len(paths)), dtype=np.int32)
+    parsed = {i: r for i, r in enumerate(results) if not isinstance(r, str)}
     for members in groups.values():
         try:
-            parts = _normalise_many([results[i] for i in members], [first_id + i for i in members],  # type: ignore[misc]
+            parts = _normalise_many([parsed[i] for i in members], [first_id + i for i in members],
                                     offsets[members], layout.country)
         except _NotIsoDates:  # day/month dates: each file on its own, so a refusal names its file
             parts = []
             for i in members:
-                header, table = results[i]  # type: ignore[misc]
+                header, table = parsed[i]
                 try:
                     frame = _normalise(table, header, first_id + i)
                 except BadInputError:
@@ -871,11 +873,11 @@ class FilePriceSource:
             rel = self._rel(path)
             known = remembered.get(rel)
             fingerprint = file_fingerprint(path, known)
-            same = known and "tickers" in known and (
+            same = known is not None and "tickers" in known and (
                 known.get("sha256") == fingerprint["sha256"]
                 # Rows appended to a file named after its ticker: its header, so its ticker, is unchanged.
-                or (known.get("by_name") and fingerprint.get("grew_from") == known.get("sha256")))
-            if same:
+                or (bool(known.get("by_name")) and fingerprint.get("grew_from") == known.get("sha256")))
+            if known is not None and same:
                 index[rel] = {**fingerprint, "tickers": known["tickers"], "error": known.get("error"),
                               "by_name": bool(known.get("by_name"))}
             else:
