@@ -687,7 +687,7 @@ def run_batch(
         extent = _extent(kept)
     else:
         stored = stored[PRICE_SCHEMA.names].reset_index(drop=True)
-        changed = _changed_tails(table, stored)
+        changed = _changed_tails(table, stored, cutoff)
         extent = planned
         if changed:  # an unchanged part gets no file: its bytes, and the features snapshot keyed on them, stay
             delta = table[_rows_from(table, changed)]
@@ -735,7 +735,7 @@ def _read_rows(files: PartFiles, tickers: Sequence[str], since: date | None,
 
 
 #: What a batch that only appends bars reads of the stored ones (the bad-bar check's inputs).
-LIGHT_COLUMNS = ["ticker", "date", "close", "adj_close"]
+LIGHT_COLUMNS = ["ticker", "date", "close"]
 
 
 def _string_type(arrow_type: pa.DataType) -> Any:
@@ -772,10 +772,17 @@ def _stored_rows(prices_dir: Path, files: PartFiles, fetched: pd.DataFrame, star
     return stored
 
 
-def _changed_tails(table: pd.DataFrame, stored: pd.DataFrame) -> dict[str, date | None]:
+def _changed_tails(table: pd.DataFrame, stored: pd.DataFrame, since: pd.Series) -> dict[str, date | None]:
     """Per ticker whose rows differ between ``table`` (the batch's new state of the rows it read)
     and ``stored`` (those rows as stored): the first date at which they differ, a row added,
-    changed or removed. Its rows from then on are the ticker's delta."""
+    changed or removed. Its rows from then on are the ticker's delta. Only rows from ``since``
+    (per fetched ticker: its first fetched bar, or all for a full pull) can differ: the rows
+    before are stored rows the batch kept as they were."""
+    def changeable(frame: pd.DataFrame) -> pd.DataFrame:
+        start = frame["ticker"].astype(str).map(since)
+        return frame[(start.notna() & (frame["date"] >= start)).to_numpy(dtype=bool)].reset_index(drop=True)
+
+    table, stored = changeable(table), changeable(stored)
     new_differs = ~same_bars(table, stored)
     old_differs = ~same_bars(stored, table)
     firsts = pd.concat([table.loc[new_differs, ["ticker", "date"]], stored.loc[old_differs, ["ticker", "date"]]])

@@ -767,32 +767,45 @@ def no_usable_file_error(path: Path, errors: Mapping[str, str]) -> BadInputError
 
 
 def file_fingerprint(path: Path, known: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """``{size, mtime_ns, sha256}``; the content is hashed only when size or mtime differ from
-    ``known`` (a touched but unchanged file keeps its hash, so it is still unchanged). A file that
-    grew and still starts with ``known``'s exact bytes (rows appended, nothing else touched) also
-    gets ``grew_from`` (the old hash) and ``old_rows`` (the data rows it had then)."""
+    """``{size, mtime_ns, sha256, lines}``; the content is hashed only when size or mtime differ
+    from ``known`` (a touched but unchanged file keeps its hash, so it is still unchanged). A file
+    that grew and still starts with ``known``'s exact bytes (rows appended, nothing else touched)
+    also gets ``grew_from`` (the old hash) and ``old_rows`` (the data rows it had then). ``lines``
+    (newlines in the file) lets the next append count only its new bytes' lines; it is left out
+    when unknown."""
     stat = path.stat()
     if known and known.get("size") == stat.st_size and known.get("mtime_ns") == stat.st_mtime_ns:
-        return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": known["sha256"]}
+        same = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": known["sha256"]}
+        return {**same, "lines": known["lines"]} if "lines" in known else same
     digest = hashlib.sha256()
     old_size = int(known["size"]) if known and int(known.get("size", 0)) < stat.st_size else 0
+    known_lines = known.get("lines") if known and old_size else None
+    lines: int | None = 0
     extra: dict[str, Any] = {}
-    with path.open("rb") as handle:
+    buffer = bytearray(1 << 20)
+    view = memoryview(buffer)
+    with path.open("rb", buffering=0) as handle:
         if old_size and known:
-            lines = 0
             left = old_size
             while left:
-                block = handle.read(min(1 << 20, left))
-                if not block:
+                n = handle.readinto(view[: min(len(buffer), left)])
+                if not n:
                     break
-                digest.update(block)
-                lines += block.count(b"\n")
-                left -= len(block)
+                digest.update(view[:n])
+                if known_lines is None:
+                    lines += buffer.count(b"\n", 0, n)  # type: ignore[operator]
+                left -= n
             if digest.copy().hexdigest() == known.get("sha256"):
-                extra = {"grew_from": known["sha256"], "old_size": old_size, "old_rows": max(lines - 1, 0)}  # minus the header
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest.hexdigest(), **extra}
+                lines = int(known_lines) if known_lines is not None else lines
+                extra = {"grew_from": known["sha256"], "old_size": old_size, "old_rows": max(int(lines or 0) - 1, 0)}  # minus the header
+            elif known_lines is not None:
+                lines = None  # another file now: its first bytes' lines were not counted
+        while n := handle.readinto(buffer):
+            digest.update(view[:n])
+            if lines is not None:
+                lines += buffer.count(b"\n", 0, n)
+    out = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest.hexdigest(), **extra}
+    return {**out, "lines": lines} if lines is not None else out
 
 
 #: In the ingest folder: what each file held at its last hash, and per ticker the file hashes its stored bars came from.
@@ -1043,11 +1056,13 @@ class FilePriceSource:
         lows, highs = np.searchsorted(codes, present, "left"), np.searchsorted(codes, present, "right")
         categories = bars["ticker"].cat.categories
         slices = {str(categories[c]): (int(lo), int(hi)) for c, lo, hi in zip(present, lows, highs, strict=True)}
+        clean = bars.drop(columns=["_file", "_row"])  # once, not per ticker (a per-ticker drop costs seconds)
+        per_ticker = prepared.tickers.to_dict("index")
         outcomes: dict[str, FetchOutcome] = {}
         for ticker, symbol in symbols.items():
             holders = to_read[ticker]
             broken = [rel for rel in holders if isinstance(parsed.get(rel), str)]
-            stats = prepared.tickers.loc[symbol] if symbol in prepared.tickers.index else None
+            stats = per_ticker.get(symbol)
             deduplicated = int(stats["deduplicated"]) if stats is not None else 0
             excluded = dict(stats["excluded_reasons"]) if stats is not None else {}
             if broken:
@@ -1059,7 +1074,7 @@ class FilePriceSource:
                                                 deduplicated=deduplicated, excluded=excluded)
             else:
                 lo, hi = slices.get(symbol, (0, 0))
-                frame = bars.iloc[lo:hi].drop(columns=["_file", "_row"]).reset_index(drop=True)
+                frame = clean.iloc[lo:hi].reset_index(drop=True)
                 if symbol != ticker:
                     frame = frame.assign(ticker=pd.array([ticker] * len(frame), dtype="string"))
                 currency = frame["currency"].iloc[0] if len(frame) and pd.notna(frame["currency"].iloc[0]) else None
