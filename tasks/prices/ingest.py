@@ -536,9 +536,11 @@ def _repull_reasons(fetched: pd.DataFrame, stored: pd.DataFrame, starts: dict[st
 
 
 def _as_price_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    out = frame.copy()
-    out["date"] = pd.to_datetime(out["date"]).astype("datetime64[s]")
-    out["ticker"] = as_strings(out["ticker"])
+    out = frame.copy(deep=False)  # copy-on-write: only the columns written below are new
+    if out["date"].dtype != "datetime64[s]":
+        out["date"] = pd.to_datetime(out["date"]).astype("datetime64[s]")
+    if out["ticker"].dtype != "string":
+        out["ticker"] = as_strings(out["ticker"])
     if "currency" not in out.columns:
         out["currency"] = pd.array([None] * len(out), dtype="string")
     for column in EVENT_COLUMNS:

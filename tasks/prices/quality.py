@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from numerflow.tasks.core.errors import BadInputError
-from numerflow.tasks.core.schemas import ticker_country
+from numerflow.tasks.core.schemas import as_strings, ticker_country
 
 PRICE_FIELDS = ["open", "high", "low", "close", "adj_close"]
 
@@ -36,10 +36,12 @@ def normalise_currency_units(prices: pd.DataFrame) -> pd.DataFrame:
     """
     if "currency" not in prices.columns or prices.empty:
         return prices.copy()
-    out = prices.copy()
-    currency = out["currency"].astype("string")
+    currency = prices["currency"].astype("string")
     # Look up only the sub-unit rows: a per-row map over millions of currency strings is slow.
     sub = currency.isin(list(SUB_UNITS)).to_numpy(dtype=bool, na_value=False)
+    if not sub.any():
+        return prices.copy(deep=False)  # copy-on-write: no column is copied until one is written
+    out = prices.copy()
     divisor = np.ones(len(out))
     divisor[sub] = currency[sub].map({k: v[1] for k, v in SUB_UNITS.items()}).astype("float64").to_numpy()
     columns = [c for c in [*PRICE_FIELDS, "dividends"] if c in out.columns]
@@ -60,9 +62,9 @@ def flag_bad_bars(prices: pd.DataFrame, *, jump_factor: float = 50.0, window: in
     ``prices["ticker"]`` when the caller has them (factorising millions of strings costs).
     """
     n = len(prices)
-    reasons = np.full(n, "", dtype=object)
+    reasons = np.zeros(n, dtype=np.int8)  # index into REASONS: a string per row costs seconds at 25 M rows
     if n == 0:
-        return pd.Series(reasons, index=prices.index, dtype="string")
+        return pd.Series([], index=prices.index, dtype="string")
     fields = [c for c in PRICE_FIELDS if c in prices.columns]
     values = prices[fields].to_numpy(dtype="float64", na_value=np.nan)
     with np.errstate(invalid="ignore"):
@@ -70,7 +72,7 @@ def flag_bad_bars(prices: pd.DataFrame, *, jump_factor: float = 50.0, window: in
     missing = np.isnan(prices["close"].to_numpy(dtype="float64", na_value=np.nan)) | np.isnan(
         prices["adj_close"].to_numpy(dtype="float64", na_value=np.nan)
     )
-    reasons[non_positive | missing] = "non_positive"
+    reasons[non_positive | missing] = 1
 
     # Each ticker's previous `window` positive closes, as lagged copies of the (ticker, date)-sorted
     # closes (a lag that crosses into another ticker is empty), all in numpy.
@@ -96,20 +98,20 @@ def flag_bad_bars(prices: pd.DataFrame, *, jump_factor: float = 50.0, window: in
     for lag in lags[1:]:
         np.fmin(low, lag, out=low)
         np.fmax(high, lag, out=high)
-    lagged = np.column_stack(lags)
     with np.errstate(invalid="ignore"):
         slack = 1 + 1e-9
         candidate = (close * slack >= jump_factor * low) | (close <= high / jump_factor * slack)
     jump = np.zeros(n, dtype=bool)
     if candidate.any():
         rows = np.flatnonzero(candidate)
-        reference = np.nanmedian(lagged[rows], axis=1)  # candidates have history (low/high are numbers)
+        reference = np.nanmedian(np.column_stack([lag[rows] for lag in lags]), axis=1)  # candidates have history
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = close[rows] / reference
         jump[rows] = (ratio >= jump_factor) | (ratio <= 1.0 / jump_factor)
     jump_rows = order[jump]
-    reasons[jump_rows] = np.where(reasons[jump_rows] == "", "unit_jump", reasons[jump_rows])
-    return pd.Series(reasons, index=prices.index, dtype="string")
+    reasons[jump_rows] = np.where(reasons[jump_rows] == 0, 2, reasons[jump_rows])
+    return as_strings(pd.Series(pd.Categorical.from_codes(reasons, categories=["", "non_positive", "unit_jump"]),
+                                index=prices.index))
 
 
 def exclude_bad_bars(prices: pd.DataFrame, **kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:

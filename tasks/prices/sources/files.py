@@ -347,8 +347,11 @@ def _as_dates(column: pa.ChunkedArray, header: _Header, *, iso_only: bool = Fals
         if pa.types.is_timestamp(column.type) and column.type.tz is not None:
             column = pc.local_timestamp(column)
         return column.cast(pa.timestamp("s")).to_numpy(zero_copy_only=False).astype("datetime64[D]").astype("datetime64[s]")
-    text = pc.utf8_trim_whitespace(column.cast(pa.string()))
-    parsed = pc.strptime(pc.utf8_slice_codeunits(text, 0, 10), format="%Y-%m-%d", unit="s", error_is_null=True)
+    text = column.cast(pa.string())
+    parsed = pc.strptime(text, format="%Y-%m-%d", unit="s", error_is_null=True)  # plain ISO dates: one pass
+    if parsed.null_count != text.null_count:  # spaces, or a time after the day: trim and cut to the day
+        text = pc.utf8_trim_whitespace(text)
+        parsed = pc.strptime(pc.utf8_slice_codeunits(text, 0, 10), format="%Y-%m-%d", unit="s", error_is_null=True)
     dates = parsed.to_numpy(zero_copy_only=False).astype("datetime64[s]")
     retry = np.isnat(dates) & ~pc.is_null(text).to_numpy(zero_copy_only=False)
     if retry.any() and iso_only:
