@@ -204,13 +204,25 @@ def read_part(files: PartFiles, columns: Sequence[str] | None = None, filter_exp
         layer_ids.append(np.full(len(row_rank), i, dtype=np.int64))
     if not kept:
         return _project(tables[0], wanted, categorical)
-    merged = pa.concat_tables(_unify(kept), promote_options="permissive")
+    kept = _unify(kept)
     # Surviving rows of a later layer come after (later dates) an earlier layer's rows of the same
-    # ticker, so (ticker, layer) order is (ticker, date) order; a stable sort keeps each layer's order.
-    key = np.concatenate(ticker_ranks) * len(layers) + np.concatenate(layer_ids)
-    order = np.argsort(key, kind="stable")
-    if not (order == np.arange(len(order))).all():
-        merged = merged.take(pa.array(order))
+    # ticker, so (ticker, layer) order is (ticker, date) order. Each layer is sorted by ticker: the
+    # result is slices of the layers in that order (no copy), unless a layer is not (then a sort).
+    if all((np.diff(r) >= 0).all() for r in ticker_ranks):
+        bounds_by_layer = [np.searchsorted(r, np.arange(len(names) + 1)) for r in ticker_ranks]
+        pieces: list[tuple[int, int, int]] = []  # (layer, start, end), neighbours of one layer joined
+        for rank in range(len(names)):
+            for layer, edges in enumerate(bounds_by_layer):
+                start, end = int(edges[rank]), int(edges[rank + 1])
+                if end > start:
+                    if pieces and pieces[-1][0] == layer and pieces[-1][2] == start:
+                        pieces[-1] = (layer, pieces[-1][1], end)
+                    else:
+                        pieces.append((layer, start, end))
+        merged = pa.concat_tables([kept[layer].slice(start, end - start) for layer, start, end in pieces])
+    else:
+        key = np.concatenate(ticker_ranks) * len(layers) + np.concatenate(layer_ids)
+        merged = pa.concat_tables(kept).take(pa.array(np.argsort(key, kind="stable")))
     return _project(merged, wanted, categorical)
 
 
