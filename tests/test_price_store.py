@@ -287,3 +287,23 @@ def test_concurrent_ingests_and_readers_stay_safe(day_two, tmp_path):
             rows = rows.set_index(["ticker", "date"])
             assert any(rows.equals(k.loc[[ticker]]) for k in keyed.values()), ticker
     assert os.path.exists(store.root / "ingest" / "files" / ".ingest.lock")
+
+
+def test_a_delta_whose_rows_are_not_in_ticker_order_still_reads_in_order(tmp_path):
+    days = pd.bdate_range("2024-01-01", periods=6)
+    base = _bars(["A US", "B US", "C US"], days)
+    write_table(base_path(tmp_path, 0), _table(base))
+    late = _bars(["C US", "A US"], pd.bdate_range(days[-1], periods=2)[1:], close=99.0)  # C before A
+    write_delta(tmp_path, 0, _table(late), {"A US": late["date"].iloc[0].date(), "C US": late["date"].iloc[0].date()})
+    read = read_parquet(tmp_path)
+    expected = pd.concat([base, late]).sort_values(["ticker", "date"], kind="stable", ignore_index=True)
+    pd.testing.assert_frame_equal(read, expected.astype(read.dtypes.to_dict()), check_exact=True)
+
+
+def test_categorical_to_strings_keeps_index_order_and_missing_values():
+    from numerflow.tasks.core.schemas import as_strings
+
+    values = pd.Series(pd.Categorical(["b", "a", None, "b"]), index=[5, 3, 9, 1], name="x")
+    strings = as_strings(values)
+    assert strings.dtype == "string" and strings.index.tolist() == [5, 3, 9, 1] and strings.name == "x"
+    assert strings.tolist() == ["b", "a", pd.NA, "b"]
