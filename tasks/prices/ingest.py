@@ -698,8 +698,8 @@ def run_batch(
             extent = _extent_after(files, planned, stored, delta, changed)
             if should_compact(files, options.compact_after_deltas):
                 compact_part(prices_dir, batch["part"])
-        elif extent is None:
-            extent = _extent_of(files, None)
+        else:  # what the part holds now, read (a resumed batch finds its own earlier delta: the plan's is stale)
+            extent = _extent_of(files, planned, sorted(map(str, first_fetched.index)))
     return _finish_batch(plan, batch, outcomes, attempts, repull, options, source, extent, new_rows, excluded)
 
 
