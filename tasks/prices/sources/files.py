@@ -183,11 +183,13 @@ class _Header:
     name: str = ""  # the file's name, for messages
 
 
-def _read_header(path: Path, layout: FileLayout) -> _Header:
-    """The file's layout from its first line (Parquet: its schema); ValueError says why it is unusable."""
+def _read_header(path: Path, layout: FileLayout, head: bytes | None = None) -> _Header:
+    """The file's layout from its first line (Parquet: its schema); ValueError says why it is unusable.
+    ``head``: the file's first bytes when the caller has read them (at least its first line)."""
     if path.suffix.lower() == ".csv":
-        with path.open("rb") as handle:
-            head = handle.read(65536)
+        if head is None:
+            with path.open("rb") as handle:
+                head = handle.read(65536)
         if b"\x00" in head:
             raise ValueError("binary content, not a text CSV")
         try:
@@ -273,11 +275,11 @@ def _read_tails(paths: Sequence[Path], layout: FileLayout, after: Sequence[int])
 
     def raw(i: int) -> tuple[_Header, bytes, bytes] | str:
         try:
-            header = _read_header(paths[i], layout)
             with paths[i].open("rb") as handle:
                 head = handle.readline()
                 handle.seek(after[i])
-                return header, head, handle.read()
+                tail = handle.read()
+            return _read_header(paths[i], layout, head), head, tail  # the header line only: the old bytes were checked
         except BadInputError:
             raise
         except Exception as exc:
@@ -419,8 +421,9 @@ def _concat_raw(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     if not frames:
         return _empty_raw()
     texts = ["ticker", "currency", "timezone"]
-    if all(f[c].cat.categories is frames[0][c].cat.categories for f in frames for c in texts):
-        return pd.concat(frames, ignore_index=True)  # slices of one read (_normalise_many): already one set of categories
+    raw = pd.concat(frames, ignore_index=True)  # slices of one read (_normalise_many) share their categories
+    if all(isinstance(raw[c].dtype, pd.CategoricalDtype) for c in texts):
+        return raw
     raw = pd.concat([f.drop(columns=texts) for f in frames], ignore_index=True)
     for column in texts:
         raw[column] = union_categoricals([f[column] for f in frames], ignore_order=True)
