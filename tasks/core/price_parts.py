@@ -92,10 +92,6 @@ def part_files(prices_dir: Path, part: int) -> PartFiles:
     return list_parts(prices_dir).get(part, PartFiles(part))
 
 
-def has_deltas(prices_dir: Path) -> bool:
-    return any(Path(prices_dir).glob("delta-*.parquet"))
-
-
 # ------------------------------------------------------------------------------------------- writing
 
 
