@@ -799,7 +799,8 @@ def _changed_tails(table: pd.DataFrame, stored: pd.DataFrame, since: pd.Series) 
     (per fetched ticker: its first fetched bar, or all for a full pull) can differ: the rows
     before are stored rows the batch kept as they were."""
     def changeable(frame: pd.DataFrame) -> pd.DataFrame:
-        start = frame["ticker"].astype(str).map(since)
+        # reindex, not map: ``since`` is empty when every fetched ticker's re-pull failed
+        start = pd.Series(since.reindex(frame["ticker"].astype(str)).to_numpy(), index=frame.index)
         return frame[(start.notna() & (frame["date"] >= start)).to_numpy(dtype=bool)].reset_index(drop=True)
 
     table, stored = changeable(table), changeable(stored)
