@@ -207,9 +207,9 @@ def read_part(files: PartFiles, columns: Sequence[str] | None = None, filter_exp
     if all((np.diff(r) >= 0).all() for r in ticker_ranks):
         bounds_by_layer = [np.searchsorted(r, np.arange(len(names) + 1)) for r in ticker_ranks]
         pieces: list[tuple[int, int, int]] = []  # (layer, start, end), neighbours of one layer joined
-        for rank in range(len(names)):
+        for position in range(len(names)):
             for layer, edges in enumerate(bounds_by_layer):
-                start, end = int(edges[rank]), int(edges[rank + 1])
+                start, end = int(edges[position]), int(edges[position + 1])
                 if end > start:
                     if pieces and pieces[-1][0] == layer and pieces[-1][2] == start:
                         pieces[-1] = (layer, pieces[-1][1], end)
