@@ -25,13 +25,14 @@ from prefect.artifacts import (
 from prefect.context import get_run_context
 
 from numerflow.tasks.core.config import Settings
-from numerflow.tasks.core.store import Store, exclusive_lock, read_parquet
+from numerflow.tasks.core.store import Store, read_parquet
 from numerflow.tasks.prices.configured import ingest_options, ledger_table, price_source, tickers_to_ingest
 from numerflow.tasks.prices.ingest import (
     STATUSES,
     RateLimitedError,
     finish_ingest,
     ingest_dir,
+    ingest_lock,
     render_failure_groups,
     run_planned_batch,
     start_ingest,
@@ -105,9 +106,7 @@ def run_price_ingest(
         source.release()
         source.attach(ingest_dir(store, source.name))
         source.check_folder()
-    # One ingest per store at a time (two rounds started at once, a manual ingest during a
-    # round): the second waits, then plans against what the first stored.
-    with exclusive_lock(ingest_dir(store, source.name) / ".ingest.lock"):
+    with ingest_lock(store, source.name):  # a second ingest waits, then plans against what the first stored
         plan = start_ingest(source.name, store, tickers_or_mapping, options=options, run_id=run_id,
                             identity=getattr(source, "identity", None))
         logger.info("ingest %s: run %s, %d batches", source.name, plan.run_id, len(plan.batches))

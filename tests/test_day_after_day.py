@@ -110,6 +110,9 @@ def test_day_after_day_through_the_cli(prefect_harness, live_env, numerai, yahoo
     code, next_day = _cli(capsys, "ingest")
     assert code == 0 and next_day["failed"] == 0 and next_day["ok"] == 124
     assert next_day["rows"] == 124 + 1  # the new day everywhere, plus the revised bar
+    # No stored part is rewritten: the new and revised bars are delta parts beside them.
+    assert _parts(live_env, store_name) == parts
+    assert len(list((Path(live_env.data_dir) / "prices" / store_name).glob("delta-*.parquet"))) == len(parts)
     assert next_day["repulled"] == 1
     ledger = read_parquet(Path(next_day["ledger_path"])).set_index("ticker")
     assert ledger.loc[revised_ticker, "repull_reason"] == "revision" and ledger.loc[revised_ticker, "rows"] == 2

@@ -78,6 +78,10 @@ class YahooSettings(Section):
         0.1, ge=0, le=1, description="the round refuses to predict when more of the universe is stale or missing"
     )
     jump_factor: float = Field(50.0, gt=1, description="a close this many times above/below its recent median is excluded")
+    compact_after_deltas: int = Field(
+        20, ge=1, description="a price part is compacted (its delta parts, the bars later ingests added or changed, "
+        "merged into it) once it has this many deltas, or up to half as many depending on its number so that "
+        "parts do not all compact on the same day; also when its deltas hold half as many rows as it does")
     max_retry_after_seconds: float = Field(
         300.0, ge=0, description="longest Retry-After (from a 429) honoured: every thread waits that long")
     lookup: bool = Field(

@@ -71,6 +71,19 @@ PRICE_SCHEMA = pa.schema(
     ]
 )
 
+def as_strings(values: pd.Series) -> pd.Series:
+    """``values`` in pandas' string dtype. A categorical (tickers of a whole panel) goes through
+    Arrow, its codes and categories, instead of one Python string per row (seconds at 25 M rows)."""
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        return values.astype("string")
+    codes = values.cat.codes.to_numpy()
+    names = pa.array(np.asarray(values.cat.categories, dtype=object), pa.string())
+    strings = pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0), names).cast(pa.string())
+    out = strings.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)  # positional, then our index
+    out.index, out.name = values.index, values.name
+    return out
+
+
 SCORES_SCHEMA = pa.schema(
     [
         ("model", pa.string()), ("model_id", pa.string()), ("round", pa.int64()), ("metric", pa.string()),

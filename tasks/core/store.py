@@ -2,7 +2,8 @@
 
 Layout under ``Settings.data_dir`` (schemas in ``tasks/core/schemas.py`` and docs/architecture.md)::
 
-    prices/<source>/part-<batch>.parquet     daily bars, one file per ingest batch
+    prices/<source>/part-<batch>.parquet     daily bars, one base file per ingest batch, plus
+    prices/<source>/delta-<batch>-<n>.parquet  the bars later ingests added or changed (price_parts)
     universe/<tournament>/<snapshot>.parquet  the live universe at a round
     features/<snapshot>.parquet               per-date ranked features (+ targets)
     models/<model_id>/model.txt, meta.json    LightGBM model registry
@@ -249,10 +250,19 @@ def read_parquet(
     back as pandas' string dtype, except those named in ``categorical``: read as Arrow
     dictionaries into ``pd.Categorical`` (a ticker column of 23M rows is ~45 MB of codes
     instead of ~300 MB of strings; the categories are in no particular order).
+
+    A price store's folder with delta parts (``tasks.core.price_parts``) reads as its merged
+    bars: the same rows, in the same order, as if every part had been rewritten whole.
     """
-    file_format = ds.ParquetFileFormat(dictionary_columns=list(categorical)) if categorical else "parquet"
-    dataset = ds.dataset(path, format=file_format, exclude_invalid_files=False, ignore_prefixes=[".", "_"])
-    table = dataset.to_table(columns=list(columns) if columns else None, filter=filter_expr)
+    if Path(path).is_dir() and any(Path(path).glob("delta-*.parquet")):
+        # A price store with delta parts: each part is read with its deltas applied (tasks.core.price_parts).
+        from numerflow.tasks.core.price_parts import read_store
+
+        table = read_store(Path(path), columns, filter_expr, categorical)
+    else:
+        file_format = ds.ParquetFileFormat(dictionary_columns=list(categorical)) if categorical else "parquet"
+        dataset = ds.dataset(path, format=file_format, exclude_invalid_files=False, ignore_prefixes=[".", "_"])
+        table = dataset.to_table(columns=list(columns) if columns else None, filter=filter_expr)
     # self_destruct + split_blocks: Arrow buffers are freed column by column as pandas takes
     # them, so a big read does not hold two full copies at its peak.
     frame = table.to_pandas(date_as_object=False, types_mapper=_string_mapper, split_blocks=True, self_destruct=True)

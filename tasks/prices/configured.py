@@ -41,6 +41,7 @@ def ingest_options(settings: Settings, backfill: bool = False) -> IngestOptions:
         backoff_cap_seconds=y.backoff_cap_seconds,
         stale_after_days=y.stale_after_days,
         jump_factor=y.jump_factor,
+        compact_after_deltas=y.compact_after_deltas,
     )
 
 

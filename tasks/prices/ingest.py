@@ -34,7 +34,8 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -43,17 +44,30 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from numerflow.tasks.core.errors import BadInputError, NumerflowError, is_transient
-from numerflow.tasks.core.schemas import PRICE_SCHEMA
+from numerflow.tasks.core.price_parts import (
+    PartFiles,
+    compact_part,
+    is_store_file,
+    list_parts,
+    part_files,
+    read_part,
+    read_part_retrying,
+    should_compact,
+    write_delta,
+    write_table,
+)
+from numerflow.tasks.core.schemas import PRICE_SCHEMA, as_strings
 from numerflow.tasks.core.store import (
     CorruptFileError,
     Store,
+    exclusive_lock,
     new_run_id,
     quarantine,
     read_json,
-    read_parquet,
     safe_id,
     write_json,
     write_parquet,
@@ -144,6 +158,7 @@ class IngestOptions:
     backoff_cap_seconds: float = 60.0
     stale_after_days: int = 3
     jump_factor: float = 50.0
+    compact_after_deltas: int = 20
 
 
 @dataclass(frozen=True)
@@ -174,8 +189,13 @@ def ingest_dir(store: Store, source: str) -> Path:
     return store.root / "ingest" / source
 
 
-def part_path(store: Store, source: str, part: int) -> Path:
-    return store.prices_dir(source) / f"part-{part:05d}.parquet"
+@contextmanager
+def ingest_lock(store: Store, source: str) -> Iterator[None]:
+    """One ingest of a store at a time, across processes (two rounds started at once, a manual
+    ingest during a round): its plan, batches (and their compactions) and finish. Readers never
+    wait: every file of the store is written whole and renamed into place."""
+    with exclusive_lock(ingest_dir(store, source) / ".ingest.lock"):
+        yield
 
 
 def unfinished_run_id(store: Store, source: str) -> str | None:
@@ -200,12 +220,9 @@ def as_mapping(tickers_or_mapping: Sequence[str] | Mapping[str, Sequence[str]]) 
     return mapping
 
 
-_PART_NAME = re.compile(r"part-\d{5}\.parquet")
-
-
 def _check_only_our_parts(prices_dir: Path) -> None:
     """Refuse files this ingest did not write: their tickers would be stored twice."""
-    foreign = sorted(p.name for p in prices_dir.glob("*.parquet") if not _PART_NAME.fullmatch(p.name))
+    foreign = sorted(p.name for p in prices_dir.glob("*.parquet") if not is_store_file(p.name))
     if foreign:
         raise BadInputError(
             f"{prices_dir} holds files the ingest did not write ({foreign[:3]}); their bars would be duplicated: "
@@ -216,33 +233,52 @@ def _check_only_our_parts(prices_dir: Path) -> None:
 
 def stored_extent(prices_dir: Path) -> pd.DataFrame:
     """Per stored ticker: first and last date and row count (index = ticker). Each part is read
-    once, here: one that cannot be read is quarantined (``_read_part_keys``), so its tickers
-    have no extent and the plan re-pulls them whole."""
+    once, here, deltas applied: one that cannot be read is quarantined (``_read_part_keys``), so
+    its tickers have no extent and the plan re-pulls them whole."""
     if prices_dir.is_dir():
         _check_only_our_parts(prices_dir)
-    parts = sorted(prices_dir.glob("part-*.parquet")) if prices_dir.is_dir() else []
-    tables = [table for path in parts if (table := _read_part_keys(path)) is not None]
+    tables = [table for files in list_parts(prices_dir).values() if (table := _read_part_keys(files)) is not None]
     if not tables:
         return pd.DataFrame(columns=["first_date", "last_date", "rows"]).rename_axis("ticker")
-    # Per part (each ticker lives in one), tickers read as categoricals: materialising millions of
-    # ticker strings is what reading keys costs.
-    extents = []
-    for table in tables:
-        keys = table.to_pandas(date_as_object=False)
-        extents.append(keys.groupby("ticker", observed=True)["date"].agg(["min", "max", "size"]))
+    extents = [_sorted_extent(table) for table in tables]  # each ticker lives in one part
     frame = pd.concat(extents)
-    frame.index = pd.Index(frame.index.astype(str), name="ticker")
     return frame.rename(columns={"min": "first_date", "max": "last_date", "size": "rows"})
 
 
-def _read_part_keys(path: Path) -> pa.Table | None:
-    """A part's (ticker, date) columns; None, with the part set aside, when it cannot be read as
-    Parquet (truncated, overwritten)."""
+def _sorted_extent(keys: pa.Table) -> pd.DataFrame:
+    """``min``/``max`` date and ``size`` per ticker of a part's (ticker, date) keys, which are sorted
+    by ticker and date: read at each ticker's first and last row, no group-by over millions of rows."""
+    ticker = keys.column("ticker").combine_chunks()
+    if pa.types.is_dictionary(ticker.type):
+        codes = ticker.indices.to_numpy(zero_copy_only=False)
+        names = np.asarray(ticker.dictionary.to_pylist(), dtype=object)
+    else:
+        codes, uniques = pd.factorize(ticker.to_numpy(zero_copy_only=False))
+        names = np.asarray(uniques, dtype=object)
+    dates = keys.column("date").to_numpy().astype("datetime64[s]")
+    if not len(codes):
+        return pd.DataFrame(columns=["min", "max", "size"]).rename_axis("ticker")
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    ends = np.r_[starts[1:], len(codes)]
+    index = pd.Index(names[codes[starts]].astype(str), name="ticker")
+    return pd.DataFrame({"min": dates[starts], "max": dates[ends - 1], "size": ends - starts}, index=index)
+
+
+def _read_part_keys(files: PartFiles) -> pa.Table | None:
+    """A part's (ticker, date) columns, deltas applied; None, with the part's files set aside, when
+    one cannot be read as Parquet (truncated, overwritten)."""
     try:
-        return pq.read_table(path, columns=["ticker", "date"], read_dictionary=["ticker"])
-    except (pa.ArrowException, OSError) as exc:
-        why = f"{path} cannot be read as Parquet ({type(exc).__name__}: {exc}); its tickers are re-pulled"
-        logger.warning("%s; set aside as %s", why, quarantine(path, why))
+        if not files.deltas and files.base is not None:
+            return pq.read_table(files.base, columns=["ticker", "date"], read_dictionary=["ticker"])
+        return read_part(files, ["ticker", "date"], categorical=["ticker"])
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        names = [p for p in [files.base, *files.deltas] if p is not None]
+        why = (f"part {files.number} ({', '.join(p.name for p in names)}) cannot be read as Parquet "
+               f"({type(exc).__name__}: {exc}); its tickers are re-pulled")
+        for path in names:
+            logger.warning("%s; %s set aside as %s", why, path.name, quarantine(path, why))
         return None
 
 
@@ -298,13 +334,10 @@ def _load_catalog(store: Store, source: str) -> dict[str, Any]:
 
 def parts_from_store(prices_dir: Path) -> dict[str, int]:
     """ticker → part number, read from the stored parts (what the catalog records)."""
-    if not prices_dir.is_dir():
-        return {}
     parts: dict[str, int] = {}
-    for path in sorted(prices_dir.glob("part-*.parquet")):
-        if _PART_NAME.fullmatch(path.name):
-            tickers = pq.read_table(path, columns=["ticker"]).column("ticker").unique().to_pylist()
-            parts.update(dict.fromkeys(map(str, tickers), int(path.stem.split("-")[1])))
+    for number, files in list_parts(prices_dir).items():
+        tickers = read_part(files, ["ticker"]).column("ticker").unique().to_pylist()
+        parts.update(dict.fromkeys(map(str, tickers), number))
     return parts
 
 
@@ -327,6 +360,24 @@ def check_store_identity(prices_dir: Path, identity: Mapping[str, Any] | None) -
     write_json(path, wanted)
 
 
+#: Plans read in this process, by path: every batch task reloads its run's plan (a megabyte of
+#: JSON at 5,000 tickers); a plan file is written once and never changed, so its stat says it is the same.
+_plans: dict[Path, tuple[tuple[int, int], dict[str, Any]]] = {}
+
+
+def _saved_plan(path: Path) -> dict[str, Any]:
+    stat = path.stat()
+    key = (stat.st_mtime_ns, stat.st_size)
+    cached = _plans.get(path)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    saved = read_json(path)
+    if len(_plans) >= 4:
+        _plans.pop(next(iter(_plans)))
+    _plans[path] = (key, saved)
+    return saved
+
+
 def plan_ingest(
     source_name: str,
     store: Store,
@@ -344,7 +395,7 @@ def plan_ingest(
     run_dir = ingest_dir(store, source_name) / "runs" / run_id
     plan_file = run_dir / "plan.json"
     if plan_file.exists():
-        saved = read_json(plan_file)
+        saved = _saved_plan(plan_file)
         return IngestPlan(source_name, run_id, store.root, saved["as_of"], saved["end"], saved["batches"])
     mapping = as_mapping(tickers_or_mapping)
     check_store_identity(store.prices_dir(source_name), identity)
@@ -353,7 +404,9 @@ def plan_ingest(
     parts: dict[str, int] = catalog["parts"]
     winners: dict[str, dict] = catalog["symbols"]
     extent = stored_extent(store.prices_dir(source_name))
-    last = extent["last_date"] if len(extent) else pd.Series(dtype="datetime64[s]")
+    # Plain dicts: a .loc per ticker costs seconds over 5,000 tickers.
+    recorded = {str(t): [str(pd.Timestamp(f).date()), str(pd.Timestamp(la).date()), int(n)]
+                for t, f, la, n in zip(extent.index, extent["first_date"], extent["last_date"], extent["rows"], strict=True)}
 
     new_tickers = sorted(t for t in mapping if t not in parts)
     next_part = max(parts.values(), default=-1) + 1
@@ -370,16 +423,15 @@ def plan_ingest(
             candidates.remove(winner)
             candidates.insert(0, winner)
         start = None
-        if not options.backfill and ticker in last.index and winner in candidates:
-            start = (pd.Timestamp(last[ticker]).date() - timedelta(days=options.overlap_days)).isoformat()
+        if not options.backfill and ticker in recorded and winner in candidates:
+            start = (date.fromisoformat(str(recorded[ticker][1])) - timedelta(days=options.overlap_days)).isoformat()
         batch = batches.setdefault(parts[ticker], {"part": parts[ticker], "tickers": [], "candidates": {}, "starts": {},
                                                    "stored": {}})
         batch["tickers"].append(ticker)
         batch["candidates"][ticker] = candidates
         batch["starts"][ticker] = start
-        if ticker in extent.index:  # what is stored now: a batch with nothing new needs no read of its part
-            first, last_date, rows = extent.loc[ticker, ["first_date", "last_date", "rows"]]
-            batch["stored"][ticker] = [str(pd.Timestamp(first).date()), str(pd.Timestamp(last_date).date()), int(rows)]
+        if ticker in recorded:  # what is stored now: a batch with nothing new needs no read of its part
+            batch["stored"][ticker] = recorded[ticker]
     # The catalog first: a crash before the plan is written re-plans into the same parts.
     write_json(ingest_dir(store, source_name) / "catalog.json", {"parts": parts, "symbols": winners})
     ordered = [batches[p] for p in sorted(batches)]
@@ -502,9 +554,11 @@ def _repull_reasons(fetched: pd.DataFrame, stored: pd.DataFrame, starts: dict[st
 
 
 def _as_price_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    out = frame.copy()
-    out["date"] = pd.to_datetime(out["date"]).astype("datetime64[s]")
-    out["ticker"] = out["ticker"].astype("string")
+    out = frame.copy(deep=False)  # copy-on-write: only the columns written below are new
+    if out["date"].dtype != "datetime64[s]":
+        out["date"] = pd.to_datetime(out["date"]).astype("datetime64[s]")
+    if out["ticker"].dtype != "string":
+        out["ticker"] = as_strings(out["ticker"])
     if "currency" not in out.columns:
         out["currency"] = pd.array([None] * len(out), dtype="string")
     for column in EVENT_COLUMNS:
@@ -592,20 +646,21 @@ def run_batch(
                                f"({len(asked)} tickers, {options.max_attempts} attempts each); stopping early, "
                                f"batches already stored are kept: resume with `numerflow ingest` (run {plan.run_id})")
 
-    path = part_path(store, plan.source, batch["part"])
+    prices_dir = store.prices_dir(plan.source)
+    files = part_files(prices_dir, batch["part"])
+    exists = files.base is not None or bool(files.deltas)
     ok = {t: o for t, o in outcomes.items() if o.kind == OK and o.bars is not None}
     fetched = _fetched_frame(ok)
-    if fetched.empty and path.exists():
+    planned = _planned_extent(batch)
+    if fetched.empty and exists:
         # Nothing new for any ticker of the batch (unchanged files): the part stays as it is; the
         # ledger's extent is the plan's (a plan from an older version: the part's keys).
-        if "stored" in batch:
-            extent = pd.DataFrame({t: {"min": pd.Timestamp(v[0]), "max": pd.Timestamp(v[1]), "size": v[2]}
-                                   for t, v in batch["stored"].items()}).T.rename_axis("ticker")
-        else:
-            extent = _extent(read_parquet(path, columns=["ticker", "date"]))
+        extent = planned if planned is not None else _extent_of(files, None)
         return _finish_batch(plan, batch, outcomes, attempts, {}, options, source, extent,
                              pd.Series(dtype="int64"), pd.DataFrame(columns=["ticker", "date", "reason"]))
-    stored = _as_price_frame(read_parquet(path)) if path.exists() else _as_price_frame(_empty_prices())
+    # Only the stored rows this batch can change: each fetched ticker's recent tail (its whole
+    # history for a full pull), not the whole part.
+    stored = _stored_rows(prices_dir, files, fetched, starts, planned) if exists else _as_price_frame(_empty_prices())
 
     # Split / dividend / revision since the last run → that ticker's whole history again.
     incremental = {t: start for t in ok if (start := starts[t]) is not None}
@@ -622,6 +677,10 @@ def run_batch(
             else:  # keep the old rows rather than a half-updated history
                 ok.pop(ticker, None)
         fetched = _fetched_frame(ok)
+        if exists:  # the re-pulled tickers' whole stored history, the others' tails as before
+            whole = [t for t in repull if t in ok]
+            stored = pd.concat([stored[~stored["ticker"].isin(whole).to_numpy()], _read_rows(files, whole, None)],
+                               ignore_index=True).sort_values(["ticker", "date"], kind="stable")
 
     # Drop the stored rows that fetched rows replace: all of a full pull; from the first
     # fetched bar on for an incremental one (an empty answer replaces nothing).
@@ -638,14 +697,185 @@ def run_batch(
     fetched = fetched.assign(_new=~same_bars(fetched, stored.loc[replaced]))
     merged = pd.concat([stored.loc[~replaced], fetched], ignore_index=True)
     merged["_new"] = merged["_new"].fillna(False).astype(bool)
-    merged = merged.sort_values(["ticker", "date"], kind="stable").drop_duplicates(["ticker", "date"], keep="last")
+    if not _sorted_unique(merged):  # a first ingest's bars come sorted: no sort of 500 k string keys
+        merged = merged.sort_values(["ticker", "date"], kind="stable").drop_duplicates(["ticker", "date"], keep="last")
     kept, excluded = _exclude_bad_new_bars(merged, options.jump_factor)
     new_rows = kept[kept["_new"]].groupby("ticker").size()  # bars that are new or changed, not re-fetched copies
     table = kept[PRICE_SCHEMA.names].reset_index(drop=True)
-    if not (path.exists() and table.equals(stored[PRICE_SCHEMA.names].reset_index(drop=True))):
-        # An unchanged part is not rewritten: its bytes, and the features snapshot keyed on them, stay.
-        write_parquet(path, table, schema=PRICE_SCHEMA)
-    return _finish_batch(plan, batch, outcomes, attempts, repull, options, source, _extent(kept), new_rows, excluded)
+    if not exists:
+        write_table(files.base or prices_dir / f"part-{batch['part']:05d}.parquet", _price_table(table))
+        extent = _extent(kept)
+    else:
+        stored = stored[PRICE_SCHEMA.names].reset_index(drop=True)
+        changed = _changed_tails(table, stored, cutoff)
+        extent = planned
+        if changed:  # an unchanged part gets no file: its bytes, and the features snapshot keyed on them, stay
+            delta = table[_rows_from(table, changed)]
+            write_delta(prices_dir, batch["part"], _price_table(delta), changed)
+            files = part_files(prices_dir, batch["part"])
+            extent = _extent_after(files, planned, stored, delta, changed)
+            if should_compact(files, options.compact_after_deltas):
+                compact_part(prices_dir, batch["part"])
+        else:  # what the part holds now, read (a resumed batch finds its own earlier delta: the plan's is stale)
+            extent = _extent_of(files, planned, sorted(map(str, first_fetched.index)))
+    return _finish_batch(plan, batch, outcomes, attempts, repull, options, source, extent, new_rows, excluded)
+
+
+#: Stored days read before the earliest requested start, so each new bar has the bars before it
+#: to be judged against (the bad-bar check's window; fewer found → that ticker is read whole).
+TAIL_LOOKBACK = timedelta(days=30)
+
+
+def _planned_extent(batch: Mapping[str, Any]) -> pd.DataFrame | None:
+    """The plan's record of what the batch's tickers had stored (``min``, ``max``, ``size``), or
+    None for a plan written by an older version."""
+    if "stored" not in batch:
+        return None
+    stored = batch["stored"]
+    return pd.DataFrame({"min": pd.to_datetime([v[0] for v in stored.values()]).astype("datetime64[s]"),
+                         "max": pd.to_datetime([v[1] for v in stored.values()]).astype("datetime64[s]"),
+                         "size": np.array([v[2] for v in stored.values()], dtype=np.int64)},
+                        index=pd.Index(list(stored), name="ticker", dtype=object))
+
+
+def _read_rows(files: PartFiles, tickers: Sequence[str], since: date | None,
+               columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The part's stored rows of ``tickers`` (from ``since`` on, or all), as a price frame; with
+    ``columns``, the other price columns are left empty (NaN)."""
+    if not len(tickers):
+        return _as_price_frame(_empty_prices())
+    where = pc.field("ticker").isin(pa.array(list(tickers), pa.string()))
+    if since is not None:
+        where = where & (pc.field("date") >= pa.scalar(since, pa.date32()))
+    frame = read_part(files, columns, filter_expr=where).to_pandas(date_as_object=False, types_mapper=_string_type)
+    for column in PRICE_SCHEMA.names:
+        if column not in frame.columns and column != "currency":
+            frame[column] = np.nan
+    return _as_price_frame(frame)
+
+
+#: What a batch that only appends bars reads of the stored ones (the bad-bar check's inputs).
+LIGHT_COLUMNS = ["ticker", "date", "close"]
+
+
+def _string_type(arrow_type: pa.DataType) -> Any:
+    return pd.StringDtype() if pa.types.is_string(arrow_type) else None
+
+
+def _stored_rows(prices_dir: Path, files: PartFiles, fetched: pd.DataFrame, starts: Mapping[str, date | None],
+                 planned: pd.DataFrame | None, window: int = 5) -> pd.DataFrame:
+    """What a batch can change of its stored part: per fetched ticker, its rows from
+    TAIL_LOOKBACK before the earliest incremental start on (a ticker with fewer than ``window``
+    of them before its first fetched bar, but older history, and every full pull: all its rows)."""
+    tickers = [str(t) for t in pd.unique(fetched["ticker"])]
+    if planned is not None:
+        tickers = [t for t in tickers if t in planned.index]
+    tails = [t for t in tickers if starts.get(t) is not None]
+    whole = [t for t in tickers if starts.get(t) is None]
+    since = min(d for t in tails if (d := starts[t]) is not None) - TAIL_LOOKBACK if tails else None
+    first_fetched = fetched.groupby("ticker")["date"].min()
+    # Only bars after each ticker's last stored one (appended rows): no stored row can be replaced
+    # or compared, so only what the bad-bar check looks at is read (the rest left empty).
+    columns = LIGHT_COLUMNS if planned is not None and not whole and tails and bool(
+        (first_fetched.reindex(tails).to_numpy() > planned["max"].reindex(tails).to_numpy()).all()) else None
+    stored = _read_rows(files, tails, since, columns)
+    if tails and planned is not None:
+        before = stored.assign(first=stored["ticker"].map(first_fetched)).query("date < first").groupby("ticker").size()
+        older = planned["min"].reindex(tails) < pd.Timestamp(since)
+        short = [t for t in tails if before.get(t, 0) < window and bool(older.get(t, False))]
+        if short:
+            whole += short
+            stored = stored[~stored["ticker"].isin(short).to_numpy()]
+    if whole:
+        stored = pd.concat([stored, _read_rows(files, whole, None, columns)], ignore_index=True)
+        stored = stored.sort_values(["ticker", "date"], kind="stable", ignore_index=True)
+    return stored
+
+
+def _changed_tails(table: pd.DataFrame, stored: pd.DataFrame, since: pd.Series) -> dict[str, date | None]:
+    """Per ticker whose rows differ between ``table`` (the batch's new state of the rows it read)
+    and ``stored`` (those rows as stored): the first date at which they differ, a row added,
+    changed or removed. Its rows from then on are the ticker's delta. Only rows from ``since``
+    (per fetched ticker: its first fetched bar, or all for a full pull) can differ: the rows
+    before are stored rows the batch kept as they were."""
+    def changeable(frame: pd.DataFrame) -> pd.DataFrame:
+        # reindex, not map: ``since`` is empty when every fetched ticker's re-pull failed
+        start = pd.Series(since.reindex(frame["ticker"].astype(str)).to_numpy(), index=frame.index)
+        return frame[(start.notna() & (frame["date"] >= start)).to_numpy(dtype=bool)].reset_index(drop=True)
+
+    table, stored = changeable(table), changeable(stored)
+    new_differs = ~same_bars(table, stored)
+    old_differs = ~same_bars(stored, table)
+    firsts = pd.concat([table.loc[new_differs, ["ticker", "date"]], stored.loc[old_differs, ["ticker", "date"]]])
+    if firsts.empty:
+        return {}
+    earliest = firsts.groupby(firsts["ticker"].astype(str))["date"].min()
+    return {str(t): pd.Timestamp(d).date() for t, d in earliest.items()}
+
+
+def _rows_from(table: pd.DataFrame, since: Mapping[str, date | None]) -> np.ndarray:
+    """Rows of ``table`` whose ticker is in ``since`` and dated on or after its date (None: all)."""
+    start = table["ticker"].astype(str).map(
+        {t: (pd.Timestamp(d) if d is not None else pd.Timestamp.min) for t, d in since.items()})
+    return (start.notna() & (table["date"] >= start)).to_numpy(dtype=bool)
+
+
+def _price_table(frame: pd.DataFrame) -> pa.Table:
+    return pa.Table.from_pandas(frame[PRICE_SCHEMA.names], schema=PRICE_SCHEMA, preserve_index=False)
+
+
+def _extent_after(files: PartFiles, planned: pd.DataFrame | None, stored: pd.DataFrame, delta: pd.DataFrame,
+                  changed: Mapping[str, date | None]) -> pd.DataFrame:
+    """``_extent_of`` after a delta, from what the batch holds: per changed ticker, the plan's rows
+    minus the stored rows the delta replaced, plus the delta's. (A ticker whose last row is
+    neither in the delta nor in the rows read is read from the part.)"""
+    if planned is None:
+        return _extent_of(files, None)
+    tickers = pd.Index(sorted(changed), dtype=object)
+    since = pd.Series({t: (pd.Timestamp(d) if d is not None else pd.Timestamp.min) for t, d in changed.items()},
+                      dtype="datetime64[ns]")
+    s_ticker = stored["ticker"].astype(str)
+    s_cut = s_ticker.map(since)
+    replaced = s_cut.notna() & (stored["date"] >= s_cut)
+    removed = s_ticker[replaced].value_counts().reindex(tickers, fill_value=0)
+    below = stored.loc[s_cut.notna() & ~replaced].groupby(s_ticker[s_cut.notna() & ~replaced])["date"].max()
+    added = delta.groupby(delta["ticker"].astype(str))["date"].agg(["min", "max", "size"]).reindex(tickers)
+    before = planned.reindex(tickers)
+    remaining = before["size"].fillna(0).astype("int64") - removed
+    size = remaining + added["size"].fillna(0).astype("int64")
+    first = before["min"].where(remaining > 0, added["min"])
+    last = added["max"].where(added["size"].fillna(0) > 0, below.reindex(tickers))
+    now = pd.DataFrame({"min": first.astype("datetime64[s]"), "max": last.astype("datetime64[s]"), "size": size},
+                       index=tickers)
+    unknown = [t for t in tickers if size[t] > 0 and pd.isna(now.at[t, "max"])]
+    now = now[(now["size"] > 0).to_numpy()].drop(index=unknown)
+    out = pd.concat([planned.drop(index=[t for t in tickers if t in planned.index]), now])
+    return _extent_of(files, out, unknown) if unknown else out
+
+
+def _extent_of(files: PartFiles, planned: pd.DataFrame | None, tickers: Sequence[str] | None = None) -> pd.DataFrame:
+    """What the part stores now per ticker (``min``, ``max``, ``size``): the plan's record, with
+    ``tickers`` (those written by this batch) read from the part; without a plan, the whole part's keys."""
+    if planned is None:
+        return _sorted_extent(read_part_retrying(files.base.parent if files.base else files.deltas[0].parent,
+                                                 files.number, ["ticker", "date"], categorical=["ticker"]))
+    if not tickers:
+        return planned
+    where = pc.field("ticker").isin(pa.array(list(tickers), pa.string()))
+    now = _sorted_extent(read_part(files, ["ticker", "date"], where, categorical=["ticker"]))
+    return pd.concat([planned.drop(index=[t for t in tickers if t in planned.index]), now])
+
+
+def _sorted_unique(frame: pd.DataFrame) -> bool:
+    """Rows already in (ticker, date) order with no (ticker, date) twice."""
+    if len(frame) < 2:
+        return True
+    codes, names = pd.factorize(frame["ticker"])
+    names = np.asarray(names, dtype=object)
+    if (codes < 0).any() or not (names[1:] > names[:-1]).all():
+        return False
+    step_t, step_d = np.diff(codes), np.diff(frame["date"].to_numpy(dtype="datetime64[s]").view("int64"))
+    return bool(((step_t > 0) | ((step_t == 0) & (step_d > 0))).all())
 
 
 def _exclude_bad_new_bars(merged: pd.DataFrame, jump_factor: float, window: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -660,7 +890,8 @@ def _exclude_bad_new_bars(merged: pd.DataFrame, jump_factor: float, window: int 
     tickers = pd.factorize(merged["ticker"])[0]
     first_new = pd.Series(np.where(new, position, len(merged))).groupby(tickers).transform("min").to_numpy()
     judged = position >= first_new - window  # rows are sorted: the window stays inside the ticker
-    reasons = flag_bad_bars(merged.loc[judged], jump_factor=jump_factor, window=window).to_numpy()
+    reasons = flag_bad_bars(merged.loc[judged], jump_factor=jump_factor, window=window,
+                            ticker_codes=tickers[judged]).to_numpy()
     bad = np.zeros(len(merged), dtype=bool)
     bad[np.flatnonzero(judged)[reasons != ""]] = True
     bad &= new
@@ -815,8 +1046,9 @@ def finish_ingest(plan: IngestPlan) -> IngestResult:
         "ledger": str(ledger_path),
     }
     write_json(plan.run_dir / "summary.json", summary)
-    paths = [part_path(store, plan.source, b["part"]) for b in plan.batches]
-    return IngestResult([p for p in paths if p.exists()], ledger_path, summary)
+    parts = list_parts(store.prices_dir(plan.source))
+    paths = [p for b in plan.batches if (f := parts.get(b["part"])) for p in ([f.base] if f.base else []) + f.deltas]
+    return IngestResult(paths, ledger_path, summary)
 
 
 def excluded_totals(ledger: pd.DataFrame) -> dict[str, int]:

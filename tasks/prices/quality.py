@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from numerflow.tasks.core.errors import BadInputError
-from numerflow.tasks.core.schemas import ticker_country
+from numerflow.tasks.core.schemas import as_strings, ticker_country
 
 PRICE_FIELDS = ["open", "high", "low", "close", "adj_close"]
 
@@ -36,10 +36,12 @@ def normalise_currency_units(prices: pd.DataFrame) -> pd.DataFrame:
     """
     if "currency" not in prices.columns or prices.empty:
         return prices.copy()
-    out = prices.copy()
-    currency = out["currency"].astype("string")
+    currency = prices["currency"].astype("string")
     # Look up only the sub-unit rows: a per-row map over millions of currency strings is slow.
     sub = currency.isin(list(SUB_UNITS)).to_numpy(dtype=bool, na_value=False)
+    if not sub.any():
+        return prices.copy(deep=False)  # copy-on-write: no column is copied until one is written
+    out = prices.copy()
     divisor = np.ones(len(out))
     divisor[sub] = currency[sub].map({k: v[1] for k, v in SUB_UNITS.items()}).astype("float64").to_numpy()
     columns = [c for c in [*PRICE_FIELDS, "dividends"] if c in out.columns]
@@ -49,18 +51,20 @@ def normalise_currency_units(prices: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def flag_bad_bars(prices: pd.DataFrame, *, jump_factor: float = 50.0, window: int = 5) -> pd.Series:
+def flag_bad_bars(prices: pd.DataFrame, *, jump_factor: float = 50.0, window: int = 5,
+                  ticker_codes: np.ndarray | None = None) -> pd.Series:
     """Reason each bar must be excluded ("" when the bar is fine), aligned with ``prices``.
 
     - ``non_positive``: any price field <= 0 or a missing close / adjusted close;
     - ``unit_jump``: the close is ``jump_factor``× above or below the median of the
       ticker's previous ``window`` closes (pence/pound mix-ups make 100× jumps).
-    Only earlier bars of the same ticker are looked at.
+    Only earlier bars of the same ticker are looked at. ``ticker_codes``: integer codes of
+    ``prices["ticker"]`` when the caller has them (factorising millions of strings costs).
     """
     n = len(prices)
-    reasons = np.full(n, "", dtype=object)
+    reasons = np.zeros(n, dtype=np.int8)  # index into REASONS: a string per row costs seconds at 25 M rows
     if n == 0:
-        return pd.Series(reasons, index=prices.index, dtype="string")
+        return pd.Series([], index=prices.index, dtype="string")
     fields = [c for c in PRICE_FIELDS if c in prices.columns]
     values = prices[fields].to_numpy(dtype="float64", na_value=np.nan)
     with np.errstate(invalid="ignore"):
@@ -68,27 +72,46 @@ def flag_bad_bars(prices: pd.DataFrame, *, jump_factor: float = 50.0, window: in
     missing = np.isnan(prices["close"].to_numpy(dtype="float64", na_value=np.nan)) | np.isnan(
         prices["adj_close"].to_numpy(dtype="float64", na_value=np.nan)
     )
-    reasons[non_positive | missing] = "non_positive"
+    reasons[non_positive | missing] = 1
 
-    # Trailing median of each ticker's previous closes: lagged copies via groupby.shift
-    # (vectorised), positive closes only, then a row-wise nanmedian.
-    # Integer ticker codes: sorting and grouping millions of string tickers is what costs here.
-    tickers = pd.factorize(prices["ticker"])[0]
-    order = np.lexsort((prices["date"].to_numpy(), tickers))
-    ordered = prices.iloc[order]
-    close = ordered["close"].astype("float64").where(ordered["close"].astype("float64") > 0)
-    grouped = close.groupby(tickers[order], sort=False)
-    lagged = np.column_stack([grouped.shift(k).to_numpy(dtype="float64", na_value=np.nan) for k in range(1, window + 1)])
-    # A ticker's first bar has no history: skip all-NaN rows (nanmedian would warn).
-    reference = np.full(len(lagged), np.nan)
-    has_history = ~np.isnan(lagged).all(axis=1)
-    reference[has_history] = np.nanmedian(lagged[has_history], axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = close.to_numpy(dtype="float64", na_value=np.nan) / reference
-    jump = (ratio >= jump_factor) | (ratio <= 1.0 / jump_factor)
+    # Each ticker's previous `window` positive closes, as lagged copies of the (ticker, date)-sorted
+    # closes (a lag that crosses into another ticker is empty), all in numpy.
+    tickers = pd.factorize(prices["ticker"])[0] if ticker_codes is None else np.asarray(ticker_codes)
+    days = prices["date"].to_numpy(dtype="datetime64[s]").view("int64")
+    step_t, step_d = np.diff(tickers), np.diff(days)
+    if ((step_t > 0) | ((step_t == 0) & (step_d > 0))).all():
+        order = np.arange(n)  # already sorted (the usual case): no sort of millions of rows
+    else:
+        order = np.lexsort((days, tickers))
+    codes = tickers[order]
+    close = prices["close"].to_numpy(dtype="float64", na_value=np.nan)[order]
+    close = np.where(close > 0, close, np.nan)
+    lags = []
+    for k in range(1, window + 1):
+        lag = np.full(n, np.nan)
+        if k < n:
+            lag[k:] = np.where(codes[k:] == codes[:-k], close[:-k], np.nan)
+        lags.append(lag)
+    # The median lies between the lags' min and max: only a close 50× off one of those can be a
+    # jump, so the exact median is taken for those few rows alone.
+    low, high = lags[0].copy(), lags[0].copy()
+    for lag in lags[1:]:
+        np.fmin(low, lag, out=low)
+        np.fmax(high, lag, out=high)
+    with np.errstate(invalid="ignore"):
+        slack = 1 + 1e-9
+        candidate = (close * slack >= jump_factor * low) | (close <= high / jump_factor * slack)
+    jump = np.zeros(n, dtype=bool)
+    if candidate.any():
+        rows = np.flatnonzero(candidate)
+        reference = np.nanmedian(np.column_stack([lag[rows] for lag in lags]), axis=1)  # candidates have history
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = close[rows] / reference
+        jump[rows] = (ratio >= jump_factor) | (ratio <= 1.0 / jump_factor)
     jump_rows = order[jump]
-    reasons[jump_rows] = np.where(reasons[jump_rows] == "", "unit_jump", reasons[jump_rows])
-    return pd.Series(reasons, index=prices.index, dtype="string")
+    reasons[jump_rows] = np.where(reasons[jump_rows] == 0, 2, reasons[jump_rows])
+    return as_strings(pd.Series(pd.Categorical.from_codes(reasons, categories=["", "non_positive", "unit_jump"]),
+                                index=prices.index))
 
 
 def exclude_bad_bars(prices: pd.DataFrame, **kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:

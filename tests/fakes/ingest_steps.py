@@ -1,5 +1,5 @@
 """The production ingest steps without Prefect, for tests that need a fixed ``as_of``, a fake
-sleep or a seeded jitter: ``start_ingest`` → ``run_planned_batch`` per batch (what each
+sleep or a seeded jitter: under the store's ``ingest_lock``, ``start_ingest`` → ``run_planned_batch`` per batch (what each
 ``ingest-batch`` task runs) → ``finish_ingest``, as ``flows.prices.run_price_ingest`` chains them,
 only serially. Tests that need the flow itself run ``prices_flow`` under the Prefect test harness.
 """
@@ -17,6 +17,7 @@ from numerflow.tasks.prices.ingest import (
     IngestResult,
     Source,
     finish_ingest,
+    ingest_lock,
     run_planned_batch,
     start_ingest,
 )
@@ -35,11 +36,12 @@ def ingest_like_the_flow(
     rng: random.Random | None = None,
 ) -> IngestResult:
     options = options or IngestOptions()
-    plan = start_ingest(source.name, store, tickers_or_mapping, options=options, run_id=run_id, as_of=as_of, end=end,
-                        identity=getattr(source, "identity", None))
-    for index in range(len(plan.batches)):
-        run_planned_batch(source, store, plan.run_id, index, options=options, sleep=sleep, rng=rng)
-    result = finish_ingest(plan)
+    with ingest_lock(store, source.name):
+        plan = start_ingest(source.name, store, tickers_or_mapping, options=options, run_id=run_id, as_of=as_of,
+                            end=end, identity=getattr(source, "identity", None))
+        for index in range(len(plan.batches)):
+            run_planned_batch(source, store, plan.run_id, index, options=options, sleep=sleep, rng=rng)
+        result = finish_ingest(plan)
     release = getattr(source, "release", None)
     if release is not None:  # the flow's end of a files run: the next run scans the folder again
         release()

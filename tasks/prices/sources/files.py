@@ -28,7 +28,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ from pandas.api.types import union_categoricals
 
 from numerflow.tasks.core.config import FilesSettings
 from numerflow.tasks.core.errors import BadInputError
-from numerflow.tasks.core.schemas import PRICE_COLUMNS
+from numerflow.tasks.core.schemas import PRICE_COLUMNS, as_strings
 from numerflow.tasks.core.store import read_json, write_json
 from numerflow.tasks.prices.quality import all_excluded_error
 from numerflow.tasks.prices.sources.outcomes import ERROR, NO_DATA, OK, FetchOutcome, FetchRequest
@@ -183,11 +183,13 @@ class _Header:
     name: str = ""  # the file's name, for messages
 
 
-def _read_header(path: Path, layout: FileLayout) -> _Header:
-    """The file's layout from its first line (Parquet: its schema); ValueError says why it is unusable."""
+def _read_header(path: Path, layout: FileLayout, head: bytes | None = None) -> _Header:
+    """The file's layout from its first line (Parquet: its schema); ValueError says why it is unusable.
+    ``head``: the file's first bytes when the caller has read them (at least its first line)."""
     if path.suffix.lower() == ".csv":
-        with path.open("rb") as handle:
-            head = handle.read(65536)
+        if head is None:
+            with path.open("rb") as handle:
+                head = handle.read(65536)
         if b"\x00" in head:
             raise ValueError("binary content, not a text CSV")
         try:
@@ -240,16 +242,20 @@ def _read_header(path: Path, layout: FileLayout) -> _Header:
 def _read_table(path: Path, header: _Header, *, after: int = 0) -> pa.Table:
     """The file's mapped columns, raw: dates and tickers as text, numbers as the reader typed them.
     ``after``: read only the rows after this byte offset (appended rows; the header is kept)."""
-    wanted = list(dict.fromkeys(header.columns.values()))
     if path.suffix.lower() != ".csv":
-        return pq.read_table(path, columns=wanted)
-    text_columns = {header.columns[c]: pa.string() for c in ("ticker", "date", "currency", "timezone") if c in header.columns}
+        return pq.read_table(path, columns=list(dict.fromkeys(header.columns.values())))
     source: Path | io.BytesIO = path
     if after:
         with path.open("rb") as handle:
             head = handle.readline()
             handle.seek(after)
             source = io.BytesIO(head + handle.read())
+    return _read_csv(source, header)
+
+
+def _read_csv(source: Path | io.BytesIO, header: _Header) -> pa.Table:
+    wanted = list(dict.fromkeys(header.columns.values()))
+    text_columns = {header.columns[c]: pa.string() for c in ("ticker", "date", "currency", "timezone") if c in header.columns}
     if header.delimiter == ";":
         frame = pd.read_csv(source, sep=";", decimal=",", encoding="utf-8-sig", usecols=wanted,
                             dtype={name: "string" for name in text_columns})
@@ -260,6 +266,66 @@ def _read_table(path: Path, header: _Header, *, after: int = 0) -> pa.Table:
         convert_options=pacsv.ConvertOptions(include_columns=wanted, column_types=text_columns,
                                              strings_can_be_null=True),
     )
+
+
+def _read_tails(paths: Sequence[Path], layout: FileLayout, after: Sequence[int]) -> list[tuple[_Header, pa.Table] | str]:
+    """Per file, its header and the rows appended after byte ``after[i]`` (or why it cannot be
+    read). Plain appended lines of files with the same header are parsed as one CSV: a parse per
+    file costs more than the few rows in it."""
+
+    def raw(i: int) -> tuple[_Header, bytes, bytes] | str:
+        try:
+            with paths[i].open("rb") as handle:
+                head = handle.readline()
+                handle.seek(after[i])
+                tail = handle.read()
+            return _read_header(paths[i], layout, head), head, tail  # the header line only: the old bytes were checked
+        except BadInputError:
+            raise
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
+
+    def alone(i: int) -> tuple[_Header, pa.Table] | str:
+        try:
+            header = _read_header(paths[i], layout)
+            return header, _read_table(paths[i], header, after=after[i])
+        except BadInputError:
+            raise
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2, max(1, len(paths)))) as pool:
+        raws = list(pool.map(raw, range(len(paths))))
+    results: list[tuple[_Header, pa.Table] | str | None] = [None] * len(paths)
+    read: dict[int, tuple[_Header, bytes, bytes]] = {}
+    groups: dict[tuple, list[int]] = {}
+    for i, item in enumerate(raws):
+        if isinstance(item, str):
+            results[i] = item
+            continue
+        header, head, tail = read[i] = item
+        # Lines that parse the same alone and together: no quotes, blank lines or CRs, a final newline.
+        plain = (paths[i].suffix.lower() == ".csv" and header.delimiter == "," and tail.endswith(b"\n")
+                 and not tail.startswith(b"\n") and b"\n\n" not in tail and b'"' not in tail and b"\r" not in tail)
+        if plain:
+            groups.setdefault((head, tuple(sorted(header.columns.items())), header.ticker_from_name is None), []).append(i)
+        else:
+            results[i] = alone(i)
+    for (head, _, _), members in groups.items():
+        counts = [read[i][2].count(b"\n") for i in members]
+        try:
+            table = _read_csv(io.BytesIO(head + b"".join(read[i][2] for i in members)), read[members[0]][0])
+            if table.num_rows != sum(counts):
+                raise ValueError("row count")
+        except Exception:  # one bad tail: each file on its own, so the error names its file
+            for i in members:
+                results[i] = alone(i)
+            continue
+        start = 0
+        for i, n in zip(members, counts, strict=True):
+            results[i] = (read[i][0], table.slice(start, n))
+            start += n
+    return results  # type: ignore[return-value]
 
 
 def _as_float(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
@@ -273,7 +339,7 @@ def _as_float(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     return values, (np.isnan(values) & raw.notna().to_numpy() & (raw != "").fillna(False).to_numpy())
 
 
-def _as_dates(column: pa.ChunkedArray, header: _Header) -> np.ndarray:
+def _as_dates(column: pa.ChunkedArray, header: _Header, *, iso_only: bool = False) -> np.ndarray:
     """datetime64[s] at midnight (NaT where unreadable). ISO text keeps its own calendar day even
     with a time and UTC offset after it (yfinance writes ``2024-01-02 00:00:00-05:00``). A numeric
     day/month date (02/08/2013) is never guessed: read in the order ``files.dayfirst`` gives, else
@@ -283,10 +349,15 @@ def _as_dates(column: pa.ChunkedArray, header: _Header) -> np.ndarray:
         if pa.types.is_timestamp(column.type) and column.type.tz is not None:
             column = pc.local_timestamp(column)
         return column.cast(pa.timestamp("s")).to_numpy(zero_copy_only=False).astype("datetime64[D]").astype("datetime64[s]")
-    text = pc.utf8_trim_whitespace(column.cast(pa.string()))
-    parsed = pc.strptime(pc.utf8_slice_codeunits(text, 0, 10), format="%Y-%m-%d", unit="s", error_is_null=True)
+    text = column.cast(pa.string())
+    parsed = pc.strptime(text, format="%Y-%m-%d", unit="s", error_is_null=True)  # plain ISO dates: one pass
+    if parsed.null_count != text.null_count:  # spaces, or a time after the day: trim and cut to the day
+        text = pc.utf8_trim_whitespace(text)
+        parsed = pc.strptime(pc.utf8_slice_codeunits(text, 0, 10), format="%Y-%m-%d", unit="s", error_is_null=True)
     dates = parsed.to_numpy(zero_copy_only=False).astype("datetime64[s]")
     retry = np.isnat(dates) & ~pc.is_null(text).to_numpy(zero_copy_only=False)
+    if retry.any() and iso_only:
+        raise _NotIsoDates
     if retry.any():  # other spellings (02/08/2013, 8 Feb 2013): pandas' parser, row by row
         from numerflow.tasks.model.plugins import day_month_as_iso
 
@@ -307,7 +378,7 @@ def _as_dates(column: pa.ChunkedArray, header: _Header) -> np.ndarray:
 _ISSUE_CODES = {"unparseable_date": 1, "not_a_number": 2}
 
 
-def _normalise(table: pa.Table, header: _Header, file_id: int) -> pd.DataFrame:
+def _normalise(table: pa.Table, header: _Header, file_id: int, *, iso_only: bool = False) -> pd.DataFrame:
     """One file's rows in our columns: ``ticker`` (as written), ``date``, prices as float64,
     ``_issue`` (``_ISSUE_CODES`` of a problem found while reading, else 0), ``_file``, ``_row`` (1-based)."""
     n = table.num_rows
@@ -318,7 +389,7 @@ def _normalise(table: pa.Table, header: _Header, file_id: int) -> pd.DataFrame:
         out["ticker"] = pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[header.ticker_from_name])
     else:
         out["ticker"] = pd.Categorical(table.column(cols["ticker"]).cast(pa.string()).dictionary_encode().to_pandas())
-    dates = _as_dates(table.column(cols["date"]), header)
+    dates = _as_dates(table.column(cols["date"]), header, iso_only=iso_only)
     issue = np.where(np.isnat(dates), _ISSUE_CODES["unparseable_date"], 0).astype(np.int8)
     out["date"] = dates
     for column in NUMERIC:
@@ -350,31 +421,97 @@ def _concat_raw(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     if not frames:
         return _empty_raw()
     texts = ["ticker", "currency", "timezone"]
+    raw = pd.concat(frames, ignore_index=True)  # slices of one read (_normalise_many) share their categories
+    if all(isinstance(raw[c].dtype, pd.CategoricalDtype) for c in texts):
+        return raw
     raw = pd.concat([f.drop(columns=texts) for f in frames], ignore_index=True)
     for column in texts:
         raw[column] = union_categoricals([f[column] for f in frames], ignore_order=True)
     return raw
 
 
-def _read_files(paths: Sequence[Path], layout: FileLayout, first_id: int = 0) -> tuple[list[pd.DataFrame | None], dict[int, str]]:
-    """Each file normalised (None when unreadable) and {file index: why it could not be read};
-    files are read on a thread pool (pyarrow releases the GIL while it parses)."""
+def _read_files(paths: Sequence[Path], layout: FileLayout, first_id: int = 0, *,
+                after: Sequence[int] | None = None, rows_before: Sequence[int] | None = None,
+                ) -> tuple[list[pd.DataFrame | None], dict[int, str]]:
+    """Each file normalised (None when unreadable; tickers spelled as Numerai does) and {file
+    index: why it could not be read}. Files are parsed on a thread pool (pyarrow releases the
+    GIL), then normalised together, one pass per layout, not one per file: per-file pandas work
+    is what 5,000 files cost. ``after``: per file, read only the rows after this byte offset
+    (appended rows), whose row numbers start after ``rows_before``."""
 
-    def one(item: tuple[int, Path]) -> pd.DataFrame | str:
-        index, path = item
+    def one(index: int) -> tuple[_Header, pa.Table] | str:
+        path = paths[index]
         try:
             header = _read_header(path, layout)
-            return _normalise(_read_table(path, header), header, first_id + index)
+            return header, _read_table(path, header)
         except BadInputError:
             raise
         except Exception as exc:  # a vendor's broken file: its reason, not the folder's failure
             return f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
 
-    workers = min(8, os.cpu_count() or 2, max(1, len(paths)))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(one, enumerate(paths)))
+    if after:
+        results = _read_tails(paths, layout, after)
+    else:
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2, max(1, len(paths)))) as pool:
+            results = list(pool.map(one, range(len(paths))))
+    frames: list[pd.DataFrame | None] = [None] * len(paths)
     errors = {first_id + i: r for i, r in enumerate(results) if isinstance(r, str)}
-    return [None if isinstance(r, str) else r for r in results], errors
+    groups: dict[tuple, list[int]] = {}
+    for i, result in enumerate(results):
+        if not isinstance(result, str):
+            header, table = result
+            key = (tuple(sorted(header.columns.items())), header.delimiter, header.decimal, header.dayfirst,
+                   header.ticker_from_name is None, table.schema)
+            groups.setdefault(key, []).append(i)
+    offsets = np.asarray(rows_before if rows_before is not None else np.zeros(len(paths)), dtype=np.int32)
+    parsed = {i: r for i, r in enumerate(results) if not isinstance(r, str)}
+    for members in groups.values():
+        try:
+            parts = _normalise_many([parsed[i] for i in members], [first_id + i for i in members],
+                                    offsets[members], layout.country)
+        except _NotIsoDates:  # day/month dates: each file on its own, so a refusal names its file
+            parts = []
+            for i in members:
+                header, table = parsed[i]
+                try:
+                    frame = _normalise(table, header, first_id + i)
+                except BadInputError:
+                    raise
+                except Exception as exc:
+                    errors[first_id + i] = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+                    parts.append(None)
+                    continue
+                frame["_row"] += offsets[i]
+                frame["ticker"] = numerai_symbols(frame["ticker"], layout.country)
+                parts.append(frame)
+        for i, frame in zip(members, parts, strict=True):
+            frames[i] = frame
+    return frames, errors
+
+
+class _NotIsoDates(Exception):
+    """A group of files has dates that are not ISO (read file by file instead)."""
+
+
+def _normalise_many(items: Sequence[tuple[_Header, pa.Table]], ids: Sequence[int], rows_before: np.ndarray,
+                    country: str | None) -> list[pd.DataFrame]:
+    """``_normalise`` of files of one layout in one pass, split back into one frame per file
+    (slices of one frame); tickers spelled (``numerai_symbols``) once for all of them."""
+    headers = [h for h, _ in items]
+    counts = np.array([t.num_rows for _, t in items], dtype=np.int64)
+    table = pa.concat_tables([t for _, t in items])
+    by_name = headers[0].ticker_from_name is not None
+    frame = _normalise(table, replace(headers[0], name="", ticker_from_name="?" if by_name else None), 0,
+                       iso_only=True)
+    if by_name:
+        names, codes = np.unique(np.array([h.ticker_from_name for h in headers], dtype=object), return_inverse=True)
+        frame["ticker"] = pd.Categorical.from_codes(np.repeat(codes, counts), categories=pd.Index(names, dtype=object))
+    frame["ticker"] = numerai_symbols(frame["ticker"], country)
+    starts = np.cumsum(counts) - counts
+    frame["_file"] = np.repeat(np.asarray(ids, dtype=np.int32), counts)
+    frame["_row"] = (np.arange(len(frame), dtype=np.int64) - np.repeat(starts, counts) + 1
+                     + np.repeat(rows_before.astype(np.int64), counts)).astype(np.int32)
+    return [frame.iloc[a:a + n] for a, n in zip(starts, counts, strict=True)]
 
 
 # ------------------------------------------------------------------------------------------- checking
@@ -526,7 +663,7 @@ def prepare_bars(raw: pd.DataFrame, files: Sequence[str], layout: FileLayout, *,
     good = kept.loc[~kept["_t"].isin(list(messages)).to_numpy()] if messages else kept
     bars = pd.DataFrame({
         "ticker": good["ticker"], "date": good["date"].astype("datetime64[s]"),
-        **{c: good[c].astype("float64") for c in PRICE_COLUMNS}, "currency": good["currency"].astype("string"),
+        **{c: good[c].astype("float64") for c in PRICE_COLUMNS}, "currency": as_strings(good["currency"]),
         "_file": good["_file"], "_row": good["_row"],  # where each bar came from (the source drops them)
     }).reset_index(drop=True)  # sorted by ticker (lexical: the codes' order) and date
 
@@ -636,32 +773,45 @@ def no_usable_file_error(path: Path, errors: Mapping[str, str]) -> BadInputError
 
 
 def file_fingerprint(path: Path, known: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """``{size, mtime_ns, sha256}``; the content is hashed only when size or mtime differ from
-    ``known`` (a touched but unchanged file keeps its hash, so it is still unchanged). A file that
-    grew and still starts with ``known``'s exact bytes (rows appended, nothing else touched) also
-    gets ``grew_from`` (the old hash) and ``old_rows`` (the data rows it had then)."""
+    """``{size, mtime_ns, sha256, lines}``; the content is hashed only when size or mtime differ
+    from ``known`` (a touched but unchanged file keeps its hash, so it is still unchanged). A file
+    that grew and still starts with ``known``'s exact bytes (rows appended, nothing else touched)
+    also gets ``grew_from`` (the old hash) and ``old_rows`` (the data rows it had then). ``lines``
+    (newlines in the file) lets the next append count only its new bytes' lines; it is left out
+    when unknown."""
     stat = path.stat()
     if known and known.get("size") == stat.st_size and known.get("mtime_ns") == stat.st_mtime_ns:
-        return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": known["sha256"]}
+        same = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": known["sha256"]}
+        return {**same, "lines": known["lines"]} if "lines" in known else same
     digest = hashlib.sha256()
     old_size = int(known["size"]) if known and int(known.get("size", 0)) < stat.st_size else 0
+    known_lines = known.get("lines") if known and old_size else None
+    lines: int | None = 0
     extra: dict[str, Any] = {}
-    with path.open("rb") as handle:
+    buffer = bytearray(1 << 20)
+    view = memoryview(buffer)
+    with path.open("rb", buffering=0) as handle:
         if old_size and known:
-            lines = 0
             left = old_size
             while left:
-                block = handle.read(min(1 << 20, left))
-                if not block:
+                n = handle.readinto(view[: min(len(buffer), left)])
+                if not n:
                     break
-                digest.update(block)
-                lines += block.count(b"\n")
-                left -= len(block)
+                digest.update(view[:n])
+                if known_lines is None:
+                    lines += buffer.count(b"\n", 0, n)  # type: ignore[operator]
+                left -= n
             if digest.copy().hexdigest() == known.get("sha256"):
-                extra = {"grew_from": known["sha256"], "old_size": old_size, "old_rows": max(lines - 1, 0)}  # minus the header
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest.hexdigest(), **extra}
+                lines = int(known_lines) if known_lines is not None else lines
+                extra = {"grew_from": known["sha256"], "old_size": old_size, "old_rows": max(int(lines or 0) - 1, 0)}  # minus the header
+            elif known_lines is not None:
+                lines = None  # another file now: its first bytes' lines were not counted
+        while n := handle.readinto(buffer):
+            digest.update(view[:n])
+            if lines is not None:
+                lines += buffer.count(b"\n", 0, n)
+    out = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest.hexdigest(), **extra}
+    return {**out, "lines": lines} if lines is not None else out
 
 
 #: In the ingest folder: what each file held at its last hash, and per ticker the file hashes its stored bars came from.
@@ -742,13 +892,18 @@ class FilePriceSource:
             rel = self._rel(path)
             known = remembered.get(rel)
             fingerprint = file_fingerprint(path, known)
-            if known and known.get("sha256") == fingerprint["sha256"] and "tickers" in known:
-                index[rel] = {**fingerprint, "tickers": known["tickers"], "error": known.get("error")}
+            same = known is not None and "tickers" in known and (
+                known.get("sha256") == fingerprint["sha256"]
+                # Rows appended to a file named after its ticker: its header, so its ticker, is unchanged.
+                or (bool(known.get("by_name")) and fingerprint.get("grew_from") == known.get("sha256")))
+            if known is not None and same:
+                index[rel] = {**fingerprint, "tickers": known["tickers"], "error": known.get("error"),
+                              "by_name": bool(known.get("by_name"))}
             else:
                 index[rel] = {**fingerprint, "tickers": [], "error": None}
                 unknown.append(path)
-        for path, (tickers, error) in zip(unknown, self._tickers_in(unknown), strict=True):
-            index[self._rel(path)].update(tickers=tickers, error=error)
+        for path, (tickers, error, by_name) in zip(unknown, self._tickers_in(unknown), strict=True):
+            index[self._rel(path)].update(tickers=tickers, error=error, by_name=by_name)
         self._paths, self._index = paths, index
         self._holders = {}
         for rel, entry in index.items():
@@ -759,23 +914,23 @@ class FilePriceSource:
         if self._state_dir is not None:
             write_json(self._state_dir / INDEX_FILE, {"path": str(self.path.resolve()), "files": index})
 
-    def _tickers_in(self, paths: Sequence[Path]) -> list[tuple[list[str], str | None]]:
-        """Per file: the tickers it holds (Numerai spelling) and why it cannot be used (else None).
-        A ticker named by the file name needs no reading; a ticker column is read alone."""
+    def _tickers_in(self, paths: Sequence[Path]) -> list[tuple[list[str], str | None, bool]]:
+        """Per file: the tickers it holds (Numerai spelling), why it cannot be used (else None) and
+        whether its file name gives the ticker (then nothing but its header is read)."""
 
-        def one(path: Path) -> tuple[list[str], str | None]:
+        def one(path: Path) -> tuple[list[str], str | None, bool]:
             try:
                 header = _read_header(path, self.layout)
                 if header.ticker_from_name is not None:
-                    raw = pd.Series([header.ticker_from_name], dtype="string")
-                else:
-                    only = _Header({"ticker": header.columns["ticker"]}, header.delimiter, header.decimal)
-                    raw = pd.Series(_read_table(path, only).column(header.columns["ticker"]).cast(pa.string())
-                                    .unique().to_pandas(), dtype="string")
+                    name = _spell(header.ticker_from_name, self.layout.country)
+                    return ([name] if name else []), None, True
+                only = _Header({"ticker": header.columns["ticker"]}, header.delimiter, header.decimal)
+                raw = pd.Series(_read_table(path, only).column(header.columns["ticker"]).cast(pa.string())
+                                .unique().to_pandas(), dtype="string")
                 names = numerai_symbols(raw.dropna(), self.layout.country)
-                return sorted(set(names[names != ""].astype(str))), None
+                return sorted(set(names[names != ""].astype(str))), None, False
             except Exception as exc:
-                return [], str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+                return [], str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}", False
 
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2, max(1, len(paths)))) as pool:
             return list(pool.map(one, paths))
@@ -803,7 +958,6 @@ class FilePriceSource:
                 if frame is None:
                     self._index[rel]["error"] = errors[i]
                 else:
-                    frame["ticker"] = numerai_symbols(frame["ticker"], self.layout.country)
                     self._cache[rel] = frame
         out: dict[str, pd.DataFrame | str] = {}
         for rel in rels:
@@ -858,21 +1012,11 @@ class FilePriceSource:
         """The rows appended to these grown CSV files since their bars were stored (not cached)."""
         paths = [self.path / r if self.path.is_dir() else self.path for r in rels]
         self.tails_read += len(rels)
-
-        def one(item: tuple[str, Path]) -> pd.DataFrame | str:
-            rel, path = item
-            entry = self._index[rel]
-            try:
-                header = _read_header(path, self.layout)
-                frame = _normalise(_read_table(path, header, after=int(entry["old_size"])), header, 0)
-            except Exception as exc:  # the whole file is read next time it is needed; say why now
-                return str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
-            frame["_row"] += np.int32(entry["old_rows"])
-            frame["ticker"] = numerai_symbols(frame["ticker"], self.layout.country)
-            return frame
-
-        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2, max(1, len(rels)))) as pool:
-            return dict(zip(rels, pool.map(one, zip(rels, paths, strict=True)), strict=True))
+        entries = [self._index[rel] for rel in rels]
+        frames, errors = _read_files(paths, self.layout, after=[int(e["old_size"]) for e in entries],
+                                     rows_before=[int(e["old_rows"]) for e in entries])
+        return {rel: errors.get(i, "cannot be read") if frame is None else frame
+                for i, (rel, frame) in enumerate(zip(rels, frames, strict=True))}
 
     def _outcomes_from_files(self, to_read: Mapping[str, list[str]], requests: Sequence[FetchRequest],
                              end: date | None, appended: Mapping[str, date]) -> dict[str, FetchOutcome]:
@@ -891,14 +1035,23 @@ class FilePriceSource:
         parsed: dict[str, pd.DataFrame | str] = {**self._parsed(whole)}
         names = [*whole, *grown]
         from_tails = {t for t in appended if not any(r in whole for r in to_read[t])}
-        frames = []
+        wanted = {False: [symbols[t] for t in symbols if t not in from_tails],  # from whole files
+                  True: [symbols[t] for t in symbols if t in from_tails]}  # from appended rows
+        frames, ids = [], []
         for i, rel in enumerate(names):
             frame = parsed[rel] if i < len(whole) else tails[rel]
-            wanted_symbols = [symbols[t] for t in symbols if (t in from_tails) == (i >= len(whole))]
-            if isinstance(frame, pd.DataFrame) and wanted_symbols:
-                wanted = frame["ticker"].isin(wanted_symbols).to_numpy()
-                frames.append(frame.loc[wanted].assign(_file=np.int32(i)))
-        raw = _concat_raw(frames)
+            if isinstance(frame, pd.DataFrame) and wanted[i >= len(whole)]:
+                frames.append(frame)
+                ids.append(i)
+        raw = _concat_raw(frames)  # one pass over the rows, not one per file
+        if frames:
+            lengths = [len(f) for f in frames]
+            raw["_file"] = np.repeat(np.asarray(ids, dtype=np.int32), lengths)
+            from_tail = np.repeat(np.asarray(ids) >= len(whole), lengths)
+            keep = np.where(from_tail, raw["ticker"].isin(wanted[True]).to_numpy(),
+                            raw["ticker"].isin(wanted[False]).to_numpy())
+            if not keep.all():
+                raw = raw.loc[keep].reset_index(drop=True)
         prepared = prepare_bars(raw, [str(self.path / n) if self.path.is_dir() else str(self.path) for n in names],
                                 self.layout, today=self.today)
         bars = prepared.bars
@@ -909,11 +1062,13 @@ class FilePriceSource:
         lows, highs = np.searchsorted(codes, present, "left"), np.searchsorted(codes, present, "right")
         categories = bars["ticker"].cat.categories
         slices = {str(categories[c]): (int(lo), int(hi)) for c, lo, hi in zip(present, lows, highs, strict=True)}
+        clean = bars.drop(columns=["_file", "_row"])  # once, not per ticker (a per-ticker drop costs seconds)
+        per_ticker = prepared.tickers.to_dict("index")
         outcomes: dict[str, FetchOutcome] = {}
         for ticker, symbol in symbols.items():
             holders = to_read[ticker]
             broken = [rel for rel in holders if isinstance(parsed.get(rel), str)]
-            stats = prepared.tickers.loc[symbol] if symbol in prepared.tickers.index else None
+            stats = per_ticker.get(symbol)
             deduplicated = int(stats["deduplicated"]) if stats is not None else 0
             excluded = dict(stats["excluded_reasons"]) if stats is not None else {}
             if broken:
@@ -925,7 +1080,7 @@ class FilePriceSource:
                                                 deduplicated=deduplicated, excluded=excluded)
             else:
                 lo, hi = slices.get(symbol, (0, 0))
-                frame = bars.iloc[lo:hi].drop(columns=["_file", "_row"]).reset_index(drop=True)
+                frame = clean.iloc[lo:hi].reset_index(drop=True)
                 if symbol != ticker:
                     frame = frame.assign(ticker=pd.array([ticker] * len(frame), dtype="string"))
                 currency = frame["currency"].iloc[0] if len(frame) and pd.notna(frame["currency"].iloc[0]) else None
