@@ -154,9 +154,9 @@ class _Market:
 
 #: Peak memory of a whole demo round per bar (market, prices, features, dataset, LightGBM),
 #: measured at Numerai's size (benchmarks/bench_round.py): 5,000 tickers x 20 years (26.1 M bars)
-#: peaked at 11.35 GB RSS, ~420 B per bar above the interpreter's own ~0.35 GB (in the ingest stage,
-#: the market's generation; the dataset stage 9.2 GB, training 6.8 GB); rounded up for headroom.
-ROUND_BYTES_PER_BAR = 500
+#: peaked at 6.73 GB RSS, ~245 B per bar above the interpreter's own ~0.35 GB (in the dataset stage;
+#: ingest 2.0 GB, training 4.6 GB); rounded up for headroom.
+ROUND_BYTES_PER_BAR = 300
 
 
 def available_memory_bytes() -> int:
