@@ -26,7 +26,13 @@ from prefect.context import get_run_context
 
 from numerflow.tasks.core.config import Settings
 from numerflow.tasks.core.store import Store, read_parquet
-from numerflow.tasks.prices.configured import ingest_options, ledger_table, price_source, tickers_to_ingest
+from numerflow.tasks.prices.configured import (
+    ingest_options,
+    ledger_table,
+    price_source,
+    thread_workers,
+    tickers_to_ingest,
+)
 from numerflow.tasks.prices.ingest import (
     STATUSES,
     RateLimitedError,
@@ -157,7 +163,7 @@ def prices_flow(overrides: dict[str, Any] | None = None, backfill: bool = False,
 
 
 def task_runner_for(settings: Settings) -> Any:
-    """The configured task runner for ingest batches: threads (default) or Dask."""
+    """The configured task runner for ingest batches: threads (default; how many: ``thread_workers``) or Dask."""
     o = settings.orchestration
     if o.task_runner == "dask":
         from prefect_dask import DaskTaskRunner
@@ -168,4 +174,4 @@ def task_runner_for(settings: Settings) -> Any:
                                               o.dask_threads_per_worker, "dashboard_address": None})
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    return ThreadPoolTaskRunner(max_workers=o.thread_workers)
+    return ThreadPoolTaskRunner(max_workers=thread_workers(settings))

@@ -38,6 +38,20 @@ def test_runner_choice():
     assert local.address is None and local.cluster_kwargs["n_workers"] == 3
 
 
+def test_offline_sources_run_one_batch_per_core_and_yahoo_keeps_prefects_default(monkeypatch):
+    """Demo and file batches are CPU work: one thread per core (unlimited, every batch of a 5,000-ticker
+    demo ran at once and held its bars: 11 GB); Yahoo's wait on the network; a configured count wins."""
+    import sys
+
+    from numerflow.flows.scheduled import task_runner_for
+
+    monkeypatch.setattr("os.cpu_count", lambda: 3)
+    assert task_runner_for(load_settings(price_source="demo"))._max_workers == 3
+    assert task_runner_for(load_settings(price_source="files", files={"path": "/nowhere"}))._max_workers == 3
+    assert task_runner_for(load_settings(price_source="yahoo"))._max_workers == sys.maxsize  # Prefect's default
+    assert task_runner_for(load_settings(price_source="demo", orchestration={"thread_workers": 5}))._max_workers == 5
+
+
 def test_dask_ingest_equals_threads(prefect_harness, tmp_path):
     threads_summary, threads_prices = ingest_with("threads", tmp_path / "threads")
     dask_summary, dask_prices = ingest_with("dask", tmp_path / "dask")

@@ -72,3 +72,48 @@ def test_the_orthogonal_planted_signal_keeps_its_alpha(scored):
     corr, alpha = _scores(scored[2], "feature_ret_60d")
     assert alpha.mean() > 0 and _t(alpha) > 4, _t(alpha)
     assert corr.mean() > 0
+
+
+def test_neutralizer_parts_equal_one_svd_per_date_and_skip_days_off_the_grid(tmp_path):
+    """One SVD per stretch of dates with the same live tickers gives each date's own basis (a
+    reference computed date by date), in parts of at most ``max_rows`` rows; the files written from
+    the parts hold the same rows, one row group per date."""
+    import pyarrow.parquet as pq
+
+    from numerflow.tasks.numerai.neutralizer import write_neutralizer_parts
+    from numerflow.tasks.prices.sources.demo import COUNTRY_CODES, N_SECTORS
+
+    market = DemoMarket(tickers=150, years=4.0, signal=0.5, seed=3, end=END)
+    dates = [*market.dates[-300:], pd.Timestamp("2025-06-28"), market.dates[3]]  # a Saturday: not a market day
+    m = market._market
+    design = np.column_stack([np.ones(len(m.tickers)), m.beta, m.styles, np.eye(N_SECTORS)[m.sector],
+                              np.eye(len(COUNTRY_CODES))[m.country]])
+    expected = []
+    for stamp in sorted({pd.Timestamp(d) for d in dates} - {pd.Timestamp("2025-06-28")}):
+        day = int(m.dates.searchsorted(stamp))
+        alive = np.flatnonzero((m.first_day <= day) & (m.last_day >= day))
+        u, singular, _ = np.linalg.svd(design[alive], full_matrices=False)
+        basis = np.zeros((len(alive), design.shape[1]), dtype=np.float32)
+        rank = int((singular > 1e-9 * singular[0]).sum())
+        basis[:, :rank] = u[:, :rank]
+        expected.append(pd.DataFrame({"numerai_ticker": pd.array(m.tickers[alive], dtype=pd.StringDtype()),
+                                      "date": stamp.strftime("%Y-%m-%d"),
+                                      **{f"neutralizer_{j}": basis[:, j] for j in range(design.shape[1])}}))
+    reference = pd.concat(expected, ignore_index=True)
+    assert m.last_day.min() < len(m.dates) - 1 and m.first_day.max() > len(m.dates) - 1000  # tickers come and go
+    parts = list(market.neutralizer_parts(dates, max_rows=2000))
+    assert all(len(n) <= 2000 for n, _ in parts) and len(parts) > len(dates) * 150 // 2000
+    pd.testing.assert_frame_equal(pd.concat([n for n, _ in parts], ignore_index=True), reference)
+    neutral, weights = market.neutralizers(dates)
+    pd.testing.assert_frame_equal(neutral, reference)
+    assert (weights["sample_weight"] == 1).all() and len(weights) == len(reference)
+
+    files = write_neutralizer_parts(tmp_path, market.neutralizer_parts(dates, max_rows=2000), row_group_rows=500)
+    stored = pd.read_parquet(files.neutralizer_path)
+    pd.testing.assert_frame_equal(stored.astype(reference.dtypes.to_dict()), reference, check_dtype=False)
+    file = pq.ParquetFile(files.neutralizer_path)
+    groups = [file.read_row_group(i, columns=["date"]).column("date").to_pandas() for i in range(file.num_row_groups)]
+    assert len(groups) > len(parts) and all(len(g) <= 500 for g in groups)
+    assert sum(g.nunique() for g in groups) == reference["date"].nunique()  # whole dates: none in two row groups
+    with pytest.raises(Exception, match="none of the dates"):
+        list(market.neutralizer_parts([pd.Timestamp("1990-01-02")]))

@@ -17,6 +17,7 @@ from numerai_tools import scoring
 
 from numerflow.tasks.core.store import Store
 from numerflow.tasks.numerai.neutralizer import (
+    NeutralizerFiles,
     alpha_from_files,
     fetch_neutralizer_files,
     file_dates,
@@ -85,6 +86,29 @@ def test_read_dates_reads_only_the_dates_asked_for(tmp_path):
     assert rows["ticker"].dtype == "string"
 
 
+def test_read_dates_decodes_only_the_row_groups_whose_statistics_can_hold_the_dates(tmp_path):
+    """One row group per date (Numerai's layout): reading two dates decodes those two row groups; a
+    file without statistics is read through the scanner's filter, with the same rows."""
+    import pyarrow.parquet as pq
+
+    from numerflow.tasks.numerai.neutralizer import _date_values, _row_groups_of
+
+    neutral, _ = neutralizer_frames(TICKERS, VALIDATION, 4)
+    path, bare = tmp_path / "n.parquet", tmp_path / "bare.parquet"
+    path.write_bytes(parquet_bytes(neutral, row_group_size=len(TICKERS)))
+    pq.write_table(pa.Table.from_pandas(neutral, preserve_index=False), bare, row_group_size=len(TICKERS),
+                   write_statistics=False)
+    wanted = [VALIDATION[4], VALIDATION[2]]
+    date_type = pq.read_schema(path).field("date").type
+    assert _row_groups_of(path, _date_values(wanted, date_type)) == [2, 4]
+    assert _row_groups_of(bare, _date_values(wanted, date_type)) is None
+    pruned, scanned = read_dates(path, wanted), read_dates(bare, wanted)
+    key = ["date", "ticker"]
+    pd.testing.assert_frame_equal(pruned.sort_values(key).reset_index(drop=True),
+                                  scanned.sort_values(key).reset_index(drop=True))
+    assert sorted(pruned["date"].unique()) == [VALIDATION[2], VALIDATION[4]] and len(pruned) == 2 * len(TICKERS)
+
+
 def test_scoring_from_a_file_larger_than_the_budget_stays_within_it(tmp_path):
     """The neutralizer file's data is 4x the budget: only a few dates are ever decoded."""
     tickers = [f"T{i:05d} US" for i in range(1500)]
@@ -145,3 +169,32 @@ def test_feature_alpha_scores_each_feature_as_the_prediction_in_one_pass_over_th
         expected = validation_alpha(tmp_path / f"{name}.parquet", neutral_path, weights_path)
         np.testing.assert_allclose(per_feature[name].to_numpy(), expected.to_numpy(), rtol=0, atol=1e-12)
     assert per_feature.notna().all().all() and (per_feature["feature_a"] != per_feature["feature_b"]).all()
+    # The model's own ALPHA in the same pass: validation_alpha's scores, first column, and what it scored on.
+    both = validation_feature_alpha(tmp_path / "valid.parquet", tmp_path / "dataset.parquet",
+                                    ["feature_a", "feature_b"], neutral_path, weights_path, max_rows=200,
+                                    with_prediction=True)
+    alone = validation_alpha(tmp_path / "valid.parquet", neutral_path, weights_path)
+    assert list(both.columns) == ["prediction", "feature_a", "feature_b"]
+    np.testing.assert_allclose(both["prediction"].to_numpy(), alone.to_numpy(), rtol=0, atol=1e-12)
+    pd.testing.assert_frame_equal(both[["feature_a", "feature_b"]], per_feature)
+    assert both.attrs["scored_on"] == alone.attrs["scored_on"] == "target_chili_60"
+
+    # The round's scoring: the model's ALPHA and each feature's, into the metrics and the model's meta.json.
+    from numerflow.tasks.core.store import read_json, write_json
+    from numerflow.tasks.model.eras import era_metrics, with_score
+    from numerflow.tasks.model.training import TrainResult
+    from numerflow.tasks.round.signals import score_alpha
+
+    model_dir = tmp_path / "model"
+    write_json(model_dir / "meta.json", {"dataset": str(tmp_path / "dataset.parquet"), "validation_metrics": {},
+                                         "data_range": {"target_span_trading_days": 5}})
+    days = sorted(pd.to_datetime(predictions["date"]).unique())
+    metrics = era_metrics({"date": days, "corr": [0.01] * len(days), "fnc": [0.0] * len(days)}, 5)
+    metrics["features"] = {"feature_a": {"corr": {}}, "feature_b": {"corr": {}}}
+    trained = TrainResult("m", str(model_dir), str(tmp_path / "valid.parquet"), metrics)
+    scored_metrics = score_alpha(trained, NeutralizerFiles("t", "validation", neutral_path, weights_path))
+    assert scored_metrics["alpha_scored_on"] == "target_chili_60"
+    assert scored_metrics["alpha"]["mean"] == pytest.approx(with_score(metrics, "alpha", alone, 5)["alpha"]["mean"],
+                                                            abs=1e-12)
+    assert set(scored_metrics["features"]["feature_a"]) >= {"corr", "alpha"}
+    assert read_json(model_dir / "meta.json")["validation_metrics"]["alpha"] == scored_metrics["alpha"]

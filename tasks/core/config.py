@@ -467,7 +467,9 @@ class OrchestrationSettings(Section):
     task_runner: Literal["threads", "dask"] = Field(
         "threads", description="runner of ingest batches: threads in the flow's process, or a Dask cluster"
     )
-    thread_workers: int | None = Field(None, ge=1, description="threads of the thread runner (None: Prefect's default)")
+    thread_workers: int | None = Field(
+        None, ge=1, description="threads of the thread runner (None: one per core for the offline sources, demo "
+        "and files, whose batches are CPU work; Prefect's default, no limit, for Yahoo)")
     dask_address: str | None = Field(
         None, description="tcp://host:8786 of an existing Dask scheduler; None starts a local cluster per flow run"
     )

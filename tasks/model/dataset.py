@@ -11,16 +11,19 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from numerflow.tasks.core.config import FeaturesSettings, TargetSettings
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.store import Store, file_sha256, read_parquet, write_json, write_parquet
 from numerflow.tasks.model.features import FEATURE_NAMES, bar_layout, compute_features
-from numerflow.tasks.model.targets import compute_targets
+from numerflow.tasks.model.targets import check_target_options, target_columns
 
 #: Bump when feature or target code changes meaning, so old snapshots are not reused.
 DATASET_VERSION = "1"
+#: The price columns the built-in features and targets read (``validate_price_panel``'s).
+PANEL_COLUMNS = ["ticker", "date", "close", "adj_close", "volume"]
 
 
 @dataclass(frozen=True)
@@ -63,19 +66,21 @@ def build_dataset_frame(prices: pd.DataFrame, target: TargetSettings, sources: l
     ``sources`` (tasks.model.plugins.LoadedSource) are joined point-in-time and ranked per date;
     ``feature_settings.use`` without ``own`` drops the built-in price features. ``calendar_days``
     (Crypto): windows and targets count calendar days (``tasks.crypto.calendar``)."""
+    check_target_options(target.horizon, target.lag, target.bins)  # bad settings fail before the work
     if calendar_days:
         from numerflow.tasks.crypto.calendar import on_daily_calendar
 
         prices = on_daily_calendar(prices)
     layout = bar_layout(prices)  # validates the panel; computed once for features and targets
-    features = compute_features(prices, layout=layout)
-    targets = compute_targets(prices, horizon=target.horizon, lag=target.lag, bins=target.bins, layout=layout)
+    # Targets first: their panel-sized temporaries are gone before the feature block is allocated.
+    targets = target_columns(prices, target.horizon, target.lag, target.bins, layout)
+    dataset = compute_features(prices, layout=layout)
+    if isinstance(dataset["ticker"].dtype, pd.CategoricalDtype):  # read as categories: stored as strings
+        dataset["ticker"] = dataset["ticker"].astype(pd.StringDtype())
     # One layout, so features and targets have the same rows in the same (date, ticker) order: the
     # target columns are added, not joined (a join and a sort would each copy the whole panel).
-    dataset = features
     for column in ("target", "target_raw", "target_end_date"):
-        dataset[column] = targets[column].to_numpy()
-    del targets
+        dataset[column] = np.asarray(targets.pop(column))
     if sources or feature_settings is not None:
         from numerflow.tasks.model.plugins import add_source_features, selected_sources
 
@@ -113,7 +118,10 @@ def build_dataset(store: Store, source: str, target: TargetSettings,
         # Names only (DatasetInfo lists the features, which the sources decide): from the schema.
         dataset = dataset.assign(**dict.fromkeys(feature_columns_of(path), 0.0))
     else:
-        prices = read_parquet(prices_dir)
+        # The bar columns the features and targets read, tickers as categories (a feature source gets
+        # every column as stored): the price panel is the stage's largest input.
+        prices = (read_parquet(prices_dir) if extra is not None
+                  else read_parquet(prices_dir, columns=PANEL_COLUMNS, categorical=["ticker"]))
         loaded = plugins.load_sources(features, prices, store.root, source)  # bad sources fail before any work
         dataset = build_dataset_frame(prices, target, loaded, features if extra is not None else None,
                                       calendar_days=calendar_days)

@@ -113,35 +113,47 @@ def compute_targets(
     and ``target_end_date`` are NaN/NaT where bar ``i + lag + horizon`` does not exist yet;
     ``target`` is NaN there too. Raises BadInputError on unusable input or options.
     """
+    check_target_options(horizon, lag, bins)  # before the heavy work
+    layout = layout if layout is not None else bar_layout(prices)  # shared with features by tasks.model.dataset
+    dates = prices["date"].take(layout.rows).reset_index(drop=True)
+    return pd.DataFrame({"ticker": prices["ticker"].take(layout.rows).reset_index(drop=True), "date": dates,
+                         **target_columns(prices, horizon, lag, bins, layout, dates)})
+
+
+def check_target_options(horizon: int, lag: int, bins: int) -> None:
+    """BadInputError naming the problem when the target settings cannot make a target."""
     if horizon < 1 or lag < 0:
         raise BadInputError(
             f"horizon must be >= 1 and lag >= 0 (got horizon={horizon}, lag={lag}); fix the target settings",
             tag="invalid_targets",
         )
-    target_bin_edges(bins)  # validates bins before the heavy work
-    layout = layout if layout is not None else bar_layout(prices)  # shared with features by tasks.model.dataset
+    target_bin_edges(bins)
+
+
+def target_columns(prices: pd.DataFrame, horizon: int, lag: int, bins: int, layout: BarLayout,
+                   dates: pd.Series | None = None) -> dict[str, np.ndarray | pd.Series]:
+    """``compute_targets``' columns ``target_raw``, ``target_end_date``, ``target`` without its ids, in
+    ``layout.rows`` order (the dataset adds them to the feature rows: no second copy of the ids)."""
     adj_close = prices["adj_close"].to_numpy(dtype="float64", na_value=np.nan)[layout.rows]
     wide_adj_close = layout.to_wide(adj_close)
-    start_price = _shift_left(wide_adj_close, lag, np.nan)
-    end_price = _shift_left(wide_adj_close, lag + horizon, np.nan)
-    wide_target_raw = end_price / start_price - 1.0
-    del wide_adj_close, start_price, end_price
+    del adj_close
+    # Bar k: adj_close[k + lag + horizon] / adj_close[k + lag] - 1, NaN where the end bar does not
+    # exist; divided slice by slice (no shifted copies of the matrix).
+    n_bars, span = wide_adj_close.shape[1], lag + horizon
+    wide_target_raw = np.full_like(wide_adj_close, np.nan)
+    if span < n_bars:
+        known = wide_target_raw[:, : n_bars - span]
+        np.divide(wide_adj_close[:, span:], wide_adj_close[:, lag : n_bars - horizon], out=known)
+        known -= 1.0
+    del wide_adj_close
     target_raw = layout.to_long(wide_target_raw)
     target = bin_ranks(layout.rank_by_date(wide_target_raw), bins)
     del wide_target_raw
 
-    dates = prices["date"].take(layout.rows).reset_index(drop=True)
+    if dates is None:
+        dates = prices["date"].take(layout.rows).reset_index(drop=True)
     end_date = _end_dates(layout, pd.to_datetime(dates), lag + horizon)
-    frame = pd.DataFrame(
-        {
-            "ticker": prices["ticker"].take(layout.rows).reset_index(drop=True),
-            "date": dates,
-            "target_raw": target_raw,
-            "target_end_date": end_date,
-            "target": target,
-        }
-    )
-    return frame
+    return {"target_raw": target_raw, "target_end_date": end_date, "target": target}
 
 
 def _end_dates(layout: BarLayout, dates: pd.Series, offset: int) -> pd.Series:

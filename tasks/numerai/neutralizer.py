@@ -13,7 +13,9 @@ stream: memory follows the dates asked for (``max_rows`` rows at a time), not th
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import bisect
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,14 +111,45 @@ def read_dates(path: Path, dates: Sequence[Any], columns: Sequence[str] | None =
     missing = [c for c in wanted if c not in layout.value_columns]
     if missing:
         raise BadInputError(f"Numerai {what} file {path} lacks columns {missing}", tag="invalid_numerai_data")
-    dataset = ds.dataset(path, format="parquet")
-    table = dataset.to_table(columns=[layout.id_column, "date", *wanted],
-                             filter=pc.is_in(ds.field("date"), value_set=_date_values(dates, layout.date_type)))
+    value_set = _date_values(dates, layout.date_type)
+    read = [layout.id_column, "date", *wanted]
+    groups = _row_groups_of(Path(path), value_set)
+    if groups is None:  # no usable statistics: the scanner filters every row group
+        table = ds.dataset(path, format="parquet").to_table(columns=read,
+                                                            filter=pc.is_in(ds.field("date"), value_set=value_set))
+    else:
+        table = pq.ParquetFile(path).read_row_groups(groups, columns=read)
+        table = table.filter(pc.is_in(table.column("date"), value_set=value_set))
     frame = table.to_pandas(self_destruct=True, split_blocks=True)
     frame = frame.rename(columns={layout.id_column: "ticker"})
     frame["ticker"] = frame["ticker"].astype("string")
     frame["date"] = pd.to_datetime(frame["date"]).astype("datetime64[ns]")
     return frame
+
+
+def _row_groups_of(path: Path, value_set: pa.Array) -> list[int] | None:
+    """The row groups whose ``date`` statistics (min, max) can hold one of ``value_set``'s dates, or
+    None when a row group has no statistics. pyarrow's scanner does not prune row groups on an
+    ``is_in`` filter: it decodes every row group of the file on each read, so scoring a file read a
+    few dates at a time cost (file size) x (reads); with this, each read decodes its own dates."""
+    metadata = pq.ParquetFile(path).metadata
+    column = metadata.schema.to_arrow_schema().get_field_index("date")
+    wanted = sorted(v for v in value_set.to_pylist() if v is not None)
+    if not wanted or column < 0:
+        return None
+    groups = []
+    for index in range(metadata.num_row_groups):
+        stats = metadata.row_group(index).column(column).statistics
+        if stats is None or not stats.has_min_max:
+            return None
+        low, high = stats.min, stats.max
+        try:
+            first = bisect.bisect_left(wanted, low)
+            if first < len(wanted) and wanted[first] <= high:  # a wanted date inside [low, high]
+                groups.append(index)
+        except TypeError:  # statistics of another type than the dates (e.g. raw integers)
+            return None
+    return groups
 
 
 def file_dates(path: Path) -> pd.DatetimeIndex:
@@ -206,11 +239,13 @@ def validation_alpha(predictions_path: Path, neutralizer_path: Path, weights_pat
 
 
 def validation_feature_alpha(predictions_path: Path, dataset_path: Path, feature_names: Sequence[str],
-                             neutralizer_path: Path, weights_path: Path, *, max_rows: int = DEFAULT_MAX_ROWS
-                             ) -> pd.DataFrame:
+                             neutralizer_path: Path, weights_path: Path, *, max_rows: int = DEFAULT_MAX_ROWS,
+                             with_prediction: bool = False) -> pd.DataFrame:
     """Each feature's own per-date ALPHA on the validation rows (the feature used as the prediction), scored
     like ``validation_alpha``: the features are read from the dataset for the validation dates only and
-    matched on (ticker, date); one pass over the neutralizer file for all of them. Dates × features."""
+    matched on (ticker, date); one pass over the neutralizer file for all of them. Dates × features;
+    ``with_prediction``: a first column ``prediction``, the model's own (``validation_alpha``'s scores,
+    in the same pass), and the frame's attribute ``scored_on`` as ``validation_alpha``'s."""
     from numerflow.tasks.core.store import read_parquet
 
     predictions = read_parquet(Path(predictions_path))
@@ -226,24 +261,48 @@ def validation_feature_alpha(predictions_path: Path, dataset_path: Path, feature
     features = features.assign(ticker=features["ticker"].astype("string"),
                                date=pd.to_datetime(features["date"]).astype("datetime64[ns]"))
     rows = keyed.merge(features, on=["ticker", "date"], how="left", validate="one_to_one")
-    scored, _ = _scored_rows(rows)
-    frame = alpha_from_files(scored[["ticker", "date", "target", *feature_names]], neutralizer_path, weights_path,
-                             max_rows=max_rows, prediction_columns=list(feature_names))
+    scored, scored_on = _scored_rows(rows)
+    wanted = ["prediction", *feature_names] if with_prediction else list(feature_names)
+    frame = alpha_from_files(scored[["ticker", "date", "target", *wanted]], neutralizer_path, weights_path,
+                             max_rows=max_rows, prediction_columns=wanted)
     assert isinstance(frame, pd.DataFrame)
+    frame.attrs["scored_on"] = scored_on
     return frame
 
 
+#: Rows per row group of the neutralizer files written here (whole dates when a part's dates have the
+#: same tickers): ``read_dates`` decodes only the row groups holding the dates it reads, and a file of
+#: one tiny row group per date is slow to write and to open (its metadata grows with the row groups).
+ROW_GROUP_ROWS = 100_000
+
+
 def write_neutralizer_files(folder: Path, neutral: pd.DataFrame, weights: pd.DataFrame) -> NeutralizerFiles:
-    """Store neutralizer and sample-weight tables in Numerai's file layout (one row group per date)."""
-    from numerflow.tasks.core.store import write_with
+    """Store neutralizer and sample-weight tables in Numerai's file layout (rows sorted by date)."""
+    return write_neutralizer_parts(folder, [(neutral, weights)])
 
-    rows_per_date = max(1, int(neutral.groupby("date").size().max()))
-    paths = []
-    for name, frame in ((NEUTRALIZER_FILES["validation"], neutral), (WEIGHT_FILES["validation"], weights)):
-        table = pa.Table.from_pandas(frame, preserve_index=False)
 
-        def write(tmp: Path, table: pa.Table = table) -> None:
-            pq.write_table(table, tmp, compression="zstd", row_group_size=rows_per_date)
+def write_neutralizer_parts(folder: Path, parts: Iterable[tuple[pd.DataFrame, pd.DataFrame]],
+                            row_group_rows: int = ROW_GROUP_ROWS) -> NeutralizerFiles:
+    """``write_neutralizer_files`` from (neutralizer, sample weights) tables a few dates at a time, each
+    appended as it comes: the whole table is never in memory. A row group holds as many of a part's
+    largest dates as fit ``row_group_rows`` (at least one)."""
+    from numerflow.tasks.core.store import atomic_path
 
-        paths.append(write_with(Path(folder) / name, write))
+    names = (NEUTRALIZER_FILES["validation"], WEIGHT_FILES["validation"])
+    paths = [Path(folder) / name for name in names]
+    with contextlib.ExitStack() as stack:
+        temps = [stack.enter_context(atomic_path(path)) for path in paths]
+        writers: list[pq.ParquetWriter | None] = [None, None]
+        for frames in parts:
+            rows_per_date = max(1, int(frames[0].groupby("date").size().max()))
+            group_rows = rows_per_date * max(1, row_group_rows // rows_per_date)
+            for i, frame in enumerate(frames):
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                if writers[i] is None:
+                    writers[i] = stack.enter_context(pq.ParquetWriter(temps[i], table.schema, compression="zstd"))
+                writer = writers[i]
+                assert writer is not None
+                writer.write_table(table.cast(writer.schema), row_group_size=group_rows)
+        if writers[0] is None:
+            raise BadInputError("no neutralizer rows to write", tag="invalid_dates")
     return NeutralizerFiles("demo", "validation", paths[0], paths[1])

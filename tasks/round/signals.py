@@ -44,7 +44,7 @@ from numerflow.tasks.numerai.neutralizer import (
     fetch_neutralizer_files,
     validation_alpha,
     validation_feature_alpha,
-    write_neutralizer_files,
+    write_neutralizer_parts,
 )
 from numerflow.tasks.numerai.submission import build_submission, validate_submission
 from numerflow.tasks.numerai.universe import (
@@ -391,7 +391,7 @@ def demo_neutralizer(settings: Settings, validation_predictions: str) -> Neutral
     if (folder / NEUTRALIZER_FILES["validation"]).exists() and (folder / WEIGHT_FILES["validation"]).exists():
         return NeutralizerFiles("demo", "validation", folder / NEUTRALIZER_FILES["validation"],
                                 folder / WEIGHT_FILES["validation"])
-    return write_neutralizer_files(folder, *market.neutralizers(dates))
+    return write_neutralizer_parts(folder, market.neutralizer_parts(dates))
 
 
 def numerai_neutralizer(settings: Settings, round_number: int | None) -> NeutralizerFiles | None:
@@ -402,22 +402,27 @@ def numerai_neutralizer(settings: Settings, round_number: int | None) -> Neutral
 
 
 def score_alpha(trained: TrainResult, files: NeutralizerFiles | None) -> dict:
-    """The validation metrics plus ALPHA per date and per era, also written into the model's
-    meta.json; unchanged, with the reason logged, when there is no neutralizer to score against."""
+    """The validation metrics plus ALPHA per date and per era, and each feature's own ALPHA (one pass over
+    the neutralizer file for all of them), also written into the model's meta.json; unchanged, with the
+    reason logged, when there is no neutralizer to score against."""
     if files is None:
         log.info("No neutralizer file for the validation dates: ALPHA not scored")
-        return trained.metrics
-    try:
-        alpha = validation_alpha(Path(trained.validation_predictions), files.neutralizer_path, files.weights_path)
-    except BadInputError as exc:  # scoring is diagnostics: the round goes on
-        log.warning("ALPHA not scored: %s", exc)
         return trained.metrics
     meta_path = Path(trained.model_dir) / META_FILE
     meta = read_json(meta_path)
     span = int(meta["data_range"].get("target_span_trading_days") or 0)
+    per_feature = feature_alpha(trained, files, meta)
+    try:
+        alpha = per_feature.pop("prediction") if per_feature is not None else validation_alpha(
+            Path(trained.validation_predictions), files.neutralizer_path, files.weights_path)
+    except BadInputError as exc:  # scoring is diagnostics: the round goes on
+        log.warning("ALPHA not scored: %s", exc)
+        return trained.metrics
     metrics = with_score(trained.metrics, "alpha", alpha, span)
-    metrics["alpha_scored_on"] = alpha.attrs.get("scored_on")
-    metrics = feature_alpha(metrics, trained, files, meta)
+    metrics["alpha_scored_on"] = per_feature.attrs["scored_on"] if per_feature is not None else alpha.attrs.get(
+        "scored_on")
+    if per_feature is not None:
+        metrics = feature_scores(metrics, per_feature, span, "alpha")
     meta["validation_metrics"] = {**meta["validation_metrics"], "alpha": metrics["alpha"], "daily": metrics["daily"]}
     write_json(meta_path, meta)
     log.info("Validation ALPHA per weekly era: mean %.5f over %s eras", metrics["alpha"]["mean"] or float("nan"),
@@ -425,18 +430,20 @@ def score_alpha(trained: TrainResult, files: NeutralizerFiles | None) -> dict:
     return metrics
 
 
-def feature_alpha(metrics: dict, trained: TrainResult, files: NeutralizerFiles, meta: dict) -> dict:
-    """``metrics`` plus each feature's own ALPHA on the validation dates (diagnostics: a failure is logged)."""
+def feature_alpha(trained: TrainResult, files: NeutralizerFiles, meta: dict) -> pd.DataFrame | None:
+    """Per date, the model's ALPHA (column ``prediction``) and each numeric feature's own, in one pass over
+    the neutralizer file; None when there are no features to score or they cannot be read (logged:
+    ``score_alpha`` then scores the model alone)."""
+    metrics = trained.metrics
     names = [n for n in (metrics.get("features") or {}) if "corr" in metrics["features"][n]]  # the numeric ones
     if not names:
-        return metrics
+        return None
     try:
-        per_date = validation_feature_alpha(Path(trained.validation_predictions), Path(meta["dataset"]), names,
-                                            files.neutralizer_path, files.weights_path)
+        return validation_feature_alpha(Path(trained.validation_predictions), Path(meta["dataset"]), names,
+                                        files.neutralizer_path, files.weights_path, with_prediction=True)
     except (BadInputError, KeyError, ValueError, OSError) as exc:  # diagnostics: the round goes on
         log.warning("Per-feature ALPHA not scored: %s", exc)
-        return metrics
-    return feature_scores(metrics, per_date, int(meta["data_range"].get("target_span_trading_days") or 0), "alpha")
+        return None
 
 
 def report(settings: Settings, model_dir: str, metrics: dict, run_id: str) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -154,9 +154,9 @@ class _Market:
 
 #: Peak memory of a whole demo round per bar (market, prices, features, dataset, LightGBM),
 #: measured at Numerai's size (benchmarks/bench_round.py): 5,000 tickers x 20 years (26.1 M bars)
-#: peaked at 11.35 GB RSS, ~420 B per bar above the interpreter's own ~0.35 GB (in the ingest stage,
-#: the market's generation; the dataset stage 9.2 GB, training 6.8 GB); rounded up for headroom.
-ROUND_BYTES_PER_BAR = 500
+#: peaked at 6.73 GB RSS, ~245 B per bar above the interpreter's own ~0.35 GB (in the dataset stage;
+#: ingest 2.0 GB, training 4.6 GB); rounded up for headroom.
+ROUND_BYTES_PER_BAR = 300
 
 
 def available_memory_bytes() -> int:
@@ -322,18 +322,44 @@ class DemoMarket:
         the date): ``numerai_ticker``, ``date`` ("YYYY-MM-DD"), ``neutralizer_<j>`` (float32) and
         ``sample_weight`` (1.0). The columns are an orthonormal basis (Nᵀ N = I) of the span of
         [1, beta, styles, sector and country dummies] on the date, zero-padded to a fixed count:
-        the factors a real neutralizer removes, so ALPHA keeps only what is not one of them."""
+        the factors a real neutralizer removes, so ALPHA keeps only what is not one of them.
+        The rows of ``neutralizer_parts`` in one table each."""
+        parts = list(self.neutralizer_parts(dates))
+        return (pd.concat([n for n, _ in parts], ignore_index=True),
+                pd.concat([w for _, w in parts], ignore_index=True))
+
+    def neutralizer_parts(self, dates: Sequence[Any], max_rows: int = 250_000
+                          ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+        """``neutralizers(dates)`` a few dates at a time (sorted by date; at most ``max_rows`` rows
+        a part, every date of a part with the same tickers), for writing without the whole table.
+
+        A date's basis depends only on which tickers are alive, which changes only on a listing or a
+        delisting day: one SVD per such stretch of dates (the same SVD of the same matrix, so the same
+        basis as one per date), not one per date."""
         market = self._market
+        stamps = pd.DatetimeIndex(pd.to_datetime(pd.Series(list(dates))).drop_duplicates().sort_values())
+        days = market.dates.searchsorted(stamps)
+        known = days < len(market.dates)
+        known[known] = market.dates[days[known]] == stamps[known]
+        stamps, days = stamps[known], days[known]
+        if not len(days):
+            raise BadInputError("none of the dates is a day of the demo market", tag="invalid_dates")
+        # Tickers listed by the day, and delisted before it: two non-decreasing counts, so days with
+        # equal counts have the same tickers alive.
+        listed = np.searchsorted(np.sort(market.first_day), days, side="right")
+        gone = np.searchsorted(np.sort(market.last_day), days, side="left")
+        epoch = listed.astype(np.int64) * (len(market.tickers) + 1) + gone
         design = np.column_stack([
             np.ones(len(market.tickers)), market.beta, market.styles,
             np.eye(N_SECTORS)[market.sector], np.eye(len(COUNTRY_CODES))[market.country],
         ])
         width = design.shape[1]
-        neutral_parts, weight_parts = [], []
-        for stamp in pd.to_datetime(pd.Series(list(dates))).drop_duplicates().sort_values():
-            day = int(market.dates.searchsorted(stamp))
-            if day >= len(market.dates) or market.dates[day] != stamp:
-                continue
+        names = [f"neutralizer_{j}" for j in range(width)]
+        labels = np.asarray(stamps.strftime("%Y-%m-%d"), dtype=object)
+        bounds = np.flatnonzero(np.r_[True, epoch[1:] != epoch[:-1], True])
+        produced = False
+        for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            day = int(days[lo])
             alive = np.flatnonzero((market.first_day <= day) & (market.last_day >= day))
             if len(alive) == 0:
                 continue
@@ -341,13 +367,17 @@ class DemoMarket:
             basis = np.zeros((len(alive), width), dtype=np.float32)
             rank = int((singular > 1e-9 * singular[0]).sum())
             basis[:, :rank] = u[:, :rank]
-            ids = {"numerai_ticker": pd.array(market.tickers[alive], dtype=pd.StringDtype()),
-                   "date": stamp.strftime("%Y-%m-%d")}
-            neutral_parts.append(pd.DataFrame({**ids, **{f"neutralizer_{j}": basis[:, j] for j in range(width)}}))
-            weight_parts.append(pd.DataFrame({**ids, "sample_weight": np.ones(len(alive), dtype=np.float32)}))
-        if not neutral_parts:
+            tickers = pd.array(market.tickers[alive], dtype=pd.StringDtype())
+            step = max(1, max_rows // len(alive))
+            for first in range(lo, hi, step):
+                n_dates = min(step, hi - first)
+                ids = {"numerai_ticker": pd.array(np.tile(tickers, n_dates), dtype=pd.StringDtype()),
+                       "date": pd.array(np.repeat(labels[first:first + n_dates], len(alive)), dtype="str")}
+                yield (pd.DataFrame({**ids, **{name: np.tile(basis[:, j], n_dates) for j, name in enumerate(names)}}),
+                       pd.DataFrame({**ids, "sample_weight": np.ones(n_dates * len(alive), dtype=np.float32)}))
+                produced = True
+        if not produced:
             raise BadInputError("none of the dates is a day of the demo market", tag="invalid_dates")
-        return pd.concat(neutral_parts, ignore_index=True), pd.concat(weight_parts, ignore_index=True)
 
     def style_exposures(self) -> pd.DataFrame:
         """Per ticker: ``numerai_ticker``, ``beta`` and ``style_<j>`` (the factor exposures)."""
