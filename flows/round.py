@@ -287,9 +287,13 @@ def finish_model(run: RoundRun, plan: TrainPlan, trained: TrainResult | ModelFai
         trained = train_model_task(settings, plan.training_path, plan.run_id, plan.lineage, plan.members)
     metrics = trained.metrics
     if files is None:
-        crypto = settings.tournament == "crypto"  # Crypto scores MMC: it has no neutralizer, no ALPHA
-        neutralizers = (None if crypto else demo_neutralizer_task(settings, trained.validation_predictions)
-                        if run.kind.mode == "demo" else numerai_neutralizer_task(settings, round_number))
+        crypto = settings.tournament == "crypto"
+        if crypto:  # Crypto scores MMC: it has no neutralizer, no ALPHA
+            neutralizers = None
+        elif run.kind.mode == "demo":
+            neutralizers = demo_neutralizer_task(settings, trained.validation_predictions)
+        else:
+            neutralizers = numerai_neutralizer_task(settings, round_number)
         if neutralizing(settings):  # [neutralize]: the figures are of the neutralised predictions
             trained = neutralize_validation_task(settings, trained, plan.own_dataset, neutralizers)
         metrics = (validation_mmc_task(settings, trained, run.kind.mode) if crypto
