@@ -173,6 +173,8 @@ def price_stages(run: RoundRun) -> RoundInputs:
     with stage("prices" if run.prepared else "ingest", unattended=unattended):
         prices = (signals.prepared_prices(settings, run.kind, universe) if run.prepared
                   else ingest_stage(run, universe, resolution.candidates_path))
+    if demo:
+        signals.release_demo_bars(settings)
     if news_wanted(settings, run.kind.mode, universe):  # headlines for the news_sentiment plug-in
         with stage("news", unattended=unattended):
             news_stage(settings, universe)

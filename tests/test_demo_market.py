@@ -14,7 +14,7 @@ from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.schemas import PRICE_SCHEMA, validate_price_panel
 from numerflow.tasks.core.store import read_parquet, write_parquet
 from numerflow.tasks.prices.sources import PriceSource
-from numerflow.tasks.prices.sources.demo import DemoMarket
+from numerflow.tasks.prices.sources.demo import DemoMarket, _calendar_grid
 
 END = date(2026, 11, 13)  # a Friday
 
@@ -92,6 +92,46 @@ def test_end_moves_the_calendar_not_the_random_draws() -> None:
     assert early.all_tickers() == late.all_tickers()
     assert early.dates[-1] == pd.Timestamp("2025-06-30") and late.dates[-1] == pd.Timestamp(END)
     assert len(early.dates) == len(late.dates) == 261
+
+
+def test_a_day_later_appends_a_day_and_keeps_every_stored_bar() -> None:
+    # 2026-11-12 and 2026-11-13 are in the same calendar block (blocks of CALENDAR_BLOCK_DAYS weekdays).
+    today = DemoMarket(tickers=120, years=2.0, signal=0.5, seed=3, end=date(2026, 11, 12))
+    tomorrow = DemoMarket(tickers=120, years=2.0, signal=0.5, seed=3, end=END)
+    assert _calendar_grid(date(2026, 11, 12), 522)[0] == _calendar_grid(END, 522)[0]
+    old, new = today.fetch(today.all_tickers()), tomorrow.fetch(tomorrow.all_tickers())
+    both = old.merge(new, on=["ticker", "date"], suffixes=("_old", "_new"))
+    # Every day both serve is the same bar: only the oldest day left the window.
+    assert len(both) == len(old) - (old["date"] == old["date"].min()).sum()
+    assert (both["adj_close_old"] == both["adj_close_new"]).all()
+    assert (both["volume_old"] == both["volume_new"]).all()
+    # A dividend paid on the new day rescales its payer's raw closes, as a vendor's file does; no one else's.
+    rescaled = set(both.loc[both["close_old"] != both["close_new"], "ticker"])
+    assert len(rescaled) <= 5
+    added = new[new["date"] == pd.Timestamp(END)]
+    assert len(added) > 100 and (added["ticker"].isin(old["ticker"])).all()
+
+
+def test_the_next_calendar_block_draws_a_new_market() -> None:
+    last_of_block = _calendar_grid(END, 261)[0]
+    first_of_next = (pd.Timestamp(last_of_block) + pd.offsets.BDay(1)).date()
+    before = DemoMarket(tickers=50, years=1.0, seed=3, end=last_of_block)
+    after = DemoMarket(tickers=50, years=1.0, seed=3, end=first_of_next)
+    both = before.fetch(before.all_tickers()).merge(after.fetch(after.all_tickers()), on=["ticker", "date"])
+    assert len(both) > 10_000 and (both["adj_close_x"] != both["adj_close_y"]).mean() > 0.9
+
+
+def test_released_bars_are_freed_and_drawn_again_when_fetched(market: DemoMarket, bars: pd.DataFrame) -> None:
+    clone = DemoMarket(tickers=market.tickers, years=market.years, signal=market.signal, seed=market.seed,
+                       end=market.end)
+    some = clone.all_tickers()[:20]
+    first = clone.fetch(some)
+    neutralizer, _ = clone.neutralizers(clone.dates[-3:])
+    clone.release_bars()
+    assert clone._market.adj_close.size == 0  # the matrices are gone, the attributes stay
+    pd.testing.assert_frame_equal(clone.neutralizers(clone.dates[-3:])[0], neutralizer)
+    pd.testing.assert_frame_equal(clone.listings(), market.listings())
+    pd.testing.assert_frame_equal(clone.fetch(some), first)
 
 
 def test_pickled_market_regenerates_the_same_bars(market: DemoMarket, bars: pd.DataFrame) -> None:

@@ -54,6 +54,7 @@ from numerflow.tasks.numerai.universe import (
     write_universe,
 )
 from numerflow.tasks.prices.configured import (
+    configured_source,
     demo_market,
     lookup_with_yahoo,
     readiness,
@@ -69,6 +70,7 @@ from numerflow.tasks.prices.ingest import (
 )
 from numerflow.tasks.prices.lookup import lookup_targets
 from numerflow.tasks.prices.quality import universe_coverage
+from numerflow.tasks.prices.sources.demo import DemoMarket
 from numerflow.tasks.prices.tickers import (
     candidate_map,
     resolution_report,
@@ -263,6 +265,14 @@ def ingested_prices(settings: Settings, kind: RoundKind, universe: UniverseRef,
     coverage = universe_coverage(universe_ids(universe), list(stored["ticker"].unique()))
     return IngestSummary.from_summary(summary, prices_dir=summary["prices_dir"], last_date=str(last.date()),
                                       readiness=ready, coverage=coverage)
+
+
+def release_demo_bars(settings: Settings) -> None:
+    """The demo market's bars are in the store once the ingest is done: free its matrices (0.55 GB at
+    Numerai's size) before the dataset stage; its per-ticker attributes stay for the neutralizer."""
+    source = configured_source(settings)
+    if isinstance(source, DemoMarket):
+        source.release_bars()
 
 
 def prepared_prices(settings: Settings, kind: RoundKind, universe: UniverseRef) -> IngestSummary:

@@ -25,10 +25,18 @@ Spearman correlation of trailing 60-day with forward 20D2L return ~0.00 at signa
 ~0.04 at 0.5, ~0.13 at 1.0; a LightGBM on momentum/volatility ranks validates at
 ~0.02-0.045 (signal 0.5) and ~0.12-0.16 (signal 1.0) across seeds.
 
-Determinism: every random draw depends only on (tickers, years, signal, seed); each model
-component has its own random stream, so changing ``signal`` changes the drift and the style
-returns and nothing else. ``end`` only places the grid on the calendar (and selects that calendar's holidays):
-for a given ``end`` the output is bit-for-bit reproducible.
+Determinism: every random draw depends only on (tickers, years, signal, seed) and on which
+calendar block ``end`` falls in; each model component has its own random stream, so changing
+``signal`` changes the drift and the style returns and nothing else. For a given ``end`` the
+output is bit-for-bit reproducible.
+
+A market that appends, as a real source does: the market is drawn on a weekday grid that ends on
+the last day of ``end``'s block of ``CALENDAR_BLOCK_DAYS`` weekdays (blocks counted from a fixed
+origin) and reaches ``CALENDAR_BLOCK_DAYS`` weekdays further back than the history, and the
+``years`` of history ending on ``end`` are a window of it. So moving ``end`` by a day within a block
+appends that day's bars and changes no stored bar (only a dividend paid on the new day rescales its
+ticker's raw closes, as a real vendor's do); moving it into the next block (about once a quarter)
+draws a new market.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ import math
 import os
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -114,6 +122,10 @@ N_STYLES = 2
 STYLE_PREMIUM = 0.0005  # daily return per unit of style-0 exposure at signal=1
 STYLE_VOL = 0.002  # daily std of each style's factor return
 _CHUNK_ROWS = 256  # tickers generated per block: bounds float64 temporaries, fixed for determinism
+# The market is drawn once per block of this many weekdays (about a quarter), counted from
+# _CALENDAR_ORIGIN: a later ``end`` in the same block serves the same draws, one day longer.
+CALENDAR_BLOCK_DAYS = 65
+_CALENDAR_ORIGIN = np.datetime64("1990-01-01", "D")  # a Monday
 
 # One independent random stream per model component (the ids are part of the seed).
 _STREAM = {
@@ -139,8 +151,8 @@ class _Market:
     sector: np.ndarray
     beta: np.ndarray  # market loading
     styles: np.ndarray  # (N, N_STYLES) float32 style exposures
-    first_day: np.ndarray  # grid index of the first day of life
-    last_day: np.ndarray  # grid index of the last day of life (T-1 when still listed)
+    first_day: np.ndarray  # day index of the first day of life (< 0: listed before the history's first day)
+    last_day: np.ndarray  # day index of the last day of life (>= T-1: still listed on the last day)
     div_period: np.ndarray  # trading days between ex-dates; 0 = pays no dividend
     div_offset: np.ndarray
     div_yield: np.ndarray  # per payment
@@ -254,10 +266,31 @@ class DemoMarket:
 
     @property
     def _market(self) -> _Market:
+        """The market: per-ticker attributes, and the bars unless ``release_bars`` dropped them."""
         with self._lock:
             if self._cache is None:
-                self._cache = _generate(self.tickers, self._n_days, self.signal, self.seed, self.end)
+                self._cache = self._draw()
             return self._cache
+
+    def _market_with_bars(self) -> _Market:
+        with self._lock:
+            if self._cache is None or self._cache.present.shape[1] != len(self._cache.dates):
+                self._cache = self._draw()  # released: drawn again (the same draws)
+            return self._cache
+
+    def _draw(self) -> _Market:
+        grid_end, n_grid, lo = _calendar_grid(self.end, self._n_days)
+        return _window(_generate(self.tickers, n_grid, self.signal, self.seed, grid_end), lo, lo + self._n_days)
+
+    def release_bars(self) -> None:
+        """Free the (ticker, day) matrices (21 bytes a grid cell: 0.55 GB at 5,000 tickers x 20 years)
+        once the ingest has stored the bars; the per-ticker attributes the listings, universe and
+        neutralizers read stay. A later ``fetch`` draws the market again."""
+        with self._lock:
+            if self._cache is not None:
+                empty = {name: getattr(self._cache, name)[:, :0].copy()
+                         for name in ("present", "adj_close", "adj_open", "adj_high", "adj_low", "volume")}
+                self._cache = replace(self._cache, **empty)
 
     def all_tickers(self) -> list[str]:
         """Every ticker that trades at some point of the history (delisted ones included), sorted."""
@@ -276,8 +309,8 @@ class DemoMarket:
                 "currency": pd.array(np.array(list(COUNTRY_CURRENCY.values()), dtype=object)[market.country],
                                      dtype=pd.StringDtype()),
                 "sector": market.sector.astype(np.int64),
-                "first_date": market.dates[market.first_day],
-                "last_date": market.dates[market.last_day],
+                "first_date": market.dates[np.maximum(market.first_day, 0)],
+                "last_date": market.dates[np.minimum(market.last_day, len(market.dates) - 1)],
                 "delisted": market.last_day < len(market.dates) - 1,
             }
         )
@@ -300,7 +333,7 @@ class DemoMarket:
         end_day = _to_date("end", end) if end is not None else None
         if start_day is not None and end_day is not None and start_day > end_day:
             raise BadInputError(f"start {start_day} is after end {end_day}; swap them", tag="invalid_dates")
-        market = self._market
+        market = self._market_with_bars()
         requested = np.unique(np.asarray([str(t) for t in tickers], dtype=object))
         rows = np.searchsorted(market.tickers, requested) if len(requested) else np.array([], dtype=np.int64)
         known = (rows < len(market.tickers)) & (market.tickers[np.minimum(rows, len(market.tickers) - 1)] == requested)
@@ -435,6 +468,17 @@ def _business_days(end: date, n_days: int) -> pd.DatetimeIndex:
     return pd.bdate_range(end=pd.Timestamp(end), periods=n_days).as_unit("ms")
 
 
+def _calendar_grid(end: date, n_days: int) -> tuple[date, int, int]:
+    """The grid the market for ``end`` is drawn on: its last day (the last weekday of ``end``'s
+    calendar block), its length in weekdays, and the grid index of the history's first day (the
+    history is grid days [lo, lo + n_days), ending on ``end``)."""
+    index = int(np.busday_count(_CALENDAR_ORIGIN, np.datetime64(end, "D")))  # end's weekday number
+    block_last = (index // CALENDAR_BLOCK_DAYS + 1) * CALENDAR_BLOCK_DAYS - 1
+    grid_end = np.busday_offset(_CALENDAR_ORIGIN, block_last).astype(date)
+    n_grid = n_days + CALENDAR_BLOCK_DAYS
+    return grid_end, n_grid, n_grid - n_days - (block_last - index)
+
+
 # --------------------------------------------------------------------------- generation
 
 
@@ -543,6 +587,8 @@ def _holiday_mask(seed: int, dates: pd.DatetimeIndex, countries: np.ndarray) -> 
 
 
 def _generate(n_tickers: int, n_days: int, signal: float, seed: int, end: date) -> _Market:
+    """The market on the grid of ``n_days`` weekdays ending on ``end`` (``_calendar_grid``): a
+    history window plus one calendar block before it."""
     dates = _business_days(end, n_days)
     tickers, country = _make_tickers(seed, n_tickers)
     figis = _make_figis(seed, n_tickers)
@@ -555,15 +601,19 @@ def _generate(n_tickers: int, n_days: int, signal: float, seed: int, end: date) 
     size_level = loadings.normal(13.5, 1.3, n_tickers).astype(np.float32)  # log shares per day
 
     listing = _rng(seed, "listing")
+    # Days of life on the grid: listings fall within the first 70% of the history's length and
+    # delistings after the grid's first block, so every ticker trades inside any history window.
+    history_days = n_days - CALENDAR_BLOCK_DAYS
     late = listing.random(n_tickers) < LATE_LISTING_RATE
-    first_day = np.where(late, listing.integers(1, max(2, int(0.7 * n_days)), n_tickers), 0)
-    first_day = np.minimum(first_day, n_days - 1)
-    min_life = max(1, min(120, n_days // 4))
-    delist_room = n_days - 1 - (first_day + min_life)  # days a delisting may fall on
+    first_day = np.where(late, listing.integers(1, max(2, int(0.7 * history_days)), n_tickers), 0)
+    first_day = np.minimum(first_day, history_days - 1)
+    min_life = max(1, min(120, history_days // 4))
+    earliest_delisting = np.maximum(first_day + min_life, CALENDAR_BLOCK_DAYS)
+    delist_room = n_days - 1 - earliest_delisting  # days a delisting may fall on
     delisted = (listing.random(n_tickers) < DELISTING_RATE) & (delist_room > 0)
     last_day = np.where(
         delisted,
-        first_day + min_life + np.floor(listing.random(n_tickers) * np.maximum(delist_room, 1)).astype(np.int64),
+        earliest_delisting + np.floor(listing.random(n_tickers) * np.maximum(delist_room, 1)).astype(np.int64),
         n_days - 1,
     )
 
@@ -644,6 +694,20 @@ def _generate(n_tickers: int, n_days: int, signal: float, seed: int, end: date) 
         div_period=div_period.astype(np.int64), div_offset=div_offset, div_yield=div_yield,
         present=present, adj_close=adj_close, adj_open=adj_open, adj_high=adj_high, adj_low=adj_low,
         volume=volume,
+    )
+
+
+def _window(market: _Market, lo: int, hi: int) -> _Market:
+    """The market on grid days [lo, hi): the (ticker, day) matrices as views, day numbers shifted so
+    day 0 is ``lo``. Days of life and the dividend schedule keep their grid dates: a ticker listed
+    before the window has ``first_day < 0``, one that delists after it ``last_day >= hi - lo`` (it is
+    live on the last day). ``_generate`` draws every life to overlap any window of its grid."""
+    period = np.maximum(market.div_period, 1)
+    return replace(
+        market, dates=market.dates[lo:hi], first_day=market.first_day - lo, last_day=market.last_day - lo,
+        div_offset=(market.div_offset - lo) % period,
+        **{name: getattr(market, name)[:, lo:hi]
+           for name in ("present", "adj_close", "adj_open", "adj_high", "adj_low", "volume")},
     )
 
 
