@@ -16,7 +16,14 @@ import pandas as pd
 
 from numerflow.tasks.core.config import FeaturesSettings, TargetSettings
 from numerflow.tasks.core.errors import BadInputError
-from numerflow.tasks.core.store import Store, file_sha256, read_parquet, write_json, write_parquet
+from numerflow.tasks.core.store import (
+    Store,
+    categories_as_strings,
+    file_sha256,
+    read_parquet,
+    write_json,
+    write_parquet,
+)
 from numerflow.tasks.model.features import FEATURE_NAMES, bar_layout, compute_features
 from numerflow.tasks.model.targets import check_target_options, target_columns
 
@@ -76,7 +83,7 @@ def build_dataset_frame(prices: pd.DataFrame, target: TargetSettings, sources: l
     targets = target_columns(prices, target.horizon, target.lag, target.bins, layout)
     dataset = compute_features(prices, layout=layout)
     if isinstance(dataset["ticker"].dtype, pd.CategoricalDtype):  # read as categories: stored as strings
-        dataset["ticker"] = dataset["ticker"].astype(pd.StringDtype())
+        dataset["ticker"] = categories_as_strings(dataset["ticker"])
     # One layout, so features and targets have the same rows in the same (date, ticker) order: the
     # target columns are added, not joined (a join and a sort would each copy the whole panel).
     for column in ("target", "target_raw", "target_end_date"):
