@@ -37,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -286,6 +287,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         results: list[dict[str, Any]] = []
         ends = {"first": args.end, "daily": next_business_day(args.end, 1),
                 "retrain": next_business_day(args.end, 2), "baseline": args.end}
+        # The demo market appends a day only within one calendar block; across blocks it is drawn anew.
+        from numerflow.tasks.prices.sources.demo import _calendar_grid
+
+        blocks = {_calendar_grid(date.fromisoformat(ends[c]), 1)[0] for c in cases if c != "baseline"}
+        if len(blocks) > 1:
+            parser.error(f"--end {args.end} and the next two business days span two of the demo market's calendar "
+                         "blocks (a new block re-draws every history): pick an --end earlier in its block")
         dataset = None
         for case in cases:
             command = [sys.executable, __file__, "--child", case, "--tickers", str(args.tickers), "--years",
