@@ -115,6 +115,10 @@ class CryptoDemoMarket(DemoMarket):
                 self._cache, self._drift = _generate(self.tickers, self.dates, self.signal, self.seed)
             return self._cache
 
+    def release_bars(self) -> None:
+        """Kept (a few MB): the Crypto demo's targets, meta model and Numerai-style files read the bars
+        after the ingest."""
+
     @property
     def drift(self) -> np.ndarray:
         """(tokens, days) the latent drift (unit stationary std)."""

@@ -273,10 +273,12 @@ class DemoMarket:
             return self._cache
 
     def _market_with_bars(self) -> _Market:
-        with self._lock:
-            if self._cache is None or self._cache.present.shape[1] != len(self._cache.dates):
-                self._cache = self._draw()  # released: drawn again (the same draws)
-            return self._cache
+        market = self._market
+        if market.present.shape[1] == len(market.dates):
+            return market
+        with self._lock:  # released: drawn again (the same draws)
+            self._cache = None
+        return self._market
 
     def _draw(self) -> _Market:
         grid_end, n_grid, lo = _calendar_grid(self.end, self._n_days)
