@@ -371,7 +371,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     settings = load_settings(**overrides)  # fail fast on bad values, before Prefect starts
     store = Store(settings.data_dir)
     from numerflow.flows.prices import prices_flow
-    from numerflow.tasks.prices.configured import source_name
+    from numerflow.tasks.prices.configured import configured_source, source_name
+    from numerflow.tasks.prices.sources.files import FilePriceSource, price_files
+
+    source = configured_source(settings)  # files.path unset: one line here, not Prefect's traceback
+    if isinstance(source, FilePriceSource):
+        price_files(source.path)  # an empty, missing or unreadable path likewise
     from numerflow.tasks.prices.progress import ProgressBar
 
     name = source_name(settings)  # crypto bars have their own store (yahoo-crypto)

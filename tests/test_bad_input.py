@@ -68,6 +68,19 @@ def test_ingest_run_id_that_would_leave_the_data_dir_is_refused(run_id, tmp_path
     assert not any(p.is_file() for p in tmp_path.rglob("*"))  # nothing written, inside or outside
 
 
+@pytest.mark.parametrize("path", [None, "empty", "missing"])
+def test_ingest_of_files_without_price_files_is_one_line_before_the_flow_starts(path, tmp_path, monkeypatch, capfd):
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("NUMERFLOW_PRICE_SOURCE", "files")
+    if path is not None:
+        monkeypatch.setenv("NUMERFLOW_FILES__PATH", str(tmp_path / path))
+    code = main(["ingest", "--data-dir", str(tmp_path / "data")])
+    out, err = capfd.readouterr()
+    assert code == 2
+    assert ("files.path is not set" if path is None else "invalid_price_files") in err
+    assert "Traceback" not in out + err and "flow run" not in (out + err).lower()  # no flow was started
+
+
 # ------------------------------------------------------------------ submissions, in a dry run (no keys)
 
 

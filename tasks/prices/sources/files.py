@@ -152,7 +152,9 @@ def numerai_symbols(symbols: pd.Series, country: str | None) -> pd.Series:
                      index=symbols.index, name=symbols.name)
 
 
-def _files(path: Path) -> list[Path]:
+def price_files(path: Path) -> list[Path]:
+    """The price files of ``files.path`` (a file, or every .csv/.parquet under a folder); BadInputError naming
+    the fix when there are none."""
     if path.is_dir():
         found = sorted(p for p in path.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file()
                        and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts))
@@ -751,7 +753,7 @@ def load_price_files(path: Path | str, *, layout: FileLayout | None = None,
     """Every file under ``path`` read and checked at once (``numerflow prices check``; tests).
     ``today`` (UTC, for tests) defaults to now. A folder without one usable file is an error."""
     layout = layout or FileLayout()
-    paths = _files(Path(path))
+    paths = price_files(Path(path))
     frames, errors = _read_files(paths, layout)
     names = [str(p) for p in paths]
     usable = [f for f in frames if f is not None]
@@ -879,7 +881,7 @@ class FilePriceSource:
         """List and fingerprint the files; learn which tickers the new or changed ones hold."""
         if self._paths is not None:
             return
-        paths = _files(self.path)
+        paths = price_files(self.path)
         remembered: dict[str, Any] = {}
         if self._state_dir is not None and (self._state_dir / INDEX_FILE).exists():
             remembered = read_json(self._state_dir / INDEX_FILE).get("files", {})
