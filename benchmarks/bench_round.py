@@ -134,6 +134,7 @@ def run_child(case: str, args: argparse.Namespace) -> dict[str, Any]:
     meta = json.loads((Path(args.data_dir) / "models" / summary["model"]["id"] / "meta.json").read_text())
     return {"case": case, "exit": code, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
             "peak_rss_gb": round(peak_rss_bytes() / 1e9, 2), "stages": clock.stages,
+            "prices": {k: summary["prices"].get(k) for k in ("tickers", "rows", "repulled", "ok", "stale", "failed")},
             "dataset": summary["dataset"], "model": summary["model"], "validation": summary["validation"],
             "alpha": summary["alpha"], "fit_seconds": meta.get("fit_seconds"),
             "train_rows": meta["data_range"]["train_rows"], "live_rows": meta.get("live_rows")}

@@ -21,6 +21,9 @@ def test_first_round_daily_round_and_baseline_run_and_are_reported(tmp_path, cap
     assert first["model"]["trained"] and not daily["model"]["trained"]
     assert daily["model"]["id"] == first["model"]["id"]
     assert daily["dataset"]["last_date"] > first["dataset"]["last_date"]
+    # The demo market appends like a real source: the daily ingest stores about one new bar per live
+    # ticker and re-pulls only the few whose dividend fell on the new day.
+    assert daily["prices"]["repulled"] <= 5 and 0 < daily["prices"]["rows"] < 0.05 * first["prices"]["rows"]
     # The baseline fits every daily training row of the same split: ~5 per weekly row.
     assert 4 * first["train_rows"] < baseline["train_rows"] < 6 * first["train_rows"]
     for result in results:

@@ -1143,7 +1143,7 @@ def check_price_folder(path: Path | str, layout: FileLayout | None = None, *, un
         "path": str(path),
         "usable": bool(len(bars)),
         "error": None,
-        "files": {"read": len(_files(Path(path))) - len(checked.file_errors), "unreadable": len(checked.file_errors)},
+        "files": {"read": len(price_files(Path(path))) - len(checked.file_errors), "unreadable": len(checked.file_errors)},
         "problems": checked.problems,
         "stored": {"tickers": int(bars["ticker"].nunique()), "bars": int(len(bars)),
                    "first_date": str(bars["date"].min().date()) if len(bars) else None,
