@@ -370,7 +370,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     overrides = _overrides(args, price_source=args.source)
     settings = load_settings(**overrides)  # fail fast on bad values, before Prefect starts
     store = Store(settings.data_dir)
-    from numerflow.flows.prices import prices_flow
+    from numerflow.flows.prices import prices_flow, task_runner_for
     from numerflow.tasks.prices.configured import configured_source, source_name
     from numerflow.tasks.prices.sources.files import FilePriceSource, price_files
 
@@ -382,7 +382,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     name = source_name(settings)  # crypto bars have their own store (yahoo-crypto)
     run_id = ingest_run_id(store, name, args.run_id)
     with ProgressBar(ingest_dir(store, name) / "runs" / run_id):
-        summary = prices_flow(overrides=overrides, backfill=args.backfill, run_id=run_id)
+        # The configured runner, as a round's ingest: Prefect's default has no thread limit (all batches of an
+        # offline source at once: one merged part each in memory, and the GIL shared by 50 threads).
+        summary = prices_flow.with_options(task_runner=task_runner_for(settings))(
+            overrides=overrides, backfill=args.backfill, run_id=run_id)
     counts = ", ".join(f"{k} {summary.get(k, 0)}" for k in ("ok", "stale", "failed", "delisted", "no_data", "unresolved"))
     verdict = ingest_verdict(summary, settings.yahoo.max_failed_share)
     lines = [f"numerflow ingest {summary['run_id']} ({summary['source']}): {summary['tickers']} tickers — "

@@ -165,23 +165,28 @@ def quarantine(path: Path, reason: str) -> Path:
 WRITE_SLICE_ROWS = 2_000_000
 
 
-def write_parquet(path: Path, data: pd.DataFrame | pa.Table, schema: pa.Schema | None = None) -> Path:
-    """Atomically write a DataFrame or Arrow table as Parquet (zstd)."""
+def write_parquet(path: Path, data: pd.DataFrame | pa.Table, schema: pa.Schema | None = None,
+                  dictionary: list[str] | None = None) -> Path:
+    """Atomically write a DataFrame or Arrow table as Parquet (zstd). ``dictionary``: the only columns
+    dictionary-encoded (None: pyarrow's default, every column; a float column of distinct values only
+    costs time: pyarrow tries, then falls back)."""
     if isinstance(data, pd.DataFrame) and len(data) > WRITE_SLICE_ROWS:
-        return _write_frame_in_slices(path, data, schema)
+        return _write_frame_in_slices(path, data, schema, dictionary)
     table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, schema=schema, preserve_index=False)
     if schema is not None and isinstance(data, pa.Table):
         table = table.cast(schema)
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression="zstd", use_dictionary=True if dictionary is None else dictionary)
     return Path(path)
 
 
-def _write_frame_in_slices(path: Path, data: pd.DataFrame, schema: pa.Schema | None) -> Path:
+def _write_frame_in_slices(path: Path, data: pd.DataFrame, schema: pa.Schema | None,
+                           dictionary: list[str] | None = None) -> Path:
     """``write_parquet`` of a long DataFrame: one Arrow slice of WRITE_SLICE_ROWS rows at a time."""
     # The whole frame's schema (a column empty in the first slice still gets its real type).
     schema = schema or pa.Schema.from_pandas(data, preserve_index=False)
-    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd",
+                                                    use_dictionary=True if dictionary is None else dictionary) as writer:
         for start in range(0, len(data), WRITE_SLICE_ROWS):
             writer.write_table(pa.Table.from_pandas(data.iloc[start:start + WRITE_SLICE_ROWS], schema=schema,
                                                     preserve_index=False))

@@ -143,7 +143,7 @@ def build_dataset(store: Store, source: str, target: TargetSettings,
                                     100 * features.min_live_coverage, report["excluded"])
                 dataset = dataset.drop(columns=report["excluded"])
             write_json(path.with_suffix(".coverage.json"), report)
-        write_parquet(path, dataset)
+        write_parquet(path, dataset, dictionary=["ticker"])  # float columns: no dictionary attempt
     return DatasetInfo(
         path=str(path),
         snapshot=snapshot,

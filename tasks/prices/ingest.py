@@ -541,14 +541,14 @@ def _repull_reasons(fetched: pd.DataFrame, stored: pd.DataFrame, starts: dict[st
             hit = after & (incremental[column].fillna(0).to_numpy() != 0)
             for ticker in pd.unique(incremental.loc[hit, "ticker"]):
                 reasons.setdefault(str(ticker), reason)
-    overlap = incremental.merge(stored[["ticker", "date", "close", "adj_close"]], on=["ticker", "date"], suffixes=("", "_stored"))
-    if len(overlap):
-        changed = np.zeros(len(overlap), dtype=bool)
+    if len(stored):
+        found, match = _matching_bars(incremental, stored)  # the overlap: bars fetched again
+        changed = np.zeros(int(found.sum()), dtype=bool)
         for column in ("close", "adj_close"):
-            new = overlap[column].to_numpy(dtype="float64", na_value=np.nan)
-            old = overlap[f"{column}_stored"].to_numpy(dtype="float64", na_value=np.nan)
+            new = incremental[column].to_numpy(dtype="float64", na_value=np.nan)[found]
+            old = stored[column].to_numpy(dtype="float64", na_value=np.nan)[match[found]]
             changed |= ~np.isclose(new, old, rtol=REVISION_RTOL, atol=0, equal_nan=True)
-        for ticker in pd.unique(overlap.loc[changed, "ticker"]):
+        for ticker in pd.unique(incremental["ticker"].to_numpy()[found][changed]):
             reasons.setdefault(str(ticker), "revision")
     return reasons
 
@@ -738,15 +738,25 @@ def _planned_extent(batch: Mapping[str, Any]) -> pd.DataFrame | None:
                         index=pd.Index(list(stored), name="ticker", dtype=object))
 
 
-def _read_rows(files: PartFiles, tickers: Sequence[str], since: date | None,
+def _read_rows(files: PartFiles, tickers: Sequence[str], since: date | Mapping[str, date] | None,
                columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """The part's stored rows of ``tickers`` (from ``since`` on, or all), as a price frame; with
-    ``columns``, the other price columns are left empty (NaN)."""
+    """The part's stored rows of ``tickers`` (from ``since`` on: one date, or one per ticker; None:
+    all), as a price frame; with ``columns``, the other price columns are left empty (NaN)."""
     if not len(tickers):
         return _as_price_frame(_empty_prices())
-    where = pc.field("ticker").isin(pa.array(list(tickers), pa.string()))
-    if since is not None:
-        where = where & (pc.field("date") >= pa.scalar(since, pa.date32()))
+    if isinstance(since, Mapping):  # one filter term per distinct date (a handful: calendars differ)
+        by_date: dict[date, list[str]] = {}
+        for ticker in tickers:
+            by_date.setdefault(since[ticker], []).append(ticker)
+        terms = [pc.field("ticker").isin(pa.array(group, pa.string())) & (pc.field("date") >= pa.scalar(day, pa.date32()))
+                 for day, group in by_date.items()]
+        where = terms[0]
+        for term in terms[1:]:
+            where = where | term
+    else:
+        where = pc.field("ticker").isin(pa.array(list(tickers), pa.string()))
+        if since is not None:
+            where = where & (pc.field("date") >= pa.scalar(since, pa.date32()))
     frame = read_part(files, columns, filter_expr=where).to_pandas(date_as_object=False, types_mapper=_string_type)
     for column in PRICE_SCHEMA.names:
         if column not in frame.columns and column != "currency":
@@ -765,14 +775,16 @@ def _string_type(arrow_type: pa.DataType) -> Any:
 def _stored_rows(prices_dir: Path, files: PartFiles, fetched: pd.DataFrame, starts: Mapping[str, date | None],
                  planned: pd.DataFrame | None, window: int = 5) -> pd.DataFrame:
     """What a batch can change of its stored part: per fetched ticker, its rows from
-    TAIL_LOOKBACK before the earliest incremental start on (a ticker with fewer than ``window``
-    of them before its first fetched bar, but older history, and every full pull: all its rows)."""
+    TAIL_LOOKBACK before its incremental start on (a ticker with fewer than ``window``
+    of them before its first fetched bar, but older history, and every full pull: all its rows).
+    Per ticker, not from the batch's earliest start: one long-delisted ticker in a batch would
+    otherwise read years of every other ticker's rows."""
     tickers = [str(t) for t in pd.unique(fetched["ticker"])]
     if planned is not None:
         tickers = [t for t in tickers if t in planned.index]
     tails = [t for t in tickers if starts.get(t) is not None]
     whole = [t for t in tickers if starts.get(t) is None]
-    since = min(d for t in tails if (d := starts[t]) is not None) - TAIL_LOOKBACK if tails else None
+    since = {t: start - TAIL_LOOKBACK for t in tails if (start := starts[t]) is not None}
     first_fetched = fetched.groupby("ticker")["date"].min()
     # Only bars after each ticker's last stored one (appended rows): no stored row can be replaced
     # or compared, so only what the bad-bar check looks at is read (the rest left empty).
@@ -781,7 +793,7 @@ def _stored_rows(prices_dir: Path, files: PartFiles, fetched: pd.DataFrame, star
     stored = _read_rows(files, tails, since, columns)
     if tails and planned is not None:
         before = stored.assign(first=stored["ticker"].map(first_fetched)).query("date < first").groupby("ticker").size()
-        older = planned["min"].reindex(tails) < pd.Timestamp(since)
+        older = planned["min"].reindex(tails) < pd.Series({t: pd.Timestamp(d) for t, d in since.items()}).reindex(tails)
         short = [t for t in tails if before.get(t, 0) < window and bool(older.get(t, False))]
         if short:
             whole += short
@@ -975,15 +987,42 @@ def same_bars(fetched: pd.DataFrame, stored: pd.DataFrame) -> np.ndarray:
     columns = [c for c in PRICE_SCHEMA.names if c not in ("ticker", "date")]
     if not len(fetched) or not len(stored):
         return np.zeros(len(fetched), dtype=bool)
-    key = ["ticker", "date"]
-    joined = fetched[key + columns].reset_index(drop=True).merge(
-        stored[key + columns].drop_duplicates(key), on=key, how="left", suffixes=("", "_stored"), indicator=True)
-    same = np.array(joined["_merge"] == "both", dtype=bool)
+    same, match = _matching_bars(fetched, stored)
     for column in columns:
-        new, old = joined[column], joined[f"{column}_stored"]
-        equal = (new == old).astype("boolean").fillna(False)  # nullable strings compare to NA
-        same &= (equal | (new.isna() & old.isna())).to_numpy(dtype=bool)
+        if column == "currency":  # nullable strings: NA equals NA
+            new = fetched[column].to_numpy(dtype=object, na_value=None)[same]
+            old = stored[column].to_numpy(dtype=object, na_value=None)[match[same]]
+            equal = np.array([a == b for a, b in zip(new, old, strict=True)], dtype=bool)
+        else:
+            new = fetched[column].to_numpy(dtype="float64", na_value=np.nan)[same]
+            old = stored[column].to_numpy(dtype="float64", na_value=np.nan)[match[same]]
+            equal = (new == old) | (np.isnan(new) & np.isnan(old))
+        same[same] = equal
     return same
+
+
+def _bar_keys(*frames: pd.DataFrame) -> list[np.ndarray]:
+    """One int64 key per row for (ticker, date), comparable across ``frames``: matching rows on
+    them is a sort and a search, not a pandas merge on strings (seconds a batch at Numerai's size)."""
+    tickers = pa.concat_arrays([pa.array(f["ticker"].to_numpy(dtype=object, na_value=None), pa.string())
+                                for f in frames])
+    codes = pc.dictionary_encode(tickers).indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    keys, start = [], 0
+    for frame in frames:
+        days = frame["date"].to_numpy(dtype="datetime64[D]").astype(np.int64)
+        keys.append(codes[start:start + len(frame)] * (1 << 32) + (days + (1 << 31)))
+        start += len(frame)
+    return keys
+
+
+def _matching_bars(rows: pd.DataFrame, stored: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``rows``: whether ``stored`` has a bar of the same (ticker, date), and the position in
+    ``stored`` of its first such bar (meaningful where found)."""
+    row_keys, stored_keys = _bar_keys(rows, stored)
+    unique_keys, first = np.unique(stored_keys, return_index=True)
+    at = np.minimum(np.searchsorted(unique_keys, row_keys), max(len(unique_keys) - 1, 0))
+    found = unique_keys[at] == row_keys if len(unique_keys) else np.zeros(len(rows), dtype=bool)
+    return found, first[at] if len(first) else np.zeros(len(rows), dtype=np.int64)
 
 
 def _fetched_frame(ok: Mapping[str, FetchOutcome]) -> pd.DataFrame:
