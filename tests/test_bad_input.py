@@ -546,9 +546,9 @@ def test_a_demo_market_too_big_for_the_memory_left_is_refused_before_it_is_gener
     from numerflow.tasks.prices.sources.demo import check_demo_fits
 
     check_demo_fits(600, 6, available=2 * 10**9)  # the default (~0.9 M bars, ~0.3 GB) fits in 2 GB
-    check_demo_fits(5000, 20, available=8 * 10**9)  # Numerai's size (measured 6.73 GB) fits in 8 GB
-    with pytest.raises(BadInputError, match=r"5000 tickers x 20 years is 26.1 M daily bars; .* about 7.8 GB .* 6.0 GB"):
-        check_demo_fits(5000, 20, available=6 * 10**9)
+    check_demo_fits(5000, 20, available=6 * 10**9)  # Numerai's size (measured 4.65 GB) fits in 6 GB
+    with pytest.raises(BadInputError, match=r"5000 tickers x 20 years is 26.1 M daily bars; .* about 5.2 GB .* 5.0 GB"):
+        check_demo_fits(5000, 20, available=5 * 10**9)
 
 
 # ================================================================== second sweep (issue 24)

@@ -166,9 +166,9 @@ class _Market:
 
 #: Peak memory of a whole demo round per bar (market, prices, features, dataset, LightGBM),
 #: measured at Numerai's size (benchmarks/bench_round.py): 5,000 tickers x 20 years (26.1 M bars)
-#: peaked at 6.73 GB RSS, ~245 B per bar above the interpreter's own ~0.35 GB (in the dataset stage;
-#: ingest 2.0 GB, training 4.6 GB); rounded up for headroom.
-ROUND_BYTES_PER_BAR = 300
+#: peaked at 4.65 GB RSS in the first round, 4.56 GB in a daily one: ~165 B per bar above the
+#: interpreter's own ~0.35 GB (dataset stage; ingest 1.9 GB, training 4.0 GB); rounded up for headroom.
+ROUND_BYTES_PER_BAR = 200
 
 
 def available_memory_bytes() -> int:
