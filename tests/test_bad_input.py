@@ -184,7 +184,7 @@ def test_the_cli_reports_a_bad_config_before_anything_runs(tmp_path, monkeypatch
         (["--signal", "1e9"], "demo.signal: Input should be less than or equal to 10"),
         (["--tickers", "10000000"], "demo.tickers: Input should be less than or equal to 20000"),
         (["--tickers", "99"], "--tickers 99 is below Numerai's minimum of 100"),
-        (["--tickers", "20000", "--years", "50"], "is 261.0 M daily bars; its round needs about 78.3 GB"),
+        (["--tickers", "20000", "--years", "50"], "is 261.0 M daily bars; its round needs about 52.2 GB"),
     ],
 )
 def test_demo_options_out_of_range_are_refused_before_anything_runs(argv, message, tmp_path, capsys):
