@@ -108,12 +108,9 @@ class CryptoDemoMarket(DemoMarket):
     def _n_days(self) -> int:
         return max(1, int(round(self.years * DAYS_PER_YEAR)))
 
-    @property
-    def _market(self) -> _Market:
-        with self._lock:
-            if self._cache is None:
-                self._cache, self._drift = _generate(self.tickers, self.dates, self.signal, self.seed)
-            return self._cache
+    def _draw(self) -> _Market:
+        market, self._drift = _generate(self.tickers, self.dates, self.signal, self.seed)
+        return market
 
     def release_bars(self) -> None:
         """Kept (a few MB): the Crypto demo's targets, meta model and Numerai-style files read the bars

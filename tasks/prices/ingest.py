@@ -29,8 +29,10 @@ batch) and publishes the progress and ledger artifacts; this module is plain Pyt
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import operator
 import random
 import re
 import time
@@ -738,25 +740,21 @@ def _planned_extent(batch: Mapping[str, Any]) -> pd.DataFrame | None:
                         index=pd.Index(list(stored), name="ticker", dtype=object))
 
 
-def _read_rows(files: PartFiles, tickers: Sequence[str], since: date | Mapping[str, date] | None,
+def _read_rows(files: PartFiles, tickers: Sequence[str], since: Mapping[str, date] | None,
                columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """The part's stored rows of ``tickers`` (from ``since`` on: one date, or one per ticker; None:
-    all), as a price frame; with ``columns``, the other price columns are left empty (NaN)."""
+    """The part's stored rows of ``tickers`` (each from its own ``since`` date on; None: all), as a
+    price frame; with ``columns``, the other price columns are left empty (NaN)."""
     if not len(tickers):
         return _as_price_frame(_empty_prices())
-    if isinstance(since, Mapping):  # one filter term per distinct date (a handful: calendars differ)
+    if since is None:
+        where = pc.field("ticker").isin(pa.array(list(tickers), pa.string()))
+    else:  # one filter term per distinct date (a handful: calendars differ)
         by_date: dict[date, list[str]] = {}
         for ticker in tickers:
             by_date.setdefault(since[ticker], []).append(ticker)
         terms = [pc.field("ticker").isin(pa.array(group, pa.string())) & (pc.field("date") >= pa.scalar(day, pa.date32()))
                  for day, group in by_date.items()]
-        where = terms[0]
-        for term in terms[1:]:
-            where = where | term
-    else:
-        where = pc.field("ticker").isin(pa.array(list(tickers), pa.string()))
-        if since is not None:
-            where = where & (pc.field("date") >= pa.scalar(since, pa.date32()))
+        where = functools.reduce(operator.or_, terms)
     frame = read_part(files, columns, filter_expr=where).to_pandas(date_as_object=False, types_mapper=_string_type)
     for column in PRICE_SCHEMA.names:
         if column not in frame.columns and column != "currency":

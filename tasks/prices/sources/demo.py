@@ -281,6 +281,7 @@ class DemoMarket:
         return self._market
 
     def _draw(self) -> _Market:
+        """Generate the market (called once, under the lock, by ``_market``; Crypto's draws its own)."""
         grid_end, n_grid, lo = _calendar_grid(self.end, self._n_days)
         return _window(_generate(self.tickers, n_grid, self.signal, self.seed, grid_end), lo, lo + self._n_days)
 
