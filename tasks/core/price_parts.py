@@ -171,7 +171,6 @@ def read_part(files: PartFiles, columns: Sequence[str] | None = None, filter_exp
     layers = ([files.base] if files.base is not None else []) + list(files.deltas)
     tables = [_read_file(p, read_columns, filter_expr, dictionary) for p in layers]
     cutoffs = [{} if p == files.base else replace_from_of(p) for p in layers]
-    # Per layer and ticker: the earliest replace_from of the layers after it (rows from then on are superseded).
     limit = np.iinfo(np.int32).max
     tickers = [table.column("ticker").combine_chunks() for table in tables]
     names = sorted({str(t) for column in tickers for t in column.dictionary.to_pylist()} | {t for c in cutoffs for t in c})
