@@ -9,7 +9,7 @@ import pytest
 from numerai_tools import scoring
 
 from numerflow.tasks.core.errors import BadInputError
-from numerflow.tasks.model.alpha import alpha_by_date
+from numerflow.tasks.model.alpha import alpha_by_date, alpha_by_date_of_columns
 from numerflow.tasks.model.scoring import numerai_corr_by_date
 
 
@@ -59,6 +59,27 @@ def test_alpha_equals_numerai_tools_per_date(nan_share):
     assert ours.index.equals(expected.index)
     np.testing.assert_allclose(ours.to_numpy(), expected.to_numpy(), rtol=0, atol=1e-9)
     assert np.abs(ours).max() > 1e-3  # the scores are not trivially zero
+
+
+def test_many_signals_in_one_pass_score_as_each_alone(monkeypatch):
+    import numerflow.tasks.model.alpha as alpha_module
+
+    rng = np.random.default_rng(5)
+    panel = random_panel(rng)
+    columns = [c for c in panel.columns if c.startswith("neutralizer_")]
+    signals = pd.DataFrame({"prediction": panel["prediction"], "noise": rng.normal(size=len(panel)),
+                            "holes": rng.normal(size=len(panel))})
+    signals.loc[rng.random(len(panel)) < 0.2, "holes"] = np.nan  # its own NaN rows: not the others'
+    signals.loc[:40, "noise"] = np.nan
+    together = alpha_by_date_of_columns(signals, panel["target"], panel[columns], panel["weight"], panel["date"])
+    assert list(together.columns) == list(signals.columns)
+    for name in signals.columns:
+        alone = alpha_by_date(signals[name], panel["target"], panel[columns], panel["weight"], panel["date"])
+        np.testing.assert_allclose(together[name].to_numpy(), alone.to_numpy(), rtol=0, atol=1e-12)
+    assert np.abs(together["prediction"]).max() > 1e-3
+    monkeypatch.setattr(alpha_module, "_ALPHA_BLOCK_CELLS", 300 * 20)  # one date per block
+    np.testing.assert_allclose(alpha_by_date_of_columns(signals, panel["target"], panel[columns], panel["weight"],
+                                                        panel["date"]).to_numpy(), together.to_numpy(), atol=1e-12)
 
 
 def test_float32_neutralizers_and_many_small_blocks_give_the_same_scores(monkeypatch):

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.special import ndtri
+from threadpoolctl import threadpool_limits
 
 from numerflow.tasks.core.errors import BadInputError
 from numerflow.tasks.core.ranking import rank_rows
@@ -86,21 +87,40 @@ def alpha_by_date(predictions: Any, targets: Any, neutralizers: Any, sample_weig
     ``dates``: each row's date. NaN where a date has no scored row.
     """
     codes, labels = _date_codes(dates)
-    n_rows, n_groups = codes.shape[0], len(labels)
-    predictions = _as_float_vector(predictions, "predictions", n_rows)
-    targets = _as_float_vector(targets, "targets", n_rows)
-    weights = _as_float_vector(sample_weights, "sample_weights", n_rows)
-    matrix = _as_neutralizer_matrix(neutralizers, n_rows)
-    return pd.Series(_alpha_values(predictions, targets, matrix, weights, codes, n_groups), index=labels, name="alpha")
+    n_rows = codes.shape[0]
+    signals = _as_float_vector(predictions, "predictions", n_rows).reshape(-1, 1)
+    values = _alpha_values(signals, _as_float_vector(targets, "targets", n_rows),
+                           _as_neutralizer_matrix(neutralizers, n_rows),
+                           _as_float_vector(sample_weights, "sample_weights", n_rows), codes, len(labels))
+    return pd.Series(values[:, 0], index=labels, name="alpha")
 
 
-def _alpha_values(predictions: np.ndarray, targets: np.ndarray, neutralizers: np.ndarray, weights: np.ndarray,
+def alpha_by_date_of_columns(signals: pd.DataFrame, targets: Any, neutralizers: Any, sample_weights: Any,
+                             dates: Any) -> pd.DataFrame:
+    """``alpha_by_date`` of each column of ``signals`` (one pass: each block of the neutralizers is laid out
+    once for all of them); dates x columns. A column's NaN rows are left out of its own ranks and sums, as
+    ``alpha_by_date`` of that column alone leaves them out."""
+    codes, labels = _date_codes(dates)
+    n_rows = codes.shape[0]
+    matrix = np.column_stack([_as_float_vector(signals[c], str(c), n_rows) for c in signals.columns]) \
+        if len(signals.columns) else np.empty((n_rows, 0))
+    values = _alpha_values(matrix, _as_float_vector(targets, "targets", n_rows),
+                           _as_neutralizer_matrix(neutralizers, n_rows),
+                           _as_float_vector(sample_weights, "sample_weights", n_rows), codes, len(labels))
+    return pd.DataFrame(values, index=labels, columns=signals.columns)
+
+
+def _alpha_values(signals: np.ndarray, targets: np.ndarray, neutralizers: np.ndarray, weights: np.ndarray,
                   codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """Dates x signals: the ALPHA of each column of ``signals`` (rows x signals) per date."""
+    n_signals = signals.shape[1]
     has_target = ~np.isnan(targets)
     target_counts = np.bincount(codes[has_target], minlength=n_groups)
     with np.errstate(invalid="ignore", divide="ignore"):
         target_means = np.bincount(codes[has_target], weights=targets[has_target], minlength=n_groups) / target_counts
-    scored = has_target & ~np.isnan(predictions) & ~np.isnan(weights) & ~_incomplete_rows(neutralizers)
+    # Rows some signal is scored on; a signal's own NaN rows are then left out of its ranks and sums.
+    scored = has_target & ~np.isnan(weights) & ~_incomplete_rows(neutralizers)
+    scored &= ~np.isnan(signals).all(axis=1)
     # Rows sorted by date. Inputs usually come sorted (files are written date by date): then no
     # sort and no copy of the codes (fresh large arrays cost page faults on this machine class).
     rows = np.flatnonzero(scored)
@@ -111,8 +131,9 @@ def _alpha_values(predictions: np.ndarray, targets: np.ndarray, neutralizers: np
     counts = np.bincount(sorted_codes, minlength=n_groups)
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     n_columns = neutralizers.shape[1]
-    alpha = np.full(n_groups, np.nan)
-    blocks = _date_blocks(counts, max(_ALPHA_BLOCK_CELLS // n_columns, 1))
+    alpha = np.full((n_groups, n_signals), np.nan)
+    # A block's cells hold its neutralizers and ~5 (dates x signals x width) working arrays.
+    blocks = _date_blocks(counts, max(_ALPHA_BLOCK_CELLS // (n_columns + 5 * n_signals), 1))
     widest = max((int(counts[a:b].max()) * (b - a) for a, b in blocks), default=0)
 
     def solve_block(first: int, stop: int, buffer: np.ndarray) -> None:
@@ -140,16 +161,22 @@ def _alpha_values(predictions: np.ndarray, targets: np.ndarray, neutralizers: np
             elif m:
                 n[i, :m] = neutralizers[date_rows]
             n[i, m:] = 0.0
-        signal = np.nan_to_num(_pow15(ndtri(rank_rows(padded(predictions, np.nan)))), nan=0.0)  # padding 0
-        w = padded(weights, 0.0)
+        # Signals as (dates, signals, width): each (date, signal) row is ranked on its own.
+        raw = np.full((n_dates * width, n_signals), np.nan)
+        raw[cell] = signals[block_rows]
+        raw = np.ascontiguousarray(raw.reshape(n_dates, width, n_signals).transpose(0, 2, 1))
+        present = ~np.isnan(raw)
+        ranked = rank_rows(raw.reshape(-1, width)).reshape(raw.shape)
+        signal = np.nan_to_num(_pow15(ndtri(ranked)), nan=0.0)  # padding and a signal's NaN rows: 0
+        w = padded(weights, 0.0)[:, None, :] * present  # a signal's NaN rows weigh nothing
         t = padded(targets, 0.0)
         t.reshape(-1)[cell] -= target_means[sorted_codes[lo:hi]]  # centred on the date's targets
-        # numpy's own einsum loops: much faster here than BLAS matrix-vector calls per date.
-        exposure = np.einsum("dwk,dw->dk", n, w * signal)  # Nᵀ (w ∘ s)
-        neutral = (signal - np.einsum("dwk,dk->dw", n, exposure)) * w
+        exposure = np.matmul(w * signal, n)  # Nᵀ (w ∘ s): (dates, signals, neutralizers)
+        neutral = (signal - np.matmul(exposure, n.transpose(0, 2, 1))) * w
+        scored_counts = present.sum(axis=2)
         with np.errstate(invalid="ignore", divide="ignore"):
-            alpha[first:stop] = np.where(counts[first:stop] > 0,
-                                         (neutral * t).sum(axis=1) / counts[first:stop], np.nan)
+            alpha[first:stop] = np.where(scored_counts > 0,
+                                         np.einsum("dsw,dw->ds", neutral, t) / scored_counts, np.nan)
 
     def worker(offset: int, step: int) -> None:
         buffer = np.empty(widest * n_columns)
@@ -157,8 +184,8 @@ def _alpha_values(predictions: np.ndarray, targets: np.ndarray, neutralizers: np
             solve_block(first, stop, buffer)
 
     workers = min(_THREADS, len(blocks))
-    if workers:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+    if workers:  # each worker runs its own BLAS products: BLAS threads on top of them oversubscribe the cores
+        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=workers) as pool:
             for future in [pool.submit(worker, j, workers) for j in range(workers)]:
                 future.result()
     return alpha

@@ -160,7 +160,8 @@ def _date_codes(dates: Any) -> tuple[np.ndarray, pd.Index]:
 
 
 def _pow15(x: np.ndarray) -> np.ndarray:
-    return np.sign(x) * np.abs(x) ** 1.5
+    """``sign(x) |x|**1.5`` (numerai-tools' form) as ``x sqrt|x|``: the same to an ulp, ~10x faster than pow."""
+    return x * np.sqrt(np.abs(x))
 
 
 # Per-date Pearson correlation, the one kernel every score uses (CORR, FNC, exposures). Two

@@ -28,8 +28,9 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.core.row_keys import match_ticker_dates
 from numerflow.tasks.core.store import Store
-from numerflow.tasks.model.alpha import alpha_by_date
+from numerflow.tasks.model.alpha import alpha_by_date_of_columns
 from numerflow.tasks.numerai.client import NumeraiClient, dataset_file, pick_dataset_version, round_download_path
 
 ID_COLUMNS = ("numerai_ticker", "composite_figi")
@@ -189,20 +190,21 @@ def alpha_from_files(scored: pd.DataFrame, neutralizer_path: Path, weights_path:
     parts = []
     for batch in date_batches(dates, rows_per_date, max_rows):
         take = np.concatenate([positions[d] for d in batch])  # only this batch's rows are copied
-        rows = pd.DataFrame({"ticker": scored["ticker"].iloc[take].astype("string").to_numpy(),
-                             "date": dates_of_rows.iloc[take].to_numpy(),
-                             **{f"_p{j}": scored[c].iloc[take].to_numpy() for j, c in enumerate(wanted)},
-                             "target": scored["target"].iloc[take].to_numpy()})
+        keys = pd.DataFrame({"ticker": scored["ticker"].to_numpy()[take], "date": dates_of_rows.to_numpy()[take]})
         neutral = read_dates(neutralizer_path, batch, columns)
         weights = read_dates(weights_path, batch, [weight_column], what="sample weights")
-        merged = rows.merge(neutral, on=["ticker", "date"], how="inner").merge(weights, on=["ticker", "date"],
-                                                                               how="inner")
-        del neutral
-        if merged.empty:
+        in_neutral, at_neutral = match_ticker_dates(keys, neutral)
+        in_weights, at_weights = match_ticker_dates(keys, weights)
+        matched = in_neutral & in_weights  # scored rows need both
+        if not matched.any():
             continue
-        matrix = merged[columns].to_numpy()
-        parts.append(pd.concat({c: alpha_by_date(merged[f"_p{j}"], merged["target"], matrix, merged[weight_column],
-                                                 merged["date"]) for j, c in enumerate(wanted)}, axis=1))
+        rows = take[matched]
+        signals = pd.DataFrame({c: scored[c].to_numpy()[rows] for c in wanted}, columns=wanted)
+        parts.append(alpha_by_date_of_columns(signals, scored["target"].to_numpy()[rows],
+                                              neutral[columns].to_numpy()[at_neutral[matched]],
+                                              weights[weight_column].to_numpy()[at_weights[matched]],
+                                              keys["date"].to_numpy()[matched]))
+        del neutral
     if not parts:
         raise BadInputError("no scored row matched Numerai's neutralizer and sample-weight rows (ids and dates "
                             "must be numerai_ticker and Numerai's data dates)", tag="no_numerai_overlap")
@@ -256,11 +258,15 @@ def validation_feature_alpha(predictions_path: Path, dataset_path: Path, feature
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, TypeError):  # a date column the filter cannot compare
         features = read_parquet(Path(dataset_path), columns=columns)
         features = features[pd.to_datetime(features["date"]) >= first]
-    keyed = predictions.assign(ticker=predictions["ticker"].astype("string"),
-                               date=pd.to_datetime(predictions["date"]).astype("datetime64[ns]"))
-    features = features.assign(ticker=features["ticker"].astype("string"),
-                               date=pd.to_datetime(features["date"]).astype("datetime64[ns]"))
-    rows = keyed.merge(features, on=["ticker", "date"], how="left", validate="one_to_one")
+    found, at = match_ticker_dates(predictions.assign(date=pd.to_datetime(predictions["date"])),
+                                   features.assign(date=pd.to_datetime(features["date"])))
+
+    def matched(name: str) -> np.ndarray:  # the feature's value on each prediction's row, NaN where it has none
+        out = np.full(len(predictions), np.nan)
+        out[found] = features[name].to_numpy(dtype="float64", na_value=np.nan)[at[found]]
+        return out
+
+    rows = predictions.assign(**{name: matched(name) for name in feature_names})
     scored, scored_on = _scored_rows(rows)
     wanted = ["prediction", *feature_names] if with_prediction else list(feature_names)
     frame = alpha_from_files(scored[["ticker", "date", "target", *wanted]], neutralizer_path, weights_path,

@@ -62,6 +62,7 @@ from numerflow.tasks.core.price_parts import (
     write_delta,
     write_table,
 )
+from numerflow.tasks.core.row_keys import match_ticker_dates
 from numerflow.tasks.core.schemas import PRICE_SCHEMA, as_strings
 from numerflow.tasks.core.store import (
     CorruptFileError,
@@ -544,7 +545,7 @@ def _repull_reasons(fetched: pd.DataFrame, stored: pd.DataFrame, starts: dict[st
             for ticker in pd.unique(incremental.loc[hit, "ticker"]):
                 reasons.setdefault(str(ticker), reason)
     if len(stored):
-        found, match = _matching_bars(incremental, stored)  # the overlap: bars fetched again
+        found, match = match_ticker_dates(incremental, stored)  # the overlap: bars fetched again
         changed = np.zeros(int(found.sum()), dtype=bool)
         for column in ("close", "adj_close"):
             new = incremental[column].to_numpy(dtype="float64", na_value=np.nan)[found]
@@ -985,7 +986,7 @@ def same_bars(fetched: pd.DataFrame, stored: pd.DataFrame) -> np.ndarray:
     columns = [c for c in PRICE_SCHEMA.names if c not in ("ticker", "date")]
     if not len(fetched) or not len(stored):
         return np.zeros(len(fetched), dtype=bool)
-    same, match = _matching_bars(fetched, stored)
+    same, match = match_ticker_dates(fetched, stored)
     for column in columns:
         if column == "currency":  # nullable strings: NA equals NA
             new = fetched[column].to_numpy(dtype=object, na_value=None)[same]
@@ -997,30 +998,6 @@ def same_bars(fetched: pd.DataFrame, stored: pd.DataFrame) -> np.ndarray:
             equal = (new == old) | (np.isnan(new) & np.isnan(old))
         same[same] = equal
     return same
-
-
-def _bar_keys(*frames: pd.DataFrame) -> list[np.ndarray]:
-    """One int64 key per row for (ticker, date), comparable across ``frames``: matching rows on
-    them is a sort and a search, not a pandas merge on strings (seconds a batch at Numerai's size)."""
-    tickers = pa.concat_arrays([pa.array(f["ticker"].to_numpy(dtype=object, na_value=None), pa.string())
-                                for f in frames])
-    codes = pc.dictionary_encode(tickers).indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    keys, start = [], 0
-    for frame in frames:
-        days = frame["date"].to_numpy(dtype="datetime64[D]").astype(np.int64)
-        keys.append(codes[start:start + len(frame)] * (1 << 32) + (days + (1 << 31)))
-        start += len(frame)
-    return keys
-
-
-def _matching_bars(rows: pd.DataFrame, stored: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of ``rows``: whether ``stored`` has a bar of the same (ticker, date), and the position in
-    ``stored`` of its first such bar (meaningful where found)."""
-    row_keys, stored_keys = _bar_keys(rows, stored)
-    unique_keys, first = np.unique(stored_keys, return_index=True)
-    at = np.minimum(np.searchsorted(unique_keys, row_keys), max(len(unique_keys) - 1, 0))
-    found = unique_keys[at] == row_keys if len(unique_keys) else np.zeros(len(rows), dtype=bool)
-    return found, first[at] if len(first) else np.zeros(len(rows), dtype=np.int64)
 
 
 def _fetched_frame(ok: Mapping[str, FetchOutcome]) -> pd.DataFrame:

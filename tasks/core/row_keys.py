@@ -1,0 +1,34 @@
+"""(ticker, date) rows matched on int64 keys: a sort and a search, not a pandas merge on strings (seconds
+per few million rows at Numerai's size). Used where rows from two sources meet: the ingest's overlap with
+the stored bars, and validation rows with Numerai's neutralizer and sample-weight files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+def ticker_date_keys(*frames: pd.DataFrame) -> list[np.ndarray]:
+    """One int64 key per row of each frame for its (``ticker``, ``date``) (the date's day), comparable
+    across ``frames``."""
+    tickers = pa.concat_arrays([pa.array(f["ticker"].to_numpy(dtype=object, na_value=None), pa.string())
+                                for f in frames])
+    codes = pc.dictionary_encode(tickers).indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    keys, start = [], 0
+    for frame in frames:
+        days = frame["date"].to_numpy(dtype="datetime64[D]").astype(np.int64)
+        keys.append(codes[start:start + len(frame)] * (1 << 32) + (days + (1 << 31)))
+        start += len(frame)
+    return keys
+
+
+def match_ticker_dates(rows: pd.DataFrame, other: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``rows``: whether ``other`` has a row of the same (ticker, date), and the position in
+    ``other`` of its first such row (meaningful where found)."""
+    row_keys, other_keys = ticker_date_keys(rows, other)
+    unique_keys, first = np.unique(other_keys, return_index=True)
+    at = np.minimum(np.searchsorted(unique_keys, row_keys), max(len(unique_keys) - 1, 0))
+    found = unique_keys[at] == row_keys if len(unique_keys) else np.zeros(len(rows), dtype=bool)
+    return found, first[at] if len(first) else np.zeros(len(rows), dtype=np.int64)
