@@ -13,8 +13,7 @@ import pyarrow.compute as pc
 def ticker_date_keys(*frames: pd.DataFrame) -> list[np.ndarray]:
     """One int64 key per row of each frame for its (``ticker``, ``date``) (the date's day), comparable
     across ``frames``."""
-    tickers = pa.concat_arrays([pa.array(f["ticker"].to_numpy(dtype=object, na_value=None), pa.string())
-                                for f in frames])
+    tickers = pa.concat_arrays([_strings(f["ticker"]) for f in frames])
     codes = pc.dictionary_encode(tickers).indices.to_numpy(zero_copy_only=False).astype(np.int64)
     keys, start = [], 0
     for frame in frames:
@@ -32,3 +31,17 @@ def match_ticker_dates(rows: pd.DataFrame, other: pd.DataFrame) -> tuple[np.ndar
     at = np.minimum(np.searchsorted(unique_keys, row_keys), max(len(unique_keys) - 1, 0))
     found = unique_keys[at] == row_keys if len(unique_keys) else np.zeros(len(rows), dtype=bool)
     return found, first[at] if len(first) else np.zeros(len(rows), dtype=np.int64)
+
+
+def _strings(tickers: pd.Series) -> pa.Array:
+    """The tickers as one Arrow string array: pandas' Arrow-backed strings and categoricals convert without
+    a Python object per row; anything else (object columns) goes through them."""
+    try:
+        array = pa.array(tickers, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # e.g. an object column of mixed types
+        array = pa.array(tickers.to_numpy(dtype=object, na_value=None), pa.string(), from_pandas=True)
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    return array.cast(pa.large_string())

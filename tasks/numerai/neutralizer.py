@@ -190,7 +190,8 @@ def alpha_from_files(scored: pd.DataFrame, neutralizer_path: Path, weights_path:
     parts = []
     for batch in date_batches(dates, rows_per_date, max_rows):
         take = np.concatenate([positions[d] for d in batch])  # only this batch's rows are copied
-        keys = pd.DataFrame({"ticker": scored["ticker"].to_numpy()[take], "date": dates_of_rows.to_numpy()[take]})
+        keys = pd.DataFrame({"ticker": scored["ticker"].iloc[take].reset_index(drop=True),
+                             "date": dates_of_rows.to_numpy()[take]})
         neutral = read_dates(neutralizer_path, batch, columns)
         weights = read_dates(weights_path, batch, [weight_column], what="sample weights")
         in_neutral, at_neutral = match_ticker_dates(keys, neutral)
@@ -199,8 +200,10 @@ def alpha_from_files(scored: pd.DataFrame, neutralizer_path: Path, weights_path:
         if not matched.any():
             continue
         rows = take[matched]
-        signals = pd.DataFrame({c: scored[c].to_numpy()[rows] for c in wanted}, columns=wanted)
-        parts.append(alpha_by_date_of_columns(signals, scored["target"].to_numpy()[rows],
+        signals = pd.DataFrame({c: scored[c].iloc[rows].to_numpy(dtype="float64", na_value=np.nan) for c in wanted},
+                               columns=wanted)
+        parts.append(alpha_by_date_of_columns(signals, scored["target"].iloc[rows].to_numpy(dtype="float64",
+                                                                                             na_value=np.nan),
                                               neutral[columns].to_numpy()[at_neutral[matched]],
                                               weights[weight_column].to_numpy()[at_weights[matched]],
                                               keys["date"].to_numpy()[matched]))
@@ -262,8 +265,9 @@ def validation_feature_alpha(predictions_path: Path, dataset_path: Path, feature
                                    features.assign(date=pd.to_datetime(features["date"])))
 
     def matched(name: str) -> np.ndarray:  # the feature's value on each prediction's row, NaN where it has none
-        out = np.full(len(predictions), np.nan)
-        out[found] = features[name].to_numpy(dtype="float64", na_value=np.nan)[at[found]]
+        values = features[name].to_numpy(dtype=np.result_type(features[name].dtype, np.float32), na_value=np.nan)
+        out = np.full(len(predictions), np.nan, dtype=values.dtype)  # float32 stays float32
+        out[found] = values[at[found]]
         return out
 
     rows = predictions.assign(**{name: matched(name) for name in feature_names})
