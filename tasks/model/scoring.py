@@ -160,7 +160,7 @@ def _date_codes(dates: Any) -> tuple[np.ndarray, pd.Index]:
 
 
 def _pow15(x: np.ndarray) -> np.ndarray:
-    """``sign(x) |x|**1.5`` (numerai-tools' form) as ``x sqrt|x|``: the same to an ulp, ~10x faster than pow."""
+    """``sign(x) |x|**1.5`` (numerai-tools' form) as ``x sqrt|x|``: the same to an ulp, ~15x faster than pow."""
     return x * np.sqrt(np.abs(x))
 
 
