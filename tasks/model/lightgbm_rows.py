@@ -9,7 +9,6 @@ data (one byte per value). Predictions are made in batches too (``predict_rows``
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,17 +17,10 @@ import numpy as np
 
 from numerflow.tasks.core.errors import BadInputError
 
-logger = logging.getLogger(__name__)
-
 #: Rows per float32 batch handed to LightGBM (64k rows x 700 features = 180 MB).
 BATCH_ROWS = 65536
 #: Rows LightGBM builds its feature bins from (its ``bin_construct_sample_cnt`` default).
 BIN_SAMPLE_ROWS = 200_000
-#: Scored rows whose in-training scores are checked against LightGBM's own predictions.
-SCORE_CHECK_ROWS = 5_000
-#: LightGBM's names for early stopping and for metrics (each parameter and its aliases).
-_EARLY_STOPPING_KEYS = frozenset({"early_stopping_round", "early_stopping_rounds", "early_stopping", "n_iter_no_change"})
-_METRIC_KEYS = frozenset({"metric", "metrics", "metric_types"})
 
 
 class Float32Rows(lgb.Sequence):
@@ -57,51 +49,6 @@ def fit_rows(matrix: np.ndarray, labels: np.ndarray, positions: np.ndarray, feat
     costs ~30 us a row, so the bins are built from one gathered float32 sample (all rows when
     there are at most BIN_SAMPLE_ROWS, as LightGBM itself would), then every row is pushed in
     float32 batches (``Float32Rows``)."""
-    return lgb.train(params, _training_rows(matrix, labels, positions, feature_names, params, what),
-                     num_boost_round=num_boost_round)
-
-
-def fit_and_score_rows(matrix: np.ndarray, labels: np.ndarray, positions: np.ndarray, score_positions: np.ndarray,
-                       feature_names: Sequence[str], params: dict[str, Any], num_boost_round: int,
-                       num_threads: int = 0) -> tuple[lgb.Booster, np.ndarray]:
-    """``fit_rows``, and the fitted model's predictions for rows ``score_positions`` (in that order).
-
-    The scored rows are binned with the training rows' bins and handed to the fit as a validation
-    set: LightGBM adds each new tree's output to their scores as it trains, on the binned values,
-    which costs about half of predicting them afterwards (``predict_rows``) at Numerai's size. Only
-    their scores are read, once, at the end: no metric, no early stopping, nothing of them reaches the
-    fit. A sample of the scores is checked against ``predict_rows``; should they ever differ, every
-    row is predicted the usual way (logged)."""
-    data = _training_rows(matrix, labels, positions, feature_names, params)
-    scored = lgb.Dataset(Float32Rows(matrix, score_positions), label=np.zeros(len(score_positions), dtype=np.float32),
-                         reference=data, params={"verbose": -1}, free_raw_data=True)
-    # The scored rows must never steer the fit: no early stopping on them (whatever the user's params say).
-    quiet = {k: v for k, v in params.items() if k not in _EARLY_STOPPING_KEYS | _METRIC_KEYS} | {"metric": "None"}
-    trained = lgb.train(quiet, data, num_boost_round=num_boost_round, valid_sets=[scored],
-                        keep_training_booster=True)
-    kept: list[np.ndarray] = []
-
-    def keep(predictions: np.ndarray, _: lgb.Dataset) -> tuple[str, float, bool]:  # a "metric" that keeps them
-        kept.append(np.array(predictions, dtype=np.float64))
-        return "kept", 0.0, True
-
-    trained.eval_valid(feval=keep)
-    # The model alone, as a plain fit returns it (without the training and scored rows' data).
-    booster = lgb.Booster(model_str=trained.model_to_string())
-    del trained, data, scored
-    scores = kept[0]
-    check = score_positions[:SCORE_CHECK_ROWS]
-    expected = predict_rows(booster, matrix, num_threads, rows=check)
-    if not np.allclose(scores[:len(check)], expected, rtol=0, atol=1e-9, equal_nan=True):
-        logger.warning("LightGBM's scores of the binned validation rows differ from its predictions (max %.3g): "
-                       "predicting every row instead", float(np.nanmax(np.abs(scores[:len(check)] - expected))))
-        scores = predict_rows(booster, matrix, num_threads, rows=score_positions)
-    return booster, scores
-
-
-def _training_rows(matrix: np.ndarray, labels: np.ndarray, positions: np.ndarray, feature_names: Sequence[str],
-                   params: dict[str, Any], what: str = "the target") -> lgb.Dataset:
-    """Rows ``positions`` with a label as a LightGBM Dataset (not yet constructed), binned from a sample."""
     labels = np.asarray(labels, dtype=np.float32)
     positions = np.asarray(positions, dtype=np.int64)
     positions = positions[~np.isnan(labels[positions])]
@@ -112,8 +59,9 @@ def _training_rows(matrix: np.ndarray, labels: np.ndarray, positions: np.ndarray
         rng.choice(positions, BIN_SAMPLE_ROWS, replace=False))
     bins = lgb.Dataset(matrix[sample].astype(np.float32), label=labels[sample], feature_name=list(feature_names),
                        params={"verbose": -1}, free_raw_data=True).construct()
-    return lgb.Dataset(Float32Rows(matrix, positions), label=labels[positions], feature_name=list(feature_names),
+    data = lgb.Dataset(Float32Rows(matrix, positions), label=labels[positions], feature_name=list(feature_names),
                        reference=bins, params={"verbose": -1}, free_raw_data=True)
+    return lgb.train(params, data, num_boost_round=num_boost_round)
 
 
 def predict_rows(booster: lgb.Booster, matrix: np.ndarray, num_threads: int = 0,

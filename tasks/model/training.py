@@ -292,7 +292,7 @@ def train_and_register(
     from numerflow.tasks.model.dataset import feature_columns
     from numerflow.tasks.model.eras import era_metrics, feature_scores
     from numerflow.tasks.model.feature_sets import categorical_features, model_frame, numeric_features
-    from numerflow.tasks.model.lightgbm_rows import fit_and_score_rows, fit_rows
+    from numerflow.tasks.model.lightgbm_rows import fit_rows, predict_rows
     from numerflow.tasks.model.scoring import corr_and_fnc_by_date, diagnostics, feature_corr_by_date
 
     dataset, split, sampled = read_training_rows(dataset_path, settings)
@@ -306,9 +306,8 @@ def train_and_register(
         def fit(rows: np.ndarray) -> lgb.Booster:
             return fit_lightgbm(frame[rows], y[rows], settings)
 
-        def fit_and_predict(rows: np.ndarray, scored: np.ndarray) -> tuple[lgb.Booster, np.ndarray]:
-            booster = fit(rows)
-            return booster, np.asarray(booster.predict(frame[scored], num_threads=settings.num_threads))
+        def predict(booster: lgb.Booster, rows: np.ndarray) -> np.ndarray:
+            return np.asarray(booster.predict(frame[rows], num_threads=settings.num_threads))
 
         def numeric_values(rows: np.ndarray) -> np.ndarray:
             return dataset.loc[rows, numeric].to_numpy(dtype="float64", na_value=np.nan)
@@ -321,21 +320,20 @@ def train_and_register(
         def fit(rows: np.ndarray) -> lgb.Booster:
             return fit_rows(matrix, y, np.flatnonzero(rows), features, params, settings.num_boost_round)
 
-        def fit_and_predict(rows: np.ndarray, scored: np.ndarray) -> tuple[lgb.Booster, np.ndarray]:
-            return fit_and_score_rows(matrix, y, np.flatnonzero(rows), np.flatnonzero(scored), features, params,
-                                      settings.num_boost_round, settings.num_threads)
+        def predict(booster: lgb.Booster, rows: np.ndarray) -> np.ndarray:
+            return predict_rows(booster, matrix, settings.num_threads, rows=np.flatnonzero(rows))
 
         def numeric_values(rows: np.ndarray) -> np.ndarray:
             return matrix[np.ix_(np.flatnonzero(rows), numeric_columns)].astype("float64")
 
     started = time.monotonic()
-    booster, predictions = fit_and_predict(split.train, split.validation)
-    fit_seconds = {"held_out": round(time.monotonic() - started, 1)}  # with the validation rows' predictions
+    booster = fit(split.train)
+    fit_seconds = {"held_out": round(time.monotonic() - started, 1)}
     # numerai_date (Numerai's data date of each row, when training on its targets) is kept for ALPHA.
     keys = ["ticker", "date", "target", *[c for c in ("numerai_date", "alpha_target") if c in dataset.columns]]
     valid = dataset.loc[split.validation, keys].reset_index(drop=True)
     valid["ticker"] = categories_as_strings(valid["ticker"])
-    valid["prediction"] = predictions
+    valid["prediction"] = predict(booster, split.validation)
     valid_features = numeric_values(split.validation)
     metrics = diagnostics(
         valid["prediction"].to_numpy(),
