@@ -3,9 +3,9 @@ import os
 import pandas as pd
 import pytest
 
+from numerflow.tasks.core.schemas import as_strings
 from numerflow.tasks.core.store import (
     atomic_path,
-    categories_as_strings,
     read_parquet,
     write_json,
     write_parquet,
@@ -69,9 +69,9 @@ def test_a_long_frame_is_written_in_slices_and_reads_back_whole(tmp_path, monkey
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-def test_categories_as_strings_equals_pandas_astype_with_missing_and_unused_categories() -> None:
+def test_as_strings_of_categories_equals_pandas_astype_with_missing_and_unused_categories() -> None:
     values = pd.Series(pd.Categorical(["b US", "a JP", None, "b US"], categories=["a JP", "b US", "z GB"]),
                        index=[5, 6, 7, 8], name="ticker")
-    converted = categories_as_strings(values)
+    converted = as_strings(values)
     pd.testing.assert_series_equal(converted, values.astype(pd.StringDtype()))
     assert converted.tolist()[:2] == ["b US", "a JP"] and converted.isna().tolist() == [False, False, True, False]

@@ -16,9 +16,9 @@ import pandas as pd
 
 from numerflow.tasks.core.config import FeaturesSettings, TargetSettings
 from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.core.schemas import as_strings
 from numerflow.tasks.core.store import (
     Store,
-    categories_as_strings,
     file_sha256,
     read_parquet,
     write_json,
@@ -83,7 +83,7 @@ def build_dataset_frame(prices: pd.DataFrame, target: TargetSettings, sources: l
     targets = target_columns(prices, target.horizon, target.lag, target.bins, layout)
     dataset = compute_features(prices, layout=layout)
     if isinstance(dataset["ticker"].dtype, pd.CategoricalDtype):  # read as categories: stored as strings
-        dataset["ticker"] = categories_as_strings(dataset["ticker"])
+        dataset["ticker"] = as_strings(dataset["ticker"])
     # One layout, so features and targets have the same rows in the same (date, ticker) order: the
     # target columns are added, not joined (a join and a sort would each copy the whole panel).
     for column in ("target", "target_raw", "target_end_date"):

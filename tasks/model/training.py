@@ -24,10 +24,10 @@ import pandas as pd
 
 from numerflow.tasks.core.config import Settings, TrainingSettings
 from numerflow.tasks.core.errors import BadInputError
+from numerflow.tasks.core.schemas import as_strings
 from numerflow.tasks.core.store import (
     CorruptFileError,
     Store,
-    categories_as_strings,
     file_sha256,
     quarantine,
     read_json,
@@ -332,7 +332,7 @@ def train_and_register(
     # numerai_date (Numerai's data date of each row, when training on its targets) is kept for ALPHA.
     keys = ["ticker", "date", "target", *[c for c in ("numerai_date", "alpha_target") if c in dataset.columns]]
     valid = dataset.loc[split.validation, keys].reset_index(drop=True)
-    valid["ticker"] = categories_as_strings(valid["ticker"])
+    valid["ticker"] = as_strings(valid["ticker"])
     valid["prediction"] = predict(booster, split.validation)
     valid_features = numeric_values(split.validation)
     metrics = diagnostics(
