@@ -991,7 +991,7 @@ def same_bars(fetched: pd.DataFrame, stored: pd.DataFrame) -> np.ndarray:
         if column == "currency":  # nullable strings: NA equals NA
             new = fetched[column].to_numpy(dtype=object, na_value=None)[same]
             old = stored[column].to_numpy(dtype=object, na_value=None)[match[same]]
-            equal = np.array([a == b for a, b in zip(new, old, strict=True)], dtype=bool)
+            equal = np.asarray(new == old, dtype=bool)  # element-wise on objects: None == None
         else:
             new = fetched[column].to_numpy(dtype="float64", na_value=np.nan)[same]
             old = stored[column].to_numpy(dtype="float64", na_value=np.nan)[match[same]]
