@@ -463,3 +463,38 @@ def test_plugin_features_up_to_d_ignore_source_rows_after_d():
     late = before["date"] > cutoff
     assert not np.allclose(before.loc[late, "feature_mine_score"].fillna(-1),
                            after.loc[late, "feature_mine_score"].fillna(-1))
+
+
+def test_a_trailing_slice_and_its_ema_state_give_the_whole_historys_raw_features_bit_for_bit():
+    # What appending a day relies on (tasks/model/increment.py): every window sum depends only on
+    # its window, and the EMAs continue from their state, so a new bar's raw features computed from
+    # the ticker's last LOOKBACK_BARS bars have the same bits as over its whole history.
+    from numerflow.tasks.model.features import EMA_STATE_COLUMNS, LOOKBACK_BARS, FeatureTail
+
+    panel = random_panel(n_tickers=14, n_days=LOOKBACK_BARS + 160, seed=6)
+    panel.loc[panel["ticker"] == "T02 US", "volume"] *= 1e9  # huge sums beside small ones
+    dates = pd.to_datetime(panel["date"])
+    cut = dates.sort_values().iloc[int(len(panel) * 0.85)]
+    old = panel.loc[dates <= cut]
+    states = np.full((old["ticker"].nunique(), len(EMA_STATE_COLUMNS)), np.nan)
+    compute_raw_features(old, dtype="float64", ema_states=states)
+    state_of = dict(zip(sorted(old["ticker"].unique()), states, strict=True))
+    whole = compute_raw_features(panel, dtype="float64")
+
+    valid = old.dropna(subset=["adj_close"]).sort_values("date")
+    slices, first_bar, new_column, ema_state = [], [], [], []
+    for ticker in sorted(panel.loc[dates > cut].dropna(subset=["adj_close"])["ticker"].unique()):
+        own_dates = valid.loc[valid["ticker"] == ticker, "date"].to_numpy()
+        first = max(len(own_dates) - LOOKBACK_BARS, 0)
+        start = own_dates[first] if len(own_dates) else pd.Timestamp.min
+        slices.append(panel.loc[(panel["ticker"] == ticker) & (dates >= start)])
+        first_bar.append(first)
+        new_column.append(len(own_dates) - first)
+        ema_state.append(state_of.get(ticker, np.full(len(EMA_STATE_COLUMNS), np.nan)))
+    tail = FeatureTail(first_bar=np.array(first_bar), new_column=np.array(new_column), ema_state=np.array(ema_state))
+    assert (tail.first_bar > 0).any()  # some windows really start mid-history
+    sliced = compute_raw_features(pd.concat(slices, ignore_index=True), dtype="float64", tail=tail)
+    expected = whole.loc[pd.to_datetime(whole["date"]) > cut].reset_index(drop=True)
+    got = sliced.loc[pd.to_datetime(sliced["date"]) > cut].reset_index(drop=True)
+    assert len(got) > 100
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)

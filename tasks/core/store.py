@@ -6,6 +6,7 @@ Layout under ``Settings.data_dir`` (schemas in ``tasks/core/schemas.py`` and doc
     prices/<source>/delta-<batch>-<n>.parquet  the bars later ingests added or changed (price_parts)
     universe/<tournament>/<snapshot>.parquet  the live universe at a round
     features/<snapshot>.parquet               per-date ranked features (+ targets)
+    features/<snapshot>.history.parquet       per ticker, what appending the next bars needs (model/increment)
     models/<model_id>/model.txt, meta.json    LightGBM model registry
     predictions/<run_id>.parquet              validation / live predictions
     submissions/<tournament>/<round>/...      submission CSV + record of what was sent

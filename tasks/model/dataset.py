@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import asdict, dataclass
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +26,14 @@ from numerflow.tasks.core.store import (
     write_json,
     write_parquet,
 )
-from numerflow.tasks.model.features import FEATURE_NAMES, bar_layout, compute_features
+from numerflow.tasks.model import increment
+from numerflow.tasks.model.features import EMA_STATE_COLUMNS, FEATURE_NAMES, BarLayout, bar_layout, compute_features
 from numerflow.tasks.model.targets import check_target_options, target_columns
 
+log = logging.getLogger(__name__)
+
 #: Bump when feature or target code changes meaning, so old snapshots are not reused.
-DATASET_VERSION = "1"
+DATASET_VERSION = "2"
 #: The price columns the built-in features and targets read (``validate_price_panel``'s).
 PANEL_COLUMNS = ["ticker", "date", "close", "adj_close", "volume"]
 
@@ -66,22 +71,23 @@ def price_snapshot_id(prices_dir: Path, target: TargetSettings) -> str:
 
 
 def build_dataset_frame(prices: pd.DataFrame, target: TargetSettings, sources: list | None = None,
-                        feature_settings: FeaturesSettings | None = None, *, calendar_days: bool = False
-                        ) -> pd.DataFrame:
+                        feature_settings: FeaturesSettings | None = None, *, calendar_days: bool = False,
+                        layout: BarLayout | None = None, ema_states: np.ndarray | None = None) -> pd.DataFrame:
     """Pure: price panel → features + targets, sorted by (date, ticker). The feature layout
     validates the panel (tasks.core.schemas.validate_price_panel + its own duplicate check).
     ``sources`` (tasks.model.plugins.LoadedSource) are joined point-in-time and ranked per date;
     ``feature_settings.use`` without ``own`` drops the built-in price features. ``calendar_days``
-    (Crypto): windows and targets count calendar days (``tasks.crypto.calendar``)."""
+    (Crypto): windows and targets count calendar days (``tasks.crypto.calendar``). ``layout``: the
+    panel's ``bar_layout`` if the caller has it; ``ema_states``: ``compute_features``'."""
     check_target_options(target.horizon, target.lag, target.bins)  # bad settings fail before the work
     if calendar_days:
         from numerflow.tasks.crypto.calendar import on_daily_calendar
 
         prices = on_daily_calendar(prices)
-    layout = bar_layout(prices)  # validates the panel; computed once for features and targets
+    layout = layout if layout is not None else bar_layout(prices)  # validates the panel; computed once for features and targets
     # Targets first: their panel-sized temporaries are gone before the feature block is allocated.
     targets = target_columns(prices, target.horizon, target.lag, target.bins, layout)
-    dataset = compute_features(prices, layout=layout)
+    dataset = compute_features(prices, layout=layout, ema_states=ema_states)
     if isinstance(dataset["ticker"].dtype, pd.CategoricalDtype):  # read as categories: stored as strings
         dataset["ticker"] = as_strings(dataset["ticker"])
     # One layout, so features and targets have the same rows in the same (date, ticker) order: the
@@ -120,30 +126,41 @@ def build_dataset(store: Store, source: str, target: TargetSettings,
     if calendar_days:
         snapshot = hashlib.sha256(f"{snapshot}:calendar-days".encode()).hexdigest()[:16]
     path = store.features_path(snapshot)
-    if path.exists():
-        dataset = read_parquet(path, columns=["ticker", "date", "target"])
-        # Names only (DatasetInfo lists the features, which the sources decide): from the schema.
-        dataset = dataset.assign(**dict.fromkeys(feature_columns_of(path), 0.0))
-    else:
+    appendable = extra is None and not calendar_days  # built-in features only (tasks.model.increment)
+    if not path.exists():
         # The bar columns the features and targets read, tickers as categories (a feature source gets
         # every column as stored): the price panel is the stage's largest input.
         prices = (read_parquet(prices_dir) if extra is not None
                   else read_parquet(prices_dir, columns=PANEL_COLUMNS, categorical=["ticker"]))
-        loaded = plugins.load_sources(features, prices, store.root, source)  # bad sources fail before any work
-        dataset = build_dataset_frame(prices, target, loaded, features if extra is not None else None,
-                                      calendar_days=calendar_days)
-        names = [n for s in loaded for n in s.feature_names]
-        del prices, loaded  # not held while the dataset is written (Arrow's copy of it is as big)
-        if extra is not None:
-            per_date = plugins.coverage(dataset, feature_columns(dataset))
-            write_parquet(path.with_suffix(".coverage.parquet"), per_date.reset_index())
-            report = plugins.coverage_report(per_date, names, features.min_live_coverage)
-            if report["excluded"]:  # reported in the coverage file and left out of the model
-                plugins.log.warning("features left out (live coverage below %.0f%%): %s",
-                                    100 * features.min_live_coverage, report["excluded"])
-                dataset = dataset.drop(columns=report["excluded"])
-            write_json(path.with_suffix(".coverage.json"), report)
-        write_parquet(path, dataset, dictionary=["ticker"])  # float columns: no dictionary attempt
+        panel_last = _last_date(prices)
+        appendable = appendable and panel_last is not None  # no dates: the whole build says what is wrong
+        key = increment.settings_key(target, DATASET_VERSION)
+        if not (appendable and panel_last and _append_to_previous(store, source, target, prices, path, key, panel_last)):
+            loaded = plugins.load_sources(features, prices, store.root, source)  # bad sources fail before any work
+            hashes = increment.panel_hashes(prices) if appendable else None  # for the history file below
+            layout = bar_layout(prices) if appendable else None  # shared with the history
+            ema_states = None if layout is None else np.full((layout.n_tickers, len(EMA_STATE_COLUMNS)), np.nan)
+            dataset = build_dataset_frame(prices, target, loaded, features if extra is not None else None,
+                                          calendar_days=calendar_days, layout=layout, ema_states=ema_states)
+            history = (None if layout is None or ema_states is None or hashes is None
+                       else increment.dataset_history(prices, layout, ema_states, hashes, target))
+            names = [n for s in loaded for n in s.feature_names]
+            del prices, loaded, layout  # not held while the dataset is written (Arrow's copy of it is as big)
+            if extra is not None:
+                per_date = plugins.coverage(dataset, feature_columns(dataset))
+                write_parquet(path.with_suffix(".coverage.parquet"), per_date.reset_index())
+                report = plugins.coverage_report(per_date, names, features.min_live_coverage)
+                if report["excluded"]:  # reported in the coverage file and left out of the model
+                    plugins.log.warning("features left out (live coverage below %.0f%%): %s",
+                                        100 * features.min_live_coverage, report["excluded"])
+                    dataset = dataset.drop(columns=report["excluded"])
+                write_json(path.with_suffix(".coverage.json"), report)
+            write_parquet(path, dataset, dictionary=["ticker"])  # float columns: no dictionary attempt
+            del dataset
+            if history is not None and panel_last:  # after the dataset: a history file describes a whole dataset
+                increment.write_history(path, history, source, key, panel_last)
+    # The figures from the ids and targets only; the feature names (which the sources decide) from the schema.
+    dataset = read_parquet(path, columns=["ticker", "date", "target"], categorical=["ticker"])
     return DatasetInfo(
         path=str(path),
         snapshot=snapshot,
@@ -152,8 +169,32 @@ def build_dataset(store: Store, source: str, target: TargetSettings,
         first_date=str(dataset["date"].min().date()),
         last_date=str(dataset["date"].max().date()),
         labelled_rows=int(dataset["target"].notna().sum()),
-        feature_names=feature_columns(dataset),
+        feature_names=feature_columns_of(path),
     )
+
+
+def _last_date(prices: pd.DataFrame) -> date | None:
+    """The price panel's last date, None if it has none (a bad panel: the whole build reports it)."""
+    last = pd.to_datetime(prices["date"], errors="coerce").max()
+    return None if pd.isna(last) else last.date()
+
+
+def _append_to_previous(store: Store, source: str, target: TargetSettings, prices: pd.DataFrame, path: Path,
+                        key: str, panel_last: date) -> bool:
+    """Write ``path`` as an earlier dataset of ``source`` plus the new bars' rows, if the bars only grew
+    since (``tasks.model.increment``); False, with the reason logged, when it must be built whole."""
+    previous = increment.find_previous(store, source, key, panel_last)
+    outcome = (increment.extend(prices, previous, target) if previous is not None
+               else f"no earlier dataset of {source!r} with these settings")
+    if isinstance(outcome, str):
+        log.info("dataset %s built whole: %s", path.name, outcome)
+        return False
+    assert previous is not None
+    increment.write_extended(path, outcome)
+    increment.write_history(path, outcome.history, source, key, panel_last)
+    log.info("dataset %s: %d new rows appended to %s, the targets of its last %d rows recomputed", path.name,
+             outcome.new_rows, previous.path.name, outcome.recomputed_rows)
+    return True
 
 
 def live_rows(dataset: pd.DataFrame, universe_ids: pd.Series, max_staleness_days: int = 5) -> pd.DataFrame:

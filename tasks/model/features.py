@@ -145,7 +145,8 @@ def bar_layout(prices: pd.DataFrame) -> BarLayout:
         )
     # Integer codes of every row (NaN bars included: they count as duplicates too). Sorted
     # codes, so code order is ticker-name and date order. factorize on the Arrow column is fast.
-    ticker_code, n_tickers = _ticker_codes(prices["ticker"])
+    ticker_code, names = ticker_codes(prices["ticker"])
+    n_tickers = len(names)
     date_code, date_values = pd.factorize(dates, sort=True)
     n_dates = len(date_values)
     if n_tickers * n_dates <= _MAX_GRID_CELLS_PER_ROW * len(prices) + _GRID_ALWAYS_CELLS:
@@ -154,8 +155,9 @@ def bar_layout(prices: pd.DataFrame) -> BarLayout:
 
 
 
-def _ticker_codes(tickers: pd.Series) -> tuple[np.ndarray, int]:
-    """Dense codes of the tickers in name order (the output's order within a date), and how many.
+def ticker_codes(tickers: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Dense codes of the tickers in name order (the output's order within a date), and the names
+    of the codes (an object array, sorted).
 
     A categorical column (``read_parquet(categorical=["ticker"])``) is re-coded from its
     integer codes: factorize would order it by category position, not by name, and unused
@@ -163,13 +165,13 @@ def _ticker_codes(tickers: pd.Series) -> tuple[np.ndarray, int]:
     """
     if not isinstance(tickers.dtype, pd.CategoricalDtype):
         codes, names = pd.factorize(tickers, sort=True)
-        return codes, len(names)
+        return codes, np.asarray(names, dtype=object)
     category_code = tickers.cat.codes.to_numpy()  # no -1 here: validate_price_panel rejects missing tickers
     used = np.flatnonzero(np.bincount(category_code, minlength=len(tickers.cat.categories)))
     by_name = used[np.argsort(tickers.cat.categories[used].to_numpy(dtype=object), kind="stable")]
     new_code = np.zeros(len(tickers.cat.categories), dtype=np.int32)
     new_code[by_name] = np.arange(len(by_name), dtype=np.int32)
-    return new_code[category_code], len(by_name)
+    return new_code[category_code], tickers.cat.categories[by_name].to_numpy(dtype=object)
 
 
 def _index_dtype(size: int) -> type:
@@ -295,26 +297,114 @@ class _OwnBarsWindow(BaseIndexer):
 
 
 def _rolling(wide: np.ndarray, window: int, how: str) -> np.ndarray:
-    """Rolling ``how`` ('sum', 'mean', 'std', 'max', 'min') over each ticker's last ``window`` bars.
+    """Rolling ``how`` ('max' or 'min') over each ticker's last ``window`` bars.
 
     One pandas call over the flattened ``ticker × bar`` matrix (each ticker's row is contiguous);
     windows are clipped at the ticker's first bar, and min_periods = window makes a ticker's
-    first ``window - 1`` bars NaN: a feature needs a full window of the ticker's own bars.
+    first ``window - 1`` bars NaN: a feature needs a full window of the ticker's own bars. A max or
+    a min is exact whatever precedes the window; sums go through ``_window_sum``.
     """
     flat = pd.Series(wide.ravel(), copy=False).rolling(_OwnBarsWindow(window, wide.shape[1]), min_periods=window)
     return getattr(flat, how)().to_numpy().reshape(wide.shape)
 
 
-def _ema(wide: np.ndarray, span: int) -> np.ndarray:
+def _window_sum(wide: np.ndarray, window: int) -> np.ndarray:
+    """Sum of each bar's last ``window`` bars of its own ticker; NaN where fewer exist.
+
+    Added in a fixed order that depends only on the window's own values (sums of 1, 2, 4, … bars,
+    then the binary digits of ``window``), never a running sum carried along the history: a
+    feature computed from a ticker's trailing bars has the same bits as the one computed over its
+    whole history, which is what lets a new day's rows be appended (``tasks.model.increment``).
+    """
+    n_bars = wide.shape[1]
+    total: np.ndarray | None = None
+    run, run_length, covered, left = wide, 1, 0, window  # run[k]: the sum of bars k - run_length + 1 … k
+    while True:
+        if left & 1:
+            if total is None:  # the lowest digit: nothing covered yet
+                total = run.copy()
+            else:  # total[k] += run[k - covered], in place (no shifted copy)
+                np.add(total[:, covered:], run[:, : max(n_bars - covered, 0)], out=total[:, covered:])
+                total[:, :covered] = np.nan
+            covered += run_length
+        left >>= 1
+        if not left:
+            break
+        longer = np.empty_like(run)
+        longer[:, :run_length] = np.nan
+        np.add(run[:, run_length:], run[:, : max(n_bars - run_length, 0)], out=longer[:, run_length:])
+        run, run_length = longer, run_length * 2
+    assert total is not None  # window >= 1
+    return total
+
+
+def _window_mean(wide: np.ndarray, window: int) -> np.ndarray:
+    return _window_sum(wide, window) / window
+
+
+def _window_std(wide: np.ndarray, window: int) -> np.ndarray:
+    """Sample standard deviation (ddof 1) of each bar's last ``window`` bars, from ``_window_sum``'s
+    sums of values and squares (a rounding residue below 0 is 0; NaN stays NaN)."""
+    total = _window_sum(wide, window)
+    squares = _window_sum(wide * wide, window)
+    variance = (squares - total * (total / window)) / (window - 1)
+    return np.sqrt(np.maximum(variance, 0.0, out=variance))
+
+
+def _ema(wide: np.ndarray, span: int, state: np.ndarray | None = None, start: np.ndarray | None = None) -> np.ndarray:
     """The classic recursive EMA (pandas ``ewm(span, adjust=False)``) along each ticker's bars.
 
     A first-order IIR filter, e_k = α x_k + (1-α) e_{k-1}, seeded with the first bar
     (state (1-α) x_0 makes e_0 = x_0); causal by construction. NaN after a ticker's last
     bar stays NaN there.
+
+    With ``state`` and ``start`` (one each per row, ``FeatureTail``): row r's filter starts at
+    column ``start[r]`` and continues from ``state[r]``, its EMA at the bar before (NaN: no bar
+    before, so it is seeded there as above). scipy's filter carries x·0 − e·(α−1) from one bar
+    to the next, so continuing from that same number gives the bits of the whole history's run.
+    Columns before ``start`` are NaN.
     """
     alpha = 2.0 / (span + 1.0)
-    seed = (1.0 - alpha) * wide[:, :1]
-    return lfilter([alpha], [1.0, alpha - 1.0], wide, axis=1, zi=seed)[0]
+    if state is None or start is None:
+        seed = (1.0 - alpha) * wide[:, :1]
+        return lfilter([alpha], [1.0, alpha - 1.0], wide, axis=1, zi=seed)[0]
+    n_rows, n_columns = wide.shape
+    out = np.full_like(wide, np.nan)
+    if n_rows == 0:
+        return out
+    columns = start[:, None] + np.arange(n_columns - int(start.min()))
+    inside = columns < n_columns
+    rows = np.broadcast_to(np.arange(n_rows)[:, None], columns.shape)
+    aligned = np.where(inside, wide[rows, np.minimum(columns, n_columns - 1)], np.nan)  # row r's column 0 = start[r]
+    seed = np.where(np.isnan(state), (1.0 - alpha) * aligned[:, 0], -(state * (alpha - 1.0)))
+    filtered = lfilter([alpha], [1.0, alpha - 1.0], aligned, axis=1, zi=seed[:, None])[0]
+    out[rows[inside], columns[inside]] = filtered[inside]
+    return out
+
+
+@dataclass(frozen=True)
+class FeatureTail:
+    """A trailing slice of each ticker's bars and where it sits in the ticker's whole history, so
+    the features of the slice's new bars equal (bit for bit) those of the whole history.
+
+    Arrays are per ticker, in the slice's layout order (ticker names sorted). ``first_bar``: the
+    whole-history index of the slice's first bar. ``new_column``: the slice's column of the first
+    new bar; the bars before it are the lookback window (``LOOKBACK_BARS``). ``ema_state``:
+    ``(n_tickers, 3)``, the fast, slow and signal EMAs (``EMA_STATE_COLUMNS``) at the last bar
+    before the new ones; NaN for a ticker with no bar before.
+    """
+
+    first_bar: np.ndarray
+    new_column: np.ndarray
+    ema_state: np.ndarray
+
+
+#: The EMAs whose last values carry a ticker's MACD forward (``FeatureTail.ema_state``).
+EMA_STATE_COLUMNS = ("ema_fast", "ema_slow", "ema_signal")
+#: Bars before a new bar that its features read: the longest window (``ret_250d`` reads the bar
+#: 250 bars back; ``dist_high``/``dist_low`` 249; the EMAs are carried by ``FeatureTail.ema_state``).
+LOOKBACK_BARS = max(*RETURN_HORIZONS, *(w + 1 for w in VOLATILITY_WINDOWS), RSI_WINDOW + 1,
+                    TURNOVER_WINDOW, VOLUME_LONG, RANGE_WINDOW)
 
 
 def _shift_right(wide: np.ndarray, periods: int) -> np.ndarray:
@@ -344,15 +434,29 @@ _INPUT_STAGE = {"turnover": 0, "volume": 0, "adj_close": 1, "log_price": 2}
 _COMPUTE_ORDER = sorted(FEATURE_NAMES, key=lambda name: max(_INPUT_STAGE[i] for i in _FEATURE_INPUTS[name]))
 
 
-def _feature_recipes(inputs: dict[str, np.ndarray], n_bars: int) -> dict[str, Callable[[slice], np.ndarray]]:
+def _feature_recipes(inputs: dict[str, np.ndarray], n_bars: int, tail: FeatureTail | None = None,
+                     ema_states: tuple[np.ndarray, np.ndarray] | None = None
+                     ) -> dict[str, Callable[[slice], np.ndarray]]:
     """``name → function(block of tickers) returning that feature's float64 matrix for those
     tickers``. Features and blocks are independent (each recomputes the cheap intermediates it
     needs), so they can run on different threads, and the temporaries of a block are small.
 
     ``inputs`` (the matrices named in ``_FEATURE_INPUTS``) is read at call time, not captured:
-    the caller drops an input from it once no feature still to run needs it.
+    the caller drops an input from it once no feature still to run needs it. ``tail``: the
+    matrices are a trailing slice of each ticker's history (``FeatureTail``). ``ema_states``:
+    ``(out, last_column)``; the MACD recipe writes each ticker's EMAs at its ``last_column`` to
+    ``out`` (NaN where the ticker has no bar, ``last_column`` -1).
     """
-    bar = np.arange(n_bars)
+    columns = np.arange(n_bars)
+
+    def bar(part: slice) -> np.ndarray:
+        # Each bar's index in its ticker's whole history (the MACD's warm-up is counted on it).
+        return columns if tail is None else tail.first_bar[part][:, None] + columns
+
+    def ema(values: np.ndarray, span: int, part: slice, which: int) -> np.ndarray:
+        if tail is None:
+            return _ema(values, span)
+        return _ema(values, span, tail.ema_state[part, which], tail.new_column[part])
 
     def log_price(part: slice) -> np.ndarray:
         return inputs["log_price"][part]
@@ -364,38 +468,46 @@ def _feature_recipes(inputs: dict[str, np.ndarray], n_bars: int) -> dict[str, Ca
         return lambda part: log_price(part) - _shift_right(log_price(part), horizon)
 
     def volatility(window: int) -> Callable[[slice], np.ndarray]:
-        return lambda part: _rolling(log_price(part) - _shift_right(log_price(part), 1), window, "std")
+        return lambda part: _window_std(log_price(part) - _shift_right(log_price(part), 1), window)
 
     def rsi(part: slice) -> np.ndarray:
         # Cutler's RSI: simple sums of gains and losses over the last 14 price changes, as a
         # fraction in [0, 1]; depends only on the last 15 bars (not on where the history starts).
         change = adj_close(part) - _shift_right(adj_close(part), 1)
-        gain_sum = _rolling(np.where(change > 0, change, np.where(np.isnan(change), np.nan, 0.0)), RSI_WINDOW, "sum")
-        loss_sum = _rolling(np.where(change < 0, -change, np.where(np.isnan(change), np.nan, 0.0)), RSI_WINDOW, "sum")
+        gain_sum = _window_sum(np.where(change > 0, change, np.where(np.isnan(change), np.nan, 0.0)), RSI_WINDOW)
+        loss_sum = _window_sum(np.where(change < 0, -change, np.where(np.isnan(change), np.nan, 0.0)), RSI_WINDOW)
         moved = gain_sum + loss_sum
         with np.errstate(invalid="ignore", divide="ignore"):
             # A price that did not move in 14 bars is neutral (0.5), not undefined.
             return np.where(moved > 0, gain_sum / moved, np.where(np.isnan(moved), np.nan, 0.5))
 
     def macd_line(part: slice) -> np.ndarray:
-        return _ema(adj_close(part), MACD_FAST) - _ema(adj_close(part), MACD_SLOW)
+        return ema(adj_close(part), MACD_FAST, part, 0) - ema(adj_close(part), MACD_SLOW, part, 1)
 
     def macd(part: slice) -> np.ndarray:
         # In units of the price so it compares across tickers and price levels. The EMAs are
         # seeded by the first bar: require a slow window (and a signal window) of history.
-        return np.where(bar >= MACD_SLOW - 1, macd_line(part) / adj_close(part), np.nan)
+        return np.where(bar(part) >= MACD_SLOW - 1, macd_line(part) / adj_close(part), np.nan)
 
     def macd_hist(part: slice) -> np.ndarray:
-        line = macd_line(part)
-        return np.where(bar >= MACD_SLOW + MACD_SIGNAL - 2, (line - _ema(line, MACD_SIGNAL)) / adj_close(part), np.nan)
+        fast, slow = ema(adj_close(part), MACD_FAST, part, 0), ema(adj_close(part), MACD_SLOW, part, 1)
+        line = fast - slow
+        signal = ema(line, MACD_SIGNAL, part, 2)
+        if ema_states is not None:
+            out, last_column = ema_states
+            last = last_column[part]
+            rows = np.arange(len(last))
+            for which, values in enumerate((fast, slow, signal)):
+                out[part, which] = np.where(last >= 0, values[rows, np.maximum(last, 0)], np.nan)
+        return np.where(bar(part) >= MACD_SLOW + MACD_SIGNAL - 2, (line - signal) / adj_close(part), np.nan)
 
     def log_turnover(part: slice) -> np.ndarray:
         # Turnover in the listing's currency (raw close × shares); log1p keeps zero volume finite.
-        return np.log1p(_rolling(inputs["turnover"][part], TURNOVER_WINDOW, "mean"))
+        return np.log1p(_window_mean(inputs["turnover"][part], TURNOVER_WINDOW))
 
     def volume_ratio(part: slice) -> np.ndarray:
         volume = inputs["volume"][part]
-        return np.log1p(_rolling(volume, VOLUME_SHORT, "mean")) - np.log1p(_rolling(volume, VOLUME_LONG, "mean"))
+        return np.log1p(_window_mean(volume, VOLUME_SHORT)) - np.log1p(_window_mean(volume, VOLUME_LONG))
 
     recipes: dict[str, Callable[[slice], np.ndarray]] = {}
     for horizon in RETURN_HORIZONS:
@@ -445,7 +557,8 @@ def _gather_into(target: np.ndarray, source: np.ndarray, index: np.ndarray) -> N
 
 
 def _feature_block(
-    prices: pd.DataFrame, layout: BarLayout, *, ranked: bool, dtype: str, threads: int = DEFAULT_THREADS
+    prices: pd.DataFrame, layout: BarLayout, *, ranked: bool, dtype: str, threads: int = DEFAULT_THREADS,
+    tail: FeatureTail | None = None, ema_states: np.ndarray | None = None,
 ) -> np.ndarray:
     """Every feature in one ``(len(FEATURE_NAMES), n_rows)`` array of ``dtype``: row i is
     ``FEATURE_NAMES[i]`` in ``layout.rows`` order; per-date ranks if ``ranked``.
@@ -453,11 +566,13 @@ def _feature_block(
     One preallocated array that becomes the output frame's only float block (no per-column
     arrays for pandas to consolidate). Ranks are taken on the float64 values, before the cast
     to ``dtype``, so float32 rounding never creates ties that the raw values do not have.
-    ``threads`` features are computed at once; the result does not depend on it.
+    ``threads`` features are computed at once; the result does not depend on it. ``tail`` and
+    ``ema_states`` (``(n_tickers, 3)``, filled): ``compute_features``.
     """
     out = np.empty((len(FEATURE_NAMES), len(layout.rows)), dtype=dtype)  # pages are committed as rows fill
     inputs = _wide_inputs(prices, layout)
-    recipes = _feature_recipes(inputs, layout.n_bars)
+    last_column = np.bincount(layout.ticker_code, minlength=layout.n_tickers) - 1
+    recipes = _feature_recipes(inputs, layout.n_bars, tail, None if ema_states is None else (ema_states, last_column))
     blocks = _ticker_blocks(layout.n_tickers, layout.n_bars)
     readers_left = {name: sum(name in used for used in _FEATURE_INPUTS.values()) for name in inputs}
     release = threading.Lock()
@@ -528,20 +643,25 @@ def _output_frame(prices: pd.DataFrame, layout: BarLayout, block: np.ndarray) ->
     return frame
 
 
-def compute_raw_features(prices: pd.DataFrame, dtype: str = "float32", threads: int = DEFAULT_THREADS) -> pd.DataFrame:
+def compute_raw_features(prices: pd.DataFrame, dtype: str = "float32", threads: int = DEFAULT_THREADS,
+                         tail: FeatureTail | None = None, ema_states: np.ndarray | None = None) -> pd.DataFrame:
     """Un-ranked features: columns ``ticker, date, *FEATURE_NAMES`` (``dtype``, float32 by
     default), sorted by (date, ticker).
 
     One row per valid bar (finite ``adj_close``; NaN rows are absent bars); NaN where the
     ticker has too little history of its own bars. Raises BadInputError on unusable input.
-    ``threads``: features computed at once (same result for any value).
+    ``threads``: features computed at once (same result for any value). ``tail``, ``ema_states``:
+    as in ``compute_features``.
     """
     layout = bar_layout(prices)
-    return _output_frame(prices, layout, _feature_block(prices, layout, ranked=False, dtype=dtype, threads=threads))
+    block = _feature_block(prices, layout, ranked=False, dtype=dtype, threads=threads, tail=tail,
+                           ema_states=ema_states)
+    return _output_frame(prices, layout, block)
 
 
 def compute_features(
-    prices: pd.DataFrame, threads: int = DEFAULT_THREADS, layout: BarLayout | None = None
+    prices: pd.DataFrame, threads: int = DEFAULT_THREADS, layout: BarLayout | None = None,
+    tail: FeatureTail | None = None, ema_states: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Per-date ranked features: ``ticker, date, *FEATURE_NAMES`` float32 in (0, 1), NaN kept,
     sorted by (date, ticker).
@@ -549,6 +669,13 @@ def compute_features(
     Each value is numerai-tools' tie_kept_rank of the raw feature among the tickers that have
     a value on that date (``tasks.core.ranking``). ``threads``: features computed at once (same
     result for any value).
+
+    ``tail``: ``prices`` holds each ticker's trailing bars (``FeatureTail``); the rows of its new
+    bars are what a whole-history build gives them, the others are not (their windows and ranks
+    are cut). ``ema_states``: a ``(n_tickers, 3)`` float64 array filled with each ticker's
+    ``EMA_STATE_COLUMNS`` at its last bar, what a later ``FeatureTail`` continues from.
     """
     layout = layout if layout is not None else bar_layout(prices)  # a caller may share one layout
-    return _output_frame(prices, layout, _feature_block(prices, layout, ranked=True, dtype="float32", threads=threads))
+    block = _feature_block(prices, layout, ranked=True, dtype="float32", threads=threads, tail=tail,
+                           ema_states=ema_states)
+    return _output_frame(prices, layout, block)
