@@ -9,6 +9,7 @@ it, several new days at once; the real sample in ../shared/data is used when it 
 from __future__ import annotations
 
 import logging
+import re
 from datetime import date
 from pathlib import Path
 
@@ -40,12 +41,14 @@ def _write_prices(store: Store, panel: pd.DataFrame) -> None:
 
 
 def _build(store: Store, panel: pd.DataFrame, caplog) -> tuple[pd.DataFrame, str]:
+    """The dataset of ``panel`` and how it was built (``DatasetInfo.built``, which the log says too)."""
     _write_prices(store, panel)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="numerflow.tasks.model.dataset"):
         info = build_dataset(store, SOURCE, TARGET)
-    said = " ".join(r.getMessage() for r in caplog.records if r.name == "numerflow.tasks.model.dataset")
-    return read_parquet(Path(info.path)), said
+    logged = " ".join(r.getMessage() for r in caplog.records if r.name == "numerflow.tasks.model.dataset")
+    assert info.built and info.built in logged
+    return read_parquet(Path(info.path)), info.built
 
 
 def _assert_append_equals_rebuild(tmp_path: Path, caplog, panels: list[pd.DataFrame]) -> list[str]:
@@ -78,9 +81,13 @@ def test_each_new_day_appended_equals_a_whole_rebuild(tmp_path, caplog):
     days = ["2024-06-20", "2024-06-21", "2024-06-26", "2024-06-28"]  # one day, then 3 at once, then 2
     said = _assert_append_equals_rebuild(tmp_path, caplog, [_until(panel, day) for day in days])
     assert "built whole: no earlier dataset" in said[0]
-    assert all("new rows appended" in message for message in said[1:]), said
-    # The append really skipped work: the last dates' rows, and targets back to the first unlabelled date.
-    assert "new rows appended" in said[1] and "recomputed" in said[1]
+    assert all(message.startswith("appended") for message in said[1:]), said
+    # One new date of 120 tickers (a few on holiday), and the targets of the 22 dates before it (a few
+    # more: a ticker's own holidays put its 22nd-last bar further back, and the earliest one counts).
+    assert re.fullmatch(r"appended (\d+) new rows to [0-9a-f]{16}, the targets of its last ([\d,]+) rows recomputed",
+                        said[1])
+    new_rows, recomputed = (int(n.replace(",", "")) for n in re.findall(r"[\d,]+(?= new| rows rec)", said[1]))
+    assert 100 <= new_rows <= 120 and 22 * 100 <= recomputed <= 30 * 120
 
 
 def test_listings_that_start_after_or_stop_before_the_last_build_and_nan_bars(tmp_path, caplog):
@@ -95,7 +102,7 @@ def test_listings_that_start_after_or_stop_before_the_last_build_and_nan_bars(tm
     panel.loc[after & (pd.to_datetime(panel["date"]).dt.day % 2 == 0), "adj_close"] = np.nan  # NaN bars after day 1
     panel = panel.reset_index(drop=True)
     said = _assert_append_equals_rebuild(tmp_path, caplog, [_until(panel, day1), panel])
-    assert "new rows appended" in said[1], said
+    assert said[1].startswith("appended"), said
 
 
 def test_a_revised_or_repulled_history_is_built_whole_and_says_which(tmp_path, caplog):
@@ -153,4 +160,17 @@ def test_real_sample_days_appended_equal_a_whole_rebuild(tmp_path, caplog):
     last_days = np.sort(pd.to_datetime(panel["date"]).unique())[-4:]
     panels = [panel.loc[pd.to_datetime(panel["date"]) <= day].reset_index(drop=True) for day in last_days]
     said = _assert_append_equals_rebuild(tmp_path, caplog, panels)
-    assert all("new rows appended" in message for message in said[1:]), said
+    assert all(message.startswith("appended") for message in said[1:]), said
+
+
+def test_a_damaged_earlier_dataset_is_not_appended_to_but_rebuilt_whole(tmp_path, caplog):
+    panel = _demo_panel(tickers=40)
+    store = Store(tmp_path / "s")
+    _build(store, _until(panel, "2024-06-20"), caplog)
+    earlier = next(p for p in store.root.joinpath("features").glob("*.parquet") if p.name.count(".") == 1)
+    earlier.write_bytes(earlier.read_bytes()[: earlier.stat().st_size // 2])  # cut in half by a bad copy
+    later = _until(panel, "2024-06-21")
+    dataset, built = _build(store, later, caplog)
+    assert built.startswith(f"built whole: the earlier dataset {earlier.name} cannot be read")
+    rebuilt, _ = _build(Store(tmp_path / "fresh"), later, caplog)
+    pd.testing.assert_frame_equal(dataset, rebuilt, check_exact=True)

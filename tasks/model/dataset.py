@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from numerflow.tasks.core.config import FeaturesSettings, TargetSettings
 from numerflow.tasks.core.errors import BadInputError
@@ -48,6 +49,8 @@ class DatasetInfo:
     last_date: str
     labelled_rows: int
     feature_names: list[str]
+    #: How this run got it: "appended to <snapshot> …", "built whole: <why>" or "reused" (tasks.model.increment).
+    built: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -127,15 +130,21 @@ def build_dataset(store: Store, source: str, target: TargetSettings,
         snapshot = hashlib.sha256(f"{snapshot}:calendar-days".encode()).hexdigest()[:16]
     path = store.features_path(snapshot)
     appendable = extra is None and not calendar_days  # built-in features only (tasks.model.increment)
+    built = "reused: this price snapshot's dataset exists"
     if not path.exists():
         # The bar columns the features and targets read, tickers as categories (a feature source gets
         # every column as stored): the price panel is the stage's largest input.
         prices = (read_parquet(prices_dir) if extra is not None
                   else read_parquet(prices_dir, columns=PANEL_COLUMNS, categorical=["ticker"]))
-        panel_last = _last_date(prices)
-        appendable = appendable and panel_last is not None  # no dates: the whole build says what is wrong
+        panel_last = _last_date(prices)  # None: no dates, which the whole build reports
         key = increment.settings_key(target, DATASET_VERSION)
-        if not (appendable and panel_last and _append_to_previous(store, source, target, prices, path, key, panel_last)):
+        if not appendable:
+            built = "built whole: datasets with feature sources or Crypto's calendar are not appended"
+        elif panel_last is None:
+            appendable, built = False, "built whole"
+        else:
+            built = _append_to_previous(store, source, target, prices, path, key, panel_last)
+        if not built.startswith("appended"):
             loaded = plugins.load_sources(features, prices, store.root, source)  # bad sources fail before any work
             hashes = increment.panel_hashes(prices) if appendable else None  # for the history file below
             layout = bar_layout(prices) if appendable else None  # shared with the history
@@ -157,7 +166,7 @@ def build_dataset(store: Store, source: str, target: TargetSettings,
                 write_json(path.with_suffix(".coverage.json"), report)
             write_parquet(path, dataset, dictionary=["ticker"])  # float columns: no dictionary attempt
             del dataset
-            if history is not None and panel_last:  # after the dataset: a history file describes a whole dataset
+            if history is not None and panel_last is not None:  # after the dataset: a history file describes a whole dataset
                 increment.write_history(path, history, source, key, panel_last)
     # The figures from the ids and targets only; the feature names (which the sources decide) from the schema.
     dataset = read_parquet(path, columns=["ticker", "date", "target"], categorical=["ticker"])
@@ -170,6 +179,7 @@ def build_dataset(store: Store, source: str, target: TargetSettings,
         last_date=str(dataset["date"].max().date()),
         labelled_rows=int(dataset["target"].notna().sum()),
         feature_names=feature_columns_of(path),
+        built=built,
     )
 
 
@@ -180,21 +190,27 @@ def _last_date(prices: pd.DataFrame) -> date | None:
 
 
 def _append_to_previous(store: Store, source: str, target: TargetSettings, prices: pd.DataFrame, path: Path,
-                        key: str, panel_last: date) -> bool:
-    """Write ``path`` as an earlier dataset of ``source`` plus the new bars' rows, if the bars only grew
-    since (``tasks.model.increment``); False, with the reason logged, when it must be built whole."""
+                        key: str, panel_last: date) -> str:
+    """Write ``path`` as an earlier dataset of ``source`` plus the new bars' rows if the bars only grew
+    since (``tasks.model.increment``): "appended …"; else nothing is written: "built whole: <why>"."""
     previous = increment.find_previous(store, source, key, panel_last)
-    outcome = (increment.extend(prices, previous, target) if previous is not None
-               else f"no earlier dataset of {source!r} with these settings")
+    try:
+        outcome = (increment.extend(prices, previous, target) if previous is not None
+                   else f"no earlier dataset of {source!r} with these settings")
+        if not isinstance(outcome, str):
+            increment.write_extended(path, outcome)
+    except (OSError, pa.ArrowException) as exc:  # a damaged earlier dataset: this one is built whole
+        assert previous is not None
+        outcome = f"the earlier dataset {previous.path.name} cannot be read ({type(exc).__name__}: {exc})"
     if isinstance(outcome, str):
         log.info("dataset %s built whole: %s", path.name, outcome)
-        return False
+        return f"built whole: {outcome}"
     assert previous is not None
-    increment.write_extended(path, outcome)
     increment.write_history(path, outcome.history, source, key, panel_last)
-    log.info("dataset %s: %d new rows appended to %s, the targets of its last %d rows recomputed", path.name,
-             outcome.new_rows, previous.path.name, outcome.recomputed_rows)
-    return True
+    how = (f"appended {outcome.new_rows:,} new rows to {previous.path.stem}, the targets of its last "
+           f"{outcome.recomputed_rows:,} rows recomputed")
+    log.info("dataset %s: %s", path.name, how)
+    return how
 
 
 def live_rows(dataset: pd.DataFrame, universe_ids: pd.Series, max_staleness_days: int = 5) -> pd.DataFrame:

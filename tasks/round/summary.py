@@ -28,7 +28,7 @@ def run_summary(result: RoundResult) -> dict[str, Any]:
         "mode": result.mode,
         "prices": result.prices.as_dict(),
         "dataset": {"path": dataset.path, "rows": dataset.rows, "tickers": dataset.tickers,
-                    "first_date": dataset.first_date, "last_date": dataset.last_date},
+                    "first_date": dataset.first_date, "last_date": dataset.last_date, "built": dataset.built},
         "model": {"id": model.model_id, "trained": model.trained, "decision": model.decision},
         # Weekly-era summaries (tasks.model.eras); a model trained before eras existed has n_dates instead.
         "validation": {k: model.validation.get(k) for k in ("mean", "std", "sharpe", "max_drawdown", "positive_share",
@@ -114,7 +114,8 @@ def render_summary(s: dict[str, Any]) -> str:
         f"  prices      {_prices_line(s['prices'])}",
         *(["  problems    tickers without fresh bars, by cause:", *render_failure_groups(s["prices"]["causes"])]
           if s["prices"].get("causes") else []),
-        f"  dataset     {s['dataset']['rows']:,} rows, {s['dataset']['first_date']} → {s['dataset']['last_date']}",
+        f"  dataset     {s['dataset']['rows']:,} rows, {s['dataset']['first_date']} → {s['dataset']['last_date']}"
+        + (f" ({s['dataset']['built']})" if s["dataset"].get("built") else ""),
         f"  model       {s['model']['id']} ({s['model']['decision']})",
         f"  validation  {_validation_line(v)}",
         # Crypto pays on MMC and has no neutralizer: no ALPHA line.
