@@ -146,13 +146,15 @@ def build_dataset(store: Store, source: str, target: TargetSettings,
             built = _append_to_previous(store, source, target, prices, path, key, panel_last)
         if not built.startswith("appended"):
             loaded = plugins.load_sources(features, prices, store.root, source)  # bad sources fail before any work
-            hashes = increment.panel_hashes(prices) if appendable else None  # for the history file below
-            layout = bar_layout(prices) if appendable else None  # shared with the history
+            # The history file's rows (tasks.model.increment) before the features, while less is held.
+            layout = bar_layout(prices) if appendable else None
+            history = None if layout is None else increment.dataset_history(
+                prices, layout, increment.panel_hashes(prices), target)
             ema_states = None if layout is None else np.full((layout.n_tickers, len(EMA_STATE_COLUMNS)), np.nan)
             dataset = build_dataset_frame(prices, target, loaded, features if extra is not None else None,
                                           calendar_days=calendar_days, layout=layout, ema_states=ema_states)
-            history = (None if layout is None or ema_states is None or hashes is None
-                       else increment.dataset_history(prices, layout, ema_states, hashes, target))
+            if history is not None and ema_states is not None:
+                increment.set_ema_states(history, ema_states)
             names = [n for s in loaded for n in s.feature_names]
             del prices, loaded, layout  # not held while the dataset is written (Arrow's copy of it is as big)
             if extra is not None:

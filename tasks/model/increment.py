@@ -161,15 +161,22 @@ def panel_hashes(prices: pd.DataFrame) -> np.ndarray:
     return ticker_hashes(row_hashes(prices, _day_numbers(prices)), codes, len(names))
 
 
-def dataset_history(prices: pd.DataFrame, layout: BarLayout, ema_states: np.ndarray, hashes: np.ndarray,
-                    target: TargetSettings) -> pd.DataFrame:
-    """``HISTORY_SCHEMA`` rows of every ticker of a whole price panel and its ``layout``, with the
-    ``ema_states`` its features were computed with (``compute_features``) and its ``panel_hashes``."""
+def dataset_history(prices: pd.DataFrame, layout: BarLayout, hashes: np.ndarray, target: TargetSettings) -> pd.DataFrame:
+    """``HISTORY_SCHEMA`` rows of every ticker of a whole price panel and its ``layout``, with its
+    ``panel_hashes``; the EMA columns are NaN until ``set_ema_states`` (after the features), so this
+    runs before the features, while less is held."""
     bars = np.bincount(layout.ticker_code, minlength=layout.n_tickers)
     dates = pd.to_datetime(prices["date"]).to_numpy()[layout.rows]
     lookback, unlabelled = _bar_dates(layout, dates, np.maximum(bars - LOOKBACK_BARS, 0),
                                       np.maximum(bars - target.lag - target.horizon, 0))
-    return _history_frame(ticker_codes(prices["ticker"])[1], bars, hashes, lookback, unlabelled, ema_states)
+    no_states = np.full((layout.n_tickers, len(EMA_STATE_COLUMNS)), np.nan)
+    return _history_frame(ticker_codes(prices["ticker"])[1], bars, hashes, lookback, unlabelled, no_states)
+
+
+def set_ema_states(history: pd.DataFrame, ema_states: np.ndarray) -> None:
+    """Fill ``history``'s EMA columns from ``compute_features``' ``ema_states`` (same ticker order)."""
+    for which, name in enumerate(EMA_STATE_COLUMNS):
+        history[name] = ema_states[:, which]
 
 
 def write_history(dataset_path: Path, history: pd.DataFrame, source: str, key: str, last_date: date) -> None:
