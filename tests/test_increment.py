@@ -114,7 +114,7 @@ def test_a_revised_or_repulled_history_is_built_whole_and_says_which(tmp_path, c
     earlier = (later["ticker"] == revised) & (pd.to_datetime(later["date"]) <= pd.Timestamp("2024-06-20"))
     later.loc[earlier, "adj_close"] *= 0.99
     said = _assert_append_equals_rebuild(tmp_path, caplog, [day1, later])
-    assert "built whole" in said[1] and "1 tickers' rows up to 2024-06-20 changed" in said[1] and revised in said[1]
+    assert "built whole" in said[1] and "1 ticker's rows up to 2024-06-20 changed" in said[1] and revised in said[1]
 
 
 def test_a_ticker_added_with_its_history_is_built_whole(tmp_path, caplog):

@@ -278,8 +278,8 @@ def extend(prices: pd.DataFrame, previous: PreviousDataset, target: TargetSettin
     position = pd.Index(names).get_indexer(before)
     changed = before[old_hashes[position] != history["rows_hash"].to_numpy()]
     if len(changed):
-        return (f"{len(changed)} tickers' rows up to {previous.last_date} changed (re-pulled or revised, "
-                f"e.g. {list(changed[:5])})")
+        whose = "1 ticker's rows" if len(changed) == 1 else f"{len(changed)} tickers' rows"
+        return f"{whose} up to {previous.last_date} changed (re-pulled or revised, e.g. {list(changed[:5])})"
 
     adj_close = prices["adj_close"].to_numpy(dtype="float64", na_value=np.nan)
     new_bar = ~old_rows & np.isfinite(adj_close)
