@@ -27,7 +27,7 @@ import os
 import re
 import secrets
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,11 +186,19 @@ def _write_frame_in_slices(path: Path, data: pd.DataFrame, schema: pa.Schema | N
     """``write_parquet`` of a long DataFrame: one Arrow slice of WRITE_SLICE_ROWS rows at a time."""
     # The whole frame's schema (a column empty in the first slice still gets its real type).
     schema = schema or pa.Schema.from_pandas(data, preserve_index=False)
+    slices = (pa.Table.from_pandas(data.iloc[start:start + WRITE_SLICE_ROWS], schema=schema, preserve_index=False)
+              for start in range(0, len(data), WRITE_SLICE_ROWS))
+    return write_parquet_tables(path, schema, slices, dictionary)
+
+
+def write_parquet_tables(path: Path, schema: pa.Schema, tables: Iterable[pa.Table],
+                         dictionary: list[str] | None = None) -> Path:
+    """Atomically write Arrow ``tables`` of ``schema``, one after another, as one Parquet file with
+    ``write_parquet``'s settings; only the table being written is held (the iterable makes the others)."""
     with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd",
                                                     use_dictionary=True if dictionary is None else dictionary) as writer:
-        for start in range(0, len(data), WRITE_SLICE_ROWS):
-            writer.write_table(pa.Table.from_pandas(data.iloc[start:start + WRITE_SLICE_ROWS], schema=schema,
-                                                    preserve_index=False))
+        for table in tables:
+            writer.write_table(table)
     return Path(path)
 
 

@@ -26,8 +26,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +39,7 @@ import pyarrow.parquet as pq
 
 from numerflow.tasks.core.config import TargetSettings
 from numerflow.tasks.core.schemas import as_strings
-from numerflow.tasks.core.store import Store, atomic_path, write_parquet
+from numerflow.tasks.core.store import Store, write_parquet, write_parquet_tables
 from numerflow.tasks.model.features import (
     EMA_STATE_COLUMNS,
     LOOKBACK_BARS,
@@ -244,17 +246,19 @@ def write_extended(path: Path, extended: Extended) -> None:
     """Atomically write ``extended`` as ``path``: the kept rows copied one row group at a time (never the
     whole previous dataset in memory), then the tail."""
     source = pq.ParquetFile(extended.previous)
-    schema = source.schema_arrow.remove_metadata()
-    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd", use_dictionary=["ticker"]) as out:
+
+    def kept() -> Iterator[pa.Table]:
         copied = 0
         for index in range(source.num_row_groups):
             if copied >= extended.kept_rows:
-                break
+                return
             group = source.read_row_group(index).replace_schema_metadata(None)
             group = group.slice(0, min(group.num_rows, extended.kept_rows - copied))
-            out.write_table(group)
             copied += group.num_rows
-        out.write_table(extended.tail)
+            yield group
+
+    write_parquet_tables(path, source.schema_arrow.remove_metadata(), chain(kept(), [extended.tail]),
+                         dictionary=["ticker"])
 
 
 def extend(prices: pd.DataFrame, previous: PreviousDataset, target: TargetSettings) -> Extended | str:
