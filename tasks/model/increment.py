@@ -35,11 +35,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from numerflow.tasks.core.config import TargetSettings
 from numerflow.tasks.core.schemas import as_strings
-from numerflow.tasks.core.store import Store, write_parquet, write_parquet_tables
+from numerflow.tasks.core.store import Store, read_parquet, write_parquet, write_parquet_tables
 from numerflow.tasks.model.features import (
     EMA_STATE_COLUMNS,
     LOOKBACK_BARS,
@@ -207,7 +208,7 @@ def find_previous(store: Store, source: str, key: str, before: date) -> Previous
     if best is None:
         return None
     try:
-        history = pq.read_table(history_path(best[1])).to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)
+        history = read_parquet(history_path(best[1]))
     except (OSError, pa.ArrowException):
         return None
     return PreviousDataset(path=best[1], history=history, last_date=best[0])
@@ -226,20 +227,6 @@ class Extended:
     history: pd.DataFrame
     new_rows: int
     recomputed_rows: int
-
-
-def _rows_from(source: pq.ParquetFile, start: int) -> pa.Table:
-    """Rows ``start`` … end of a Parquet file, reading only the row groups that hold them."""
-    groups, first = [], 0
-    for index in range(source.num_row_groups):
-        rows = source.metadata.row_group(index).num_rows
-        if first + rows > start:
-            groups.append(index)
-        first += rows
-    if not groups:
-        return source.schema_arrow.empty_table()
-    table = source.read_row_groups(groups)
-    return table.slice(start - (first - table.num_rows))
 
 
 def write_extended(path: Path, extended: Extended) -> None:
@@ -325,11 +312,9 @@ def extend(prices: pd.DataFrame, previous: PreviousDataset, target: TargetSettin
         **target_columns(target_prices, target.horizon, target.lag, target.bins, target_layout),
     })
 
-    old_file = pq.ParquetFile(previous.path)
-    old_days = pq.read_table(previous.path, columns=["date"]).column("date").to_numpy()
-    keep = int(np.searchsorted(old_days.astype("datetime64[D]").astype(np.int64), cutoff_day, side="left"))
-    del old_days
-    middle = _rows_from(old_file, keep).to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)
+    # The previous rows from the cutoff on (rows are sorted by date: only the last row groups are read).
+    middle = read_parquet(previous.path, filter_expr=ds.field("date") >= pd.Timestamp(cutoff_day, unit="D"))
+    keep = pq.ParquetFile(previous.path).metadata.num_rows - len(middle)
     target_days = _day_numbers(targets)
     relabelled, appended = targets.loc[target_days <= last_day], targets.loc[target_days > last_day]
     if not (_same_ids(middle, relabelled) and _same_ids(features, appended)):
@@ -339,7 +324,7 @@ def extend(prices: pd.DataFrame, previous: PreviousDataset, target: TargetSettin
         features[name] = appended[name].to_numpy()
     features["ticker"] = as_strings(features["ticker"])
     tail_frame = pd.concat([middle, features[list(middle.columns)]], ignore_index=True)
-    schema = old_file.schema_arrow.remove_metadata()
+    schema = pq.read_schema(previous.path).remove_metadata()
     tail_table = pa.Table.from_pandas(tail_frame, schema=schema, preserve_index=False).replace_schema_metadata(None)
 
     # The next base: tickers with new bars get their new counts, dates and states; the others keep theirs.
