@@ -17,10 +17,14 @@ def ticker_date_keys(*frames: pd.DataFrame) -> list[np.ndarray]:
     codes = pc.dictionary_encode(tickers).indices.to_numpy(zero_copy_only=False).astype(np.int64)
     keys, start = [], 0
     for frame in frames:
-        days = frame["date"].to_numpy(dtype="datetime64[D]").astype(np.int64)
-        keys.append(codes[start:start + len(frame)] * (1 << 32) + (days + (1 << 31)))
+        keys.append(codes[start:start + len(frame)] * (1 << 32) + (day_numbers(frame["date"]) + (1 << 31)))
         start += len(frame)
     return keys
+
+
+def day_numbers(dates: pd.Series) -> np.ndarray:
+    """Each date as its day number since 1970-01-01 (int64), whatever the column's time unit."""
+    return dates.to_numpy(dtype="datetime64[D]").astype(np.int64)
 
 
 def match_ticker_dates(rows: pd.DataFrame, other: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -39,6 +39,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from numerflow.tasks.core.config import TargetSettings
+from numerflow.tasks.core.row_keys import day_numbers
 from numerflow.tasks.core.schemas import as_strings
 from numerflow.tasks.core.store import Store, read_parquet, write_parquet, write_parquet_tables
 from numerflow.tasks.model.features import (
@@ -125,10 +126,6 @@ def ticker_hashes(hashes: np.ndarray, codes: np.ndarray, n_tickers: int, rows: n
     return np.bincount(codes, weights=hashes, minlength=n_tickers).astype(np.int64)
 
 
-def _day_numbers(prices: pd.DataFrame) -> np.ndarray:
-    return pd.to_datetime(prices["date"]).to_numpy().astype("datetime64[D]").astype(np.int64)
-
-
 # --- the history of a built dataset --------------------------------------------------------
 
 
@@ -161,7 +158,7 @@ def panel_hashes(prices: pd.DataFrame) -> np.ndarray:
     """``ticker_hashes`` of every row of a whole price panel, in ``ticker_codes`` order (computed
     before the features, while the panel is all that is held)."""
     codes, names = ticker_codes(prices["ticker"])
-    return ticker_hashes(row_hashes(prices, _day_numbers(prices)), codes, len(names))
+    return ticker_hashes(row_hashes(prices, day_numbers(prices["date"])), codes, len(names))
 
 
 def dataset_history(prices: pd.DataFrame, layout: BarLayout, hashes: np.ndarray, target: TargetSettings) -> pd.DataFrame:
@@ -250,7 +247,7 @@ def write_extended(path: Path, extended: Extended) -> None:
 
 def extend(prices: pd.DataFrame, previous: PreviousDataset, target: TargetSettings) -> Extended | str:
     """The dataset of ``prices`` built from ``previous`` (module docstring), or the reason it cannot be."""
-    days = _day_numbers(prices)
+    days = day_numbers(prices["date"])
     last_day = (previous.last_date - date(1970, 1, 1)).days
     codes, names = ticker_codes(prices["ticker"])
     n_tickers = len(names)
@@ -299,7 +296,7 @@ def extend(prices: pd.DataFrame, previous: PreviousDataset, target: TargetSettin
     tail = FeatureTail(first_bar=first_bar, new_column=old_bars[chosen] - first_bar, ema_state=ema_state[chosen])
     new_states = np.full((feature_layout.n_tickers, len(EMA_STATE_COLUMNS)), np.nan)
     features = compute_features(feature_prices, layout=feature_layout, tail=tail, ema_states=new_states)
-    features = features.loc[_day_numbers(features) > last_day].reset_index(drop=True)
+    features = features.loc[day_numbers(features["date"]) > last_day].reset_index(drop=True)
 
     # Targets: every row from the first date whose target a new bar may complete.
     cutoff = unlabelled[has_new & ~np.isnat(unlabelled)]
@@ -315,7 +312,7 @@ def extend(prices: pd.DataFrame, previous: PreviousDataset, target: TargetSettin
     # The previous rows from the cutoff on (rows are sorted by date: only the last row groups are read).
     middle = read_parquet(previous.path, filter_expr=ds.field("date") >= pd.Timestamp(cutoff_day, unit="D"))
     keep = pq.ParquetFile(previous.path).metadata.num_rows - len(middle)
-    target_days = _day_numbers(targets)
+    target_days = day_numbers(targets["date"])
     relabelled, appended = targets.loc[target_days <= last_day], targets.loc[target_days > last_day]
     if not (_same_ids(middle, relabelled) and _same_ids(features, appended)):
         return f"the dataset {previous.path.name} does not match its history file"
@@ -352,4 +349,4 @@ def extend(prices: pd.DataFrame, previous: PreviousDataset, target: TargetSettin
 def _same_ids(left: pd.DataFrame, right: pd.DataFrame) -> bool:
     return (len(left) == len(right)
             and np.array_equal(left["ticker"].to_numpy(dtype=object), right["ticker"].to_numpy(dtype=object))
-            and np.array_equal(_day_numbers(left), _day_numbers(right)))
+            and np.array_equal(day_numbers(left["date"]), day_numbers(right["date"])))
