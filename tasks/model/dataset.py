@@ -148,8 +148,7 @@ def build_dataset(store: Store, source: str, target: TargetSettings,
             loaded = plugins.load_sources(features, prices, store.root, source)  # bad sources fail before any work
             # The history file's rows (tasks.model.increment) before the features, while less is held.
             layout = bar_layout(prices) if appendable else None
-            history = None if layout is None else increment.dataset_history(
-                prices, layout, increment.panel_hashes(prices), target)
+            history = None if layout is None else increment.dataset_history(prices, layout, target)
             ema_states = None if layout is None else np.full((layout.n_tickers, len(EMA_STATE_COLUMNS)), np.nan)
             dataset = build_dataset_frame(prices, target, loaded, features if extra is not None else None,
                                           calendar_days=calendar_days, layout=layout, ema_states=ema_states)

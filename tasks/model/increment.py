@@ -154,23 +154,18 @@ def _history_frame(names: np.ndarray, bars: np.ndarray, rows_hash: np.ndarray, l
     return frame
 
 
-def panel_hashes(prices: pd.DataFrame) -> np.ndarray:
-    """``ticker_hashes`` of every row of a whole price panel, in ``ticker_codes`` order (computed
-    before the features, while the panel is all that is held)."""
+def dataset_history(prices: pd.DataFrame, layout: BarLayout, target: TargetSettings) -> pd.DataFrame:
+    """``HISTORY_SCHEMA`` rows of every ticker of a whole price panel and its ``layout``; the EMA
+    columns are NaN until ``set_ema_states`` (after the features), so this runs before the features,
+    while less is held."""
     codes, names = ticker_codes(prices["ticker"])
-    return ticker_hashes(row_hashes(prices, day_numbers(prices["date"])), codes, len(names))
-
-
-def dataset_history(prices: pd.DataFrame, layout: BarLayout, hashes: np.ndarray, target: TargetSettings) -> pd.DataFrame:
-    """``HISTORY_SCHEMA`` rows of every ticker of a whole price panel and its ``layout``, with its
-    ``panel_hashes``; the EMA columns are NaN until ``set_ema_states`` (after the features), so this
-    runs before the features, while less is held."""
+    hashes = ticker_hashes(row_hashes(prices, day_numbers(prices["date"])), codes, len(names))
     bars = np.bincount(layout.ticker_code, minlength=layout.n_tickers)
     dates = pd.to_datetime(prices["date"]).to_numpy()[layout.rows]
     lookback, unlabelled = _bar_dates(layout, dates, np.maximum(bars - LOOKBACK_BARS, 0),
                                       np.maximum(bars - target.lag - target.horizon, 0))
     no_states = np.full((layout.n_tickers, len(EMA_STATE_COLUMNS)), np.nan)
-    return _history_frame(ticker_codes(prices["ticker"])[1], bars, hashes, lookback, unlabelled, no_states)
+    return _history_frame(names, bars, hashes, lookback, unlabelled, no_states)
 
 
 def set_ema_states(history: pd.DataFrame, ema_states: np.ndarray) -> None:
