@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+from bench_round import load_average  # the same load figure as the round bench (this folder)
 
 from numerflow.tasks.core.config import TargetSettings
 from numerflow.tasks.core.schemas import PRICE_SCHEMA
@@ -79,10 +79,6 @@ def same_files(left: str, right: str) -> bool:
         if not pq.read_table(left, columns=[name]).column(name).equals(pq.read_table(right, columns=[name]).column(name)):
             return False
     return True
-
-
-def load_average() -> str:
-    return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
