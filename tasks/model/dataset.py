@@ -138,17 +138,21 @@ def build_dataset(store: Store, source: str, target: TargetSettings,
                   else read_parquet(prices_dir, columns=PANEL_COLUMNS, categorical=["ticker"]))
         panel_last = _last_date(prices)  # None: no dates, which the whole build reports
         key = increment.settings_key(target, DATASET_VERSION)
+        # Once per panel: the append's check of the earlier rows and the whole build's history both need them.
+        hashes = increment.row_hashes(prices) if appendable and panel_last is not None else None
         if not appendable:
             built = "built whole: datasets with feature sources or Crypto's calendar are not appended"
-        elif panel_last is None:
+        elif panel_last is None or hashes is None:
             appendable, built = False, "built whole"
         else:
-            built = _append_to_previous(store, source, target, prices, path, key, panel_last)
+            built = _append_to_previous(store, source, target, prices, hashes, path, key, panel_last)
         if not built.startswith("appended"):
             loaded = plugins.load_sources(features, prices, store.root, source)  # bad sources fail before any work
             # The history file's rows (tasks.model.increment) before the features, while less is held.
             layout = bar_layout(prices) if appendable else None
-            history = None if layout is None else increment.dataset_history(prices, layout, target)
+            history = (increment.dataset_history(prices, layout, target, hashes)
+                       if layout is not None and hashes is not None else None)
+            del hashes
             ema_states = None if layout is None else np.full((layout.n_tickers, len(EMA_STATE_COLUMNS)), np.nan)
             dataset = build_dataset_frame(prices, target, loaded, features if extra is not None else None,
                                           calendar_days=calendar_days, layout=layout, ema_states=ema_states)
@@ -190,13 +194,13 @@ def _last_date(prices: pd.DataFrame) -> date | None:
     return None if pd.isna(last) else last.date()
 
 
-def _append_to_previous(store: Store, source: str, target: TargetSettings, prices: pd.DataFrame, path: Path,
-                        key: str, panel_last: date) -> str:
+def _append_to_previous(store: Store, source: str, target: TargetSettings, prices: pd.DataFrame,
+                        hashes: np.ndarray, path: Path, key: str, panel_last: date) -> str:
     """Write ``path`` as an earlier dataset of ``source`` plus the new bars' rows if the bars only grew
     since (``tasks.model.increment``): "appended …"; else nothing is written: "built whole: <why>"."""
     previous = increment.find_previous(store, source, key, panel_last)
     try:
-        outcome = (increment.extend(prices, previous, target) if previous is not None
+        outcome = (increment.extend(prices, previous, target, hashes) if previous is not None
                    else f"no earlier dataset of {source!r} with these settings")
         if not isinstance(outcome, str):
             increment.write_extended(path, outcome)

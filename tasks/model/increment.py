@@ -108,10 +108,11 @@ def _mix(values: np.ndarray) -> np.ndarray:
     return values
 
 
-def row_hashes(prices: pd.DataFrame, days: np.ndarray) -> np.ndarray:
+def row_hashes(prices: pd.DataFrame) -> np.ndarray:
     """A float64 hash (an integer below 2**37) of each row's date, close, adj_close and volume: the
-    columns the features and targets read."""
-    hashed = days.astype(np.uint64) * _COLUMN_MULTIPLIERS[0]
+    columns the features and targets read. Computed once per panel: the append's check and the whole
+    build's history file both sum it per ticker (``ticker_hashes``)."""
+    hashed = day_numbers(prices["date"]).astype(np.uint64) * _COLUMN_MULTIPLIERS[0]
     for column, multiplier in zip(("close", "adj_close", "volume"), _COLUMN_MULTIPLIERS[1:], strict=True):
         bits = prices[column].to_numpy(dtype="float64", na_value=np.nan).view(np.uint64)
         hashed ^= bits * multiplier
@@ -154,18 +155,18 @@ def _history_frame(names: np.ndarray, bars: np.ndarray, rows_hash: np.ndarray, l
     return frame
 
 
-def dataset_history(prices: pd.DataFrame, layout: BarLayout, target: TargetSettings) -> pd.DataFrame:
-    """``HISTORY_SCHEMA`` rows of every ticker of a whole price panel and its ``layout``; the EMA
+def dataset_history(prices: pd.DataFrame, layout: BarLayout, target: TargetSettings,
+                    hashes: np.ndarray) -> pd.DataFrame:
+    """``HISTORY_SCHEMA`` rows of every ticker of a whole price panel, its ``layout`` and ``row_hashes``; the EMA
     columns are NaN until ``set_ema_states`` (after the features), so this runs before the features,
     while less is held."""
     codes, names = ticker_codes(prices["ticker"])
-    hashes = ticker_hashes(row_hashes(prices, day_numbers(prices["date"])), codes, len(names))
     bars = np.bincount(layout.ticker_code, minlength=layout.n_tickers)
     dates = pd.to_datetime(prices["date"]).to_numpy()[layout.rows]
     lookback, unlabelled = _bar_dates(layout, dates, np.maximum(bars - LOOKBACK_BARS, 0),
                                       np.maximum(bars - target.lag - target.horizon, 0))
     no_states = np.full((layout.n_tickers, len(EMA_STATE_COLUMNS)), np.nan)
-    return _history_frame(names, bars, hashes, lookback, unlabelled, no_states)
+    return _history_frame(names, bars, ticker_hashes(hashes, codes, len(names)), lookback, unlabelled, no_states)
 
 
 def set_ema_states(history: pd.DataFrame, ema_states: np.ndarray) -> None:
@@ -240,15 +241,16 @@ def write_extended(path: Path, extended: Extended) -> None:
                          dictionary=["ticker"])
 
 
-def extend(prices: pd.DataFrame, previous: PreviousDataset, target: TargetSettings) -> Extended | str:
-    """The dataset of ``prices`` built from ``previous`` (module docstring), or the reason it cannot be."""
+def extend(prices: pd.DataFrame, previous: PreviousDataset, target: TargetSettings, hashes: np.ndarray
+           ) -> Extended | str:
+    """The dataset of ``prices`` (its ``row_hashes``: ``hashes``) built from ``previous`` (module docstring),
+    or the reason it cannot be."""
     days = day_numbers(prices["date"])
     last_day = (previous.last_date - date(1970, 1, 1)).days
     codes, names = ticker_codes(prices["ticker"])
     n_tickers = len(names)
     old_rows = days <= last_day
     old_counts = np.bincount(codes[old_rows], minlength=n_tickers)
-    hashes = row_hashes(prices, days)
     old_hashes = ticker_hashes(hashes, codes, n_tickers, old_rows)
 
     history = previous.history
